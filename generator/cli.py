@@ -1,0 +1,103 @@
+"""The `gen` command line: thin commands that parse flags, call the core once, and print.
+
+Errors are adapted to exit codes in one place (`main`), so no command prints a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from generator import __version__
+from generator.errors import EXIT_INTERNAL, EXIT_USAGE, EXIT_USER, GenError, Problem
+
+def emit(fmt: str, payload: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(payload, indent=2, sort_keys=True) if fmt == "json" else text)
+
+
+def warn(warnings: tuple[Problem, ...]) -> None:
+    for warning in warnings:
+        click.echo(warning.render(), err=True)
+
+
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                      show_default=True, help="Output for people (text) or machines (json).")
+
+
+# Command name -> "module:function". Modules load only when their command runs, so heavy
+# imports (jsonschema, libvirt, kubernetes, git) never slow down other commands.
+COMMANDS = {
+    "validate": "generator.commands.render:validate",
+    "render": "generator.commands.render:render",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        module = importlib.import_module(module_name)
+        command: click.Command = getattr(module, attr)
+        return command
+
+
+@click.group(cls=LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="gen", message="%(prog)s %(version)s")
+def cli() -> None:
+    """gen compiles environment blueprints into a pinned, reproducible GitOps repo.
+
+    \b
+    Typical loop:
+      gen validate env/lab        check the environment, report every problem at once
+      gen render env/lab          write rendered/lab (libvirt XML, boot services, ...)
+      gen render env/lab --check  exit 1 if rendered/lab is stale
+
+    \b
+    Exit codes: 0 ok, 1 bad input or failed check, 2 changes present (--detailed-exitcode),
+    3 destructive change not approved, 4 lock stale, 64 usage error, 70 internal error.
+    """
+
+
+def _fail(lines: list[str], code: int) -> NoReturn:
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: run the CLI and map every failure to DESIGN.md's exit codes."""
+    try:
+        code = cli.main(args=argv, prog_name="gen", standalone_mode=False)
+        sys.exit(code or 0)
+    except GenError as exc:
+        _fail(exc.lines(), exc.exit_code)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        _fail(["aborted"], EXIT_USER)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        _fail(["interrupted"], 130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:  # noqa: BLE001 - the one place internal errors become exit 70
+        if os.environ.get("GEN_DEBUG"):
+            raise
+        _fail([f"internal error: {type(exc).__name__}: {exc}",
+               "this is a bug in gen: please report it with the command you ran "
+               "(set GEN_DEBUG=1 to see the traceback)"], EXIT_INTERNAL)

@@ -1,0 +1,79 @@
+"""`gen validate` and `gen render`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from generator.cli import FORMAT, emit, warn
+from generator.errors import EXIT_USER
+
+@click.command()
+@click.argument("env")
+@FORMAT
+def validate(env: str, fmt: str) -> None:
+    """Validate ENV against the schema and the semantic rules.
+
+    Every problem is reported at once, one line each, in file order, as
+    `FILE:LINE:COL: at FIELD.PATH: message (fix)`. Exit 1 when any is an error.
+
+    ENV is `env/NAME` (resolves to environments/NAME) or a path to an environment dir.
+    """
+    from generator.environment import load_environment
+
+    loaded = load_environment(env)
+    warn(loaded.warnings)
+    model = loaded.model
+    emit(fmt, {"environment": model.name, "valid": True, "nodes": len(model.nodes),
+                "warnings": [w.render() for w in loaded.warnings]},
+          f"{loaded.source.display(loaded.source.env_dir)}: valid "
+          f"({len(model.nodes)} nodes, {len(loaded.warnings)} warning(s))")
+
+
+@click.command()
+@click.argument("env")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (default: rendered/<env> in the repo root).")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 and list the differences if the output is stale.")
+@FORMAT
+def render(env: str, out: Path | None, check: bool, fmt: str) -> None:
+    """Render ENV into a directory of pinned, reproducible files.
+
+    Files no longer rendered are deleted; unchanged files are left untouched (their mtime
+    is kept), so `git status` in the output shows exactly what changed.
+
+    ENV is `env/NAME` (resolves to environments/NAME) or a path to an environment dir.
+    """
+    from generator.pipeline import render_environment
+    from generator.writer import compare, read_tree, write_tree
+
+    rendered = render_environment(env)
+    warn(rendered.loaded.warnings)
+    target = out or rendered.default_out()
+    if check:
+        changes = compare(read_tree(target), rendered.tree)
+    else:
+        changes = write_tree(target, rendered.tree, rendered.env_name)
+    payload = {"environment": rendered.env_name, "out": str(target), "files": len(rendered.tree),
+               "added": list(changes.added), "changed": list(changes.changed),
+               "removed": list(changes.removed), "stale": check and not changes.empty}
+    emit(fmt, payload, _render_summary(rendered.env_name, target, len(rendered.tree), changes,
+                                        check))
+    if check and not changes.empty:
+        sys.exit(EXIT_USER)
+
+
+def _render_summary(env: str, target: Path, count: int, changes: Any, check: bool) -> str:
+    rows = [f"+ {p}" for p in changes.added] + [f"~ {p}" for p in changes.changed] + [
+        f"- {p}" for p in changes.removed]
+    if check:
+        head = (f"{target}: up to date ({count} files)" if changes.empty else
+                f"{target}: stale, {len(rows)} difference(s); run `gen render env/{env}`")
+    else:
+        head = (f"rendered {env} -> {target}: {count} files, {len(changes.added)} added, "
+                f"{len(changes.changed)} changed, {len(changes.removed)} removed")
+    return "\n".join([head, *(rows if check else [])])

@@ -1,0 +1,239 @@
+"""Expand a validated document into the typed model: MACs, IPs, FQDNs and defaults.
+
+Pure and deterministic: derived MACs hash the environment and node name, so they are stable
+across machines and renders; free IPs are taken from the network's range in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from ipaddress import IPv4Address, ip_address, ip_network
+from typing import Any
+
+from generator import model as m
+from generator.errors import InvalidInput, Problem
+from generator.loader import Document
+from generator.units import parse_size
+
+DEFAULT_INTERFACE = "ens3"
+
+
+def derived_mac(environment: str, node: str, index: int) -> str:
+    """A stable, locally administered-looking libvirt MAC (prefix 52:54:00)."""
+    digest = hashlib.sha256(f"{environment}/{node}/{index}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+class _Allocator:
+    """Hands out free addresses from each network's declared range, in order."""
+
+    def __init__(self, networks: list[dict[str, Any]], taken: set[IPv4Address]) -> None:
+        self.cursor: dict[str, int] = {}
+        self.ranges: dict[str, tuple[int, int]] = {}
+        for net in networks:
+            if "range" in net:
+                start, end = (int(IPv4Address(net["range"][k])) for k in ("start", "end"))
+                self.ranges[net["name"]] = (start, end)
+                self.cursor[net["name"]] = start
+        self.taken = taken
+
+    def next(self, network: str) -> IPv4Address | None:
+        _, end = self.ranges[network]
+        while self.cursor[network] <= end:
+            candidate = IPv4Address(self.cursor[network])
+            self.cursor[network] += 1
+            if candidate not in self.taken:
+                self.taken.add(candidate)
+                return candidate
+        return None
+
+
+def expand(doc: Document, env_name: str) -> m.Environment:
+    data = doc.data
+    cluster = _cluster(data["cluster"], data.get("secrets", {}))
+    hypervisors = {h["name"]: h for h in data["hypervisors"]}
+    taken = {IPv4Address(n["ip"]) for node in data["nodes"] for n in node["nics"] if "ip" in n}
+    allocator = _Allocator(data["networks"], taken)
+    nodes, problems = [], []
+    for index, raw in enumerate(data["nodes"]):
+        node, missing = _node(raw, env_name, cluster, hypervisors, allocator)
+        nodes.append(node)
+        problems += [Problem(f"network '{net}' has no free address left in its range",
+                             doc.locate(("nodes", index, "nics", j)),
+                             "widen the range or set ip: explicitly") for j, net in missing]
+    if problems:
+        raise InvalidInput(problems)
+    node_tuple = tuple(nodes)
+    return m.Environment(
+        name=env_name,
+        blueprint=data["blueprint"],
+        cluster=cluster,
+        networks=tuple(_network(n) for n in data["networks"]),
+        hypervisors=tuple(_hypervisor(h) for h in data["hypervisors"]),
+        nodes=node_tuple,
+        services=_services(data.get("services", {}), node_tuple),
+        kubernetes=_kubernetes(data.get("kubernetes", {}), data.get("artifacts", {})),
+        os_artifacts=tuple(_os_artifact(k, v) for k, v in
+                           sorted(data.get("artifacts", {}).get("os", {}).items())),
+        images=tuple(sorted(data.get("artifacts", {}).get("images", {}).items())),
+        secrets=tuple(_secret(k, v) for k, v in sorted(data.get("secrets", {}).items())),
+    )
+
+
+def _secret(name: str, raw: dict[str, str]) -> m.SecretRef:
+    source = "env" if "env" in raw else "file"
+    return m.SecretRef(name=name, source=source, ref=raw[source])
+
+
+def _cluster(raw: dict[str, Any], secrets: dict[str, Any]) -> m.Cluster:
+    flavour = raw["flavour"]
+    return m.Cluster(
+        flavour=flavour,
+        name=raw["name"],
+        base_domain=raw["baseDomain"],
+        version=raw.get("version"),
+        kubernetes_version=raw.get("kubernetesVersion"),
+        network_type=raw.get("networkType", "flannel" if flavour == "kubeadm" else "OVNKubernetes"),
+        cluster_network=tuple(m.ClusterNetwork(ip_network(c["cidr"]), c.get("hostPrefix"))
+                              for c in raw["clusterNetwork"]),
+        service_network=tuple(ip_network(c) for c in raw["serviceNetwork"]),
+        masters_schedulable=raw.get("mastersSchedulable", False),
+        pull_secret=_secret("pullSecret", raw["pullSecret"]) if "pullSecret" in raw else None,
+        ssh_keys=tuple(_secret(f"sshAuthorizedKeys[{i}]", k)
+                       for i, k in enumerate(raw.get("sshAuthorizedKeys", []))),
+    )
+
+
+def _node(raw: dict[str, Any], env_name: str, cluster: m.Cluster,
+          hypervisors: dict[str, Any], allocator: _Allocator,
+          ) -> tuple[m.Node, list[tuple[int, str]]]:
+    hv = hypervisors.get(raw.get("hypervisor", ""), {})
+    pool = hv.get("pool", {}).get("name", "default")
+    nics, missing = [], []
+    for j, nic in enumerate(raw["nics"]):
+        ip = IPv4Address(nic["ip"]) if "ip" in nic else allocator.next(nic["network"])
+        if ip is None:
+            missing.append((j, nic["network"]))
+            ip = IPv4Address(0)
+        nics.append(m.Nic(network=nic["network"],
+                          mac=nic.get("mac", derived_mac(env_name, raw["name"], j)).lower(),
+                          ip=ip, interface=nic.get("interface", DEFAULT_INTERFACE)))
+    disks = tuple(m.Disk(name=d["name"], size_bytes=parse_size(d["size"]),
+                         pool=d.get("pool", pool), format=d.get("format", "qcow2"),
+                         backing_image=d.get("backingImage"), protect=d.get("protect", False))
+                  for d in raw.get("disks", []))
+    node = m.Node(
+        name=raw["name"], role=raw["role"], hypervisor=raw.get("hypervisor", ""),
+        vcpu=raw["vcpu"], memory_mib=parse_size(raw["memory"]) // 1024**2,
+        disks=disks, nics=tuple(nics), fqdn=f"{raw['name']}.{cluster.domain}",
+        firmware=raw.get("firmware", "bios"), boot=raw.get("boot", "pxe"),
+        image=raw.get("image"), install_dev=raw.get("installDev"),
+        protect=raw.get("protect", False))
+    return node, missing
+
+
+def _network(raw: dict[str, Any]) -> m.Network:
+    libvirt = raw.get("libvirt")
+    return m.Network(
+        name=raw["name"], cidr=ip_network(raw["cidr"]),
+        gateway=IPv4Address(raw["gateway"]) if "gateway" in raw else None,
+        dns=tuple(IPv4Address(d) for d in raw.get("dns", [])),
+        bridge=raw.get("bridge"),
+        libvirt_mode=libvirt["mode"] if libvirt else None,
+        libvirt_dhcp=bool(libvirt and libvirt.get("dhcp", False)),
+        vlan=raw.get("vlan"))
+
+
+def _hypervisor(raw: dict[str, Any]) -> m.Hypervisor:
+    return m.Hypervisor(name=raw["name"], uri=raw["uri"],
+                        domain_type=raw.get("domainType", "kvm"),
+                        pool_name=raw["pool"]["name"], pool_path=raw["pool"]["path"],
+                        bridge=raw.get("bridge"))
+
+
+def _default_host(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> str | None:
+    if "host" in raw:
+        return str(raw["host"])
+    helpers = [n.name for n in nodes if n.role == "helper"]
+    return helpers[0] if helpers else None
+
+
+def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
+    default = _default_host(raw, nodes)
+
+    def host(section: dict[str, Any]) -> str:
+        return str(section.get("host") or default or "")
+
+    dns, dhcp, pxe, http, haproxy, nfs = (raw.get(k) for k in
+                                          ("dns", "dhcp", "pxe", "http", "haproxy", "nfs"))
+    by_name = {n.name: n for n in nodes}
+    return m.Services(
+        dns=m.DnsService(
+            provider=dns["provider"], host=host(dns),
+            forwarders=tuple(IPv4Address(f) for f in dns.get("forwarders", [])),
+            ttl=dns.get("ttl", 300),
+            records=tuple(m.DnsRecord(r["name"], r["type"], r["value"])
+                          for r in dns.get("records", []))) if dns else None,
+        dhcp=m.DhcpService(
+            provider=dhcp["provider"], host=host(dhcp),
+            network=dhcp.get("network") or (by_name[host(dhcp)].nic.network
+                                            if host(dhcp) in by_name else ""),
+            pool=(ip_address(dhcp["pool"]["start"]), ip_address(dhcp["pool"]["end"]))
+            if "pool" in dhcp else None,
+            deny_unknown_clients=dhcp.get("denyUnknownClients", True),
+            lease_time=dhcp.get("leaseTime", 3600),
+            bios_file=dhcp.get("bootFiles", {}).get("bios", "pxelinux.0"),
+            uefi_file=dhcp.get("bootFiles", {}).get("uefi", "grubx64.efi")) if dhcp else None,
+        pxe=m.PxeService(
+            ip_mode=pxe.get("ipMode", "static"), install_dev=pxe.get("installDev", "/dev/vda"),
+            rootfs=pxe.get("rootfs", "live"), interface=pxe.get("interface", DEFAULT_INTERFACE),
+            kernel_args=tuple(pxe.get("kernelArgs", []))) if pxe else None,
+        http=m.HttpService(host=host(http), port=http.get("port", 8080)) if http else None,
+        haproxy=m.HaproxyService(
+            host=host(haproxy), stats_port=haproxy.get("statsPort", 9000),
+            balance=haproxy.get("balance", "roundrobin"),
+            ingress_http_port=haproxy.get("ingressNodePorts", {}).get("http", 80),
+            ingress_https_port=haproxy.get("ingressNodePorts", {}).get("https", 443),
+        ) if haproxy else None,
+        nfs=m.NfsService(host=host(nfs), exports=tuple(
+            m.NfsExport(e["path"], tuple(m.NfsClient(c["host"], tuple(c.get("options", [])))
+                                         for c in e["clients"]))
+            for e in nfs.get("exports", []))) if nfs else None,
+    )
+
+
+def _kubernetes(raw: dict[str, Any], artifacts: dict[str, Any]) -> m.Kubernetes:
+    cni, ingress, storage = raw.get("cni", {}), raw.get("ingress", {}), raw.get("storage", {})
+    nfs, registry = storage.get("nfs"), raw.get("registry", {})
+    ports = ingress.get("nodePorts", {})
+    manifest = cni.get("manifest")
+    return m.Kubernetes(
+        cni=cni.get("name"),
+        cni_manifest=m.ManifestRef(f"cni/{cni['name']}", manifest["url"], manifest.get("sha256"))
+        if manifest else None,
+        ingress=ingress.get("enabled", False),
+        ingress_http_nodeport=ports.get("http", 30080),
+        ingress_https_nodeport=ports.get("https", 30443),
+        nfs=m.NfsStorage(server=nfs["server"], path=nfs["path"],
+                         provisioner=nfs.get("provisioner", "static"),
+                         storage_class=nfs.get("storageClass", "nfs"),
+                         image=nfs.get("image", "nfs-subdir-external-provisioner"))
+        if nfs else None,
+        registry=m.Registry(host=registry["host"], size_bytes=parse_size(registry["size"]),
+                            nfs_path=registry["nfsPath"], image=registry.get("image", "registry"))
+        if registry.get("enabled") else None,
+        apps=tuple(m.App(name=a["name"], image=a["image"], replicas=a.get("replicas", 1),
+                         port=a["port"], host=a.get("host"),
+                         size_bytes=parse_size(a["size"]) if "size" in a else None,
+                         nfs_path=a.get("nfsPath"), mount_path=a.get("mountPath"))
+                   for a in raw.get("apps", [])),
+    )
+
+
+def _os_artifact(name: str, raw: dict[str, Any]) -> m.OsArtifact:
+    stream = raw.get("stream", {})
+    kind = raw.get("kind") or stream.get("artifact") or "image"
+    return m.OsArtifact(name=name, kind=kind, url=raw.get("url"), sha256=raw.get("sha256"),
+                        stream_url=stream.get("url"), stream_artifact=stream.get("artifact"),
+                        arch=stream.get("arch", "x86_64"), platform=stream.get("platform", "metal"),
+                        format=stream.get("format"))

@@ -1,0 +1,52 @@
+"""Renderer families: one pure function per output family, listed in a plain registry.
+
+A family takes the typed model and the lock's pins and returns a Tree. It never writes,
+never reads the clock, the network or the environment, and never sees a secret value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from generator.model import Environment
+from generator.tree import Tree, check_path
+
+
+@dataclass(frozen=True, slots=True)
+class Pins:
+    """What the lock pins, as renderers need it. Empty when rendering unlocked."""
+
+    images: dict[str, str] = field(default_factory=dict)  # name -> repo@sha256:...
+    os: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (url, sha256)
+    manifests: dict[str, bytes] = field(default_factory=dict)  # name -> verified content
+
+    def image(self, env: Environment, name: str) -> str:
+        """The image reference to render: the locked digest form when pinned."""
+        return self.images.get(name) or env.image(name)
+
+
+Family = Callable[[Environment, Pins], Tree]
+
+
+def registry() -> dict[str, Family]:
+    """Family name -> render function. Imported lazily so `gen --help` stays fast."""
+    from generator.families import libvirt
+
+    return {
+        "libvirt": libvirt.render,
+    }
+
+
+def render_all(env: Environment, pins: Pins, only: tuple[str, ...] = ()) -> Tree:
+    """Every family's tree merged into one; two families writing one path is a bug."""
+    tree: Tree = {}
+    for name, family in registry().items():
+        if only and name not in only:
+            continue
+        for path, content in family(env, pins).items():
+            check_path(path)
+            if path in tree:
+                raise AssertionError(f"families collide on {path} ({name})")
+            tree[path] = content
+    return dict(sorted(tree.items()))

@@ -1,0 +1,53 @@
+"""Facts several families share: the helper's addresses and the URLs nodes boot from.
+
+Kept here so that DHCP, PXE, HTTP and Ignition can never disagree on a URL.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from generator.model import Environment, Node, OsArtifact
+
+
+def service_ip(env: Environment, host: str) -> IPv4Address:
+    """The primary address of the node that runs a service."""
+    return env.node(host).ip
+
+
+def load_balancer_ip(env: Environment) -> IPv4Address | None:
+    """Where api, api-int and *.apps point: the HAProxy host, else the services host."""
+    services = env.services
+    if services.haproxy is not None:
+        return service_ip(env, services.haproxy.host)
+    if services.http is not None:
+        return service_ip(env, services.http.host)
+    return None
+
+
+def http_base(env: Environment) -> str:
+    """`http://<helper ip>:<port>`: the helper web server nodes fetch from."""
+    http = env.services.http
+    if http is None:
+        raise ValueError("no HTTP service declared")
+    return f"http://{service_ip(env, http.host)}:{http.port}"
+
+
+def ignition_url(env: Environment, node: Node) -> str:
+    """The node's own Ignition file, which merges its role's config."""
+    return f"{http_base(env)}/ignition/{node.name}.ign"
+
+
+def role_ignition_url(env: Environment, role: str) -> str:
+    """The role config `openshift-install create ignition-configs` produced."""
+    return f"{http_base(env)}/ignition/{role}.ign"
+
+
+def install_url(env: Environment, artifact: OsArtifact) -> str:
+    """Artifacts are published under their stable name; the lock pins their content."""
+    return f"{http_base(env)}/install/{artifact.name}"
+
+
+def os_artifact(env: Environment, kind: str) -> OsArtifact | None:
+    """The first OS artifact of a kind (kernel, initramfs, rootfs, disk, image)."""
+    return next((a for a in env.os_artifacts if a.kind == kind), None)

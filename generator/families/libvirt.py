@@ -1,0 +1,162 @@
+"""libvirt definitions per hypervisor: networks, the storage pool, volumes and domains.
+
+Built as ElementTree structures, never glued from strings. Every object carries a
+`<metadata>` element in gen's XML namespace naming the environment, so the reconciler can
+tell what it owns.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from generator.model import Environment, Hypervisor, Network, Node
+from generator.tree import Tree, lines
+
+GEN_NS = "https://gen.invalid/xmlns/libvirt/1"
+ET.register_namespace("gen", GEN_NS)
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
+
+def render(env: Environment, pins: object) -> Tree:
+    tree: Tree = {}
+    for hv in env.hypervisors:
+        nodes = [n for n in env.nodes if n.hypervisor == hv.name]
+        if not nodes:
+            continue
+        base = f"hypervisors/{hv.name}"
+        used = {nic.network for n in nodes for nic in n.nics}
+        for net in env.networks:
+            if net.name in used:
+                tree[f"{base}/networks/{net.name}.xml"] = _xml(network_xml(env, net, hv))
+        tree[f"{base}/pools/{hv.pool_name}.xml"] = _xml(pool_xml(env, hv))
+        for node in nodes:
+            for disk_index in range(len(node.disks)):
+                vol = volume_xml(env, node, disk_index)
+                tree[f"{base}/volumes/{volume_name(node, disk_index)}.xml"] = _xml(vol)
+            tree[f"{base}/domains/{node.name}.xml"] = _xml(domain_xml(env, node, hv))
+    return tree
+
+
+def _xml(element: ET.Element) -> bytes:
+    ET.indent(element, space="  ")
+    return lines(ET.tostring(element, encoding="unicode"))
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
+    child = ET.SubElement(parent, tag, attrib)
+    if text is not None:
+        child.text = text
+    return child
+
+
+def ownership(env: Environment, kind: str, **extra: str) -> ET.Element:
+    """`<metadata><gen:owner env=... kind=.../></metadata>`: gen's inventory marker."""
+    metadata = ET.Element("metadata")
+    ET.SubElement(metadata, f"{{{GEN_NS}}}owner", {"env": env.name, "kind": kind, **extra})
+    return metadata
+
+
+def network_xml(env: Environment, net: Network, hv: Hypervisor) -> ET.Element:
+    root = ET.Element("network")
+    _sub(root, "name", net.name)
+    root.append(ownership(env, "network"))
+    if net.libvirt_mode is None:
+        _sub(root, "forward", mode="bridge")
+        _sub(root, "bridge", name=net.bridge or hv.bridge or "br0")
+    else:
+        if net.libvirt_mode != "isolated":
+            _sub(root, "forward", mode=net.libvirt_mode)
+        _sub(root, "ip", address=str(net.gateway or next(net.cidr.hosts())),
+             netmask=str(net.cidr.netmask))
+        if net.libvirt_dhcp:
+            _dhcp_hosts(env, net, root.find("ip"))  # type: ignore[arg-type]
+    if net.vlan is not None:
+        _sub(_sub(root, "vlan"), "tag", id=str(net.vlan))
+    return root
+
+
+def _dhcp_hosts(env: Environment, net: Network, ip: ET.Element) -> None:
+    dhcp = _sub(ip, "dhcp")
+    for node in env.nodes:
+        for nic in node.nics:
+            if nic.network == net.name:
+                _sub(dhcp, "host", mac=nic.mac, name=node.name, ip=str(nic.ip))
+
+
+def pool_xml(env: Environment, hv: Hypervisor) -> ET.Element:
+    root = ET.Element("pool", type="dir")
+    _sub(root, "name", hv.pool_name)
+    _sub(_sub(root, "target"), "path", hv.pool_path)
+    return root
+
+
+def volume_name(node: Node, disk_index: int) -> str:
+    disk = node.disks[disk_index]
+    return f"{node.name}-{disk.name}.{disk.format}"
+
+
+def volume_xml(env: Environment, node: Node, disk_index: int) -> ET.Element:
+    disk = node.disks[disk_index]
+    root = ET.Element("volume", type="file")
+    _sub(root, "name", volume_name(node, disk_index))
+    _sub(root, "capacity", str(disk.size_bytes), unit="bytes")
+    _sub(_sub(root, "target"), "format", type=disk.format)
+    backing = disk.backing_image or (node.image if disk_index == 0 and node.boot == "image"
+                                     else None)
+    if backing:
+        store = _sub(root, "backingStore")
+        _sub(store, "path", f"{_pool_path(env, node)}/{backing}")
+        _sub(store, "format", type="qcow2")
+    return root
+
+
+def _pool_path(env: Environment, node: Node) -> str:
+    return next(h.pool_path for h in env.hypervisors if h.name == node.hypervisor)
+
+
+def domain_xml(env: Environment, node: Node, hv: Hypervisor) -> ET.Element:
+    root = ET.Element("domain", type=hv.domain_type)
+    _sub(root, "name", node.name)
+    root.append(ownership(env, "domain", node=node.name, role=node.role))
+    _sub(root, "memory", str(node.memory_mib * 1024), unit="KiB")
+    _sub(root, "currentMemory", str(node.memory_mib * 1024), unit="KiB")
+    _sub(root, "vcpu", str(node.vcpu), placement="static")
+    _os(root, node)
+    features = _sub(root, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    _sub(root, "on_poweroff", "destroy")
+    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_crash", "destroy")
+    _devices(_sub(root, "devices"), node)
+    return root
+
+
+def _os(root: ET.Element, node: Node) -> None:
+    os = _sub(root, "os")
+    _sub(os, "type", "hvm", arch="x86_64", machine="q35" if node.firmware == "uefi" else "pc")
+    if node.firmware == "uefi":
+        _sub(os, "loader", OVMF_CODE, readonly="yes", type="pflash")
+        _sub(os, "nvram", f"/var/lib/libvirt/qemu/nvram/{node.name}_VARS.fd",
+             template=OVMF_VARS)
+    if node.boot == "pxe":
+        _sub(os, "boot", dev="network")
+    _sub(os, "boot", dev="hd")
+
+
+def _devices(devices: ET.Element, node: Node) -> None:
+    for index, disk in enumerate(node.disks):
+        element = _sub(devices, "disk", type="volume", device="disk")
+        _sub(element, "driver", name="qemu", type=disk.format)
+        _sub(element, "source", pool=disk.pool, volume=volume_name(node, index))
+        _sub(element, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
+    for nic in node.nics:
+        element = _sub(devices, "interface", type="network")
+        _sub(element, "mac", address=nic.mac)
+        _sub(element, "source", network=nic.network)
+        _sub(element, "model", type="virtio")
+    serial = _sub(devices, "serial", type="pty")
+    _sub(serial, "target", port="0")
+    console = _sub(devices, "console", type="pty")
+    _sub(console, "target", type="serial", port="0")

@@ -1,0 +1,289 @@
+"""The typed model: frozen, slotted dataclasses built from a validated, expanded document.
+
+Renderers read only this model. Everything here is already checked and expanded: every NIC
+has a MAC and an IP, every node an FQDN, every size is in bytes or MiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+CONTROL_PLANE_ROLES = ("bootstrap", "master")
+BOOT_ORDER = ("bootstrap", "master", "worker")
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """A secret by reference only. Its value is never read while rendering."""
+
+    name: str
+    source: str  # "env" or "file"
+    ref: str  # variable name or path
+
+    def marker(self) -> str:
+        """The placeholder a rendered file carries; filled in on the target at converge."""
+        return f"@@gen-secret:{self.name}@@"
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    name: str
+    size_bytes: int
+    pool: str
+    format: str = "qcow2"
+    backing_image: str | None = None
+    protect: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Nic:
+    network: str
+    mac: str
+    ip: IPv4Address
+    interface: str = "ens3"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    role: str
+    hypervisor: str
+    vcpu: int
+    memory_mib: int
+    disks: tuple[Disk, ...]
+    nics: tuple[Nic, ...]
+    fqdn: str
+    firmware: str = "bios"
+    boot: str = "pxe"
+    image: str | None = None
+    install_dev: str | None = None
+    protect: bool = False
+
+    @property
+    def nic(self) -> Nic:
+        """The primary NIC: the one nodes boot and are addressed on."""
+        return self.nics[0]
+
+    @property
+    def ip(self) -> IPv4Address:
+        return self.nics[0].ip
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    name: str
+    cidr: IPv4Network
+    gateway: IPv4Address | None
+    dns: tuple[IPv4Address, ...]
+    bridge: str | None
+    libvirt_mode: str | None  # nat | isolated | route, None for a host bridge
+    libvirt_dhcp: bool
+    vlan: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hypervisor:
+    name: str
+    uri: str
+    domain_type: str
+    pool_name: str
+    pool_path: str
+    bridge: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterNetwork:
+    cidr: IPv4Network
+    host_prefix: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    flavour: str
+    name: str
+    base_domain: str
+    version: str | None
+    kubernetes_version: str | None
+    network_type: str
+    cluster_network: tuple[ClusterNetwork, ...]
+    service_network: tuple[IPv4Network, ...]
+    masters_schedulable: bool
+    pull_secret: SecretRef | None
+    ssh_keys: tuple[SecretRef, ...]
+
+    @property
+    def domain(self) -> str:
+        """The cluster's DNS domain: `<name>.<baseDomain>`."""
+        return f"{self.name}.{self.base_domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsRecord:
+    name: str
+    type: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class DnsService:
+    provider: str
+    host: str
+    forwarders: tuple[IPv4Address, ...]
+    ttl: int
+    records: tuple[DnsRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpService:
+    provider: str
+    host: str
+    network: str
+    pool: tuple[IPv4Address, IPv4Address] | None
+    deny_unknown_clients: bool
+    lease_time: int
+    bios_file: str
+    uefi_file: str
+
+
+@dataclass(frozen=True, slots=True)
+class PxeService:
+    ip_mode: str
+    install_dev: str
+    rootfs: str  # live -> coreos.live.rootfs_url, image -> coreos.inst.image_url
+    interface: str
+    kernel_args: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpService:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class HaproxyService:
+    host: str
+    stats_port: int
+    balance: str
+    ingress_http_port: int
+    ingress_https_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class NfsClient:
+    host: str
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NfsExport:
+    path: str
+    clients: tuple[NfsClient, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NfsService:
+    host: str
+    exports: tuple[NfsExport, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    dns: DnsService | None
+    dhcp: DhcpService | None
+    pxe: PxeService | None
+    http: HttpService | None
+    haproxy: HaproxyService | None
+    nfs: NfsService | None
+
+
+@dataclass(frozen=True, slots=True)
+class NfsStorage:
+    server: str  # node name
+    path: str
+    provisioner: str
+    storage_class: str
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    name: str
+    image: str
+    replicas: int
+    port: int
+    host: str | None
+    size_bytes: int | None
+    nfs_path: str | None
+    mount_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    host: str
+    size_bytes: int
+    nfs_path: str
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRef:
+    name: str
+    url: str
+    sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Kubernetes:
+    cni: str | None
+    cni_manifest: ManifestRef | None
+    ingress: bool
+    ingress_http_nodeport: int
+    ingress_https_nodeport: int
+    nfs: NfsStorage | None
+    registry: Registry | None
+    apps: tuple[App, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OsArtifact:
+    """An OS artifact: a direct URL, or an entry of CoreOS stream metadata."""
+
+    name: str
+    kind: str  # kernel | initramfs | rootfs | disk | image
+    url: str | None
+    sha256: str | None
+    stream_url: str | None
+    stream_artifact: str | None
+    arch: str
+    platform: str
+    format: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    name: str
+    blueprint: str
+    cluster: Cluster
+    networks: tuple[Network, ...]
+    hypervisors: tuple[Hypervisor, ...]
+    nodes: tuple[Node, ...]
+    services: Services
+    kubernetes: Kubernetes
+    os_artifacts: tuple[OsArtifact, ...]
+    images: tuple[tuple[str, str], ...]
+    secrets: tuple[SecretRef, ...]
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def network(self, name: str) -> Network:
+        return next(n for n in self.networks if n.name == name)
+
+    def nodes_with_role(self, *roles: str) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role in roles)
+
+    def image(self, name: str) -> str:
+        """A container image reference by its artifact name (or the name itself)."""
+        return dict(self.images).get(name, name)

@@ -1,0 +1,258 @@
+"""Checks the schema cannot express: uniqueness, address plans, quorum, references.
+
+Pure: takes a schema-valid Document, returns Problems (errors and warnings) in any order.
+Role minimums (docs/architecture.md): a missing or duplicated bootstrap, or zero control
+planes, is an error; nodes smaller than the reference labs' minimums only warn, so scaled
+down test labs still render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
+from typing import Any
+
+from generator.errors import Problem
+from generator.loader import Document, FieldPath
+from generator.units import parse_size
+
+MIB = 1024 * 1024
+# (vcpu, memory MiB) minimums per flavour family and role, from reference/labs.md.
+MINIMUMS = {
+    "openshift": {"bootstrap": (4, 16384), "master": (4, 16384), "worker": (2, 8192)},
+    "kubeadm": {"master": (2, 2048), "worker": (1, 1024)},
+}
+
+
+class Checker:
+    """Collects problems against one document."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.data: dict[str, Any] = doc.data
+        self.problems: list[Problem] = []
+
+    def error(self, path: FieldPath, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(message, self.doc.locate(path), hint))
+
+    def warn(self, path: FieldPath, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(message, self.doc.locate(path), hint, warning=True))
+
+    def nodes(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        yield from enumerate(self.data.get("nodes", []))
+
+    def nics(self) -> Iterator[tuple[FieldPath, dict[str, Any], dict[str, Any]]]:
+        for i, node in self.nodes():
+            for j, nic in enumerate(node.get("nics", [])):
+                yield ("nodes", i, "nics", j), node, nic
+
+
+def semantic_problems(doc: Document) -> list[Problem]:
+    checker = Checker(doc)
+    for check in CHECKS:
+        check(checker)
+    return checker.problems
+
+
+def _unique(c: Checker, items: list[tuple[FieldPath, str]], what: str, hint: str) -> None:
+    seen: dict[str, FieldPath] = {}
+    for path, value in items:
+        key = value.lower()
+        if key in seen:
+            c.error(path, f"{what} '{value}' is already used at {_fmt(seen[key])}", hint)
+        else:
+            seen[key] = path
+
+
+def _fmt(path: FieldPath) -> str:
+    from generator.loader import format_path
+
+    return format_path(path)
+
+
+def check_unique_names(c: Checker) -> None:
+    for section in ("nodes", "networks", "hypervisors"):
+        items = [((section, i, "name"), x["name"]) for i, x in enumerate(c.data.get(section, []))]
+        _unique(c, items, f"{section[:-1]} name", "give each one its own name")
+
+
+def check_unique_addresses(c: Checker) -> None:
+    ips = [(p + ("ip",), nic["ip"]) for p, _, nic in c.nics() if "ip" in nic]
+    _unique(c, ips, "IP address", "give each NIC its own address")
+    macs = [(p + ("mac",), nic["mac"]) for p, _, nic in c.nics() if "mac" in nic]
+    _unique(c, macs, "MAC address", "two NICs sharing a MAC cannot both get their DHCP lease")
+
+
+def check_unicast_macs(c: Checker) -> None:
+    for path, _, nic in c.nics():
+        if "mac" in nic and int(nic["mac"][:2], 16) & 1:
+            c.error(path + ("mac",), f"'{nic['mac']}' is a multicast MAC address",
+                    "the first octet must be even, e.g. 52:54:00:...")
+
+
+def _networks(c: Checker) -> dict[str, tuple[int, IPv4Network]]:
+    result = {}
+    for i, net in enumerate(c.data.get("networks", [])):
+        try:
+            result[net["name"]] = (i, ip_network(net["cidr"]))
+        except ValueError:
+            pass  # reported by check_network_cidrs
+    return result
+
+
+def check_network_cidrs(c: Checker) -> None:
+    for i, net in enumerate(c.data.get("networks", [])):
+        try:
+            network = ip_network(net["cidr"])
+        except ValueError:
+            fixed = ip_network(net["cidr"], strict=False)
+            c.error(("networks", i, "cidr"), f"'{net['cidr']}' has host bits set",
+                    f"write {fixed}")
+            continue
+        _check_in_subnet(c, ("networks", i, "gateway"), net.get("gateway"), network, "gateway")
+        for key in ("start", "end"):
+            _check_in_subnet(c, ("networks", i, "range", key),
+                             net.get("range", {}).get(key), network, "range address")
+        if "bridge" not in net and "libvirt" not in net:
+            c.error(("networks", i), f"network '{net['name']}' has neither bridge nor libvirt",
+                    "set bridge: <host bridge> or libvirt: {mode: nat}")
+
+
+def _check_in_subnet(c: Checker, path: FieldPath, value: str | None, network: IPv4Network,
+                     what: str) -> None:
+    if value is None:
+        return
+    address = IPv4Address(value)
+    if address not in network:
+        c.error(path, f"{what} {value} is outside {network}", f"use an address in {network}")
+    elif network.prefixlen < 31 and address in (network.network_address,
+                                                 network.broadcast_address):
+        kind = "network" if address == network.network_address else "broadcast"
+        c.error(path, f"{value} is the {kind} address of {network}",
+                "use a host address inside the subnet")
+
+
+def check_nic_addresses(c: Checker) -> None:
+    networks = _networks(c)
+    for path, _, nic in c.nics():
+        if nic["network"] not in networks:
+            known = ", ".join(sorted(networks)) or "none"
+            c.error(path + ("network",), f"unknown network '{nic['network']}'",
+                    f"declared networks: {known}")
+        elif "ip" in nic:
+            _check_in_subnet(c, path + ("ip",), nic["ip"], networks[nic["network"]][1], "IP")
+
+
+def check_cidr_overlap(c: Checker) -> None:
+    cluster = c.data.get("cluster", {})
+    ranges: list[tuple[FieldPath, str, str]] = []
+    for i, item in enumerate(cluster.get("clusterNetwork", [])):
+        ranges.append((("cluster", "clusterNetwork", i, "cidr"), item["cidr"], "pod network"))
+    for i, cidr in enumerate(cluster.get("serviceNetwork", [])):
+        ranges.append((("cluster", "serviceNetwork", i), cidr, "service network"))
+    for i, net in enumerate(c.data.get("networks", [])):
+        ranges.append((("networks", i, "cidr"), net["cidr"], f"host network '{net['name']}'"))
+    parsed = [(p, ip_network(v, strict=False), what) for p, v, what in ranges]
+    for k, (path, net, what) in enumerate(parsed):
+        for other_path, other, other_what in parsed[:k]:
+            if net.overlaps(other):
+                c.error(path, f"{what} {net} overlaps {other_what} {other}",
+                        "pod, service and host CIDRs must not overlap")
+
+
+def check_hypervisors(c: Checker) -> None:
+    known = {h["name"] for h in c.data.get("hypervisors", [])}
+    for i, node in c.nodes():
+        hv = node.get("hypervisor")
+        if hv is not None and hv not in known:
+            c.error(("nodes", i, "hypervisor"), f"unknown hypervisor '{hv}'",
+                    f"declared hypervisors: {', '.join(sorted(known)) or 'none'}")
+        if hv is None and node.get("boot") == "pxe":
+            for j, nic in enumerate(node["nics"][:1]):
+                if "mac" not in nic:
+                    c.error(("nodes", i, "nics", j), f"PXE node '{node['name']}' has no MAC",
+                            "bare-metal PXE nodes need their NIC's MAC for the DHCP reservation")
+
+
+def check_control_plane(c: Checker) -> None:
+    flavour = c.data.get("cluster", {}).get("flavour")
+    roles = [node["role"] for _, node in c.nodes()]
+    masters = roles.count("master")
+    if masters == 0:
+        c.error(("nodes",), "no control-plane node (role master)", "add 1, 3 or 5 masters")
+    elif masters not in (1, 3, 5):
+        c.error(("nodes",), f"{masters} control-plane nodes cannot keep etcd quorum well",
+                "use 1, 3 or 5 masters")
+    elif masters == 1:
+        c.warn(("nodes",), "a single control-plane node has no etcd redundancy",
+               "use 3 masters for anything but a lab")
+    bootstraps = roles.count("bootstrap")
+    if flavour in ("openshift", "okd") and bootstraps != 1:
+        c.error(("nodes",), f"{flavour} UPI needs exactly one bootstrap node, found {bootstraps}",
+                "declare one node with role bootstrap")
+    if flavour == "kubeadm" and bootstraps:
+        c.error(("nodes",), "kubeadm clusters have no bootstrap node",
+                "use role master for the first control plane")
+
+
+def check_role_minimums(c: Checker) -> None:
+    flavour = c.data.get("cluster", {}).get("flavour")
+    family = "kubeadm" if flavour == "kubeadm" else "openshift"
+    for i, node in c.nodes():
+        minimum = MINIMUMS[family].get(node["role"])
+        if minimum is None:
+            continue
+        vcpu, memory = minimum
+        if node["vcpu"] < vcpu or parse_size(node["memory"]) < memory * MIB:
+            c.warn(("nodes", i), f"{node['role']} '{node['name']}' has {node['vcpu']} vCPU and "
+                   f"{node['memory']}, below the {vcpu} vCPU / {memory} MiB minimum",
+                   "fine for a test lab, too small for a real cluster")
+
+
+def check_service_hosts(c: Checker) -> None:
+    services = c.data.get("services", {})
+    names = {node["name"] for _, node in c.nodes()}
+    for key in ("host", "dns", "dhcp", "http", "haproxy", "nfs"):
+        value = services.get(key)
+        host, path = (value, ("services", "host")) if key == "host" else (
+            (value or {}).get("host"), ("services", key, "host"))
+        if host is not None and host not in names:
+            c.error(path, f"service host '{host}' is not a node",
+                    f"name one of the nodes: {', '.join(sorted(names))}")
+
+
+def check_records(c: Checker) -> None:
+    names = {node["name"] for _, node in c.nodes()}
+    reserved = names | {"api", "api-int", "*.apps"}
+    records = c.data.get("services", {}).get("dns", {}).get("records", [])
+    for i, record in enumerate(records):
+        if record["name"] in reserved:
+            c.error(("services", "dns", "records", i, "name"),
+                    f"record '{record['name']}' collides with a name gen already publishes",
+                    "choose another name; nodes, api, api-int and *.apps are generated")
+        if record["type"] == "A":
+            try:
+                ip_address(record["value"])
+            except ValueError:
+                c.error(("services", "dns", "records", i, "value"),
+                        f"'{record['value']}' is not an IPv4 address for an A record", "")
+
+
+def check_ip_sources(c: Checker) -> None:
+    ranged = {net["name"] for net in c.data.get("networks", []) if "range" in net}
+    for path, node, nic in c.nics():
+        if "ip" not in nic and nic["network"] not in ranged:
+            c.error(path, f"NIC of '{node['name']}' has no ip and network '{nic['network']}' "
+                    "has no range", "set ip: or declare range: {start, end} on the network")
+
+
+def check_sizes(c: Checker) -> None:
+    for i, node in c.nodes():
+        if parse_size(node["memory"]) < 256 * MIB:
+            c.error(("nodes", i, "memory"), f"{node['memory']} is too little memory",
+                    "give a VM at least 256MiB")
+
+
+CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
+          check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
+          check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes)

@@ -1,0 +1,20 @@
+"""Shared fixtures: the repo root and a scratch copy of it for tests that edit inputs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A scratch copy of the monorepo inputs (environments, blueprints) to edit freely."""
+    for name in ("environments", "blueprints"):
+        shutil.copytree(ROOT / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "lock").mkdir()
+    return tmp_path
