@@ -1,0 +1,71 @@
+"""The reconciler's data: diff items, plan actions, and the Provider protocol.
+
+A provider reads live state for its part of the rendered tree, normalizes it to an essence
+comparable with the rendered essence, and returns Actions. Applying an action must be
+idempotent: an interrupted converge re-plans and resumes from the journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from generator.model import Environment
+from generator.tree import Tree
+
+Op = Literal["create", "update", "replace", "delete"]
+SYMBOL: dict[str, str] = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
+
+# Waves (DESIGN.md): networks/pools -> boot services -> volumes/domains -> Kubernetes.
+# Deletes run last, in reverse wave order.
+WAVE_INFRA = 10
+WAVE_SERVICES = 20
+WAVE_VOLUMES = 30
+WAVE_DOMAINS = 40
+WAVE_KUBERNETES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DiffItem:
+    """One field-level difference: `op` is add | remove | change."""
+
+    op: str
+    path: str
+    old: Any = None
+    new: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One planned change to one live object."""
+
+    op: Op
+    provider: str  # libvirt | files | kubernetes
+    kind: str  # domain, network, pool, volume, service, ConfigMap, ...
+    name: str  # unique within provider+kind, e.g. "hv1/master0"
+    wave: int
+    changes: tuple[DiffItem, ...] = ()
+    forcing_field: str | None = None  # for replace: the field that forces it
+    destructive: bool = False  # deletes a VM or wipes a disk: needs --allow-destroy
+    note: str = ""  # e.g. "takes effect at next boot"
+    order: int = 0  # tie-breaker inside a wave (boot order: bootstrap, masters, workers)
+    payload: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the action, used by the journal."""
+        return f"{self.provider}:{self.kind}:{self.name}:{self.op}"
+
+
+class Provider(Protocol):
+    """A live system gen converges. Reads are side-effect free; apply does one action."""
+
+    name: str
+
+    def plan(self, env: Environment, tree: Tree) -> list[Action]:
+        """Actions that would make live state match `tree` (deletes only for owned objects)."""
+        ...
+
+    def apply(self, action: Action) -> None:
+        """Carry out one action; must be safe to repeat after an interruption."""
+        ...
