@@ -16,6 +16,7 @@ APT_PACKAGES=(
   docker-registry skopeo nix-bin
   # libvirt: test driver, real libvirtd with qemu, libvirt-python build deps
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc
+  libxml2-utils  # xmllint, which virt-xml-validate needs
   qemu-system-x86 qemu-utils ipxe-qemu
   # end-to-end PXE boot
   pxelinux syslinux-common ovmf grub-efi-amd64-bin busybox-static linux-image-cloud-amd64 cpio
