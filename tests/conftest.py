@@ -10,6 +10,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="Rewrite tests/golden/<env>/ from the current renderers.")
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True when run with `pytest --update-golden`: golden tests rewrite instead of compare."""
+    return bool(request.config.getoption("--update-golden"))
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A scratch copy of the monorepo inputs (environments, blueprints) to edit freely."""
