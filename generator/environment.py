@@ -15,6 +15,7 @@ from generator.loader import (
     Document,
     apply_role_defaults,
     deep_merge,
+    load_yaml,
     read_yaml_file,
 )
 from generator.schema import schema_problems
@@ -68,11 +69,14 @@ def resolve_env_dir(ref: str, cwd: Path | None = None) -> Path:
     raise UserError(f"environment '{ref}' not found (looked for {candidate / ENV_FILE})", hint)
 
 
-def load_documents(env_dir: Path) -> tuple[Source, Document]:
-    """Read env.yaml and its blueprint, merge them, and fill role defaults."""
+def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, Document]:
+    """Read env.yaml (or `env_text` standing in for it) and its blueprint, merge them, and
+    fill role defaults."""
     root = find_root(env_dir.parent)
     display = Source(root, env_dir.name, env_dir, env_dir).display
-    env_doc = read_yaml_file(env_dir / ENV_FILE, display(env_dir / ENV_FILE))
+    env_file = env_dir / ENV_FILE
+    env_doc = (read_yaml_file(env_file, display(env_file)) if env_text is None
+               else load_yaml(env_text, display(env_file)))
     blueprint_name = env_doc.data.get("blueprint") if isinstance(env_doc.data, dict) else None
     if not isinstance(blueprint_name, str) or not blueprint_name:
         raise InvalidInput([Problem("missing required key 'blueprint'", env_doc.locate(()),
@@ -98,10 +102,13 @@ def load_documents(env_dir: Path) -> tuple[Source, Document]:
     return source, merged
 
 
-def load_environment(ref: str, cwd: Path | None = None) -> Loaded:
-    """The whole front half: resolve, load, merge, validate, expand. Raises InvalidInput."""
+def load_environment(ref: str, cwd: Path | None = None, env_text: str | None = None) -> Loaded:
+    """The whole front half: resolve, load, merge, validate, expand. Raises InvalidInput.
+
+    `env_text` validates a candidate env.yaml (an edit not yet written) in place of the file.
+    """
     env_dir = resolve_env_dir(ref, cwd)
-    source, doc = load_documents(env_dir)
+    source, doc = load_documents(env_dir, env_text)
     problems = schema_problems(doc)
     if not problems:
         problems = semantic_problems(doc)

@@ -1,0 +1,157 @@
+"""In-place edits of environment YAML that keep comments, key order, quoting and indentation.
+
+Edits go through ruamel.yaml's round-trip mode with the file's own indentation, so a
+change touches only the lines it must. The caller validates the edited text before anything
+is written (see commands/edit.py), so an invalid edit leaves the file untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from ipaddress import IPv4Address, ip_network
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from generator.errors import UserError
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[([^\]]+)\]")
+
+
+def _guess_indent(text: str) -> tuple[int, int, int]:
+    """(mapping, sequence, offset) as the file writes them; ruamel's defaults otherwise."""
+    mapping, offset = 2, 2
+    lines = text.splitlines()
+    for before, after in zip(lines, lines[1:], strict=False):
+        if re.match(r"^[A-Za-z_][\w-]*:\s*(#.*)?$", before):
+            indent = len(after) - len(after.lstrip(" "))
+            if after.lstrip().startswith("- "):
+                offset = indent
+            elif indent and after.strip():
+                mapping = indent
+    return mapping, offset + 2, offset
+
+
+def _yaml(text: str) -> YAML:
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    mapping, sequence, offset = _guess_indent(text)
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    return yaml
+
+
+def load(text: str, display: str) -> tuple[YAML, Any]:
+    yaml = _yaml(text)
+    try:
+        return yaml, yaml.load(text)
+    except YAMLError as exc:
+        raise UserError(f"{display}: cannot edit: the file is not valid YAML ({exc})") from None
+
+
+def dump(yaml: YAML, data: Any) -> str:
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def parse_path(path: str) -> list[str | int]:
+    """`nodes[2].memory` -> ['nodes', 2, 'memory']; `nodes[worker0]` selects by name."""
+    parts: list[str | int] = []
+    for key, index in _PATH_PART.findall(path):
+        parts.append(key if key else (int(index) if index.lstrip("-").isdigit() else index))
+    if not parts or "".join(str(p) for p in parts).strip() == "":
+        raise UserError(f"'{path}' is not a field path", "write it like nodes[2].memory or "
+                        "nodes[worker0].memory or cluster.name")
+    return parts
+
+
+def _step(container: Any, part: str | int, so_far: str) -> Any:
+    if isinstance(container, CommentedSeq) and isinstance(part, str):
+        for index, item in enumerate(container):
+            if isinstance(item, dict) and item.get("name") == part:
+                return index
+        raise UserError(f"no item named '{part}' in {so_far}", "check the name")
+    if isinstance(container, CommentedSeq):
+        if not -len(container) <= part < len(container):  # type: ignore[operator]
+            raise UserError(f"{so_far} has no item [{part}]", f"it has {len(container)} item(s)")
+        return part
+    if isinstance(container, CommentedMap):
+        return part
+    raise UserError(f"{so_far} is not a mapping or list", "check the field path")
+
+
+def set_value(data: Any, path: str, raw_value: str) -> None:
+    """Set the field at `path` to `raw_value` parsed as a YAML scalar, list or mapping."""
+    parts = parse_path(path)
+    container, so_far = data, ""
+    for part in parts[:-1]:
+        key = _step(container, part, so_far or "the document")
+        so_far += f"[{part}]" if isinstance(part, int) else (f".{part}" if so_far else part)
+        if isinstance(container, CommentedMap) and key not in container:
+            container[key] = CommentedMap()
+        container = container[key]
+    last = _step(container, parts[-1], so_far or "the document")
+    container[last] = parse_value(raw_value)
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value as YAML: `8` -> 8, `true` -> True, `[a, b]` -> list, else text."""
+    try:
+        value = YAML().load(raw)
+    except YAMLError:
+        return raw
+    return raw if value is None and raw.strip() not in ("null", "~") else value
+
+
+def find_node(data: Any, name: str) -> int:
+    for index, node in enumerate(data.get("nodes") or []):
+        if node.get("name") == name:
+            return index
+    known = ", ".join(str(n.get("name")) for n in data.get("nodes") or [])
+    raise UserError(f"no node named '{name}'", f"nodes: {known}")
+
+
+def remove_node(data: Any, name: str) -> None:
+    del data["nodes"][find_node(data, name)]
+
+
+def add_node(data: Any, fields: dict[str, Any]) -> None:
+    """Append a node shaped like its neighbours (flow style if they are)."""
+    nodes = data.setdefault("nodes", CommentedSeq())
+    if any(n.get("name") == fields["name"] for n in nodes):
+        raise UserError(f"a node named '{fields['name']}' already exists", "pick another name")
+    node = CommentedMap(fields)
+    nics = CommentedSeq([CommentedMap(nic) for nic in fields.get("nics", [])])
+    if nics:
+        node["nics"] = nics
+    if nodes and getattr(nodes[-1], "fa", None) is not None and nodes[-1].fa.flow_style():
+        node.fa.set_flow_style()
+    nodes.append(node)
+
+
+def next_free_ip(data: Any, network: str, role: str) -> str:
+    """After the highest address of the same role, else the first free host address."""
+    cidr = next((n["cidr"] for n in data.get("networks") or [] if n.get("name") == network),
+                None)
+    if cidr is None:
+        raise UserError(f"unknown network '{network}'", "pass --network with a declared one")
+    used, same_role = set(), []
+    for node in data.get("nodes") or []:
+        for nic in node.get("nics") or []:
+            if nic.get("network") == network and nic.get("ip"):
+                used.add(IPv4Address(str(nic["ip"])))
+                if node.get("role") == role:
+                    same_role.append(IPv4Address(str(nic["ip"])))
+    for net in (data.get("networks") or []):
+        if net.get("name") == network and net.get("gateway"):
+            used.add(IPv4Address(str(net["gateway"])))
+    hosts = list(ip_network(str(cidr)).hosts())
+    start = hosts.index(max(same_role)) + 1 if same_role and max(same_role) in hosts else 0
+    for candidate in hosts[start:] + hosts[:start]:
+        if candidate not in used:
+            return str(candidate)
+    raise UserError(f"network '{network}' has no free address", "pass --ip explicitly")
