@@ -31,10 +31,12 @@ Family = Callable[[Environment, Pins], Tree]
 
 def registry() -> dict[str, Family]:
     """Family name -> render function. Imported lazily so `gen --help` stays fast."""
-    from generator.families import libvirt
+    from generator.families import ignition, libvirt, openshift
 
     return {
         "libvirt": libvirt.render,
+        "ignition": ignition.render,
+        "openshift": openshift.render,
     }
 
 

@@ -1,0 +1,172 @@
+"""Ignition per CoreOS node: hostname, a static NetworkManager keyfile, SSH keys, a merge pointer.
+
+OpenShift/OKD nodes that PXE-boot fetch `clusters/<c>/ignition/<node>.ign` from the helper
+(`coreos.inst.ignition_url`). That small per-node config carries only what differs per node
+and merges the role config that `openshift-install create ignition-configs` produced
+(`/ignition/<role>.ign` on the helper), pinned by sha512 when the lock knows its content.
+
+SSH keys are secret references: the rendered config carries `SecretRef.marker()` in
+`passwd.users[core].sshAuthorizedKeys`; converge fills the value in on the helper before it
+publishes the file. Every config is checked against gen's own schema for the subset of the
+spec it emits (schemas/ignition-<major.minor>.schema.json) before it leaves this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from generator.errors import UserError
+from generator.families import common
+from generator.model import Environment, Network, Nic, Node
+from generator.tree import Tree, canonical_json, lines
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+COREOS_FLAVOURS = ("openshift", "okd")
+IGNITION_ROLES = ("bootstrap", "master", "worker")
+CORE_USER = "core"
+MODE_PUBLIC = 0o644
+MODE_PRIVATE = 0o600  # NetworkManager ignores keyfiles that others can read
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What differs between Ignition spec versions, for the subset gen emits."""
+
+    version: str
+    schema: str  # file name under schemas/
+    hashes: tuple[str, ...]  # verification hash functions the spec accepts
+
+
+# Spec version -> differences. The subset gen emits (files with data URLs, users with SSH
+# keys, config.merge with verification) is unchanged from 3.0 to 3.4; moving to 3.4.0 is a
+# new row plus a copy of the schema with the new version const.
+SPECS = {
+    "3.3.0": Spec("3.3.0", "ignition-3.3.schema.json", ("sha256", "sha512")),
+}
+DEFAULT_SPEC = "3.3.0"
+
+
+def render(env: Environment, pins: Any, spec: str = DEFAULT_SPEC) -> Tree:
+    """`clusters/<cluster>/ignition/<node>.ign` for every PXE-booted CoreOS node."""
+    if env.cluster.flavour not in COREOS_FLAVOURS:
+        return {}
+    base = f"clusters/{env.cluster.name}/ignition"
+    tree: Tree = {}
+    for node in coreos_nodes(env):
+        config = node_config(env, node, pins, spec)
+        tree[f"{base}/{node.name}.ign"] = canonical_json(config)
+    return tree
+
+
+def coreos_nodes(env: Environment) -> tuple[Node, ...]:
+    """The nodes that boot CoreOS from the helper and so need an Ignition file."""
+    return tuple(n for n in env.nodes if n.role in IGNITION_ROLES and n.boot == "pxe")
+
+
+def node_config(env: Environment, node: Node, pins: Any, spec: str = DEFAULT_SPEC) -> dict:
+    """One node's Ignition config as a dict, validated against gen's schema for `spec`."""
+    config: dict[str, Any] = {
+        "ignition": {"version": SPECS[spec].version,
+                     "config": {"merge": [merge_resource(env, node.role, pins)]}},
+        "storage": {"files": [_file("/etc/hostname", lines(node.fqdn), MODE_PUBLIC)] + [
+            _file(f"/etc/NetworkManager/system-connections/{nic.interface}.nmconnection",
+                  nm_keyfile(env, nic, primary=index == 0), MODE_PRIVATE)
+            for index, nic in enumerate(node.nics)]},
+    }
+    if env.cluster.ssh_keys:
+        config["passwd"] = {"users": [{
+            "name": CORE_USER,
+            "sshAuthorizedKeys": [ref.marker() for ref in env.cluster.ssh_keys]}]}
+    check_config(config, spec, node.name)
+    return config
+
+
+def merge_resource(env: Environment, role: str, pins: Any) -> dict[str, Any]:
+    """The role config on the helper, with its sha512 when the lock holds its content."""
+    if env.services.http is None:
+        raise UserError(f"{env.cluster.flavour} nodes fetch Ignition over HTTP, but no "
+                        "services.http is declared",
+                        "add `services: {http: {port: 8080}}` (served by the helper)")
+    resource: dict[str, Any] = {"source": common.role_ignition_url(env, role)}
+    content = getattr(pins, "manifests", {}).get(f"ignition/{role}")
+    if content is not None:
+        resource["verification"] = {"hash": "sha512-" + hashlib.sha512(content).hexdigest()}
+    return resource
+
+
+def _file(path: str, content: bytes, mode: int) -> dict[str, Any]:
+    # overwrite: a re-provisioned node must not fail on a file the image already ships.
+    return {"path": path, "mode": mode, "overwrite": True,
+            "contents": {"source": data_url(content)}}
+
+
+def data_url(content: bytes) -> str:
+    """An RFC 2397 data URL, percent-encoded: readable in diffs, byte-exact when decoded."""
+    return "data:," + quote(content, safe="")
+
+
+def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
+    """A NetworkManager keyfile giving `nic` its static address from the blueprint.
+
+    Only the primary NIC carries the default route and the name servers, so a second
+    network can never steal them.
+    """
+    net = env.network(nic.network)
+    ipv4 = ["[ipv4]", "method=manual", f"address1={nic.ip}/{net.cidr.prefixlen}"]
+    if primary and net.gateway is not None:
+        ipv4.append(f"gateway={net.gateway}")
+    servers = name_servers(env, net) if primary else ()
+    if servers:
+        ipv4 += [f"dns={';'.join(str(s) for s in servers)};",
+                 f"dns-search={env.cluster.domain};"]
+    if not primary:
+        ipv4.append("never-default=true")
+    return lines(
+        "[connection]", f"id={nic.interface}", "type=ethernet",
+        f"interface-name={nic.interface}", "autoconnect=true", "",
+        *ipv4, "may-fail=false", "",
+        "[ipv6]", "method=disabled")
+
+
+def name_servers(env: Environment, net: Network) -> tuple[Any, ...]:
+    """The cluster's DNS server (the helper's BIND/dnsmasq), else the network's `dns`."""
+    dns = env.services.dns
+    if dns is not None and dns.host:
+        return (common.service_ip(env, dns.host),)
+    return net.dns
+
+
+@functools.cache
+def _validator(spec: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    with (SCHEMA_DIR / SPECS[spec].schema).open(encoding="utf-8") as handle:
+        return Draft202012Validator(json.load(handle))
+
+
+def check_config(config: dict[str, Any], spec: str, node: str) -> None:
+    """Raise a one-line UserError if `config` is not valid Ignition `spec` (gen's subset)."""
+    from jsonschema.exceptions import best_match
+
+    if spec not in SPECS:
+        raise UserError(f"Ignition spec {spec} is not supported",
+                        f"use one of: {', '.join(sorted(SPECS))}")
+    error = best_match(_validator(spec).iter_errors(config))
+    if error is None:
+        return
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    raise UserError(f"Ignition config for node '{node}' is not valid spec {spec}: at {where}: "
+                    f"{_short(error.instance)} fails {error.validator} "
+                    f"{_short(error.validator_value)}",
+                    "check that node's name, interface and addresses in the environment")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,103 @@
+"""OpenShift/OKD installer inputs: install-config.yaml and patches for its manifests dir.
+
+`openshift-install create manifests` reads (and deletes) `install-config.yaml`, so converge
+copies `clusters/<c>/openshift/` into a scratch work dir, fills the secret markers there,
+runs `create manifests`, copies `manifests/*` over the generated ones, then runs
+`create ignition-configs`; the role configs it writes are what every node's Ignition merges.
+
+pullSecret and sshKey are secret references: the rendered file carries markers only.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from generator.errors import UserError
+from generator.model import Environment, Node
+from generator.tree import Tree
+
+# OKD runs without Red Hat's registries; its documented stand-in pull secret is not secret.
+OKD_FAKE_PULL_SECRET = '{"auths":{"fake":{"auth":"aWQ6cGFzcwo="}}}'
+SCHEDULER_MANIFEST = "cluster-scheduler-02-config.yml"
+
+
+def render(env: Environment, pins: Any) -> Tree:
+    """`clusters/<c>/openshift/install-config.yaml` and `manifests/*` for OpenShift/OKD."""
+    if env.cluster.flavour not in ("openshift", "okd"):
+        return {}
+    base = f"clusters/{env.cluster.name}/openshift"
+    return {
+        f"{base}/install-config.yaml": yaml_bytes(install_config(env)),
+        f"{base}/manifests/{SCHEDULER_MANIFEST}": yaml_bytes(scheduler_manifest(env)),
+    }
+
+
+def install_config(env: Environment) -> dict[str, Any]:
+    """The installer's input for platform `none` (UPI): workers join later, so replicas 0."""
+    cluster = env.cluster
+    masters = env.nodes_with_role("master")
+    return {
+        "apiVersion": "v1",
+        "baseDomain": cluster.base_domain,
+        "metadata": {"name": cluster.name},
+        "controlPlane": {"name": "master", "hyperthreading": "Enabled",
+                         "replicas": len(masters)},
+        "compute": [{"name": "worker", "hyperthreading": "Enabled", "replicas": 0}],
+        "networking": {
+            "clusterNetwork": [_cluster_network(c) for c in cluster.cluster_network],
+            "serviceNetwork": [str(n) for n in cluster.service_network],
+            "machineNetwork": [{"cidr": cidr} for cidr in machine_networks(env)],
+            "networkType": cluster.network_type,
+        },
+        "platform": {"none": {}},
+        "pullSecret": pull_secret(env),
+        "sshKey": "\n".join(ref.marker() for ref in cluster.ssh_keys),
+    }
+
+
+def _cluster_network(net: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"cidr": str(net.cidr)}
+    if net.host_prefix is not None:
+        entry["hostPrefix"] = net.host_prefix
+    return entry
+
+
+def machine_networks(env: Environment) -> list[str]:
+    """CIDRs of the networks the cluster nodes are addressed on (their primary NIC)."""
+    nodes: tuple[Node, ...] = env.nodes_with_role("bootstrap", "master", "worker")
+    return sorted({str(env.network(n.nic.network).cidr) for n in nodes})
+
+
+def pull_secret(env: Environment) -> str:
+    """The pull secret's marker; OKD without one gets the documented fake secret."""
+    ref = env.cluster.pull_secret
+    if ref is not None:
+        return ref.marker()
+    if env.cluster.flavour == "okd":
+        return OKD_FAKE_PULL_SECRET
+    raise UserError("OpenShift needs a pull secret: cluster.pullSecret is not set",
+                    "add `pullSecret: {env: GEN_PULL_SECRET}` (or {file: path}) under cluster")
+
+
+def scheduler_manifest(env: Environment) -> dict[str, Any]:
+    """Replaces the installer's Scheduler manifest; it is where mastersSchedulable lives."""
+    return {
+        "apiVersion": "config.openshift.io/v1",
+        "kind": "Scheduler",
+        "metadata": {"name": "cluster"},
+        "spec": {"mastersSchedulable": env.cluster.masters_schedulable, "policy": {"name": ""}},
+        "status": {},
+    }
+
+
+def yaml_bytes(data: dict[str, Any]) -> bytes:
+    """Deterministic block YAML from plain data: keys sorted, strings quoted only if needed."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.width = 4096  # never fold a long value (a pull secret marker, a CIDR list)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue().encode()
