@@ -101,6 +101,8 @@ def volume_xml(env: Environment, node: Node, disk_index: int) -> ET.Element:
     root = ET.Element("volume", type="file")
     _sub(root, "name", volume_name(node, disk_index))
     _sub(root, "capacity", str(disk.size_bytes), unit="bytes")
+    # Thin qcow2: allocate nothing up front (libvirt would otherwise assume full allocation).
+    _sub(root, "allocation", "0", unit="bytes")
     _sub(_sub(root, "target"), "format", type=disk.format)
     backing = disk.backing_image or (node.image if disk_index == 0 and node.boot == "image"
                                      else None)
