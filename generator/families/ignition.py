@@ -72,7 +72,7 @@ def coreos_nodes(env: Environment) -> tuple[Node, ...]:
 def node_config(env: Environment, node: Node, pins: Any, spec: str = DEFAULT_SPEC) -> dict:
     """One node's Ignition config as a dict, validated against gen's schema for `spec`."""
     config: dict[str, Any] = {
-        "ignition": {"version": SPECS[spec].version,
+        "ignition": {"version": spec_row(spec).version,
                      "config": {"merge": [merge_resource(env, node.role, pins)]}},
         "storage": {"files": [_file("/etc/hostname", lines(node.fqdn), MODE_PUBLIC)] + [
             _file(f"/etc/NetworkManager/system-connections/{nic.interface}.nmconnection",
@@ -84,7 +84,16 @@ def node_config(env: Environment, node: Node, pins: Any, spec: str = DEFAULT_SPE
             "name": CORE_USER,
             "sshAuthorizedKeys": [ref.marker() for ref in env.cluster.ssh_keys]}]}
     check_config(config, spec, node.name)
+    _check_unique_paths(config, node.name)
     return config
+
+
+def _check_unique_paths(config: dict[str, Any], node: str) -> None:
+    # Ignition rejects a config that writes one path twice (two NICs with one interface name).
+    paths = [f["path"] for f in config["storage"]["files"]]
+    for path in sorted({p for p in paths if paths.count(p) > 1}):
+        raise UserError(f"Ignition config for node '{node}' writes {path} twice",
+                        "give each of the node's nics a distinct interface name")
 
 
 def merge_resource(env: Environment, role: str, pins: Any) -> dict[str, Any]:
@@ -142,6 +151,14 @@ def name_servers(env: Environment, net: Network) -> tuple[Any, ...]:
     return net.dns
 
 
+def spec_row(spec: str) -> Spec:
+    """The table row of a spec version gen can emit; anything else is a user error."""
+    if spec not in SPECS:
+        raise UserError(f"Ignition spec {spec} is not supported",
+                        f"use one of: {', '.join(sorted(SPECS))}")
+    return SPECS[spec]
+
+
 @functools.cache
 def _validator(spec: str) -> Any:
     from jsonschema import Draft202012Validator
@@ -154,9 +171,7 @@ def check_config(config: dict[str, Any], spec: str, node: str) -> None:
     """Raise a one-line UserError if `config` is not valid Ignition `spec` (gen's subset)."""
     from jsonschema.exceptions import best_match
 
-    if spec not in SPECS:
-        raise UserError(f"Ignition spec {spec} is not supported",
-                        f"use one of: {', '.join(sorted(SPECS))}")
+    spec_row(spec)
     error = best_match(_validator(spec).iter_errors(config))
     if error is None:
         return

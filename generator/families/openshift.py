@@ -10,10 +10,10 @@ pullSecret and sshKey are secret references: the rendered file carries markers o
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from generator.errors import UserError
+from generator.families import yamlout
 from generator.model import Environment, Node
 from generator.tree import Tree
 
@@ -47,8 +47,8 @@ def install_config(env: Environment) -> dict[str, Any]:
         "networking": {
             "clusterNetwork": [_cluster_network(c) for c in cluster.cluster_network],
             "serviceNetwork": [str(n) for n in cluster.service_network],
-            "machineNetwork": [{"cidr": cidr} for cidr in machine_networks(env)],
             "networkType": cluster.network_type,
+            "machineNetwork": [{"cidr": cidr} for cidr in machine_networks(env)],
         },
         "platform": {"none": {}},
         "pullSecret": pull_secret(env),
@@ -92,12 +92,5 @@ def scheduler_manifest(env: Environment) -> dict[str, Any]:
 
 
 def yaml_bytes(data: dict[str, Any]) -> bytes:
-    """Deterministic block YAML from plain data: keys sorted, strings quoted only if needed."""
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.width = 4096  # never fold a long value (a pull secret marker, a CIDR list)
-    out = io.StringIO()
-    yaml.dump(data, out)
-    return out.getvalue().encode()
+    """Deterministic block YAML in the order built (gen's one YAML emitter)."""
+    return yamlout.dump_one(data)

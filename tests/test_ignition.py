@@ -1,0 +1,224 @@
+"""Ignition per CoreOS node, proven by Debian's real `ignition-validate` (Ignition 2.14)."""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import hashlib
+import json
+import shutil
+import subprocess
+from ipaddress import IPv4Address
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from generator.errors import UserError
+from generator.families import Pins, ignition
+from generator.model import Environment, Nic
+from generator.pipeline import render_environment
+from generator.tree import canonical_json
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB_NODES = ("bootstrap", "master0", "master1", "master2", "worker0", "worker1")
+KEYFILE = "/etc/NetworkManager/system-connections/ens3.nmconnection"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Environment:
+    return render_environment("env/lab", cwd=ROOT).loaded.model
+
+
+@pytest.fixture(scope="module")
+def lab_ignition() -> dict[str, bytes]:
+    tree = render_environment("env/lab", cwd=ROOT).tree
+    prefix = "clusters/ocp4/ignition/"
+    return {p[len(prefix):-len(".ign")]: c for p, c in tree.items() if p.startswith(prefix)}
+
+
+def ignition_validate(path: Path) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("ignition-validate")
+    assert tool, "ignition-validate is missing: apt-get install ignition (tests/run.sh does)"
+    return subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
+
+
+def assert_validates_silently(path: Path) -> None:
+    """Exit 0 and no output at all: ignition-validate only *warns* on unknown keys."""
+    result = ignition_validate(path)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not output, f"{path.name}: {output}"
+
+
+def files_of(config: dict) -> dict[str, dict]:
+    return {f["path"]: f for f in config["storage"]["files"]}
+
+
+def decode(source: str) -> str:
+    assert source.startswith("data:,"), source
+    return unquote(source[len("data:,"):])
+
+
+def keyfile(config: dict, path: str = KEYFILE) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(decode(files_of(config)[path]["contents"]["source"]))
+    return parser
+
+
+def test_one_file_per_coreos_node(lab_ignition: dict[str, bytes]) -> None:
+    # The helper boots a plain image: no Ignition for it.
+    assert sorted(lab_ignition) == sorted(LAB_NODES)
+
+
+def test_ignition_validate_passes_every_lab_file_silently(
+        lab_ignition: dict[str, bytes], tmp_path: Path) -> None:
+    for node, content in lab_ignition.items():
+        path = tmp_path / f"{node}.ign"
+        path.write_bytes(content)
+        assert_validates_silently(path)
+
+
+def test_ignition_validate_would_catch_a_warning(tmp_path: Path) -> None:
+    """The silence check above is meaningful: an unknown key makes the real tool talk."""
+    path = tmp_path / "bad.ign"
+    path.write_text(json.dumps({"ignition": {"version": "3.3.0"}, "storrage": {}}))
+    result = ignition_validate(path)
+    assert "storrage" in result.stdout + result.stderr
+
+
+def test_keyfile_matches_the_blueprint(lab: Environment, lab_ignition: dict[str, bytes]) -> None:
+    net = lab.network("lan")
+    helper_ip = lab.node("helper").ip
+    for name in LAB_NODES:
+        config = json.loads(lab_ignition[name])
+        node = lab.node(name)
+        entry = files_of(config)[KEYFILE]
+        assert entry["mode"] == 0o600, "NetworkManager ignores keyfiles others can read"
+        parsed = keyfile(config)
+        assert parsed["connection"]["interface-name"] == node.nic.interface == "ens3"
+        assert parsed["ipv4"]["method"] == "manual"
+        assert parsed["ipv4"]["address1"] == f"{node.ip}/{net.cidr.prefixlen}"
+        assert parsed["ipv4"]["gateway"] == str(net.gateway)
+        assert parsed["ipv4"]["dns"] == f"{helper_ip};"
+    bootstrap = keyfile(json.loads(lab_ignition["bootstrap"]))
+    assert bootstrap["ipv4"]["address1"] == "192.168.20.150/24"
+    assert bootstrap["ipv4"]["gateway"] == "192.168.20.1"
+    assert bootstrap["ipv4"]["dns"] == "192.168.20.111;"
+
+
+def test_hostname_is_the_fqdn(lab_ignition: dict[str, bytes]) -> None:
+    config = json.loads(lab_ignition["master1"])
+    entry = files_of(config)["/etc/hostname"]
+    assert decode(entry["contents"]["source"]) == "master1.ocp4.example.com\n"
+    assert entry["mode"] == 0o644
+
+
+def test_merge_points_at_the_role_config_on_the_helper(lab_ignition: dict[str, bytes]) -> None:
+    for name, role in (("bootstrap", "bootstrap"), ("master2", "master"), ("worker0", "worker")):
+        config = json.loads(lab_ignition[name])
+        assert config["ignition"]["version"] == "3.3.0"
+        assert config["ignition"]["config"]["merge"] == [
+            {"source": f"http://192.168.20.111:8080/ignition/{role}.ign"}]
+
+
+def test_merge_carries_sha512_when_the_lock_knows_the_role_config(
+        lab: Environment, tmp_path: Path) -> None:
+    role_config = b'{"ignition":{"version":"3.2.0"}}'
+    tree = ignition.render(lab, Pins(manifests={"ignition/master": role_config}))
+    master = json.loads(tree["clusters/ocp4/ignition/master0.ign"])
+    worker = json.loads(tree["clusters/ocp4/ignition/worker0.ign"])
+    expected = "sha512-" + hashlib.sha512(role_config).hexdigest()
+    assert master["ignition"]["config"]["merge"][0]["verification"] == {"hash": expected}
+    assert "verification" not in worker["ignition"]["config"]["merge"][0]
+    path = tmp_path / "master0.ign"
+    path.write_bytes(tree["clusters/ocp4/ignition/master0.ign"])
+    assert_validates_silently(path)
+
+
+def test_ssh_keys_are_markers_for_core(lab: Environment, lab_ignition: dict[str, bytes]) -> None:
+    config = json.loads(lab_ignition["worker1"])
+    assert config["passwd"]["users"] == [
+        {"name": "core", "sshAuthorizedKeys": [lab.cluster.ssh_keys[0].marker()]}]
+    assert lab.cluster.ssh_keys[0].marker() == "@@gen-secret:sshAuthorizedKeys[0]@@"
+
+
+def test_output_is_canonical_json_and_deterministic(
+        lab: Environment, lab_ignition: dict[str, bytes]) -> None:
+    for content in lab_ignition.values():
+        assert content == canonical_json(json.loads(content))
+    again = ignition.render(lab, Pins())
+    assert {p.rsplit("/", 1)[1][:-4]: c for p, c in again.items()} == lab_ignition
+
+
+def test_second_nic_gets_no_default_route_and_still_validates(
+        lab: Environment, tmp_path: Path) -> None:
+    node = lab.node("worker0")
+    second = Nic(network="lan", mac="52:54:00:aa:bb:cc", ip=IPv4Address("192.168.20.200"),
+                 interface="ens4")
+    node = dataclasses.replace(node, nics=(*node.nics, second))
+    config = ignition.node_config(lab, node, Pins())
+    parsed = keyfile(config, "/etc/NetworkManager/system-connections/ens4.nmconnection")
+    assert parsed["ipv4"]["address1"] == "192.168.20.200/24"
+    assert parsed["ipv4"]["never-default"] == "true"
+    assert "gateway" not in parsed["ipv4"] and "dns" not in parsed["ipv4"]
+    path = tmp_path / "worker0.ign"
+    path.write_bytes(canonical_json(config))
+    assert_validates_silently(path)
+
+
+def test_two_nics_with_one_interface_name_fail_cleanly(lab: Environment) -> None:
+    node = lab.node("worker0")
+    node = dataclasses.replace(node, nics=(node.nic, dataclasses.replace(node.nic)))
+    with pytest.raises(UserError) as caught:
+        ignition.node_config(lab, node, Pins())
+    assert "worker0" in caught.value.message and "ens3.nmconnection" in caught.value.message
+
+
+def test_render_time_schema_rejects_a_broken_config_with_one_line() -> None:
+    config = {"ignition": {"version": "3.3.0"},
+              "storage": {"files": [{"path": "etc/hostname", "mode": 420}]}}
+    with pytest.raises(UserError) as caught:
+        ignition.check_config(config, "3.3.0", "master0")
+    message = caught.value.lines()[0]
+    assert "\n" not in message
+    assert "node 'master0'" in message and "storage.files.0.path" in message
+    assert '"etc/hostname"' in message
+
+
+@pytest.mark.parametrize("broken", [
+    {"ignition": {"version": "3.2.0"}},
+    {"ignition": {"version": "3.3.0"}, "passwd": {"users": [{"name": "core", "x": 1}]}},
+    {"ignition": {"version": "3.3.0"},
+     "ignition_": {}},
+    {"ignition": {"version": "3.3.0", "config": {"merge": [{"source": "ftp://x/y"}]}}},
+    {"ignition": {"version": "3.3.0", "config": {"merge": [
+        {"source": "http://h/x.ign", "verification": {"hash": "md5-00"}}]}}},
+    {"ignition": {"version": "3.3.0"},
+     "storage": {"files": [{"path": "/etc/../shadow"}]}},
+])
+def test_render_time_schema_rejects(broken: dict) -> None:
+    with pytest.raises(UserError):
+        ignition.check_config(broken, "3.3.0", "n")
+
+
+def test_schema_accepts_what_ignition_validate_accepts(
+        lab_ignition: dict[str, bytes]) -> None:
+    for content in lab_ignition.values():
+        ignition.check_config(json.loads(content), "3.3.0", "n")
+
+
+def test_unknown_spec_version_is_a_user_error(lab: Environment) -> None:
+    with pytest.raises(UserError) as caught:
+        ignition.render(lab, Pins(), spec="9.9.9")
+    assert "3.3.0" in caught.value.hint
+
+
+def test_every_spec_row_has_a_schema_for_its_version() -> None:
+    for version, spec in ignition.SPECS.items():
+        schema = json.loads((ignition.SCHEMA_DIR / spec.schema).read_text())
+        assert schema["properties"]["ignition"]["properties"]["version"]["const"] == version
+
+
+def test_kubeadm_lab_gets_no_ignition() -> None:
+    tree = render_environment("env/k8s-lab", cwd=ROOT).tree
+    assert not [p for p in tree if "/ignition/" in p]
