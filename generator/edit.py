@@ -22,17 +22,28 @@ _PATH_PART = re.compile(r"([^.\[\]]+)|\[([^\]]+)\]")
 
 
 def _guess_indent(text: str) -> tuple[int, int, int]:
-    """(mapping, sequence, offset) as the file writes them; ruamel's defaults otherwise."""
-    mapping, offset = 2, 2
-    lines = text.splitlines()
-    for before, after in zip(lines, lines[1:], strict=False):
-        if re.match(r"^[A-Za-z_][\w-]*:\s*(#.*)?$", before):
-            indent = len(after) - len(after.lstrip(" "))
-            if after.lstrip().startswith("- "):
-                offset = indent
-            elif indent and after.strip():
-                mapping = indent
-    return mapping, offset + 2, offset
+    """(mapping, sequence, offset) as the file writes them; ruamel's defaults otherwise.
+
+    Looks at each `key:` line that opens a block and the next significant line under it:
+    a nested key gives the mapping indent, a `- ` item gives the dash offset and the column
+    its content starts at (the sequence indent).
+    """
+    found: dict[str, int] = {}
+    significant = [line for line in text.splitlines()
+                   if line.strip() and not line.lstrip().startswith("#")]
+    for before, after in zip(significant, significant[1:], strict=False):
+        if not re.match(r"^\s*(- +)?[\w.-]+:\s*(#.*)?$", before):
+            continue
+        parent = len(before) - len(before.lstrip(" -"))
+        indent = len(after) - len(after.lstrip(" "))
+        item = re.match(r"^(\s*)-(\s+)", after)
+        if item and "offset" not in found:
+            found["offset"] = indent - parent
+            found["sequence"] = len(item.group(0)) - parent
+        elif not item and indent > parent and "mapping" not in found:
+            found["mapping"] = indent - parent
+    offset = max(found.get("offset", 2), 0)
+    return found.get("mapping", 2), max(found.get("sequence", offset + 2), offset + 2), offset
 
 
 def _yaml(text: str) -> YAML:
@@ -116,7 +127,13 @@ def find_node(data: Any, name: str) -> int:
 
 
 def remove_node(data: Any, name: str) -> None:
-    del data["nodes"][find_node(data, name)]
+    """Delete a node; comment lines written above it stay, above the node that follows."""
+    nodes, index = data["nodes"], find_node(data, name)
+    above = nodes.ca.items.get(index, [None, None])[1]
+    del nodes[index]
+    if above and index < len(nodes):
+        entry = nodes.ca.items.setdefault(index, [None, None, None, None])
+        entry[1] = list(above) + list(entry[1] or [])
 
 
 def add_node(data: Any, fields: dict[str, Any]) -> None:

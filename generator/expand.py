@@ -77,7 +77,18 @@ def expand(doc: Document, env_name: str) -> m.Environment:
                            sorted(data.get("artifacts", {}).get("os", {}).items())),
         images=tuple(sorted(data.get("artifacts", {}).get("images", {}).items())),
         secrets=tuple(_secret(k, v) for k, v in sorted(data.get("secrets", {}).items())),
+        openstack=_openstack(data["openstack"]) if "openstack" in data else None,
     )
+
+
+def _openstack(raw: dict[str, Any]) -> m.OpenStack:
+    return m.OpenStack(
+        release=raw.get("release", "2024.1"), internal_vip=IPv4Address(raw["internalVip"]),
+        enable_haproxy=raw.get("enableHaproxy", True),
+        network_interface=raw.get("networkInterface", "ens3"),
+        external_interface=raw.get("externalInterface", "ens4"),
+        cinder_disk=raw.get("cinderDisk", "cinder"),
+        passwords=tuple(_secret(k, v) for k, v in sorted(raw.get("passwords", {}).items())))
 
 
 def _secret(name: str, raw: dict[str, str]) -> m.SecretRef:
@@ -171,7 +182,7 @@ def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
         dns=m.DnsService(
             provider=dns["provider"], host=host(dns),
             forwarders=tuple(IPv4Address(f) for f in dns.get("forwarders", [])),
-            ttl=dns.get("ttl", 300),
+            ttl=dns.get("ttl", 300), directory=dns.get("directory", "/var/named"),
             records=tuple(m.DnsRecord(r["name"], r["type"], r["value"])
                           for r in dns.get("records", []))) if dns else None,
         dhcp=m.DhcpService(
@@ -194,6 +205,7 @@ def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
             balance=haproxy.get("balance", "roundrobin"),
             ingress_http_port=haproxy.get("ingressNodePorts", {}).get("http", 80),
             ingress_https_port=haproxy.get("ingressNodePorts", {}).get("https", 443),
+            address=IPv4Address(haproxy["address"]) if "address" in haproxy else None,
         ) if haproxy else None,
         nfs=m.NfsService(host=host(nfs), exports=tuple(
             m.NfsExport(e["path"], tuple(m.NfsClient(c["host"], tuple(c.get("options", [])))
@@ -236,4 +248,4 @@ def _os_artifact(name: str, raw: dict[str, Any]) -> m.OsArtifact:
     return m.OsArtifact(name=name, kind=kind, url=raw.get("url"), sha256=raw.get("sha256"),
                         stream_url=stream.get("url"), stream_artifact=stream.get("artifact"),
                         arch=stream.get("arch", "x86_64"), platform=stream.get("platform", "metal"),
-                        format=stream.get("format"))
+                        format=stream.get("format"), stream_file=stream.get("file"))

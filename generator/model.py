@@ -132,6 +132,7 @@ class DnsService:
     forwarders: tuple[IPv4Address, ...]
     ttl: int
     records: tuple[DnsRecord, ...]
+    directory: str = "/var/named"  # BIND's working directory; zone paths are relative to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,7 @@ class HaproxyService:
     balance: str
     ingress_http_port: int
     ingress_https_port: int
+    address: IPv4Address | None = None  # a VIP for api/api-int/*.apps; default: the host's IP
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +261,20 @@ class OsArtifact:
     arch: str
     platform: str
     format: str | None
+    stream_file: str | None = None  # stream metadata shipped beside env.yaml
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStack:
+    """kolla-ansible all-in-one inputs (flavour kolla)."""
+
+    release: str
+    internal_vip: IPv4Address
+    enable_haproxy: bool
+    network_interface: str
+    external_interface: str
+    cinder_disk: str
+    passwords: tuple[SecretRef, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +290,7 @@ class Environment:
     os_artifacts: tuple[OsArtifact, ...]
     images: tuple[tuple[str, str], ...]
     secrets: tuple[SecretRef, ...]
+    openstack: OpenStack | None = None
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

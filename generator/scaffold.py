@@ -81,6 +81,22 @@ def plan_nodes(blueprint: str, answers: dict[str, Any]) -> tuple[list[dict[str, 
     return nodes, gateway
 
 
+def _vip(values: dict[str, Any], nodes: list[dict[str, str]]) -> str:
+    """kolla's internal VIP: host number `internal_vip_host` of the subnet, if asked for."""
+    if "internal_vip_host" not in values:
+        return ""
+    hosts = list(ip_network(str(values["subnet"])).hosts())
+    number = _int(values, "internal_vip_host")
+    if not 1 <= number <= len(hosts):
+        raise UserError(f"answer internal_vip_host: {number} is outside the subnet's "
+                        f"{len(hosts)} host addresses")
+    vip = str(hosts[number - 1])
+    if any(n["ip"] == vip for n in nodes):
+        raise UserError(f"answer internal_vip_host: {vip} is already a node's address",
+                        "pick a host number no node uses")
+    return vip
+
+
 def scaffold(root: Path, env_name: str, blueprint: str, answers: dict[str, Any] | None,
              no_input: bool) -> Path:
     """Create environments/<env_name>; nothing is left behind if any step fails."""
@@ -97,7 +113,8 @@ def scaffold(root: Path, env_name: str, blueprint: str, answers: dict[str, Any] 
     values = prompt_for_config(context, no_input=no_input or answers is not None)
     values["env_name"] = env_name
     nodes, gateway = plan_nodes(blueprint, values)
-    context["cookiecutter"] = {**values, "_nodes": nodes, "_gateway": gateway}
+    context["cookiecutter"] = {**values, "_nodes": nodes, "_gateway": gateway,
+                               "_vip": _vip(values, nodes)}
     return _generate_and_move(root, template, context, env_name, generate_files)
 
 

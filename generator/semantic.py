@@ -176,6 +176,8 @@ def check_hypervisors(c: Checker) -> None:
 
 def check_control_plane(c: Checker) -> None:
     flavour = c.data.get("cluster", {}).get("flavour")
+    if flavour == "kolla":
+        return  # an all-in-one OpenStack host has no etcd quorum to keep
     roles = [node["role"] for _, node in c.nodes()]
     masters = roles.count("master")
     if masters == 0:
@@ -199,7 +201,7 @@ def check_role_minimums(c: Checker) -> None:
     flavour = c.data.get("cluster", {}).get("flavour")
     family = "kubeadm" if flavour == "kubeadm" else "openshift"
     for i, node in c.nodes():
-        minimum = MINIMUMS[family].get(node["role"])
+        minimum = MINIMUMS[family].get(node["role"]) if flavour != "kolla" else None
         if minimum is None:
             continue
         vcpu, memory = minimum
@@ -253,6 +255,37 @@ def check_sizes(c: Checker) -> None:
                     "give a VM at least 256MiB")
 
 
+def check_openstack(c: Checker) -> None:
+    stack = c.data.get("openstack")
+    if c.data.get("cluster", {}).get("flavour") != "kolla":
+        if stack is not None:
+            c.error(("openstack",), "openstack settings need cluster.flavour kolla",
+                    "remove the openstack section or set flavour: kolla")
+        return
+    if stack is None:
+        c.error(("cluster", "flavour"), "flavour kolla needs an openstack section",
+                "add openstack: {internalVip: <free address>}")
+        return
+    hosts = [node for _, node in c.nodes() if node["role"] == "master"]
+    if len(hosts) != 1:
+        c.error(("nodes",), f"kolla all-in-one needs exactly one master node, found {len(hosts)}",
+                "declare the all-in-one host as the one role: master node")
+        return
+    host, vip = hosts[0], IPv4Address(stack["internalVip"])
+    first = _networks(c).get(host["nics"][0]["network"])
+    if first is not None and vip not in first[1]:
+        c.error(("openstack", "internalVip"), f"internal VIP {vip} is outside {first[1]}",
+                "pick a free address on the host's first network")
+    if any(nic.get("ip") == str(vip) for _, _, nic in c.nics()):
+        c.error(("openstack", "internalVip"), f"internal VIP {vip} is a node's address",
+                "the VIP must be a free address keepalived can claim")
+    disk = stack.get("cinderDisk", "cinder")
+    if disk not in [d["name"] for d in host.get("disks", [])]:
+        c.error(("openstack", "cinderDisk"), f"node '{host['name']}' has no disk '{disk}'",
+                "add a second disk for the cinder-volumes LVM group")
+
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
-          check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes)
+          check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
+          check_openstack)

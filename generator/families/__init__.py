@@ -31,12 +31,15 @@ Family = Callable[[Environment, Pins], Tree]
 
 def registry() -> dict[str, Family]:
     """Family name -> render function. Imported lazily so `gen --help` stays fast."""
-    from generator.families import ignition, libvirt, openshift
+    from generator.families import dhcp, dns, ignition, kolla, libvirt, openshift
 
     return {
         "libvirt": libvirt.render,
+        "dns": dns.render,
+        "dhcp": dhcp.render,
         "ignition": ignition.render,
         "openshift": openshift.render,
+        "kolla": kolla.render,
     }
 
 
