@@ -19,7 +19,7 @@ def load_balancer_ip(env: Environment) -> IPv4Address | None:
     """Where api, api-int and *.apps point: the HAProxy host, else the services host."""
     services = env.services
     if services.haproxy is not None:
-        return service_ip(env, services.haproxy.host)
+        return services.haproxy.address or service_ip(env, services.haproxy.host)
     if services.http is not None:
         return service_ip(env, services.http.host)
     return None

@@ -1,0 +1,256 @@
+"""DNS family: the cluster domain and its reverse zones, served by BIND or dnsmasq.
+
+Both providers render the same record set (`forward_records`, `reverse_records`), so they
+answer every name alike. Output lives on the DNS host:
+
+- BIND: `hosts/<h>/dns/named.conf` and `hosts/<h>/dns/zones/<zone>.zone`; every path inside
+  named.conf is relative to its `directory` (services.dns.directory, default /var/named),
+  so a converge can install the zones under any root by rewriting that one statement.
+- dnsmasq: `hosts/<h>/dnsmasq/dns.conf`, a conf-dir fragment that coexists with the DHCP
+  family's `dhcp.conf` in one dnsmasq process.
+
+Reverse zones are octet-aligned, no RFC 2317 delegation: a network whose prefix is not a
+multiple of 8 is served as every covered zone of the next longer octet boundary (a /20 is
+sixteen /24 zones, a /12 sixteen /16 zones); a network longer than /24 is served as its
+enclosing /24 zone. The helper is authoritative for its own networks, nobody delegates to
+it, so classless delegation would only add CNAMEs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from generator.families import Pins
+from generator.families.common import load_balancer_ip, service_ip
+from generator.model import DnsService, Environment
+from generator.tree import Tree, lines
+
+ETCD_SRV = "_etcd-server-ssl._tcp"
+ETCD_PORT = 2380
+# SOA timers (refresh, retry, expire, negative-cache TTL); the serial comes from content.
+SOA_TIMERS = (3600, 900, 1209600, 300)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One resource record in zone-file terms: `name` is relative to the zone origin ("@" is
+    the apex), and names inside `value` are relative too unless they end with a dot."""
+
+    name: str
+    type: str
+    value: str
+
+
+def render(env: Environment, pins: Pins) -> Tree:
+    """The DNS host's config for the provider the environment chose; empty without DNS."""
+    dns = env.services.dns
+    if dns is None:
+        return {}
+    if dns.provider == "dnsmasq":
+        return {f"hosts/{dns.host}/dnsmasq/dns.conf": render_dnsmasq(env, dns)}
+    return render_bind(env, dns)
+
+
+# --- the record set, shared by both providers -------------------------------------------
+
+
+def forward_records(env: Environment) -> tuple[Record, ...]:
+    """Every record of the cluster domain, in a stable order (nodes first)."""
+    records = [Record(node.name, "A", str(node.ip)) for node in env.nodes]
+    lb = load_balancer_ip(env)
+    if lb is not None:
+        records += [Record(name, "A", str(lb)) for name in ("api", "api-int", "*.apps")]
+    masters = env.nodes_with_role("master")
+    records += [Record(f"etcd-{i}", "A", str(n.ip)) for i, n in enumerate(masters)]
+    records += [Record(ETCD_SRV, "SRV", f"0 10 {ETCD_PORT} etcd-{i}")
+                for i in range(len(masters))]
+    registry = _registry_name(env)
+    if registry is not None and lb is not None:
+        records.append(Record(registry, "A", str(lb)))
+    dns = env.services.dns
+    records += [Record(r.name, r.type, r.value) for r in (dns.records if dns else ())]
+    return tuple(records)
+
+
+def _registry_name(env: Environment) -> str | None:
+    """The private registry's ingress name, relative, when it lies inside the cluster domain."""
+    registry = env.kubernetes.registry
+    suffix = "." + env.cluster.domain
+    if registry is None or not registry.host.endswith(suffix):
+        return None
+    return registry.host[: -len(suffix)]
+
+
+def reverse_zone_blocks(network: IPv4Network) -> tuple[IPv4Network, ...]:
+    """The octet-aligned blocks whose reverse zones cover `network` (see module docstring)."""
+    if network.prefixlen >= 24:
+        return (network.supernet(new_prefix=24),)
+    aligned = max(8, -(-network.prefixlen // 8) * 8)
+    return tuple(network.subnets(new_prefix=aligned))
+
+
+def reverse_zone_name(block: IPv4Network) -> str:
+    """`20.168.192.in-addr.arpa` for 192.168.20.0/24."""
+    octets = str(block.network_address).split(".")[: block.prefixlen // 8]
+    return ".".join(reversed(octets)) + ".in-addr.arpa"
+
+
+def reverse_records(env: Environment) -> dict[str, tuple[Record, ...]]:
+    """Reverse zone name -> PTR records of the nodes' primary addresses, for every network."""
+    blocks = sorted({b for net in env.networks for b in reverse_zone_blocks(net.cidr)},
+                    key=lambda b: (int(b.network_address), b.prefixlen))
+    zones: dict[str, list[Record]] = {reverse_zone_name(b): [] for b in blocks}
+    by_prefix = {b.prefixlen for b in blocks}
+    for node in env.nodes:
+        for prefix in sorted(by_prefix, reverse=True):
+            zone = reverse_zone_name(IPv4Network((node.ip, prefix), strict=False))
+            if zone in zones:
+                zones[zone].append(Record(_ptr_owner(node.ip, prefix), "PTR", node.fqdn + "."))
+                break
+    return {zone: tuple(records) for zone, records in zones.items()}
+
+
+def _ptr_owner(ip: IPv4Address, prefix: int) -> str:
+    """The PTR owner name relative to the reverse zone of `prefix` bits."""
+    octets = str(ip).split(".")[prefix // 8:]
+    return ".".join(reversed(octets))
+
+
+def serial(records: tuple[Record, ...]) -> int:
+    """A zone serial from the records alone (never the clock): 32 bits of their sha256.
+
+    Any change gives a new serial; it may go down, which only matters to secondaries, and
+    gen configures none (no notify, no transfers).
+    """
+    digest = hashlib.sha256("\n".join(f"{r.name} {r.type} {r.value}" for r in records).encode())
+    return int.from_bytes(digest.digest()[:4], "big") or 1
+
+
+def absolute(name: str, origin: str) -> str:
+    """A zone-relative name made fully qualified (without the trailing dot)."""
+    if name.endswith("."):
+        return name[:-1]
+    return origin if name == "@" else f"{name}.{origin}"
+
+
+# --- BIND -------------------------------------------------------------------------------
+
+
+def render_bind(env: Environment, dns: DnsService) -> Tree:
+    """named.conf plus one zone file per zone, under hosts/<dns host>/dns/."""
+    base = f"hosts/{dns.host}/dns"
+    nameserver = env.node(dns.host).fqdn
+    zones = {env.cluster.domain: forward_records(env), **reverse_records(env)}
+    tree: Tree = {f"{base}/named.conf": named_conf(env, dns, tuple(zones))}
+    for zone, records in zones.items():
+        tree[f"{base}/{zone_file(zone)}"] = zone_text(zone, records, nameserver, env.cluster.domain,
+                                                      dns.ttl)
+    return tree
+
+
+def zone_file(zone: str) -> str:
+    """A zone's file, relative to named.conf's `directory`."""
+    return f"zones/{zone}.zone"
+
+
+def named_conf(env: Environment, dns: DnsService, zones: tuple[str, ...]) -> bytes:
+    """The whole named.conf: recursion for the cluster networks through the forwarders."""
+    clients = " ".join(f"{net.cidr};" for net in env.networks)
+    forwarders = " ".join(f"{ip};" for ip in dns.forwarders)
+    return lines(
+        f"// Rendered by gen for environment {env.name}: DNS for {env.cluster.domain}.",
+        "// Paths are relative to `directory`; a converge may point it at its install root.",
+        "options {",
+        f'\tdirectory "{dns.directory}";',
+        '\tpid-file "/run/named/named.pid";',
+        '\tsession-keyfile "/run/named/session.key";',
+        "\tlisten-on port 53 { any; };",
+        "\tlisten-on-v6 { none; };",
+        "\tallow-query { any; };",
+        "\tallow-transfer { none; };",
+        "\trecursion yes;",
+        f"\tallow-recursion {{ localhost; {clients} }};",
+        f"\tforwarders {{ {forwarders} }};" if forwarders else None,
+        "\tforward only;" if forwarders else None,
+        # Lab sites often forward to resolvers that strip signatures; validation would
+        # then fail every answer. Upstream validation is the forwarders' job.
+        "\tdnssec-validation no;",
+        "};",
+        "",
+        *(f'zone "{zone}" IN {{ type master; file "{zone_file(zone)}"; '
+          "allow-update { none; }; notify no; };" for zone in zones),
+    )
+
+
+def zone_text(zone: str, records: tuple[Record, ...], nameserver: str, domain: str,
+              ttl: int) -> bytes:
+    """A zone file: SOA (content-derived serial), NS on the DNS host, then the records."""
+    refresh, retry, expire, negative = SOA_TIMERS
+    return lines(
+        f"; Rendered by gen: zone {zone}. The serial is derived from the records.",
+        f"$ORIGIN {zone}.",
+        f"$TTL {ttl}",
+        f"@\tIN\tSOA\t{nameserver}. hostmaster.{domain}. "
+        f"({serial(records)} {refresh} {retry} {expire} {negative})",
+        f"@\tIN\tNS\t{nameserver}.",
+        *(f"{r.name}\tIN\t{r.type}\t{_zone_value(r)}" for r in records),
+    )
+
+
+def _zone_value(record: Record) -> str:
+    return _quote(record.value) if record.type == "TXT" else record.value
+
+
+def _quote(text: str) -> str:
+    if text.startswith('"') and text.endswith('"') and len(text) > 1:
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- dnsmasq ----------------------------------------------------------------------------
+
+
+def render_dnsmasq(env: Environment, dns: DnsService) -> bytes:
+    """A conf-dir fragment answering the same records as the BIND zones."""
+    domain = env.cluster.domain
+    reverse = reverse_records(env)
+    return lines(
+        f"# Rendered by gen for environment {env.name}: DNS for {domain}.",
+        "# A conf-dir fragment (/etc/dnsmasq.d); DHCP, when dnsmasq serves it, is dhcp.conf.",
+        "domain-needed",
+        "no-resolv",
+        "no-hosts",
+        *(f"server={ip}" for ip in dns.forwarders),
+        # Local zones: answer from here only, NXDOMAIN for unknown names, never forward.
+        *(f"local=/{zone}/" for zone in (domain, *reverse)),
+        f"local-ttl={dns.ttl}",
+        # Explicit PTRs first: they win over the implicit PTR of every host-record below.
+        *(f"ptr-record={absolute(r.name, zone)},{r.value.rstrip('.')}"
+          for zone, records in reverse.items() for r in records),
+        *(_dnsmasq_line(r, domain) for r in forward_records(env)),
+    )
+
+
+def _dnsmasq_line(record: Record, domain: str) -> str:
+    name = absolute(record.name, domain)
+    if record.type == "A" and name.startswith("*."):
+        # /*.apps.<domain>/ matches subdomains only, like the zone file's wildcard.
+        return f"address=/{name}/{record.value}"
+    if record.type == "A":
+        return f"host-record={name},{record.value}"
+    if record.type == "CNAME":
+        return f"cname={name},{absolute(record.value, domain)}"
+    if record.type == "TXT":
+        return f"txt-record={name},{_quote(record.value)}"
+    if record.type == "SRV":
+        priority, weight, port, target = record.value.split()
+        return f"srv-host={name},{absolute(target, domain)},{port},{priority},{weight}"
+    raise ValueError(f"record type {record.type} has no dnsmasq form")
+
+
+def dns_server(env: Environment) -> IPv4Address | None:
+    """The address nodes resolve through: the DNS host's, when gen runs DNS."""
+    dns = env.services.dns
+    return service_ip(env, dns.host) if dns is not None else None
