@@ -37,8 +37,6 @@ def registry() -> dict[str, Family]:
         "libvirt": libvirt.render,
         "dns": dns.render,
         "dhcp": dhcp.render,
-        "dns": dns.render,
-        "dhcp": dhcp.render,
         "ignition": ignition.render,
         "openshift": openshift.render,
         "kolla": kolla.render,
