@@ -120,7 +120,7 @@ def _pool_path(env: Environment, node: Node) -> str:
 def domain_xml(env: Environment, node: Node, hv: Hypervisor) -> ET.Element:
     root = ET.Element("domain", type=hv.domain_type)
     _sub(root, "name", node.name)
-    root.append(ownership(env, "domain", node=node.name, role=node.role))
+    root.append(ownership(env, "domain", node=node.name, role=node.role, **_protection(node)))
     _sub(root, "memory", str(node.memory_mib * 1024), unit="KiB")
     _sub(root, "currentMemory", str(node.memory_mib * 1024), unit="KiB")
     _sub(root, "vcpu", str(node.vcpu), placement="static")
@@ -133,6 +133,14 @@ def domain_xml(env: Environment, node: Node, hv: Hypervisor) -> ET.Element:
     _sub(root, "on_crash", "destroy")
     _devices(_sub(root, "devices"), node)
     return root
+
+
+def _protection(node: Node) -> dict[str, str]:
+    """`protect: true` recorded on the live object, so a prune still honours it after the
+    node or disk left the environment (the reconciler reads it back)."""
+    marks = {"protect": "true"} if node.protect else {}
+    disks = [volume_name(node, i) for i, d in enumerate(node.disks) if d.protect]
+    return {**marks, "protect-volumes": " ".join(disks)} if disks else marks
 
 
 def _os(root: ET.Element, node: Node) -> None:
