@@ -8,10 +8,10 @@ the external interface with no address.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from generator.families import Pins
+from generator.families.yamlout import dump_one as _yaml
 from generator.model import Environment, Node, OpenStack
 from generator.tree import Tree, lines
 
@@ -28,23 +28,12 @@ def render(env: Environment, pins: Pins) -> Tree:
         f"{base}/kolla/globals.yml": _yaml(globals_yml(env, stack, host)),
         f"{base}/kolla/inventory/all-in-one": inventory(host),
         f"{base}/kolla/passwords.yml": _yaml({p.name: p.marker() for p in stack.passwords}),
-        f"{base}/cloud-init/{host.name}/user-data": b"#cloud-config\n" + _yaml(
-            user_data(env, stack, host)),
+        f"{base}/cloud-init/{host.name}/user-data": _yaml(
+            user_data(env, stack, host), header="#cloud-config"),
         f"{base}/cloud-init/{host.name}/meta-data": _yaml(
             {"instance-id": f"{env.name}-{host.name}", "local-hostname": host.name}),
         f"{base}/cloud-init/{host.name}/network-config": _yaml(network_config(env, host)),
     }
-
-
-def _yaml(data: Any) -> bytes:
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    out = io.StringIO()
-    yaml.dump(data, out)
-    return out.getvalue().encode()
 
 
 def globals_yml(env: Environment, stack: OpenStack, host: Node) -> dict[str, Any]:
