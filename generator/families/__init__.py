@@ -31,7 +31,18 @@ Family = Callable[[Environment, Pins], Tree]
 
 def registry() -> dict[str, Family]:
     """Family name -> render function. Imported lazily so `gen --help` stays fast."""
-    from generator.families import dhcp, dns, ignition, kolla, libvirt, openshift
+    from generator.families import (
+        dhcp,
+        dns,
+        haproxy,
+        http,
+        ignition,
+        kolla,
+        libvirt,
+        nfs,
+        openshift,
+        pxe,
+    )
 
     return {
         "libvirt": libvirt.render,
@@ -40,6 +51,10 @@ def registry() -> dict[str, Family]:
         "ignition": ignition.render,
         "openshift": openshift.render,
         "kolla": kolla.render,
+        "pxe": pxe.render,
+        "http": http.render,
+        "haproxy": haproxy.render,
+        "nfs": nfs.render,
     }
 
 

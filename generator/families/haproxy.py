@@ -1,0 +1,128 @@
+"""HAProxy on the load-balancer host: the API, the machine-config server and the ingress.
+
+One `haproxy.cfg` under `hosts/<haproxy host>/haproxy/`. Everything is layer 4 (`mode tcp`):
+TLS to the API and to the routers/ingress controller passes through untouched. Servers are
+IP addresses, so neither `haproxy -c` nor a restart ever depends on DNS.
+
+Backends by flavour:
+- OpenShift/OKD (lab A): 6443 and 22623 -> bootstrap + masters; 80 and 443 -> the workers'
+  routers (the masters when there are no workers).
+- kubeadm (lab B): 6443 -> the control planes; 80 and 443 -> the workers' ingress NodePorts
+  (`services.haproxy.ingressNodePorts`), http to http and https to https, never crossed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from generator.model import Environment, HaproxyService, Node
+from generator.tree import Tree, lines
+
+COREOS_FLAVOURS = ("openshift", "okd")
+API_PORT = 6443
+MACHINE_CONFIG_PORT = 22623
+HTTP_PORT = 80
+HTTPS_PORT = 443
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """One TCP frontend and the servers behind it."""
+
+    name: str
+    port: int  # where HAProxy listens
+    nodes: tuple[Node, ...]
+    server_port: int  # where the servers listen
+    comment: str
+
+
+def render(env: Environment, pins: object) -> Tree:
+    """`hosts/<host>/haproxy/haproxy.cfg`, or nothing without services.haproxy."""
+    service = env.services.haproxy
+    if service is None:
+        return {}
+    return {f"hosts/{service.host}/haproxy/haproxy.cfg": config(env, service)}
+
+
+def proxies(env: Environment, service: HaproxyService) -> tuple[Proxy, ...]:
+    """The frontends of this environment, in a stable order."""
+    masters = env.nodes_with_role("master")
+    ingress = env.nodes_with_role("worker") or masters
+    if env.cluster.flavour in COREOS_FLAVOURS:
+        control = env.nodes_with_role("bootstrap") + masters
+        return (
+            Proxy("api", API_PORT, control, API_PORT, "Kubernetes API: bootstrap + masters"),
+            Proxy("machine-config", MACHINE_CONFIG_PORT, control, MACHINE_CONFIG_PORT,
+                  "machine-config server: bootstrap + masters"),
+            Proxy("ingress-http", HTTP_PORT, ingress, service.ingress_http_port,
+                  "ingress http: routers"),
+            Proxy("ingress-https", HTTPS_PORT, ingress, service.ingress_https_port,
+                  "ingress https: routers, TLS passed through"),
+        )
+    return (
+        Proxy("api", API_PORT, masters, API_PORT, "Kubernetes API: control planes"),
+        Proxy("ingress-http", HTTP_PORT, ingress, service.ingress_http_port,
+              "ingress http -> the http NodePort"),
+        Proxy("ingress-https", HTTPS_PORT, ingress, service.ingress_https_port,
+              "ingress https -> the https NodePort, TLS passed through"),
+    )
+
+
+def config(env: Environment, service: HaproxyService) -> bytes:
+    """The whole haproxy.cfg."""
+    parts = [*_header(env), *_global(), *_defaults(), *_stats(service)]
+    for proxy in proxies(env, service):
+        parts += _proxy(proxy, service.balance)
+    return lines(*parts)
+
+
+def _header(env: Environment) -> list[str]:
+    return [f"# Rendered by gen for environment {env.name}; do not edit by hand.", ""]
+
+
+def _global() -> list[str]:
+    # Logs go to stdout: the journal under systemd, the terminal in the foreground.
+    return ["global",
+            "    log stdout format raw local0 info",
+            "    maxconn 20000",
+            "    user haproxy",
+            "    group haproxy",
+            ""]
+
+
+def _defaults() -> list[str]:
+    return ["defaults",
+            "    mode tcp",
+            "    log global",
+            "    option tcplog",
+            "    option dontlognull",
+            "    retries 3",
+            "    timeout connect 10s",
+            "    timeout client 1m",
+            "    timeout server 1m",
+            "    timeout check 10s",
+            ""]
+
+
+def _stats(service: HaproxyService) -> list[str]:
+    return ["listen stats",
+            f"    bind *:{service.stats_port}",
+            "    mode http",
+            "    stats enable",
+            "    stats uri /",
+            "    stats refresh 10s",
+            ""]
+
+
+def _proxy(proxy: Proxy, balance: str) -> list[str]:
+    out = [f"# {proxy.comment}",
+           f"frontend {proxy.name}",
+           f"    bind *:{proxy.port}",
+           "    mode tcp",
+           f"    default_backend {proxy.name}",
+           "",
+           f"backend {proxy.name}",
+           "    mode tcp",
+           f"    balance {balance}"]
+    out += [f"    server {n.name} {n.ip}:{proxy.server_port} check" for n in proxy.nodes]
+    return [*out, ""]

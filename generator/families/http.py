@@ -1,0 +1,110 @@
+"""The helper's web server: Apache httpd on services.http.port serving /install and /ignition.
+
+Two files under `hosts/<http host>/http/`:
+- `httpd.conf`: a self-contained Apache httpd 2.4 configuration (Debian's `apache2` binary
+  and module paths) for a dedicated instance, so it never fights the distribution's default
+  site on port 80 (where HAProxy listens on the helper). Every relative path in it is
+  relative to the ServerRoot, which the config does not set: converge starts it as
+  `apache2 -d <dir> -f <dir>/httpd.conf` with <dir> = the synced `http/` directory
+  (SERVER_ROOT on the helper), and tests do the same with a temporary directory.
+- `manifest.json`: what must be present under the document root before nodes boot:
+  every OS artifact under `install/<name>` (with its sha256 when the lock pins it) and the
+  Ignition files under `ignition/` (per node, rendered by the ignition family; per role,
+  written by `openshift-install create ignition-configs` at converge).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from generator.families import Pins, common, ignition
+from generator.model import Environment, HttpService, Node
+from generator.tree import Tree, canonical_json, lines
+
+SERVER_ROOT = "/var/lib/gen/http"
+DOCUMENT_ROOT = "htdocs"  # relative to the ServerRoot
+DIRECTORIES = ("htdocs/install", "htdocs/ignition", "logs", "run")
+MODULE_DIR = "/usr/lib/apache2/modules"
+MODULES = (("mpm_event", "mod_mpm_event.so"), ("authz_core", "mod_authz_core.so"),
+           ("mime", "mod_mime.so"), ("dir", "mod_dir.so"))
+
+
+def render(env: Environment, pins: Pins) -> Tree:
+    """httpd.conf and manifest.json, or nothing without services.http."""
+    service = env.services.http
+    if service is None:
+        return {}
+    base = f"hosts/{service.host}/http"
+    return {f"{base}/httpd.conf": config(env, service),
+            f"{base}/manifest.json": canonical_json(manifest(env, pins))}
+
+
+def config(env: Environment, service: HttpService) -> bytes:
+    """Apache httpd configuration serving the document root read-only on the service port."""
+    modules = [f"LoadModule {name}_module {MODULE_DIR}/{so}" for name, so in MODULES]
+    return lines(
+        f"# Rendered by gen for environment {env.name}; do not edit by hand.",
+        f"# Start: apache2 -d {SERVER_ROOT} -f {SERVER_ROOT}/httpd.conf -k start",
+        "# Relative paths below are relative to that ServerRoot (-d).",
+        *modules,
+        "",
+        f"ServerName {env.node(service.host).fqdn}",
+        f"Listen {service.port}",
+        "User www-data",
+        "Group www-data",
+        "DefaultRuntimeDir run",
+        "PidFile run/httpd.pid",
+        "ErrorLog logs/error.log",
+        "LogLevel warn",
+        'LogFormat "%h %l %u %t \\"%r\\" %>s %b" common',
+        "CustomLog logs/access.log common",
+        "TypesConfig /etc/mime.types",
+        "AddType application/vnd.coreos.ignition+json .ign",
+        "ServerTokens Prod",
+        "ServerSignature Off",
+        "TraceEnable Off",
+        "",
+        f'DocumentRoot "{DOCUMENT_ROOT}"',
+        "<Directory />",
+        "    AllowOverride None",
+        "    Require all denied",
+        "</Directory>",
+        # Only the two trees nodes fetch from are readable; no listings, no .htaccess.
+        *_served("install"),
+        *_served("ignition"),
+    )
+
+
+def _served(name: str) -> list[str]:
+    return [f'<Directory "{DOCUMENT_ROOT}/{name}">',
+            "    Options None",
+            "    AllowOverride None",
+            "    Require all granted",
+            "</Directory>"]
+
+
+def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
+    """Files (path under the document root -> where it comes from) and directories to create."""
+    files: dict[str, dict[str, Any]] = {}
+    for artifact in env.os_artifacts:
+        url, sha256 = pins.os.get(artifact.name, (artifact.url, artifact.sha256))
+        entry = {"source": "os-artifact", "artifact": artifact.name, "url": url,
+                 "sha256": sha256}
+        files[f"install/{artifact.name}"] = {k: v for k, v in entry.items() if v is not None}
+    for node in ignition_nodes(env):
+        files[f"ignition/{node.name}.ign"] = {
+            "source": "rendered", "path": f"clusters/{env.cluster.name}/ignition/{node.name}.ign"}
+    for role in sorted({n.role for n in ignition_nodes(env)}):
+        files[f"ignition/{role}.ign"] = {"source": "openshift-install", "role": role}
+    return {"serverRoot": SERVER_ROOT, "documentRoot": DOCUMENT_ROOT,
+            "port": env.services.http.port if env.services.http else None,
+            "baseUrl": common.http_base(env),
+            "directories": list(DIRECTORIES), "files": files}
+
+
+def ignition_nodes(env: Environment) -> tuple[Node, ...]:
+    """CoreOS nodes that fetch Ignition from the helper: exactly those the ignition family
+    renders a file for."""
+    if env.cluster.flavour not in ignition.COREOS_FLAVOURS:
+        return ()
+    return ignition.coreos_nodes(env)

@@ -1,0 +1,73 @@
+"""NFS exports on the storage host: `hosts/<nfs host>/nfs/exports` in exports(5) format.
+
+One line per export: the path, then `client(options)` for every client. Where the blueprint
+names neither `subtree_check` nor `no_subtree_check`, `no_subtree_check` (exportfs's own
+default) is written out, so `exportfs -ra` does not warn on every converge.
+"""
+
+from __future__ import annotations
+
+import re
+
+from generator.model import Environment, NfsExport
+from generator.tree import Tree, lines
+
+# exports(5) (nfs-utils 2.6) option names: flags, and options that take `=value`.
+FLAGS = frozenset({
+    "secure", "insecure", "rw", "ro", "async", "sync", "wdelay", "no_wdelay", "hide",
+    "nohide", "crossmnt", "nocrossmnt", "subtree_check", "no_subtree_check", "insecure_locks",
+    "secure_locks", "no_auth_nlm", "auth_nlm", "acl", "no_acl", "root_squash",
+    "no_root_squash", "all_squash", "no_all_squash", "mountpoint", "mp", "pnfs", "no_pnfs",
+    "security_label", "no_security_label"})
+VALUED = frozenset({"anonuid", "anongid", "sec", "fsid", "refer", "replicas", "mountpoint",
+                    "mp", "xprtsec"})
+# Clients: a host name or wildcard, an IPv4 address with an optional /prefix or /netmask,
+# a @netgroup, or `*` (everyone).
+_CLIENT = re.compile(r"^(\*|@[\w.-]+|[A-Za-z0-9*?.\[\]-]+|\d{1,3}(\.\d{1,3}){3}"
+                     r"(/(\d{1,2}|\d{1,3}(\.\d{1,3}){3}))?)$")
+_PATH = re.compile(r"^/[^\s\"]*$")
+
+
+def render(env: Environment, pins: object) -> Tree:
+    """The exports file, or nothing without services.nfs."""
+    service = env.services.nfs
+    if service is None or not service.exports:
+        return {}
+    body = [export_line(e) for e in service.exports]
+    header = f"# Rendered by gen for environment {env.name}; do not edit by hand."
+    return {f"hosts/{service.host}/nfs/exports": lines(header, *body)}
+
+
+def export_line(export: NfsExport) -> str:
+    """`/path client(opt,...) client(opt,...)`."""
+    clients = [f"{c.host}({','.join(with_defaults(c.options))})" for c in export.clients]
+    return " ".join([export.path, *clients])
+
+
+def with_defaults(options: tuple[str, ...]) -> tuple[str, ...]:
+    """The options as written, plus an explicit `no_subtree_check` when none was chosen."""
+    if {"subtree_check", "no_subtree_check"} & set(options):
+        return options
+    return (*options, "no_subtree_check")
+
+
+def option_problem(option: str) -> str | None:
+    """Why `option` is not an exports(5) option, or None when it is one."""
+    name, eq, value = option.partition("=")
+    if eq and name in VALUED and value and "," not in value and not value.isspace():
+        return None
+    if not eq and name in FLAGS:
+        return None
+    if name in VALUED and name not in FLAGS:
+        return f"'{name}' needs a value ({name}=...)"
+    return f"'{option}' is not an exports(5) option"
+
+
+def client_ok(host: str) -> bool:
+    """Whether `host` is a client exportfs accepts (no spaces, parentheses or commas)."""
+    return bool(_CLIENT.match(host))
+
+
+def path_ok(path: str) -> bool:
+    """Absolute and free of whitespace and quotes (gen does not quote export paths)."""
+    return bool(_PATH.match(path))
