@@ -1,0 +1,80 @@
+"""`gen diff`: what a change does to the rendered repo, per resource."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from generator.errors import EXIT_CHANGES
+
+
+@click.command()
+@click.argument("env")
+@click.option("--base", metavar="REF",
+              help="Revision to compare from (default: merge-base of HEAD with origin/main or "
+                   "main, else HEAD).")
+@click.option("--head", metavar="REF",
+              help="Revision to compare to (default: the working tree, uncommitted edits "
+                   "included).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True,
+              help="text for a terminal, json for machines, markdown for a PR comment.")
+@click.option("--max-chars", type=click.IntRange(min=1000), default=65536, show_default=True,
+              help="Markdown: split into numbered parts of at most this many characters.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Markdown: write gen-diff-<env>-NNN.md parts into this directory instead "
+                   "of printing them.")
+@click.option("--files/--no-files", default=True, show_default=True,
+              help="Text: include the unified diffs of the files after the summary.")
+@click.option("--color/--no-color", default=None,
+              help="Text: color the output (default: only when stdout is a terminal).")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when there are changes, 0 when there are none.")
+def diff(env: str, base: str | None, head: str | None, fmt: str, max_chars: int,
+         out_dir: Path | None, files: bool, color: bool | None, detailed_exitcode: bool) -> None:
+    """Show what the change between two revisions does to ENV's rendered repo.
+
+    ENV is rendered at both revisions from temporary git worktrees (no network; each side
+    pinned by its own lock/<env>.lock when there is one) with the generator code installed
+    now. The output starts with the lock input changes (image digests, OS artifacts) and
+    secret reference changes (only ever shown as `(sensitive value changed)`), then a
+    summary per family (VMs, DNS, DHCP, PXE, HAProxy, NFS, Ignition, Kubernetes), then the
+    unified diffs of the files.
+
+    Markdown output is for a pull-request comment: each part starts with the hidden marker
+    `<!-- gen-diff:ENV -->` so CI can update its own comment, and is at most --max-chars.
+    """
+    from generator.diff import formats
+    from generator.diff.sides import run_diff
+
+    report = run_diff(env, base, head)
+    if fmt == "json":
+        click.echo(json.dumps(formats.to_json(report), indent=2, sort_keys=True))
+    elif fmt == "markdown":
+        parts = formats.to_markdown(report, max_chars)
+        if out_dir is not None:
+            for path in write_parts(out_dir, report.env, parts):
+                click.echo(str(path))
+        else:
+            click.echo("\n".join(parts), nl=False)
+    else:
+        use_color = sys.stdout.isatty() if color is None else color
+        click.echo(formats.to_text(report, color=use_color, diffs=files), color=use_color)
+    if detailed_exitcode and not report.empty:
+        sys.exit(EXIT_CHANGES)
+
+
+def write_parts(out_dir: Path, env: str, parts: list[str]) -> list[Path]:
+    """Write parts as gen-diff-<env>-001.md...; stale parts of an earlier run are removed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f"gen-diff-{env}-*.md"):
+        stale.unlink()
+    paths = []
+    for index, text in enumerate(parts, 1):
+        path = out_dir / f"gen-diff-{env}-{index:03d}.md"
+        path.write_text(text)
+        paths.append(path)
+    return paths

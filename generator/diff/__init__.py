@@ -1,0 +1,158 @@
+"""`gen diff` as data: two rendered sides in, a Report out (pure; formats.py renders it).
+
+A Report has notes (environment added, removed or renamed), lock input changes (image
+digests, OS artifacts), secret reference changes (always `(sensitive value changed)`, never
+a value or even the reference), and one Section per output family holding its semantic
+findings and its changed files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from generator.diff.semantic import (
+    FAMILIES,
+    OTHER,
+    SENSITIVE,
+    Family,
+    Finding,
+    families_of,
+    field_changes,
+    summarize,
+)
+from generator.diff.trees import FileChange, compare_trees
+from generator.tree import Tree
+
+# Lock inputs that are the sources themselves: their changes are the diff below, not news.
+SOURCE_INPUTS = ("environment", "blueprint")
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One rendered revision: its label, commit, environment name, tree, lock and secrets."""
+
+    label: str
+    sha: str | None
+    env: str | None  # None when the environment does not exist at this revision
+    tree: Tree = field(default_factory=dict)
+    lock: Mapping[str, Any] | None = None
+    secrets: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (kind, ref)
+
+    @property
+    def short(self) -> str:
+        return f"{self.label} ({self.sha[:7]})" if self.sha else self.label
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    family: Family
+    findings: tuple[Finding, ...]
+    files: tuple[FileChange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    env: str
+    base: Side
+    head: Side
+    notes: tuple[Finding, ...]
+    inputs: tuple[Finding, ...]
+    secrets: tuple[Finding, ...]
+    sections: tuple[Section, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.notes or self.inputs or self.secrets or self.sections)
+
+    @property
+    def files(self) -> tuple[FileChange, ...]:
+        return tuple(f for s in self.sections for f in s.files)
+
+
+def build_report(base: Side, head: Side) -> Report:
+    """Compare two sides: notes, lock inputs, secrets, then per-family sections."""
+    changes = compare_trees(base.tree, head.tree)
+    return Report(
+        env=head.env or base.env or "?",
+        base=base,
+        head=head,
+        notes=tuple(environment_notes(base, head)),
+        inputs=tuple(lock_input_changes(base.lock, head.lock)),
+        secrets=tuple(secret_changes(base.secrets, head.secrets)),
+        sections=tuple(sections(changes)),
+    )
+
+
+def environment_notes(base: Side, head: Side) -> list[Finding]:
+    if base.env is None and head.env is not None:
+        return [Finding("+", "environment", f"{head.env} (not present at {base.label})")]
+    if head.env is None and base.env is not None:
+        return [Finding("-", "environment", f"{base.env} (not present at {head.label})")]
+    if base.env != head.env:
+        return [Finding("~", "environment", f"renamed {base.env} -> {head.env}")]
+    return []
+
+
+def sections(changes: tuple[FileChange, ...]) -> list[Section]:
+    """Group changed files by family (first claimant shows the file's diff) and summarize."""
+    claimed: dict[str, list[FileChange]] = {}
+    shown: dict[str, list[FileChange]] = {}
+    for change in changes:
+        owners = families_of(change.path)
+        shown.setdefault(owners[0].key, []).append(change)
+        for family in owners:
+            claimed.setdefault(family.key, []).append(change)
+    out = []
+    for family in (*FAMILIES, OTHER):
+        if family.key in claimed:
+            out.append(Section(family, tuple(summarize(family, claimed[family.key])),
+                               tuple(shown.get(family.key, ()))))
+    return out
+
+
+def lock_input_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+                       ) -> list[Finding]:
+    """Pinned inputs (images, OS artifacts, manifests) added, removed or re-pinned."""
+    a = _inputs(old)
+    b = _inputs(new)
+    found = [Finding("+", k, _pin(b[k])) for k in sorted(set(b) - set(a))]
+    found += [Finding("-", k, _pin(a[k])) for k in sorted(set(a) - set(b))]
+    for key in sorted(set(a) & set(b)):
+        if a[key] != b[key]:
+            found.append(Finding("~", key, _repin(a[key], b[key])))
+    return found
+
+
+def _inputs(lock: Mapping[str, Any] | None) -> dict[str, Any]:
+    inputs = (lock or {}).get("inputs") or {}
+    return {k: v for k, v in inputs.items() if k not in SOURCE_INPUTS}
+
+
+def _pin(entry: Any) -> str:
+    locked = entry.get("locked", entry) if isinstance(entry, dict) else entry
+    if isinstance(locked, dict):
+        return ", ".join(f"{k} {v}" for k, v in sorted(locked.items()))
+    return str(locked)
+
+
+def _repin(old: Any, new: Any) -> str:
+    if isinstance(old, dict) and isinstance(new, dict) and "locked" in old and "locked" in new:
+        rows = [f"{_pin(old)} -> {_pin(new)}"] if not isinstance(old["locked"], dict) else \
+            field_changes(old["locked"], new["locked"])
+        if old.get("original") != new.get("original"):
+            rows.insert(0, "; ".join(field_changes(old.get("original"), new.get("original"),
+                                                   "original")))
+        return "; ".join(rows)
+    return "; ".join(field_changes(old, new))
+
+
+def secret_changes(old: Mapping[str, tuple[str, str]], new: Mapping[str, tuple[str, str]]
+                   ) -> list[Finding]:
+    """Secret references by name; a changed reference is only ever `(sensitive value changed)`."""
+    found = [Finding("+", f"secret {k}") for k in sorted(set(new) - set(old))]
+    found += [Finding("-", f"secret {k}") for k in sorted(set(old) - set(new))]
+    found += [Finding("~", f"secret {k}", SENSITIVE) for k in sorted(set(old) & set(new))
+              if old[k] != new[k]]
+    return found

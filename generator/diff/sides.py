@@ -1,0 +1,131 @@
+"""The I/O edge of `gen diff`: render an environment at two git revisions.
+
+Each revision is checked out into a temporary worktree (or, for the head, the working tree
+is used as it is) and rendered in-process with the generator code that is running now: a
+diff then shows what the *input* change does, and stays fast (no second interpreter, no
+reinstall). A change to the generator itself shows up in `gen verify` and the golden tests.
+The lock at each revision supplies that side's pins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from contextlib import ExitStack
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from generator.diff import Report, Side, build_report
+from generator.errors import UserError
+from generator.loader import ENV_FILE
+from generator.model import SecretRef
+
+WORKING_TREE = "working tree"
+
+
+def run_diff(env_ref: str, base: str | None = None, head: str | None = None,
+             cwd: Path | None = None) -> Report:
+    """Render `env_ref` at base and head (default: merge-base with main / the working tree)."""
+    from generator import gitrepo
+
+    cwd = (cwd or Path.cwd()).resolve()
+    repo = gitrepo.open_repo(cwd)
+    root = Path(repo.working_tree_dir).resolve()
+    rel = env_path(env_ref, cwd, root)
+    base_sha, base_label = (gitrepo.resolve(repo, base), base) if base else \
+        gitrepo.default_base(repo)
+    head_sha = gitrepo.resolve(repo, head) if head else None
+    with ExitStack() as stack:
+        head_root = stack.enter_context(gitrepo.worktree(repo, head_sha)) if head_sha else root
+        base_root = stack.enter_context(gitrepo.worktree(repo, base_sha))
+        base_rel = rel
+        if not (base_root / rel / ENV_FILE).is_file():
+            base_rel = renamed_from(repo, base_sha, head_sha, rel) or rel
+        head_side = render_side(head or WORKING_TREE, head_sha, head_root, rel)
+        base_side = render_side(base_label, base_sha, base_root, base_rel)
+    if base_side.env is None and head_side.env is None:
+        raise UserError(f"environment '{env_ref}' exists at neither revision",
+                        "check the name (env/NAME) and the --base/--head revisions")
+    return build_report(base_side, head_side)
+
+
+def env_path(env_ref: str, cwd: Path, root: Path) -> PurePosixPath:
+    """The environment's directory relative to the repo root (`environments/lab`)."""
+    if env_ref.startswith("env/"):
+        return PurePosixPath("environments", env_ref[4:])
+    path = (cwd / env_ref).resolve()
+    try:
+        return PurePosixPath(path.relative_to(root).as_posix())
+    except ValueError:
+        raise UserError(f"{env_ref} is outside the git repository {root}",
+                        "name the environment as env/NAME") from None
+
+
+def renamed_from(repo: Any, base_sha: str, head_sha: str | None,
+                 rel: PurePosixPath) -> PurePosixPath | None:
+    """Where git's rename detection says the environment's env.yaml was at the base."""
+    args = ["--name-status", "-M", base_sha, *([head_sha] if head_sha else []), "--",
+            "environments"]
+    target = str(rel / ENV_FILE)
+    for line in repo.git.diff(*args).splitlines():
+        fields = line.split("\t")
+        if fields[0].startswith("R") and len(fields) == 3 and fields[2] == target:
+            return PurePosixPath(fields[1]).parent
+    return None
+
+
+def render_side(label: str, sha: str | None, root: Path, rel: PurePosixPath) -> Side:
+    """Render the environment at `root/rel` with its lock's pins; an empty Side if absent."""
+    from generator.pipeline import render_environment
+
+    env_dir = root / rel
+    if not (env_dir / ENV_FILE).is_file():
+        return Side(label, sha, None)
+    lock = read_lock(root / "lock" / f"{env_dir.name}.lock")
+    rendered = render_environment(str(env_dir), cwd=root, pins=pins_from_lock(lock))
+    return Side(label, sha, rendered.env_name, rendered.tree, lock,
+                secret_refs(rendered.loaded.model))
+
+
+def read_lock(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable lock file ({exc})",
+                        "regenerate it with `gen lock`") from None
+    return data if isinstance(data, dict) else None
+
+
+def pins_from_lock(lock: dict[str, Any] | None) -> Any:
+    """The Pins a lock carries (images and OS artifacts); empty Pins when unlocked."""
+    from generator.families import Pins
+
+    images: dict[str, str] = {}
+    os_pins: dict[str, tuple[str, str]] = {}
+    for key, entry in ((lock or {}).get("inputs") or {}).items():
+        locked = entry.get("locked") if isinstance(entry, dict) else None
+        kind, _, name = key.partition("/")
+        if kind == "image" and isinstance(locked, str):
+            images[name] = locked
+        elif kind == "os" and isinstance(locked, dict):
+            os_pins[name] = (str(locked.get("location", "")), str(locked.get("sha256", "")))
+    return Pins(images=images, os=os_pins)
+
+
+def secret_refs(model: Any) -> dict[str, tuple[str, str]]:
+    """Every SecretRef reachable from the model, by name: (source, ref), never a value."""
+    found: dict[str, tuple[str, str]] = {}
+    stack = [model]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, SecretRef):
+            found[value.name] = (value.source, value.ref)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            stack.extend(getattr(value, f.name) for f in dataclasses.fields(value))
+        elif isinstance(value, tuple | list):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+    return found

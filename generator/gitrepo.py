@@ -1,0 +1,141 @@
+"""Git at the edge: temporary worktrees of a revision, and the rendered repo's commits.
+
+gitpython is imported lazily (inside functions), so `gen render` without `--commit` never
+pays for it. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generator.errors import UserError
+
+# Branches whose merge-base with HEAD is the default base of `gen diff`, first found wins.
+MAIN_REFS = ("origin/main", "main", "origin/master", "master")
+GEN_ACTOR = ("gen", "gen@localhost")
+
+
+def open_repo(path: Path) -> Any:
+    """The git repository holding `path` (searching parents); UserError when there is none."""
+    import git
+
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise UserError(f"{path} is not inside a git repository",
+                        "run gen diff from a clone of the monorepo (git init, commit)") from None
+
+
+def resolve(repo: Any, ref: str) -> str:
+    """The full commit sha of `ref`; UserError naming the ref when it does not resolve."""
+    import git
+
+    try:
+        return str(repo.commit(ref).hexsha)
+    except (git.BadName, ValueError, git.GitCommandError):
+        raise UserError(f"unknown git revision '{ref}'",
+                        "pass a branch, tag or commit that exists locally (git fetch first)"
+                        ) from None
+
+
+def default_base(repo: Any) -> tuple[str, str]:
+    """(sha, label): HEAD's merge-base with the main branch when one exists, else HEAD.
+
+    On a pull-request branch that is exactly what the branch changes; on main itself (or a
+    repo without a main branch) it is HEAD, so the diff shows uncommitted work.
+    """
+    import git
+
+    names = {r.name for r in repo.refs}
+    for name in MAIN_REFS:
+        if name in names:
+            try:
+                bases = repo.merge_base("HEAD", name)
+            except git.GitCommandError:
+                continue
+            if bases and bases[0].hexsha != repo.head.commit.hexsha:
+                return str(bases[0].hexsha), f"merge-base with {name}"
+            break
+    return resolve(repo, "HEAD"), "HEAD"
+
+
+@contextmanager
+def worktree(repo: Any, sha: str) -> Iterator[Path]:
+    """A detached temporary worktree of commit `sha`, removed afterwards."""
+    parent = Path(tempfile.mkdtemp(prefix="gen-worktree-"))
+    path = parent / "tree"
+    repo.git.worktree("add", "--detach", "--quiet", str(path), sha)
+    try:
+        yield path
+    finally:
+        try:
+            repo.git.worktree("remove", "--force", str(path))
+        finally:
+            shutil.rmtree(parent, ignore_errors=True)
+            repo.git.worktree("prune")
+
+
+def source_commit(path: Path) -> str:
+    """HEAD of the repo holding `path`, with `+dirty` for uncommitted changes; or `none`."""
+    import git
+
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+        sha = str(repo.head.commit.hexsha)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return "none"
+    return sha + ("+dirty" if repo.is_dirty(untracked_files=True) else "")
+
+
+def lock_hash(lock_file: Path) -> str:
+    """sha256 of the lock file's bytes, or `unlocked` when there is no lock."""
+    if not lock_file.is_file():
+        return "unlocked"
+    return "sha256:" + hashlib.sha256(lock_file.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What `gen render --commit` did: the commit sha, or None when the tree was unchanged."""
+
+    sha: str | None
+    tree: str
+    message: str
+
+
+def commit_message(env: str, lock: str, source: str) -> str:
+    return (f"gen render {env}\n\n"
+            f"Environment: {env}\nLock: {lock}\nSource: {source}\n")
+
+
+def commit_rendered(out: Path, env: str, lock: str, source: str) -> Commit:
+    """Keep `out` a git repo of the rendered tree; commit only when its tree hash changed."""
+    import git
+
+    repo = git.Repo(out) if (out / ".git").exists() else git.Repo.init(out)
+    repo.git.add("--all", ".")
+    tree = repo.git.write_tree()
+    head_tree = repo.git.rev_parse("HEAD^{tree}") if repo.head.is_valid() else None
+    message = commit_message(env, lock, source)
+    if tree == head_tree:
+        return Commit(None, tree, message)
+    actor = _actor(repo)
+    commit = repo.index.commit(message, author=actor, committer=actor)
+    return Commit(str(commit.hexsha), tree, message)
+
+
+def _actor(repo: Any) -> Any:
+    """The configured identity, or gen's own: CI runners often have none configured."""
+    import git
+
+    reader = repo.config_reader()
+    name = reader.get_value("user", "name", default="")
+    email = reader.get_value("user", "email", default="")
+    return git.Actor(name or GEN_ACTOR[0], email or GEN_ACTOR[1])
