@@ -35,6 +35,7 @@ FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), de
 COMMANDS = {
     "validate": "generator.commands.render:validate",
     "render": "generator.commands.render:render",
+    "diff": "generator.commands.diff:diff",
     "set": "generator.commands.edit:set_field",
     "node": "generator.commands.edit:node",
     "new": "generator.commands.new:new",
