@@ -8,6 +8,7 @@ down test labs still render.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
@@ -225,10 +226,15 @@ def check_service_hosts(c: Checker) -> None:
 
 def check_records(c: Checker) -> None:
     names = {node["name"] for _, node in c.nodes()}
-    reserved = names | {"api", "api-int", "*.apps"}
+    masters = sum(node["role"] == "master" for _, node in c.nodes())
+    reserved = names | {"api", "api-int", "*.apps"} | {f"etcd-{i}" for i in range(masters)}
     records = c.data.get("services", {}).get("dns", {}).get("records", [])
     for i, record in enumerate(records):
-        if record["name"] in reserved:
+        if record["name"] in names:
+            c.error(("services", "dns", "records", i, "name"),
+                    f"record '{record['name']}' collides with node '{record['name']}'",
+                    "gen publishes every node's A and PTR records; choose another name")
+        elif record["name"] in reserved:
             c.error(("services", "dns", "records", i, "name"),
                     f"record '{record['name']}' collides with a name gen already publishes",
                     "choose another name; nodes, api, api-int and *.apps are generated")
@@ -285,7 +291,73 @@ def check_openstack(c: Checker) -> None:
                 "add a second disk for the cinder-volumes LVM group")
 
 
+def check_load_balancer(c: Checker) -> None:
+    """A load-balancer VIP must lie in a declared network and not be another node's address."""
+    haproxy = c.data.get("services", {}).get("haproxy") or {}
+    if "address" not in haproxy:
+        return
+    path, vip = ("services", "haproxy", "address"), IPv4Address(haproxy["address"])
+    networks = [net for _, net in _networks(c).values()]
+    if not any(vip in net for net in networks):
+        known = ", ".join(map(str, networks)) or "none declared"
+        c.error(path, f"load-balancer address {vip} is outside every declared network",
+                f"use a free address in one of: {known}")
+    host = haproxy.get("host", c.data.get("services", {}).get("host"))
+    for _, node, nic in c.nics():
+        if nic.get("ip") == str(vip) and node["name"] != host:
+            c.error(path, f"load-balancer address {vip} is the address of node '{node['name']}'",
+                    "use a free address, or the HAProxy host's own")
+
+
+def check_dhcp_network(c: Checker) -> None:
+    """The DHCP network must exist, hold the pool and have the DHCP host on it."""
+    services = c.data.get("services", {})
+    dhcp = services.get("dhcp")
+    if not dhcp:
+        return
+    networks = _networks(c)
+    host = dhcp.get("host") or services.get("host")
+    node = next((n for _, n in c.nodes() if n["name"] == host), None)
+    name = dhcp.get("network") or (node["nics"][0]["network"] if node else None)
+    if name is None:
+        c.error(("services", "dhcp"), "DHCP has no host and no network",
+                "set services.dhcp.host (or services.host) to the node that serves DHCP")
+    elif name not in networks:
+        c.error(("services", "dhcp", "network"), f"unknown network '{name}'",
+                f"declared networks: {', '.join(sorted(networks)) or 'none'}")
+    else:
+        for key in ("start", "end"):
+            _check_in_subnet(c, ("services", "dhcp", "pool", key),
+                             dhcp.get("pool", {}).get(key), networks[name][1], "pool address")
+        if node is not None and all(nic["network"] != name for nic in node["nics"]):
+            c.error(("services", "dhcp", "host"), f"DHCP host '{host}' has no NIC on '{name}'",
+                    "serve DHCP from a node on that network")
+
+
+def check_record_values(c: Checker) -> None:
+    """SRV and CNAME values must parse: renderers split them into their parts."""
+    records = c.data.get("services", {}).get("dns", {}).get("records", [])
+    for i, record in enumerate(records):
+        value, path = record["value"], ("services", "dns", "records", i, "value")
+        if record["type"] == "SRV" and not _srv_ok(value):
+            c.error(path, f"'{value}' is not an SRV value",
+                    "write '<priority> <weight> <port> <target>', e.g. '0 10 2380 etcd-0'")
+        if record["type"] == "CNAME" and not _DNS_NAME.fullmatch(value):
+            c.error(path, f"'{value}' is not a host name for a CNAME record",
+                    "name a host relative to the cluster domain, or end it with a dot")
+
+
+_DNS_NAME = re.compile(r"([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}"
+                       r"[a-z0-9])?)*\.?", re.IGNORECASE)
+
+
+def _srv_ok(value: str) -> bool:
+    parts = value.split()
+    return (len(parts) == 4 and all(p.isdigit() and int(p) < 65536 for p in parts[:3])
+            and _DNS_NAME.fullmatch(parts[3]) is not None)
+
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
-          check_openstack)
+          check_openstack, check_load_balancer, check_dhcp_network, check_record_values)
