@@ -1,0 +1,1 @@
+"""The Nix-like lockfile: NAR hashing, the lock model, resolvers and the content store."""

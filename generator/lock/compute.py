@@ -1,0 +1,302 @@
+"""Computing, checking and applying a lock: which inputs an environment has, how each is
+resolved, the pins renderers get from it, and what would change.
+
+The pure part (wanted inputs, pins, lock diffs) never touches the network; resolution goes
+through `generator.lock.resolve` only when a command asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator import SCHEMA_VERSION, __version__
+from generator.environment import Loaded
+from generator.errors import LockMismatch
+from generator.families import Pins, render_all
+from generator.lock import nar
+from generator.lock.lockfile import (
+    PATH_INPUTS,
+    GeneratorInfo,
+    Input,
+    Lock,
+    Outputs,
+    PathInput,
+    Pinned,
+)
+from generator.lock.resolve import DEFAULT_FORMATS, Offline, Progress
+from generator.lock.store import Store, StoreCorrupt, StoreMissing
+from generator.tree import Tree
+
+FAMILIES_DIR = Path(__file__).resolve().parent.parent / "families"
+
+
+# --- what an environment needs pinned -----------------------------------------------------
+
+def wanted_inputs(loaded: Loaded) -> dict[str, Any]:
+    """Input key -> its `original` form, for every external artifact the model uses."""
+    env = loaded.model
+    wanted: dict[str, Any] = {f"image/{name}": ref for name, ref in env.images}
+    for art in env.os_artifacts:
+        wanted[f"os/{art.name}"] = _os_original(art)
+    for ref in _manifest_refs(env):
+        original = {"url": ref.url}
+        if ref.sha256:
+            original["sha256"] = ref.sha256
+        wanted[f"manifest/{ref.name}"] = original
+    return dict(sorted(wanted.items()))
+
+
+def _manifest_refs(env: Any) -> list[Any]:
+    refs = list(getattr(env, "manifests", ()) or ())
+    if env.kubernetes.cni_manifest is not None:
+        refs.append(env.kubernetes.cni_manifest)
+    return refs
+
+
+def _os_original(art: Any) -> dict[str, Any]:
+    if art.stream_url or art.stream_file:
+        source = {"file": art.stream_file} if art.stream_file else {"url": art.stream_url}
+        artifact = art.stream_artifact or art.kind
+        return {"stream": {**source, "artifact": artifact, "arch": art.arch,
+                           "platform": art.platform,
+                           "format": art.format or DEFAULT_FORMATS.get(artifact, "raw.gz")}}
+    original = {"url": art.url}
+    if art.sha256:
+        original["sha256"] = art.sha256
+    return original
+
+
+def path_inputs(loaded: Loaded) -> dict[str, PathInput]:
+    source = loaded.source
+    return {"environment": PathInput(source.display(source.env_dir),
+                                     nar.source_hash(source.env_dir)),
+            "blueprint": PathInput(source.display(source.blueprint_dir),
+                                   nar.source_hash(source.blueprint_dir))}
+
+
+def generator_info() -> GeneratorInfo:
+    return GeneratorInfo(__version__, SCHEMA_VERSION, nar.source_hash(FAMILIES_DIR))
+
+
+# --- resolving ---------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Resolver:
+    """The live context of `gen lock` / `gen update`: store, env dir, network policy."""
+
+    store: Store
+    env_dir: Path
+    offline: bool = False
+    insecure: frozenset[str] = frozenset()
+    progress: Callable[[str], Progress] | None = None
+    _streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def resolve(self, key: str, original: Any) -> Any:
+        from generator.lock import resolve as r
+
+        kind, _, name = key.partition("/")
+        if kind == "image":
+            return r.resolve_image(original, self.insecure, self.offline)
+        if kind == "os" and "stream" in original:
+            spec = original["stream"]
+            source = spec.get("file") or spec["url"]
+            if source not in self._streams:
+                self._streams[source] = r.load_stream(source, self.env_dir, self.offline)
+            location, sha256 = r.stream_artifact(self._streams[source], spec["arch"],
+                                                 spec["platform"], spec["format"],
+                                                 spec["artifact"], f"{key} ({source})")
+            return {"location": location, "sha256": sha256}
+        if kind == "os" and original.get("sha256"):
+            return {"location": original["url"], "sha256": original["sha256"]}
+        sha256 = r.download(original["url"], self.store, original.get("sha256"), key,
+                            self.progress(key) if self.progress else None, self.offline)
+        if kind == "os":
+            return {"location": original["url"], "sha256": sha256}
+        return {"url": original["url"], "sha256": sha256}
+
+
+@dataclass(frozen=True, slots=True)
+class LockResult:
+    lock: Lock
+    resolved: tuple[str, ...]  # keys resolved in this run
+    unresolved: tuple[tuple[str, str], ...]  # (key, why) left out (offline)
+    tree: Tree
+
+
+def lock_environment(loaded: Loaded, old: Lock | None, resolver: Resolver,
+                     update: Iterable[str] | None = None, allow_missing: bool = False,
+                     ) -> LockResult:
+    """The lock for `loaded`: keep what `old` pins unless named in `update` or stale.
+
+    `update=None` re-resolves nothing already pinned (`gen lock`); a set re-resolves those
+    keys (`gen update`). With `allow_missing`, inputs that cannot be resolved offline are
+    left out and reported instead of failing.
+    """
+    redo = set(update or ())
+    kept = _usable(loaded, old)
+    artifacts: dict[str, Input] = {}
+    resolved, unresolved = [], []
+    for key, original in wanted_inputs(loaded).items():
+        if key in kept and key not in redo:
+            artifacts[key] = kept[key]
+            continue
+        try:
+            artifacts[key] = Pinned(original, resolver.resolve(key, original))
+            resolved.append(key)
+        except Offline as exc:
+            if not allow_missing:
+                raise
+            unresolved.append((key, exc.message))
+    tree = render_all(loaded.model, pins_from(artifacts, resolver.store, strict=False)[0])
+    lock = assemble(loaded, artifacts, tree)
+    return LockResult(lock, tuple(resolved), tuple(unresolved), tree)
+
+
+def _usable(loaded: Loaded, old: Lock | None) -> dict[str, Pinned]:
+    """Entries of `old` whose original still matches what the environment says."""
+    if old is None:
+        return {}
+    wanted = wanted_inputs(loaded)
+    return {k: v for k, v in old.pinned().items() if wanted.get(k) == v.original}
+
+
+def assemble(loaded: Loaded, artifacts: dict[str, Input], tree: Tree) -> Lock:
+    inputs: dict[str, Input] = {**path_inputs(loaded), **artifacts}
+    return Lock(generator_info(), dict(sorted(inputs.items())),
+                Outputs(nar.tree_hash(tree), nar.subtree_hashes(tree)))
+
+
+# --- from a lock to renderer pins -----------------------------------------------------------
+
+def pins_from(inputs: dict[str, Input], store: Store, strict: bool) -> tuple[Pins, list[str]]:
+    """Pins for renderers, plus notes. Manifests come from the store, verified.
+
+    Strict (`--locked`/`--frozen`/verify): a missing or corrupt store object is an error.
+    Otherwise it is left unpinned with a note.
+    """
+    images: dict[str, str] = {}
+    os_pins: dict[str, tuple[str, str]] = {}
+    manifests: dict[str, bytes] = {}
+    notes: list[str] = []
+    for key, entry in sorted(inputs.items()):
+        kind, _, name = key.partition("/")
+        if not isinstance(entry, Pinned):
+            continue
+        if kind == "image":
+            images[name] = entry.locked
+        elif kind == "os":
+            os_pins[name] = (entry.locked["location"], entry.locked["sha256"])
+        elif kind == "manifest":
+            try:
+                manifests[name] = store.read(entry.locked["sha256"], f"manifest {name}")
+            except (StoreMissing, StoreCorrupt) as exc:
+                if strict:
+                    raise
+                notes.append(f"{key}: {exc} ; rendering without it")
+    return Pins(images=images, os=os_pins, manifests=manifests), notes
+
+
+def render_pins(loaded: Loaded, lock: Lock | None, store: Store, strict: bool,
+                ) -> tuple[Pins, list[str]]:
+    """Pins for `gen render`: the lock's entries that still match the environment."""
+    if lock is None:
+        return Pins(), []
+    usable = _usable(loaded, lock)
+    pins, notes = pins_from(dict(usable), store, strict)
+    stale = sorted(set(lock.pinned()) & set(wanted_inputs(loaded)) - set(usable))
+    notes += [f"{key}: the lock pins an older form of this input; run `gen lock`"
+              for key in stale]
+    return pins, notes
+
+
+# --- what would change --------------------------------------------------------------------
+
+def lock_changes(old: Lock, new: Lock, wanted: dict[str, Any] | None = None) -> list[str]:
+    """One line per difference between two locks, inputs first, then outputs."""
+    lines = []
+    if old.generator != new.generator:
+        for attr in ("version", "schema", "templates"):
+            a, b = getattr(old.generator, attr), getattr(new.generator, attr)
+            if a != b:
+                lines.append(f"generator.{attr}: {a} -> {b}")
+    for key in sorted(set(old.inputs) | set(new.inputs)):
+        a, b = old.inputs.get(key), new.inputs.get(key)
+        if a == b:
+            continue
+        if a is None:
+            lines.append(f"input {key}: not in the lock")
+        elif b is None:
+            lines.append(f"input {key}: in the lock but no longer used")
+        elif isinstance(a, PathInput) and isinstance(b, PathInput):
+            lines.append(f"input {key} ({b.path}): {a.nar_hash} -> {b.nar_hash}")
+        elif isinstance(a, Pinned) and isinstance(b, Pinned) and a.original != b.original:
+            lines.append(f"input {key}: the environment now says {_short(b.original)}, "
+                         f"the lock pins {_short(a.original)}")
+        else:
+            lines.append(f"input {key}: {_describe(a)} -> {_describe(b)}")
+    lines += output_changes(old.outputs, new.outputs)
+    return lines
+
+
+def output_changes(old: Outputs, new: Outputs) -> list[str]:
+    lines = []
+    for name in sorted(set(old.subtrees) | set(new.subtrees)):
+        a, b = old.subtrees.get(name), new.subtrees.get(name)
+        if a != b:
+            lines.append(f"output {name}: {a or 'absent'} -> {b or 'absent'}")
+    if old.nar_hash != new.nar_hash and not lines:
+        lines.append(f"output (tree): {old.nar_hash} -> {new.nar_hash}")
+    return lines
+
+
+def _describe(entry: Input) -> str:
+    return entry.nar_hash if isinstance(entry, PathInput) else entry.describe()
+
+
+def _short(original: Any) -> str:
+    if isinstance(original, str):
+        return original
+    stream = original.get("stream")
+    if stream:
+        return f"{stream.get('file') or stream.get('url')} {stream['artifact']}"
+    return str(original.get("url"))
+
+
+def check_locked(loaded: Loaded, lock: Lock, tree: Tree, where: str) -> None:
+    """Raise StaleLock (exit 4) naming every way the lock would change."""
+    lines = locked_differences(loaded, lock, tree)
+    if lines:
+        raise StaleLock(where, lines)
+
+
+def locked_differences(loaded: Loaded, lock: Lock, tree: Tree) -> list[str]:
+    """What `gen lock` would change: artifact entries, then input hashes and outputs."""
+    wanted, kept = wanted_inputs(loaded), _usable(loaded, lock)
+    lines = []
+    for key in sorted((set(wanted) | set(lock.pinned())) - set(kept)):
+        entry = lock.inputs.get(key)
+        if key not in wanted:
+            lines.append(f"input {key}: in the lock but no longer used")
+        elif not isinstance(entry, Pinned):
+            lines.append(f"input {key}: not in the lock")
+        else:
+            lines.append(f"input {key}: the environment now says {_short(wanted[key])}, "
+                         f"the lock pins {_short(entry.original)}")
+    expected = assemble(loaded, dict(kept), tree)
+    same_artifacts = Lock(lock.generator, {k: v for k, v in lock.inputs.items()
+                                           if k in PATH_INPUTS or k in kept}, lock.outputs)
+    return lines + lock_changes(same_artifacts, expected)
+
+
+class StaleLock(LockMismatch):
+    def __init__(self, where: str, lines: list[str]) -> None:
+        super().__init__(f"{where} would change")
+        self.where, self.changes = where, lines
+
+    def lines(self) -> list[str]:
+        return [f"{self.where} would change:"] + [f"  {line}" for line in self.changes] + [
+            "run `gen lock ENV` (adds what is missing) or `gen update ENV [INPUT...]`, "
+            "review the diff, and commit the lock"]

@@ -1,0 +1,203 @@
+"""The lock model: canonical JSON in and out, validated against schemas/lock.schema.json.
+
+`lock/<env>.lock` is canonical JSON (sorted keys, 2-space indent, LF, trailing newline) with
+no timestamps, so the same inputs always give the same bytes and a diff shows exactly which
+input moved. Any edit that breaks the schema, the canonical form or the internal
+consistency (an image pinned to another repository, say) is reported as a tampered lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator.errors import LockMismatch
+from generator.tree import canonical_json
+
+LOCK_VERSION = 1
+SCHEMA_FILE = Path(__file__).resolve().parent.parent.parent / "schemas" / "lock.schema.json"
+PATH_INPUTS = ("environment", "blueprint")
+KINDS = ("image", "os", "manifest")
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorInfo:
+    version: str
+    schema: str
+    templates: str  # SRI NAR hash of the renderer sources
+
+    def to_data(self) -> dict[str, str]:
+        return {"version": self.version, "schema": self.schema, "templates": self.templates}
+
+
+@dataclass(frozen=True, slots=True)
+class PathInput:
+    """A directory input (the environment, the blueprint) pinned by its NAR hash."""
+
+    path: str
+    nar_hash: str
+
+    def to_data(self) -> dict[str, str]:
+        return {"path": self.path, "narHash": self.nar_hash}
+
+
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """An external artifact: what the blueprint says (`original`) and what it resolved to."""
+
+    original: Any
+    locked: Any
+
+    def to_data(self) -> dict[str, Any]:
+        return {"original": self.original, "locked": self.locked}
+
+    def describe(self) -> str:
+        """One short line for `gen update`'s old -> new output."""
+        locked = self.locked
+        if isinstance(locked, dict):
+            return f"{locked.get('location') or locked.get('url')} sha256:{locked['sha256']}"
+        return str(locked)
+
+
+Input = PathInput | Pinned
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    nar_hash: str
+    subtrees: dict[str, str] = field(default_factory=dict)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"narHash": self.nar_hash, "subtrees": dict(sorted(self.subtrees.items()))}
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    generator: GeneratorInfo
+    inputs: dict[str, Input]
+    outputs: Outputs
+    version: int = LOCK_VERSION
+
+    def to_data(self) -> dict[str, Any]:
+        return {"version": self.version, "generator": self.generator.to_data(),
+                "inputs": {k: v.to_data() for k, v in sorted(self.inputs.items())},
+                "outputs": self.outputs.to_data()}
+
+    def dumps(self) -> bytes:
+        return canonical_json(self.to_data())
+
+    def pinned(self) -> dict[str, Pinned]:
+        return {k: v for k, v in self.inputs.items() if isinstance(v, Pinned)}
+
+
+def lock_path(root: Path, env_name: str) -> Path:
+    return root / "lock" / f"{env_name}.lock"
+
+
+def from_data(data: Any, where: str = "lock") -> Lock:
+    """A Lock from parsed JSON, after schema and consistency checks (LockMismatch if bad)."""
+    problems = schema_problems(data)
+    if not problems:
+        problems = consistency_problems(data)
+    if problems:
+        raise TamperedLock(where, problems)
+    inputs: dict[str, Input] = {}
+    for key, entry in data["inputs"].items():
+        inputs[key] = (PathInput(entry["path"], entry["narHash"]) if key in PATH_INPUTS
+                       else Pinned(entry["original"], entry["locked"]))
+    gen = data["generator"]
+    return Lock(GeneratorInfo(gen["version"], gen["schema"], gen["templates"]), inputs,
+                Outputs(data["outputs"]["narHash"], dict(data["outputs"]["subtrees"])),
+                data["version"])
+
+
+def loads(text: bytes, where: str = "lock") -> Lock:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise TamperedLock(where, [f"not JSON: {exc}"]) from None
+    lock = from_data(data, where)
+    if lock.dumps() != text:
+        raise TamperedLock(where, ["not in canonical form (sorted keys, 2-space indent, "
+                                   "trailing newline): it was edited by hand"])
+    return lock
+
+
+def read_lock(path: Path, where: str | None = None) -> Lock | None:
+    """The lock at `path`, or None when there is none yet."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return loads(text, where or str(path))
+
+
+def write_lock(path: Path, lock: Lock) -> bool:
+    """Write atomically; return False (and touch nothing) when the bytes are unchanged."""
+    data = lock.dumps()
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.gen-tmp")
+    with temp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temp.replace(path)
+    return True
+
+
+class TamperedLock(LockMismatch):
+    """A lock file that fails the schema, the canonical form or the consistency checks."""
+
+    def __init__(self, where: str, problems: list[str]) -> None:
+        super().__init__(f"{where} is invalid")
+        self.where, self.problems = where, problems
+
+    def lines(self) -> list[str]:
+        return [f"{self.where}: {p}" for p in self.problems] + [
+            f"{self.where}: the lock was edited or damaged; restore it from git or "
+            "regenerate it with `gen lock` / `gen update`"]
+
+
+def schema_problems(data: Any) -> list[str]:
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    found = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
+        at = ".".join(map(str, error.absolute_path)) or "(top)"
+        found.append(f"at {at}: {error.message}")
+    return found
+
+
+def consistency_problems(data: dict[str, Any]) -> list[str]:
+    """Checks the schema cannot express: an image must stay in its own repository."""
+    from generator.errors import UserError
+    from generator.lock.resolve import parse_image
+
+    found = []
+    for key, entry in sorted(data["inputs"].items()):
+        if key.startswith("image/"):
+            try:
+                original, locked = parse_image(entry["original"]), parse_image(entry["locked"])
+            except UserError as exc:
+                found.append(f"at inputs.{key}: {exc.message}")
+                continue
+            if (original.registry, original.repository) != (locked.registry, locked.repository):
+                found.append(f"at inputs.{key}: locked {entry['locked']} is not in the "
+                             f"repository of {entry['original']}")
+            elif original.digest and original.digest != locked.digest:
+                found.append(f"at inputs.{key}: locked digest differs from the digest written "
+                             "in the blueprint")
+        if key.startswith("manifest/") and entry["original"].get("sha256") not in (
+                None, entry["locked"]["sha256"]):
+            found.append(f"at inputs.{key}: locked sha256 differs from the one in the blueprint")
+        if key.startswith("os/") and entry["original"].get("sha256") not in (
+                None, entry["locked"]["sha256"]):
+            found.append(f"at inputs.{key}: locked sha256 differs from the one in the blueprint")
+    return found

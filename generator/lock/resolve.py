@@ -1,0 +1,255 @@
+"""The live layer of the lock: turn image tags, stream entries and URLs into pinned digests.
+
+Only `gen lock`, `gen update` and `gen fetch` call this module; rendering never does. Network
+access goes through urllib, imported lazily; errors become one-line UserErrors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generator.errors import UserError
+from generator.lock.store import ChecksumMismatch, Store
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+DEFAULT_FORMATS = {"kernel": "pxe", "initramfs": "pxe", "rootfs": "pxe", "disk": "raw.gz"}
+TIMEOUT = 30.0
+Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
+
+
+class Offline(UserError):
+    """Resolution needed the network, but the command runs offline."""
+
+
+# --- image references --------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """A parsed image reference: `[registry/]repository[:tag][@digest]`."""
+
+    registry: str  # as written or implied ("docker.io")
+    repository: str  # with "library/" for official Docker Hub images
+    tag: str | None
+    digest: str | None
+
+    @property
+    def api_host(self) -> str:
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    def pinned(self, digest: str) -> str:
+        """`registry/repository@sha256:...` (the tag goes: the digest alone decides)."""
+        return f"{self.registry}/{self.repository}@{digest}"
+
+
+def parse_image(ref: str) -> ImageRef:
+    name, _, digest = ref.partition("@")
+    tag = None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        registry, repository = first, rest
+    else:
+        registry, repository = DOCKER_HUB, name
+    if registry == DOCKER_HUB and "/" not in repository:
+        repository = f"library/{repository}"
+    if not re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
+                        repository) or (digest and not re.fullmatch(r"sha256:[0-9a-f]{64}",
+                                                                    digest)):
+        raise UserError(f"'{ref}' is not a valid image reference",
+                        "write [registry/]repository[:tag][@sha256:<hex>]")
+    return ImageRef(registry, repository, tag if tag or digest else "latest", digest or None)
+
+
+def resolve_image(ref: str, insecure: frozenset[str] = frozenset(), offline: bool = False) -> str:
+    """The pinned `repo@sha256:...` of an image tag, via the registry HTTP API v2.
+
+    For a multi-arch image this is the digest of the index (manifest list), so every
+    architecture stays pinned. A reference that already names a digest needs no network.
+    """
+    image = parse_image(ref)
+    if image.digest:
+        return image.pinned(image.digest)
+    if offline:
+        raise Offline(f"image {ref}: resolving a tag needs the registry",
+                      "run without --offline/--frozen where the registry is reachable")
+    scheme = "http" if _plain_http(image.api_host, insecure) else "https"
+    url = f"{scheme}://{image.api_host}/v2/{image.repository}/manifests/{image.tag}"
+    headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+    status, reply_headers, body = _registry_get(url, headers, ref)
+    digest = reply_headers.get("docker-content-digest") or ""
+    computed = "sha256:" + hashlib.sha256(body).hexdigest()
+    if digest and digest.startswith("sha256:") and digest != computed:
+        raise UserError(f"image {ref}: the registry's Docker-Content-Digest {digest} does not "
+                        f"match the manifest it sent ({computed})", "check the registry or proxy")
+    return image.pinned(digest if digest.startswith("sha256:") else computed)
+
+
+def _plain_http(host: str, insecure: frozenset[str]) -> bool:
+    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return host in insecure or hostname in ("localhost", "::1") or hostname.startswith("127.")
+
+
+def _registry_get(url: str, headers: dict[str, str], what: str,
+                  ) -> tuple[int, dict[str, str], bytes]:
+    """GET with the anonymous bearer-token dance real registries (Docker Hub, quay) need."""
+    from urllib.error import HTTPError
+
+    try:
+        return _http_get(url, headers, what)
+    except HTTPError as exc:
+        challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
+        if not challenge.lower().startswith("bearer "):
+            raise _http_error(what, url, exc) from None
+    token = _anonymous_token(challenge, what)
+    try:
+        return _http_get(url, {**headers, "Authorization": f"Bearer {token}"}, what)
+    except HTTPError as exc:
+        raise _http_error(what, url, exc) from None
+
+
+def _anonymous_token(challenge: str, what: str) -> str:
+    from urllib.error import HTTPError
+    from urllib.parse import urlencode
+
+    params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+    realm = params.pop("realm", "")
+    if not realm:
+        raise UserError(f"image {what}: the registry asked for a token without a realm")
+    try:
+        _, _, body = _http_get(f"{realm}?{urlencode(params)}", {}, what)
+    except HTTPError as exc:
+        raise _http_error(what, realm, exc) from None
+    reply = json.loads(body)
+    return str(reply.get("token") or reply.get("access_token") or "")
+
+
+def _http_get(url: str, headers: dict[str, str], what: str,
+              ) -> tuple[int, dict[str, str], bytes]:
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
+
+    try:
+        with urlopen(Request(url, headers=headers), timeout=TIMEOUT) as reply:
+            return reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read()
+    except HTTPError:
+        raise
+    except (URLError, OSError) as exc:
+        raise _unreachable(what, url, exc) from None
+
+
+def _http_error(what: str, url: str, exc: Any) -> UserError:
+    hint = ("the name or tag does not exist, or the registry needs credentials"
+            if exc.code in (401, 403, 404) else "try again later")
+    return UserError(f"{what}: {url} answered HTTP {exc.code} {exc.reason}", hint)
+
+
+def _unreachable(what: str, url: str, exc: Exception) -> UserError:
+    reason = getattr(exc, "reason", exc)
+    return UserError(f"{what}: cannot reach {url}: {reason}",
+                     "check the network or proxy; `gen render` itself needs no network")
+
+
+# --- CoreOS stream metadata ----------------------------------------------------------------
+
+def load_stream(source: str, base_dir: Path, offline: bool = False) -> dict[str, Any]:
+    """Stream metadata JSON from a local file (relative to the env dir) or an http(s) URL."""
+    if source.startswith(("http://", "https://")):
+        if offline:
+            raise Offline(f"stream metadata {source} needs the network",
+                          "ship a copy beside env.yaml and use `stream: {file: ...}`")
+        _, _, body = _http_get(source, {"Accept": "application/json"}, f"stream {source}")
+        text, where = body, source
+    else:
+        path = base_dir / source.removeprefix("file://")
+        try:
+            text, where = path.read_bytes(), str(path)
+        except OSError as exc:
+            raise UserError(f"stream metadata {path}: {exc.strerror}",
+                            "write a path relative to the environment dir") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"stream metadata {where} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"stream metadata {where} is not a JSON object")
+    return data
+
+
+def stream_artifact(stream: dict[str, Any], arch: str, platform: str, fmt: str | None,
+                    artifact: str, where: str = "stream") -> tuple[str, str]:
+    """(location, sha256) at architectures.<arch>.artifacts.<platform>.formats.<fmt>.<artifact>."""
+    fmt = fmt or DEFAULT_FORMATS.get(artifact, "raw.gz")
+    keys = ("architectures", arch, "artifacts", platform, "formats", fmt, artifact)
+    node: Any = stream
+    for depth, key in enumerate(keys):
+        if not isinstance(node, dict) or key not in node:
+            known = sorted(node) if isinstance(node, dict) else []
+            at = ".".join(keys[:depth + 1])
+            raise UserError(f"{where}: no {at} in the stream metadata",
+                            f"available: {', '.join(known) or 'nothing'}")
+        node = node[key]
+    location, sha256 = node.get("location"), node.get("sha256")
+    if not isinstance(location, str) or not re.fullmatch(r"[0-9a-f]{64}", str(sha256)):
+        raise UserError(f"{where}: {'.'.join(keys)} lacks a location or a sha256")
+    return location, str(sha256)
+
+
+# --- plain URLs ------------------------------------------------------------------------------
+
+def download(url: str, store: Store, expected: str | None, what: str,
+             progress: Progress | None = None, offline: bool = False) -> str:
+    """Download `url` into the store, verifying `expected` when given; return its sha256."""
+    if offline:
+        raise Offline(f"{what}: downloading {url} needs the network",
+                      "run `gen fetch` where the network is reachable, or copy the store")
+    if url.startswith("file://"):
+        path = Path(url.removeprefix("file://"))
+        return store.put_chunks(_file_chunks(path, progress), expected, what)
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
+
+    try:
+        with urlopen(Request(url), timeout=TIMEOUT) as reply:
+            total = reply.headers.get("Content-Length")
+            chunks = _reply_chunks(reply, int(total) if total else None, progress)
+            return store.put_chunks(chunks, expected, what)
+    except ChecksumMismatch:
+        raise
+    except HTTPError as exc:
+        raise _http_error(what, url, exc) from None
+    except (URLError, OSError) as exc:
+        raise _unreachable(what, url, exc) from None
+
+
+def _reply_chunks(reply: Any, total: int | None, progress: Progress | None) -> Iterator[bytes]:
+    done = 0
+    while chunk := reply.read(1 << 20):
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+        yield chunk
+
+
+def _file_chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
+    total, done = path.stat().st_size, 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+            yield chunk
