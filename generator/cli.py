@@ -35,6 +35,10 @@ FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), de
 COMMANDS = {
     "validate": "generator.commands.render:validate",
     "render": "generator.commands.render:render",
+    "lock": "generator.commands.lock:lock_cmd",
+    "update": "generator.commands.lock:update_cmd",
+    "verify": "generator.commands.lock:verify_cmd",
+    "fetch": "generator.commands.lock:fetch_cmd",
     "diff": "generator.commands.diff:diff",
     "set": "generator.commands.edit:set_field",
     "node": "generator.commands.edit:node",

@@ -39,8 +39,15 @@ def validate(env: str, fmt: str) -> None:
               help="Output directory (default: rendered/<env> in the repo root).")
 @click.option("--check", is_flag=True,
               help="Write nothing; exit 1 and list the differences if the output is stale.")
+@click.option("--locked", is_flag=True,
+              help="Require lock/<env>.lock and exit 4 if it would change (missing or stale "
+                   "entries, changed inputs, a different output tree).")
+@click.option("--frozen", is_flag=True, help="--locked, and never touch the network.")
+@click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
+              envvar="GEN_STORE", help="Content store (default ~/.cache/gen/store; $GEN_STORE).")
 @FORMAT
-def render(env: str, out: Path | None, check: bool, fmt: str) -> None:
+def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
+           store: Path | None, fmt: str) -> None:
     """Render ENV into a directory of pinned, reproducible files.
 
     Files no longer rendered are deleted; unchanged files are left untouched (their mtime
@@ -48,11 +55,14 @@ def render(env: str, out: Path | None, check: bool, fmt: str) -> None:
 
     ENV is `env/NAME` (resolves to environments/NAME) or a path to an environment dir.
     """
-    from generator.pipeline import render_environment
+    from generator.pipeline import render_with_lock
     from generator.writer import compare, read_tree, write_tree
 
-    rendered = render_environment(env)
+    # Rendering never uses the network, so --frozen adds nothing beyond --locked here.
+    rendered = render_with_lock(env, store_root=store, locked=locked or frozen)
     warn(rendered.loaded.warnings)
+    for note in rendered.notes:
+        click.echo(f"warning: {note}", err=True)
     target = out or rendered.default_out()
     if check:
         changes = compare(read_tree(target), rendered.tree)
