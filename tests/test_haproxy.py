@@ -1,0 +1,299 @@
+"""HAProxy family: the rendered configs pass `haproxy -c`, and a real HAProxy proxies them.
+
+Live tests run HAProxy and its backends (small Python TCP servers that answer with their own
+name, so a test sees which backend a frontend reached) in two lo-only namespaces joined by a
+veth pair on the lab's own subnet, one holding the load-balancer host's address, the other
+every other node's, so the rendered configs run unchanged:
+- lab A: 6443 and 22623 reach bootstrap + masters, 80 and 443 the workers, stats on 9000;
+- lab B: port 80 must reach the workers' http NodePort, 443 the https one (the seed
+  crossed them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from netns import Netns, netns
+
+from generator.environment import load_environment
+from generator.families import Pins, haproxy
+from generator.model import Environment
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Listens on every ADDR:PORT=NAME argument; answers each connection with NAME and closes.
+BACKEND = r"""
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+for spec in sys.argv[1:]:
+    where, name = spec.split("=")
+    host, port = where.rsplit(":", 1)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, int(port)))
+    s.listen(64)
+    sel.register(s, selectors.EVENT_READ, name.encode() + b"\n")
+print("ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        conn, _ = key.fileobj.accept()
+        conn.sendall(key.data)
+        conn.close()
+"""
+
+
+def model(ref: str, cwd: Path = ROOT) -> Environment:
+    return load_environment(ref, cwd).model
+
+
+def rendered_config(env: Environment) -> tuple[str, str]:
+    """(path, text) of the one haproxy.cfg the family renders."""
+    tree = haproxy.render(env, Pins())
+    assert len(tree) == 1, sorted(tree)
+    path, content = next(iter(tree.items()))
+    return path, content.decode()
+
+
+def parse(text: str) -> dict[str, dict[str, list[str]]]:
+    """Sections (`frontend api`, `backend api`, ...) -> directive -> argument strings."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] | None = None
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if not line.startswith(" "):
+            current = sections.setdefault(line.strip(), {})
+            continue
+        assert current is not None, raw
+        key, _, rest = line.strip().partition(" ")
+        current.setdefault(key, []).append(rest)
+    return sections
+
+
+def routes(text: str) -> dict[int, tuple[str, list[tuple[str, str, int]]]]:
+    """Frontend port -> (mode, [(server name, ip, port)]) through default_backend."""
+    sections = parse(text)
+    result = {}
+    for title, body in sections.items():
+        if not title.startswith("frontend "):
+            continue
+        port = int(body["bind"][0].rsplit(":", 1)[1])
+        backend = sections[f"backend {body['default_backend'][0]}"]
+        servers = []
+        for line in backend.get("server", []):
+            name, address, *_ = line.split()
+            ip, server_port = address.rsplit(":", 1)
+            servers.append((name, ip, int(server_port)))
+        modes = {body.get("mode", ["tcp"])[0], backend.get("mode", ["tcp"])[0]}
+        assert len(modes) == 1, f"frontend and backend modes differ on {port}: {modes}"
+        result[port] = (modes.pop(), servers)
+    return result
+
+
+def ingress_problems(text: str, http_port: int, https_port: int) -> list[str]:
+    """Everything wrong with a config's ingress frontends (lab B's seed had two of these)."""
+    found = routes(text)
+    problems = []
+    for frontend, want in ((80, http_port), (443, https_port)):
+        mode, servers = found[frontend]
+        if mode != "tcp":
+            problems.append(f"{frontend} runs in mode {mode}, not tcp")
+        if not servers:
+            problems.append(f"{frontend} has no servers")
+        problems += [f"{frontend} goes to {name}:{port}, not the NodePort {want}"
+                     for name, _, port in servers if port != want]
+    return problems
+
+
+def haproxy_check(ns: Netns, config: Path) -> subprocess.CompletedProcess[str]:
+    return ns.run(["haproxy", "-c", "-f", config])
+
+
+def names(servers: list[tuple[str, str, int]]) -> list[str]:
+    return [name for name, _, _ in servers]
+
+
+# --- structure -------------------------------------------------------------------------
+
+def test_lab_a_routes() -> None:
+    env = model("env/lab")
+    path, text = rendered_config(env)
+    assert path == "hosts/helper/haproxy/haproxy.cfg"
+    found = routes(text)
+    control = ["bootstrap", "master0", "master1", "master2"]
+    assert names(found[6443][1]) == control
+    assert names(found[22623][1]) == control
+    assert {p for _, _, p in found[22623][1]} == {22623}
+    assert names(found[80][1]) == ["worker0", "worker1"]
+    assert names(found[443][1]) == ["worker0", "worker1"]
+    assert {p for _, _, p in found[80][1]} == {80}
+    assert {p for _, _, p in found[443][1]} == {443}
+    assert ("192.168.20.150", 6443) in {(ip, p) for _, ip, p in found[6443][1]}
+    assert all(mode == "tcp" for mode, _ in found.values())
+    assert parse(text)["listen stats"]["bind"] == ["*:9000"]
+    servers = [line for line in text.splitlines() if line.strip().startswith("server ")]
+    assert servers and all(line.endswith(" check") for line in servers)
+
+
+def test_lab_b_ingress_not_crossed() -> None:
+    env = model("env/k8s-lab")
+    path, text = rendered_config(env)
+    assert path == "hosts/test-storage1/haproxy/haproxy.cfg"
+    assert ingress_problems(text, 32334, 30570) == []
+    found = routes(text)
+    assert names(found[6443][1]) == ["test-master"]
+    assert names(found[80][1]) == ["test-node1", "test-node2", "test-node3"]
+    assert 22623 not in found  # no machine-config server outside OpenShift
+    assert set(parse(text)["backend ingress-http"]["balance"]) == {"roundrobin"}
+
+
+def test_crossing_check_catches_the_seed_config() -> None:
+    """The check above fails on the seed's config: ports crossed and 443 in mode http."""
+    _, text = rendered_config(model("env/k8s-lab"))
+    crossed = text.replace(":32334 ", ":TMP ").replace(":30570 ", ":32334 ")
+    crossed = crossed.replace(":TMP ", ":30570 ")
+    assert len(ingress_problems(crossed, 32334, 30570)) == 6
+    http443 = text.replace("frontend ingress-https\n    bind *:443\n    mode tcp",
+                           "frontend ingress-https\n    bind *:443\n    mode http")
+    with pytest.raises(AssertionError, match="modes differ"):
+        ingress_problems(http443, 32334, 30570)
+
+
+def test_ingress_goes_to_masters_without_workers(repo: Path) -> None:
+    env_file = repo / "environments/lab/env.yaml"
+    text = env_file.read_text()
+    text = re.sub(r"  - \{name: worker\d.*\n", "", text)
+    env_file.write_text(text)
+    _, config = rendered_config(model("env/lab", repo))
+    found = routes(config)
+    assert names(found[80][1]) == ["master0", "master1", "master2"]
+    assert names(found[443][1]) == ["master0", "master1", "master2"]
+
+
+def test_no_haproxy_service_renders_nothing() -> None:
+    env = model("env/lab")
+    from dataclasses import replace
+    bare = replace(env, services=replace(env.services, haproxy=None))
+    assert haproxy.render(bare, Pins()) == {}
+
+
+# --- the real checker and the real daemon ----------------------------------------------
+
+@pytest.mark.daemons
+@pytest.mark.parametrize("ref", ["env/lab", "env/k8s-lab"])
+def test_haproxy_check_passes(ref: str, tmp_path: Path) -> None:
+    _, text = rendered_config(model(ref))
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text)
+    with netns("hapc") as ns:
+        result = haproxy_check(ns, config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+@pytest.mark.daemons
+def test_haproxy_check_can_fail(tmp_path: Path) -> None:
+    _, text = rendered_config(model("env/lab"))
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text.replace("balance roundrobin", "balance nosuchalgo", 1))
+    with netns("hapc") as ns:
+        assert haproxy_check(ns, config).returncode != 0
+
+
+def start_backends(ns: Netns, specs: list[str]) -> None:
+    proc = ns.popen([sys.executable, "-c", BACKEND, *specs], stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line == b"ready\n", (line, proc.stderr.read() if proc.stderr else b"")
+
+
+def start_haproxy(ns: Netns, tmp_path: Path, text: str, port: int) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text)
+    proc = ns.popen(["haproxy", "-db", "-f", config], stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT)
+    # Backends listen on the same port numbers at node addresses: wait for the wildcard.
+    deadline = time.monotonic() + 10
+    while f"0.0.0.0:{port} " not in ns.run(["ss", "-ltn"]).stdout:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            output = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"haproxy did not listen on *:{port}: {output}")
+        time.sleep(0.05)
+
+
+def ask(ns: Netns, port: int, host: str = "127.0.0.1") -> str:
+    """Connect to host:port inside the namespace and return what the backend said."""
+    script = ("import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])),5);"
+              "print(s.recv(100).decode().strip())")
+    result = ns.run([sys.executable, "-c", script, host, str(port)], timeout=15)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@contextlib.contextmanager
+def lab_network(env: Environment) -> Iterator[tuple[Netns, Netns]]:
+    """(lb, nodes): the load-balancer host's namespace and one holding every other node's
+    address, joined by a veth pair on the lab's own subnet. Nothing leaves the two."""
+    lb_node = env.node(env.services.haproxy.host)  # type: ignore[union-attr]
+    prefix = env.network(lb_node.nic.network).cidr.prefixlen
+    others = [n for n in env.nodes if n.name != lb_node.name]
+    with netns("lb") as lb, netns("nodes") as nodes:
+        _, peer = lb.add_veth(nodes, f"{lb_node.ip}/{prefix}", f"{others[0].ip}/{prefix}")
+        for node in others[1:]:
+            nodes.run(["ip", "addr", "add", f"{node.ip}/{prefix}", "dev", peer], check=True)
+        yield lb, nodes
+
+
+@pytest.mark.daemons
+def test_haproxy_forwards_lab_a(tmp_path: Path) -> None:
+    """Lab A as rendered: 6443 and 22623 reach every control plane in turn, 80/443 workers."""
+    env = model("env/lab")
+    _, config = rendered_config(env)
+    specs = [f"{n.ip}:{port}={n.name}/{port}" for port in (6443, 22623, 80, 443)
+             for n in env.nodes if n.role in ("bootstrap", "master", "worker")]
+    with lab_network(env) as (lb, nodes):
+        start_backends(nodes, specs)
+        start_haproxy(lb, tmp_path, config, 6443)
+        control = ["bootstrap", "master0", "master1", "master2"]
+        assert {ask(lb, 6443) for _ in range(8)} == {f"{n}/6443" for n in control}
+        assert {ask(lb, 22623) for _ in range(8)} == {f"{n}/22623" for n in control}
+        assert {ask(lb, 80) for _ in range(4)} == {"worker0/80", "worker1/80"}
+        assert {ask(lb, 443) for _ in range(4)} == {"worker0/443", "worker1/443"}
+        stats = lb.run(["curl", "-sf", "http://127.0.0.1:9000/"])
+        assert stats.returncode == 0 and "Statistics Report" in stats.stdout
+
+
+@pytest.mark.daemons
+def test_lab_b_ports_reach_their_own_nodeport(tmp_path: Path) -> None:
+    """Lab B as rendered: 80 must land on the http NodePort, 443 on the https one."""
+    env = model("env/k8s-lab")
+    _, config = rendered_config(env)
+    workers = env.nodes_with_role("worker")
+    specs = [f"{n.ip}:32334={n.name}/http-nodeport" for n in workers]
+    specs += [f"{n.ip}:30570={n.name}/https-nodeport" for n in workers]
+    specs += [f"{n.ip}:6443={n.name}/api" for n in env.nodes_with_role("master")]
+    with lab_network(env) as (lb, nodes):
+        start_backends(nodes, specs)
+        start_haproxy(lb, tmp_path, config, 443)
+        http = {ask(lb, 80) for _ in range(6)}
+        https = {ask(lb, 443) for _ in range(6)}
+        assert http == {f"{n.name}/http-nodeport" for n in workers}
+        assert https == {f"{n.name}/https-nodeport" for n in workers}
+        assert ask(lb, 6443) == "test-master/api"
+
+
+@pytest.mark.daemons
+def test_ask_helper_sees_refused_connections() -> None:
+    """The live tests can fail: nothing listening means the client reports an error."""
+    with netns("hapr") as ns, pytest.raises(AssertionError):
+        ask(ns, 6443)
