@@ -160,26 +160,46 @@ def spec_row(spec: str) -> Spec:
 
 
 @functools.cache
-def _validator(spec: str) -> Any:
-    from jsonschema import Draft202012Validator
+def _schema(spec: str) -> dict[str, Any]:
+    with (SCHEMA_DIR / spec_row(spec).schema).open(encoding="utf-8") as handle:
+        schema: dict[str, Any] = json.load(handle)
+    return schema
 
-    with (SCHEMA_DIR / SPECS[spec].schema).open(encoding="utf-8") as handle:
-        return Draft202012Validator(json.load(handle))
+
+@functools.cache
+def _fast_validator(spec: str) -> Any:
+    # fastjsonschema compiles the schema to Python once (~20 ms): ~30 µs per config against
+    # ~400 µs for jsonschema, which matters at 1,000 nodes. jsonschema, already used for
+    # blueprints, only runs on failure, to name the failing field the way schema.py does.
+    import fastjsonschema
+
+    return fastjsonschema.compile(_schema(spec))
 
 
 def check_config(config: dict[str, Any], spec: str, node: str) -> None:
     """Raise a one-line UserError if `config` is not valid Ignition `spec` (gen's subset)."""
+    import fastjsonschema
+
+    try:
+        _fast_validator(spec)(config)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise UserError(f"Ignition config for node '{node}' is not valid spec {spec}: "
+                        f"{_explain(config, spec) or exc.message}",
+                        "check that node's name, interface and addresses in the environment"
+                        ) from None
+
+
+def _explain(config: dict[str, Any], spec: str) -> str | None:
+    """`at <field path>: <value> fails <keyword> <expected>` from jsonschema's best match."""
+    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
-    spec_row(spec)
-    error = best_match(_validator(spec).iter_errors(config))
+    error = best_match(Draft202012Validator(_schema(spec)).iter_errors(config))
     if error is None:
-        return
+        return None
     where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-    raise UserError(f"Ignition config for node '{node}' is not valid spec {spec}: at {where}: "
-                    f"{_short(error.instance)} fails {error.validator} "
-                    f"{_short(error.validator_value)}",
-                    "check that node's name, interface and addresses in the environment")
+    return (f"at {where}: {_short(error.instance)} fails {error.validator} "
+            f"{_short(error.validator_value)}")
 
 
 def _short(value: Any) -> str:
