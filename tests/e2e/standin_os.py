@@ -1,0 +1,123 @@
+"""A stand-in for CoreOS in the end-to-end boot test, built deterministically.
+
+CoreOS cannot be downloaded here, so Debian's cloud kernel boots a tiny busybox initramfs
+whose /init does what the CoreOS installer's first steps do with gen's kernel arguments:
+apply `ip=`, resolve `api-int.<cluster domain>` through `nameserver=`, fetch
+`coreos.inst.ignition_url`, and report each step on the serial console as
+`GEN-STANDIN: <step> ...` lines the test reads. It then idles (a real node keeps running),
+so a second converge must find every VM running and change nothing.
+
+The initramfs is a gzip'd newc cpio written here in Python with fixed mtimes, owners and
+order, so the same inputs always give the same bytes (and the same sha256 in the lock).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+BUSYBOX = Path("/bin/busybox")
+MODULES = ("kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko",
+           "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+           "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+           "kernel/drivers/virtio/virtio_pci.ko", "kernel/net/core/failover.ko",
+           "kernel/drivers/net/net_failover.ko", "kernel/drivers/net/virtio_net.ko")
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /tmp /bin
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+say() { echo "GEN-STANDIN: $*"; }
+for m in MODULE_LIST; do insmod /lib/modules/$m.ko 2>/dev/null; done
+say boot $(cat /proc/cmdline)
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    ip=*) IPARG="${arg#ip=}" ;;
+    nameserver=*) NS="${arg#nameserver=}" ;;
+    coreos.inst.ignition_url=*) IGN="${arg#coreos.inst.ignition_url=}" ;;
+  esac
+done
+OLDIFS="$IFS"; IFS=:
+set -- $IPARG
+IFS="$OLDIFS"
+CIP="$1"; GW="$3"; MASK="$4"; HOST="$5"; IFACE="$6"
+n=0; while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.2; n=$((n+1)); done
+[ -n "$IFACE" ] && [ "$IFACE" != eth0 ] && ip link set eth0 name "$IFACE"
+[ -n "$IFACE" ] || IFACE=eth0
+ip link set lo up
+ip link set "$IFACE" up
+if [ -n "$CIP" ]; then
+  eval $(ipcalc -p "$CIP" "$MASK")
+  ip addr add "$CIP/$PREFIX" dev "$IFACE"
+  [ -n "$GW" ] && ip route add default via "$GW"
+  hostname "${HOST%%.*}"
+  say ip "$IFACE" "$CIP/$PREFIX" gw "$GW" host "$HOST"
+else
+  udhcpc -i "$IFACE" -q -n -t 10 && say ip "$IFACE" dhcp
+fi
+[ -n "$NS" ] && echo "nameserver $NS" > /etc/resolv.conf
+DOMAIN="${HOST#*.}"
+ADDR=$(nslookup "api-int.$DOMAIN" "$NS" 2>/dev/null | sed -n 's/^Address:[ \t]*\([0-9.]*\)$/\1/p' | grep -v "^$NS$" | tail -n 1)
+say dns "api-int.$DOMAIN" "$ADDR"
+if timeout 60 wget -q -O /tmp/ignition "$IGN"; then
+  say ignition "$IGN" sha256=$(sha256sum /tmp/ignition | cut -d' ' -f1) bytes=$(wc -c < /tmp/ignition)
+else
+  say ignition-failed "$IGN"
+fi
+say done
+while true; do sleep 3600; done
+"""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    mode: int
+    data: bytes = b""
+
+
+def _cpio_newc(entries: list[_Entry]) -> bytes:
+    """A newc archive with inode numbers by position and every mtime/uid/gid zero."""
+    out = io.BytesIO()
+    for ino, entry in enumerate([*entries, _Entry("TRAILER!!!", 0)], start=1):
+        name = entry.name.encode() + b"\0"
+        fields = [0 if entry.name == "TRAILER!!!" else ino, entry.mode, 0, 0, 1, 0,
+                  len(entry.data), 0, 0, 0, 0, len(name), 0]
+        header = b"070701" + b"".join(f"{v:08x}".encode() for v in fields)
+        out.write(header + name)
+        out.write(b"\0" * (-(len(header) + len(name)) % 4))
+        out.write(entry.data)
+        out.write(b"\0" * (-len(entry.data) % 4))
+    return out.getvalue()
+
+
+def build_initramfs(kernel_release: str) -> bytes:
+    """The stand-in initramfs for `kernel_release` (modules from /lib/modules)."""
+    modules_dir = Path("/lib/modules") / kernel_release
+    names = " ".join(Path(m).stem for m in MODULES)
+    directory = stat.S_IFDIR | 0o755
+    entries = [_Entry(d, directory) for d in ("bin", "dev", "etc", "lib", "lib/modules",
+                                              "proc", "sys", "tmp")]
+    entries.append(_Entry("bin/busybox", stat.S_IFREG | 0o755, BUSYBOX.read_bytes()))
+    entries += [_Entry(f"lib/modules/{Path(m).name}", stat.S_IFREG | 0o644,
+                       (modules_dir / m).read_bytes()) for m in MODULES]
+    entries.append(_Entry("init", stat.S_IFREG | 0o755,
+                          INIT.replace("MODULE_LIST", names).encode()))
+    raw = _cpio_newc(sorted(entries, key=lambda e: e.name))
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as handle:
+        handle.write(raw)
+    return buffer.getvalue()
+
+
+def cloud_kernel() -> tuple[Path, str]:
+    """(vmlinuz path, kernel release) of Debian's linux-image-cloud-amd64."""
+    kernels = sorted(Path("/boot").glob("vmlinuz-*-cloud-amd64"))
+    if not kernels:
+        raise FileNotFoundError("linux-image-cloud-amd64 is not installed")
+    return kernels[-1], kernels[-1].name.removeprefix("vmlinuz-")
