@@ -77,6 +77,7 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     env_file = env_dir / ENV_FILE
     env_doc = (read_yaml_file(env_file, display(env_file)) if env_text is None
                else load_yaml(env_text, display(env_file)))
+    _expect_kind(env_doc, "Environment")
     blueprint_name = env_doc.data.get("blueprint") if isinstance(env_doc.data, dict) else None
     if not isinstance(blueprint_name, str) or not blueprint_name:
         raise InvalidInput([Problem("missing required key 'blueprint'", env_doc.locate(()),
@@ -91,6 +92,7 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
                                     f"known blueprints: {', '.join(known) or 'none'}")])
     blueprint = read_yaml_file(blueprint_dir / BLUEPRINT_FILE,
                                display(blueprint_dir / BLUEPRINT_FILE))
+    _expect_kind(blueprint, "Blueprint")
     problems = schema_problems(blueprint)
     if problems:
         raise InvalidInput(problems)
@@ -100,6 +102,16 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     merged = deep_merge(defaults, env_doc)
     apply_role_defaults(merged)
     return source, merged
+
+
+def _expect_kind(doc: Document, kind: str) -> None:
+    """env.yaml must be an Environment and blueprint.yaml a Blueprint, or nothing else fits."""
+    found = doc.data.get("kind") if isinstance(doc.data, dict) else None
+    if isinstance(found, str) and found != kind:
+        raise InvalidInput([Problem(f"{found!r} must be {kind!r} in this file",
+                                    doc.locate(("kind",)),
+                                    f"{ENV_FILE} holds an Environment, {BLUEPRINT_FILE} a "
+                                    "Blueprint")])
 
 
 def load_environment(ref: str, cwd: Path | None = None, env_text: str | None = None) -> Loaded:

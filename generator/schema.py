@@ -44,13 +44,6 @@ def _describe(error: Any) -> tuple[FieldPath, str, str]:
     kind, value = error.validator, error.instance
     if "x-message" in schema and kind in ("pattern", "oneOf", "type", "anyOf"):
         return path, f"{_short(value)} {schema['x-message']}", schema.get("x-hint", "")
-    if kind == "additionalProperties":
-        allowed = sorted(schema.get("properties", {}))
-        extra = sorted(set(value) - set(allowed))
-        key = extra[0] if extra else "?"
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
-        return path + (key,), f"unknown key '{key}'", hint
     if kind == "required":
         return path, f"missing required key {error.message.split(' is a')[0]}", "add it"
     if kind == "enum":
@@ -78,6 +71,58 @@ def schema_problems(doc: Document) -> list[Problem]:
     for error in _validator().iter_errors(doc.data):
         if error.validator in ("if", "then", "else"):
             continue
+        if error.validator == "additionalProperties":
+            # One line per unknown key, each at its own position.
+            allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            for key in [k for k in error.instance if k not in allowed]:
+                path, message, hint = _unknown_key(tuple(error.absolute_path), key, allowed)
+                problems.append(Problem(message, doc.locate(path), hint))
+            continue
         path, message, hint = _describe(error)
+        if error.validator == "required":
+            hint = _role_hint(doc, path, message, hint)
         problems.append(Problem(message, doc.locate(path), hint))
-    return problems
+    return dedupe(problems)
+
+
+def _unknown_key(path: FieldPath, key: str, allowed: Any) -> tuple[FieldPath, str, str]:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(sorted(allowed))}"
+    return path + (key,), f"unknown key '{key}'", hint
+
+
+def _role_hint(doc: Document, path: FieldPath, message: str, hint: str) -> str:
+    """A node missing a field its role could default: say where the default would go."""
+    defaultable = load_schema()["$defs"].get("nodeDefaults", {}).get("properties", {})
+    missing = message.split("'")[1] if message.count("'") >= 2 else ""
+    if (len(path) != 2 or path[0] != "nodes" or missing not in defaultable
+            or not isinstance(doc.data, dict)):
+        return hint
+    nodes = doc.data.get("nodes")
+    node = nodes[path[1]] if isinstance(nodes, list) and isinstance(path[1], int) else None
+    role = node.get("role") if isinstance(node, dict) else None
+    if not isinstance(role, str):
+        return hint
+    return f"add it, or give role '{role}' a default under roles in the blueprint"
+
+
+def dedupe(problems: list[Problem]) -> list[Problem]:
+    """One line per mistake: the same message at the same source position is reported once.
+
+    A role default is copied into every node of that role, so a bad default would otherwise
+    be reported once per node; the `roles.<role>` path is the one kept, as that is where the
+    fix goes.
+    """
+    kept: dict[tuple[object, ...], Problem] = {}
+    for problem in problems:
+        loc = problem.location
+        key = ((loc.file, loc.line, loc.column) if loc else None, problem.message, problem.hint,
+               problem.warning)
+        current = kept.get(key)
+        if current is None or (_in_node(current) and not _in_node(problem)):
+            kept[key] = problem
+    return list(kept.values())
+
+
+def _in_node(problem: Problem) -> bool:
+    return problem.location is not None and problem.location.path.startswith("nodes[")
