@@ -53,7 +53,8 @@ class Netns:
         kw.setdefault("text", True)
         return subprocess.run(self.argv(argv), check=check, timeout=timeout, **kw)  # type: ignore[call-overload,no-any-return]
 
-    def popen(self, argv: Sequence[str | os.PathLike[str]], **kw: object) -> subprocess.Popen[bytes]:
+    def popen(self, argv: Sequence[str | os.PathLike[str]],
+              **kw: object) -> subprocess.Popen[bytes]:
         """Start a foreground process inside the namespace; killed by kill_all()."""
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.STDOUT)
