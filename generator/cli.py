@@ -43,6 +43,8 @@ COMMANDS = {
     "set": "generator.commands.edit:set_field",
     "node": "generator.commands.edit:node",
     "new": "generator.commands.new:new",
+    "plan": "generator.commands.reconcile:plan",
+    "converge": "generator.commands.reconcile:converge",
 }
 
 

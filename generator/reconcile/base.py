@@ -49,6 +49,7 @@ class Action:
     destructive: bool = False  # deletes a VM or wipes a disk: needs --allow-destroy
     note: str = ""  # e.g. "takes effect at next boot"
     order: int = 0  # tie-breaker inside a wave (boot order: bootstrap, masters, workers)
+    protected: bool = False  # `protect: true`: a delete or replace is refused outright
     payload: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -58,9 +59,26 @@ class Action:
 
 
 class Provider(Protocol):
-    """A live system gen converges. Reads are side-effect free; apply does one action."""
+    """A live system gen converges. Reads are side-effect free; apply does one action.
+
+    Contract (plan.py relies on it; see docs/architecture.md, ## Reconciler):
+    - `scope(tree)` returns the part of the rendered tree the provider converges; plan.py
+      passes only that to `plan`, and drops every delete when it is empty (an empty desired
+      set never prunes).
+    - `plan` returns creates/updates/replaces for desired objects and deletes for objects the
+      provider can prove this environment owns (plan.py removes deletes without --prune and
+      refuses destructive or protected ones). It appends human-readable lines to `notices`
+      and to `conflicts` (a desired name held by a foreign object: converge refuses).
+    - `apply` gets back one of its own actions (payload intact) and must be idempotent.
+    """
 
     name: str
+    notices: list[str]
+    conflicts: list[str]
+
+    def scope(self, tree: Tree) -> Tree:
+        """The rendered files this provider is responsible for."""
+        ...
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         """Actions that would make live state match `tree` (deletes only for owned objects)."""

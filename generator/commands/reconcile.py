@@ -1,0 +1,159 @@
+"""`gen plan` and `gen converge`: diff the locked render against live hosts and converge them."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from generator.cli import FORMAT, emit
+from generator.errors import EXIT_CHANGES, UsageError, UserError
+
+
+def _common(func: Any) -> Any:
+    options = [
+        click.argument("env"),
+        click.option("--prune", is_flag=True,
+                     help="Delete owned objects that are no longer rendered."),
+        click.option("--allow-destroy", is_flag=True,
+                     help="Approve deleting/replacing VMs and wiping disks (also needs --prune "
+                          "for deletes). `protect: true` resources are never destroyed."),
+        click.option("--uri-override", "uri_overrides", multiple=True, metavar="HV=URI",
+                     help="Use URI for hypervisor HV instead of the environment's, e.g. "
+                          "hv1=test:///tmp/state.xml or hv1=qemu:///system. Repeatable."),
+        click.option("--start", "start", default="all", show_default=True,
+                     metavar="all|none|ROLE[,ROLE]",
+                     help="Which domains converge keeps running (started in order helper, "
+                          "bootstrap, masters, workers). Domains are never stopped."),
+        click.option("--provider", "providers", multiple=True, metavar="NAME",
+                     help="Only these providers (default: all). Repeatable."),
+        click.option("--verbose", "-v", is_flag=True,
+                     help="List every field of objects to create, too."),
+        FORMAT,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _settings(prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...], start: str,
+              providers: tuple[str, ...]) -> Any:
+    from generator.reconcile.plan import Settings
+
+    pairs = []
+    for item in uri_overrides:
+        hv, sep, uri = item.partition("=")
+        if not sep or not hv or not uri:
+            raise UsageError(f"--uri-override {item!r}: write it as HV=URI, e.g. "
+                             "hv1=qemu:///system")
+        pairs.append((hv, uri))
+    roles = None if start == "all" else frozenset(
+        () if start == "none" else (r.strip() for r in start.split(",") if r.strip()))
+    return Settings(prune=prune, allow_destroy=allow_destroy, uri_overrides=tuple(pairs),
+                    start_roles=roles, providers=providers)
+
+
+@click.command()
+@_common
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when the plan has changes (0: none).")
+def plan(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...],
+         start: str, providers: tuple[str, ...], verbose: bool, fmt: str,
+         detailed_exitcode: bool) -> None:
+    """Show what `gen converge ENV` would do to the live hosts, without changing anything.
+
+    \b
+    Symbols: + create, ~ update in place, -/+ replace (naming the field that forces it),
+    - delete (only with --prune). Ends with `Plan: X to add, Y to change, Z to replace,
+    W to destroy.` The locked render (lock/<env>.lock) is the source of truth: a render
+    that differs from the lock exits 4.
+
+    Exit codes: 0 no changes (or changes without --detailed-exitcode), 2 changes present
+    with --detailed-exitcode, 1 conflicts with foreign objects, 3 a destructive change not
+    approved or a protected resource in the way, 4 lock mismatch.
+    """
+    from generator.reconcile.output import format_text, to_json
+    from generator.reconcile.plan import build_plan, check_approval, load_desired
+
+    settings = _settings(prune, allow_destroy, uri_overrides, start, providers)
+    result = build_plan(load_desired(env), settings)
+    emit(fmt, to_json(result, settings), format_text(result, settings, verbose))
+    check_approval(result, settings)
+    if detailed_exitcode and not result.empty:
+        sys.exit(EXIT_CHANGES)
+
+
+@click.command()
+@_common
+@click.option("--auto-approve", is_flag=True, help="Apply without asking (for CI).")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the converge lock and journal live (default ~/.cache/gen/state).")
+@click.option("--lock-timeout", type=float, default=7200, show_default=True,
+              help="Seconds after which another converge's lock counts as abandoned.")
+@click.option("--lock-wait", type=float, default=0, show_default=True,
+              help="Seconds to wait for another converge of ENV to finish.")
+def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...],
+             start: str, providers: tuple[str, ...], verbose: bool, fmt: str, auto_approve: bool,
+             state_dir: Path | None, lock_timeout: float, lock_wait: float) -> None:
+    """Make the live hosts match the locked render of ENV, in waves.
+
+    Shows the plan, asks for confirmation (type `yes`) unless --auto-approve, then applies
+    networks/pools, boot services, volumes, domains (define, then start in order helper,
+    bootstrap, masters, workers), Kubernetes objects, and prunes last in reverse order.
+    Progress with each action's timing goes to stderr. One converge per environment runs at
+    a time; an interrupted converge is resumed by running it again (see the journal under
+    --state-dir). Same exit codes as `gen plan` (3: destructive change not approved).
+    """
+    from generator.reconcile.converge import Journal, apply_plan, converge_lock, default_state_dir
+    from generator.reconcile.output import format_text, summary_line, to_json
+    from generator.reconcile.plan import build_plan, check_approval, load_desired
+
+    began = time.monotonic()
+    settings = _settings(prune, allow_destroy, uri_overrides, start, providers)
+    desired = load_desired(env)
+    state = state_dir or default_state_dir()
+    say = _stderr
+    with converge_lock(state, desired.env.name, lock_timeout, lock_wait, say):
+        journal = Journal(state, desired.env.name)
+        resume = journal.unfinished()
+        if resume is not None:
+            say(resume.describe())
+        result = build_plan(desired, settings)
+        planned = time.monotonic()
+        if fmt == "text":
+            click.echo(format_text(result, settings, verbose))
+        check_approval(result, settings)
+        if result.empty:
+            if resume is not None:
+                journal.start(result, resume)
+                journal.complete()
+            if fmt == "json":
+                emit(fmt, {"plan": to_json(result, settings), "applied": []}, "")
+            return
+        if not auto_approve:
+            _confirm(len(result.actions))
+        applied = apply_plan(result, journal, resume, say)
+    live = sum(a.seconds for a in applied)
+    total = time.monotonic() - began
+    emit(fmt, {"plan": to_json(result, settings),
+               "applied": [{"key": a.action.key, "seconds": round(a.seconds, 4)}
+                           for a in applied],
+               "seconds": {"total": round(total, 4), "apply": round(live, 4),
+                           "plan": round(planned - began, 4)}},
+         f"Apply complete. {summary_line(result)[6:]} "
+         f"({total:.2f}s: plan {planned - began:.2f}s, apply {live:.2f}s)")
+
+
+def _stderr(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _confirm(count: int) -> None:
+    answer = click.prompt(f"Apply these {count} action(s)? Only 'yes' is accepted",
+                          default="", show_default=False, err=True)
+    if answer.strip() != "yes":
+        raise UserError("converge cancelled", "nothing was changed; answer 'yes' or pass "
+                        "--auto-approve")

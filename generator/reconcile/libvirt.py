@@ -1,0 +1,584 @@
+"""The libvirt provider: networks, storage pools, volumes and domains per hypervisor URI.
+
+Reads live state with libvirt-python (imported lazily, only when a plan runs), normalizes
+rendered and live XML with the same rules (essence.py), and returns Actions. Ownership is
+gen's `<metadata><gen:owner env=...>` marker: objects without it, or with another
+environment's, are foreign and never touched. Pools cannot carry metadata, so gen never
+deletes a pool; volumes are gen's when an owned domain of this environment uses them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from generator.errors import UserError
+from generator.model import BOOT_ORDER, Environment
+from generator.reconcile import essence
+from generator.reconcile.base import (
+    WAVE_DOMAINS,
+    WAVE_INFRA,
+    WAVE_VOLUMES,
+    Action,
+    DiffItem,
+)
+from generator.tree import Tree
+
+PATH = re.compile(r"^hypervisors/([^/]+)/(networks|pools|volumes|domains)/([^/]+)\.xml$")
+NEXT_BOOT = "takes effect at next boot"
+NET_RESTART = "takes effect when the network restarts (gen restarts it if no guest uses it)"
+
+_CONNECTIONS: dict[str, Any] = {}
+
+
+def libvirt_module() -> Any:
+    """libvirt-python, imported on first use so `gen render` never pays for it."""
+    try:
+        import libvirt
+    except ImportError as exc:
+        raise UserError("libvirt-python is not installed",
+                        "pip install libvirt-python (needs libvirt-dev, pkg-config, gcc)") from exc
+    libvirt.registerErrorHandler(lambda *_: None, None)  # errors arrive as exceptions
+    return libvirt
+
+
+def open_connection(uri: str) -> Any:
+    """One connection per URI per process (a `test:///file` state lives in its connection)."""
+    conn = _CONNECTIONS.get(uri)
+    if conn is None or not conn.isAlive():
+        libvirt = libvirt_module()
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise UserError(f"cannot connect to libvirt at {uri}: {exc.get_error_message()}",
+                            "check the hypervisor's uri (or --uri-override) and that "
+                            "libvirtd runs there") from exc
+        _CONNECTIONS[uri] = conn
+    return conn
+
+
+def forget_connections() -> None:
+    """Close cached connections (tests use it to start from a fresh test:// state)."""
+    for conn in _CONNECTIONS.values():
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - a dead connection needs no closing
+            pass
+    _CONNECTIONS.clear()
+
+
+@dataclass(slots=True)
+class Desired:
+    """The rendered libvirt objects of one hypervisor, parsed."""
+
+    networks: dict[str, ET.Element] = field(default_factory=dict)
+    pools: dict[str, ET.Element] = field(default_factory=dict)
+    volumes: dict[str, tuple[str, ET.Element]] = field(default_factory=dict)  # -> (pool, xml)
+    domains: dict[str, ET.Element] = field(default_factory=dict)
+    xml: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> text
+
+    def empty(self) -> bool:
+        return not (self.networks or self.pools or self.volumes or self.domains)
+
+
+@dataclass(slots=True)
+class LiveDomain:
+    handle: Any
+    config: ET.Element  # the persistent (inactive) definition
+    running: bool
+    current_kib: int | None  # live balloon size of a running domain
+
+
+@dataclass(slots=True)
+class Live:
+    """What one hypervisor has now."""
+
+    networks: dict[str, tuple[Any, ET.Element, bool, bool]] = field(default_factory=dict)
+    pools: dict[str, tuple[Any, ET.Element, bool, bool]] = field(default_factory=dict)
+    volumes: dict[str, dict[str, ET.Element]] = field(default_factory=dict)  # pool -> name -> xml
+    domains: dict[str, LiveDomain] = field(default_factory=dict)
+
+
+def desired_objects(tree: Tree, hv: str) -> Desired:
+    """Parse `hypervisors/<hv>/...` of the rendered tree (seed ISOs come from seed.py)."""
+    out = Desired()
+    for path in sorted(tree):
+        match = PATH.match(path)
+        if not match or match.group(1) != hv:
+            continue
+        text = tree[path].decode()
+        root = ET.fromstring(text)
+        name = root.findtext("name") or match.group(3)
+        kind = match.group(2)[:-1]
+        out.xml[(kind, name)] = text
+        if kind == "volume":
+            out.volumes[name] = ("", root)
+        else:
+            getattr(out, kind + "s")[name] = root
+    default_pool = next(iter(out.pools), "default")
+    for name, (_, root) in list(out.volumes.items()):
+        out.volumes[name] = (_pool_of(name, out.domains.values()) or default_pool, root)
+    return out
+
+
+def _pool_of(volume: str, domains: Iterable[ET.Element]) -> str | None:
+    for dom in domains:
+        for source in dom.iter("source"):
+            if source.get("volume") == volume:
+                return source.get("pool")
+    return None
+
+
+def role_order(role: str) -> int:
+    """Boot order inside the domain wave: other roles (helper) first, then bootstrap, ..."""
+    return BOOT_ORDER.index(role) + 1 if role in BOOT_ORDER else 0
+
+
+class LibvirtProvider:
+    """Converges every hypervisor of an environment; one instance per plan/converge."""
+
+    name = "libvirt"
+
+    def __init__(self, uri_overrides: dict[str, str] | None = None,
+                 start_roles: frozenset[str] | None = None,
+                 connect: Callable[[str], Any] = open_connection) -> None:
+        self.uri_overrides = dict(uri_overrides or {})
+        self.start_roles = start_roles  # None: start every domain
+        self.connect = connect
+        self.notices: list[str] = []
+        self.conflicts: list[str] = []
+        self._uris: dict[str, str] = {}
+
+    # -- Provider protocol -------------------------------------------------------------
+
+    def scope(self, tree: Tree) -> Tree:
+        """The part of the tree this provider converges."""
+        return {p: c for p, c in tree.items() if PATH.match(p)}
+
+    def plan(self, env: Environment, tree: Tree) -> list[Action]:
+        actions: list[Action] = []
+        for hv in env.hypervisors:
+            uri = self.uri_overrides.get(hv.name, hv.uri)
+            self._uris[hv.name] = uri
+            desired = desired_objects(tree, hv.name)
+            live = read_live(self.connect(uri), desired)
+            actions += _plan_hypervisor(self, env, hv.name, desired, live)
+        return actions
+
+    def apply(self, action: Action) -> None:
+        conn = self.connect(self._uris[action.payload["hv"]])
+        handler: Callable[[Any, Action], None] = getattr(self, f"_{action.kind}_{action.op}")
+        handler(conn, action)
+
+    def should_run(self, role: str) -> bool:
+        return self.start_roles is None or role in self.start_roles
+
+    # -- appliers: each one safe to repeat ---------------------------------------------
+
+    def _network_create(self, conn: Any, action: Action) -> None:
+        net = conn.networkDefineXML(action.payload["xml"])
+        if not net.isActive():
+            net.create()
+        net.setAutostart(1)
+
+    def _network_update(self, conn: Any, action: Action) -> None:
+        net = conn.networkLookupByName(action.payload["object"])
+        if action.payload.get("redefine"):
+            net = conn.networkDefineXML(action.payload["xml"])
+            if net.isActive() and _connections(net) == 0:
+                net.destroy()
+        if not net.isActive():
+            net.create()
+        net.setAutostart(1)
+
+    def _network_delete(self, conn: Any, action: Action) -> None:
+        libvirt = libvirt_module()
+        try:
+            net = conn.networkLookupByName(action.payload["object"])
+        except libvirt.libvirtError:
+            return  # already gone
+        if net.isActive():
+            net.destroy()
+        net.undefine()
+
+    def _pool_create(self, conn: Any, action: Action) -> None:
+        pool = conn.storagePoolDefineXML(action.payload["xml"])
+        if not pool.isActive():
+            pool.build(0)  # a dir pool: make the target directory if it is missing
+            pool.create()
+        pool.setAutostart(1)
+
+    def _pool_update(self, conn: Any, action: Action) -> None:
+        pool = conn.storagePoolLookupByName(action.payload["object"])
+        if not pool.isActive():
+            pool.create()
+        pool.setAutostart(1)
+
+    def _volume_create(self, conn: Any, action: Action) -> None:
+        libvirt = libvirt_module()
+        pool = conn.storagePoolLookupByName(action.payload["pool"])
+        try:
+            pool.storageVolLookupByName(action.payload["object"])
+            return  # created before an interruption
+        except libvirt.libvirtError:
+            pass
+        volume = pool.createXML(action.payload["xml"], 0)
+        content = action.payload.get("content")
+        if content is not None:
+            _upload(conn, volume, content)
+
+    def _volume_update(self, conn: Any, action: Action) -> None:
+        pool = conn.storagePoolLookupByName(action.payload["pool"])
+        volume = pool.storageVolLookupByName(action.payload["object"])
+        if volume.info()[1] < action.payload["capacity"]:
+            volume.resize(action.payload["capacity"], 0)  # grow only: never shrink
+
+    def _volume_replace(self, conn: Any, action: Action) -> None:
+        self._volume_delete(conn, action)
+        self._volume_create(conn, action)
+
+    def _volume_delete(self, conn: Any, action: Action) -> None:
+        libvirt = libvirt_module()
+        try:
+            pool = conn.storagePoolLookupByName(action.payload["pool"])
+            pool.storageVolLookupByName(action.payload["object"]).delete(0)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_STORAGE_VOL,
+                                            libvirt.VIR_ERR_NO_STORAGE_POOL):
+                raise
+
+    def _domain_create(self, conn: Any, action: Action) -> None:
+        dom = conn.defineXML(action.payload["xml"])
+        if action.payload.get("start") and not dom.isActive():
+            dom.create()
+
+    def _domain_update(self, conn: Any, action: Action) -> None:
+        libvirt = libvirt_module()
+        dom = conn.lookupByName(action.payload["object"])
+        if action.payload.get("redefine"):
+            dom = conn.defineXML(action.payload["xml"])
+        live_kib = action.payload.get("live_memory_kib")
+        if live_kib and dom.isActive():
+            dom.setMemoryFlags(live_kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        if action.payload.get("start") and not dom.isActive():
+            dom.create()
+
+    def _domain_replace(self, conn: Any, action: Action) -> None:
+        self._domain_delete(conn, action)
+        self._domain_create(conn, action)
+
+    def _domain_delete(self, conn: Any, action: Action) -> None:
+        libvirt = libvirt_module()
+        try:
+            dom = conn.lookupByName(action.payload["object"])
+        except libvirt.libvirtError:
+            return
+        if dom.isActive():
+            dom.destroy()
+        try:  # drop managed save and UEFI vars with the definition
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                              | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        except libvirt.libvirtError:
+            dom.undefine()  # drivers without those flags (test://)
+
+
+def _connections(net: Any) -> int:
+    return int(ET.fromstring(net.XMLDesc(0)).get("connections", "0"))
+
+
+def _upload(conn: Any, volume: Any, content: bytes) -> None:
+    """Stream `content` into a freshly created volume (a cloud-init seed ISO)."""
+    stream = conn.newStream(0)
+    volume.upload(stream, 0, len(content), 0)
+    offset = 0
+
+    def chunk(_stream: Any, size: int, _opaque: Any) -> bytes:
+        nonlocal offset
+        piece = content[offset:offset + size]
+        offset += len(piece)
+        return piece
+
+    stream.sendAll(chunk, None)
+    stream.finish()
+
+
+# -- reading live state ------------------------------------------------------------------
+
+
+def read_live(conn: Any, desired: Desired) -> Live:
+    """Networks, pools, the volumes of relevant pools, and domains with their definitions."""
+    libvirt = libvirt_module()
+    live = Live()
+    for net in conn.listAllNetworks(0):
+        live.networks[net.name()] = (net, ET.fromstring(_net_xml(libvirt, net)),
+                                     bool(net.isActive()), bool(net.autostart()))
+    for pool in conn.listAllStoragePools(0):
+        live.pools[pool.name()] = (pool, ET.fromstring(pool.XMLDesc(0)),
+                                   bool(pool.isActive()), bool(pool.autostart()))
+    for dom in conn.listAllDomains(0):
+        live.domains[dom.name()] = _live_domain(libvirt, dom)
+    wanted = {p for p, _ in desired.volumes.values()} | {
+        s.get("pool") for d in live.domains.values() for s in d.config.iter("source")
+        if s.get("pool")}
+    for name in sorted(p for p in wanted if p in live.pools and live.pools[p][2]):
+        live.volumes[name] = _volumes(libvirt, live.pools[name][0])
+    return live
+
+
+def _volumes(libvirt: Any, pool: Any) -> dict[str, ET.Element]:
+    with contextlib.suppress(libvirt.libvirtError):  # files may change behind libvirt's back
+        pool.refresh(0)
+    out = {}
+    for volume in pool.listAllVolumes(0):
+        with contextlib.suppress(libvirt.libvirtError):  # vanished since the listing
+            out[volume.name()] = ET.fromstring(volume.XMLDesc(0))
+    return out
+
+
+def _net_xml(libvirt: Any, net: Any) -> str:
+    try:
+        return str(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+    except libvirt.libvirtError:
+        return str(net.XMLDesc(0))  # test:// has no inactive flag
+
+
+def _live_domain(libvirt: Any, dom: Any) -> LiveDomain:
+    running = bool(dom.isActive())
+    config = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    current = int(dom.info()[2]) if running else None
+    return LiveDomain(dom, config, running, current)
+
+
+# -- planning ----------------------------------------------------------------------------
+
+
+def _plan_hypervisor(provider: LibvirtProvider, env: Environment, hv: str, desired: Desired,
+                     live: Live) -> list[Action]:
+    ctx = _Ctx(provider, env, hv, desired, live)
+    actions = ctx.networks() + ctx.pools() + ctx.volumes() + ctx.domains()
+    if desired.empty():
+        provider.notices.append(f"{hv}: nothing rendered for this hypervisor; "
+                                "an empty desired set never prunes")
+    else:
+        actions += ctx.prune()
+    return actions
+
+
+@dataclass(slots=True)
+class _Ctx:
+    provider: LibvirtProvider
+    env: Environment
+    hv: str
+    desired: Desired
+    live: Live
+
+    def action(self, op: str, kind: str, obj: str, wave: int, changes: Iterable[DiffItem] = (),
+               **kw: Any) -> Action:
+        payload = {"hv": self.hv, "object": obj, **kw.pop("payload", {})}
+        if (kind, obj) in self.desired.xml and op != "delete":
+            payload.setdefault("xml", self.desired.xml[(kind, obj)])
+        return Action(op, "libvirt", kind, f"{self.hv}/{obj}", wave,  # type: ignore[arg-type]
+                      tuple(changes), payload=payload, **kw)
+
+    def owned(self, root: ET.Element) -> bool:
+        return essence.owner(root).get("env") == self.env.name
+
+    def conflict(self, kind: str, name: str, root: ET.Element) -> None:
+        other = essence.owner(root).get("env")
+        who = f"environment {other!r}" if other else "nobody (no gen marker)"
+        self.provider.conflicts.append(
+            f"{self.hv}: {kind} {name!r} exists but is owned by {who}; gen never touches "
+            f"foreign objects: rename it in the environment or remove it by hand")
+
+    # networks --------------------------------------------------------------------------
+
+    def networks(self) -> list[Action]:
+        out = []
+        for name, root in self.desired.networks.items():
+            if name not in self.live.networks:
+                out.append(self.action("create", "network", name, WAVE_INFRA,
+                                       _summary(essence.network(root))))
+                continue
+            _, live_root, active, autostart = self.live.networks[name]
+            if not self.owned(live_root):
+                self.conflict("network", name, live_root)
+                continue
+            changes = _changes(essence.network(live_root), essence.network(root))
+            redefine = bool(changes)
+            changes += _state(active, "inactive", "active") + _flag(autostart, "autostart")
+            if changes:
+                out.append(self.action("update", "network", name, WAVE_INFRA, changes,
+                                       note=NET_RESTART if redefine else "",
+                                       payload={"redefine": redefine}))
+        return out
+
+    # pools -----------------------------------------------------------------------------
+
+    def pools(self) -> list[Action]:
+        out = []
+        for name, root in self.desired.pools.items():
+            if name not in self.live.pools:
+                out.append(self.action("create", "pool", name, WAVE_INFRA,
+                                       _summary(essence.pool(root))))
+                continue
+            _, live_root, active, autostart = self.live.pools[name]
+            differ = _changes(essence.pool(live_root), essence.pool(root))
+            if differ:  # pools carry no owner marker: never rewrite someone's pool
+                self.provider.conflicts.append(
+                    f"{self.hv}: pool {name!r} exists with a different definition ("
+                    + ", ".join(f"{d.path}: {d.old} -> {d.new}" for d in differ)
+                    + "); gen does not modify existing pools: fix the environment or the pool")
+                continue
+            changes = _state(active, "inactive", "active") + _flag(autostart, "autostart")
+            if changes:
+                out.append(self.action("update", "pool", name, WAVE_INFRA, changes))
+        return out
+
+    # volumes ---------------------------------------------------------------------------
+
+    def volumes(self) -> list[Action]:
+        out = []
+        protected = self._protected_volumes()
+        for name, (pool, root) in self.desired.volumes.items():
+            want = essence.volume(root)
+            payload = {"pool": pool, "capacity": int(want["capacity"])}
+            current = self.live.volumes.get(pool, {}).get(name)
+            if current is None:
+                out.append(self.action("create", "volume", name, WAVE_VOLUMES, _summary(want),
+                                       payload=payload))
+                continue
+            out += self._volume_diff(name, essence.volume(current), want, payload,
+                                     name in protected)
+        return out
+
+    def _volume_diff(self, name: str, have: essence.Essence, want: essence.Essence,
+                     payload: dict[str, Any], protected: bool) -> list[Action]:
+        changes = _changes(have, want)
+        if not changes:
+            return []
+        forcing = next((c.path for c in changes if c.path in essence.VOLUME_FORCING), None)
+        if forcing is None and int(want["capacity"]) < int(have["capacity"]):
+            forcing = "capacity"
+        if forcing is not None:
+            note = ("volumes never shrink: recreating wipes the disk" if forcing == "capacity"
+                    else "recreating wipes the disk")
+            return [self.action("replace", "volume", name, WAVE_VOLUMES, changes,
+                                forcing_field=forcing, destructive=True, note=note,
+                                protected=protected, payload=payload)]
+        return [self.action("update", "volume", name, WAVE_VOLUMES, changes,
+                            note="grown in place; the guest sees the new size at next boot",
+                            payload=payload)]
+
+    def _protected_volumes(self) -> set[str]:
+        """Disks marked protect in the model or on a live owned domain's marker."""
+        names = {f"{n.name}-{d.name}.{d.format}" for n in self.env.nodes for d in n.disks
+                 if d.protect}
+        for dom in self.live.domains.values():
+            mark = essence.owner(dom.config)
+            if mark.get("env") == self.env.name:
+                names.update(mark.get("protect-volumes", "").split())
+                if mark.get("protect") == "true":
+                    names.update(_volumes_of(dom.config))
+        return names
+
+    # domains ---------------------------------------------------------------------------
+
+    def domains(self) -> list[Action]:
+        out = []
+        for name, root in self.desired.domains.items():
+            mark = essence.owner(root)
+            role = mark.get("role", "")
+            start = self.provider.should_run(role)
+            kw = {"order": role_order(role), "protected": mark.get("protect") == "true"}
+            have = self.live.domains.get(name)
+            if have is None:
+                note = "define and start" if start else "define (not started: --start)"
+                out.append(self.action("create", "domain", name, WAVE_DOMAINS,
+                                       _summary(essence.domain(root)), note=note,
+                                       payload={"start": start}, **kw))
+            elif not self.owned(have.config):
+                self.conflict("domain", name, have.config)
+            else:
+                out += self._domain_diff(name, root, have, start, kw)
+        return out
+
+    def _domain_diff(self, name: str, root: ET.Element, have: LiveDomain, start: bool,
+                     kw: dict[str, Any]) -> list[Action]:
+        want = essence.domain(root)
+        changes = _changes(essence.domain(have.config), want)
+        forcing = next((c.path for c in changes if c.path in essence.DOMAIN_FORCING), None)
+        if forcing is not None:
+            return [self.action("replace", "domain", name, WAVE_DOMAINS, changes,
+                                forcing_field=forcing, destructive=True,
+                                note="the VM is stopped, undefined and defined anew",
+                                payload={"start": start}, **kw)]
+        payload: dict[str, Any] = {"redefine": bool(changes), "start": start}
+        note = NEXT_BOOT if changes and have.running else ""
+        want_kib = int(want["currentMemory"].split()[0])
+        if have.running and have.current_kib is not None and have.current_kib != want_kib \
+                and want_kib <= int(want["memory"].split()[0]):
+            changes.append(DiffItem("change", "currentMemory (live)",
+                                    f"{have.current_kib} KiB", f"{want_kib} KiB"))
+            payload["live_memory_kib"] = want_kib
+        if start and not have.running:
+            changes.append(DiffItem("change", "state", "shut off", "running"))
+        if not changes:
+            return []
+        return [self.action("update", "domain", name, WAVE_DOMAINS, changes, note=note,
+                            payload=payload, **kw)]
+
+    # prune -----------------------------------------------------------------------------
+
+    def prune(self) -> list[Action]:
+        """Deletes for owned objects no longer rendered (plan.py drops them without --prune)."""
+        out = []
+        protected = self._protected_volumes()
+        wanted_volumes = set(self.desired.volumes)
+        for name, dom in sorted(self.live.domains.items()):
+            mark = essence.owner(dom.config)
+            if mark.get("env") != self.env.name:
+                continue
+            if name not in self.desired.domains:
+                out.append(self.action("delete", "domain", name, WAVE_DOMAINS,
+                                       destructive=True, protected=mark.get("protect") == "true",
+                                       order=role_order(mark.get("role", "")),
+                                       note="stops and undefines the VM"))
+            for pool, volume in _volume_sources(dom.config):
+                if volume not in wanted_volumes and volume in self.live.volumes.get(pool, {}):
+                    wanted_volumes.add(volume)  # once, even if two domains share it
+                    out.append(self.action("delete", "volume", volume, WAVE_VOLUMES,
+                                           destructive=True, protected=volume in protected,
+                                           note="wipes the disk", payload={"pool": pool}))
+        for name, (_, root, _, _) in sorted(self.live.networks.items()):
+            if self.owned(root) and name not in self.desired.networks:
+                out.append(self.action("delete", "network", name, WAVE_INFRA))
+        return out
+
+
+def _volumes_of(root: ET.Element) -> set[str]:
+    return {v for _, v in _volume_sources(root)}
+
+
+def _volume_sources(root: ET.Element) -> list[tuple[str, str]]:
+    return [(s.get("pool", ""), s.get("volume", "")) for s in root.findall("devices/disk/source")
+            if s.get("volume")]
+
+
+def _changes(have: essence.Essence, want: essence.Essence) -> list[DiffItem]:
+    return [DiffItem(op, path, old, new) for op, path, old, new in essence.diff(have, want)]
+
+
+def _summary(want: essence.Essence) -> list[DiffItem]:
+    return [DiffItem("add", k, None, v) for k, v in want.items() if v and k != "owner"]
+
+
+def _state(ok: bool, bad: str, good: str) -> list[DiffItem]:
+    return [] if ok else [DiffItem("change", "state", bad, good)]
+
+
+def _flag(ok: bool, name: str) -> list[DiffItem]:
+    return [] if ok else [DiffItem("change", name, "off", "on")]
