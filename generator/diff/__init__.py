@@ -107,8 +107,10 @@ def sections(changes: tuple[FileChange, ...]) -> list[Section]:
     out = []
     for family in (*FAMILIES, OTHER):
         if family.key in claimed:
-            out.append(Section(family, tuple(summarize(family, claimed[family.key])),
-                               tuple(shown.get(family.key, ()))))
+            files = tuple(shown.get(family.key, ()))
+            findings = tuple(summarize(family, claimed[family.key], files))
+            if findings or files:
+                out.append(Section(family, findings, files))
     return out
 
 

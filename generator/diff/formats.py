@@ -34,6 +34,8 @@ def counts(report: Report) -> dict[str, int]:
 def summary_line(report: Report) -> str:
     if report.empty:
         return "no changes"
+    if not report.files:
+        return "no rendered file changed"
     c = counts(report)
     return (f"{len(report.files)} file(s) changed: {c[ADDED]} added, {c[MODIFIED]} modified, "
             f"{c[REMOVED]} removed")
@@ -146,7 +148,7 @@ def to_markdown(report: Report, max_chars: int = GITHUB_LIMIT) -> list[str]:
     return [_preamble(report.env, i + 1, len(bodies)) + body for i, body in enumerate(bodies)]
 
 
-CLOSE = "\n</details>\n\n"
+CLOSE = "</details>\n\n"
 
 
 def _preamble(env: str, index: int, total: int) -> str:

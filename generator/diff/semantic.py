@@ -598,10 +598,16 @@ def families_of(path: str) -> list[Family]:
     return claimed or [OTHER]
 
 
-def summarize(family: Family, changes: Sequence[FileChange]) -> list[Finding]:
-    """A family's findings; if its summarizer fails or says nothing, one line per file."""
+def summarize(family: Family, changes: Sequence[FileChange],
+              shown: Sequence[FileChange] | None = None) -> list[Finding]:
+    """A family's findings; if its summarizer fails or says nothing, one line per file.
+
+    `shown` are the files this family is the first claimant of: only those fall back to
+    `~ file PATH` (a dnsmasq DHCP-only file says nothing about DNS, and that is fine).
+    """
+    shown = changes if shown is None else shown
     try:
         found = family.summarize(changes)
     except Exception:  # noqa: BLE001 - a best-effort reading aid must never fail the diff
         return file_findings(changes)
-    return found or file_findings(changes)
+    return found or file_findings(shown)
