@@ -32,12 +32,15 @@ Family = Callable[[Environment, Pins], Tree]
 def registry() -> dict[str, Family]:
     """Family name -> render function. Imported lazily so `gen --help` stays fast."""
     from generator.families import (
+        cloudinit,
         dhcp,
         dns,
         haproxy,
         http,
         ignition,
         kolla,
+        kubeadm,
+        kubernetes,
         libvirt,
         nfs,
         openshift,
@@ -55,6 +58,9 @@ def registry() -> dict[str, Family]:
         "http": http.render,
         "haproxy": haproxy.render,
         "nfs": nfs.render,
+        "kubeadm": kubeadm.render,
+        "cloud-init": cloudinit.render,
+        "kubernetes": kubernetes.render,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from generator.families import cloudinit
 from generator.model import Environment, Hypervisor, Network, Node
 from generator.tree import Tree, lines
 
@@ -131,7 +132,10 @@ def domain_xml(env: Environment, node: Node, hv: Hypervisor) -> ET.Element:
     _sub(root, "on_poweroff", "destroy")
     _sub(root, "on_reboot", "restart")
     _sub(root, "on_crash", "destroy")
-    _devices(_sub(root, "devices"), node)
+    devices = _sub(root, "devices")
+    _devices(devices, node)
+    if cloudinit.needs_seed(env, node):
+        devices.insert(len(node.disks), seed_cdrom(node, hv))
     return root
 
 
@@ -153,6 +157,16 @@ def _os(root: ET.Element, node: Node) -> None:
     if node.boot == "pxe":
         _sub(os, "boot", dev="network")
     _sub(os, "boot", dev="hd")
+
+
+def seed_cdrom(node: Node, hv: Hypervisor) -> ET.Element:
+    """The cloud-init NoCloud seed ISO (built at converge; see families/cloudinit.py)."""
+    disk = ET.Element("disk", type="volume", device="cdrom")
+    _sub(disk, "driver", name="qemu", type="raw")
+    _sub(disk, "source", pool=hv.pool_name, volume=cloudinit.seed_volume(node))
+    _sub(disk, "target", dev="sda", bus="sata")
+    _sub(disk, "readonly")
+    return disk
 
 
 def _devices(devices: ET.Element, node: Node) -> None:

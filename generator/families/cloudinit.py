@@ -1,0 +1,253 @@
+"""cloud-init NoCloud seeds for the image-booted nodes of a kubeadm cluster (lab B).
+
+Per node, `clusters/<c>/cloud-init/<node>/` holds `user-data` (#cloud-config), `meta-data`
+and `network-config` (version 2), plus `seed.json`: a deterministic description of the
+seed ISO (volume name, label `cidata`, files and their sha256) that the reconciler builds
+at converge, after filling in secret markers, and uploads as the volume the libvirt domain
+attaches as a cdrom.
+
+user-data does lab B's node preparation (labs.md): /etc/hosts for every node, SELinux
+permissive and firewalld off where present, swap off (also in fstab), the bridge sysctls,
+containerd with systemd cgroups, pinned kubelet/kubeadm/kubectl from pkgs.k8s.io and
+kubelet enabled. Nodes with other roles (storage, lb) get the same base (hosts, keys,
+network) and the packages of the services they run. `kubeadm init`/`join` is not run here:
+its token exists only at converge (see kubeadm.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from generator.families import Pins
+from generator.families.common import load_balancer_ip
+from generator.families.kubeadm import kubernetes_version, minor
+from generator.families.yamlout import dump_one
+from generator.model import Environment, Node
+from generator.tree import Tree, canonical_json, lines
+
+KUBERNETES_ROLES = ("master", "worker")
+SEED_LABEL = "cidata"
+SEED_FILES = ("meta-data", "network-config", "user-data")
+KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
+RPM_IMAGES = ("centos", "rocky", "alma", "rhel", "fedora")
+
+
+def needs_seed(env: Environment, node: Node) -> bool:
+    """Image-booted nodes of a kubeadm cluster configure themselves from a NoCloud seed."""
+    return env.cluster.flavour == "kubeadm" and node.boot == "image"
+
+
+def seed_volume(node: Node) -> str:
+    """The seed ISO's volume name in the node's storage pool."""
+    return f"{node.name}-seed.iso"
+
+
+def render(env: Environment, pins: Pins) -> Tree:
+    """user-data, meta-data, network-config and seed.json for every seeded node."""
+    nodes = [n for n in env.nodes if needs_seed(env, n)]
+    if not nodes:
+        return {}
+    shared = _Shared(env)
+    tree: Tree = {}
+    for node in nodes:
+        base = f"clusters/{env.cluster.name}/cloud-init/{node.name}"
+        files = {"meta-data": meta_data(env, node), "network-config": network_config(env, node),
+                 "user-data": shared.user_data(node)}
+        for name, content in files.items():
+            tree[f"{base}/{name}"] = content
+        tree[f"{base}/seed.json"] = seed_description(env, node, files)
+    return tree
+
+
+def meta_data(env: Environment, node: Node) -> bytes:
+    # A stable instance-id: changed user-data takes effect when the node is re-provisioned
+    # (new root volume), not on a reboot, so a converge never half-reconfigures a node.
+    return dump_one({"instance-id": f"iid-{env.name}-{node.name}",
+                     "local-hostname": node.name})
+
+
+def network_config(env: Environment, node: Node) -> bytes:
+    """Netplan-style v2: static address per NIC, matched by MAC; one default route."""
+    ethernets: dict[str, Any] = {}
+    for index, nic in enumerate(node.nics):
+        net = env.network(nic.network)
+        entry: dict[str, Any] = {"match": {"macaddress": nic.mac}, "set-name": nic.interface,
+                                 "addresses": [f"{nic.ip}/{net.cidr.prefixlen}"]}
+        if index == 0 and net.gateway is not None:
+            entry["routes"] = [{"to": "0.0.0.0/0", "via": str(net.gateway)}]
+        if net.dns:
+            entry["nameservers"] = {"addresses": [str(d) for d in net.dns],
+                                    "search": [env.cluster.domain]}
+        ethernets[nic.interface] = entry
+    return dump_one({"version": 2, "ethernets": ethernets})
+
+
+def seed_description(env: Environment, node: Node, files: dict[str, bytes]) -> bytes:
+    """What the reconciler builds: an ISO 9660 volume labelled `cidata` with these files."""
+    pool = next((h.pool_name for h in env.hypervisors if h.name == node.hypervisor), "default")
+    return canonical_json({
+        "volume": seed_volume(node), "pool": pool, "hypervisor": node.hypervisor,
+        "label": SEED_LABEL, "format": "iso9660",
+        "build": ["genisoimage", "-output", seed_volume(node), "-volid", SEED_LABEL,
+                  "-joliet", "-rock", *SEED_FILES],
+        "files": {name: {"sha256": hashlib.sha256(files[name]).hexdigest(),
+                         "size": len(files[name])} for name in SEED_FILES},
+        "secrets": [ref.name for ref in env.cluster.ssh_keys],
+    })
+
+
+class _Shared:
+    """What every node's user-data shares, computed once per render (1,000 nodes share one
+    /etc/hosts)."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.hosts = etc_hosts(env)
+
+    def user_data(self, node: Node) -> bytes:
+        env = self.env
+        rpm = any(word in (node.image or "").lower() for word in RPM_IMAGES)
+        kube = node.role in KUBERNETES_ROLES
+        doc: dict[str, Any] = {
+            "hostname": node.name, "fqdn": node.fqdn, "prefer_fqdn_over_hostname": False,
+            # gen writes /etc/hosts itself; cloud-init must not regenerate it on boot.
+            "manage_etc_hosts": False,
+            "ssh_authorized_keys": [ref.marker() for ref in env.cluster.ssh_keys],
+            "package_update": True,
+            "packages": _packages(env, node, kube, rpm),
+            "write_files": [_file("/etc/hosts", self.hosts)],
+        }
+        if kube:
+            doc["write_files"] += kube_files(env, rpm)
+            doc["runcmd"] = kube_commands(env, rpm)
+        return dump_one(doc, header="#cloud-config")
+
+
+def etc_hosts(env: Environment) -> str:
+    """localhost, every node by FQDN and short name, and the ingress hosts at the LB."""
+    rows = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
+    rows += [f"{n.ip} {n.fqdn} {n.name}" for n in env.nodes]
+    lb = load_balancer_ip(env) if env.services.haproxy is not None else None
+    k8s = env.kubernetes
+    ingress_hosts = ([k8s.registry.host] if k8s.registry else []) + [
+        a.host for a in k8s.apps if a.host]
+    if lb is not None and ingress_hosts:
+        rows.append(f"{lb} {' '.join(ingress_hosts)}")
+    return "\n".join(rows) + "\n"
+
+
+def _file(path: str, content: str, **extra: Any) -> dict[str, Any]:
+    return {"path": path, "owner": "root:root", "permissions": "0644", "content": content,
+            **extra}
+
+
+def _packages(env: Environment, node: Node, kube: bool, rpm: bool) -> list[str]:
+    services = env.services
+    packages = ["curl", "ca-certificates"]
+    if kube:
+        packages += ["containerd", "conntrack", "socat"] + ([] if rpm else ["gpg"])
+        if env.kubernetes.nfs is not None:
+            packages.append("nfs-utils" if rpm else "nfs-common")  # kubelet mounts NFS PVs
+    if services.nfs is not None and services.nfs.host == node.name:
+        packages.append("nfs-utils" if rpm else "nfs-kernel-server")
+    if services.haproxy is not None and services.haproxy.host == node.name:
+        packages.append("haproxy")
+    return packages
+
+
+def package_repo(env: Environment, rpm: bool) -> str:
+    """pkgs.k8s.io serves one repository per minor version."""
+    kind = "rpm" if rpm else "deb"
+    return f"https://pkgs.k8s.io/core:/stable:/v1.{minor(env)}/{kind}/"
+
+
+def kube_files(env: Environment, rpm: bool) -> list[dict[str, Any]]:
+    files = [
+        _file("/etc/modules-load.d/kubernetes.conf", "overlay\nbr_netfilter\n"),
+        _file("/etc/sysctl.d/99-kubernetes.conf", sysctl_conf()),
+        # Deferred: written after the packages are installed, so the package's own default
+        # never replaces it; containerd is restarted by runcmd.
+        _file("/etc/containerd/config.toml", containerd_config(env), defer=True),
+    ]
+    if env.kubernetes.registry is not None:
+        host = env.kubernetes.registry.host
+        files.append(_file(f"/etc/containerd/certs.d/{host}/hosts.toml",
+                           registry_hosts_toml(host), defer=True))
+    if rpm:
+        files.append(_file("/etc/yum.repos.d/kubernetes.repo", yum_repo(env)))
+    else:
+        # Deferred too: its keyring is fetched by runcmd, and an unsigned source written
+        # earlier would fail cloud-init's own `apt-get update` before the packages step.
+        files.append(_file("/etc/apt/sources.list.d/kubernetes.list", lines(
+            f"deb [signed-by={KEYRING}] {package_repo(env, rpm)} /").decode(), defer=True))
+    return files
+
+
+def sysctl_conf() -> str:
+    return lines("net.bridge.bridge-nf-call-iptables = 1",
+                 "net.bridge.bridge-nf-call-ip6tables = 1",
+                 "net.ipv4.ip_forward = 1").decode()
+
+
+def pause_image(env: Environment) -> str:
+    """The sandbox image kubeadm of this minor expects (it warns on a mismatch)."""
+    return "registry.k8s.io/pause:3.9" if minor(env) <= 30 else "registry.k8s.io/pause:3.10"
+
+
+def containerd_config(env: Environment) -> str:
+    """containerd 1.6/1.7 (config version 2): runc with systemd cgroups, registry hosts dir."""
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    return lines(
+        "version = 2", "",
+        f"[{cri}]", f"  sandbox_image = {json.dumps(pause_image(env))}", "",
+        f"[{cri}.containerd.runtimes.runc]", '  runtime_type = "io.containerd.runc.v2"', "",
+        f"[{cri}.containerd.runtimes.runc.options]", "  SystemdCgroup = true", "",
+        f"[{cri}.registry]", '  config_path = "/etc/containerd/certs.d"').decode()
+
+
+def registry_hosts_toml(host: str) -> str:
+    # Lab B's registry is plain HTTP behind the ingress (the seed's insecure-registries;
+    # test setups only: real ones terminate TLS).
+    url = json.dumps(f"http://{host}")
+    return lines(f"server = {url}", "", f"[host.{url}]",
+                 '  capabilities = ["pull", "resolve", "push"]', "  skip_verify = true").decode()
+
+
+def yum_repo(env: Environment) -> str:
+    repo = package_repo(env, rpm=True)
+    return lines("[kubernetes]", "name=Kubernetes", f"baseurl={repo}", "enabled=1",
+                 "gpgcheck=1", f"gpgkey={repo}repodata/repomd.xml.key",
+                 "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni").decode()
+
+
+def kube_commands(env: Environment, rpm: bool) -> list[str]:
+    """Lab B's preparation, in order; every step is idempotent so a rerun is harmless."""
+    version = kubernetes_version(env).lstrip("v")
+    tools = ("kubelet", "kubeadm", "kubectl")
+    commands = [
+        "if command -v setenforce >/dev/null 2>&1; then setenforce 0 || true; fi",
+        "if [ -f /etc/selinux/config ]; then"
+        " sed -i 's/^SELINUX=enforcing$/SELINUX=permissive/' /etc/selinux/config; fi",
+        "if systemctl list-unit-files firewalld.service | grep -q firewalld; then"
+        " systemctl disable --now firewalld; fi",
+        "swapoff -a",
+        r"sed -i -E '/^[^#].*[[:space:]]swap[[:space:]]/ s/^/#/' /etc/fstab",
+        "modprobe overlay", "modprobe br_netfilter", "sysctl --system",
+        "systemctl restart containerd", "systemctl enable containerd",
+    ]
+    if rpm:
+        commands.append("dnf install -y --disableexcludes=kubernetes "
+                        + " ".join(f"{t}-{version}" for t in tools))
+    else:
+        commands += [
+            "mkdir -p -m 755 /etc/apt/keyrings",
+            f"curl -fsSL {package_repo(env, rpm)}Release.key | gpg --dearmor --yes -o {KEYRING}",
+            "apt-get update",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y "
+            + " ".join(f"{t}={version}-1.1" for t in tools),
+            "apt-mark hold " + " ".join(tools),
+        ]
+    commands.append("systemctl enable --now kubelet")
+    return commands

@@ -1,0 +1,142 @@
+"""kubeadm configuration for a kubeadm cluster (reference lab B).
+
+`clusters/<c>/kubeadm/init.yaml` holds InitConfiguration + ClusterConfiguration +
+KubeletConfiguration for the first control plane; `join-<node>.yaml` one JoinConfiguration
+per joining node (further control planes join with a `controlPlane` section). The bootstrap
+token, the CA certificate hash and the certificate key only exist once the first control
+plane is up, so the files carry secret markers for them; the reconciler fills them in on the
+target at converge, never in the rendered repo.
+
+The kubeadm API version follows the pinned Kubernetes version: v1beta3 up to 1.30, v1beta4
+from 1.31 (where extra arguments became name/value lists).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from generator.families import Pins
+from generator.families.common import load_balancer_ip
+from generator.families.yamlout import dump_all
+from generator.model import Environment, Node, SecretRef
+from generator.tree import Tree
+
+API_PORT = 6443
+CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
+DEFAULT_VERSION = "v1.30.14"
+
+# Converge-time secrets: produced by `kubeadm init` on the first control plane, read back by
+# the reconciler and substituted on the joining node. "converge" marks them as generated.
+TOKEN = SecretRef("kubeadm-token", "converge", "kubeadm token create")
+CA_CERT_HASH = SecretRef("kubeadm-ca-cert-hash", "converge", "sha256 of the cluster CA key")
+CERTIFICATE_KEY = SecretRef("kubeadm-certificate-key", "converge", "kubeadm certs certificate-key")
+CONVERGE_SECRETS = (TOKEN, CA_CERT_HASH, CERTIFICATE_KEY)
+
+
+def render(env: Environment, pins: Pins) -> Tree:
+    """init.yaml for the first control plane and join-<node>.yaml for every other node."""
+    if env.cluster.flavour != "kubeadm":
+        return {}
+    masters = env.nodes_with_role("master")
+    if not masters:
+        return {}
+    base = f"clusters/{env.cluster.name}/kubeadm"
+    tree: Tree = {f"{base}/init.yaml": dump_all(
+        [init_configuration(env, masters[0]), cluster_configuration(env),
+         kubelet_configuration()], header=f"kubeadm init --config on {masters[0].name}")}
+    for node in joining_nodes(env):
+        tree[f"{base}/join-{node.name}.yaml"] = dump_all(
+            [join_configuration(env, node)], header=f"kubeadm join --config on {node.name}")
+    return tree
+
+
+def kubernetes_version(env: Environment) -> str:
+    """The pinned version as `vMAJOR.MINOR.PATCH`."""
+    version = env.cluster.kubernetes_version or DEFAULT_VERSION
+    return version if version.startswith("v") else f"v{version}"
+
+
+def minor(env: Environment) -> int:
+    return int(kubernetes_version(env).split(".")[1])
+
+
+def api_version(env: Environment) -> str:
+    """kubeadm.k8s.io/v1beta4 exists from Kubernetes 1.31; 1.30 and older read v1beta3."""
+    return "kubeadm.k8s.io/v1beta4" if minor(env) >= 31 else "kubeadm.k8s.io/v1beta3"
+
+
+def control_plane_endpoint(env: Environment) -> str:
+    """The API load balancer (the HAProxy host) on 6443, else the first control plane."""
+    lb = load_balancer_ip(env) if env.services.haproxy is not None else None
+    return f"{lb or env.nodes_with_role('master')[0].ip}:{API_PORT}"
+
+
+def joining_nodes(env: Environment) -> tuple[Node, ...]:
+    """Every control plane after the first, then the workers, in declaration order."""
+    return env.nodes_with_role("master")[1:] + env.nodes_with_role("worker")
+
+
+def _args(env: Environment, args: dict[str, str]) -> Any:
+    """Extra arguments: a map in v1beta3, a list of name/value pairs in v1beta4."""
+    if minor(env) >= 31:
+        return [{"name": k, "value": v} for k, v in args.items()]
+    return args
+
+
+def _node_registration(env: Environment, node: Node) -> dict[str, Any]:
+    # node-ip pins the kubelet to the cluster NIC, so multi-NIC nodes register the right one.
+    return {"name": node.name, "criSocket": CRI_SOCKET,
+            "kubeletExtraArgs": _args(env, {"node-ip": str(node.ip)})}
+
+
+def init_configuration(env: Environment, first: Node) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "apiVersion": api_version(env), "kind": "InitConfiguration",
+        "bootstrapTokens": [{
+            "token": TOKEN.marker(), "description": "gen: joins the nodes of this cluster",
+            "ttl": "24h0m0s", "usages": ["signing", "authentication"],
+            "groups": ["system:bootstrappers:kubeadm:default-node-token"]}],
+        "nodeRegistration": _node_registration(env, first),
+        "localAPIEndpoint": {"advertiseAddress": str(first.ip), "bindPort": API_PORT},
+    }
+    if len(env.nodes_with_role("master")) > 1:
+        # Further control planes fetch the certificates uploaded under this key.
+        doc["certificateKey"] = CERTIFICATE_KEY.marker()
+    return doc
+
+
+def cluster_configuration(env: Environment) -> dict[str, Any]:
+    cluster = env.cluster
+    return {
+        "apiVersion": api_version(env), "kind": "ClusterConfiguration",
+        "clusterName": cluster.name,
+        "kubernetesVersion": kubernetes_version(env),
+        "controlPlaneEndpoint": control_plane_endpoint(env),
+        "networking": {
+            "dnsDomain": "cluster.local",
+            "podSubnet": ",".join(str(c.cidr) for c in cluster.cluster_network),
+            "serviceSubnet": ",".join(str(s) for s in cluster.service_network),
+        },
+    }
+
+
+def kubelet_configuration() -> dict[str, Any]:
+    # systemd cgroups on both sides (containerd's SystemdCgroup, see cloudinit.py); the
+    # seed's docker `log-opts max-size=100m` becomes the kubelet's container log rotation.
+    return {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+            "cgroupDriver": "systemd", "containerLogMaxSize": "100Mi"}
+
+
+def join_configuration(env: Environment, node: Node) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "apiVersion": api_version(env), "kind": "JoinConfiguration",
+        "discovery": {"bootstrapToken": {
+            "apiServerEndpoint": control_plane_endpoint(env), "token": TOKEN.marker(),
+            "caCertHashes": [CA_CERT_HASH.marker()]}},
+        "nodeRegistration": _node_registration(env, node),
+    }
+    if node.role == "master":
+        doc["controlPlane"] = {
+            "localAPIEndpoint": {"advertiseAddress": str(node.ip), "bindPort": API_PORT},
+            "certificateKey": CERTIFICATE_KEY.marker()}
+    return doc
