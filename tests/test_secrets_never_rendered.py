@@ -163,28 +163,37 @@ def cli(args: list[str], repo: Path) -> subprocess.CompletedProcess[bytes]:
                           check=False, timeout=120)
 
 
-def cli_runs(env: str, repo: Path) -> list[list[str]]:
-    out = str(repo / "out" / env)
-    runs = [["validate", f"env/{env}"], ["validate", f"env/{env}", "--format", "json"],
-            ["render", f"env/{env}", "--out", out],
-            ["render", f"env/{env}", "--out", out, "--check", "--format", "json"],
-            ["render", f"env/{env}"]]
-    # TODO(lock): once `gen lock` can run offline against a local store, add it here; its
-    # lock file is already scanned below with every other file gen writes into the repo.
-    return runs
+def cli_runs(env: str, repo: Path) -> list[tuple[list[str], bool]]:
+    """(arguments, must exit 0): every command that reads ENV, offline, in the scratch repo."""
+    out, store = str(repo / "out" / env), str(repo / "store")
+    return [
+        (["validate", f"env/{env}"], True),
+        (["validate", f"env/{env}", "--format", "json"], True),
+        (["render", f"env/{env}", "--out", out], True),
+        (["render", f"env/{env}", "--out", out, "--check", "--format", "json"], True),
+        (["render", f"env/{env}"], True),
+        (["lock", f"env/{env}", "--offline", "--store", store], True),
+        (["lock", f"env/{env}", "--offline", "--store", store, "--format", "json"], True),
+        # Offline, k8s-lab's images stay unpinned, so these may exit 4: only output counts.
+        (["render", f"env/{env}", "--out", out, "--frozen", "--store", store], False),
+        (["verify", f"env/{env}", "--store", store], False),
+    ]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_cli_output_and_written_files_hold_no_secret(
+def test_cli_output_lock_and_written_files_hold_no_secret(
         env: str, repo: Path, tmp_path: Path, scratch: Planted) -> None:
-    for args in cli_runs(env, repo):
+    for args, must_succeed in cli_runs(env, repo):
         result = cli(args, repo)
-        assert result.returncode == 0, f"gen {' '.join(args)}: {result.stderr.decode()}"
-        assert_clean(f"stdout of gen {' '.join(args)}", result.stdout, scratch)
-        assert_clean(f"stderr of gen {' '.join(args)}", result.stderr, scratch)
+        command = f"gen {' '.join(args)}"
+        assert result.returncode == 0 or not must_succeed, f"{command}: {result.stderr.decode()}"
+        assert b"Traceback" not in result.stderr, f"{command}: {result.stderr.decode()}"
+        assert_clean(f"stdout of {command}", result.stdout, scratch)
+        assert_clean(f"stderr of {command}", result.stderr, scratch)
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p not in scratch.files]
     assert any(p.suffix == ".ign" for p in written) or env != "lab"
     assert (repo / "rendered" / env).is_dir()
+    assert (repo / "lock" / f"{env}.lock").is_file(), "gen lock wrote no lock to check"
     for path in written:
         if path.name in ("env.yaml", "blueprint.yaml"):
             continue
