@@ -83,7 +83,8 @@ def memory_changed(repo: Path) -> str:
 
 
 def image_bumped(repo: Path) -> str:
-    edit(repo, "k8s-lab", "tomcat: docker.io/library/tomcat:9", "tomcat: docker.io/library/tomcat:10")
+    edit(repo, "k8s-lab", "tomcat: docker.io/library/tomcat:9",
+         "tomcat: docker.io/library/tomcat:10")
     write_lock(repo, "k8s-lab", {"tomcat": ("docker.io/library/tomcat:10", "bb" * 32)})
     return "k8s-lab"
 

@@ -93,7 +93,7 @@ def _styler(color: bool) -> Callable[..., str]:
     def style(text: str, op: str, bold: bool = False) -> str:
         if not color or not (bold or op in COLORS):
             return text
-        return click.style(text, fg=COLORS.get(op), bold=bold)
+        return click.style(text, fg=COLORS.get(op), bold=bold or None)
 
     return style
 
