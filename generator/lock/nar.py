@@ -128,11 +128,12 @@ def subtree_hashes(tree: Mapping[str, bytes]) -> dict[str, str]:
 def _dump_path(sink: _Sink, path: Path, exclude: Iterable[str] = ()) -> None:
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
-        _strs(sink, b"(", b"type", b"symlink", b"target", os.fsencode(os.readlink(path)), b")")
+        _strs(sink, b"(", b"type", b"symlink", b"target", os.fsencode(path.readlink()), b")")
     elif stat.S_ISDIR(info.st_mode):
         skip = set(exclude)
         _strs(sink, b"(", b"type", b"directory")
-        for name in sorted(os.listdir(path), key=os.fsencode):
+        # listdir: plain names, cheaper than Path objects for large trees
+        for name in sorted(os.listdir(path), key=os.fsencode):  # noqa: PTH208
             if name in skip:
                 continue
             _strs(sink, b"entry", b"(", b"name", os.fsencode(name), b"node")
