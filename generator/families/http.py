@@ -70,17 +70,20 @@ def config(env: Environment, service: HttpService) -> bytes:
         "    Require all denied",
         "</Directory>",
         # Only the two trees nodes fetch from are readable; no listings, no .htaccess.
+        "DirectoryIndex disabled",
         *_served("install"),
         *_served("ignition"),
     )
 
 
 def _served(name: str) -> list[str]:
-    return [f'<Directory "{DOCUMENT_ROOT}/{name}">',
+    # <Location>, not <Directory>: Directory needs absolute paths, and the ServerRoot is only
+    # known at start. Location sections merge after Directory ones, so this grant wins over
+    # the `Require all denied` on / for these two URL trees only.
+    return [f'<Location "/{name}/">',
             "    Options None",
-            "    AllowOverride None",
             "    Require all granted",
-            "</Directory>"]
+            "</Location>"]
 
 
 def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
