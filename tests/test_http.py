@@ -71,7 +71,7 @@ def test_manifest_covers_every_url_pxe_hands_out() -> None:
     urls = {word.split("=", 1)[-1] for content in pxe.render(env, Pins()).values()
             for word in content.decode().split()}
     wanted = {url[len(base):] for url in urls if url.startswith(base)}
-    assert len(wanted) == 10  # kernel, initramfs, rootfs and six node configs
+    assert len(wanted) == 9  # kernel, initramfs, rootfs and six node configs
     assert wanted <= set(files), wanted - set(files)
 
 
