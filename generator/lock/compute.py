@@ -143,6 +143,9 @@ def lock_environment(loaded: Loaded, old: Lock | None, resolver: Resolver,
         if key in kept and key not in redo:
             artifacts[key] = kept[key]
             continue
+        if update and key not in redo:  # `gen update X` moves X only
+            unresolved.append((key, "not pinned yet and not named; run `gen lock` to add it"))
+            continue
         try:
             artifacts[key] = Pinned(original, resolver.resolve(key, original))
             resolved.append(key)
