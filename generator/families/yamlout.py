@@ -15,7 +15,6 @@ PyYAML (YAML 1.1, what Go's sigs.k8s.io/yaml follows) both read back exactly the
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -32,10 +31,23 @@ def _plain_ok(text: str) -> bool:
             and ": " not in text and " #" not in text and not text.endswith((":", " ")))
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)  # YAML's own escapes: no JSON surrogate pairs for astral characters
+    return f"\\x{code:02x}" if code < 0x100 else (
+        f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+
+
 def _quoted(text: str) -> str:
     if text.isprintable():
         return "'" + text.replace("'", "''") + "'"
-    return json.dumps(text, ensure_ascii=not _printable_or_ws(text))
+    return '"' + "".join(map(_escape, text)) + '"'
 
 
 def _printable_or_ws(text: str) -> bool:

