@@ -12,15 +12,16 @@ import re
 from generator.model import Environment, NfsExport
 from generator.tree import Tree, lines
 
-# exports(5) (nfs-utils 2.6) option names: flags, and options that take `=value`.
+# exports(5) option names Debian 12's exportfs (nfs-utils 2.6.2) accepts, tested against it:
+# flags, and options that take `=value`.
 FLAGS = frozenset({
     "secure", "insecure", "rw", "ro", "async", "sync", "wdelay", "no_wdelay", "hide",
     "nohide", "crossmnt", "nocrossmnt", "subtree_check", "no_subtree_check", "insecure_locks",
     "secure_locks", "no_auth_nlm", "auth_nlm", "acl", "no_acl", "root_squash",
     "no_root_squash", "all_squash", "no_all_squash", "mountpoint", "mp", "pnfs", "no_pnfs",
-    "security_label", "no_security_label"})
+    "security_label"})
 VALUED = frozenset({"anonuid", "anongid", "sec", "fsid", "refer", "replicas", "mountpoint",
-                    "mp", "xprtsec"})
+                    "mp"})
 # Clients: a host name or wildcard, an IPv4 address with an optional /prefix or /netmask,
 # a @netgroup, or `*` (everyone).
 _CLIENT = re.compile(r"^(\*|@[\w.-]+|[A-Za-z0-9*?.\[\]-]+|\d{1,3}(\.\d{1,3}){3}"
