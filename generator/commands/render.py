@@ -43,11 +43,14 @@ def validate(env: str, fmt: str) -> None:
               help="Require lock/<env>.lock and exit 4 if it would change (missing or stale "
                    "entries, changed inputs, a different output tree).")
 @click.option("--frozen", is_flag=True, help="--locked, and never touch the network.")
+@click.option("--commit", is_flag=True,
+              help="Keep --out as a git repo of the rendered tree; commit when it changed "
+                   "(message: environment, lock hash, source commit).")
 @click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
               envvar="GEN_STORE", help="Content store (default ~/.cache/gen/store; $GEN_STORE).")
 @FORMAT
 def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
-           store: Path | None, fmt: str) -> None:
+           store: Path | None, fmt: str, commit: bool = False) -> None:
     """Render ENV into a directory of pinned, reproducible files.
 
     Files no longer rendered are deleted; unchanged files are left untouched (their mtime
@@ -68,6 +71,8 @@ def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
         changes = compare(read_tree(target), rendered.tree)
     else:
         changes = write_tree(target, rendered.tree, rendered.env_name)
+    if commit and not check:
+        _commit(target, rendered)
     payload = {"environment": rendered.env_name, "out": str(target), "files": len(rendered.tree),
                "added": list(changes.added), "changed": list(changes.changed),
                "removed": list(changes.removed), "stale": check and not changes.empty}
@@ -75,6 +80,18 @@ def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
                                         check))
     if check and not changes.empty:
         sys.exit(EXIT_USER)
+
+
+def _commit(target: Path, rendered: Any) -> None:
+    """`--commit`: one commit in the output repo per changed tree (see generator.gitrepo)."""
+    from generator import gitrepo
+
+    source = rendered.loaded.source
+    done = gitrepo.commit_rendered(
+        target, rendered.env_name, gitrepo.lock_hash(source.root / "lock" / f"{source.name}.lock"),
+        gitrepo.source_commit(source.root))
+    click.echo(f"committed {done.sha[:12]} in {target}" if done.sha else
+               f"{target}: rendered tree unchanged, nothing to commit", err=True)
 
 
 def _render_summary(env: str, target: Path, count: int, changes: Any, check: bool) -> str:
