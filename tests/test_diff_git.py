@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,20 +47,41 @@ def history(tmp_path: Path) -> Path:
     repo = tmp_path / "site"
     for name in ("environments", "blueprints"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    write_lock(repo, "k8s-lab", {"tomcat": ("docker.io/library/tomcat:9", "aa" * 32)})
+    write_lock(repo, "k8s-lab", "a")
     git(repo, "init", "-q", "-b", "main")
     commit_all(repo, "site")
     return repo
 
 
-def write_lock(repo: Path, env: str, images: dict[str, tuple[str, str]]) -> None:
-    """A lock in DESIGN.md's format pinning the given images (name -> (original, digest))."""
-    inputs = {f"image/{name}": {"original": original,
-                                "locked": f"{original.rsplit(':', 1)[0]}@sha256:{digest}"}
-              for name, (original, digest) in images.items()}
-    (repo / "lock").mkdir(exist_ok=True)
-    (repo / "lock" / f"{env}.lock").write_text(
-        json.dumps({"version": 1, "inputs": inputs}, indent=2, sort_keys=True) + "\n")
+def write_lock(repo: Path, env: str, fill: str, other: dict[str, str] | None = None) -> Path:
+    """A real lock (gen's own lock API, schema-valid) with made-up digests: no network.
+
+    Images pin to `<repo>@sha256:<fill*64>`, OS artifacts to their URL with sha256 fill*64
+    (`other` gives some keys another fill character).
+    Manifests would need their content in the store, so they stay unpinned.
+    """
+    from generator.environment import load_environment
+    from generator.families import render_all
+    from generator.lock.compute import assemble, pins_from, wanted_inputs
+    from generator.lock.lockfile import Pinned, lock_path
+    from generator.lock.lockfile import write_lock as write
+    from generator.lock.store import Store
+
+    loaded = load_environment(f"env/{env}", repo)
+    artifacts: dict[str, Any] = {}
+    for key, original in wanted_inputs(loaded).items():
+        kind = key.partition("/")[0]
+        digest = (other or {}).get(key, fill) * 64
+        if kind == "image":
+            artifacts[key] = Pinned(original, f"{original.rsplit(':', 1)[0]}@sha256:{digest}")
+        elif kind == "os":
+            url = original.get("url") or f"https://mirror.invalid/{key}"
+            artifacts[key] = Pinned(original, {"location": url, "sha256": digest})
+    pins = pins_from(artifacts, Store(repo / ".no-store"), strict=False)[0]
+    path = lock_path(repo, env)
+    path.parent.mkdir(exist_ok=True)
+    write(path, assemble(loaded, artifacts, render_all(loaded.model, pins)))
+    return path
 
 
 def edit(repo: Path, env: str, old: str, new: str) -> None:
@@ -85,7 +107,7 @@ def memory_changed(repo: Path) -> str:
 def image_bumped(repo: Path) -> str:
     edit(repo, "k8s-lab", "tomcat: docker.io/library/tomcat:9",
          "tomcat: docker.io/library/tomcat:10")
-    write_lock(repo, "k8s-lab", {"tomcat": ("docker.io/library/tomcat:10", "bb" * 32)})
+    write_lock(repo, "k8s-lab", "a", {"image/tomcat": "b"})
     return "k8s-lab"
 
 

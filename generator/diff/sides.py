@@ -4,7 +4,7 @@ Each revision is checked out into a temporary worktree (or, for the head, the wo
 is used as it is) and rendered in-process with the generator code that is running now: a
 diff then shows what the *input* change does, and stays fast (no second interpreter, no
 reinstall). A change to the generator itself shows up in `gen verify` and the golden tests.
-The lock at each revision supplies that side's pins.
+The lock at each revision supplies that side's pins (generator.pipeline.render_with_lock).
 """
 
 from __future__ import annotations
@@ -76,13 +76,15 @@ def renamed_from(repo: Any, base_sha: str, head_sha: str | None,
 
 def render_side(label: str, sha: str | None, root: Path, rel: PurePosixPath) -> Side:
     """Render the environment at `root/rel` with its lock's pins; an empty Side if absent."""
-    from generator.pipeline import render_environment
+    from generator.pipeline import render_with_lock
 
     env_dir = root / rel
     if not (env_dir / ENV_FILE).is_file():
         return Side(label, sha, None)
     lock = read_lock(root / "lock" / f"{env_dir.name}.lock")
-    rendered = render_environment(str(env_dir), cwd=root, pins=pins_from_lock(lock))
+    # The lock's own API picks the pins still matching this side's environment; manifests
+    # come from the local content store (left unpinned if absent: a diff never fetches).
+    rendered = render_with_lock(str(env_dir), cwd=root)
     return Side(label, sha, rendered.env_name, rendered.tree, lock,
                 secret_refs(rendered.loaded.model))
 
@@ -96,22 +98,6 @@ def read_lock(path: Path) -> dict[str, Any] | None:
         raise UserError(f"{path}: not a readable lock file ({exc})",
                         "regenerate it with `gen lock`") from None
     return data if isinstance(data, dict) else None
-
-
-def pins_from_lock(lock: dict[str, Any] | None) -> Any:
-    """The Pins a lock carries (images and OS artifacts); empty Pins when unlocked."""
-    from generator.families import Pins
-
-    images: dict[str, str] = {}
-    os_pins: dict[str, tuple[str, str]] = {}
-    for key, entry in ((lock or {}).get("inputs") or {}).items():
-        locked = entry.get("locked") if isinstance(entry, dict) else None
-        kind, _, name = key.partition("/")
-        if kind == "image" and isinstance(locked, str):
-            images[name] = locked
-        elif kind == "os" and isinstance(locked, dict):
-            os_pins[name] = (str(locked.get("location", "")), str(locked.get("sha256", "")))
-    return Pins(images=images, os=os_pins)
 
 
 def secret_refs(model: Any) -> dict[str, tuple[str, str]]:
