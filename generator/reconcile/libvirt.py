@@ -188,7 +188,7 @@ class LibvirtProvider:
     def _network_update(self, conn: Any, action: Action) -> None:
         net = conn.networkLookupByName(action.payload["object"])
         if action.payload.get("redefine"):
-            net = conn.networkDefineXML(action.payload["xml"])
+            net = conn.networkDefineXML(with_uuid(action.payload["xml"], net.UUIDString()))
             if net.isActive() and _connections(net) == 0:
                 net.destroy()
         if not net.isActive():
@@ -260,7 +260,7 @@ class LibvirtProvider:
         libvirt = libvirt_module()
         dom = conn.lookupByName(action.payload["object"])
         if action.payload.get("redefine"):
-            dom = conn.defineXML(action.payload["xml"])
+            dom = conn.defineXML(with_uuid(action.payload["xml"], dom.UUIDString()))
         live_kib = action.payload.get("live_memory_kib")
         if live_kib and dom.isActive():
             dom.setMemoryFlags(live_kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
@@ -284,6 +284,17 @@ class LibvirtProvider:
                               | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
         except libvirt.libvirtError:
             dom.undefine()  # drivers without those flags (test://)
+
+
+def with_uuid(xml: str, uuid: str) -> str:
+    """Rendered XML carries no uuid; a redefinition must keep the live object's (libvirt
+    refuses a second uuid for the same name, and the uuid is the VM's identity)."""
+    root = ET.fromstring(xml)
+    if root.find("uuid") is None:
+        element = ET.Element("uuid")
+        element.text = uuid
+        root.insert(1, element)
+    return ET.tostring(root, encoding="unicode")
 
 
 def _connections(net: Any) -> int:

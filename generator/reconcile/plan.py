@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator.errors import DestructiveNotApproved, LockMismatch, UserError
+from generator.errors import DestructiveNotApproved, UserError
 from generator.model import Environment
 from generator.reconcile.base import Action, Provider
 from generator.tree import Tree
@@ -160,49 +160,15 @@ def check_approval(plan: Plan, settings: Settings) -> None:
             "approve)")
 
 
-def load_desired(ref: str, cwd: Path | None = None, locked: bool = True) -> Desired:
-    """Render ENV; when its lock exists, render `--locked` and refuse a mismatch (exit 4)."""
+def load_desired(ref: str, cwd: Path | None = None) -> Desired:
+    """Render ENV the way `gen render --locked` does when lock/<env>.lock exists (a render
+    that would change the lock raises LockMismatch, exit 4); unlocked when it does not."""
+    from generator.environment import find_root, resolve_env_dir
+    from generator.lock.lockfile import lock_path
     from generator.lock.nar import tree_hash
-    from generator.pipeline import render_environment
+    from generator.pipeline import render_with_lock
 
-    rendered = render_environment(ref, cwd)
-    # INTEGRATION POINT (lockfile, issue 5): once generator.lock exposes its locked render,
-    # `locked_check` below uses it; until then an environment without that API renders
-    # unlocked and says so in the plan header.
-    was_locked = locked and locked_check(rendered)
-    return Desired(rendered.loaded.model, rendered.tree, tree_hash(rendered.tree), was_locked)
-
-
-def locked_check(rendered: Any) -> bool:
-    """Compare the render with lock/<env>.lock; True if checked, raise LockMismatch if stale."""
-    lock_path = rendered.loaded.source.root / "lock" / f"{rendered.env_name}.lock"
-    if not lock_path.is_file():
-        return False
-    try:
-        from generator.lock import lockfile  # type: ignore[attr-defined]
-    except ImportError:
-        return _compare_outputs(lock_path, rendered.tree)
-    check = getattr(lockfile, "check_rendered", None)
-    if check is None:
-        return _compare_outputs(lock_path, rendered.tree)
-    check(rendered)
-    return True
-
-
-def _compare_outputs(lock_path: Path, tree: Tree) -> bool:
-    """Fallback: the lock's `outputs.narHash` must equal the rendered tree's NAR hash."""
-    import json
-
-    from generator.lock.nar import tree_hash
-
-    try:
-        outputs = json.loads(lock_path.read_text()).get("outputs", {})
-    except (OSError, ValueError) as exc:
-        raise LockMismatch(f"{lock_path}: unreadable lock ({exc})") from exc
-    expected = outputs.get("narHash")
-    if expected and expected != tree_hash(tree):
-        raise LockMismatch(
-            f"{lock_path}: the rendered tree ({tree_hash(tree)}) differs from the lock "
-            f"({expected}); plan and converge only apply the locked render "
-            "(run `gen lock` / `gen update` and commit the lock)")
-    return bool(expected)
+    env_dir = resolve_env_dir(ref, cwd)
+    locked = lock_path(find_root(env_dir.parent), env_dir.name).is_file()
+    rendered = render_with_lock(ref, cwd, locked=locked)
+    return Desired(rendered.loaded.model, rendered.tree, tree_hash(rendered.tree), locked)
