@@ -354,7 +354,111 @@ def _srv_ok(value: str) -> bool:
             and _DNS_NAME.fullmatch(parts[3]) is not None)
 
 
+# --- PXE, HAProxy and NFS (boot services) ----------------------------------------------
+
+_COREOS = ("openshift", "okd")
+_PXE_ROLES = ("bootstrap", "master", "worker")
+
+
+def _pxe_nodes(c: Checker) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, n) for i, n in c.nodes() if n.get("boot", "pxe") == "pxe"]
+
+
+def _artifact_kinds(c: Checker) -> set[str]:
+    artifacts = c.data.get("artifacts", {}).get("os", {})
+    return {a.get("kind") or a.get("stream", {}).get("artifact") or "image"
+            for a in artifacts.values()}
+
+
+def check_pxe_services(c: Checker) -> None:
+    """PXE nodes need DHCP (whose host serves TFTP), services.pxe, HTTP and boot artifacts."""
+    nodes = _pxe_nodes(c)
+    if not nodes:
+        return
+    flavour, (i, first) = c.data.get("cluster", {}).get("flavour"), nodes[0]
+    for j, node in nodes:
+        if flavour not in _COREOS or node["role"] not in _PXE_ROLES:
+            c.error(("nodes", j, "boot"), f"node '{node['name']}' ({node['role']}, {flavour}) "
+                    "cannot PXE-boot: gen PXE-installs CoreOS bootstrap, master and worker nodes",
+                    "set boot: image for this node")
+    services = c.data.get("services", {})
+    for key, why in (("dhcp", "DHCP and TFTP (served by the DHCP host)"),
+                     ("pxe", "PXE settings"), ("http", "the HTTP server for Ignition")):
+        if not services.get(key):
+            c.error(("nodes", i, "boot"), f"PXE node '{first['name']}' needs {why}, but no "
+                    f"services.{key} is declared", f"declare services.{key} or set boot: image")
+    pxe = services.get("pxe") or {}
+    rootfs = "rootfs" if pxe.get("rootfs", "live") == "live" else "disk"
+    kinds = _artifact_kinds(c)
+    for kind in ("kernel", "initramfs", rootfs):
+        if kind not in kinds and not (kind == "disk" and "image" in kinds):
+            c.error(("artifacts", "os"), f"PXE nodes need an OS artifact of kind {kind}",
+                    f"add one (stream artifact: {kind}) under artifacts.os")
+
+
+def check_haproxy_ports(c: Checker) -> None:
+    """Ingress NodePorts: distinct, never crossed with the cluster's own, and ports free."""
+    services = c.data.get("services", {})
+    haproxy = services.get("haproxy")
+    if not haproxy:
+        return
+    path = ("services", "haproxy", "ingressNodePorts")
+    lb = haproxy.get("ingressNodePorts")
+    ingress = c.data.get("kubernetes", {}).get("ingress", {})
+    k8s = ingress.get("nodePorts") if ingress.get("enabled") else None
+    if lb and lb["http"] == lb["https"]:
+        c.error(path, f"http and https both go to NodePort {lb['http']}",
+                "give the https NodePort its own number")
+    elif lb and k8s and (lb["http"], lb["https"]) == (k8s["https"], k8s["http"]):
+        c.error(path, f"http {lb['http']} and https {lb['https']} are crossed: the ingress "
+                f"serves http on {k8s['http']} and https on {k8s['https']}",
+                "swap them: port 80 goes to the http NodePort")
+    elif lb and k8s and (lb["http"], lb["https"]) != (k8s["http"], k8s["https"]):
+        c.error(path, "ingress NodePorts differ from kubernetes.ingress.nodePorts",
+                f"use http {k8s['http']} and https {k8s['https']}")
+    elif k8s and not lb:
+        c.error(("services", "haproxy"), "HAProxy does not know the ingress NodePorts",
+                f"set ingressNodePorts: {{http: {k8s['http']}, https: {k8s['https']}}}")
+    _check_port_clash(c, services, haproxy)
+
+
+def _check_port_clash(c: Checker, services: dict[str, Any], haproxy: dict[str, Any]) -> None:
+    default = services.get("host")
+    http = services.get("http")
+    if not http or (http.get("host") or default) != (haproxy.get("host") or default):
+        return
+    port = http.get("port", 8080)
+    if port in (80, 443, 6443, 22623, haproxy.get("statsPort", 9000)):
+        c.error(("services", "http", "port"), f"HTTP port {port} is taken by HAProxy on the "
+                "same host", "use 8080")
+
+
+def check_nfs_exports(c: Checker) -> None:
+    """Export paths, clients and options exportfs would accept (exports(5))."""
+    from generator.families import nfs
+
+    exports = (c.data.get("services", {}).get("nfs") or {}).get("exports", [])
+    for i, export in enumerate(exports):
+        if not nfs.path_ok(export["path"]):
+            c.error(("services", "nfs", "exports", i, "path"),
+                    f"export path '{export['path']}' has whitespace or quotes",
+                    "use a plain absolute path")
+        for j, client in enumerate(export["clients"]):
+            path = ("services", "nfs", "exports", i, "clients", j)
+            if not nfs.client_ok(client["host"]):
+                c.error(path + ("host",), f"'{client['host']}' is not an NFS client",
+                        "use a host, a wildcard, a @netgroup or an address with /prefix")
+            options = client.get("options", [])
+            for k, option in enumerate(options):
+                problem = nfs.option_problem(option)
+                if problem:
+                    c.error(path + ("options", k), problem, "see exports(5)")
+            if "rw" in options and "ro" in options:
+                c.error(path + ("options",), "both rw and ro", "choose one")
+
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
-          check_openstack, check_load_balancer, check_dhcp_network, check_record_values)
+          check_openstack, check_load_balancer, check_dhcp_network, check_record_values,
+          check_pxe_services, check_haproxy_ports, check_nfs_exports)
