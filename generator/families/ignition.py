@@ -40,7 +40,7 @@ class Spec:
 
     version: str
     schema: str  # file name under schemas/
-    hashes: tuple[str, ...]  # verification hash functions the spec accepts
+    hashes: tuple[str, ...]  # verification hash functions the spec accepts, weakest first
 
 
 # Spec version -> differences. The subset gen emits (files with data URLs, users with SSH
@@ -73,7 +73,7 @@ def node_config(env: Environment, node: Node, pins: Any, spec: str = DEFAULT_SPE
     """One node's Ignition config as a dict, validated against gen's schema for `spec`."""
     config: dict[str, Any] = {
         "ignition": {"version": spec_row(spec).version,
-                     "config": {"merge": [merge_resource(env, node.role, pins)]}},
+                     "config": {"merge": [merge_resource(env, node.role, pins, spec)]}},
         "storage": {"files": [_file("/etc/hostname", lines(node.fqdn), MODE_PUBLIC)] + [
             _file(f"/etc/NetworkManager/system-connections/{nic.interface}.nmconnection",
                   nm_keyfile(env, nic, primary=index == 0), MODE_PRIVATE)
@@ -96,8 +96,9 @@ def _check_unique_paths(config: dict[str, Any], node: str) -> None:
                         "give each of the node's nics a distinct interface name")
 
 
-def merge_resource(env: Environment, role: str, pins: Any) -> dict[str, Any]:
-    """The role config on the helper, with its sha512 when the lock holds its content."""
+def merge_resource(env: Environment, role: str, pins: Any,
+                   spec: str = DEFAULT_SPEC) -> dict[str, Any]:
+    """The role config on the helper, with its hash when the lock holds its content."""
     if env.services.http is None:
         raise UserError(f"{env.cluster.flavour} nodes fetch Ignition over HTTP, but no "
                         "services.http is declared",
@@ -105,7 +106,9 @@ def merge_resource(env: Environment, role: str, pins: Any) -> dict[str, Any]:
     resource: dict[str, Any] = {"source": common.role_ignition_url(env, role)}
     content = getattr(pins, "manifests", {}).get(f"ignition/{role}")
     if content is not None:
-        resource["verification"] = {"hash": "sha512-" + hashlib.sha512(content).hexdigest()}
+        algorithm = spec_row(spec).hashes[-1]  # the strongest the spec accepts
+        resource["verification"] = {
+            "hash": f"{algorithm}-{hashlib.new(algorithm, content).hexdigest()}"}
     return resource
 
 
