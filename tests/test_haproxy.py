@@ -297,3 +297,48 @@ def test_ask_helper_sees_refused_connections() -> None:
     """The live tests can fail: nothing listening means the client reports an error."""
     with netns("hapr") as ns, pytest.raises(AssertionError):
         ask(ns, 6443)
+
+
+# --- bad input -------------------------------------------------------------------------
+
+def render_errors(repo: Path, env: str, old: str, new: str) -> list[str]:
+    """Edit the scratch environment, run `gen render`, return its error lines (exit 1)."""
+    path = repo / f"environments/{env}/env.yaml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+    result = subprocess.run([sys.executable, "-m", "generator", "render", f"env/{env}",
+                             "--out", str(repo / "out")], cwd=repo, capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 1, result.stderr
+    return [line for line in result.stderr.splitlines()
+            if line and not line.startswith("warning:")]
+
+
+PORTS = "ingressNodePorts: {http: 32334, https: 30570}"
+
+
+def test_crossed_node_ports_are_rejected(repo: Path) -> None:
+    errors = render_errors(repo, "k8s-lab", PORTS, "ingressNodePorts: {http: 30570, https: 32334}")
+    assert errors == [
+        "environments/k8s-lab/env.yaml:44:23: at services.haproxy.ingressNodePorts: http 30570 "
+        "and https 32334 are crossed: the ingress serves http on 32334 and https on 30570 "
+        "(swap them: port 80 goes to the http NodePort)"]
+
+
+@pytest.mark.parametrize(("new", "message"), [
+    ("ingressNodePorts: {http: 32334, https: 32334}", "http and https both go to NodePort 32334"),
+    ("ingressNodePorts: {http: 32334, https: 30571}",
+     "ingress NodePorts differ from kubernetes.ingress.nodePorts (use http 32334 and https 30570)"),
+    ("statsPort: 9000", "HAProxy does not know the ingress NodePorts"),
+])
+def test_bad_node_ports(repo: Path, new: str, message: str) -> None:
+    errors = render_errors(repo, "k8s-lab", PORTS, new)
+    assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_http_port_clash_on_the_helper(repo: Path) -> None:
+    errors = render_errors(repo, "lab", "  nfs:\n", "  http:\n    port: 9000\n  nfs:\n")
+    assert len(errors) == 1, errors
+    assert "at services.http.port: HTTP port 9000 is taken by HAProxy on the same host" \
+        in errors[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,33 @@ def test_option_names_agree_with_exportfs(tmp_path: Path) -> None:
     exported = {line.split("\t")[0] for line in etab.splitlines()}
     rejected = [o for i, o in enumerate(options) if f"/opt{i}" not in exported]
     assert rejected == [], result.stderr
+
+
+# --- bad input -------------------------------------------------------------------------
+
+CLIENT = "{host: 192.168.111.0/255.255.255.0, options: [rw, no_root_squash]}"
+
+
+@pytest.mark.parametrize(("new", "message"), [
+    ("{host: 192.168.111.0/255.255.255.0, options: [rw, no_root_sqash]}",
+     "at services.nfs.exports[0].clients[0].options[1]: 'no_root_sqash' is not an exports(5) "
+     "option (see exports(5))"),
+    ("{host: 192.168.111.0/255.255.255.0, options: [rw, anonuid]}",
+     "'anonuid' needs a value (anonuid=...)"),
+    ("{host: '192.168.111.0/24(rw)', options: [rw]}", "'192.168.111.0/24(rw)' is not an NFS "
+     "client"),
+    ("{host: 192.168.111.0/24, options: [rw, ro]}", "both rw and ro (choose one)"),
+])
+def test_bad_exports_are_rejected(repo: Path, new: str, message: str) -> None:
+    path = repo / "environments/k8s-lab/env.yaml"
+    text = path.read_text()
+    assert CLIENT in text
+    path.write_text(text.replace(CLIENT, new))
+    result = subprocess.run([sys.executable, "-m", "generator", "render", "env/k8s-lab",
+                             "--out", str(repo / "out")], cwd=repo, capture_output=True,
+                            text=True, check=False)
+    errors = [line for line in result.stderr.splitlines()
+              if line and not line.startswith("warning:")]
+    assert result.returncode == 1
+    assert len(errors) == 1 and message in errors[0], errors
+    assert errors[0].startswith("environments/k8s-lab/env.yaml:")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +217,45 @@ def test_tftpd_serves_per_mac_files(served_dir: Path) -> None:
         assert b"chain ipxe/${mac:hexhyp}.ipxe" in fetch("boot.ipxe").stdout
         # An unknown MAC gets nothing: the test can fail.
         assert fetch("pxelinux.cfg/01-52-54-00-00-00-00").returncode != 0
+
+
+# --- bad input -------------------------------------------------------------------------
+
+def render_errors(repo: Path, env: str = "lab") -> tuple[int, list[str]]:
+    """Exit code and stderr lines of `gen render` on the scratch repo (warnings dropped)."""
+    result = subprocess.run([sys.executable, "-m", "generator", "render", f"env/{env}",
+                             "--out", str(repo / "out")], cwd=repo, capture_output=True,
+                            text=True, check=False)
+    return result.returncode, [line for line in result.stderr.splitlines()
+                               if line and not line.startswith("warning:")]
+
+
+def test_pxe_node_on_kubeadm_without_boot_services(repo: Path) -> None:
+    edit_env(repo, "{name: test-node1, role: worker, hypervisor: hv1, ",
+             "{name: test-node1, role: worker, hypervisor: hv1, boot: pxe, ", env="k8s-lab")
+    code, errors = render_errors(repo, "k8s-lab")
+    assert code == 1
+    assert all(line.startswith("environments/k8s-lab/env.yaml:") for line in errors), errors
+    text = "\n".join(errors)
+    assert "at nodes[1].boot: node 'test-node1' (worker, kubeadm) cannot PXE-boot" in text
+    for service in ("dhcp", "pxe", "http"):
+        assert f"no services.{service} is declared (declare services.{service} or set " \
+               "boot: image)" in text
+    assert "PXE nodes need an OS artifact of kind kernel" in text
+
+
+def test_pxe_needs_the_rootfs_artifact(repo: Path) -> None:
+    edit_env(repo, "    rhcos-live-rootfs:\n      stream: {file: rhcos-4.16.json, "
+             "artifact: rootfs}\n", "")
+    code, errors = render_errors(repo)
+    assert code == 1
+    assert len(errors) == 1 and "PXE nodes need an OS artifact of kind rootfs" in errors[0]
+
+
+def test_bare_metal_pxe_node_needs_a_mac(repo: Path) -> None:
+    edit_env(repo, "{name: worker1, role: worker, hypervisor: hv1, ",
+             "{name: worker1, role: worker, ")
+    code, errors = render_errors(repo)
+    assert code == 1
+    assert len(errors) == 1, errors
+    assert "at nodes[6].nics[0]: PXE node 'worker1' has no MAC" in errors[0]
