@@ -9,7 +9,6 @@ moved into environments/<name>.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from ipaddress import IPv4Network, ip_network
@@ -126,12 +125,12 @@ def _generate_and_move(root: Path, template: Path, context: dict[str, Any], env_
     scratch = Path(tempfile.mkdtemp(prefix=".gen-new-", dir=root))
     try:
         (scratch / "environments").mkdir()
-        os.symlink(root / "blueprints", scratch / "blueprints")
+        (scratch / "blueprints").symlink_to(root / "blueprints")
         generate_files(repo_dir=str(template), context=context,
                        output_dir=str(scratch / "environments"))
         load_environment(str(scratch / "environments" / env_name))
         target = root / "environments" / env_name
-        os.rename(scratch / "environments" / env_name, target)
+        (scratch / "environments" / env_name).rename(target)
         return target
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -126,6 +126,7 @@ def test_removing_a_master_breaking_quorum_is_refused(repo: Path) -> None:
 def test_unknown_node_and_bad_path(repo: Path) -> None:
     _write(repo)
     result = gen("set", "env/lab", "nodes[nope].memory", "1GiB", cwd=repo)
-    assert (result.code, result.err.strip()) == (1, "no item named 'nope' in nodes (check the name)")
+    assert (result.code, result.err.strip()) == (
+        1, "no item named 'nope' in nodes (check the name)")
     result = gen("node", "add", "env/lab", "master0", "--role", "master", cwd=repo)
     assert result.code == 1 and "already exists" in result.err

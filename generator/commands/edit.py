@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ def apply_edit(env: str, change: Callable[[Any], None]) -> tuple[Path, str, str]
     if new != old:
         temp = path.with_name(f".{path.name}.gen-tmp")
         temp.write_text(new, encoding="utf-8")
-        os.replace(temp, path)
+        temp.replace(path)
     return path, old, new
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -36,7 +35,7 @@ def new(env: str, blueprint: str, no_input: bool, answers: Path | None, no_lock:
     from generator.scaffold import read_answers, scaffold
 
     name = env[4:] if env.startswith("env/") else env
-    root = find_root(Path(os.getcwd()))
+    root = find_root(Path.cwd())
     given = read_answers(answers) if answers else None
     target = scaffold(root, name, blueprint, given, no_input)
     lock_note = _write_lock(target) if not no_lock else "not written (--no-lock)"

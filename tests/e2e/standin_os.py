@@ -62,10 +62,12 @@ else
 fi
 [ -n "$NS" ] && echo "nameserver $NS" > /etc/resolv.conf
 DOMAIN="${HOST#*.}"
-ADDR=$(nslookup "api-int.$DOMAIN" "$NS" 2>/dev/null | sed -n 's/^Address:[ \t]*\([0-9.]*\)$/\1/p' | grep -v "^$NS$" | tail -n 1)
+ADDR=$(nslookup "api-int.$DOMAIN" "$NS" 2>/dev/null \
+  | sed -n 's/^Address:[ \t]*\([0-9.]*\)$/\1/p' | grep -v "^$NS$" | tail -n 1)
 say dns "api-int.$DOMAIN" "$ADDR"
 if timeout 60 wget -q -O /tmp/ignition "$IGN"; then
-  say ignition "$IGN" sha256=$(sha256sum /tmp/ignition | cut -d' ' -f1) bytes=$(wc -c < /tmp/ignition)
+  SUM=$(sha256sum /tmp/ignition | cut -d' ' -f1)
+  say ignition "$IGN" sha256=$SUM bytes=$(wc -c < /tmp/ignition)
 else
   say ignition-failed "$IGN"
 fi

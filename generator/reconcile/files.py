@@ -1,0 +1,387 @@
+"""The files provider: the helper's boot-service configs under a target root.
+
+Rendered `hosts/<host>/<service>/...` files are installed into the service's install
+directory on that host. Every change goes through the same steps: stage the candidate files
+beside the live ones (`<root>/.gen-staging/`), fill secret markers there, run the daemon's
+own checker on the staged copy, and only if it passes rename each file into place (atomic
+per file) and run the service's reload command. A failing check leaves the old files in
+place and fails the converge with the checker's message.
+
+All target I/O goes through a `Target`: a root directory plus an optional command prefix
+(`ssh root@helper`, `ip netns exec helper`, or nothing for this machine). Reads and writes
+are tar streams through that prefix, so the same code serves a local root and a remote host.
+
+Publishing: the http and tftp families render a `manifest.json` naming files that must be
+present in their roots but are not rendered (OS artifacts, boot loaders, role Ignition from
+openshift-install, the rendered per-node Ignition). They are published from gen's store
+(artifacts by their locked sha256), from the rendered tree, or copied on the target from
+an installed package path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shlex
+import subprocess
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from generator.errors import UserError
+from generator.model import Environment, SecretRef
+from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem
+from generator.tree import Tree
+
+MANAGED = ".gen-managed.json"
+STAGING = ".gen-staging"
+MARKER_PREFIX = b"@@gen-secret:"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """Where a service's files go, how they are checked, and how the daemon picks them up.
+
+    Check and reload are argv templates: `{staged}` is the staged copy of the install dir,
+    `{staging}` the staging root that mirrors the target's absolute layout (for chroot-style
+    checkers such as `named-checkconf -t`), `{install}` the install dir under the target's
+    root, and `{absolute}` the install dir as configs name it (inside that chroot).
+    """
+
+    install: str
+    check: tuple[str, ...] = ()
+    reload: tuple[str, ...] = ()
+    publish: str | None = None  # subdir of install that manifest.json entries are relative to
+
+
+SERVICES: dict[str, ServiceSpec] = {
+    "dns": ServiceSpec("/var/named", ("named-checkconf", "-t", "{staging}", "-z",
+                                      "{absolute}/named.conf"),
+                       ("systemctl", "reload-or-restart", "named")),
+    "dhcp": ServiceSpec("/etc/dhcp", ("dhcpd", "-t", "-q", "-cf", "{staged}/dhcpd.conf"),
+                        ("systemctl", "restart", "dhcpd")),
+    "kea": ServiceSpec("/etc/kea", ("kea-dhcp4", "-t", "{staged}/kea-dhcp4.conf"),
+                       ("systemctl", "restart", "kea-dhcp4")),
+    "dnsmasq": ServiceSpec("/etc/dnsmasq.d", ("dnsmasq", "--test", "--conf-dir={staged}"),
+                           ("systemctl", "restart", "dnsmasq")),
+    "haproxy": ServiceSpec("/etc/haproxy", ("haproxy", "-c", "-f",
+                                            "{staged}/haproxy.cfg"),
+                           ("systemctl", "reload-or-restart", "haproxy")),
+    "http": ServiceSpec("/var/lib/gen/http", ("apache2", "-t", "-d", "{staged}", "-f",
+                                              "{staged}/httpd.conf"),
+                        ("apache2", "-d", "{install}", "-f", "{install}/httpd.conf", "-k",
+                         "graceful"), publish="htdocs"),
+    "tftp": ServiceSpec("/var/lib/tftpboot", publish=""),
+    "nfs": ServiceSpec("/etc/exports.d", (), ("exportfs", "-ra")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A host's filesystem root, reached through an optional command prefix."""
+
+    root: str = "/"
+    prefix: tuple[str, ...] = ()
+
+    def path(self, absolute: str) -> str:
+        """Where an absolute target path lives under the root."""
+        return str(PurePosixPath(self.root) / absolute.lstrip("/"))
+
+    def run(self, argv: list[str], data: bytes | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        # ssh runs one shell string on the far side; other prefixes take an argv as it is
+        remote = self.prefix[:1] == ("ssh",)
+        command = [*self.prefix, shlex.join(argv)] if remote else [*self.prefix, *argv]
+        proc = subprocess.run(command, input=data, capture_output=True, timeout=600)
+        if check and proc.returncode != 0:
+            message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
+            raise UserError(f"`{shlex.join(argv)}` failed on the target: "
+                            f"{message.splitlines()[-1] if message else proc.returncode}")
+        return proc
+
+    def read_files(self, paths: list[str]) -> dict[str, bytes]:
+        """The content of those absolute target paths that exist (one tar stream)."""
+        if not paths:
+            return {}
+        script = ("cd \"$1\" && shift && for f; do [ -f \"$f\" ] && printf '%s\\0' \"$f\"; "
+                  "done | tar --null -T - -cf -")
+        proc = self.run(["sh", "-c", script, "sh", self.root,
+                         *[p.lstrip("/") for p in paths]], check=False)
+        found: dict[str, bytes] = {}
+        if not proc.stdout:
+            return found
+        with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r:") as archive:
+            for member in archive.getmembers():
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    found["/" + member.name.lstrip("./")] = handle.read()
+        return found
+
+    def write_files(self, files: Mapping[str, bytes]) -> None:
+        """Write absolute target paths (under the root) from one tar stream."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:") as archive:
+            for path, data in sorted(files.items()):
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size, info.mode = len(data), 0o644
+                archive.addfile(info, io.BytesIO(data))
+        self.run(["sh", "-c", 'mkdir -p "$1" && tar -C "$1" --no-same-owner -xf -', "sh",
+                  self.root], data=buffer.getvalue())
+
+
+@dataclass
+class FilesProvider:
+    """Converges `hosts/<host>/<service>/` subtrees onto each host's target."""
+
+    targets: dict[str, Target] = field(default_factory=dict)
+    reloads: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    store_root: Path | None = None
+    artifact_sha256: dict[str, str] = field(default_factory=dict)  # os artifact -> sha256
+    ignition_dir: Path | None = None
+    secrets: dict[str, SecretRef] = field(default_factory=dict)
+    rendered: Tree = field(default_factory=dict)
+    name: str = "files"
+    notices: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+    def scope(self, tree: Tree) -> Tree:
+        # Manifests publish rendered files from outside hosts/ (per-node Ignition).
+        self.rendered = tree
+        return {p: c for p, c in tree.items() if p.startswith("hosts/")}
+
+    def target(self, env: Environment, host: str) -> Target:
+        if host in self.targets:
+            return self.targets[host]
+        return Target("/", ("ssh", f"root@{env.node(host).ip}"))
+
+    # -- plan -----------------------------------------------------------------------------
+
+    def plan(self, env: Environment, tree: Tree) -> list[Action]:
+        self.secrets = {ref.name: ref for ref in _secret_refs(env)}
+        actions = []
+        for (host, service), files in sorted(_by_service(tree).items()):
+            spec = SERVICES.get(service)
+            if spec is None:
+                self.notices.append(f"no install rule for service '{service}' on {host}; "
+                                    "its files are not converged")
+                continue
+            target = self.target(env, host)
+            desired = self._desired_files(spec, files, self.rendered or tree)
+            action = self._plan_service(host, service, spec, target, desired,
+                                        _directories(spec, files))
+            if action is not None:
+                actions.append(action)
+        return actions
+
+    def _desired_files(self, spec: ServiceSpec, files: dict[str, bytes],
+                       tree: Tree) -> dict[str, bytes | tuple[str, str]]:
+        """Install path -> content, or ("store", sha256) / ("package", path) to publish."""
+        desired: dict[str, bytes | tuple[str, str]] = {
+            f"{spec.install}/{rel}": content for rel, content in files.items()}
+        if spec.publish is not None and "manifest.json" in files:
+            base = f"{spec.install}/{spec.publish}".rstrip("/")
+            for rel, entry in json.loads(files["manifest.json"]).get("files", {}).items():
+                source = self._publish_source(entry, tree)
+                if source is not None:
+                    desired[f"{base}/{rel}"] = source
+        return desired
+
+    def _publish_source(self, entry: dict[str, Any], tree: Tree) -> bytes | tuple[str, str] | None:
+        kind = entry.get("source")
+        if kind == "rendered":
+            return tree.get(entry["path"])
+        if kind == "os-artifact":
+            sha = self.artifact_sha256.get(entry["artifact"])
+            if sha is None:
+                self.notices.append(f"OS artifact {entry['artifact']} is not locked; run "
+                                    "`gen lock` and `gen fetch` to publish it")
+                return None
+            return ("store", sha)
+        if kind == "package":
+            return ("package", entry["path"])
+        if kind == "openshift-install":
+            path = (self.ignition_dir / f"{entry['role']}.ign") if self.ignition_dir else None
+            if path is None or not path.is_file():
+                self.notices.append(f"{entry['role']}.ign from openshift-install is not "
+                                    "published (pass --ignition-dir)")
+                return None
+            return path.read_bytes()
+        return None
+
+    def _plan_service(self, host: str, service: str, spec: ServiceSpec, target: Target,
+                      desired: dict[str, bytes | tuple[str, str]],
+                      directories: list[str]) -> Action | None:
+        managed_path = f"{spec.install}/{MANAGED}"
+        live = target.read_files([managed_path, *[p for p, v in desired.items()
+                                                  if isinstance(v, bytes)]])
+        managed = json.loads(live.get(managed_path, b"{}") or b"{}")
+        digests = {p: _digest(v) for p, v in desired.items()}
+        changes = []
+        for path, digest in sorted(digests.items()):
+            was = managed.get("files", {}).get(path)
+            content = desired[path]
+            current = live.get(path)
+            if isinstance(content, bytes) and current is not None:
+                same = current == content or _fills(content, current)
+            else:
+                same = was == digest
+            if not same:
+                changes.append(DiffItem("change" if was or current is not None else "add",
+                                        path, was, digest))
+        changes += [DiffItem("remove", p, d, None) for p, d in
+                    sorted(managed.get("files", {}).items()) if p not in digests]
+        if not changes:
+            return None
+        op = "update" if managed or live else "create"
+        return Action(op, self.name, "service", f"{host}/{service}", WAVE_SERVICES,
+                      tuple(changes), note="checked, then reloaded",
+                      payload={"host": host, "service": service, "desired": desired,
+                               "digests": digests, "target": target, "spec": spec,
+                               "stale": [c.path for c in changes if c.op == "remove"],
+                               "directories": directories})
+
+    # -- apply ----------------------------------------------------------------------------
+
+    def apply(self, action: Action) -> None:
+        p = action.payload
+        target: Target = p["target"]
+        spec: ServiceSpec = p["spec"]
+        service: str = p["service"]
+        files = self._materialize(target, p["desired"])
+        staging = f"/{STAGING}/{service}"
+        target.run(["rm", "-rf", target.path(staging)])
+        target.write_files({f"{staging}{path}": data for path, data in files.items()})
+        for path, source in p["desired"].items():
+            if isinstance(source, tuple) and source[0] == "package":
+                target.run(["cp", source[1], target.path(f"{staging}{path}")])
+        if p["directories"]:
+            target.run(["mkdir", "-p", *[target.path(f"{where}{d}") for d in p["directories"]
+                                         for where in (staging, "")]])
+        self._check(target, spec, staging)
+        self._swap(target, staging, list(p["desired"]), p["stale"])
+        managed = {"files": p["digests"], "service": service}
+        target.write_files({f"{spec.install}/{MANAGED}": json.dumps(
+            managed, indent=2, sort_keys=True).encode()})
+        target.run(["rm", "-rf", target.path(staging)])
+        target.run(["rmdir", target.path(f"/{STAGING}")], check=False)  # others may be busy
+        reload = self.reloads.get(service, spec.reload)
+        if reload:
+            target.run([_fill(a, target, spec, staging) for a in reload])
+
+    def _materialize(self, target: Target, desired: dict[str, Any]) -> dict[str, bytes]:
+        """Bytes for every file gen uploads (store objects read and verified here)."""
+        out = {}
+        for path, source in desired.items():
+            if isinstance(source, bytes):
+                out[path] = self._fill_secrets(target, source)
+            elif source[0] == "store":
+                out[path] = self._store().read(source[1], f"published {path}")
+        return out
+
+    def _store(self) -> Any:
+        from generator.lock.store import Store, default_root
+
+        return Store(self.store_root or default_root())
+
+    def _fill_secrets(self, target: Target, content: bytes) -> bytes:
+        """Replace `@@gen-secret:NAME@@` markers with values read on the target."""
+        if MARKER_PREFIX not in content:
+            return content
+        for ref in self.secrets.values():
+            marker = ref.marker().encode()
+            if marker in content:
+                content = content.replace(marker, _read_secret(target, ref))
+        return content
+
+    def _check(self, target: Target, spec: ServiceSpec, staging: str) -> None:
+        if not spec.check:
+            return
+        argv = [_fill(a, target, spec, staging) for a in spec.check]
+        proc = target.run(argv, check=False)
+        if proc.returncode != 0:
+            target.run(["rm", "-rf", target.path(staging)], check=False)
+            target.run(["rmdir", target.path(f"/{STAGING}")], check=False)
+            output = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+            raise UserError(f"{argv[0]} rejected the new {spec.install} files; the old ones "
+                            f"stay in place: {' | '.join(output.splitlines()[-3:])}")
+
+    def _swap(self, target: Target, staging: str, paths: list[str], stale: list[str]) -> None:
+        script = ("root=\"$1\"; staging=\"$2\"; shift 2; for f; do mkdir -p \"$root$(dirname "
+                  "\"$f\")\" && mv -f \"$staging$f\" \"$root$f\" || exit 1; done")
+        target.run(["sh", "-c", script, "sh", target.root.rstrip("/"),
+                    target.path(staging), *paths])
+        if stale:
+            target.run(["rm", "-f", *[target.path(p) for p in stale]])
+
+
+def _digest(source: bytes | tuple[str, str]) -> str:
+    if isinstance(source, bytes):
+        return "sha256:" + hashlib.sha256(source).hexdigest()
+    return f"{source[0]}:{source[1]}"
+
+
+def _fills(rendered: bytes, live: bytes) -> bool:
+    """True when `live` is `rendered` with its secret markers filled in."""
+    if MARKER_PREFIX not in rendered:
+        return False
+    parts = re.split(rb"@@gen-secret:[^@]+@@", rendered)
+    return re.fullmatch(rb"(?s:.+?)".join(re.escape(p) for p in parts), live) is not None
+
+
+def _fill(arg: str, target: Target, spec: ServiceSpec, staging: str) -> str:
+    return arg.format(staged=target.path(f"{staging}{spec.install}"),
+                      staging=target.path(staging), install=target.path(spec.install),
+                      absolute=spec.install)
+
+
+def _read_secret(target: Target, ref: SecretRef) -> bytes:
+    argv = ["printenv", ref.ref] if ref.source == "env" else ["sh", "-c", f"cat {ref.ref}"]
+    proc = target.run(argv, check=False)
+    if proc.returncode != 0:
+        where = f"environment variable {ref.ref}" if ref.source == "env" else f"file {ref.ref}"
+        raise UserError(f"secret '{ref.name}' is not available on the target ({where} "
+                        "is missing)", "provide it there before converging")
+    return proc.stdout.rstrip(b"\n")
+
+
+def _directories(spec: ServiceSpec, files: dict[str, bytes]) -> list[str]:
+    """Directories a manifest.json asks for (logs, run, ...), as absolute target paths."""
+    if "manifest.json" not in files:
+        return []
+    wanted = json.loads(files["manifest.json"]).get("directories", [])
+    return [f"{spec.install}/{d}" for d in wanted]
+
+
+def _by_service(tree: Tree) -> dict[tuple[str, str], dict[str, bytes]]:
+    grouped: dict[tuple[str, str], dict[str, bytes]] = {}
+    for path, content in tree.items():
+        _, host, service, rel = path.split("/", 3)
+        grouped.setdefault((host, service), {})[rel] = content
+    return grouped
+
+
+def _secret_refs(env: Environment) -> list[SecretRef]:
+    refs = [*env.secrets, *env.cluster.ssh_keys]
+    if env.cluster.pull_secret is not None:
+        refs.append(env.cluster.pull_secret)
+    if env.openstack is not None:
+        refs += env.openstack.passwords
+    return refs
+
+
+def files_provider(settings: Any) -> FilesProvider:
+    """Factory for plan.PROVIDERS: targets, reloads and the store from Settings.options."""
+    targets = {host: Target(root, tuple(shlex.split(prefix)) if prefix else ())
+               for host, (root, prefix) in dict(settings.option("files_targets", ())).items()}
+    reloads = {svc: tuple(shlex.split(cmd)) for svc, cmd in
+               dict(settings.option("files_reloads", ())).items()}
+    store = settings.option("store")
+    ignition = settings.option("ignition_dir")
+    return FilesProvider(targets=targets, reloads=reloads,
+                         store_root=Path(store) if store else None,
+                         artifact_sha256=dict(settings.option("os_artifacts", ())),
+                         ignition_dir=Path(ignition) if ignition else None)

@@ -1,0 +1,196 @@
+"""The files provider on a temp root with the real checkers (named-checkconf, dhcpd, haproxy,
+apache2): install, re-plan to zero, refuse a broken config while the old one keeps serving,
+fill secrets on the target, publish from the store and from package paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+from netns import netns
+
+from generator.errors import UserError
+from generator.families import Pins
+from generator.lock.store import Store
+from generator.model import SecretRef
+from generator.pipeline import render_environment
+from generator.reconcile.files import FilesProvider, Target
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_RELOAD = {s: ("true",) for s in ("dns", "dhcp", "kea", "dnsmasq", "haproxy", "http", "nfs")}
+
+
+@pytest.fixture(scope="module")
+def lab():
+    rendered = render_environment("env/lab", cwd=ROOT, pins=Pins())
+    return rendered.loaded.model, rendered.tree
+
+
+@pytest.fixture(autouse=True)
+def target_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The target (this machine) holds the SSH key the Ignition files reference."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    key = target_secrets_key()
+    (home / ".ssh" / "id_rsa.pub").write_text(key + "\n")
+    monkeypatch.setenv("HOME", str(home))
+    return key
+
+
+def _provider(root: Path, **kw) -> FilesProvider:
+    return FilesProvider(targets={"helper": Target(str(root))}, reloads=dict(NO_RELOAD), **kw)
+
+
+def _converge(provider: FilesProvider, env, tree) -> list:
+    actions = provider.plan(env, provider.scope(tree))
+    for action in actions:
+        provider.apply(action)
+    return actions
+
+
+def test_install_then_zero_changes(tmp_path: Path, lab) -> None:
+    env, tree = lab
+    provider = _provider(tmp_path)
+    first = _converge(provider, env, tree)
+    assert {a.name for a in first} >= {"helper/dns", "helper/dhcp", "helper/haproxy",
+                                       "helper/http", "helper/tftp", "helper/nfs"}
+    assert all(a.op == "create" for a in first)
+    named = tmp_path / "var/named/named.conf"
+    assert named.read_bytes() == tree["hosts/helper/dns/named.conf"]
+    assert (tmp_path / "var/named/zones/ocp4.example.com.zone").is_file()
+    assert (tmp_path / "etc/haproxy/haproxy.cfg").read_bytes() == \
+        tree["hosts/helper/haproxy/haproxy.cfg"]
+    # the rendered per-node Ignition is published into the HTTP document root
+    published = (tmp_path / "var/lib/gen/http/htdocs/ignition/master0.ign").read_bytes()
+    assert published == tree["clusters/ocp4/ignition/master0.ign"].replace(
+        b"@@gen-secret:sshAuthorizedKeys[0]@@", target_secrets_key().encode())
+    # boot loaders are copied from the installed package paths on the target
+    assert (tmp_path / "var/lib/tftpboot/pxelinux.0").read_bytes() == \
+        Path("/usr/lib/PXELINUX/pxelinux.0").read_bytes()
+    assert not (tmp_path / ".gen-staging").exists()
+    again = _provider(tmp_path)
+    assert again.plan(env, again.scope(tree)) == []
+
+
+def test_changed_file_is_one_update_naming_the_file(tmp_path: Path, lab) -> None:
+    env, tree = lab
+    _converge(_provider(tmp_path), env, tree)
+    changed = dict(tree)
+    cfg = "hosts/helper/haproxy/haproxy.cfg"
+    changed[cfg] = tree[cfg].replace(b"timeout client", b"timeout  client")
+    provider = _provider(tmp_path)
+    actions = provider.plan(env, provider.scope(changed))
+    assert [(a.op, a.name) for a in actions] == [("update", "helper/haproxy")]
+    assert [c.path for c in actions[0].changes] == ["/etc/haproxy/haproxy.cfg"]
+
+
+def test_broken_haproxy_config_is_refused_and_old_one_keeps_serving(tmp_path: Path,
+                                                                      lab) -> None:
+    env, tree = lab
+    _converge(_provider(tmp_path), env, tree)
+    installed = tmp_path / "etc/haproxy/haproxy.cfg"
+    good = installed.read_bytes()
+    with netns("hap") as ns:
+        ns.popen(["haproxy", "-db", "-f", str(installed)])
+        ns.wait_port(9000)
+        broken = dict(tree)
+        broken["hosts/helper/haproxy/haproxy.cfg"] = good + b"\nfrontend oops\n    bind :1\n" \
+            b"    no_such_keyword here\n"
+        provider = _provider(tmp_path)
+        (action,) = provider.plan(env, provider.scope(broken))
+        with pytest.raises(UserError) as failure:
+            provider.apply(action)
+        assert "haproxy rejected the new /etc/haproxy files; the old ones stay in place" in \
+            str(failure.value)
+        assert "no_such_keyword" in str(failure.value)
+        assert installed.read_bytes() == good
+        assert not (tmp_path / ".gen-staging").exists()
+        stats = ns.run(["curl", "-fsS", "-o", "/dev/null", "-w", "%{http_code}",
+                        "http://127.0.0.1:9000/"])
+        assert stats.stdout == "200", stats.stderr
+
+
+def test_secret_markers_are_filled_on_the_target_only(tmp_path: Path, lab,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    env, tree = lab
+    ref = SecretRef("nfsToken", "env", "GEN_TEST_NFS_TOKEN")
+    monkeypatch.setenv("GEN_TEST_NFS_TOKEN", "s3cr3t-value")
+    with_marker = dict(tree)
+    exports = "hosts/helper/nfs/exports"
+    with_marker[exports] = tree[exports] + f"# token {ref.marker()}\n".encode()
+    provider = _provider(tmp_path)
+    provider_env = env.__class__(**{**{f: getattr(env, f) for f in env.__dataclass_fields__},
+                                    "secrets": (ref,)})
+    _converge(provider, provider_env, with_marker)
+    installed = (tmp_path / "etc/exports.d/exports").read_text()
+    assert "# token s3cr3t-value" in installed
+    again = _provider(tmp_path)
+    assert again.plan(provider_env, again.scope(with_marker)) == []
+    monkeypatch.delenv("GEN_TEST_NFS_TOKEN")
+    changed = dict(with_marker)
+    changed[exports] += b"# more\n"
+    third = _provider(tmp_path)
+    (action,) = third.plan(provider_env, third.scope(changed))
+    with pytest.raises(UserError, match="secret 'nfsToken' is not available on the target"):
+        third.apply(action)
+
+
+def test_os_artifacts_are_published_from_the_store(tmp_path: Path, lab) -> None:
+    env, tree = lab
+    store = Store(tmp_path / "store")
+    kernel = b"stand-in kernel bytes"
+    sha = store.put_bytes(kernel)
+    provider = _provider(tmp_path / "root", store_root=tmp_path / "store",
+                         artifact_sha256={"rhcos-live-kernel": sha})
+    _converge(provider, env, tree)
+    assert (tmp_path / "root/var/lib/gen/http/htdocs/install/rhcos-live-kernel").read_bytes() \
+        == kernel
+    assert (tmp_path / "root/var/lib/tftpboot/images/rhcos-live-kernel").read_bytes() == kernel
+    assert any("rhcos-live-rootfs is not locked" in n for n in provider.notices)
+    managed = json.loads((tmp_path / "root/var/lib/tftpboot/.gen-managed.json").read_text())
+    assert managed["files"]["/var/lib/tftpboot/images/rhcos-live-kernel"] == f"store:{sha}"
+    assert hashlib.sha256(kernel).hexdigest() == sha
+
+
+def test_command_transport_through_a_namespace(tmp_path: Path, lab) -> None:
+    """The prefix path (what ssh uses) on a real target: daemons' checkers run in a netns."""
+    env, tree = lab
+    with netns("files") as ns:
+        target = Target(str(tmp_path), ("ip", "netns", "exec", ns.name))
+        provider = FilesProvider(targets={"helper": target}, reloads=dict(NO_RELOAD))
+        assert _converge(provider, env, tree)
+        again = FilesProvider(targets={"helper": target}, reloads=dict(NO_RELOAD))
+        assert again.plan(env, again.scope(tree)) == []
+
+
+def test_reload_runs_after_swap_and_http_serves_the_new_file(tmp_path: Path, lab) -> None:
+    env, tree = lab
+    for parent in [tmp_path, *tmp_path.parents][:3]:
+        parent.chmod(0o755)  # apache drops to www-data, which must reach the document root
+    with netns("http") as ns:
+        target = Target(str(tmp_path))
+        root = tmp_path / "var/lib/gen/http"
+        start = ("ip", "netns", "exec", ns.name, "apache2", "-d", str(root), "-f",
+                 str(root / "httpd.conf"), "-k", "start")
+        provider = FilesProvider(targets={"helper": target},
+                                 reloads={**NO_RELOAD, "http": start})
+        _converge(provider, env, tree)
+        pid = int((root / "run/httpd.pid").read_text())
+        ns.track(pid)
+        deadline = time.time() + 10
+        while True:
+            result = ns.run(["curl", "-fsS", "http://127.0.0.1:8080/ignition/worker0.ign"])
+            if result.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        rendered = tree["clusters/ocp4/ignition/worker0.ign"]
+        assert b"@@gen-secret:" in rendered  # the render carries only the marker
+        assert result.stdout.encode() == rendered.replace(
+            b"@@gen-secret:sshAuthorizedKeys[0]@@", target_secrets_key().encode())
+
+
+def target_secrets_key() -> str:
+    return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnTheTarget gen-test"
