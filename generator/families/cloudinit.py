@@ -23,7 +23,7 @@ from typing import Any
 from generator.families import Pins
 from generator.families.common import load_balancer_ip
 from generator.families.kubeadm import kubernetes_version, minor
-from generator.families.yamlout import dump_one
+from generator.families.yamlout import dump, dump_one
 from generator.model import Environment, Node
 from generator.tree import Tree, canonical_json, lines
 
@@ -99,37 +99,51 @@ def seed_description(env: Environment, node: Node, files: dict[str, bytes]) -> b
 
 
 class _Shared:
-    """What every node's user-data shares, computed once per render (1,000 nodes share one
-    /etc/hosts)."""
+    """What nodes' user-data shares, emitted once per render: 1,000 nodes share one
+    /etc/hosts, so the shared top-level keys are dumped once per kind of node and joined
+    after each node's own keys (top-level mappings concatenate into one mapping)."""
 
     def __init__(self, env: Environment) -> None:
         self.env = env
         self.hosts = etc_hosts(env)
+        self.parts: dict[tuple[bool, bool], str] = {}
 
     def user_data(self, node: Node) -> bytes:
         env = self.env
         rpm = any(word in (node.image or "").lower() for word in RPM_IMAGES)
         kube = node.role in KUBERNETES_ROLES
-        doc: dict[str, Any] = {
+        own = dump_one({
             "hostname": node.name, "fqdn": node.fqdn, "prefer_fqdn_over_hostname": False,
             # gen writes /etc/hosts itself; cloud-init must not regenerate it on boot.
             "manage_etc_hosts": False,
             "ssh_authorized_keys": [ref.marker() for ref in env.cluster.ssh_keys],
             "package_update": True,
             "packages": _packages(env, node, kube, rpm),
-            "write_files": [_file("/etc/hosts", self.hosts)],
-        }
-        if kube:
-            doc["write_files"] += kube_files(env, rpm)
-            doc["runcmd"] = kube_commands(env, rpm)
-        return dump_one(doc, header="#cloud-config")
+        }, header="#cloud-config")
+        if (kube, rpm) not in self.parts:
+            shared: dict[str, Any] = {"write_files": [_file("/etc/hosts", self.hosts)]}
+            if kube:
+                shared["write_files"] += kube_files(env, rpm)
+                shared["runcmd"] = kube_commands(env, rpm)
+            self.parts[kube, rpm] = dump(shared)
+        return own + self.parts[kube, rpm].encode()
 
 
 def etc_hosts(env: Environment) -> str:
-    """localhost, every node by FQDN and short name, and the ingress hosts at the LB."""
+    """localhost, the nodes by FQDN and short name, and the ingress hosts at the LB.
+
+    Every node when the environment runs no DNS service (lab B); with one, names resolve
+    through it and only the node's own cluster's infrastructure is listed, which keeps the
+    seeds of a large environment linear in size instead of quadratic."""
     rows = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
-    rows += [f"{n.ip} {n.fqdn} {n.name}" for n in env.nodes]
-    lb = load_balancer_ip(env) if env.services.haproxy is not None else None
+    services = env.services
+    if services.dns is None:
+        listed = env.nodes
+    else:
+        infra = {s.host for s in (services.haproxy, services.nfs, services.http) if s}
+        listed = tuple(n for n in env.nodes if n.role == "master" or n.name in infra)
+    rows += [f"{n.ip} {n.fqdn} {n.name}" for n in listed]
+    lb = load_balancer_ip(env) if services.haproxy is not None else None
     k8s = env.kubernetes
     ingress_hosts = ([k8s.registry.host] if k8s.registry else []) + [
         a.host for a in k8s.apps if a.host]
