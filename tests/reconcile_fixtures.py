@@ -7,7 +7,13 @@ temp directory, tiny disks for helper and bootstrap and diskless PXE masters and
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 LAB_NODES = ("helper", "bootstrap", "master0", "master1", "master2", "worker0", "worker1")
@@ -51,3 +57,99 @@ def state_file(directory: Path) -> str:
     path = directory / "state.xml"
     path.write_text("<node/>\n")
     return f"test://{path}"
+
+
+# -- a private libvirtd with the qemu driver ------------------------------------------------
+
+_START = """set -e
+mount --bind {base}/etc /etc/libvirt
+mount --bind {base}/lib /var/lib/libvirt
+mkdir -p /run/libvirt /var/cache/libvirt /var/log/libvirt
+mount --bind {base}/run /run/libvirt
+mount --bind {base}/cache /var/cache/libvirt
+mount --bind {base}/log /var/log/libvirt
+virtlogd -d -p {base}/virtlogd.pid
+libvirtd -d -p {base}/libvirtd.pid
+"""
+
+
+@contextlib.contextmanager
+def private_libvirtd() -> Iterator[str]:
+    """A libvirtd (qemu driver) of its own; yields a `qemu:///system?socket=...` URI.
+
+    DESIGN.md's recipe (virtlogd and libvirtd inside a lo-only netns, `user = "root"` in
+    qemu.conf), made private so nothing is written outside a temp dir: the daemons run in a
+    mount namespace where /etc/libvirt (a copy, with our qemu.conf lines and no autostart
+    networks), /var/lib/libvirt, /run/libvirt, /var/cache/libvirt and /var/log/libvirt are
+    bind mounts of temp dirs. The socket is reached from the root namespace through the
+    temp dir. On exit every domain and network is destroyed, then the daemons are killed by
+    pid and the namespace reaped.
+    """
+    from netns import netns
+
+    for tool in ("libvirtd", "virtlogd", "qemu-system-x86_64", "unshare", "dnsmasq"):
+        assert shutil.which(tool), f"{tool} missing (tests/run.sh APT_PACKAGES)"
+    base = Path(tempfile.mkdtemp(prefix="gen-lvd-"))  # short: unix socket paths <= 107
+    try:
+        for name in ("lib", "run", "cache", "log"):
+            (base / name).mkdir()
+        shutil.copytree("/etc/libvirt", base / "etc", symlinks=True)
+        for link in (base / "etc/qemu/networks/autostart").glob("*"):
+            link.unlink()
+        with (base / "etc/qemu.conf").open("a") as conf:
+            conf.write('\nuser = "root"\ngroup = "root"\nsecurity_driver = "none"\n')
+        (base / "start.sh").write_text(_START.format(base=base))
+        with netns("lvd") as ns:
+            subprocess.run(["unshare", "-m", "--propagation", "private", *ns.argv(
+                ["sh", str(base / "start.sh")])], check=True, timeout=60)
+            for daemon in ("virtlogd", "libvirtd"):
+                ns.track(_wait_pid(base / f"{daemon}.pid"))
+            uri = f"qemu:///system?socket={base}/run/libvirt-sock"
+            _wait_socket(base / "run" / "libvirt-sock")
+            try:
+                yield uri
+            finally:
+                wipe_libvirt(uri)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_pid(path: Path, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(path.read_text().split()[0])
+        time.sleep(0.05)
+    raise AssertionError(f"no pid file {path}")
+
+
+def _wait_socket(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not path.exists():
+        time.sleep(0.05)
+    assert path.exists(), f"libvirtd did not create {path}"
+
+
+def wipe_libvirt(uri: str) -> None:
+    """Destroy and undefine every domain, network and pool (between tests, and at the end)."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    conn = libvirt.open(uri)
+    try:
+        for dom in conn.listAllDomains(0):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        for net in conn.listAllNetworks(0):
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+        for pool in conn.listAllStoragePools(0):
+            if pool.isActive():
+                for vol in pool.listAllVolumes(0):
+                    vol.delete(0)
+                pool.destroy()
+            pool.undefine()
+    finally:
+        conn.close()
