@@ -1,4 +1,4 @@
-"""`gen converge` against a REAL libvirtd with the qemu driver (reconcile_fixtures.private_libvirtd).
+"""`gen converge` against a REAL libvirtd with the qemu driver (a private one per module).
 
 Lab A scaled to the machine: 7 nodes, TCG domains of 256 MiB on an isolated libvirt network,
 helper and bootstrap with 16 MiB qcow2 disks, masters and workers diskless (PXE). At most
