@@ -56,18 +56,22 @@ def history(tmp_path: Path) -> Path:
 def write_lock(repo: Path, env: str, fill: str, other: dict[str, str] | None = None) -> Path:
     """A real lock (gen's own lock API, schema-valid) with made-up digests: no network.
 
-    Images pin to `<repo>@sha256:<fill*64>`, OS artifacts to their URL with sha256 fill*64
-    (`other` gives some keys another fill character).
+    Images pin to `<repo>@sha256:<fill*64>`; OS artifacts resolve offline from local stream
+    metadata when the environment has it, else pin their URL with sha256 fill*64 (`other`
+    gives some keys another fill character).
     Manifests would need their content in the store, so they stay unpinned.
     """
     from generator.environment import load_environment
+    from generator.errors import UserError
     from generator.families import render_all
-    from generator.lock.compute import assemble, pins_from, wanted_inputs
+    from generator.lock.compute import Resolver, assemble, pins_from, wanted_inputs
     from generator.lock.lockfile import Pinned, lock_path
     from generator.lock.lockfile import write_lock as write
     from generator.lock.store import Store
 
     loaded = load_environment(f"env/{env}", repo)
+    store = Store(repo / ".no-store")
+    resolver = Resolver(store, loaded.source.env_dir, offline=True)
     artifacts: dict[str, Any] = {}
     for key, original in wanted_inputs(loaded).items():
         kind = key.partition("/")[0]
@@ -75,9 +79,12 @@ def write_lock(repo: Path, env: str, fill: str, other: dict[str, str] | None = N
         if kind == "image":
             artifacts[key] = Pinned(original, f"{original.rsplit(':', 1)[0]}@sha256:{digest}")
         elif kind == "os":
-            url = original.get("url") or f"https://mirror.invalid/{key}"
-            artifacts[key] = Pinned(original, {"location": url, "sha256": digest})
-    pins = pins_from(artifacts, Store(repo / ".no-store"), strict=False)[0]
+            try:  # local stream metadata resolves offline, as `gen lock --offline` does
+                artifacts[key] = Pinned(original, resolver.resolve(key, original))
+            except UserError:
+                url = original.get("url") or f"https://mirror.invalid/{key}"
+                artifacts[key] = Pinned(original, {"location": url, "sha256": digest})
+    pins = pins_from(artifacts, store, strict=False)[0]
     path = lock_path(repo, env)
     path.parent.mkdir(exist_ok=True)
     write(path, assemble(loaded, artifacts, render_all(loaded.model, pins)))
