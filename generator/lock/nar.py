@@ -153,6 +153,14 @@ def _dump_path(sink: _Sink, path: Path, exclude: Iterable[str] = ()) -> None:
 def _dump_file(sink: _Sink, path: Path, size: int) -> None:
     _str(sink, b"contents")
     sink.update(size.to_bytes(8, "little"))
+    if size <= CHUNK:  # most rendered files: one read, no big buffer per file
+        data = path.read_bytes()
+        if len(data) != size:
+            raise ValueError(f"{path} changed size while being hashed")
+        sink.update(data)
+        if size % 8:
+            sink.update(_ZEROS[: 8 - size % 8])
+        return
     written = 0
     with path.open("rb", buffering=0) as handle:
         buffer = bytearray(CHUNK)
