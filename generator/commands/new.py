@@ -45,9 +45,18 @@ def new(env: str, blueprint: str, no_input: bool, answers: Path | None, no_lock:
 
 
 def _write_lock(env_dir: Path) -> str:
-    """Lock the new environment offline (inputs and outputs; artifacts stay for `gen lock`)."""
-    try:
-        from generator.lock import api  # type: ignore[attr-defined]
-    except ImportError:
-        return "skipped (lock support not installed)"
-    return str(api.lock_new_environment(env_dir))
+    """Lock the new environment offline: inputs and outputs now; external artifacts are left
+    for `gen lock`, which may reach the network (gen new never does)."""
+    from generator.environment import load_environment
+    from generator.lock.compute import Resolver, lock_environment
+    from generator.lock.lockfile import lock_path, write_lock
+    from generator.lock.store import Store, default_root
+
+    loaded = load_environment(str(env_dir))
+    result = lock_environment(loaded, None, Resolver(Store(default_root()), env_dir, True),
+                              allow_missing=True)
+    path = lock_path(loaded.source.root, loaded.source.name)
+    write_lock(path, result.lock)
+    pending = len(result.unresolved)
+    note = f", {pending} artifact(s) to pin with `gen lock`" if pending else ""
+    return f"{loaded.source.display(path)}{note}"
