@@ -11,7 +11,7 @@ APT_PACKAGES=(
   bind9 bind9-dnsutils dnsmasq-base isc-dhcp-server kea-dhcp4-server isc-dhcp-client
   haproxy tftpd-hpa nfs-kernel-server apache2 curl iproute2 iptables
   # node configs
-  ignition cloud-init genisoimage
+  ignition cloud-init genisoimage xorriso
   # lockfile: real registry, skopeo, nix for NAR hashes
   docker-registry skopeo nix-bin
   # libvirt: test driver, real libvirtd with qemu, libvirt-python build deps

@@ -173,3 +173,50 @@ def test_sigkill_midway_resumes_to_the_same_end_state(lab: dict[str, object]) ->
     assert gen(lab, "converge").returncode == 0
     fresh = assert_converged(lab)
     assert {k: v for k, v in fresh.items()} == resumed
+
+
+def test_cloud_init_seed_isos_are_reproducible_and_uploaded(
+        libvirtd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lab B's seeds: built with the secret filled in, uploaded as `<node>-seed.iso`."""
+    from generator.pipeline import render_environment
+    from generator.reconcile import seed
+    from generator.reconcile.converge import Journal, apply_plan
+    from generator.reconcile.plan import Desired, Settings, build_plan
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa.pub").write_text("ssh-ed25519 AAAAtest gen@test\n")
+    rendered = render_environment("env/k8s-lab", cwd=Path(__file__).parent.parent)
+    tree = {p: c for p, c in rendered.tree.items()
+            if "/cloud-init/" in p or p.startswith("hypervisors/hv1/pools/")}
+    seeds = seed.seeds(tree, "hv1")
+    assert len(seeds) >= 4
+    first = seeds[0]
+    filled = [(n, seed.fill_secrets(c, rendered.loaded.model.cluster.ssh_keys))
+              for n, c in first.files]
+    assert b"ssh-ed25519 AAAAtest gen@test" in dict(filled)["user-data"]
+    assert b"@@gen-secret" not in dict(filled)["user-data"]
+    iso = seed.build_iso(filled)
+    assert seed.build_iso(filled) == iso  # byte-reproducible
+    (tmp_path / "seed.iso").write_bytes(iso)
+    info = subprocess.run(["isoinfo", "-d", "-i", str(tmp_path / "seed.iso")],
+                          capture_output=True, text=True, check=True).stdout
+    assert "Volume id: cidata" in info and "Rock Ridge" in info
+    extracted = subprocess.run(["isoinfo", "-R", "-x", "/user-data", "-i",
+                                str(tmp_path / "seed.iso")], capture_output=True, check=True)
+    assert extracted.stdout == dict(filled)["user-data"]
+
+    try:
+        desired = Desired(rendered.loaded.model, tree, "t", False)
+        settings = Settings(uri_overrides=(("hv1", libvirtd),), providers=("libvirt",))
+        plan = build_plan(desired, settings)
+        created = sorted(a.name for a in plan.actions if a.kind == "volume")
+        assert created == sorted(f"hv1/{s.volume}" for s in seeds)
+        apply_plan(plan, Journal(tmp_path / "state", "k8s-lab"))
+        assert build_plan(desired, settings).empty
+        out = tmp_path / "downloaded.iso"
+        subprocess.run(["virsh", "-c", libvirtd, "vol-download", "--pool", first.pool,
+                        first.volume, str(out)], check=True, capture_output=True)
+        assert out.read_bytes() == iso
+    finally:
+        wipe_libvirt(libvirtd)

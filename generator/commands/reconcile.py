@@ -142,7 +142,9 @@ def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[st
                "applied": [{"key": a.action.key, "seconds": round(a.seconds, 4)}
                            for a in applied],
                "seconds": {"total": round(total, 4), "apply": round(live, 4),
-                           "plan": round(planned - began, 4)}},
+                           "plan": round(planned - began, 4), "liveRead": round(sum(
+                               getattr(p, "read_seconds", 0.0)
+                               for p in result.providers.values()), 4)}},
          f"Apply complete. {summary_line(result)[6:]} "
          f"({total:.2f}s: plan {planned - began:.2f}s, apply {live:.2f}s)")
 

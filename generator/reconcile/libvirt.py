@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 from generator.errors import UserError
 from generator.model import BOOT_ORDER, Environment
-from generator.reconcile import essence
+from generator.reconcile import essence, seed
 from generator.reconcile.base import (
     WAVE_DOMAINS,
     WAVE_INFRA,
@@ -80,6 +81,7 @@ class Desired:
     volumes: dict[str, tuple[str, ET.Element]] = field(default_factory=dict)  # -> (pool, xml)
     domains: dict[str, ET.Element] = field(default_factory=dict)
     xml: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> text
+    seeds: dict[str, seed.Seed] = field(default_factory=dict)  # cloud-init seed volumes
 
     def empty(self) -> bool:
         return not (self.networks or self.pools or self.volumes or self.domains)
@@ -119,6 +121,7 @@ def desired_objects(tree: Tree, hv: str) -> Desired:
             out.volumes[name] = ("", root)
         else:
             getattr(out, kind + "s")[name] = root
+    out.seeds = {s.volume: s for s in seed.seeds(tree, hv)}
     default_pool = next(iter(out.pools), "default")
     for name, (_, root) in list(out.volumes.items()):
         out.volumes[name] = (_pool_of(name, out.domains.values()) or default_pool, root)
@@ -152,12 +155,14 @@ class LibvirtProvider:
         self.notices: list[str] = []
         self.conflicts: list[str] = []
         self._uris: dict[str, str] = {}
+        self.read_seconds = 0.0  # time spent reading live state (the bench reports it)
 
     # -- Provider protocol -------------------------------------------------------------
 
     def scope(self, tree: Tree) -> Tree:
-        """The part of the tree this provider converges."""
-        return {p: c for p, c in tree.items() if PATH.match(p)}
+        """The part of the tree this provider converges: libvirt XML and cloud-init seeds."""
+        return {p: c for p, c in tree.items()
+                if PATH.match(p) or p.split("/")[2:3] == ["cloud-init"]}
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         actions: list[Action] = []
@@ -165,7 +170,9 @@ class LibvirtProvider:
             uri = self.uri_overrides.get(hv.name, hv.uri)
             self._uris[hv.name] = uri
             desired = desired_objects(tree, hv.name)
+            began = time.monotonic()
             live = read_live(self.connect(uri), desired)
+            self.read_seconds += time.monotonic() - began
             actions += _plan_hypervisor(self, env, hv.name, desired, live)
         return actions
 
@@ -226,10 +233,14 @@ class LibvirtProvider:
             return  # created before an interruption
         except libvirt.libvirtError:
             pass
-        volume = pool.createXML(action.payload["xml"], 0)
-        content = action.payload.get("content")
-        if content is not None:
-            _upload(conn, volume, content)
+        wanted: seed.Seed | None = action.payload.get("seed")
+        if wanted is None:
+            pool.createXML(action.payload["xml"], 0)
+            return
+        refs = action.payload["secrets"]
+        iso = seed.build_iso(((name, seed.fill_secrets(content, refs))
+                              for name, content in wanted.files), wanted.label)
+        _upload(conn, pool.createXML(seed.volume_xml(wanted.volume, len(iso)), 0), iso)
 
     def _volume_update(self, conn: Any, action: Action) -> None:
         pool = conn.storagePoolLookupByName(action.payload["pool"])
@@ -333,6 +344,7 @@ def read_live(conn: Any, desired: Desired) -> Live:
     for dom in conn.listAllDomains(0):
         live.domains[dom.name()] = _live_domain(libvirt, dom)
     wanted = {p for p, _ in desired.volumes.values()} | {
+        s.pool for s in desired.seeds.values()} | {
         s.get("pool") for d in live.domains.values() for s in d.config.iter("source")
         if s.get("pool")}
     for name in sorted(p for p in wanted if p in live.pools and live.pools[p][2]):
@@ -464,7 +476,20 @@ class _Ctx:
                 continue
             out += self._volume_diff(name, essence.volume(current), want, payload,
                                      name in protected)
-        return out
+        return out + self.seed_volumes()
+
+    def seed_volumes(self) -> list[Action]:
+        """Missing seed ISOs are built and uploaded; existing ones are left as they are
+        (cloud-init reads a seed once, at first boot; volumes carry no marker to compare)."""
+        refs = (*self.env.secrets, *self.env.cluster.ssh_keys,
+                *((self.env.cluster.pull_secret,) if self.env.cluster.pull_secret else ()))
+        return [self.action("create", "volume", name, WAVE_VOLUMES,
+                            [DiffItem("add", "cloud-init seed", None,
+                                      ", ".join(f for f, _ in wanted.files))],
+                            note="NoCloud seed ISO, built now with secrets filled in",
+                            payload={"pool": wanted.pool, "seed": wanted, "secrets": refs})
+                for name, wanted in self.desired.seeds.items()
+                if name not in self.live.volumes.get(wanted.pool, {})]
 
     def _volume_diff(self, name: str, have: essence.Essence, want: essence.Essence,
                      payload: dict[str, Any], protected: bool) -> list[Action]:
@@ -548,7 +573,7 @@ class _Ctx:
         """Deletes for owned objects no longer rendered (plan.py drops them without --prune)."""
         out = []
         protected = self._protected_volumes()
-        wanted_volumes = set(self.desired.volumes)
+        wanted_volumes = set(self.desired.volumes) | set(self.desired.seeds)
         for name, dom in sorted(self.live.domains.items()):
             mark = essence.owner(dom.config)
             if mark.get("env") != self.env.name:
