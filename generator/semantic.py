@@ -299,7 +299,7 @@ def check_load_balancer(c: Checker) -> None:
         known = ", ".join(map(str, networks)) or "none declared"
         c.error(path, f"load-balancer address {vip} is outside every declared network",
                 f"use a free address in one of: {known}")
-    host = haproxy.get("host", c.data.get("services", {}).get("host"))
+    host = _service_host(c, haproxy)
     for _, node, nic in c.nics():
         if nic.get("ip") == str(vip) and node["name"] != host:
             c.error(path, f"load-balancer address {vip} is the address of node '{node['name']}'",
@@ -313,13 +313,12 @@ def check_dhcp_network(c: Checker) -> None:
     if not dhcp:
         return
     networks = _networks(c)
-    host = dhcp.get("host") or services.get("host")
+    host = _service_host(c, dhcp)
     node = next((n for _, n in c.nodes() if n["name"] == host), None)
     name = dhcp.get("network") or (node["nics"][0]["network"] if node else None)
     if name is None:
-        c.error(("services", "dhcp"), "DHCP has no host and no network",
-                "set services.dhcp.host (or services.host) to the node that serves DHCP")
-    elif name not in networks:
+        return  # no host: reported by check_service_host_known
+    if name not in networks:
         c.error(("services", "dhcp", "network"), f"unknown network '{name}'",
                 f"declared networks: {', '.join(sorted(networks)) or 'none'}")
     else:
@@ -329,6 +328,22 @@ def check_dhcp_network(c: Checker) -> None:
         if node is not None and all(nic["network"] != name for nic in node["nics"]):
             c.error(("services", "dhcp", "host"), f"DHCP host '{host}' has no NIC on '{name}'",
                     "serve DHCP from a node on that network")
+
+
+def _service_host(c: Checker, section: dict[str, Any]) -> str | None:
+    """Who runs a service, as expand decides: its host, services.host, else the first helper."""
+    host = section.get("host") or c.data.get("services", {}).get("host")
+    helpers = [node["name"] for _, node in c.nodes() if node["role"] == "helper"]
+    return host or (helpers[0] if helpers else None)
+
+
+def check_service_host_known(c: Checker) -> None:
+    """Every declared service needs a node to run on (renderers address files to it)."""
+    services = c.data.get("services", {})
+    for key in ("dns", "dhcp", "http", "haproxy", "nfs"):
+        if key in services and _service_host(c, services[key] or {}) is None:
+            c.error(("services", key), f"services.{key} has no host",
+                    f"set services.{key}.host or services.host to a node, or add a helper node")
 
 
 def check_record_values(c: Checker) -> None:
@@ -461,4 +476,5 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
           check_openstack, check_load_balancer, check_dhcp_network, check_record_values,
+          check_service_host_known,
           check_pxe_services, check_haproxy_ports, check_nfs_exports)
