@@ -311,3 +311,16 @@ def test_bad_srv_value_is_one_line_error(repo: Path) -> None:
     assert result.err.strip().splitlines() == [
         f"{where}: at services.dns.records[0].value: '10 2380 etcd-0' is not an SRV value "
         "(write '<priority> <weight> <port> <target>', e.g. '0 10 2380 etcd-0')"]
+
+
+def test_dns_without_any_host_is_one_line_error(repo: Path) -> None:
+    """k8s-lab has no helper node and no services.host: DNS must name its host."""
+    env_file = repo / "environments/k8s-lab/env.yaml"
+    text = env_file.read_text()
+    env_file.write_text(text.replace("services:\n", "services:\n  dns: {provider: bind}\n", 1))
+    number = text.splitlines().index("services:") + 2
+    result = gen("validate", "env/k8s-lab", cwd=repo)
+    assert result.code == 1
+    assert [line for line in result.err.splitlines() if not line.startswith("warning:")] == [
+        f"environments/k8s-lab/env.yaml:{number}:8: at services.dns: services.dns has no host "
+        "(set services.dns.host or services.host to a node, or add a helper node)"]
