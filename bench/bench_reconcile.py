@@ -98,6 +98,25 @@ def bench_plan_500(domains: int) -> None:
         print(f"1. gen plan, {count} gen-owned domains on test://: {seconds:.2f} s "
               f"(target < 3 s); domain changes: {len(domain_changes)}; summary {summary} "
               "(network/pool autostart: the test driver's state file cannot set it)")
+        split(repo, state)
+
+
+def split(repo: Path, state: Path) -> None:
+    """Where plan time goes, measured in-process."""
+    from generator.reconcile import libvirt
+    from generator.reconcile.plan import Settings, build_plan, load_desired
+
+    libvirt.forget_connections()
+    began = time.monotonic()
+    desired = load_desired(str(repo / "environments" / "lab"))
+    loaded = time.monotonic()
+    plan = build_plan(desired, Settings(uri_overrides=(("hv1", f"test://{state}"),),
+                                        providers=("libvirt",)))
+    done = time.monotonic()
+    read = plan.providers["libvirt"].read_seconds  # type: ignore[attr-defined]
+    print(f"   load + validate + render (locked-render path): {loaded - began:.2f} s; "
+          f"libvirt connect (test driver parses its state) + live read: {read:.2f} s; "
+          f"reconciler (parse, normalize, diff, order): {done - loaded - read:.2f} s")
 
 
 def bench_noop_converge() -> None:
