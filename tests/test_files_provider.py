@@ -194,3 +194,27 @@ def test_reload_runs_after_swap_and_http_serves_the_new_file(tmp_path: Path, lab
 
 def target_secrets_key() -> str:
     return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnTheTarget gen-test"
+
+
+def test_cli_converge_then_plan_shows_no_changes(repo: Path, tmp_path: Path) -> None:
+    from clirun import gen
+
+    root = tmp_path / "helper-root"
+    flags = ["--provider", "files", "--files-target", f"helper={root}",
+             *[f"--reload={svc}=true" for svc in NO_RELOAD], "--state-dir",
+             str(tmp_path / "state")]
+    first = gen("converge", "env/lab", "--auto-approve", *flags, cwd=repo)
+    assert first.code == 0, first.err
+    assert (root / "etc/dhcp/dhcpd.conf").is_file()
+    plan = gen("plan", "env/lab", "--detailed-exitcode", *flags[:-2], cwd=repo)
+    assert plan.code == 0, plan.out + plan.err
+    assert "Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy." in plan.out \
+        or "No changes" in plan.out
+
+
+def test_cli_without_a_target_skips_the_host_and_says_how(repo: Path) -> None:
+    from clirun import gen
+
+    plan = gen("plan", "env/lab", "--provider", "files", cwd=repo)
+    assert plan.code == 0, plan.err
+    assert "helper: boot services not converged: no target given" in plan.out + plan.err

@@ -13,6 +13,71 @@ from generator.cli import FORMAT, emit
 from generator.errors import EXIT_CHANGES, UsageError, UserError
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Keep the files provider's options aside (ctx.meta) instead of widening signatures."""
+    ctx.meta[f"files:{param.name}"] = value
+    return value
+
+
+_FILES_OPTIONS = [
+    click.option("--files-target", "files_target", multiple=True, metavar="HOST=ROOT",
+                 expose_value=False, callback=_remember,
+                 help="Install HOST's boot-service files under ROOT (default: /). Hosts "
+                      "with neither this nor --files-exec are skipped. Repeatable."),
+    click.option("--files-exec", "files_exec", multiple=True, metavar="HOST=PREFIX",
+                 expose_value=False, callback=_remember,
+                 help="Run HOST's file operations, checkers and reloads through PREFIX, e.g. "
+                      "'ssh root@192.168.20.111' or 'ip netns exec helper'; '' runs them "
+                      "here. Repeatable."),
+    click.option("--reload", "reload", multiple=True, metavar="SERVICE=COMMAND",
+                 expose_value=False, callback=_remember,
+                 help="Command that makes SERVICE (dns, dhcp, kea, dnsmasq, tftp, http, "
+                      "haproxy, nfs) pick up new files, instead of the systemctl default."),
+    click.option("--ignition-dir", "ignition_dir", type=click.Path(file_okay=False),
+                 expose_value=False, callback=_remember,
+                 help="openshift-install's output dir; its role .ign files are published."),
+    click.option("--store", "store", type=click.Path(file_okay=False), expose_value=False,
+                 callback=_remember, help="gen's store (default: $GEN_STORE or "
+                 "~/.cache/gen/store); pinned OS artifacts are published from it."),
+]
+
+
+def _pairs(items: tuple[str, ...], flag: str, example: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} {item!r}: write it as {example}")
+        out[key] = value
+    return out
+
+
+def _files_options(env: str) -> tuple[tuple[str, Any], ...]:
+    """Settings.options for the files provider, from the flags and the lock's OS pins."""
+    meta = click.get_current_context().meta
+    roots = _pairs(meta.get("files:files_target", ()), "--files-target", "HOST=ROOT")
+    execs = _pairs(meta.get("files:files_exec", ()), "--files-exec", "HOST=PREFIX")
+    targets = tuple((host, (roots.get(host, "/"), execs.get(host, "")))
+                    for host in sorted(set(roots) | set(execs)))
+    reloads = _pairs(meta.get("files:reload", ()), "--reload", "SERVICE=COMMAND")
+    return (("files_targets", targets), ("files_reloads", tuple(sorted(reloads.items()))),
+            ("store", meta.get("files:store")), ("ignition_dir", meta.get("files:ignition_dir")),
+            ("os_artifacts", _locked_os_artifacts(env)))
+
+
+def _locked_os_artifacts(env: str) -> tuple[tuple[str, str], ...]:
+    from generator.environment import find_root, resolve_env_dir
+    from generator.lock.lockfile import lock_path, read_lock
+
+    env_dir = resolve_env_dir(env)
+    lock = read_lock(lock_path(find_root(env_dir.parent), env_dir.name))
+    if lock is None:
+        return ()
+    return tuple(sorted((key.removeprefix("os/"), pin.locked["sha256"])
+                        for key, pin in lock.pinned().items()
+                        if key.startswith("os/") and isinstance(pin.locked, dict)))
+
+
 def _common(func: Any) -> Any:
     options = [
         click.argument("env"),
@@ -32,6 +97,7 @@ def _common(func: Any) -> Any:
                      help="Only these providers (default: all). Repeatable."),
         click.option("--verbose", "-v", is_flag=True,
                      help="List every field of objects to create, too."),
+        *_FILES_OPTIONS,
         FORMAT,
     ]
     for option in reversed(options):
@@ -52,8 +118,9 @@ def _settings(prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...], 
         pairs.append((hv, uri))
     roles = None if start == "all" else frozenset(
         () if start == "none" else (r.strip() for r in start.split(",") if r.strip()))
+    env = click.get_current_context().params["env"]
     return Settings(prune=prune, allow_destroy=allow_destroy, uri_overrides=tuple(pairs),
-                    start_roles=roles, providers=providers)
+                    start_roles=roles, providers=providers, options=_files_options(env))
 
 
 @click.command()

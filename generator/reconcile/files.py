@@ -153,10 +153,9 @@ class FilesProvider:
         self.rendered = tree
         return {p: c for p, c in tree.items() if p.startswith("hosts/")}
 
-    def target(self, env: Environment, host: str) -> Target:
-        if host in self.targets:
-            return self.targets[host]
-        return Target("/", ("ssh", f"root@{env.node(host).ip}"))
+    def target(self, env: Environment, host: str) -> Target | None:
+        """The configured target; gen never guesses a remote host to connect to."""
+        return self.targets.get(host)
 
     # -- plan -----------------------------------------------------------------------------
 
@@ -170,12 +169,21 @@ class FilesProvider:
                                     "its files are not converged")
                 continue
             target = self.target(env, host)
+            if target is None:
+                self._skip(env, host)
+                continue
             desired = self._desired_files(spec, files, self.rendered or tree)
             action = self._plan_service(host, service, spec, target, desired,
                                         _directories(spec, files))
             if action is not None:
                 actions.append(action)
         return actions
+
+    def _skip(self, env: Environment, host: str) -> None:
+        note = (f"{host}: boot services not converged: no target given (pass --files-exec "
+                f"{host}='ssh root@{env.node(host).ip}' or --files-target {host}=DIR)")
+        if note not in self.notices:
+            self.notices.append(note)
 
     def _desired_files(self, spec: ServiceSpec, files: dict[str, bytes],
                        tree: Tree) -> dict[str, bytes | tuple[str, str]]:

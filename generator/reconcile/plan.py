@@ -25,6 +25,7 @@ from generator.tree import Tree
 # name -> "module:factory(settings) -> Provider"; imported only when a plan runs.
 PROVIDERS: dict[str, str] = {
     "libvirt": "generator.reconcile.plan:libvirt_provider",
+    "files": "generator.reconcile.files:files_provider",
 }
 
 
