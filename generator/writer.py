@@ -117,10 +117,11 @@ def _prune_empty_dirs(root: Path, directory: Path) -> None:
 def _syncfs(path: Path) -> None:
     """Flush the filesystem holding `path` (Linux syncfs), else everything (os.sync)."""
     import ctypes
-    import ctypes.util
 
-    libc_name = ctypes.util.find_library("c")
-    syncfs = getattr(ctypes.CDLL(libc_name), "syncfs", None) if libc_name else None
+    try:
+        syncfs = ctypes.CDLL(None).syncfs  # the C library gen already runs on
+    except (OSError, AttributeError):
+        syncfs = None
     if syncfs is None:
         os.sync()
         return
