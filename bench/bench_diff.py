@@ -1,0 +1,102 @@
+"""`gen diff` between two revisions of a 1,000-node environment; prints its figures.
+
+Target: < 5 s for the whole process (two worktrees, two renders, the comparison and the
+markdown parts). The second revision gives 100 workers more memory and adds 10 workers.
+
+Run: python bench/bench_diff.py [--nodes 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+
+
+def environment(nodes: int, extra: int = 0, bigger: int = 0) -> str:
+    """An openshift-upi environment: `nodes` (+`extra`) nodes over 20 hypervisors."""
+    hvs = 20
+    lines = ["apiVersion: gen/v1", "kind: Environment", "metadata: {name: big}",
+             "blueprint: openshift-upi", "cluster:", "  name: big", "  baseDomain: example.com",
+             "  pullSecret: {env: GEN_PULL_SECRET}", "networks:",
+             "  - {name: lan, cidr: 10.20.0.0/16, gateway: 10.20.0.1, dns: [10.20.0.12], "
+             "bridge: br0}", "hypervisors:"]
+    lines += [f"  - {{name: hv{i}, uri: 'qemu+ssh://root@hv{i}/system', domainType: kvm, "
+              f"bridge: br0, pool: {{name: default, path: /var/lib/libvirt/images}}}}"
+              for i in range(hvs)]
+    lines.append("nodes:")
+    roles = ["helper", "bootstrap", "master", "master", "master"]
+    for i in range(nodes + extra):
+        role = roles[i] if i < len(roles) else "worker"
+        name = "helper" if i == 0 else f"{role}{i}"
+        size = ", memory: 32GiB" if role == "worker" and i < 5 + bigger else ""
+        ip = f"10.20.{(i + 10) // 250}.{(i + 10) % 250 + 2}"
+        lines.append(f"  - {{name: {name}, role: {role}, hypervisor: hv{i % hvs}{size}, "
+                     f"nics: [{{network: lan, ip: {ip}}}]}}")
+    lines += ["artifacts:", "  os:"]
+    for art in ("kernel", "initramfs", "rootfs"):
+        lines.append(f"    rhcos-live-{art}: {{url: 'https://mirror.invalid/rhcos-{art}'}}")
+    return "\n".join(lines) + "\n"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                   env={**os.environ, **GIT_ENV})
+
+
+def timed(repo: Path, *args: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of gen and its children): CPU shows the cost on a busy box."""
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "generator", *args], cwd=repo,
+                          capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode not in (0, 2):
+        raise SystemExit(f"gen {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return elapsed, after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gen-bench-diff-") as tmp:
+        repo = Path(tmp) / "site"
+        shutil.copytree(ROOT / "blueprints", repo / "blueprints")
+        env_file = repo / "environments" / "big" / "env.yaml"
+        env_file.parent.mkdir(parents=True)
+        env_file.write_text(environment(args.nodes))
+        git(repo, "init", "-q", "-b", "main")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "big")
+        env_file.write_text(environment(args.nodes, extra=10, bigger=100))
+        git(repo, "commit", "-q", "-am", "bigger")
+        render = timed(repo, "render", "env/big", "--out", str(Path(tmp) / "out"))
+        base = ["diff", "env/big", "--base", "HEAD~1", "--head", "HEAD"]
+        text = [timed(repo, *base, "--no-files") for _ in range(3)]
+        markdown = [timed(repo, *base, "--format", "markdown", "--out", str(Path(tmp) / "md"))
+                    for _ in range(3)]
+        parts = len(list((Path(tmp) / "md").glob("*.md")))
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"gen render (writes every file), {args.nodes} nodes: {render[0]:.2f} s wall, "
+          f"{render[1]:.2f} s CPU")
+    for label, runs in (("text summary", text), (f"markdown, {parts} parts", markdown)):
+        wall, cpu = min(runs)
+        print(f"gen diff ({label}), {args.nodes} nodes, two revisions: best {wall:.2f} s wall "
+              f"of 3, {cpu:.2f} s CPU (target < 5 s wall)")
+
+
+if __name__ == "__main__":
+    main()
