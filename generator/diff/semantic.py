@@ -516,7 +516,8 @@ def k8s_objects(change: FileChange, content: bytes) -> dict[str, Any]:
     else:
         from ruamel.yaml import YAML
 
-        docs = list(YAML(typ="safe").load_all(text))
+        # pure: the same YAML 1.2 reading whether or not ruamel.yaml.clib is installed
+        docs = list(YAML(typ="safe", pure=True).load_all(text))
     out = {}
     for doc in docs:
         for obj in doc.get("items", []) if isinstance(doc, dict) and doc.get(
