@@ -25,7 +25,7 @@ from typing import Any
 from generator.diff.trees import ADDED, MODIFIED, REMOVED, FileChange
 
 SENSITIVE = "(sensitive value changed)"
-MAX_VALUE = 80
+MAX_VALUE = 160  # room for a full image reference with its digest
 OPS = {ADDED: "+", REMOVED: "-", MODIFIED: "~"}
 
 
