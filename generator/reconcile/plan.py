@@ -26,6 +26,7 @@ from generator.tree import Tree
 PROVIDERS: dict[str, str] = {
     "libvirt": "generator.reconcile.plan:libvirt_provider",
     "files": "generator.reconcile.files:files_provider",
+    "kubernetes": "generator.reconcile.kubernetes:kubernetes_provider",
 }
 
 

@@ -1,0 +1,887 @@
+"""The kubernetes provider: the rendered kustomize tree of the cluster against its API server.
+
+Desired objects come from `clusters/<cluster>/kubernetes/`: the files named by each
+`kustomization.yaml` `resources` list (recursively through sub-kustomizations), with the two
+transformers gen's kubernetes family writes applied here (`labels` without selectors, inline
+strategic-merge `patches` of maps). Anything else kustomize could do is refused with a clear
+error instead of being half-understood; kubectl is never run.
+
+Live objects are read with the `kubernetes` client's ApiClient (kubeconfig from --kubeconfig,
+KUBECONFIG or ~/.kube/config; imported lazily) as plain JSON. A live object is compared on
+the fields the rendered object has (the API server adds defaults, status, managedFields,
+resourceVersion...), plus the fields manager `gen` owns in managedFields but no longer renders
+(server-side apply would remove those). Changes apply with server-side apply (field manager
+`gen`, force); deletes only ever hit objects labelled for this environment's ApplySet.
+
+docs/architecture.md (## Reconciler, ### Kubernetes provider) states what the kmock-based
+tests prove and what only the `live` test can.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import posixpath
+import re
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from generator.errors import UserError
+from generator.families.kubernetes import (
+    ENVIRONMENT,
+    MANAGED_BY,
+    PART_OF,
+    applyset_id,
+)
+from generator.model import Environment, SecretRef
+from generator.reconcile.base import WAVE_KUBERNETES, Action, DiffItem
+from generator.tree import Tree
+
+Obj = dict[str, Any]
+FIELD_MANAGER = "gen"
+SENSITIVE = "(sensitive value)"
+SENSITIVE_CHANGED = "(sensitive value changed)"
+MARKER = re.compile(r"@@gen-secret:([A-Za-z0-9_.-]+)@@")
+_SCOPE = re.compile(r"^clusters/[^/]+/kubernetes/")
+# Order inside the Kubernetes wave: Namespaces and CRDs, then cluster-scoped, then namespaced.
+ORDER_FIRST, ORDER_CLUSTER, ORDER_NAMESPACED = 0, 1, 2
+FIRST_KINDS = {("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
+# Kinds looked at for pruning besides the rendered ones and the live ApplySet parent's
+# `contains-group-kinds`: so an owned object of a kind dropped from the render is still found
+# after an interrupted converge updated the parent (kubectl's former prune allowlist + RBAC).
+PRUNE_KINDS = (
+    ("", "ConfigMap"), ("", "Endpoints"), ("", "Namespace"), ("", "PersistentVolumeClaim"),
+    ("", "PersistentVolume"), ("", "Pod"), ("", "ReplicationController"), ("", "Secret"),
+    ("", "Service"), ("", "ServiceAccount"), ("batch", "Job"), ("batch", "CronJob"),
+    ("networking.k8s.io", "Ingress"), ("networking.k8s.io", "IngressClass"),
+    ("apps", "DaemonSet"), ("apps", "Deployment"), ("apps", "ReplicaSet"),
+    ("apps", "StatefulSet"), ("rbac.authorization.k8s.io", "Role"),
+    ("rbac.authorization.k8s.io", "RoleBinding"), ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"), ("storage.k8s.io", "StorageClass"),
+)
+# Fields the API server refuses to change in place: a change is a delete + apply (replace).
+FORCING: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec.selector",), "StatefulSet": ("spec.selector",),
+    "DaemonSet": ("spec.selector",), "ReplicaSet": ("spec.selector",),
+    "Job": ("spec.selector", "spec.template"),
+    "Service": ("spec.clusterIP",),
+    "PersistentVolume": ("spec.nfs", "spec.hostPath", "spec.csi", "spec.local", "spec.iscsi",
+                         "spec.fc", "spec.rbd", "spec.cephfs"),
+    "PersistentVolumeClaim": ("spec.accessModes", "spec.storageClassName", "spec.volumeName",
+                              "spec.selector", "spec.volumeMode", "spec.dataSource"),
+    "StorageClass": ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode"),
+    "RoleBinding": ("roleRef",), "ClusterRoleBinding": ("roleRef",),
+}
+# Replacing these loses data (a claim's volume, a volume's binding): needs --allow-destroy.
+DESTRUCTIVE_KINDS = {"PersistentVolumeClaim", "PersistentVolume", "Namespace"}
+# Quantities the server canonicalizes ("0.5" -> "500m"): compared by value under these keys.
+_QUANTITY_PARENTS = {"requests", "limits", "capacity", "hard", "allocatable"}
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+_SUFFIX = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+           "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3,
+           "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_KUSTOMIZE_KEYS = {"apiVersion", "kind", "resources", "labels", "patches"}
+
+
+# --- desired objects: the rendered kustomize tree ------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """An object's identity: API group, kind, namespace ("" when cluster-scoped), name."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+def group_of(api_version: str) -> str:
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def ref_of(obj: Obj) -> Ref:
+    meta = obj.get("metadata") or {}
+    return Ref(group_of(str(obj.get("apiVersion", ""))), str(obj.get("kind", "")),
+               str(meta.get("namespace") or ""), str(meta.get("name", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """One desired object and the rendered file it came from."""
+
+    obj: Obj
+    source: str
+
+    @property
+    def ref(self) -> Ref:
+        return ref_of(self.obj)
+
+
+def scope_of(tree: Tree) -> Tree:
+    return {p: c for p, c in tree.items() if _SCOPE.match(p)}
+
+
+def manifest_objects(tree: Tree) -> list[Manifest]:
+    """Every object the clusters' kustomizations list, labels and patches applied. Pure."""
+    roots = sorted(p for p in tree if re.fullmatch(r"clusters/[^/]+/kubernetes/kustomization.yaml",
+                                                   p))
+    out: list[Manifest] = []
+    for root in roots:
+        out += _kustomize(tree, posixpath.dirname(root), ())
+    seen: dict[Ref, str] = {}
+    for item in out:
+        if item.ref in seen:
+            raise UserError(f"{item.source}: {item.ref.kind} {item.ref.label} is also defined in "
+                            f"{seen[item.ref]}", "each object may be rendered once")
+        seen[item.ref] = item.source
+    return out
+
+
+def _kustomize(tree: Tree, directory: str, stack: tuple[str, ...]) -> list[Manifest]:
+    path = f"{directory}/kustomization.yaml"
+    if path in stack:
+        raise UserError(f"{path}: kustomization includes itself", "remove the cycle")
+    if path not in tree:
+        raise UserError(f"{path}: no kustomization.yaml in a directory listed as a resource",
+                        "list files or directories holding a kustomization.yaml")
+    docs = _load_yaml(tree[path], path)
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise UserError(f"{path}: a kustomization is one YAML mapping", "fix the file")
+    spec: Obj = docs[0]
+    unknown = sorted(set(spec) - _KUSTOMIZE_KEYS)
+    if unknown:
+        raise UserError(f"{path}: kustomize field(s) {', '.join(unknown)} are not supported by "
+                        "gen's reconciler", "keep kustomizations to resources, labels and "
+                        "inline strategic-merge patches (what gen renders)")
+    objects: list[Manifest] = []
+    for entry in spec.get("resources") or []:
+        target = posixpath.normpath(posixpath.join(directory, str(entry)))
+        if target in tree:
+            objects += [Manifest(obj, target) for obj in _objects(tree[target], target)]
+        elif f"{target}/kustomization.yaml" in tree:
+            objects += _kustomize(tree, target, (*stack, path))
+        else:
+            raise UserError(f"{path}: resource '{entry}' is not in the rendered tree",
+                            "render again (gen render) or fix the resources list")
+    for index, patch in enumerate(spec.get("patches") or []):
+        objects = _patch(objects, patch, f"{path}: patches[{index}]")
+    for index, label in enumerate(spec.get("labels") or []):
+        objects = _label(objects, label, f"{path}: labels[{index}]")
+    return objects
+
+
+def _load_yaml(content: bytes, source: str) -> list[Any]:
+    import yaml  # PyYAML (YAML 1.1, as Go's sigs.k8s.io/yaml reads manifests)
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return [doc for doc in yaml.load_all(content.decode(), Loader=loader) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})",
+                        "render again with gen render") from None
+
+
+def _objects(content: bytes, source: str) -> list[Obj]:
+    out = []
+    for index, doc in enumerate(_load_yaml(content, source)):
+        if doc.get("kind") == "List" if isinstance(doc, dict) else False:
+            items = doc.get("items") or []
+        else:
+            items = [doc]
+        for obj in items:
+            if not (isinstance(obj, dict) and obj.get("apiVersion") and obj.get("kind")
+                    and isinstance(obj.get("metadata"), dict) and obj["metadata"].get("name")):
+                raise UserError(f"{source}: document {index + 1} is not a Kubernetes object "
+                                "(apiVersion, kind and metadata.name are required)",
+                                "fix the manifest")
+            out.append(obj)
+    return out
+
+
+def _patch(objects: list[Manifest], entry: Any, where: str) -> list[Manifest]:
+    if not isinstance(entry, dict) or set(entry) != {"patch"}:
+        raise UserError(f"{where}: only inline patches without `target` are supported",
+                        "write the patch as a strategic-merge document naming its object")
+    docs = _load_yaml(str(entry["patch"]).encode(), where)
+    if len(docs) != 1 or not isinstance(docs[0], dict) or "metadata" not in docs[0]:
+        raise UserError(f"{where}: the patch must be one strategic-merge document",
+                        "use apiVersion, kind, metadata.name (and namespace) and the fields")
+    patch = docs[0]
+    want = ref_of(patch)
+    matches = [i for i, m in enumerate(objects) if m.ref == want
+               or (not want.namespace and Ref(m.ref.group, m.ref.kind, "", m.ref.name) == want)]
+    if len(matches) != 1:
+        raise UserError(f"{where}: patch target {want.kind} {want.label} is not one of the "
+                        "kustomization's objects", "fix the patch's kind, name or namespace")
+    body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")}
+    meta = {k: v for k, v in patch["metadata"].items() if k not in ("name", "namespace")}
+    target = objects[matches[0]]
+    merged = _merge(target.obj, {**body, **({"metadata": meta} if meta else {})}, where)
+    return [*objects[:matches[0]], Manifest(merged, target.source), *objects[matches[0] + 1:]]
+
+
+def _merge(base: Any, patch: Any, where: str) -> Any:
+    """Strategic merge restricted to maps (all gen renders): lists would need the schema."""
+    if isinstance(patch, list):
+        raise UserError(f"{where}: patches that touch lists are not supported",
+                        "patch map fields only (e.g. ConfigMap data)")
+    if not isinstance(patch, dict) or not isinstance(base, dict):
+        return patch
+    out = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(base.get(key), value, where) if key in base else _check_maps(
+                value, where)
+    return out
+
+
+def _check_maps(value: Any, where: str) -> Any:
+    if isinstance(value, list):
+        raise UserError(f"{where}: patches that touch lists are not supported",
+                        "patch map fields only (e.g. ConfigMap data)")
+    return value
+
+
+def _label(objects: list[Manifest], entry: Any, where: str) -> list[Manifest]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("pairs"), dict) or \
+            entry.get("includeSelectors") or entry.get("includeTemplates") or \
+            set(entry) - {"pairs", "includeSelectors", "includeTemplates"}:
+        raise UserError(f"{where}: only `labels` with pairs and no selectors/templates are "
+                        "supported", "set includeSelectors: false")
+    pairs = {str(k): str(v) for k, v in entry["pairs"].items()}
+    out = []
+    for item in objects:
+        meta = dict(item.obj["metadata"])
+        meta["labels"] = {**(meta.get("labels") or {}), **pairs}
+        out.append(Manifest({**item.obj, "metadata": meta}, item.source))
+    return out
+
+
+# --- comparing: the essence of a live object -----------------------------------------------
+
+def desired_essence(obj: Obj) -> Obj:
+    """What is compared: the rendered object without status and server-owned metadata; a
+    Secret's stringData folded into data (the server stores only base64 data)."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "uid", "creationTimestamp", "generation",
+                         "managedFields", "selfLink")}
+    out["metadata"] = meta
+    if obj.get("kind") == "Secret" and group_of(obj.get("apiVersion", "")) == "" and \
+            "stringData" in obj:
+        data = dict(obj.get("data") or {})
+        for key, value in (obj.get("stringData") or {}).items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        out = {k: v for k, v in out.items() if k != "stringData"}
+        out["data"] = data
+    return out
+
+
+def diff(desired: Any, live: Any, path: str = "") -> list[DiffItem]:
+    """Field-level differences on the fields `desired` has (live extras are server defaults
+    or other managers' fields, not drift)."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return [DiffItem("change", path or ".", live, desired)]
+        items: list[DiffItem] = []
+        for key, value in desired.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in live or (live[key] is None and value is not None):
+                items.append(DiffItem("add", sub, None, value))
+            else:
+                items += diff(value, live[key], sub)
+        return items
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            return [DiffItem("change", path, live, desired)]
+        items = []
+        for index, (want, have) in enumerate(zip(desired, live, strict=True)):
+            items += diff(want, have, f"{path}[{_item_label(want, index)}]")
+        return items
+    if _same_scalar(desired, live, path):
+        return []
+    return [DiffItem("change", path, live, desired)]
+
+
+def _item_label(item: Any, index: int) -> str:
+    return str(item["name"]) if isinstance(item, dict) and isinstance(item.get("name"), str) \
+        else str(index)
+
+
+def _same_scalar(desired: Any, live: Any, path: str) -> bool:
+    if desired == live and type(desired) is type(live):
+        return True
+    if isinstance(desired, int | float) and isinstance(live, int | float) and \
+            not isinstance(desired, bool) and not isinstance(live, bool):
+        return bool(desired == live)
+    parent = path.rsplit(".", 2)[-2] if path.count(".") >= 1 else ""
+    if parent in _QUANTITY_PARENTS:
+        a, b = _quantity(desired), _quantity(live)
+        return a is not None and a == b
+    return False
+
+
+def _quantity(value: Any) -> Decimal | None:
+    match = _QUANTITY.match(str(value))
+    if match is None:
+        return None
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation:
+        return None
+    suffix = match.group(2)
+    if suffix and suffix[0] in "eE":
+        return number * Decimal(10) ** int(suffix[1:])
+    return number * Decimal(_SUFFIX[suffix])
+
+
+def owned_but_not_rendered(live: Obj, desired: Obj) -> list[DiffItem]:
+    """Fields manager `gen` applied earlier (managedFields) that the render no longer has:
+    server-side apply removes them, so the plan says so."""
+    items: list[DiffItem] = []
+    for entry in live.get("metadata", {}).get("managedFields") or []:
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply" and \
+                entry.get("subresource") in (None, ""):
+            _owned(entry.get("fieldsV1") or {}, desired, live, "", items)
+    return items
+
+
+def _owned(fields: Obj, desired: Any, live: Any, path: str, out: list[DiffItem]) -> None:
+    for key, sub in fields.items():
+        kind, _, rest = key.partition(":")
+        if kind == "f":
+            here = f"{path}.{rest}" if path else rest
+            have = live.get(rest) if isinstance(live, dict) else None
+            if not isinstance(desired, dict) or rest not in desired:
+                out.append(DiffItem("remove", here, have))
+            elif sub:
+                _owned(sub, desired[rest], have, here, out)
+        elif kind == "k":
+            keys = json.loads(rest)
+            label = f"{path}[{','.join(f'{k}={v}' for k, v in keys.items())}]"
+            want = _keyed(desired, keys)
+            if want is None:
+                out.append(DiffItem("remove", label, _keyed(live, keys)))
+            elif sub:
+                _owned(sub, want, _keyed(live, keys), label, out)
+        elif kind == "v":
+            value = json.loads(rest)
+            if not isinstance(desired, list) or value not in desired:
+                out.append(DiffItem("remove", f"{path}[{value}]", value))
+
+
+def _keyed(items: Any, keys: Obj) -> Any:
+    """The list element whose merge keys match (a key the rendered item leaves to its
+    default, such as a port's protocol, matches too)."""
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if isinstance(item, dict) and all(item.get(k, v) == v for k, v in keys.items()):
+            return item
+    return None
+
+
+def masked(items: list[DiffItem], kind: str, markers: bool) -> tuple[DiffItem, ...]:
+    """Never show a Secret's values, nor values filled from secret references."""
+    out = []
+    for item in items:
+        secret = kind == "Secret" and item.path.split(".")[0].split("[")[0] in (
+            "data", "stringData")
+        if secret or (markers and (_has_marker(item.old) or _has_marker(item.new))):
+            item = DiffItem(item.op, item.path, SENSITIVE if item.old is not None else None,
+                            SENSITIVE_CHANGED if item.new is not None else None)
+        out.append(item)
+    return tuple(out)
+
+
+def _has_marker(value: Any) -> bool:
+    return bool(MARKER.search(json.dumps(value))) if value is not None else False
+
+
+def flatten(obj: Any, path: str = "") -> list[DiffItem]:
+    """Every leaf of a new object as an `add` (shown with --verbose)."""
+    if isinstance(obj, dict) and obj:
+        return [i for k, v in obj.items() for i in flatten(v, f"{path}.{k}" if path else k)]
+    if isinstance(obj, list) and obj:
+        return [i for n, v in enumerate(obj) for i in flatten(v, f"{path}[{_item_label(v, n)}]")]
+    return [DiffItem("add", path, None, obj)]
+
+
+def forcing_field(kind: str, items: list[DiffItem]) -> str | None:
+    for item in items:
+        for prefix in FORCING.get(kind, ()):
+            if item.path == prefix or item.path.startswith((f"{prefix}.", f"{prefix}[")):
+                return prefix
+    return None
+
+
+def order_of(ref: Ref, namespaced: bool) -> int:
+    if (ref.group, ref.kind) in FIRST_KINDS:
+        return ORDER_FIRST
+    return ORDER_NAMESPACED if namespaced else ORDER_CLUSTER
+
+
+def owned_by(obj: Obj, env: Environment) -> bool:
+    """Labelled for this environment (the ApplySet parent has no part-of label)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get(MANAGED_BY) == "gen" and labels.get(ENVIRONMENT) == env.name
+
+
+def prunable(obj: Obj, env: Environment) -> bool:
+    """Owned for pruning: gen's three owner labels with this environment's ApplySet id, and
+    not made by a controller (a Pod of a Deployment copies its template's labels)."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    controlled = any(o.get("controller") for o in meta.get("ownerReferences") or [])
+    return owned_by(obj, env) and labels.get(PART_OF) == applyset_id(env) and not controlled
+
+
+def selector(env: Environment) -> str:
+    return f"{MANAGED_BY}=gen,{ENVIRONMENT}={env.name},{PART_OF}={applyset_id(env)}"
+
+
+# --- the API server ------------------------------------------------------------------------
+
+class KubeError(Exception):
+    """A non-2xx answer from the API server, reduced to its Status (never the body sent)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {reason}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """Where a kind lives on the server."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str = "", name: str = "") -> str:
+        base = f"/api/{self.api_version}" if "/" not in self.api_version else \
+            f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+class Api:
+    """JSON over the kubernetes client's ApiClient (its kubeconfig, TLS and auth handling)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._groups: dict[str, str] | None = None  # group -> preferred version
+        self._versions: dict[str, dict[str, Resource]] = {}  # apiVersion -> kind -> Resource
+
+    def request(self, method: str, path: str, query: list[tuple[str, str]] | None = None,
+                body: Any = None, content_type: str = "application/json") -> Any:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        prepared = self.client.param_serialize(method, path, query_params=query or [],
+                                               header_params=headers, body=body,
+                                               auth_settings=["BearerToken"])
+        response = self.client.call_api(*prepared, _request_timeout=(10, 60))
+        data = response.read()
+        if response.status >= 400:
+            try:
+                status = json.loads(data)
+                message = str(status.get("message", ""))[:300]
+                reason = str(status.get("reason", response.reason))
+            except ValueError:
+                message, reason = "", str(response.reason)
+            raise KubeError(response.status, reason, message)
+        return json.loads(data) if data else None
+
+    def kinds(self, api_version: str) -> dict[str, Resource]:
+        if api_version not in self._versions:
+            path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            try:
+                listing = self.request("GET", path)
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+                listing = {}
+            self._versions[api_version] = {
+                r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
+                for r in (listing or {}).get("resources", []) if "/" not in r["name"]}
+        return self._versions[api_version]
+
+    def resource(self, api_version: str, kind: str) -> Resource | None:
+        return self.kinds(api_version).get(kind)
+
+    def preferred(self, group: str) -> str | None:
+        """The preferred apiVersion of a group ("" is core v1)."""
+        if not group:
+            return "v1"
+        if self._groups is None:
+            listing = self.request("GET", "/apis") or {}
+            self._groups = {g["name"]: g["preferredVersion"]["groupVersion"]
+                            for g in listing.get("groups", []) if g.get("preferredVersion")}
+        return self._groups.get(group)
+
+    def get(self, resource: Resource, namespace: str, name: str) -> Obj | None:
+        try:
+            found: Obj = self.request("GET", resource.path(namespace, name))
+            return found
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, resource: Resource, label_selector: str) -> list[Obj]:
+        listing = self.request("GET", resource.path(), [("labelSelector", label_selector)])
+        items: list[Obj] = (listing or {}).get("items") or []
+        for item in items:  # list items omit apiVersion/kind
+            item.setdefault("apiVersion", resource.api_version)
+            item.setdefault("kind", resource.kind)
+        return items
+
+    def apply(self, resource: Resource, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        path = resource.path(meta.get("namespace", ""), meta["name"])
+        try:
+            applied: Obj = self.request("PATCH", path, query, obj, "application/apply-patch+yaml")
+            return applied
+        except KubeError as exc:
+            # A real API server creates a missing object on apply; an emulator without
+            # server-side apply answers 404/405. Create it then: on a real server this path is
+            # only reached when apply itself failed (e.g. its namespace is missing), and the
+            # create fails the same way, so the error still surfaces.
+            if exc.status not in (404, 405):
+                raise
+        created: Obj = self.request("POST", resource.path(meta.get("namespace", "")),
+                                    [("fieldManager", FIELD_MANAGER)], obj)
+        return created
+
+    def delete(self, resource: Resource, namespace: str, name: str) -> None:
+        try:
+            self.request("DELETE", resource.path(namespace, name), [],
+                         {"apiVersion": "v1", "kind": "DeleteOptions",
+                          "propagationPolicy": "Background"})
+        except KubeError as exc:
+            if exc.status != 404:  # already gone: deleting is idempotent
+                raise
+
+
+def connect(kubeconfig: str | None, context: str | None) -> Api:
+    """An Api from a kubeconfig (the option, else $KUBECONFIG, else ~/.kube/config)."""
+    from kubernetes import config  # heavy: only when a plan touches a cluster
+
+    try:
+        client = config.new_client_from_config(config_file=kubeconfig, context=context)
+    except (config.ConfigException, OSError, TypeError) as exc:
+        raise UserError(f"kubernetes: cannot load kubeconfig ({exc})",
+                        "pass --kubeconfig PATH or set KUBECONFIG") from None
+    return Api(client)
+
+
+# --- the provider ---------------------------------------------------------------------------
+
+@dataclass
+class KubernetesProvider:
+    """Converges the rendered Kubernetes objects of the environment's cluster."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    wait: bool = False
+    wait_timeout: float = 300.0
+    required: bool = False  # a missing kubeconfig or an unreachable server is an error
+    api: Api | None = None
+    name: str = "kubernetes"
+    notices: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    secrets: dict[str, SecretRef] = field(default_factory=dict)
+    read_seconds: float = 0.0
+
+    def scope(self, tree: Tree) -> Tree:
+        return scope_of(tree)
+
+    def _api(self) -> Api:
+        if self.api is None:
+            self.api = connect(self.kubeconfig, self.context)
+        return self.api
+
+    # -- plan -----------------------------------------------------------------------------
+
+    def plan(self, env: Environment, tree: Tree) -> list[Action]:
+        manifests = manifest_objects(tree)
+        if not manifests:
+            return []
+        self.secrets = {ref.name: ref for ref in env.secrets}
+        began = time.monotonic()
+        try:
+            self._api()
+        except UserError:
+            if self.required:
+                raise
+            self.notices.append("kubernetes: no kubeconfig; Kubernetes objects not planned "
+                                "(pass --kubeconfig or set KUBECONFIG once the cluster is up)")
+            return []
+        try:
+            return self._plan(env, manifests)
+        except KubeError as exc:
+            raise UserError(f"kubernetes: the API server refused a read: {exc}",
+                            "check the kubeconfig's credentials and RBAC") from None
+        except OSError as exc:
+            return self._unreachable(exc)
+        except Exception as exc:  # urllib3's MaxRetryError and friends: the server is down
+            if type(exc).__module__.startswith("urllib3"):
+                return self._unreachable(exc)
+            raise
+        finally:
+            self.read_seconds = time.monotonic() - began
+
+    def _unreachable(self, exc: BaseException) -> list[Action]:
+        reason = str(getattr(exc, "reason", exc)).splitlines()[0][:200]
+        if self.required:
+            raise UserError(f"kubernetes: API server unreachable ({reason})",
+                            "check the kubeconfig's server and that the cluster is up") from None
+        self.notices.append(f"kubernetes: API server unreachable ({reason}); Kubernetes "
+                            "objects not planned")
+        return []
+
+    def _plan(self, env: Environment, manifests: list[Manifest]) -> list[Action]:
+        api = self._api()
+        crds = _crd_resources([m.obj for m in manifests])
+        actions: list[Action] = []
+        rendered: set[Ref] = set()
+        for item in manifests:
+            obj = item.obj
+            resource = api.resource(obj["apiVersion"], obj["kind"])
+            note = ""
+            if resource is None:
+                resource = crds.get((obj["apiVersion"], obj["kind"]))
+                if resource is None:
+                    raise UserError(f"{item.source}: the API server has no kind {obj['kind']} "
+                                    f"in {obj['apiVersion']}", "install its CRD or fix the "
+                                    "manifest's apiVersion")
+                note = "kind defined by a CRD in this render"
+            obj = _with_namespace(obj, resource)
+            ref = ref_of(obj)
+            rendered.add(ref)
+            live = None if note else api.get(resource, ref.namespace, ref.name)
+            action = self._compare(env, resource, obj, live, note)
+            if action is not None:
+                actions.append(action)
+        actions += self._prunes(env, api, manifests, rendered)
+        return actions
+
+    def _compare(self, env: Environment, resource: Resource, obj: Obj, live: Obj | None,
+                 note: str) -> Action | None:
+        ref = ref_of(obj)
+        markers = _has_marker(obj)
+        payload = {"object": obj, "resource": resource}
+        order = order_of(ref, resource.namespaced)
+        if live is None:
+            return Action("create", self.name, ref.kind, ref.label, WAVE_KUBERNETES,
+                          masked(flatten(desired_essence(obj)), ref.kind, markers),
+                          note=note, order=order, payload=payload)
+        if not owned_by(live, env):
+            self.conflicts.append(f"kubernetes: {ref.kind} {ref.label} exists without gen's "
+                                  f"owner labels for environment {env.name}; gen will not "
+                                  "take it over (delete or relabel it by hand)")
+            return None
+        filled = self._filled(obj) if markers else obj
+        items = diff(desired_essence(filled), live) + owned_but_not_rendered(live, filled)
+        if not items:
+            return None
+        changes = masked(items, ref.kind, markers)
+        forcing = forcing_field(ref.kind, items)
+        if forcing is not None:
+            return Action("replace", self.name, ref.kind, ref.label, WAVE_KUBERNETES, changes,
+                          forcing_field=forcing, destructive=ref.kind in DESTRUCTIVE_KINDS,
+                          note="the API server cannot change this field in place",
+                          order=order, payload=payload)
+        return Action("update", self.name, ref.kind, ref.label, WAVE_KUBERNETES, changes,
+                      order=order, payload=payload)
+
+    def _prunes(self, env: Environment, api: Api, manifests: list[Manifest],
+                rendered: set[Ref]) -> list[Action]:
+        kinds = {(m.ref.group, m.ref.kind) for m in manifests} | set(PRUNE_KINDS)
+        kinds |= _parent_kinds(api, [m.obj for m in manifests])
+        actions = []
+        for group, kind in sorted(kinds):
+            version = api.preferred(group)
+            resource = api.resource(version, kind) if version else None
+            if resource is None:
+                continue
+            for live in api.list(resource, selector(env)):
+                # Filtered here too: a label selector the server ignored must not widen
+                # what gen deletes.
+                ref = ref_of(live)
+                if not prunable(live, env) or ref in rendered:
+                    continue
+                actions.append(Action(
+                    "delete", self.name, kind, ref.label, WAVE_KUBERNETES,
+                    destructive=kind in DESTRUCTIVE_KINDS,
+                    order=order_of(ref, resource.namespaced),
+                    note="owned by gen, no longer rendered",
+                    payload={"resource": resource, "namespace": ref.namespace,
+                             "name": ref.name}))
+        return actions
+
+    # -- apply ----------------------------------------------------------------------------
+
+    def apply(self, action: Action) -> None:
+        api = self._api()
+        resource: Resource = action.payload["resource"]
+        if action.op == "delete":
+            api.delete(resource, action.payload["namespace"], action.payload["name"])
+            return
+        obj = self._filled(action.payload["object"])
+        meta = obj["metadata"]
+        if action.op == "replace":
+            api.delete(resource, meta.get("namespace", ""), meta["name"])
+            self._gone(api, resource, meta.get("namespace", ""), meta["name"])
+        self._apply(api, resource, obj, bool(action.note))
+        if self.wait and obj["kind"] == "Deployment" and group_of(obj["apiVersion"]) == "apps":
+            self._wait_deployment(api, resource, meta["namespace"], meta["name"])
+
+    def _apply(self, api: Api, resource: Resource, obj: Obj, custom: bool) -> None:
+        deadline = time.monotonic() + (self.wait_timeout if custom else 0)
+        while True:
+            try:
+                api.apply(resource, obj)
+                return
+            except KubeError as exc:
+                # A custom resource right after its CRD: the API needs a moment to serve it.
+                if exc.status != 404 or time.monotonic() >= deadline:
+                    raise
+                time.sleep(1)
+
+    def _gone(self, api: Api, resource: Resource, namespace: str, name: str) -> None:
+        deadline = time.monotonic() + self.wait_timeout
+        while api.get(resource, namespace, name) is not None:
+            if time.monotonic() >= deadline:
+                raise UserError(f"kubernetes: {resource.kind} {namespace}/{name} was not "
+                                f"deleted within {self.wait_timeout:.0f}s (finalizers?)",
+                                "check its finalizers, then converge again")
+            time.sleep(0.5)
+
+    def _wait_deployment(self, api: Api, resource: Resource, namespace: str, name: str) -> None:
+        """kubectl rollout status: observed, updated and available replicas all in."""
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            live = api.get(resource, namespace, name) or {}
+            if deployment_ready(live):
+                return
+            if time.monotonic() >= deadline:
+                status = live.get("status") or {}
+                raise UserError(
+                    f"kubernetes: Deployment {namespace}/{name} not available after "
+                    f"{self.wait_timeout:.0f}s ({status.get('availableReplicas', 0)} of "
+                    f"{(live.get('spec') or {}).get('replicas', 1)} replicas available)",
+                    "look at its pods (kubectl describe), or converge with --no-wait")
+            time.sleep(min(2.0, max(0.1, self.wait_timeout / 50)))
+
+    def _filled(self, obj: Obj) -> Obj:
+        """Secret markers replaced by values read on this machine (the API client's host)."""
+        if not _has_marker(obj):
+            return obj
+        return _fill(obj, self.secrets)
+
+
+def deployment_ready(live: Obj) -> bool:
+    meta, spec, status = (live.get(k) or {} for k in ("metadata", "spec", "status"))
+    want = spec.get("replicas", 1)
+    if "generation" in meta and status.get("observedGeneration", -1) < meta["generation"]:
+        return False
+    return bool(status.get("updatedReplicas", 0) >= want and
+                status.get("availableReplicas", 0) >= want and
+                status.get("replicas", 0) <= want)
+
+
+def _fill(value: Any, secrets: dict[str, SecretRef]) -> Any:
+    if isinstance(value, dict):
+        return {k: _fill(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, secrets) for v in value]
+    if isinstance(value, str):
+        return MARKER.sub(lambda m: _secret_value(m.group(1), secrets), value)
+    return value
+
+
+def _secret_value(name: str, secrets: dict[str, SecretRef]) -> str:
+    ref = secrets.get(name)
+    if ref is None:
+        raise UserError(f"kubernetes: a manifest refers to secret '{name}', which the "
+                        "environment does not declare", "add it under secrets:")
+    if ref.source == "env":
+        value = os.environ.get(ref.ref)
+        if value is None:
+            raise UserError(f"secret '{name}' is not available (environment variable "
+                            f"{ref.ref} is missing)", "export it before plan/converge")
+        return value
+    try:
+        return Path(ref.ref).expanduser().read_text(encoding="utf-8").rstrip("\n")
+    except OSError:
+        raise UserError(f"secret '{name}' is not available (file {ref.ref} is missing)",
+                        "create it before plan/converge") from None
+
+
+def _with_namespace(obj: Obj, resource: Resource) -> Obj:
+    """Namespaced objects without a namespace go to `default` (kubectl would use the
+    context's namespace; a render must not depend on who runs it)."""
+    if resource.namespaced and not obj["metadata"].get("namespace"):
+        return {**obj, "metadata": {**obj["metadata"], "namespace": "default"}}
+    return obj
+
+
+def _crd_resources(objs: list[Obj]) -> dict[tuple[str, str], Resource]:
+    """Kinds the render's own CRDs define: unknown to the server until the CRD is applied."""
+    out = {}
+    for obj in objs:
+        if obj.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = obj.get("spec") or {}
+        names = spec.get("names") or {}
+        for version in spec.get("versions") or []:
+            api_version = f"{spec.get('group')}/{version.get('name')}"
+            out[(api_version, names.get("kind"))] = Resource(
+                api_version, str(names.get("kind")), str(names.get("plural")),
+                spec.get("scope") == "Namespaced")
+    return out
+
+
+def _parent_kinds(api: Api, objs: list[Obj]) -> set[tuple[str, str]]:
+    """The group-kinds the live ApplySet parent recorded on the previous converge."""
+    from generator.families.kubernetes import APPLYSET_ID
+
+    kinds: set[tuple[str, str]] = set()
+    for obj in objs:
+        if APPLYSET_ID not in (obj["metadata"].get("labels") or {}):
+            continue
+        resource = api.resource("v1", "ConfigMap")
+        live = api.get(resource, obj["metadata"].get("namespace", ""),
+                       obj["metadata"]["name"]) if resource else None
+        note = ((live or {}).get("metadata", {}).get("annotations") or {}).get(
+            "applyset.kubernetes.io/contains-group-kinds", "")
+        for entry in filter(None, note.split(",")):
+            kind, _, group = entry.partition(".")
+            kinds.add((group, kind))
+    return kinds
+
+
+def kubernetes_provider(settings: Any) -> KubernetesProvider:
+    """Factory for plan.PROVIDERS; kubeconfig, context and waiting from Settings.options."""
+    kubeconfig = settings.option("kubeconfig")
+    return KubernetesProvider(
+        kubeconfig=kubeconfig, context=settings.option("kube_context"),
+        wait=bool(settings.option("kube_wait", False)),
+        wait_timeout=float(settings.option("kube_wait_timeout", 300.0)),
+        required=bool(kubeconfig) or "kubernetes" in tuple(settings.providers or ()))
