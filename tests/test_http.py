@@ -49,10 +49,14 @@ def test_manifest_lists_artifacts_and_ignition() -> None:
     nodes = ["bootstrap", "master0", "master1", "master2", "worker0", "worker1"]
     assert {p for p in files if p.startswith("ignition/")} == {
         *(f"ignition/{n}.ign" for n in nodes),
-        "ignition/bootstrap.ign", "ignition/master.ign", "ignition/worker.ign"}
+        "ignition/roles/bootstrap.ign", "ignition/roles/master.ign",
+        "ignition/roles/worker.ign"}
     assert files["ignition/master0.ign"] == {
         "path": "clusters/ocp4/ignition/master0.ign", "source": "rendered"}
-    assert files["ignition/master.ign"] == {"role": "master", "source": "openshift-install"}
+    assert files["ignition/roles/master.ign"] == {"role": "master",
+                                                  "source": "openshift-install"}
+    assert files["ignition/bootstrap.ign"] == {  # the node, not the role (same name in lab A)
+        "path": "clusters/ocp4/ignition/bootstrap.ign", "source": "rendered"}
 
 
 def test_manifest_carries_pinned_sha256() -> None:

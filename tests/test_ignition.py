@@ -118,7 +118,7 @@ def test_merge_points_at_the_role_config_on_the_helper(lab_ignition: dict[str, b
         config = json.loads(lab_ignition[name])
         assert config["ignition"]["version"] == "3.3.0"
         assert config["ignition"]["config"]["merge"] == [
-            {"source": f"http://192.168.20.111:8080/ignition/{role}.ign"}]
+            {"source": f"http://192.168.20.111:8080/ignition/roles/{role}.ign"}]
 
 
 def test_merge_carries_sha512_when_the_lock_knows_the_role_config(

@@ -39,8 +39,12 @@ def ignition_url(env: Environment, node: Node) -> str:
 
 
 def role_ignition_url(env: Environment, role: str) -> str:
-    """The role config `openshift-install create ignition-configs` produced."""
-    return f"{http_base(env)}/ignition/{role}.ign"
+    """The role config `openshift-install create ignition-configs` produced.
+
+    Under `roles/`, apart from the per-node files: lab A's bootstrap node is named
+    `bootstrap`, and its own `bootstrap.ign` must not be (nor merge) the role's.
+    """
+    return f"{http_base(env)}/ignition/roles/{role}.ign"
 
 
 def install_url(env: Environment, artifact: OsArtifact) -> str:

@@ -9,8 +9,8 @@ Two files under `hosts/<http host>/http/`:
   (SERVER_ROOT on the helper), and tests do the same with a temporary directory.
 - `manifest.json`: what must be present under the document root before nodes boot:
   every OS artifact under `install/<name>` (with its sha256 when the lock pins it) and the
-  Ignition files under `ignition/` (per node, rendered by the ignition family; per role,
-  written by `openshift-install create ignition-configs` at converge).
+  Ignition files under `ignition/` (per node, rendered by the ignition family; per role
+  under `ignition/roles/`, written by `openshift-install create ignition-configs`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from generator.tree import Tree, canonical_json, lines
 
 SERVER_ROOT = "/var/lib/gen/http"
 DOCUMENT_ROOT = "htdocs"  # relative to the ServerRoot
-DIRECTORIES = ("htdocs/install", "htdocs/ignition", "logs", "run")
+DIRECTORIES = ("htdocs/install", "htdocs/ignition", "htdocs/ignition/roles", "logs", "run")
 MODULE_DIR = "/usr/lib/apache2/modules"
 MODULES = (("mpm_event", "mod_mpm_event.so"), ("authz_core", "mod_authz_core.so"),
            ("mime", "mod_mime.so"), ("dir", "mod_dir.so"))
@@ -98,7 +98,7 @@ def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
         files[f"ignition/{node.name}.ign"] = {
             "source": "rendered", "path": f"clusters/{env.cluster.name}/ignition/{node.name}.ign"}
     for role in sorted({n.role for n in ignition_nodes(env)}):
-        files[f"ignition/{role}.ign"] = {"source": "openshift-install", "role": role}
+        files[f"ignition/roles/{role}.ign"] = {"source": "openshift-install", "role": role}
     return {"serverRoot": SERVER_ROOT, "documentRoot": DOCUMENT_ROOT,
             "port": env.services.http.port if env.services.http else None,
             "baseUrl": common.http_base(env),

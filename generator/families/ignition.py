@@ -3,7 +3,7 @@
 OpenShift/OKD nodes that PXE-boot fetch `clusters/<c>/ignition/<node>.ign` from the helper
 (`coreos.inst.ignition_url`). That small per-node config carries only what differs per node
 and merges the role config that `openshift-install create ignition-configs` produced
-(`/ignition/<role>.ign` on the helper), pinned by sha512 when the lock knows its content.
+(`/ignition/roles/<role>.ign` on the helper), pinned by sha512 when the lock knows its content.
 
 SSH keys are secret references: the rendered config carries `SecretRef.marker()` in
 `passwd.users[core].sshAuthorizedKeys`; converge fills the value in on the helper before it

@@ -169,6 +169,11 @@ def seed_cdrom(node: Node, hv: Hypervisor) -> ET.Element:
     return disk
 
 
+def serial_log(name: str) -> str:
+    """Where the hypervisor's virtlogd writes the domain's serial console."""
+    return f"/var/log/libvirt/qemu/{name}-serial.log"
+
+
 def _devices(devices: ET.Element, node: Node) -> None:
     for index, disk in enumerate(node.disks):
         element = _sub(devices, "disk", type="volume", device="disk")
@@ -182,5 +187,8 @@ def _devices(devices: ET.Element, node: Node) -> None:
         _sub(element, "model", type="virtio")
     serial = _sub(devices, "serial", type="pty")
     _sub(serial, "target", port="0")
+    # virtlogd keeps the serial console in a file: an installer's boot (firmware, loader,
+    # kernel) can be read after the fact, by a person or by tests/e2e.
+    _sub(serial, "log", file=serial_log(node.name))
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
