@@ -162,9 +162,12 @@ def plan(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[str, .
               help="Seconds after which another converge's lock counts as abandoned.")
 @click.option("--lock-wait", type=float, default=0, show_default=True,
               help="Seconds to wait for another converge of ENV to finish.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when changes were applied (0: nothing to do).")
 def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...],
              start: str, providers: tuple[str, ...], verbose: bool, fmt: str, auto_approve: bool,
-             state_dir: Path | None, lock_timeout: float, lock_wait: float) -> None:
+             state_dir: Path | None, lock_timeout: float, lock_wait: float,
+             detailed_exitcode: bool) -> None:
     """Make the live hosts match the locked render of ENV, in waves.
 
     Shows the plan, asks for confirmation (type `yes`) unless --auto-approve, then applies
@@ -214,6 +217,8 @@ def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[st
                                for p in result.providers.values()), 4)}},
          f"Apply complete. {summary_line(result)[6:]} "
          f"({total:.2f}s: plan {planned - began:.2f}s, apply {live:.2f}s)")
+    if detailed_exitcode:
+        sys.exit(EXIT_CHANGES)
 
 
 def _stderr(line: str) -> None:
