@@ -244,12 +244,11 @@ def test_pxe_node_on_kubeadm_without_boot_services(repo: Path) -> None:
     assert "PXE nodes need an OS artifact of kind kernel" in text
 
 
-def test_pxe_needs_the_rootfs_artifact(repo: Path) -> None:
-    edit_env(repo, "    rhcos-live-rootfs:\n      stream: {file: rhcos-4.16.json, "
-             "artifact: rootfs}\n", "")
+def test_image_mode_needs_a_metal_image_artifact(repo: Path) -> None:
+    edit_env(repo, "  nfs:\n", "  pxe:\n    rootfs: image\n  nfs:\n")
     code, errors = render_errors(repo)
     assert code == 1
-    assert len(errors) == 1 and "PXE nodes need an OS artifact of kind rootfs" in errors[0]
+    assert len(errors) == 1 and "PXE nodes need an OS artifact of kind disk" in errors[0], errors
 
 
 def test_bare_metal_pxe_node_needs_a_mac(repo: Path) -> None:
