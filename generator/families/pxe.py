@@ -106,6 +106,7 @@ def nameservers(env: Environment, node: Node) -> tuple[str, ...]:
 
 def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str, ...]:
     """The CoreOS installer's kernel command line for one node, initrd= excluded."""
+    rootfs: tuple[str, ...]
     if service.rootfs == "live":
         rootfs = (f"coreos.live.rootfs_url={common.install_url(env, artifact(env, 'rootfs'))}",)
     else:
