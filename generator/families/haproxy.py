@@ -84,7 +84,7 @@ def _global() -> list[str]:
     # Logs go to stdout: the journal under systemd, the terminal in the foreground.
     return ["global",
             "    log stdout format raw local0 info",
-            "    maxconn 4096",  # fits the default open-files limit (1024 soft is raised)
+            "    maxconn 4096",  # needs ~2 fds per connection; must fit the hard open-files limit
             "    user haproxy",
             "    group haproxy",
             ""]
