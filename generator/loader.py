@@ -28,7 +28,12 @@ def format_path(path: FieldPath) -> str:
     """`("nodes", 2, "nics", 0, "mac")` -> `nodes[2].nics[0].mac`."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part.isprintable() or not part or any(c in part for c in " '\"[]"):
+            text += f"[{part!r}]"  # odd keys quoted, so a message stays one readable line
+        else:
+            text += f".{part}" if text else part
     return text
 
 
@@ -126,7 +131,7 @@ class _Composer:
         for key_node, value_node in node.value:
             key = str(self._scalar(key_node)) if isinstance(key_node, ScalarNode) else "?"
             if key in result:
-                self._problem(key_node, path + (key,), f"duplicate key '{key}'",
+                self._problem(key_node, path + (key,), f"duplicate key {key!r}",
                               "keep one of the two entries")
             result[key] = self.build(value_node, path + (key,))
         return result
@@ -240,8 +245,9 @@ def apply_role_defaults(doc: Document) -> None:
     if not isinstance(roles, dict) or not isinstance(nodes, list):
         return
     for index, node in enumerate(nodes):
-        defaults = roles.get(node.get("role")) if isinstance(node, dict) else None
-        if not isinstance(defaults, dict) or not isinstance(node.get("role"), str):
+        role = node.get("role") if isinstance(node, dict) else None
+        defaults = roles.get(role) if isinstance(role, str) else None  # the schema reports it
+        if not isinstance(defaults, dict):
             continue
         for key, value in defaults.items():
             if key not in node:

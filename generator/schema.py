@@ -88,7 +88,7 @@ def schema_problems(doc: Document) -> list[Problem]:
 def _unknown_key(path: FieldPath, key: str, allowed: Any) -> tuple[FieldPath, str, str]:
     close = difflib.get_close_matches(key, sorted(allowed), n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(sorted(allowed))}"
-    return path + (key,), f"unknown key '{key}'", hint
+    return path + (key,), f"unknown key {key!r}", hint
 
 
 def _role_hint(doc: Document, path: FieldPath, message: str, hint: str) -> str:
@@ -101,7 +101,8 @@ def _role_hint(doc: Document, path: FieldPath, message: str, hint: str) -> str:
     nodes = doc.data.get("nodes")
     node = nodes[path[1]] if isinstance(nodes, list) and isinstance(path[1], int) else None
     role = node.get("role") if isinstance(node, dict) else None
-    if not isinstance(role, str):
+    roles = load_schema()["$defs"].get("node", {}).get("properties", {}).get("role", {})
+    if not isinstance(role, str) or role not in roles.get("enum", ()):
         return hint
     return f"add it, or give role '{role}' a default under roles in the blueprint"
 

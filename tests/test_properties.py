@@ -1,0 +1,185 @@
+"""Property: any mutation of lab A's env.yaml either renders or fails cleanly.
+
+Hypothesis replaces, deletes and retypes values at random paths (1-3 mutations per
+example), writes the result into a scratch repo, and runs the real CLI entry point
+(`generator.cli.main`) in-process for speed. A clean failure is exit 1 with one-line
+messages and nothing written; exit 70 (an internal error) or a traceback fails the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from generator.cli import main
+from generator.errors import GenError
+from generator.pipeline import render_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE = ROOT / "environments" / "lab" / "env.yaml"
+BASE: dict[str, Any] = YAML(typ="safe", pure=True).load(ENV_FILE.read_text())
+
+# Values that are valid somewhere in the document, so mutations reach the semantic checks
+# and the renderers, not only the schema.
+INTERESTING = ["../x", "a/b", "", ".", "lan", "hv1", "master0", "helper", "worker",
+               "bootstrap", "192.168.20.5", "192.168.20.0", "192.168.20.255", "10.0.0.0/8",
+               "192.168.20.0/24", "52:54:00:00:00:01", "01:00:5e:00:00:01", "1GiB", "0MiB",
+               "uefi", "bios", "pxe", "image", "kubeadm", "okd", "openshift", "nat",
+               "isolated", "bind", "dnsmasq", "kea", "isc", "x" * 70, "ünïcode", "a b",
+               {"env": "X"}, {"file": "/x"}, {"network": "lan"}, 0, -1, 1, 3, 4096, 2**63]
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+                    st.sampled_from(INTERESTING))
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=6)
+
+
+def all_paths(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    paths = [path] if path else []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            paths += all_paths(value, path + (key,))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            paths += all_paths(value, path + (index,))
+    return paths
+
+
+def mutate(data: Any, path: tuple[Any, ...], op: str, value: Any) -> None:
+    parent = data
+    for part in path[:-1]:
+        parent = parent[part]
+    last = path[-1]
+    if op == "delete":
+        del parent[last]
+    elif op == "wrap":
+        parent[last] = [parent[last]]
+    elif op == "stringify":
+        parent[last] = str(parent[last])
+    else:
+        parent[last] = value
+
+
+@st.composite
+def mutated_documents(draw: st.DrawFn) -> Any:
+    import copy
+
+    data = copy.deepcopy(BASE)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = all_paths(data)
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        op = draw(st.sampled_from(["replace", "replace", "delete", "wrap", "stringify"]))
+        mutate(data, path, op, draw(VALUES) if op == "replace" else None)
+    return data
+
+
+def dump(data: Any) -> str:
+    stream = io.StringIO()
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.dump(data, stream)
+    return stream.getvalue()
+
+
+def run_cli(repo: Path, argv: list[str]) -> tuple[int, str]:
+    """`gen ARGV` in-process from `repo`; returns (exit code, stderr)."""
+    err, out = io.StringIO(), io.StringIO()
+    cwd = Path.cwd()
+    os.chdir(repo)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            else:
+                code = 0
+    finally:
+        os.chdir(cwd)
+    return code, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("props")
+    for name in ("environments", "blueprints"):
+        shutil.copytree(ROOT / name, root / name)
+    return root
+
+
+def traceback_of(repo: Path) -> str:
+    """Re-run with GEN_DEBUG=1 so a failure shows where the internal error came from."""
+    import traceback
+
+    os.environ["GEN_DEBUG"] = "1"
+    try:
+        run_cli(repo, ["validate", "env/lab"])
+    except Exception:  # noqa: BLE001 - we want exactly the traceback gen hid
+        return traceback.format_exc()
+    finally:
+        os.environ.pop("GEN_DEBUG", None)
+    return ""
+
+
+def check_clean(repo: Path, text: str) -> None:
+    """`gen validate` through the real entry point; when valid, render in memory too."""
+    (repo / "environments" / "lab" / "env.yaml").write_text(text)
+    os.environ.pop("GEN_DEBUG", None)
+    code, err = run_cli(repo, ["validate", "env/lab"])
+    assert code in (0, 1), f"exit {code} for env.yaml:\n{text}\n{err}\n{traceback_of(repo)}"
+    assert "Traceback" not in err, err
+    if code == 1:
+        lines = err.splitlines()
+        assert lines, "exit 1 without a message"
+        for line in lines:
+            assert line.strip() == line and line, f"malformed message line {line!r}"
+            assert line.startswith(("environments/", "blueprints/", "warning: ")), line
+        return
+    # Valid: every family must render it (writing files is the writer's business, tested
+    # in test_writer.py; skipping it keeps 200 examples fast).
+    try:
+        render_environment("env/lab", cwd=repo)
+    except GenError as exc:  # a late user error is fine if it is a clean one
+        assert exc.exit_code == 1 and all("\n" not in line for line in exc.lines()), exc
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mutated_documents())
+def test_mutated_environment_renders_or_fails_cleanly(scratch: Path, data: Any) -> None:
+    check_clean(scratch, dump(data))
+
+
+def test_unmutated_base_renders(scratch: Path) -> None:
+    """The dumped base document is valid, so the property above really exercises rendering."""
+    (scratch / "environments" / "lab" / "env.yaml").write_text(ENV_FILE.read_text())
+    code, err = run_cli(scratch, ["validate", "env/lab"])
+    assert code == 0, err
+    (scratch / "environments" / "lab" / "env.yaml").write_text(dump(BASE))
+    code, err = run_cli(scratch, ["render", "env/lab", "--out", str(scratch / "base-out")])
+    assert code == 0, err
+    assert any((scratch / "base-out").rglob("*.xml"))
+
+
+def test_unreadable_blueprint_is_a_clean_error(scratch: Path) -> None:
+    """A blueprint that is not UTF-8 is a one-line user error, not an internal one."""
+    broken = scratch / "blueprints" / "openshift-upi" / "blueprint.yaml"
+    saved = broken.read_bytes()
+    broken.write_bytes(b"\xff\xfe not utf-8")
+    try:
+        code, err = run_cli(scratch, ["validate", "env/lab"])
+    finally:
+        broken.write_bytes(saved)
+    assert code == 1 and "cannot read" in err and "Traceback" not in err
