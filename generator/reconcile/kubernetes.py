@@ -251,6 +251,9 @@ def _check_maps(value: Any, where: str) -> Any:
     if isinstance(value, list):
         raise UserError(f"{where}: patches that touch lists are not supported",
                         "patch map fields only (e.g. ConfigMap data)")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_maps(item, where)
     return value
 
 
