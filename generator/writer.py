@@ -95,6 +95,7 @@ def write_tree(out: Path, tree: Tree, env_name: str) -> Changes:
     marker = out / MARKER
     if not marker.is_file() or marker.read_text() != env_name + "\n":
         marker.write_text(env_name + "\n")
+        marker.chmod(0o644)  # like every rendered file: the same mode whatever the umask
     _fsync_dir(out)
     return changes
 
