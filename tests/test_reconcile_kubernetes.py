@@ -368,6 +368,25 @@ def test_immutable_field_change_is_a_replace_naming_the_field(kube: Kube,
     assert build_plan(desired, settings(kube.kubeconfig)).empty
 
 
+def test_cli_plan_converge_replan(kube: Kube, repo: Path, tmp_path: Path) -> None:
+    from tests.clirun import gen
+
+    flags = ("--provider", "kubernetes", "--kubeconfig", str(kube.kubeconfig))
+    first = gen("plan", "env/k8s-lab", *flags, "--detailed-exitcode", cwd=repo)
+    assert first.code == 2, first.err
+    assert "Wave 50: Kubernetes objects" in first.out
+    assert "Plan: 21 to add, 0 to change, 0 to replace, 0 to destroy." in first.out
+    done = gen("converge", "env/k8s-lab", *flags, "--auto-approve", "--state-dir",
+               str(tmp_path / "state"), "--wait-timeout", "5", cwd=repo)
+    assert done.code == 0, done.err
+    assert "[21/21] + kubernetes" in done.err and "Apply complete." in done.out
+    again = gen("plan", "env/k8s-lab", *flags, "--detailed-exitcode", "--format", "json",
+                cwd=repo)
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["summary"] == {"add": 0, "change": 0, "replace": 0,
+                                                "destroy": 0}
+
+
 # --- secrets, waiting, reachability ------------------------------------------------------------
 
 def _secret_tree(desired: Desired) -> Desired:

@@ -42,6 +42,33 @@ _FILES_OPTIONS = [
 ]
 
 
+def _remember_kube(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta[f"kube:{param.name}"] = value
+    return value
+
+
+_KUBE_OPTIONS = [
+    click.option("--kubeconfig", "kubeconfig", type=click.Path(dir_okay=False),
+                 expose_value=False, callback=_remember_kube,
+                 help="kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config). "
+                      "Without one, Kubernetes objects are skipped with a note."),
+    click.option("--context", "kube_context", expose_value=False, callback=_remember_kube,
+                 help="kubeconfig context to use (default: its current-context)."),
+    click.option("--wait/--no-wait", "kube_wait", default=False, show_default=True,
+                 expose_value=False, callback=_remember_kube,
+                 help="After applying a Deployment, wait until it is available."),
+    click.option("--wait-timeout", "kube_wait_timeout", type=float, default=300,
+                 show_default=True, expose_value=False, callback=_remember_kube,
+                 help="Seconds --wait allows each Deployment."),
+]
+
+
+def _kube_options() -> tuple[tuple[str, Any], ...]:
+    meta = click.get_current_context().meta
+    return tuple((key, meta.get(f"kube:{key}")) for key in
+                 ("kubeconfig", "kube_context", "kube_wait", "kube_wait_timeout"))
+
+
 def _pairs(items: tuple[str, ...], flag: str, example: str) -> dict[str, str]:
     out = {}
     for item in items:
@@ -98,6 +125,7 @@ def _common(func: Any) -> Any:
         click.option("--verbose", "-v", is_flag=True,
                      help="List every field of objects to create, too."),
         *_FILES_OPTIONS,
+        *_KUBE_OPTIONS,
         FORMAT,
     ]
     for option in reversed(options):
@@ -120,7 +148,8 @@ def _settings(prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...], 
         () if start == "none" else (r.strip() for r in start.split(",") if r.strip()))
     env = click.get_current_context().params["env"]
     return Settings(prune=prune, allow_destroy=allow_destroy, uri_overrides=tuple(pairs),
-                    start_roles=roles, providers=providers, options=_files_options(env))
+                    start_roles=roles, providers=providers,
+                    options=_files_options(env) + _kube_options())
 
 
 @click.command()

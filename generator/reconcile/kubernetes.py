@@ -886,5 +886,5 @@ def kubernetes_provider(settings: Any) -> KubernetesProvider:
     return KubernetesProvider(
         kubeconfig=kubeconfig, context=settings.option("kube_context"),
         wait=bool(settings.option("kube_wait", False)),
-        wait_timeout=float(settings.option("kube_wait_timeout", 300.0)),
+        wait_timeout=float(settings.option("kube_wait_timeout") or 300.0),
         required=bool(kubeconfig) or "kubernetes" in tuple(settings.providers or ()))
