@@ -84,7 +84,16 @@ def write_tree(out: Path, tree: Tree, env_name: str) -> Changes:
     guard_output(out, env_name)
     changes = compare(read_tree(out), tree)
     out.mkdir(parents=True, exist_ok=True)
-    staged = [(_stage(out / p, tree[p]), out / p) for p in changes.added + changes.changed]
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path in changes.added + changes.changed:
+            staged.append((_stage(out / path, tree[path]), out / path))
+    except OSError as exc:  # nothing was renamed yet: drop the temporaries, keep the old tree
+        failed = (out / path).with_name(f".{(out / path).name}.gen-tmp")
+        for temp in [t for t, _ in staged] + ([failed] if failed.is_file() else []):
+            temp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {out / path}: {exc.strerror or exc}",
+                        "check the output directory (permissions, free space)") from None
     if staged:
         _syncfs(out)
     for temp, final in staged:
