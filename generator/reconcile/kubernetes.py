@@ -52,9 +52,10 @@ ORDER_FIRST, ORDER_CLUSTER, ORDER_NAMESPACED = 0, 1, 2
 FIRST_KINDS = {("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
 # Kinds looked at for pruning besides the rendered ones and the live ApplySet parent's
 # `contains-group-kinds`: so an owned object of a kind dropped from the render is still found
-# after an interrupted converge updated the parent (kubectl's former prune allowlist + RBAC).
+# after an interrupted converge updated the parent (kubectl's former prune allowlist + RBAC,
+# without Endpoints: the endpoints controller copies a Service's labels onto them).
 PRUNE_KINDS = (
-    ("", "ConfigMap"), ("", "Endpoints"), ("", "Namespace"), ("", "PersistentVolumeClaim"),
+    ("", "ConfigMap"), ("", "Namespace"), ("", "PersistentVolumeClaim"),
     ("", "PersistentVolume"), ("", "Pod"), ("", "ReplicationController"), ("", "Secret"),
     ("", "Service"), ("", "ServiceAccount"), ("batch", "Job"), ("batch", "CronJob"),
     ("networking.k8s.io", "Ingress"), ("networking.k8s.io", "IngressClass"),
@@ -700,7 +701,10 @@ class KubernetesProvider:
                                   "take it over (delete or relabel it by hand)")
             return None
         filled = self._filled(obj) if markers else obj
-        items = diff(desired_essence(filled), live) + owned_but_not_rendered(live, filled)
+        essence = desired_essence(filled)
+        # Ownership is checked against both spellings of a Secret's values (stringData as
+        # applied, data as stored), whichever the server recorded in managedFields.
+        items = diff(essence, live) + owned_but_not_rendered(live, {**filled, **essence})
         if not items:
             return None
         changes = masked(items, ref.kind, markers)
