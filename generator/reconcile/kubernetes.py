@@ -82,9 +82,10 @@ DESTRUCTIVE_KINDS = {"PersistentVolumeClaim", "PersistentVolume", "Namespace"}
 # Quantities the server canonicalizes ("0.5" -> "500m"): compared by value under these keys.
 _QUANTITY_PARENTS = {"requests", "limits", "capacity", "hard", "allocatable"}
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
-_SUFFIX = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-           "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3,
-           "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_SUFFIX: dict[str | None, int | Decimal] = {
+    None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3,
+    "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 _KUSTOMIZE_KEYS = {"apiVersion", "kind", "resources", "labels", "patches"}
 
 
@@ -180,7 +181,7 @@ def _kustomize(tree: Tree, directory: str, stack: tuple[str, ...]) -> list[Manif
 
 
 def _load_yaml(content: bytes, source: str) -> list[Any]:
-    import yaml  # PyYAML (YAML 1.1, as Go's sigs.k8s.io/yaml reads manifests)
+    import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML: YAML 1.1, as Go reads
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
@@ -587,7 +588,8 @@ def connect(kubeconfig: str | None, context: str | None) -> Api:
     from kubernetes import config  # heavy: only when a plan touches a cluster
 
     try:
-        client = config.new_client_from_config(config_file=kubeconfig, context=context)
+        client = config.new_client_from_config(  # type: ignore[no-untyped-call,unused-ignore]
+            config_file=kubeconfig, context=context)
     except (config.ConfigException, OSError, TypeError) as exc:
         raise UserError(f"kubernetes: cannot load kubeconfig ({exc})",
                         "pass --kubeconfig PATH or set KUBECONFIG") from None
@@ -737,7 +739,9 @@ class KubernetesProvider:
                     "delete", self.name, kind, ref.label, WAVE_KUBERNETES,
                     destructive=kind in DESTRUCTIVE_KINDS,
                     order=order_of(ref, resource.namespaced),
-                    note="owned by gen, no longer rendered",
+                    note="owned by gen, no longer rendered" + (
+                        "; deleting a Namespace deletes every object in it"
+                        if (group, kind) == ("", "Namespace") else ""),
                     payload={"resource": resource, "namespace": ref.namespace,
                              "name": ref.name}))
         return actions
@@ -800,7 +804,8 @@ class KubernetesProvider:
         """Secret markers replaced by values read on this machine (the API client's host)."""
         if not _has_marker(obj):
             return obj
-        return _fill(obj, self.secrets)
+        filled: Obj = _fill(obj, self.secrets)
+        return filled
 
 
 def deployment_ready(live: Obj) -> bool:
@@ -859,7 +864,7 @@ def _crd_resources(objs: list[Obj]) -> dict[tuple[str, str], Resource]:
         names = spec.get("names") or {}
         for version in spec.get("versions") or []:
             api_version = f"{spec.get('group')}/{version.get('name')}"
-            out[(api_version, names.get("kind"))] = Resource(
+            out[(api_version, str(names.get("kind")))] = Resource(
                 api_version, str(names.get("kind")), str(names.get("plural")),
                 spec.get("scope") == "Namespaced")
     return out
