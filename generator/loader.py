@@ -78,12 +78,17 @@ class _PlainResolver(yaml.resolver.BaseResolver):
         return str(super().resolve(kind, value, implicit))
 
 
-if getattr(yaml, "CParser", None) is not None:
-    class _Reader(yaml.CParser, _PlainResolver):  # type: ignore[misc,name-defined]
+try:
+    from yaml.cyaml import CParser as _CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _CParser = None
+
+if _CParser is not None:
+    class _Reader(_CParser, _PlainResolver):  # type: ignore[misc]
         """libyaml parser + composer; no constructor."""
 
         def __init__(self, text: str) -> None:
-            yaml.CParser.__init__(self, text)  # type: ignore[attr-defined]
+            _CParser.__init__(self, text)
             _PlainResolver.__init__(self)
 else:  # pragma: no cover - PyYAML built without libyaml: same result, slower
     class _Reader(yaml.reader.Reader, yaml.scanner.Scanner,  # type: ignore[no-redef]
