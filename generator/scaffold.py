@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from ipaddress import IPv4Network, ip_network
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def _int(answers: dict[str, Any], key: str) -> int:
 def plan_nodes(blueprint: str, answers: dict[str, Any]) -> tuple[list[dict[str, str]], str]:
     """(nodes with name/role/ip, gateway) from the answers; refuses a subnet too small."""
     try:
-        subnet: IPv4Network = ip_network(str(answers.get("subnet")))
+        subnet = IPv4Network(str(answers.get("subnet")))
     except ValueError:
         raise UserError(f"answer subnet: '{answers.get('subnet')}' is not an IPv4 CIDR",
                         "write it like 192.168.20.0/24") from None
@@ -84,7 +84,7 @@ def _vip(values: dict[str, Any], nodes: list[dict[str, str]]) -> str:
     """kolla's internal VIP: host number `internal_vip_host` of the subnet, if asked for."""
     if "internal_vip_host" not in values:
         return ""
-    hosts = list(ip_network(str(values["subnet"])).hosts())
+    hosts = list(IPv4Network(str(values["subnet"])).hosts())
     number = _int(values, "internal_vip_host")
     if not 1 <= number <= len(hosts):
         raise UserError(f"answer internal_vip_host: {number} is outside the subnet's "

@@ -322,12 +322,12 @@ def reservations(change: FileChange, content: bytes) -> dict[str, Any]:
                                 "ip": ip.group(1) if ip else None}
     for _key, value in dnsmasq_lines(text, ("dhcp-host",)):
         parts = value.split(",")
-        mac = next((p for p in parts if MAC_RE.match(p)), None)
-        ip = next((p for p in parts if IP_RE.match(p)), None)
-        names = [p for p in parts if p not in (mac, ip)
+        mac_text = next((p for p in parts if MAC_RE.match(p)), None)
+        ip_text = next((p for p in parts if IP_RE.match(p)), None)
+        names = [p for p in parts if p not in (mac_text, ip_text)
                  and not p.startswith(("set:", "tag:", "id:"))
                  and not re.fullmatch(r"\d+[smhdw]?|infinite|ignore", p)]
-        out[names[0] if names else mac or value] = {"mac": mac, "ip": ip}
+        out[names[0] if names else mac_text or value] = {"mac": mac_text, "ip": ip_text}
     return out
 
 

@@ -69,7 +69,8 @@ def coreos_nodes(env: Environment) -> tuple[Node, ...]:
     return tuple(n for n in env.nodes if n.role in IGNITION_ROLES and n.boot == "pxe")
 
 
-def node_config(env: Environment, node: Node, pins: Any, spec: str = DEFAULT_SPEC) -> dict:
+def node_config(env: Environment, node: Node, pins: Any,
+                spec: str = DEFAULT_SPEC) -> dict[str, Any]:
     """One node's Ignition config as a dict, validated against gen's schema for `spec`."""
     config: dict[str, Any] = {
         "ignition": {"version": spec_row(spec).version,

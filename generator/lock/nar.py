@@ -25,7 +25,7 @@ _ZEROS = bytes(8)
 
 
 class _Sink(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
 
 def _str(sink: _Sink, data: bytes) -> None:
@@ -101,7 +101,7 @@ def nar_bytes(tree: Mapping[str, bytes]) -> bytes:
     chunks: list[bytes] = []
 
     class _List:
-        def update(self, data: bytes, /) -> None:
+        def update(self, data: bytes | memoryview, /) -> None:
             chunks.append(bytes(data))
 
     dump_tree(_List(), tree)

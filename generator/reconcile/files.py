@@ -34,7 +34,7 @@ from typing import Any
 
 from generator.errors import UserError
 from generator.model import Environment, SecretRef
-from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem
+from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
@@ -244,7 +244,7 @@ class FilesProvider:
                     sorted(managed.get("files", {}).items()) if p not in digests]
         if not changes:
             return None
-        op = "update" if managed or live else "create"
+        op: Op = "update" if managed or live else "create"
         return Action(op, self.name, "service", f"{host}/{service}", WAVE_SERVICES,
                       tuple(changes), note="checked, then reloaded",
                       payload={"host": host, "service": service, "desired": desired,
