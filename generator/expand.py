@@ -243,7 +243,9 @@ def _kubernetes(raw: dict[str, Any], artifacts: dict[str, Any]) -> m.Kubernetes:
 
 
 def _os_artifact(name: str, raw: dict[str, Any]) -> m.OsArtifact:
-    stream = raw.get("stream", {})
+    # A direct `url` (a mirror, a local artifact server) replaces the stream, also one the
+    # entry inherits from the blueprint: merging keeps both keys, and the url is meant.
+    stream = {} if raw.get("url") else raw.get("stream", {})
     kind = raw.get("kind") or stream.get("artifact") or "image"
     return m.OsArtifact(name=name, kind=kind, url=raw.get("url"), sha256=raw.get("sha256"),
                         stream_url=stream.get("url"), stream_artifact=stream.get("artifact"),

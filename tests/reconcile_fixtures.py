@@ -73,9 +73,18 @@ libvirtd -d -p {base}/libvirtd.pid
 """
 
 
+class LibvirtdUri(str):
+    """The URI, which also names the daemon's network namespace and its private base dir
+    (`base/log` is its /var/log/libvirt, `base/lib` its /var/lib/libvirt)."""
+
+    netns: str
+    base: Path
+
+
 @contextlib.contextmanager
 def private_libvirtd() -> Iterator[str]:
-    """A libvirtd (qemu driver) of its own; yields a `qemu:///system?socket=...` URI.
+    """A libvirtd (qemu driver) of its own; yields a `qemu:///system?socket=...` URI
+    (a LibvirtdUri: also `.netns` and `.base`, for tests that wire guests to a bridge).
 
     DESIGN.md's recipe (virtlogd and libvirtd inside a lo-only netns, `user = "root"` in
     qemu.conf), made private so nothing is written outside a temp dir: the daemons run in a
@@ -104,7 +113,8 @@ def private_libvirtd() -> Iterator[str]:
                 ["sh", str(base / "start.sh")])], check=True, timeout=60)
             for daemon in ("virtlogd", "libvirtd"):
                 ns.track(_wait_pid(base / f"{daemon}.pid"))
-            uri = f"qemu:///system?socket={base}/run/libvirt-sock"
+            uri = LibvirtdUri(f"qemu:///system?socket={base}/run/libvirt-sock")
+            uri.netns, uri.base = ns.name, base
             _wait_socket(base / "run" / "libvirt-sock")
             try:
                 yield uri

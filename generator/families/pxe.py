@@ -137,6 +137,7 @@ def pxelinux_cfg(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
     kernel, initrd = (artifact(env, k).name for k in ("kernel", "initramfs"))
     return lines(
         f"# {_title(node)}; rendered by gen, do not edit by hand.",
+        "SERIAL 0 115200",  # first directive: the loader's output on ttyS0, like the kernel's
         "DEFAULT install",
         "PROMPT 0",
         "TIMEOUT 0",

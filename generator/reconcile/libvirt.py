@@ -93,6 +93,7 @@ class LiveDomain:
     config: ET.Element  # the persistent (inactive) definition
     running: bool
     current_kib: int | None  # live balloon size of a running domain
+    max_kib: int | None = None  # live maximum of a running domain (the balloon's ceiling)
 
 
 @dataclass(slots=True)
@@ -372,8 +373,9 @@ def _net_xml(libvirt: Any, net: Any) -> str:
 def _live_domain(libvirt: Any, dom: Any) -> LiveDomain:
     running = bool(dom.isActive())
     config = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    current = int(dom.info()[2]) if running else None
-    return LiveDomain(dom, config, running, current)
+    info = dom.info() if running else None
+    return LiveDomain(dom, config, running, int(info[2]) if info else None,
+                      int(info[1]) if info else None)
 
 
 # -- planning ----------------------------------------------------------------------------
@@ -555,8 +557,10 @@ class _Ctx:
         payload: dict[str, Any] = {"redefine": bool(changes), "start": start}
         note = NEXT_BOOT if changes and have.running else ""
         want_kib = int(want["currentMemory"].split()[0])
+        # The balloon moves only up to the running VM's maximum; more takes a reboot.
+        ceiling = min(int(want["memory"].split()[0]), have.max_kib or want_kib)
         if have.running and have.current_kib is not None and have.current_kib != want_kib \
-                and want_kib <= int(want["memory"].split()[0]):
+                and want_kib <= ceiling:
             changes.append(DiffItem("change", "currentMemory (live)",
                                     f"{have.current_kib} KiB", f"{want_kib} KiB"))
             payload["live_memory_kib"] = want_kib

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
-MODULES = ("kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko",
+# In dependency order (modinfo -F depends): insmod resolves nothing by itself.
+MODULES = ("kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
            "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
            "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
            "kernel/drivers/virtio/virtio_pci.ko", "kernel/net/core/failover.ko",
@@ -62,8 +63,9 @@ else
 fi
 [ -n "$NS" ] && echo "nameserver $NS" > /etc/resolv.conf
 DOMAIN="${HOST#*.}"
+# the answer's addresses follow the `Name:` line (the server's own come before it)
 ADDR=$(nslookup "api-int.$DOMAIN" "$NS" 2>/dev/null \
-  | sed -n 's/^Address:[ \t]*\([0-9.]*\)$/\1/p' | grep -v "^$NS$" | tail -n 1)
+  | awk '/^Name:/ { answer = 1 } answer && /^Address/ { print $2 }' | tail -n 1)
 say dns "api-int.$DOMAIN" "$ADDR"
 if timeout 60 wget -q -O /tmp/ignition "$IGN"; then
   SUM=$(sha256sum /tmp/ignition | cut -d' ' -f1)

@@ -1,0 +1,290 @@
+"""Proof that it boots: `gen converge` brings up lab A's helper services and its VMs PXE-boot
+from them and fetch their own Ignition.
+
+gen does all the work: `gen lock` pins the stand-in OS (tests/e2e/standin_os.py) served by a
+loopback artifact server, `gen fetch` puts it in a tmp store, and `gen converge` installs the
+helper's rendered DNS, DHCP, TFTP/PXE, HTTP and HAProxy files into the helper (netns + private
+mount namespace attached to an isolated bridge, see lab.py), checks them with each daemon's
+checker, starts the daemons (--reload), publishes the artifacts and per-node Ignition, then
+defines the diskless TCG node VMs on a private real libvirtd and starts them in order.
+A node passes when its serial console shows that the stand-in applied its `ip=`, resolved
+api-int to the load balancer and fetched its own Ignition with the locked bytes, and the
+helper's access log shows that GET from the node's reserved address. Then: a second
+converge changes nothing and restarts no VM; a memory change of the worker, relocked,
+touches only the worker.
+
+At most two VMs boot at once on a 2-core machine: converge starts bootstrap and master
+first (`--start bootstrap,master`), then everything (`--start all`) once they are done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from lab import HELPER_IP, Helper, artifact_server, helper_host, wait_for
+from reconcile_fixtures import private_libvirtd, wipe_libvirt
+from standin_os import build_initramfs, cloud_kernel
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+ENV_DIR = Path(__file__).resolve().parent / "lab-boot"
+NODES = {"bootstrap": "192.168.20.150", "master0": "192.168.20.151",
+         "worker0": "192.168.20.161"}
+BOOT_TIMEOUT = 90.0  # per wave; a node takes 10-25 s under TCG here
+ISC_SERVICES = ["dns", "dhcp", "tftp", "http", "haproxy"]
+DNSMASQ_SERVICES = ["dnsmasq", "tftp", "http", "haproxy"]
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in OS artifacts, as the artifact server serves them."""
+    for tool in ("named", "dhcpd", "dnsmasq", "in.tftpd", "apache2", "haproxy", "nsenter",
+                 "unshare"):
+        assert shutil.which(tool), f"{tool} missing (tests/run.sh APT_PACKAGES)"
+    directory = tmp_path_factory.mktemp("artifacts")
+    vmlinuz, release = cloud_kernel()
+    shutil.copyfile(vmlinuz, directory / "rhcos-live-kernel")
+    (directory / "rhcos-live-initramfs").write_bytes(build_initramfs(release))
+    (directory / "rhcos-live-rootfs").write_bytes(b"gen e2e stand-in rootfs\n" * 64)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def libvirtd() -> Iterator[str]:
+    with private_libvirtd() as uri:
+        yield uri
+
+
+@dataclass
+class Run:
+    """One variant's repo, tools and measurements."""
+
+    repo: Path
+    uri: str
+    helper: Helper
+    services: list[str]
+    tmp: Path
+    gen_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def env(self) -> str:
+        return str(self.repo / "environments" / "lab-boot")
+
+    @property
+    def store(self) -> str:
+        return str(self.tmp / "store")
+
+    def gen(self, *args: str, check: bool = True,
+            codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "GEN_STORE": self.store, "GEN_PULL_SECRET": "unused"}
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "generator", *args], cwd=self.repo,
+                              env=env, capture_output=True, text=True, timeout=240)
+        self.gen_seconds += time.monotonic() - start
+        assert "Traceback" not in proc.stderr, proc.stderr
+        if check:
+            assert proc.returncode in codes, \
+                f"gen {' '.join(args[:2])} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def converge_args(self, start: str) -> list[str]:
+        return ["converge", self.env, "--auto-approve", "--uri-override", f"hv1={self.uri}",
+                "--start", start, "--files-exec", f"helper={self.helper.exec_prefix}",
+                "--files-target", "helper=/", *self.helper.reload_flags(self.services),
+                "--store", self.store, "--state-dir", str(self.tmp / "state"),
+                "--format", "json"]
+
+    def plan_args(self) -> list[str]:
+        args = self.converge_args("all")
+        args[0] = "plan"
+        args.remove("--auto-approve")
+        i = args.index("--state-dir")
+        del args[i:i + 2]
+        return args
+
+    def console(self, node: str) -> str:
+        path = Path(self.uri.base) / "log" / "qemu" / f"{node}-serial.log"  # type: ignore[attr-defined]
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def make_repo(tmp: Path, artifacts_url: str, dnsmasq: bool) -> Path:
+    repo = tmp / "repo"
+    shutil.copytree(ROOT / "blueprints", repo / "blueprints",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "lock").mkdir()
+    env_dir = repo / "environments" / "lab-boot"
+    env_dir.mkdir(parents=True)
+    text = (ENV_DIR / "env.yaml").read_text().replace("ARTIFACTS", artifacts_url)
+    if dnsmasq:
+        old = "  dns:\n    provider: bind\n    forwarders: [8.8.8.8, 8.8.4.4]\n"
+        assert old in text
+        text = text.replace(old, "  dns:\n    provider: dnsmasq\n    forwarders: [8.8.8.8, "
+                                 "8.8.4.4]\n  dhcp:\n    provider: dnsmasq\n")
+    (env_dir / "env.yaml").write_text(text)
+    return repo
+
+
+# -- evidence -------------------------------------------------------------------------------
+
+STEPS = ("lease", "pxelinux", "kernel", "ip", "dns", "ignition")
+
+
+def evidence(run: Run, node: str, ip: str) -> dict[str, str | None]:
+    """What each boot step left behind for `node` (None: no trace of it)."""
+    console = run.console(node)
+    leases = run.helper.log("dhcpd") + run.helper.log("dnsmasq")
+    lease = re.search(rf"(DHCPACK on {re.escape(ip)} .*|DHCPACK\(\w+\) {re.escape(ip)} .*)",
+                      leases)
+    found: dict[str, str | None] = {"lease": lease.group(0) if lease else None}
+    pxelinux = re.search(r"PXELINUX.*|Loading images/\S+.*", console)
+    found["pxelinux"] = pxelinux.group(0) if pxelinux else None
+    kernel = re.search(r"GEN-STANDIN: boot .*|Linux version .*", console)
+    found["kernel"] = kernel.group(0) if kernel else None
+    for step in ("ip", "dns", "ignition"):
+        line = re.search(rf"^GEN-STANDIN: {step}(-failed)? .*$", console, re.M)
+        found[step] = line.group(0).strip() if line else None
+    return found
+
+
+def explain(run: Run, waiting: list[str]) -> str:
+    """Which step did not happen for which node, with the console tail."""
+    out = []
+    for node in waiting:
+        found = evidence(run, node, NODES[node])
+        missing = next((s for s in STEPS if not found[s]), "done")
+        out.append(f"{node}: first missing step: {missing}")
+        out += [f"  {step}: {found[step] or '-'}" for step in STEPS]
+        tail = run.console(node).splitlines()[-15:]
+        out += ["  console tail:", *[f"    | {line}" for line in tail]]
+    for name in ("dhcpd", "dnsmasq", "named", "tftpd", "httpd", "haproxy"):
+        log = run.helper.log(name).strip().splitlines()[-6:]
+        if log:
+            out += [f"helper {name} log tail:", *[f"    | {line}" for line in log]]
+    return "\n".join(out)
+
+
+def wait_done(run: Run, nodes: list[str], started: float) -> None:
+    done: dict[str, float] = {}
+
+    def check() -> bool:
+        for node in nodes:
+            if node not in done and "GEN-STANDIN: done" in run.console(node):
+                done[node] = time.monotonic() - started
+        return len(done) == len(nodes)
+
+    if not wait_for(check, BOOT_TIMEOUT, step=0.25):
+        pytest.fail(f"nodes did not finish booting within {BOOT_TIMEOUT:.0f} s:\n"
+                    + explain(run, [n for n in nodes if n not in done]))
+    run.timings.update(done)
+
+
+def assert_booted(run: Run, node: str, ip: str, rendered: Path) -> None:
+    found = evidence(run, node, ip)
+    assert all(found.values()), explain(run, [node])
+    assert found["ip"] and f" {ip}/24 gw 192.168.20.1 host {node}.ocp4.example.com" \
+        in found["ip"], found["ip"]
+    assert found["dns"] == f"GEN-STANDIN: dns api-int.ocp4.example.com {HELPER_IP}", \
+        found["dns"]
+    locked = (rendered / "clusters/ocp4/ignition" / f"{node}.ign").read_bytes()
+    url = f"http://{HELPER_IP}:8080/ignition/{node}.ign"
+    assert found["ignition"] == (f"GEN-STANDIN: ignition {url} "
+                                 f"sha256={hashlib.sha256(locked).hexdigest()} "
+                                 f"bytes={len(locked)}"), found["ignition"]
+    gets = [line for line in run.helper.access_log().splitlines()
+            if f'"GET /ignition/{node}.ign ' in line]
+    assert gets and all(line.startswith(f"{ip} ") and '" 200 ' in line for line in gets), \
+        f"access log for {node}.ign: {gets}"
+
+
+def domain_ids(uri: str) -> dict[str, int]:
+    import libvirt
+
+    conn = libvirt.open(uri)
+    try:
+        return {d.name(): d.ID() for d in conn.listAllDomains(0)}
+    finally:
+        conn.close()
+
+
+def acted_on(output: str) -> set[str]:
+    """provider:kind:name of each action of a `gen plan` or `gen converge` JSON output."""
+    data = json.loads(output)
+    actions = data["plan"]["actions"] if "plan" in data else data["actions"]
+    return {f"{a['provider']}:{a['kind']}:{a['name']}" for a in actions}
+
+
+# -- the test -------------------------------------------------------------------------------
+
+def boot_lab(standin: Path, libvirtd: str, tmp_path: Path, dnsmasq: bool) -> None:
+    wipe_libvirt(libvirtd)
+    consoles = Path(libvirtd.base) / "log" / "qemu"  # type: ignore[attr-defined]
+    consoles.mkdir(exist_ok=True)  # a packaged libvirtd has it; the private one starts empty
+    for log in consoles.glob("*-serial.log"):
+        log.unlink()
+    total = time.monotonic()
+    services = DNSMASQ_SERVICES if dnsmasq else ISC_SERVICES
+    with artifact_server(standin) as url, helper_host(libvirtd.netns, tmp_path) as helper:  # type: ignore[attr-defined]
+        run = Run(make_repo(tmp_path, url, dnsmasq), libvirtd, helper, services, tmp_path)
+        run.gen("lock", run.env)
+        run.gen("fetch", run.env)
+        rendered = tmp_path / "rendered"
+        run.gen("render", run.env, "--locked", "--out", str(rendered))
+
+        # wave 1: helper services, network, all domains defined; bootstrap + master run
+        started = time.monotonic()
+        first = run.gen(*run.converge_args("bootstrap,master"))
+        assert {f"files:service:helper/{s}" for s in services} <= acted_on(first.stdout)
+        wait_done(run, ["bootstrap", "master0"], started)
+        # wave 2: the worker
+        started = time.monotonic()
+        run.gen(*run.converge_args("all"))
+        wait_done(run, ["worker0"], started)
+        for node, ip in NODES.items():
+            assert_booted(run, node, ip, rendered)
+
+        # converge again: nothing to do, no VM restarted
+        ids = domain_ids(libvirtd)
+        again = run.gen(*run.converge_args("all"))
+        assert acted_on(again.stdout) == set(), again.stdout
+        assert domain_ids(libvirtd) == ids
+        assert all(run.console(n).count("GEN-STANDIN: boot ") == 1 for n in NODES)
+
+        # the worker's memory changes: relock, and only the worker is touched
+        run.gen("set", run.env, "nodes[worker0].memory", "384MiB")
+        run.gen("lock", run.env)
+        plan = run.gen(*run.plan_args())
+        assert acted_on(plan.stdout) == {"libvirt:domain:hv1/worker0"}, plan.stdout
+        changed = run.gen(*run.converge_args("all"))
+        assert acted_on(changed.stdout) == {"libvirt:domain:hv1/worker0"}, changed.stdout
+        after = domain_ids(libvirtd)
+        assert {n: i for n, i in after.items() if n != "worker0"} == \
+            {n: i for n, i in ids.items() if n != "worker0"}
+        final = run.gen(*run.plan_args())
+        assert acted_on(final.stdout) == set(), final.stdout
+    elapsed = time.monotonic() - total
+    boots = ", ".join(f"{n} {s:.1f} s" for n, s in run.timings.items())
+    print(f"\ne2e {'dnsmasq' if dnsmasq else 'isc+bind'}: total {elapsed:.1f} s, gen "
+          f"{run.gen_seconds:.1f} s ({100 * run.gen_seconds / elapsed:.0f}%); boot to "
+          f"Ignition (from converge start of its wave): {boots}")
+
+
+def test_boot_isc_dhcpd_bind(standin: Path, libvirtd: str, tmp_path: Path) -> None:
+    boot_lab(standin, libvirtd, tmp_path, dnsmasq=False)
+
+
+def test_boot_dnsmasq(standin: Path, libvirtd: str, tmp_path: Path) -> None:
+    boot_lab(standin, libvirtd, tmp_path, dnsmasq=True)
