@@ -73,10 +73,17 @@ def bench_big(nodes: int, hypervisors: int) -> float:
         files = sum(1 for p in (root / "rendered" / "big").rglob("*") if p.is_file())
         again, again_rss = run(["render", "env/big"], root)
         check, check_rss = run(["render", "env/big", "--check"], root)
+        shm = Path("/dev/shm")
+        if shm.is_dir():  # the same first render into tmpfs: gen's cost without the disk's
+            with tempfile.TemporaryDirectory(prefix="gen-bench-", dir=shm) as mem:
+                seconds = run(["render", "env/big", "--out", mem + "/o"], root)[0]
+            tmpfs = f"; first render into tmpfs {seconds:.2f} s"
+        else:
+            tmpfs = ""
     verdict = "ok" if first < 3 and first_rss < 300 else "MISSED"
     print(f"{nodes} nodes / {hypervisors} hypervisors ({files} files): "
           f"render {first:.2f} s, {first_rss} MB peak; re-render {again:.2f} s, "
-          f"{again_rss} MB; --check {check:.2f} s, {check_rss} MB  "
+          f"{again_rss} MB; --check {check:.2f} s, {check_rss} MB{tmpfs}  "
           f"target < 3 s, < 300 MB: {verdict}")
     return first
 
