@@ -110,7 +110,10 @@ def _pool_for(conn, tree: Tree, volume_path: str):  # type: ignore[no-untyped-de
     raise AssertionError(f"no domain disk uses {volume_path}")
 
 
-@pytest.mark.parametrize("env", ["lab", "k8s-lab"])
+ENVIRONMENTS = sorted(p.parent.name for p in (ROOT / "environments").glob("*/env.yaml"))
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_built_in_labs_are_accepted_by_libvirt(env: str, tmp_path: Path) -> None:
     tree = render(env)
     files = libvirt_files(tree)
