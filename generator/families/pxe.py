@@ -5,7 +5,8 @@ Under `hosts/<dhcp host>/tftp/` (the DHCP server's next-server is itself):
 - `grub/grub.cfg-01-<mac with dashes>`: UEFI clients. GRUB looks for it in its prefix:
   `/grub` on the TFTP server for Debian's signed-compatible network image
   (grub-efi-amd64-bin's `monolithic/grubnetx64.efi`), which converge installs under the
-  DHCP service's UEFI boot file name.
+  DHCP service's UEFI boot file name. That image's embedded config sources only
+  `$prefix/grub.cfg`, so `grub/grub.cfg` chains each MAC to its own file.
 - `ipxe/<mac with dashes>.ipxe`: iPXE clients, reached through `boot.ipxe`, which chains
   `ipxe/${mac:hexhyp}.ipxe`.
 - `manifest.json`: the files converge puts next to them (boot loaders from Debian packages,
@@ -57,6 +58,7 @@ def render(env: Environment, pins: Pins) -> Tree:
         tree[f"{base}/pxelinux.cfg/01-{mac}"] = pxelinux_cfg(env, node, args)
         tree[f"{base}/{GRUB_PREFIX}/grub.cfg-01-{mac}"] = grub_cfg(env, node, args)
         tree[f"{base}/ipxe/{mac}.ipxe"] = ipxe_script(env, node, args)
+    tree[f"{base}/{GRUB_PREFIX}/grub.cfg"] = grub_chain(nodes)
     tree[f"{base}/manifest.json"] = canonical_json(manifest(env, pins))
     return tree
 
@@ -159,6 +161,16 @@ def grub_cfg(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
         f"  linux /{IMAGES}/{kernel} {' '.join(args)}",
         f"  initrd /{IMAGES}/{initrd}",
         "}",
+    )
+
+
+def grub_chain(nodes: tuple[Node, ...]) -> bytes:
+    """`grub/grub.cfg`: Debian's grubnetx64.efi sources only `$prefix/grub.cfg` (its embedded
+    config), never the per-MAC files, so this one hands each client its own."""
+    return lines(
+        "# Rendered by gen, do not edit by hand: each client boots its own grub.cfg-01-<mac>.",
+        *(f'if [ "$net_default_mac" = "{node.nic.mac.lower()}" ]; then '
+          f"configfile $prefix/grub.cfg-01-{dashed(node.nic.mac)}; fi" for node in nodes),
     )
 
 

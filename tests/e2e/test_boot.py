@@ -121,7 +121,7 @@ class Run:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def make_repo(tmp: Path, artifacts_url: str, dnsmasq: bool) -> Path:
+def make_repo(tmp: Path, artifacts_url: str, dnsmasq: bool, uefi: bool) -> Path:
     repo = tmp / "repo"
     shutil.copytree(ROOT / "blueprints", repo / "blueprints",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -134,13 +134,17 @@ def make_repo(tmp: Path, artifacts_url: str, dnsmasq: bool) -> Path:
         assert old in text
         text = text.replace(old, "  dns:\n    provider: dnsmasq\n    forwarders: [8.8.8.8, "
                                  "8.8.4.4]\n  dhcp:\n    provider: dnsmasq\n")
+    if uefi:  # OVMF, then iPXE's EFI ROM, then GRUB (grubnetx64.efi) from the helper
+        old = "{name: worker0, role: worker, hypervisor: hv1, "
+        assert old in text
+        text = text.replace(old, old + "firmware: uefi, ")
     (env_dir / "env.yaml").write_text(text)
     return repo
 
 
 # -- evidence -------------------------------------------------------------------------------
 
-STEPS = ("lease", "pxelinux", "kernel", "ip", "dns", "ignition")
+STEPS = ("lease", "loader", "kernel", "ip", "dns", "ignition")
 
 
 def evidence(run: Run, node: str, ip: str) -> dict[str, str | None]:
@@ -150,8 +154,10 @@ def evidence(run: Run, node: str, ip: str) -> dict[str, str | None]:
     lease = re.search(rf"(DHCPACK on {re.escape(ip)} .*|DHCPACK\(\w+\) {re.escape(ip)} .*)",
                       leases)
     found: dict[str, str | None] = {"lease": lease.group(0) if lease else None}
-    pxelinux = re.search(r"PXELINUX.*|Loading images/\S+.*", console)
-    found["pxelinux"] = pxelinux.group(0) if pxelinux else None
+    # The loader read this node's own config from TFTP and loads its kernel: pxelinux (BIOS,
+    # SERIAL in its config) or GRUB (UEFI, through OVMF's console mirrored to the serial port)
+    loader = re.search(r"Loading images/\S+.*|Booting `[^']*'", console)
+    found["loader"] = loader.group(0).strip() if loader else None
     kernel = re.search(r"GEN-STANDIN: boot .*|Linux version .*", console)
     found["kernel"] = kernel.group(0) if kernel else None
     for step in ("ip", "dns", "ignition"):
@@ -229,7 +235,8 @@ def acted_on(output: str) -> set[str]:
 
 # -- the test -------------------------------------------------------------------------------
 
-def boot_lab(standin: Path, libvirtd: str, tmp_path: Path, dnsmasq: bool) -> None:
+def boot_lab(standin: Path, libvirtd: str, tmp_path: Path, dnsmasq: bool,
+             uefi: bool = False) -> None:
     wipe_libvirt(libvirtd)
     consoles = Path(libvirtd.base) / "log" / "qemu"  # type: ignore[attr-defined]
     consoles.mkdir(exist_ok=True)  # a packaged libvirtd has it; the private one starts empty
@@ -238,43 +245,13 @@ def boot_lab(standin: Path, libvirtd: str, tmp_path: Path, dnsmasq: bool) -> Non
     total = time.monotonic()
     services = DNSMASQ_SERVICES if dnsmasq else ISC_SERVICES
     with artifact_server(standin) as url, helper_host(libvirtd.netns, tmp_path) as helper:  # type: ignore[attr-defined]
-        run = Run(make_repo(tmp_path, url, dnsmasq), libvirtd, helper, services, tmp_path)
-        run.gen("lock", run.env)
-        run.gen("fetch", run.env)
-        rendered = tmp_path / "rendered"
-        run.gen("render", run.env, "--locked", "--out", str(rendered))
-
-        # wave 1: helper services, network, all domains defined; bootstrap + master run
-        started = time.monotonic()
-        first = run.gen(*run.converge_args("bootstrap,master"))
-        assert {f"files:service:helper/{s}" for s in services} <= acted_on(first.stdout)
-        wait_done(run, ["bootstrap", "master0"], started)
-        # wave 2: the worker
-        started = time.monotonic()
-        run.gen(*run.converge_args("all"))
-        wait_done(run, ["worker0"], started)
-        for node, ip in NODES.items():
-            assert_booted(run, node, ip, rendered)
-
-        # converge again: nothing to do, no VM restarted
-        ids = domain_ids(libvirtd)
-        again = run.gen(*run.converge_args("all"))
-        assert acted_on(again.stdout) == set(), again.stdout
-        assert domain_ids(libvirtd) == ids
-        assert all(run.console(n).count("GEN-STANDIN: boot ") == 1 for n in NODES)
-
-        # the worker's memory changes: relock, and only the worker is touched
-        run.gen("set", run.env, "nodes[worker0].memory", "384MiB")
-        run.gen("lock", run.env)
-        plan = run.gen(*run.plan_args())
-        assert acted_on(plan.stdout) == {"libvirt:domain:hv1/worker0"}, plan.stdout
-        changed = run.gen(*run.converge_args("all"))
-        assert acted_on(changed.stdout) == {"libvirt:domain:hv1/worker0"}, changed.stdout
-        after = domain_ids(libvirtd)
-        assert {n: i for n, i in after.items() if n != "worker0"} == \
-            {n: i for n, i in ids.items() if n != "worker0"}
-        final = run.gen(*run.plan_args())
-        assert acted_on(final.stdout) == set(), final.stdout
+        run = Run(make_repo(tmp_path, url, dnsmasq, uefi), libvirtd, helper, services, tmp_path)
+        try:
+            _boot_and_reconverge(run)
+        finally:  # kept for a person reading a failure: tmp_path/consoles/<node>.log
+            (tmp_path / "consoles").mkdir()
+            for node in NODES:
+                (tmp_path / "consoles" / f"{node}.log").write_text(run.console(node))
     elapsed = time.monotonic() - total
     boots = ", ".join(f"{n} {s:.1f} s" for n, s in run.timings.items())
     print(f"\ne2e {'dnsmasq' if dnsmasq else 'isc+bind'}: total {elapsed:.1f} s, gen "
@@ -282,9 +259,46 @@ def boot_lab(standin: Path, libvirtd: str, tmp_path: Path, dnsmasq: bool) -> Non
           f"Ignition (from converge start of its wave): {boots}")
 
 
+def _boot_and_reconverge(run: Run) -> None:
+    run.gen("lock", run.env)
+    run.gen("fetch", run.env)
+    rendered = run.tmp / "rendered"
+    run.gen("render", run.env, "--locked", "--out", str(rendered))
+
+    # wave 1: helper services, network, all domains defined; bootstrap + master run
+    started = time.monotonic()
+    first = run.gen(*run.converge_args("bootstrap,master"))
+    assert {f"files:service:helper/{s}" for s in run.services} <= acted_on(first.stdout)
+    wait_done(run, ["bootstrap", "master0"], started)
+    # wave 2: the worker
+    started = time.monotonic()
+    run.gen(*run.converge_args("all"))
+    wait_done(run, ["worker0"], started)
+    for node, ip in NODES.items():
+        assert_booted(run, node, ip, rendered)
+
+    # converge again: nothing to do, no VM restarted
+    ids = domain_ids(run.uri)
+    again = run.gen(*run.converge_args("all"))
+    assert acted_on(again.stdout) == set(), again.stdout
+    assert domain_ids(run.uri) == ids
+    assert all(run.console(n).count("GEN-STANDIN: boot ") == 1 for n in NODES)
+
+    # the worker's memory changes: relock, and only the worker is touched
+    run.gen("set", run.env, "nodes[worker0].memory", "384MiB")
+    run.gen("lock", run.env)
+    plan = run.gen(*run.plan_args())
+    assert acted_on(plan.stdout) == {"libvirt:domain:hv1/worker0"}, plan.stdout
+    changed = run.gen(*run.converge_args("all"))
+    assert acted_on(changed.stdout) == {"libvirt:domain:hv1/worker0"}, changed.stdout
+    assert domain_ids(run.uri) == ids  # redefined for its next boot, not restarted
+    final = run.gen(*run.plan_args())
+    assert acted_on(final.stdout) == set(), final.stdout
+
+
 def test_boot_isc_dhcpd_bind(standin: Path, libvirtd: str, tmp_path: Path) -> None:
     boot_lab(standin, libvirtd, tmp_path, dnsmasq=False)
 
 
-def test_boot_dnsmasq(standin: Path, libvirtd: str, tmp_path: Path) -> None:
-    boot_lab(standin, libvirtd, tmp_path, dnsmasq=True)
+def test_boot_dnsmasq_uefi_worker(standin: Path, libvirtd: str, tmp_path: Path) -> None:
+    boot_lab(standin, libvirtd, tmp_path, dnsmasq=True, uefi=True)
