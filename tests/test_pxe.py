@@ -63,7 +63,7 @@ def test_one_file_set_per_pxe_node() -> None:
     booted = [n for n in env.nodes if n.boot == "pxe"]
     assert [n.name for n in booted] == ["bootstrap", "master0", "master1", "master2",
                                         "worker0", "worker1"]
-    expected = {f"{TFTP}/boot.ipxe", f"{TFTP}/manifest.json"}
+    expected = {f"{TFTP}/boot.ipxe", f"{TFTP}/manifest.json", f"{TFTP}/grub/grub.cfg"}
     for node in booted:
         mac = node.nic.mac.replace(":", "-")
         expected |= {f"{TFTP}/pxelinux.cfg/01-{mac}", f"{TFTP}/grub/grub.cfg-01-{mac}",
@@ -104,7 +104,7 @@ def test_each_node_gets_its_own_address_and_ignition() -> None:
 def test_nameserver_is_the_helper_never_the_forwarders() -> None:
     tree = render("env/lab")
     for path, content in tree.items():
-        if "/ipxe/" in path or "cfg" in path:
+        if "/ipxe/" in path or ("cfg" in path and not path.endswith("grub/grub.cfg")):
             assert b"nameserver=192.168.20.111 " in content, path
             assert b"8.8.8.8" not in content and b"8.8.4.4" not in content
 
@@ -258,3 +258,13 @@ def test_bare_metal_pxe_node_needs_a_mac(repo: Path) -> None:
     assert code == 1
     assert len(errors) == 1, errors
     assert "at nodes[6].nics[0]: PXE node 'worker1' has no MAC" in errors[0]
+
+
+def test_grub_cfg_chains_each_mac_to_its_own_config() -> None:
+    # Debian's grubnetx64.efi sources only $prefix/grub.cfg, never grub.cfg-01-<mac>
+    env = model("env/lab")
+    chain = pxe.render(env, Pins())[f"{TFTP}/grub/grub.cfg"].decode()
+    for node in (n for n in env.nodes if n.boot == "pxe"):
+        mac = node.nic.mac
+        assert (f'if [ "$net_default_mac" = "{mac}" ]; then configfile '
+                f'$prefix/grub.cfg-01-{mac.replace(":", "-")}; fi') in chain
