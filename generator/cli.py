@@ -9,13 +9,13 @@ import importlib
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from generator import __version__
 from generator.errors import EXIT_INTERNAL, EXIT_USAGE, EXIT_USER, GenError, Problem
+
 
 def emit(fmt: str, payload: dict[str, Any], text: str) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=True) if fmt == "json" else text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +54,7 @@ def find_root(start: Path) -> Path:
 
 def resolve_env_dir(ref: str, cwd: Path | None = None) -> Path:
     """`env/lab` -> `<root>/environments/lab`; a path to a directory works as it is."""
-    cwd = cwd or Path(os.getcwd())
+    cwd = cwd or Path.cwd()
     plain = Path(ref).expanduser()
     if (cwd / plain / ENV_FILE).is_file() or (plain.is_absolute() and (plain / ENV_FILE).is_file()):
         return (cwd / plain).resolve()

@@ -7,7 +7,7 @@ across machines and renders; free IPs are taken from the network's range in orde
 from __future__ import annotations
 
 import hashlib
-from ipaddress import IPv4Address, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from generator import model as m
@@ -105,9 +105,9 @@ def _cluster(raw: dict[str, Any], secrets: dict[str, Any]) -> m.Cluster:
         version=raw.get("version"),
         kubernetes_version=raw.get("kubernetesVersion"),
         network_type=raw.get("networkType", "flannel" if flavour == "kubeadm" else "OVNKubernetes"),
-        cluster_network=tuple(m.ClusterNetwork(ip_network(c["cidr"]), c.get("hostPrefix"))
+        cluster_network=tuple(m.ClusterNetwork(IPv4Network(c["cidr"]), c.get("hostPrefix"))
                               for c in raw["clusterNetwork"]),
-        service_network=tuple(ip_network(c) for c in raw["serviceNetwork"]),
+        service_network=tuple(IPv4Network(c) for c in raw["serviceNetwork"]),
         masters_schedulable=raw.get("mastersSchedulable", False),
         pull_secret=_secret("pullSecret", raw["pullSecret"]) if "pullSecret" in raw else None,
         ssh_keys=tuple(_secret(f"sshAuthorizedKeys[{i}]", k)
@@ -146,7 +146,7 @@ def _node(raw: dict[str, Any], env_name: str, cluster: m.Cluster,
 def _network(raw: dict[str, Any]) -> m.Network:
     libvirt = raw.get("libvirt")
     return m.Network(
-        name=raw["name"], cidr=ip_network(raw["cidr"]),
+        name=raw["name"], cidr=IPv4Network(raw["cidr"]),
         gateway=IPv4Address(raw["gateway"]) if "gateway" in raw else None,
         dns=tuple(IPv4Address(d) for d in raw.get("dns", [])),
         bridge=raw.get("bridge"),
@@ -189,7 +189,7 @@ def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
             provider=dhcp["provider"], host=host(dhcp),
             network=dhcp.get("network") or (by_name[host(dhcp)].nic.network
                                             if host(dhcp) in by_name else ""),
-            pool=(ip_address(dhcp["pool"]["start"]), ip_address(dhcp["pool"]["end"]))
+            pool=(IPv4Address(dhcp["pool"]["start"]), IPv4Address(dhcp["pool"]["end"]))
             if "pool" in dhcp else None,
             deny_unknown_clients=dhcp.get("denyUnknownClients", True),
             lease_time=dhcp.get("leaseTime", 3600),

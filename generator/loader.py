@@ -75,16 +75,16 @@ class _PlainResolver(yaml.resolver.BaseResolver):
     def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode and implicit[0]:
             return _PLAIN
-        return str(super().resolve(kind, value, implicit))
+        return str(super().resolve(kind, value, implicit))  # type: ignore[no-untyped-call]
 
 
 try:
-    from yaml.cyaml import CParser as _CParser
+    from yaml.cyaml import CParser as _CParser  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    _CParser = None
+    _CParser = None  # type: ignore[misc,assignment]
 
 if _CParser is not None:
-    class _Reader(_CParser, _PlainResolver):  # type: ignore[misc]
+    class _Reader(_CParser, _PlainResolver):
         """libyaml parser + composer; no constructor."""
 
         def __init__(self, text: str) -> None:
@@ -129,6 +129,7 @@ class _Composer:
             return self._mapping(node, path)
         if isinstance(node, SequenceNode):
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        assert isinstance(node, ScalarNode)
         return self._scalar(node)
 
     def _mapping(self, node: MappingNode, path: FieldPath) -> dict[str, Any]:
@@ -232,7 +233,9 @@ def _merge_into(merged: Document, target: dict[str, Any], overlay: Document,
     for key, value in data.items():
         here = path + (key,)
         if isinstance(value, dict) and isinstance(target.get(key), dict):
-            merged.positions[here] = overlay.positions.get(here, merged.positions.get(here))
+            found = overlay.positions.get(here, merged.positions.get(here))
+            if found is not None:
+                merged.positions[here] = found
             _merge_into(merged, target[key], overlay, value, here)
             continue
         for stale in [p for p in merged.positions if p[: len(here)] == here]:

@@ -9,7 +9,7 @@ down test labs still render.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
@@ -55,7 +55,8 @@ def semantic_problems(doc: Document) -> list[Problem]:
     return checker.problems
 
 
-def _unique(c: Checker, items: list[tuple[FieldPath, str]], what: str, hint: str) -> None:
+def _unique(c: Checker, items: Sequence[tuple[FieldPath, str]], what: str,
+            hint: str) -> None:
     seen: dict[str, FieldPath] = {}
     for path, value in items:
         key = value.lower()
@@ -94,14 +95,14 @@ def check_unicast_macs(c: Checker) -> None:
 def _networks(c: Checker) -> dict[str, tuple[int, IPv4Network]]:
     # Host bits set is reported once by check_network_cidrs; the network still exists, so
     # NICs on it must not also be reported as on an unknown network.
-    return {net["name"]: (i, ip_network(net["cidr"], strict=False))
+    return {net["name"]: (i, IPv4Network(net["cidr"], strict=False))
             for i, net in enumerate(c.data.get("networks", []))}
 
 
 def check_network_cidrs(c: Checker) -> None:
     for i, net in enumerate(c.data.get("networks", [])):
         try:
-            network = ip_network(net["cidr"])
+            network = IPv4Network(net["cidr"])
         except ValueError:
             fixed = ip_network(net["cidr"], strict=False)
             c.error(("networks", i, "cidr"), f"'{net['cidr']}' has host bits set",
@@ -152,7 +153,7 @@ def check_cidr_overlap(c: Checker) -> None:
         ranges.append((("networks", i, "cidr"), net["cidr"], f"host network '{net['name']}'"))
     parsed = [(p, ip_network(v, strict=False), what) for p, v, what in ranges]
     for k, (path, net, what) in enumerate(parsed):
-        for other_path, other, other_what in parsed[:k]:
+        for _, other, other_what in parsed[:k]:
             if net.overlaps(other):
                 c.error(path, f"{what} {net} overlaps {other_what} {other}",
                         "pod, service and host CIDRs must not overlap")

@@ -3,9 +3,9 @@
 Changed files are first staged as temporary files beside their targets and made durable
 with one syncfs of the output's filesystem (not an fsync per file: that costs seconds on a
 6,000-file tree), so a full disk or a crash fails before any file is replaced; then each is
-renamed into place (atomic per file), and files no longer rendered are removed. Unchanged files are not
-rewritten, so their mtimes stay. A `.gen-rendered` marker guards against writing into a
-directory gen does not own.
+renamed into place (atomic per file), and files no longer rendered are removed. Unchanged
+files are not rewritten, so their mtimes stay. A `.gen-rendered` marker guards against
+writing into a directory gen does not own.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def read_tree(root: Path) -> Tree:
         return tree
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
-        if rel_dir == Path("."):
+        if rel_dir == Path():
             dirnames[:] = [d for d in dirnames if d not in IGNORED_TOP]
         dirnames.sort()
         for name in sorted(filenames):

@@ -11,6 +11,7 @@ import click
 from generator.cli import FORMAT, emit, warn
 from generator.errors import EXIT_USER
 
+
 @click.command()
 @click.argument("env")
 @FORMAT
