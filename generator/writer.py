@@ -85,9 +85,10 @@ def write_tree(out: Path, tree: Tree, env_name: str) -> Changes:
     changes = compare(read_tree(out), tree)
     out.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
+    made: set[Path] = set()
     try:
         for path in changes.added + changes.changed:
-            staged.append((_stage(out / path, tree[path]), out / path))
+            staged.append((_stage(out / path, tree[path], made), out / path))
     except OSError as exc:  # nothing was renamed yet: drop the temporaries, keep the old tree
         failed = (out / path).with_name(f".{(out / path).name}.gen-tmp")
         for temp in [t for t, _ in staged] + ([failed] if failed.is_file() else []):
@@ -109,12 +110,21 @@ def write_tree(out: Path, tree: Tree, env_name: str) -> Changes:
     return changes
 
 
-def _stage(final: Path, content: bytes) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
+def _stage(final: Path, content: bytes, made: set[Path]) -> Path:
+    """Write `content` beside `final` (few syscalls: file creation dominates big renders)."""
+    if final.parent not in made:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        made.add(final.parent)
     temp = final.with_name(f".{final.name}.gen-tmp")
-    with temp.open("wb") as handle:
-        handle.write(content)
-    temp.chmod(0o755 if isinstance(content, Executable) else 0o644)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        # the same mode whatever the umask (NAR keeps only the executable bit)
+        os.fchmod(fd, 0o755 if isinstance(content, Executable) else 0o644)
+    finally:
+        os.close(fd)
     return temp
 
 
