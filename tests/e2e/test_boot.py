@@ -78,6 +78,7 @@ class Run:
     services: list[str]
     tmp: Path
     gen_seconds: float = 0.0
+    per_verb: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -94,7 +95,9 @@ class Run:
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "generator", *args], cwd=self.repo,
                               env=env, capture_output=True, text=True, timeout=240)
-        self.gen_seconds += time.monotonic() - start
+        seconds = time.monotonic() - start
+        self.gen_seconds += seconds
+        self.per_verb[args[0]] = self.per_verb.get(args[0], 0.0) + seconds
         assert "Traceback" not in proc.stderr, proc.stderr
         if check:
             assert proc.returncode in codes, \
@@ -256,7 +259,8 @@ def boot_lab(standin: Path, libvirtd: str, tmp_path: Path, dnsmasq: bool,
     boots = ", ".join(f"{n} {s:.1f} s" for n, s in run.timings.items())
     print(f"\ne2e {'dnsmasq' if dnsmasq else 'isc+bind'}: total {elapsed:.1f} s, gen "
           f"{run.gen_seconds:.1f} s ({100 * run.gen_seconds / elapsed:.0f}%); boot to "
-          f"Ignition (from converge start of its wave): {boots}")
+          f"Ignition (from converge start of its wave): {boots}; gen by verb: "
+          + ", ".join(f"{v} {t:.1f} s" for v, t in run.per_verb.items()))
 
 
 def _boot_and_reconverge(run: Run) -> None:
