@@ -100,7 +100,7 @@ def private_libvirtd() -> Iterator[str]:
         assert shutil.which(tool), f"{tool} missing (tests/run.sh APT_PACKAGES)"
     base = Path(tempfile.mkdtemp(prefix="gen-lvd-"))  # short: unix socket paths <= 107
     try:
-        for name in ("lib", "run", "cache", "log"):
+        for name in ("lib", "run", "cache", "log", "log/qemu"):  # log/qemu: serial consoles
             (base / name).mkdir()
         shutil.copytree("/etc/libvirt", base / "etc", symlinks=True)
         for link in (base / "etc/qemu/networks/autostart").glob("*"):
