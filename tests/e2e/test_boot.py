@@ -241,9 +241,7 @@ def acted_on(output: str) -> set[str]:
 def boot_lab(standin: Path, libvirtd: str, tmp_path: Path, dnsmasq: bool,
              uefi: bool = False) -> None:
     wipe_libvirt(libvirtd)
-    consoles = Path(libvirtd.base) / "log" / "qemu"  # type: ignore[attr-defined]
-    consoles.mkdir(exist_ok=True)  # a packaged libvirtd has it; the private one starts empty
-    for log in consoles.glob("*-serial.log"):
+    for log in (Path(libvirtd.base) / "log" / "qemu").glob("*-serial.log"):  # type: ignore[attr-defined]
         log.unlink()
     total = time.monotonic()
     services = DNSMASQ_SERVICES if dnsmasq else ISC_SERVICES
