@@ -10,6 +10,7 @@ APT_PACKAGES=(
   # boot-service daemons and their checkers
   bind9 bind9-dnsutils dnsmasq-base isc-dhcp-server kea-dhcp4-server isc-dhcp-client
   haproxy tftpd-hpa nfs-kernel-server apache2 curl iproute2 iptables
+  nodejs  # runs the GitHub workflow's github-script step in tests/test_ci_templates.py
   # node configs
   ignition cloud-init genisoimage xorriso
   # lockfile: real registry, skopeo, nix for NAR hashes
