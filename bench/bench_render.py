@@ -65,7 +65,8 @@ def bench_lab(runs: int) -> float:
     return median
 
 
-def bench_big(nodes: int, hypervisors: int) -> float:
+def bench_big(nodes: int, hypervisors: int, target: bool = True) -> tuple[float, float]:
+    """(first render on disk, first render into tmpfs) seconds; prints every figure."""
     with tempfile.TemporaryDirectory(prefix=f"gen-bench-{nodes}-") as tmp:
         root = Path(tmp)
         write_environment(root, nodes, hypervisors, name="big")
@@ -79,13 +80,13 @@ def bench_big(nodes: int, hypervisors: int) -> float:
                 seconds = run(["render", "env/big", "--out", mem + "/o"], root)[0]
             tmpfs = f"; first render into tmpfs {seconds:.2f} s"
         else:
-            tmpfs = ""
+            seconds, tmpfs = first, ""
     verdict = "ok" if first < 3 and first_rss < 300 else "MISSED"
     print(f"{nodes} nodes / {hypervisors} hypervisors ({files} files): "
           f"render {first:.2f} s, {first_rss} MB peak; re-render {again:.2f} s, "
-          f"{again_rss} MB; --check {check:.2f} s, {check_rss} MB{tmpfs}  "
-          f"target < 3 s, < 300 MB: {verdict}")
-    return first
+          f"{again_rss} MB; --check {check:.2f} s, {check_rss} MB{tmpfs}"
+          + (f"  target < 3 s, < 300 MB: {verdict}" if target else ""))
+    return first, seconds
 
 
 def main() -> None:
@@ -95,9 +96,11 @@ def main() -> None:
     parser.add_argument("--hypervisors", type=int, default=20)
     args = parser.parse_args()
     bench_lab(args.runs)
-    one = bench_big(args.nodes, args.hypervisors)
-    two = bench_big(args.nodes * 2, args.hypervisors)
-    print(f"{args.nodes * 2}/{args.nodes} nodes time ratio: {two / one:.2f} (target about 2)")
+    one, one_mem = bench_big(args.nodes, args.hypervisors)
+    two, two_mem = bench_big(args.nodes * 2, args.hypervisors, target=False)
+    print(f"{args.nodes * 2}/{args.nodes} nodes time ratio: {two / one:.2f} on disk, "
+          f"{two_mem / one_mem:.2f} into tmpfs (target about 2; on disk, creating the files "
+          "dominates)")
 
 
 if __name__ == "__main__":
