@@ -242,11 +242,17 @@ def _kubernetes(raw: dict[str, Any], artifacts: dict[str, Any]) -> m.Kubernetes:
     )
 
 
+def artifact_kind(raw: dict[str, Any]) -> str:
+    """What an OS artifact is: `kind`, else its stream artifact (even when a direct url
+    replaces the stream as the source), else a disk image. Semantic checks use it too."""
+    return str(raw.get("kind") or raw.get("stream", {}).get("artifact") or "image")
+
+
 def _os_artifact(name: str, raw: dict[str, Any]) -> m.OsArtifact:
     # A direct `url` (a mirror, a local artifact server) replaces the stream, also one the
     # entry inherits from the blueprint: merging keeps both keys, and the url is meant.
     stream = {} if raw.get("url") else raw.get("stream", {})
-    kind = raw.get("kind") or stream.get("artifact") or "image"
+    kind = artifact_kind(raw)
     return m.OsArtifact(name=name, kind=kind, url=raw.get("url"), sha256=raw.get("sha256"),
                         stream_url=stream.get("url"), stream_artifact=stream.get("artifact"),
                         arch=stream.get("arch", "x86_64"), platform=stream.get("platform", "metal"),

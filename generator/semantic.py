@@ -382,8 +382,9 @@ def _pxe_nodes(c: Checker) -> list[tuple[int, dict[str, Any]]]:
 
 def _artifact_kinds(c: Checker) -> set[str]:
     artifacts = c.data.get("artifacts", {}).get("os", {})
-    return {a.get("kind") or a.get("stream", {}).get("artifact") or "image"
-            for a in artifacts.values()}
+    from generator.expand import artifact_kind
+
+    return {artifact_kind(a) for a in artifacts.values()}
 
 
 def check_pxe_services(c: Checker) -> None:
