@@ -268,3 +268,21 @@ def test_grub_cfg_chains_each_mac_to_its_own_config() -> None:
         mac = node.nic.mac
         assert (f'if [ "$net_default_mac" = "{mac}" ]; then configfile '
                 f'$prefix/grub.cfg-01-{mac.replace(":", "-")}; fi') in chain
+
+
+def test_mirror_urls_keep_the_kind_of_the_inherited_stream(repo: Path) -> None:
+    """A direct url (a mirror) replaces the blueprint's stream as the source, not what the
+    artifact is: the render uses the mirror (this was an internal error, exit 70)."""
+    env_file = repo / "environments/lab/env.yaml"
+    text = env_file.read_text()
+    start = text.index("artifacts:")
+    mirror = "artifacts:\n  os:\n" + "".join(
+        f"    rhcos-live-{kind}: {{url: 'http://mirror.invalid/rhcos-{kind}'}}\n"
+        for kind in ("kernel", "initramfs", "rootfs"))
+    env_file.write_text(text[:start] + mirror)
+    result = subprocess.run([sys.executable, "-m", "generator", "render", "env/lab"], cwd=repo,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    cfg = next((repo / "rendered/lab/hosts/helper/tftp/pxelinux.cfg").iterdir()).read_text()
+    assert "KERNEL images/rhcos-live-kernel" in cfg
+    assert "coreos.live.rootfs_url=http://192.168.20.111:8080/install/rhcos-live-rootfs" in cfg
