@@ -138,13 +138,15 @@ def test_secret_markers_are_filled_on_the_target_only(tmp_path: Path, lab,
         third.apply(action)
 
 
-def test_os_artifacts_are_published_from_the_store(tmp_path: Path, lab) -> None:
-    env, tree = lab
+def test_os_artifacts_are_published_from_the_store(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     kernel = b"stand-in kernel bytes"
     sha = store.put_bytes(kernel)
-    provider = _provider(tmp_path / "root", store_root=tmp_path / "store",
-                         artifact_sha256={"rhcos-live-kernel": sha})
+    # The kernel pinned as a lock would pin it; the rootfs left unpinned.
+    pins = Pins(os={"rhcos-live-kernel": ("https://example.invalid/kernel", sha)})
+    rendered = render_environment("env/lab", cwd=ROOT, pins=pins)
+    env, tree = rendered.loaded.model, rendered.tree
+    provider = _provider(tmp_path / "root", store_root=tmp_path / "store")
     _converge(provider, env, tree)
     assert (tmp_path / "root/var/lib/gen/http/htdocs/install/rhcos-live-kernel").read_bytes() \
         == kernel

@@ -79,8 +79,8 @@ def _pairs(items: tuple[str, ...], flag: str, example: str) -> dict[str, str]:
     return out
 
 
-def _files_options(env: str) -> tuple[tuple[str, Any], ...]:
-    """Settings.options for the files provider, from the flags and the lock's OS pins."""
+def _files_options() -> tuple[tuple[str, Any], ...]:
+    """Settings.options for the files provider, from the flags."""
     meta = click.get_current_context().meta
     roots = _pairs(meta.get("files:files_target", ()), "--files-target", "HOST=ROOT")
     execs = _pairs(meta.get("files:files_exec", ()), "--files-exec", "HOST=PREFIX")
@@ -88,21 +88,7 @@ def _files_options(env: str) -> tuple[tuple[str, Any], ...]:
                     for host in sorted(set(roots) | set(execs)))
     reloads = _pairs(meta.get("files:reload", ()), "--reload", "SERVICE=COMMAND")
     return (("files_targets", targets), ("files_reloads", tuple(sorted(reloads.items()))),
-            ("store", meta.get("files:store")), ("ignition_dir", meta.get("files:ignition_dir")),
-            ("os_artifacts", _locked_os_artifacts(env)))
-
-
-def _locked_os_artifacts(env: str) -> tuple[tuple[str, str], ...]:
-    from generator.environment import find_root, resolve_env_dir
-    from generator.lock.lockfile import lock_path, read_lock
-
-    env_dir = resolve_env_dir(env)
-    lock = read_lock(lock_path(find_root(env_dir.parent), env_dir.name))
-    if lock is None:
-        return ()
-    return tuple(sorted((key.removeprefix("os/"), pin.locked["sha256"])
-                        for key, pin in lock.pinned().items()
-                        if key.startswith("os/") and isinstance(pin.locked, dict)))
+            ("store", meta.get("files:store")), ("ignition_dir", meta.get("files:ignition_dir")))
 
 
 def _common(func: Any) -> Any:
@@ -146,10 +132,9 @@ def _settings(prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...], 
         pairs.append((hv, uri))
     roles = None if start == "all" else frozenset(
         () if start == "none" else (r.strip() for r in start.split(",") if r.strip()))
-    env = click.get_current_context().params["env"]
     return Settings(prune=prune, allow_destroy=allow_destroy, uri_overrides=tuple(pairs),
                     start_roles=roles, providers=providers,
-                    options=_files_options(env) + _kube_options())
+                    options=_files_options() + _kube_options())
 
 
 @click.command()

@@ -14,8 +14,8 @@ are tar streams through that prefix, so the same code serves a local root and a 
 Publishing: the http and tftp families render a `manifest.json` naming files that must be
 present in their roots but are not rendered (OS artifacts, boot loaders, role Ignition from
 openshift-install, the rendered per-node Ignition). They are published from gen's store
-(artifacts by their locked sha256), from the rendered tree, or copied on the target from
-an installed package path.
+(artifacts by the sha256 the manifest carries: the locked pin, since plan renders with the
+lock), from the rendered tree, or copied on the target from an installed package path.
 """
 
 from __future__ import annotations
@@ -140,7 +140,6 @@ class FilesProvider:
     targets: dict[str, Target] = field(default_factory=dict)
     reloads: dict[str, tuple[str, ...]] = field(default_factory=dict)
     store_root: Path | None = None
-    artifact_sha256: dict[str, str] = field(default_factory=dict)  # os artifact -> sha256
     ignition_dir: Path | None = None
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     rendered: Tree = field(default_factory=dict)
@@ -203,8 +202,8 @@ class FilesProvider:
         if kind == "rendered":
             return tree.get(entry["path"])
         if kind == "os-artifact":
-            sha = self.artifact_sha256.get(entry["artifact"])
-            if sha is None:
+            sha = entry.get("sha256")
+            if not sha:
                 self.notices.append(f"OS artifact {entry['artifact']} is not locked; run "
                                     "`gen lock` and `gen fetch` to publish it")
                 return None
@@ -391,5 +390,4 @@ def files_provider(settings: Any) -> FilesProvider:
     ignition = settings.option("ignition_dir")
     return FilesProvider(targets=targets, reloads=reloads,
                          store_root=Path(store) if store else None,
-                         artifact_sha256=dict(settings.option("os_artifacts", ())),
                          ignition_dir=Path(ignition) if ignition else None)
