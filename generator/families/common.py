@@ -15,6 +15,12 @@ def service_ip(env: Environment, host: str) -> IPv4Address:
     return env.node(host).ip
 
 
+def dns_server(env: Environment) -> IPv4Address | None:
+    """The cluster's own DNS (it knows api-int and etcd-N): the DNS host's address, if any."""
+    dns = env.services.dns
+    return service_ip(env, dns.host) if dns is not None else None
+
+
 def load_balancer_ip(env: Environment) -> IPv4Address | None:
     """Where api, api-int and *.apps point: the HAProxy host, else the services host."""
     services = env.services

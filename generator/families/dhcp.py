@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from generator.families import Pins
-from generator.families.common import service_ip
+from generator.families.common import dns_server
 from generator.model import DhcpService, Environment
 from generator.tree import Tree, canonical_json, lines
 
@@ -66,8 +66,8 @@ def subnet_of(env: Environment, dhcp: DhcpService) -> Subnet:
     """The DHCP network's facts and one reservation per node NIC on it (not the DHCP host)."""
     network = env.network(dhcp.network)
     host = env.node(dhcp.host)
-    dns = env.services.dns
-    servers = network.dns or ((service_ip(env, dns.host),) if dns is not None else ())
+    cluster_dns = dns_server(env)
+    servers = network.dns or ((cluster_dns,) if cluster_dns is not None else ())
     host_nic = next((n for n in host.nics if n.network == network.name), host.nic)
     reservations = tuple(
         Reservation(node.name, node.fqdn, nic.mac, nic.ip)

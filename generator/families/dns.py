@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from generator.families import Pins
-from generator.families.common import load_balancer_ip, service_ip
+from generator.families.common import load_balancer_ip
 from generator.model import DnsService, Environment
 from generator.tree import Tree, lines
 
@@ -248,9 +248,3 @@ def _dnsmasq_line(record: Record, domain: str) -> str:
         priority, weight, port, target = record.value.split()
         return f"srv-host={name},{absolute(target, domain)},{port},{priority},{weight}"
     raise ValueError(f"record type {record.type} has no dnsmasq form")
-
-
-def dns_server(env: Environment) -> IPv4Address | None:
-    """The address nodes resolve through: the DNS host's, when gen runs DNS."""
-    dns = env.services.dns
-    return service_ip(env, dns.host) if dns is not None else None

@@ -149,10 +149,8 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
 
 def name_servers(env: Environment, net: Network) -> tuple[Any, ...]:
     """The cluster's DNS server (the helper's BIND/dnsmasq), else the network's `dns`."""
-    dns = env.services.dns
-    if dns is not None and dns.host:
-        return (common.service_ip(env, dns.host),)
-    return net.dns
+    server = common.dns_server(env)
+    return (server,) if server is not None else net.dns
 
 
 def spec_row(spec: str) -> Spec:

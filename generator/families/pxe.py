@@ -101,8 +101,9 @@ def ip_arg(env: Environment, service: PxeService, node: Node) -> str:
 
 def nameservers(env: Environment, node: Node) -> tuple[str, ...]:
     """The cluster's own DNS (it knows api-int and etcd-N), else the network's DNS servers."""
-    if env.services.dns is not None:
-        return (str(common.service_ip(env, env.services.dns.host)),)
+    server = common.dns_server(env)
+    if server is not None:
+        return (str(server),)
     return tuple(str(d) for d in env.network(node.nic.network).dns)
 
 
