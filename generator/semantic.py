@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from generator.errors import Problem
+from generator.families.common import COREOS_FLAVOURS
 from generator.loader import Document, FieldPath
 from generator.units import parse_size
 
@@ -372,7 +373,6 @@ def _srv_ok(value: str) -> bool:
 
 # --- PXE, HAProxy and NFS (boot services) ----------------------------------------------
 
-_COREOS = ("openshift", "okd")
 _PXE_ROLES = ("bootstrap", "master", "worker")
 
 
@@ -394,7 +394,7 @@ def check_pxe_services(c: Checker) -> None:
         return
     flavour, (i, first) = c.data.get("cluster", {}).get("flavour"), nodes[0]
     for j, node in nodes:
-        if flavour not in _COREOS or node["role"] not in _PXE_ROLES:
+        if flavour not in COREOS_FLAVOURS or node["role"] not in _PXE_ROLES:
             c.error(("nodes", j, "boot"), f"node '{node['name']}' ({node['role']}, {flavour}) "
                     "cannot PXE-boot: gen PXE-installs CoreOS bootstrap, master and worker nodes",
                     "set boot: image for this node")

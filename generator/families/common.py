@@ -9,6 +9,8 @@ from ipaddress import IPv4Address
 
 from generator.model import Environment, Node, OsArtifact
 
+COREOS_FLAVOURS = ("openshift", "okd")  # clusters whose nodes install CoreOS from Ignition
+
 
 def service_ip(env: Environment, host: str) -> IPv4Address:
     """The primary address of the node that runs a service."""

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, HaproxyService, Node
 from generator.tree import Tree, lines
 
-COREOS_FLAVOURS = ("openshift", "okd")
 API_PORT = 6443
 MACHINE_CONFIG_PORT = 22623
 HTTP_PORT = 80

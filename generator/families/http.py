@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from generator.families import Pins, common, ignition
-from generator.model import Environment, HttpService, Node
+from generator.model import Environment, HttpService
 from generator.tree import Tree, canonical_json, lines
 
 SERVER_ROOT = "/var/lib/gen/http"
@@ -94,20 +94,13 @@ def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
         entry = {"source": "os-artifact", "artifact": artifact.name, "url": url,
                  "sha256": sha256}
         files[f"install/{artifact.name}"] = {k: v for k, v in entry.items() if v is not None}
-    for node in ignition_nodes(env):
+    nodes = ignition.coreos_nodes(env)
+    for node in nodes:
         files[f"ignition/{node.name}.ign"] = {
             "source": "rendered", "path": f"clusters/{env.cluster.name}/ignition/{node.name}.ign"}
-    for role in sorted({n.role for n in ignition_nodes(env)}):
+    for role in sorted({n.role for n in nodes}):
         files[f"ignition/roles/{role}.ign"] = {"source": "openshift-install", "role": role}
     return {"serverRoot": SERVER_ROOT, "documentRoot": DOCUMENT_ROOT,
             "port": env.services.http.port if env.services.http else None,
             "baseUrl": common.http_base(env),
             "directories": list(DIRECTORIES), "files": files}
-
-
-def ignition_nodes(env: Environment) -> tuple[Node, ...]:
-    """CoreOS nodes that fetch Ignition from the helper: exactly those the ignition family
-    renders a file for."""
-    if env.cluster.flavour not in ignition.COREOS_FLAVOURS:
-        return ()
-    return ignition.coreos_nodes(env)

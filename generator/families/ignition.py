@@ -23,11 +23,11 @@ from urllib.parse import quote
 
 from generator.errors import UserError
 from generator.families import common
+from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, Network, Nic, Node
 from generator.tree import Tree, canonical_json, lines
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
-COREOS_FLAVOURS = ("openshift", "okd")
 IGNITION_ROLES = ("bootstrap", "master", "worker")
 CORE_USER = "core"
 MODE_PUBLIC = 0o644
@@ -54,8 +54,6 @@ DEFAULT_SPEC = "3.3.0"
 
 def render(env: Environment, pins: Any, spec: str = DEFAULT_SPEC) -> Tree:
     """`clusters/<cluster>/ignition/<node>.ign` for every PXE-booted CoreOS node."""
-    if env.cluster.flavour not in COREOS_FLAVOURS:
-        return {}
     base = f"clusters/{env.cluster.name}/ignition"
     tree: Tree = {}
     for node in coreos_nodes(env):
@@ -65,7 +63,10 @@ def render(env: Environment, pins: Any, spec: str = DEFAULT_SPEC) -> Tree:
 
 
 def coreos_nodes(env: Environment) -> tuple[Node, ...]:
-    """The nodes that boot CoreOS from the helper and so need an Ignition file."""
+    """The nodes that PXE-boot CoreOS from the helper, so need an Ignition file (none unless
+    the cluster is OpenShift/OKD)."""
+    if env.cluster.flavour not in COREOS_FLAVOURS:
+        return ()
     return tuple(n for n in env.nodes if n.role in IGNITION_ROLES and n.boot == "pxe")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from generator.errors import UserError
 from generator.families import yamlout
+from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, Node
 from generator.tree import Tree
 
@@ -24,7 +25,7 @@ SCHEDULER_MANIFEST = "cluster-scheduler-02-config.yml"
 
 def render(env: Environment, pins: Any) -> Tree:
     """`clusters/<c>/openshift/install-config.yaml` and `manifests/*` for OpenShift/OKD."""
-    if env.cluster.flavour not in ("openshift", "okd"):
+    if env.cluster.flavour not in COREOS_FLAVOURS:
         return {}
     base = f"clusters/{env.cluster.name}/openshift"
     return {

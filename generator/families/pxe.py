@@ -46,7 +46,7 @@ GRUB_PREFIX = "grub"  # the prefix compiled into GRUB_EFI
 
 def render(env: Environment, pins: Pins) -> Tree:
     """Per-MAC boot files for every PXE-booted CoreOS node, plus the TFTP manifest."""
-    nodes = pxe_nodes(env)
+    nodes = ignition.coreos_nodes(env)
     service, dhcp = env.services.pxe, env.services.dhcp
     if not nodes or service is None or dhcp is None or env.services.http is None:
         return {}  # semantic.check_pxe_services reports what is missing
@@ -61,13 +61,6 @@ def render(env: Environment, pins: Pins) -> Tree:
     tree[f"{base}/{GRUB_PREFIX}/grub.cfg"] = grub_chain(nodes)
     tree[f"{base}/manifest.json"] = canonical_json(manifest(env, pins))
     return tree
-
-
-def pxe_nodes(env: Environment) -> tuple[Node, ...]:
-    """Nodes that PXE-boot the CoreOS installer (the ones that get an Ignition file)."""
-    if env.cluster.flavour not in ignition.COREOS_FLAVOURS:
-        return ()
-    return ignition.coreos_nodes(env)
 
 
 def dashed(mac: str) -> str:
