@@ -6,7 +6,9 @@ Kept here so that DHCP, PXE, HTTP and Ignition can never disagree on a URL.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from typing import Any
 
+from generator.families import Pins
 from generator.model import Environment, Node, OsArtifact
 
 COREOS_FLAVOURS = ("openshift", "okd")  # clusters whose nodes install CoreOS from Ignition
@@ -58,6 +60,14 @@ def role_ignition_url(env: Environment, role: str) -> str:
 def install_url(env: Environment, artifact: OsArtifact) -> str:
     """Artifacts are published under their stable name; the lock pins their content."""
     return f"{http_base(env)}/install/{artifact.name}"
+
+
+def artifact_source(artifact: OsArtifact, pins: Pins) -> dict[str, Any]:
+    """A manifest entry converge fetches an OS artifact by: the lock's url and sha256 when
+    it pins the artifact, else the environment's (unset fields left out)."""
+    url, sha256 = pins.os.get(artifact.name, (artifact.url, artifact.sha256))
+    entry = {"source": "os-artifact", "artifact": artifact.name, "url": url, "sha256": sha256}
+    return {k: v for k, v in entry.items() if v is not None}
 
 
 def os_artifact(env: Environment, kind: str) -> OsArtifact | None:

@@ -90,10 +90,7 @@ def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
     """Files (path under the document root -> where it comes from) and directories to create."""
     files: dict[str, dict[str, Any]] = {}
     for artifact in env.os_artifacts:
-        url, sha256 = pins.os.get(artifact.name, (artifact.url, artifact.sha256))
-        entry = {"source": "os-artifact", "artifact": artifact.name, "url": url,
-                 "sha256": sha256}
-        files[f"install/{artifact.name}"] = {k: v for k, v in entry.items() if v is not None}
+        files[f"install/{artifact.name}"] = common.artifact_source(artifact, pins)
     nodes = ignition.coreos_nodes(env)
     for node in nodes:
         files[f"ignition/{node.name}.ign"] = {

@@ -196,7 +196,5 @@ def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
         files[dhcp.uefi_file] = {"source": "package", "path": GRUB_EFI}
     for kind in ("kernel", "initramfs"):
         item = artifact(env, kind)
-        url, sha256 = pins.os.get(item.name, (item.url, item.sha256))
-        entry = {"source": "os-artifact", "artifact": item.name, "url": url, "sha256": sha256}
-        files[f"{IMAGES}/{item.name}"] = {k: v for k, v in entry.items() if v is not None}
+        files[f"{IMAGES}/{item.name}"] = common.artifact_source(item, pins)
     return {"files": files}
