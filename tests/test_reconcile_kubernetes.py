@@ -430,6 +430,22 @@ def test_secret_values_never_appear_in_plans(kube: Kube, tmp_path: Path) -> None
     assert "data.password: (sensitive value) -> (sensitive value changed)" in shown
 
 
+def test_indexed_secret_references_are_masked_and_filled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sshAuthorizedKeys[0]` is a reference name too: its marker is hidden and filled."""
+    from generator.model import SecretRef
+    from generator.reconcile.base import DiffItem
+
+    marker = "@@gen-secret:sshAuthorizedKeys[0]@@"
+    shown = k.masked([DiffItem("change", "data.key", "old", f"key {marker}")], "ConfigMap",
+                     markers=True)
+    assert marker not in str(shown) and k.SENSITIVE_CHANGED in str(shown)
+    monkeypatch.setenv("GEN_TEST_SSH_KEY", "ssh-ed25519 AAAA gen-test")
+    ref = SecretRef("sshAuthorizedKeys[0]", "env", "GEN_TEST_SSH_KEY")
+    assert k._fill({"data": {"key": f"key {marker}"}}, {ref.name: ref}) == {
+        "data": {"key": "key ssh-ed25519 AAAA gen-test"}}
+
+
 def _res(group: str, version: str, plural: str) -> Any:
     from kmock import resource
 

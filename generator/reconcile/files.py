@@ -35,6 +35,7 @@ from typing import Any
 from generator.errors import UserError
 from generator.model import Environment, SecretRef
 from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
+from generator.reconcile.secrets import MARKER_BYTES, declared
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
@@ -159,7 +160,7 @@ class FilesProvider:
     # -- plan -----------------------------------------------------------------------------
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
-        self.secrets = {ref.name: ref for ref in _secret_refs(env)}
+        self.secrets = declared(env)
         actions = []
         for (host, service), files in sorted(_by_service(tree).items()):
             spec = SERVICES.get(service)
@@ -335,7 +336,7 @@ def _fills(rendered: bytes, live: bytes) -> bool:
     """True when `live` is `rendered` with its secret markers filled in."""
     if MARKER_PREFIX not in rendered:
         return False
-    parts = re.split(rb"@@gen-secret:[^@]+@@", rendered)
+    parts = MARKER_BYTES.split(rendered)[::2]  # split keeps the group: names at odd places
     return re.fullmatch(rb"(?s:.+?)".join(re.escape(p) for p in parts), live) is not None
 
 
@@ -369,15 +370,6 @@ def _by_service(tree: Tree) -> dict[tuple[str, str], dict[str, bytes]]:
         _, host, service, rel = path.split("/", 3)
         grouped.setdefault((host, service), {})[rel] = content
     return grouped
-
-
-def _secret_refs(env: Environment) -> list[SecretRef]:
-    refs = [*env.secrets, *env.cluster.ssh_keys]
-    if env.cluster.pull_secret is not None:
-        refs.append(env.cluster.pull_secret)
-    if env.openstack is not None:
-        refs += env.openstack.passwords
-    return refs
 
 
 def files_provider(settings: Any) -> FilesProvider:

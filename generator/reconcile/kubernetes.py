@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import posixpath
 import re
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 from generator.errors import UserError
@@ -39,13 +37,13 @@ from generator.families.kubernetes import (
 )
 from generator.model import Environment, SecretRef
 from generator.reconcile.base import WAVE_KUBERNETES, Action, DiffItem
+from generator.reconcile.secrets import MARKER, declared, read_local
 from generator.tree import Tree
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "gen"
 SENSITIVE = "(sensitive value)"
 SENSITIVE_CHANGED = "(sensitive value changed)"
-MARKER = re.compile(r"@@gen-secret:([A-Za-z0-9_.-]+)@@")
 _SCOPE = re.compile(r"^clusters/[^/]+/kubernetes/")
 # Order inside the Kubernetes wave: Namespaces and CRDs, then cluster-scoped, then namespaced.
 ORDER_FIRST, ORDER_CLUSTER, ORDER_NAMESPACED = 0, 1, 2
@@ -628,7 +626,7 @@ class KubernetesProvider:
         manifests = manifest_objects(tree)
         if not manifests:
             return []
-        self.secrets = {ref.name: ref for ref in env.secrets}
+        self.secrets = declared(env)
         began = time.monotonic()
         try:
             self._api()
@@ -833,17 +831,11 @@ def _secret_value(name: str, secrets: dict[str, SecretRef]) -> str:
     if ref is None:
         raise UserError(f"kubernetes: a manifest refers to secret '{name}', which the "
                         "environment does not declare", "add it under secrets:")
-    if ref.source == "env":
-        value = os.environ.get(ref.ref)
-        if value is None:
-            raise UserError(f"secret '{name}' is not available (environment variable "
-                            f"{ref.ref} is missing)", "export it before plan/converge")
-        return value
     try:
-        return Path(ref.ref).expanduser().read_text(encoding="utf-8").rstrip("\n")
-    except OSError:
-        raise UserError(f"secret '{name}' is not available (file {ref.ref} is missing)",
-                        "create it before plan/converge") from None
+        return read_local(ref).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"secret '{name}' is not UTF-8 text",
+                        "Kubernetes object fields hold text; base64-encode binary values") from None
 
 
 def _with_namespace(obj: Obj, resource: Resource) -> Obj:

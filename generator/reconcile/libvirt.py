@@ -19,7 +19,7 @@ from typing import Any
 
 from generator.errors import UserError
 from generator.model import BOOT_ORDER, Environment
-from generator.reconcile import essence, seed
+from generator.reconcile import essence, secrets, seed
 from generator.reconcile.base import (
     WAVE_DOMAINS,
     WAVE_INFRA,
@@ -483,8 +483,7 @@ class _Ctx:
     def seed_volumes(self) -> list[Action]:
         """Missing seed ISOs are built and uploaded; existing ones are left as they are
         (cloud-init reads a seed once, at first boot; volumes carry no marker to compare)."""
-        refs = (*self.env.secrets, *self.env.cluster.ssh_keys,
-                *((self.env.cluster.pull_secret,) if self.env.cluster.pull_secret else ()))
+        refs = tuple(secrets.declared(self.env).values())
         return [self.action("create", "volume", name, WAVE_VOLUMES,
                             [DiffItem("add", "cloud-init seed", None,
                                       ", ".join(f for f, _ in wanted.files))],

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from generator.errors import UserError
 from generator.model import SecretRef
+from generator.reconcile.secrets import MARKER_BYTES, read_local
 from generator.tree import Tree
 
 SEED = re.compile(r"^clusters/[^/]+/cloud-init/([^/]+)/seed\.json$")
 EPOCH = 1  # fixed timestamp for every file and volume date in the image
-MARKER = re.compile(rb"@@gen-secret:([^@]+)@@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ def fill_secrets(content: bytes, refs: Iterable[SecretRef],
                  read: Callable[[SecretRef], bytes] | None = None) -> bytes:
     """Replace `@@gen-secret:NAME@@` markers with the values of the named references."""
     by_name = {ref.name: ref for ref in refs}
-    reader = read or read_secret
+    reader = read or read_local
 
     def value(match: re.Match[bytes]) -> bytes:
         name = match.group(1).decode()
@@ -71,19 +71,7 @@ def fill_secrets(content: bytes, refs: Iterable[SecretRef],
                             "declare it in the environment")
         return reader(by_name[name])
 
-    return MARKER.sub(value, content)
-
-
-def read_secret(ref: SecretRef) -> bytes:
-    """A secret's value on this machine (converge runs where the hypervisor is reached)."""
-    try:
-        if ref.source == "env":
-            return os.environ[ref.ref].encode()
-        return Path(ref.ref).expanduser().read_bytes().rstrip(b"\n")
-    except (KeyError, OSError):
-        where = f"environment variable {ref.ref}" if ref.source == "env" else f"file {ref.ref}"
-        raise UserError(f"secret '{ref.name}' is not available ({where} is missing)",
-                        "provide it before converging") from None
+    return MARKER_BYTES.sub(value, content)
 
 
 def build_iso(files: Iterable[tuple[str, bytes]], label: str = "cidata") -> bytes:
