@@ -76,8 +76,6 @@ def _literal(head: str, text: str, indent: int, out: list[str]) -> None:
     body = text[:-1] if text.endswith("\n") else text
     trailing = len(text) - len(text.rstrip("\n"))
     chomp = "-" if trailing == 0 else ("" if trailing == 1 else "+")
-    if trailing > 1:
-        body = text[:-1]
     out.append(f"{head} |{chomp}")
     pad = " " * indent
     out.extend(pad + line if line else "" for line in body.split("\n"))
