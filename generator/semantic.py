@@ -14,8 +14,9 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from generator.errors import Problem
+from generator.expand import artifact_kind
 from generator.families.common import COREOS_FLAVOURS
-from generator.loader import Document, FieldPath
+from generator.loader import Document, FieldPath, format_path
 from generator.units import parse_size
 
 MIB = 1024 * 1024
@@ -62,15 +63,10 @@ def _unique(c: Checker, items: Sequence[tuple[FieldPath, str]], what: str,
     for path, value in items:
         key = value.lower()
         if key in seen:
-            c.error(path, f"{what} '{value}' is already used at {_fmt(seen[key])}", hint)
+            c.error(path, f"{what} '{value}' is already used at {format_path(seen[key])}",
+                    hint)
         else:
             seen[key] = path
-
-
-def _fmt(path: FieldPath) -> str:
-    from generator.loader import format_path
-
-    return format_path(path)
 
 
 def check_unique_names(c: Checker) -> None:
@@ -382,8 +378,6 @@ def _pxe_nodes(c: Checker) -> list[tuple[int, dict[str, Any]]]:
 
 def _artifact_kinds(c: Checker) -> set[str]:
     artifacts = c.data.get("artifacts", {}).get("os", {})
-    from generator.expand import artifact_kind
-
     return {artifact_kind(a) for a in artifacts.values()}
 
 
