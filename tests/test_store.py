@@ -87,6 +87,17 @@ def test_store_verifies_on_write_and_read(tmp_path: Path) -> None:
         store.read(sha(b"nothing"))
 
 
+def test_a_missing_file_url_is_a_user_error(tmp_path: Path) -> None:
+    from generator.errors import UserError
+    from generator.lock.resolve import download
+
+    store = Store(tmp_path / "s")
+    with pytest.raises(UserError, match=r"os/x: cannot read .*/absent: No such file"):
+        download(f"file://{tmp_path}/absent", store, None, "os/x")
+    (tmp_path / "present").write_bytes(b"abc")
+    assert download(f"file://{tmp_path}/present", store, None, "os/x") == sha(b"abc")
+
+
 def test_lock_from_stream_url_then_fetch_with_progress(server: tuple[str, Path], repo: Path,
                                                        env: dict[str, str],
                                                        tmp_path: Path) -> None:

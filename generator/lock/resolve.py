@@ -219,7 +219,11 @@ def download(url: str, store: Store, expected: str | None, what: str,
                       "run `gen fetch` where the network is reachable, or copy the store")
     if url.startswith("file://"):
         path = Path(url.removeprefix("file://"))
-        return store.put_chunks(_file_chunks(path, progress), expected, what)
+        try:
+            return store.put_chunks(_file_chunks(path, progress), expected, what)
+        except OSError as exc:
+            raise UserError(f"{what}: cannot read {path}: {exc.strerror or exc}",
+                            "fix the file:// URL or copy the file there") from None
     from urllib.error import HTTPError, URLError
     from urllib.request import Request, urlopen
 
