@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from generator.cli import FORMAT, emit, warn
+from generator.commands.lock import STORE
 from generator.errors import EXIT_USER
 
 
@@ -47,8 +48,7 @@ def validate(env: str, fmt: str) -> None:
 @click.option("--commit", is_flag=True,
               help="Keep --out as a git repo of the rendered tree; commit when it changed "
                    "(message: environment, lock hash, source commit).")
-@click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
-              envvar="GEN_STORE", help="Content store (default ~/.cache/gen/store; $GEN_STORE).")
+@STORE
 @FORMAT
 def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
            store: Path | None, fmt: str, commit: bool = False) -> None:
@@ -86,10 +86,11 @@ def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
 def _commit(target: Path, rendered: Any) -> None:
     """`--commit`: one commit in the output repo per changed tree (see generator.gitrepo)."""
     from generator import gitrepo
+    from generator.lock.lockfile import lock_path
 
     source = rendered.loaded.source
     done = gitrepo.commit_rendered(
-        target, rendered.env_name, gitrepo.lock_hash(source.root / "lock" / f"{source.name}.lock"),
+        target, rendered.env_name, gitrepo.lock_hash(lock_path(source.root, source.name)),
         gitrepo.source_commit(source.root))
     click.echo(f"committed {done.sha[:12]} in {target}" if done.sha else
                f"{target}: rendered tree unchanged, nothing to commit", err=True)
