@@ -120,28 +120,21 @@ def renamed_from(repo: Any, base_sha: str, head_sha: str | None,
 
 def render_side(label: str, sha: str | None, root: Path, rel: PurePosixPath) -> Side:
     """Render the environment at `root/rel` with its lock's pins; an empty Side if absent."""
+    from generator.lock.lockfile import lock_path
     from generator.pipeline import render_with_lock
 
     env_dir = root / rel
     if not (env_dir / ENV_FILE).is_file():
         return Side(label, sha, None)
-    lock = read_lock(root / "lock" / f"{env_dir.name}.lock")
     # The lock's own API picks the pins still matching this side's environment; manifests
     # come from the local content store (left unpinned if absent: a diff never fetches).
     rendered = render_with_lock(str(env_dir), cwd=root)
+    # render_with_lock has read and validated the lock (a damaged one raised): its entries
+    # are shown as they are written.
+    path = lock_path(rendered.loaded.source.root, rendered.env_name)
+    lock = json.loads(path.read_bytes()) if path.is_file() else None
     return Side(label, sha, rendered.env_name, rendered.tree, lock,
                 secret_refs(rendered.loaded.model))
-
-
-def read_lock(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable lock file ({exc})",
-                        "regenerate it with `gen lock`") from None
-    return data if isinstance(data, dict) else None
 
 
 def secret_refs(model: Any) -> dict[str, tuple[str, str]]:
