@@ -93,30 +93,40 @@ def _alive(pid: int) -> bool:
 @contextlib.contextmanager
 def converge_lock(state: Path, env: str, ttl: float = DEFAULT_LOCK_TTL, wait: float = 0.0,
                   say: Callable[[str], None] = lambda _: None) -> Iterator[Holder]:
-    """Hold `<state>/<env>/converge.lock` (O_EXCL) for the block; say who holds it if busy."""
+    """Hold `<state>/<env>/converge.lock` for the block; say who holds it if busy.
+
+    The lock appears with its holder already written (a hard link of a finished temp file,
+    which fails like O_EXCL when the lock exists): a competitor never reads a half-written
+    lock and mistakes it for an abandoned one.
+    """
     path = state / env / "converge.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     me = _me()
+    mine = path.with_name(f".converge.lock.{os.getpid()}")
+    mine.write_text(json.dumps({"host": me.host, "pid": me.pid, "started": me.started,
+                                "id": me.id}))
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            holder = _read_holder(path)
-            reason = _abandoned(holder, ttl)
-            if reason is not None:
-                say(f"taking over an abandoned converge lock ({reason})")
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                continue
-            if time.monotonic() >= deadline:
-                raise ConvergeLocked(
-                    f"another converge of {env} is running: {holder.describe()}"  # type: ignore[union-attr]
-                    , f"wait for it, or remove {path} if that process is really gone") from None
-            time.sleep(0.2)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"host": me.host, "pid": me.pid, "started": me.started, "id": me.id}, handle)
+    try:
+        while True:
+            try:
+                os.link(mine, path)
+                break
+            except FileExistsError:
+                holder = _read_holder(path)
+                reason = _abandoned(holder, ttl)
+                if reason is not None:
+                    say(f"taking over an abandoned converge lock ({reason})")
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                    continue
+                if time.monotonic() >= deadline:
+                    raise ConvergeLocked(
+                        f"another converge of {env} is running: {holder.describe()}"  # type: ignore[union-attr]
+                        , f"wait for it, or remove {path} if that process is really gone"
+                    ) from None
+                time.sleep(0.2)
+    finally:
+        mine.unlink(missing_ok=True)
     try:
         yield me
     finally:
