@@ -138,6 +138,26 @@ def test_secret_markers_are_filled_on_the_target_only(tmp_path: Path, lab,
         third.apply(action)
 
 
+def test_a_rejected_config_never_echoes_a_filled_secret(tmp_path: Path, lab,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    env, tree = lab
+    ref = SecretRef("statsPassword", "env", "GEN_TEST_STATS_PASSWORD")
+    monkeypatch.setenv("GEN_TEST_STATS_PASSWORD", "pw-s3cr3t-value")
+    broken = dict(tree)
+    cfg = "hosts/helper/haproxy/haproxy.cfg"
+    broken[cfg] = tree[cfg] + f"\nfrontend oops\n    bind {ref.marker()}:1\n".encode()
+    provider_env = env.__class__(**{**{f: getattr(env, f) for f in env.__dataclass_fields__},
+                                    "secrets": (ref,)})
+    provider = _provider(tmp_path)
+    actions = provider.plan(provider_env, provider.scope(broken))
+    (haproxy,) = [a for a in actions if a.name == "helper/haproxy"]
+    with pytest.raises(UserError) as failure:
+        provider.apply(haproxy)
+    assert "haproxy rejected" in str(failure.value)
+    assert "(sensitive value)" in str(failure.value)
+    assert "s3cr3t" not in str(failure.value)
+
+
 def test_os_artifacts_are_published_from_the_store(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     kernel = b"stand-in kernel bytes"

@@ -259,7 +259,7 @@ class FilesProvider:
         target: Target = p["target"]
         spec: ServiceSpec = p["spec"]
         service: str = p["service"]
-        files = self._materialize(target, p["desired"])
+        files, values = self._materialize(target, p["desired"])
         staging = f"/{STAGING}/{service}"
         target.run(["rm", "-rf", target.path(staging)])
         target.write_files({f"{staging}{path}": data for path, data in files.items()})
@@ -269,7 +269,7 @@ class FilesProvider:
         if p["directories"]:
             target.run(["mkdir", "-p", *[target.path(f"{where}{d}") for d in p["directories"]
                                          for where in (staging, "")]])
-        self._check(target, spec, staging)
+        self._check(target, spec, staging, values)
         self._swap(target, staging, list(p["desired"]), p["stale"])
         managed = {"files": p["digests"], "service": service}
         target.write_files({f"{spec.install}/{MANAGED}": json.dumps(
@@ -280,32 +280,39 @@ class FilesProvider:
         if reload:
             target.run([_fill(a, target, spec, staging) for a in reload])
 
-    def _materialize(self, target: Target, desired: dict[str, Any]) -> dict[str, bytes]:
-        """Bytes for every file gen uploads (store objects read and verified here)."""
+    def _materialize(self, target: Target, desired: dict[str, Any],
+                     ) -> tuple[dict[str, bytes], list[bytes]]:
+        """Bytes for every file gen uploads (store objects read and verified here), and the
+        secret values filled in (each read once on the target; kept out of error messages)."""
         out = {}
+        values: dict[str, bytes] = {}
         for path, source in desired.items():
             if isinstance(source, bytes):
-                out[path] = self._fill_secrets(target, source)
+                out[path] = self._fill_secrets(target, source, values)
             elif source[0] == "store":
                 out[path] = self._store().read(source[1], f"published {path}")
-        return out
+        return out, list(values.values())
 
     def _store(self) -> Any:
         from generator.lock.store import Store, default_root
 
         return Store(self.store_root or default_root())
 
-    def _fill_secrets(self, target: Target, content: bytes) -> bytes:
-        """Replace `@@gen-secret:NAME@@` markers with values read on the target."""
+    def _fill_secrets(self, target: Target, content: bytes, values: dict[str, bytes]) -> bytes:
+        """Replace `@@gen-secret:NAME@@` markers with values read on the target (`values`
+        caches them by name for the whole action)."""
         if MARKER_PREFIX not in content:
             return content
         for ref in self.secrets.values():
             marker = ref.marker().encode()
             if marker in content:
-                content = content.replace(marker, _read_secret(target, ref))
+                if ref.name not in values:
+                    values[ref.name] = _read_secret(target, ref)
+                content = content.replace(marker, values[ref.name])
         return content
 
-    def _check(self, target: Target, spec: ServiceSpec, staging: str) -> None:
+    def _check(self, target: Target, spec: ServiceSpec, staging: str,
+               secrets: list[bytes]) -> None:
         if not spec.check:
             return
         argv = [_fill(a, target, spec, staging) for a in spec.check]
@@ -313,7 +320,11 @@ class FilesProvider:
         if proc.returncode != 0:
             target.run(["rm", "-rf", target.path(staging)], check=False)
             target.run(["rmdir", target.path(f"/{STAGING}")], check=False)
-            output = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+            raw = proc.stdout + proc.stderr
+            for value in secrets:  # checkers quote the offending line: never show a value
+                if value:
+                    raw = raw.replace(value, b"(sensitive value)")
+            output = raw.decode(errors="replace").strip()
             raise UserError(f"{argv[0]} rejected the new {spec.install} files; the old ones "
                             f"stay in place: {' | '.join(output.splitlines()[-3:])}")
 
