@@ -240,3 +240,23 @@ def test_cli_without_a_target_skips_the_host_and_says_how(repo: Path) -> None:
     plan = gen("plan", "env/lab", "--provider", "files", cwd=repo)
     assert plan.code == 0, plan.err
     assert "helper: boot services not converged: no target given" in plan.out + plan.err
+
+
+def test_files_no_longer_rendered_are_deleted_only_with_prune(tmp_path: Path, lab) -> None:
+    env, tree = lab
+    _converge(_provider(tmp_path), env, tree)
+    gone = "hosts/helper/tftp/pxelinux.cfg/" + next(
+        p.rsplit("/", 1)[1] for p in tree if "/pxelinux.cfg/" in p)
+    smaller = {p: c for p, c in tree.items() if p != gone}
+    installed = tmp_path / "var/lib/tftpboot" / gone.split("/tftp/", 1)[1]
+    keep = _provider(tmp_path)
+    assert keep.plan(env, keep.scope(smaller)) == []
+    assert any("no longer rendered and are kept (run with --prune" in n for n in keep.notices)
+    assert installed.is_file()
+    prune = _provider(tmp_path)
+    prune.prune = True
+    (action,) = prune.plan(env, prune.scope(smaller))
+    assert [(c.op, c.path) for c in action.changes] == [
+        ("remove", "/var/lib/tftpboot/" + gone.split("/tftp/", 1)[1])]
+    prune.apply(action)
+    assert not installed.exists()

@@ -144,6 +144,7 @@ class FilesProvider:
     ignition_dir: Path | None = None
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     rendered: Tree = field(default_factory=dict)
+    prune: bool = False
     name: str = "files"
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
@@ -240,8 +241,14 @@ class FilesProvider:
             if not same:
                 changes.append(DiffItem("change" if was or current is not None else "add",
                                         path, was, digest))
-        changes += [DiffItem("remove", p, d, None) for p, d in
-                    sorted(managed.get("files", {}).items()) if p not in digests]
+        stale = {p: d for p, d in sorted(managed.get("files", {}).items()) if p not in digests}
+        if stale and not self.prune:  # deleting needs --prune, as for every provider
+            self.notices.append(f"{host}/{service}: {len(stale)} file(s) gen installed are no "
+                                f"longer rendered and are kept (run with --prune to delete "
+                                f"them): {', '.join(stale)}")
+            digests = {**digests, **stale}
+            stale = {}
+        changes += [DiffItem("remove", p, d, None) for p, d in stale.items()]
         if not changes:
             return None
         op: Op = "update" if managed or live else "create"
@@ -391,6 +398,6 @@ def files_provider(settings: Any) -> FilesProvider:
                dict(settings.option("files_reloads", ())).items()}
     store = settings.option("store")
     ignition = settings.option("ignition_dir")
-    return FilesProvider(targets=targets, reloads=reloads,
+    return FilesProvider(targets=targets, reloads=reloads, prune=settings.prune,
                          store_root=Path(store) if store else None,
                          ignition_dir=Path(ignition) if ignition else None)
