@@ -620,3 +620,17 @@ def test_deployment_readiness() -> None:
     assert k.deployment_ready(ready)
     assert not k.deployment_ready({**ready, "metadata": {"generation": 4}})
     assert not k.deployment_ready({**ready, "status": {**ready["status"], "replicas": 3}})
+
+
+def test_api_errors_never_carry_a_filled_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server may echo a rejected field value; converge output and journal must not."""
+    from generator.model import SecretRef
+    from generator.reconcile.kubernetes import KubeError, KubernetesProvider
+
+    monkeypatch.setenv("GEN_TEST_TOKEN", "hunter2-secret")
+    provider = KubernetesProvider(secrets={"token": SecretRef("token", "env", "GEN_TEST_TOKEN")})
+    obj = {"kind": "Secret", "stringData": {"t": "@@gen-secret:token@@"}}
+    echoed = KubeError(422, "Invalid", 'Secret "x" is invalid: data: "hunter2-secret" bad')
+    hidden = echoed.redacted(provider._values_in(obj))
+    assert "hunter2-secret" not in str(hidden)
+    assert str(hidden) == 'HTTP 422 Invalid: Secret "x" is invalid: data: "(sensitive)" bad'

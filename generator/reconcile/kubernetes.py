@@ -462,7 +462,16 @@ class KubeError(Exception):
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(f"HTTP {status} {reason}: {message}")
-        self.status = status
+        self.status, self.reason, self.message = status, reason, message
+
+    def redacted(self, values: list[str]) -> KubeError:
+        """The same error with every given secret value replaced (a server may echo one)."""
+        def hide(text: str) -> str:
+            for value in values:
+                text = text.replace(value, "(sensitive)") if value else text
+            return text
+
+        return KubeError(self.status, hide(self.reason), hide(self.message))
 
 
 @dataclass(frozen=True, slots=True)
@@ -757,7 +766,10 @@ class KubernetesProvider:
         if action.op == "replace":
             api.delete(resource, meta.get("namespace", ""), meta["name"])
             self._gone(api, resource, meta.get("namespace", ""), meta["name"])
-        self._apply(api, resource, obj, bool(action.note))
+        try:
+            self._apply(api, resource, obj, bool(action.note))
+        except KubeError as exc:
+            raise exc.redacted(self._values_in(action.payload["object"])) from None
         if self.wait and obj["kind"] == "Deployment" and group_of(obj["apiVersion"]) == "apps":
             self._wait_deployment(api, resource, meta["namespace"], meta["name"])
 
@@ -797,6 +809,11 @@ class KubernetesProvider:
                     f"{(live.get('spec') or {}).get('replicas', 1)} replicas available)",
                     "look at its pods (kubectl describe), or converge with --no-wait")
             time.sleep(min(2.0, max(0.1, self.wait_timeout / 50)))
+
+    def _values_in(self, obj: Obj) -> list[str]:
+        """The values of the secrets an object's markers name (to keep them out of errors)."""
+        names = set(MARKER.findall(json.dumps(obj)))
+        return [_secret_value(name, self.secrets) for name in sorted(names)]
 
     def _filled(self, obj: Obj) -> Obj:
         """Secret markers replaced by values read on this machine (the API client's host)."""
