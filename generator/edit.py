@@ -17,6 +17,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from generator.errors import UserError
+from generator.loader import load_yaml
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[([^\]]+)\]")
 
@@ -60,7 +61,9 @@ def load(text: str, display: str) -> tuple[YAML, Any]:
     try:
         return yaml, yaml.load(text)
     except YAMLError as exc:
-        raise UserError(f"{display}: cannot edit: the file is not valid YAML ({exc})") from None
+        load_yaml(text, display)  # the loader's one-line error at file:line:col, if it has one
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
+        raise UserError(f"{display}: cannot edit: the file is not valid YAML ({first})") from None
 
 
 def dump(yaml: YAML, data: Any) -> str:
@@ -156,19 +159,33 @@ def next_free_ip(data: Any, network: str, role: str) -> str:
                 None)
     if cidr is None:
         raise UserError(f"unknown network '{network}'", "pass --network with a declared one")
+    # Bad addresses are skipped here: validating the edited file reports them, one line each.
     used, same_role = set(), []
     for node in data.get("nodes") or []:
         for nic in node.get("nics") or []:
-            if nic.get("network") == network and nic.get("ip"):
-                used.add(IPv4Address(str(nic["ip"])))
+            address = _address(nic.get("ip")) if nic.get("network") == network else None
+            if address is not None:
+                used.add(address)
                 if node.get("role") == role:
-                    same_role.append(IPv4Address(str(nic["ip"])))
+                    same_role.append(address)
     for net in (data.get("networks") or []):
-        if net.get("name") == network and net.get("gateway"):
-            used.add(IPv4Address(str(net["gateway"])))
-    hosts = list(ip_network(str(cidr)).hosts())
+        gateway = _address(net.get("gateway")) if net.get("name") == network else None
+        if gateway is not None:
+            used.add(gateway)
+    try:
+        hosts = list(ip_network(str(cidr), strict=False).hosts())
+    except ValueError:
+        raise UserError(f"network '{network}' has cidr '{cidr}', not an IPv4 CIDR",
+                        "fix the network's cidr, or pass --ip explicitly") from None
     start = hosts.index(max(same_role)) + 1 if same_role and max(same_role) in hosts else 0
     for candidate in hosts[start:] + hosts[:start]:
         if candidate not in used:
             return str(candidate)
     raise UserError(f"network '{network}' has no free address", "pass --ip explicitly")
+
+
+def _address(value: Any) -> IPv4Address | None:
+    try:
+        return IPv4Address(str(value)) if value else None
+    except ValueError:
+        return None

@@ -130,3 +130,20 @@ def test_unknown_node_and_bad_path(repo: Path) -> None:
         1, "no item named 'nope' in nodes (check the name)")
     result = gen("node", "add", "env/lab", "master0", "--role", "master", cwd=repo)
     assert result.code == 1 and "already exists" in result.err
+
+
+def test_yaml_syntax_error_is_one_line_at_its_position(repo: Path) -> None:
+    path = _write(repo)
+    path.write_text(COMMENTED.replace("    cidr: 192.168.20.0/24", "    cidr: [192.168.20.0/24"))
+    result = gen("set", "env/lab", "cluster.name", "ocp5", cwd=repo)
+    assert result.code == 1
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "env.yaml:" in lines[0] and "YAML syntax error" in lines[0], lines
+
+
+def test_node_add_on_a_bad_cidr_reports_it_instead_of_crashing(repo: Path) -> None:
+    path = _write(repo)
+    path.write_text(COMMENTED.replace("cidr: 192.168.20.0/24", "cidr: 192.168.20.1/24"))
+    result = gen("node", "add", "env/lab", "worker2", "--role", "worker", cwd=repo)
+    assert result.code == 1, result.err
+    assert "'192.168.20.1/24' has host bits set (write 192.168.20.0/24)" in result.err
