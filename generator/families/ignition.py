@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from generator.errors import UserError
-from generator.families import common
+from generator.families import Pins, common
 from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, Network, Nic, Node
 from generator.tree import Tree, canonical_json, lines
@@ -52,7 +52,7 @@ SPECS = {
 DEFAULT_SPEC = "3.3.0"
 
 
-def render(env: Environment, pins: Any, spec: str = DEFAULT_SPEC) -> Tree:
+def render(env: Environment, pins: Pins, spec: str = DEFAULT_SPEC) -> Tree:
     """`clusters/<cluster>/ignition/<node>.ign` for every PXE-booted CoreOS node."""
     base = f"clusters/{env.cluster.name}/ignition"
     tree: Tree = {}
@@ -70,7 +70,7 @@ def coreos_nodes(env: Environment) -> tuple[Node, ...]:
     return tuple(n for n in env.nodes if n.role in IGNITION_ROLES and n.boot == "pxe")
 
 
-def node_config(env: Environment, node: Node, pins: Any,
+def node_config(env: Environment, node: Node, pins: Pins,
                 spec: str = DEFAULT_SPEC) -> dict[str, Any]:
     """One node's Ignition config as a dict, validated against gen's schema for `spec`."""
     config: dict[str, Any] = {
@@ -98,7 +98,7 @@ def _check_unique_paths(config: dict[str, Any], node: str) -> None:
                         "give each of the node's nics a distinct interface name")
 
 
-def merge_resource(env: Environment, role: str, pins: Any,
+def merge_resource(env: Environment, role: str, pins: Pins,
                    spec: str = DEFAULT_SPEC) -> dict[str, Any]:
     """The role config on the helper, with its hash when the lock holds its content."""
     if env.services.http is None:
@@ -106,7 +106,7 @@ def merge_resource(env: Environment, role: str, pins: Any,
                         "services.http is declared",
                         "add `services: {http: {port: 8080}}` (served by the helper)")
     resource: dict[str, Any] = {"source": common.role_ignition_url(env, role)}
-    content = getattr(pins, "manifests", {}).get(f"ignition/{role}")
+    content = pins.manifests.get(f"ignition/{role}")
     if content is not None:
         algorithm = spec_row(spec).hashes[-1]  # the strongest the spec accepts
         resource["verification"] = {
