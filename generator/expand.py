@@ -7,6 +7,7 @@ across machines and renders; free IPs are taken from the network's range in orde
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -162,18 +163,19 @@ def _hypervisor(raw: dict[str, Any]) -> m.Hypervisor:
                         bridge=raw.get("bridge"))
 
 
-def _default_host(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> str | None:
-    if "host" in raw:
-        return str(raw["host"])
-    helpers = [n.name for n in nodes if n.role == "helper"]
-    return helpers[0] if helpers else None
+def service_host(services: dict[str, Any], section: dict[str, Any],
+                 helpers: Iterable[str]) -> str | None:
+    """Who runs a service: its own host, else services.host, else the first helper node.
+    The semantic checks ask the same question of the raw document."""
+    host = section.get("host") or services.get("host") or next(iter(helpers), None)
+    return str(host) if host is not None else None
 
 
 def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
-    default = _default_host(raw, nodes)
+    helpers = [n.name for n in nodes if n.role == "helper"]
 
     def host(section: dict[str, Any]) -> str:
-        return str(section.get("host") or default or "")
+        return service_host(raw, section, helpers) or ""
 
     dns, dhcp, pxe, http, haproxy, nfs = (raw.get(k) for k in
                                           ("dns", "dhcp", "pxe", "http", "haproxy", "nfs"))

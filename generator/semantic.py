@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from generator.errors import Problem
-from generator.expand import artifact_kind
+from generator.expand import artifact_kind, service_host
 from generator.families.common import COREOS_FLAVOURS
 from generator.loader import Document, FieldPath, format_path
 from generator.units import parse_size
@@ -329,10 +329,9 @@ def check_dhcp_network(c: Checker) -> None:
 
 
 def _service_host(c: Checker, section: dict[str, Any]) -> str | None:
-    """Who runs a service, as expand decides: its host, services.host, else the first helper."""
-    host = section.get("host") or c.data.get("services", {}).get("host")
-    helpers = [node["name"] for _, node in c.nodes() if node["role"] == "helper"]
-    return host or (helpers[0] if helpers else None)
+    """Who runs a service, as expand decides."""
+    helpers = (node["name"] for _, node in c.nodes() if node["role"] == "helper")
+    return service_host(c.data.get("services", {}), section, helpers)
 
 
 def check_service_host_known(c: Checker) -> None:
