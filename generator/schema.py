@@ -82,7 +82,10 @@ def _describe(error: Any) -> tuple[FieldPath, str, str]:
     schema = error.schema if isinstance(error.schema, dict) else {}
     kind, value = error.validator, error.instance
     if "x-message" in schema and kind in ("pattern", "oneOf", "type", "anyOf"):
-        return path, f"{_short(value)} {schema['x-message']}", schema.get("x-hint", "")
+        # Whatever stands where a secret reference belongs may be the secret itself: an
+        # error (a CI log) must not repeat it.
+        shown = "the value (not shown)" if schema.get("x-redact") else _short(value)
+        return path, f"{shown} {schema['x-message']}", schema.get("x-hint", "")
     if kind == "required":
         return path, f"missing required key {error.message.split(' is a')[0]}", "add it"
     if kind == "enum":
