@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from ipaddress import IPv4Address, ip_network
 from typing import Any
 
@@ -173,15 +174,25 @@ def next_free_ip(data: Any, network: str, role: str) -> str:
         if gateway is not None:
             used.add(gateway)
     try:
-        hosts = list(ip_network(str(cidr), strict=False).hosts())
+        net = ip_network(str(cidr), strict=False)
     except ValueError:
         raise UserError(f"network '{network}' has cidr '{cidr}', not an IPv4 CIDR",
                         "fix the network's cidr, or pass --ip explicitly") from None
-    start = hosts.index(max(same_role)) + 1 if same_role and max(same_role) in hosts else 0
-    for candidate in hosts[start:] + hosts[:start]:
-        if candidate not in used:
-            return str(candidate)
+    # Host addresses as integers, scanned lazily (a /8 has 16 million of them).
+    first = int(net.network_address) + (1 if net.prefixlen < 31 else 0)
+    last = int(net.broadcast_address) - (1 if net.prefixlen < 31 else 0)
+    after = int(max(same_role)) + 1 if same_role else first
+    after = after if first <= after <= last else first
+    for number in _wrapped(after, first, last):
+        if IPv4Address(number) not in used:
+            return str(IPv4Address(number))
     raise UserError(f"network '{network}' has no free address", "pass --ip explicitly")
+
+
+def _wrapped(start: int, first: int, last: int) -> Iterator[int]:
+    """start..last, then first..start-1."""
+    yield from range(start, last + 1)
+    yield from range(first, start)
 
 
 def _address(value: Any) -> IPv4Address | None:

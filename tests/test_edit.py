@@ -147,3 +147,12 @@ def test_node_add_on_a_bad_cidr_reports_it_instead_of_crashing(repo: Path) -> No
     result = gen("node", "add", "env/lab", "worker2", "--role", "worker", cwd=repo)
     assert result.code == 1, result.err
     assert "'192.168.20.1/24' has host bits set (write 192.168.20.0/24)" in result.err
+
+
+def test_node_add_on_a_huge_network_takes_the_next_address(repo: Path) -> None:
+    path = _write(repo)
+    text = COMMENTED.replace("cidr: 192.168.20.0/24", "cidr: 192.0.0.0/8")
+    path.write_text(text)
+    result = gen("node", "add", "env/lab", "worker2", "--role", "worker", cwd=repo)
+    assert result.code == 0, result.err
+    assert "ip: 192.168.20.163" in path.read_text()

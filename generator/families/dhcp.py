@@ -67,7 +67,8 @@ def subnet_of(env: Environment, dhcp: DhcpService) -> Subnet:
     network = env.network(dhcp.network)
     host = env.node(dhcp.host)
     cluster_dns = dns_server(env)
-    servers = network.dns or ((cluster_dns,) if cluster_dns is not None else ())
+    # The cluster's DNS first: only it knows api-int and etcd-N (it forwards the rest).
+    servers = (cluster_dns,) if cluster_dns is not None else network.dns
     host_nic = next((n for n in host.nics if n.network == network.name), host.nic)
     reservations = tuple(
         Reservation(node.name, node.fqdn, nic.mac, nic.ip)
