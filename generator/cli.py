@@ -69,10 +69,13 @@ def cli() -> None:
     """gen compiles environment blueprints into a pinned, reproducible GitOps repo.
 
     \b
-    Typical loop:
+    Typical loop (ENV is env/NAME, i.e. environments/NAME):
       gen validate env/lab        check the environment, report every problem at once
       gen render env/lab          write rendered/lab (libvirt XML, boot services, ...)
-      gen render env/lab --check  exit 1 if rendered/lab is stale
+      gen lock env/lab            pin images, OS artifacts and the rendered tree's hash
+      gen diff env/lab            what a change does, per resource (PR review)
+      gen plan env/lab            what converge would do to the live hosts
+      gen converge env/lab        make them so (--prune and --allow-destroy to delete)
 
     \b
     Exit codes: 0 ok, 1 bad input or failed check, 2 changes present (--detailed-exitcode),
