@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reconcile_fixtures import LAB_NODES, private_libvirtd, scale_lab, wipe_libvirt
+from reconcile_fixtures import LAB_NODES, edit_node, private_libvirtd, scale_lab, wipe_libvirt
 
 pytestmark = pytest.mark.libvirtd
 START = ("--start", "helper,bootstrap")
@@ -220,3 +220,24 @@ def test_cloud_init_seed_isos_are_reproducible_and_uploaded(
         assert out.read_bytes() == iso
     finally:
         wipe_libvirt(libvirtd)
+
+
+def test_lowering_memory_of_a_guest_without_balloon_driver_converges(
+        lab: dict[str, object]) -> None:
+    """The iPXE-looping guest never balloons down: gen asks once, then says next boot."""
+    env_yaml = Path(str(lab["env"])) / "env.yaml"
+    edit_node(env_yaml, "bootstrap", "memory: 256MiB", "memory: 320MiB")
+    assert gen(lab, "converge").returncode == 0
+    edit_node(env_yaml, "bootstrap", "memory: 320MiB", "memory: 256MiB")
+    first = gen(lab, "converge", "--format", "json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    changes = {c["path"] for a in json.loads(first.stdout)["plan"]["actions"]
+               for c in a["changes"]}
+    assert changes == {"memory", "currentMemory", "currentMemory (live)"}
+    again = gen(lab, "plan", "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "No changes." in again.stdout
+    assert "hv1/bootstrap: the guest did not follow the balloon request to 262144 KiB" in \
+        again.stdout + again.stderr
+    inactive = ET.fromstring(virsh(lab, "dumpxml", "--inactive", "bootstrap"))
+    assert inactive.findtext("currentMemory") == str(256 * 1024)

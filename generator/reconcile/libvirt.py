@@ -94,6 +94,13 @@ class LiveDomain:
     running: bool
     current_kib: int | None  # live balloon size of a running domain
     max_kib: int | None = None  # live maximum of a running domain (the balloon's ceiling)
+    asked_kib: int | None = None  # the balloon size gen last asked of this running domain
+
+
+# Kept in the running domain's live definition only (gone at the next boot): the balloon size
+# gen asked for. A guest without a balloon driver never follows; knowing it was asked keeps
+# a converge after a converge from asking again forever.
+LIVE_NS = "https://gen.invalid/xmlns/libvirt/live/1"
 
 
 @dataclass(slots=True)
@@ -276,6 +283,9 @@ class LibvirtProvider:
         live_kib = action.payload.get("live_memory_kib")
         if live_kib and dom.isActive():
             dom.setMemoryFlags(live_kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, f'<balloon kib="{live_kib}"/>',
+                                "genlive", LIVE_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
         if action.payload.get("start") and not dom.isActive():
             dom.create()
 
@@ -375,7 +385,17 @@ def _live_domain(libvirt: Any, dom: Any) -> LiveDomain:
     config = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     info = dom.info() if running else None
     return LiveDomain(dom, config, running, int(info[2]) if info else None,
-                      int(info[1]) if info else None)
+                      int(info[1]) if info else None,
+                      _asked_kib(libvirt, dom) if running else None)
+
+
+def _asked_kib(libvirt: Any, dom: Any) -> int | None:
+    try:
+        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, LIVE_NS,
+                            libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        return int(ET.fromstring(text).get("kib", ""))
+    except (libvirt.libvirtError, ET.ParseError, ValueError):
+        return None  # never asked (or a driver without live metadata)
 
 
 # -- planning ----------------------------------------------------------------------------
@@ -558,8 +578,14 @@ class _Ctx:
         want_kib = int(want["currentMemory"].split()[0])
         # The balloon moves only up to the running VM's maximum; more takes a reboot.
         ceiling = min(int(want["memory"].split()[0]), have.max_kib or want_kib)
+        ignored = have.asked_kib == want_kib  # asked before; the guest did not follow
+        if ignored and have.current_kib != want_kib:
+            self.provider.notices.append(
+                f"domain {self.hv}/{name}: the guest did not follow the balloon request to "
+                f"{want_kib} KiB (it runs with {have.current_kib} KiB; no balloon driver?); "
+                "the new size takes effect at next boot")
         if have.running and have.current_kib is not None and have.current_kib != want_kib \
-                and want_kib <= ceiling:
+                and want_kib <= ceiling and not ignored:
             changes.append(DiffItem("change", "currentMemory (live)",
                                     f"{have.current_kib} KiB", f"{want_kib} KiB"))
             payload["live_memory_kib"] = want_kib
