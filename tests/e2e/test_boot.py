@@ -133,6 +133,8 @@ def make_repo(tmp: Path, artifacts_url: str, dnsmasq: bool, uefi: bool) -> Path:
     env_dir.mkdir(parents=True)
     text = (ENV_DIR / "env.yaml").read_text().replace("ARTIFACTS", artifacts_url)
     if dnsmasq:
+        # Lab A's forwarders stay as written: the helper namespace has no uplink (only a veth
+        # to br0 inside libvirtd's namespace), so a forwarded query cannot leave the machine.
         old = "  dns:\n    provider: bind\n    forwarders: [8.8.8.8, 8.8.4.4]\n"
         assert old in text
         text = text.replace(old, "  dns:\n    provider: dnsmasq\n    forwarders: [8.8.8.8, "
