@@ -21,3 +21,13 @@ def gen(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float
                           capture_output=True, text=True, timeout=timeout, input=input_text)
     assert "Traceback" not in proc.stderr, proc.stderr
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def replace_in_lab(repo: Path, old: str, new: str) -> str:
+    """Edit lab A; return `FILE:LINE` of the first line of `new`."""
+    env_file = repo / "environments/lab/env.yaml"
+    text = env_file.read_text()
+    assert text.count(old) == 1, old
+    env_file.write_text(text.replace(old, new))
+    number = text[: text.index(old)].count("\n") + 1
+    return f"environments/lab/env.yaml:{number}"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import gen, replace_in_lab
 from netns import Netns, netns
 
 from generator.families import dhcp as family
@@ -270,16 +270,6 @@ def test_one_dnsmasq_serves_dns_and_dhcp(repo: Path, tmp_path: Path) -> None:
 
 
 # --- bad input -------------------------------------------------------------------------
-
-
-def replace_in_lab(repo: Path, old: str, new: str) -> str:
-    """Edit lab A; return `FILE:LINE` of the first line of `new`."""
-    env_file = repo / "environments/lab/env.yaml"
-    text = env_file.read_text()
-    assert text.count(old) == 1, old
-    env_file.write_text(text.replace(old, new))
-    number = text[: text.index(old)].count("\n") + 1
-    return f"environments/lab/env.yaml:{number}"
 
 
 def test_two_nodes_sharing_a_mac_is_one_line_error(repo: Path) -> None:

@@ -15,7 +15,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import gen, replace_in_lab
 from netns import Netns, netns
 
 from generator.families import dns as family
@@ -275,13 +275,6 @@ def test_bind_serves_ptr_for_any_prefix_length(repo: Path, tmp_path: Path, cidr:
 
 
 # --- bad input -------------------------------------------------------------------------
-
-
-def replace_in_lab(repo: Path, old: str, new: str) -> None:
-    env_file = repo / "environments/lab/env.yaml"
-    text = env_file.read_text()
-    assert text.count(old) == 1, old
-    env_file.write_text(text.replace(old, new))
 
 
 def add_record(repo: Path, line: str, column_of: str) -> str:
