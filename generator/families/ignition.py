@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -25,9 +24,10 @@ from generator.errors import UserError
 from generator.families import Pins, common
 from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, Network, Nic, Node
+from generator.resources import schemas_dir
 from generator.tree import Tree, canonical_json, lines
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+SCHEMA_DIR = schemas_dir()
 IGNITION_ROLES = ("bootstrap", "master", "worker")
 CORE_USER = "core"
 MODE_PUBLIC = 0o644

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import LockMismatch
+from generator.resources import schema_file
 from generator.tree import canonical_json
 
 LOCK_VERSION = 1
-SCHEMA_FILE = Path(__file__).resolve().parent.parent.parent / "schemas" / "lock.schema.json"
+SCHEMA_FILE = schema_file("lock.schema.json")
 PATH_INPUTS = ("environment", "blueprint")
 KINDS = ("image", "os", "manifest")
 
