@@ -92,6 +92,7 @@ class Resolver:
     offline: bool = False
     insecure: frozenset[str] = frozenset()
     progress: Callable[[str], Progress] | None = None
+    blueprint_dir: Path | None = None  # a stream file not beside env.yaml may ship here
     _streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def resolve(self, key: str, original: Any) -> Any:
@@ -104,7 +105,8 @@ class Resolver:
             spec = original["stream"]
             source = spec.get("file") or spec["url"]
             if source not in self._streams:
-                self._streams[source] = r.load_stream(source, self.env_dir, self.offline)
+                bases = (self.env_dir, *([self.blueprint_dir] if self.blueprint_dir else []))
+                self._streams[source] = r.load_stream(source, bases, self.offline)
             location, sha256 = r.stream_artifact(self._streams[source], spec["arch"],
                                                  spec["platform"], spec["format"],
                                                  spec["artifact"], f"{key} ({source})")
@@ -135,6 +137,8 @@ def lock_environment(loaded: Loaded, old: Lock | None, resolver: Resolver,
     keys (`gen update`). With `allow_missing`, inputs that cannot be resolved offline are
     left out and reported instead of failing.
     """
+    if resolver.blueprint_dir is None:
+        resolver.blueprint_dir = loaded.source.blueprint_dir
     redo = set(update or ())
     kept = _usable(loaded, old)
     artifacts: dict[str, Input] = {}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generator.confine import confined_file
 from generator.errors import UserError
 from generator.lock.store import ChecksumMismatch, Store
 
@@ -166,8 +167,10 @@ def _unreachable(what: str, url: str, exc: Exception) -> UserError:
 
 # --- CoreOS stream metadata ----------------------------------------------------------------
 
-def load_stream(source: str, base_dir: Path, offline: bool = False) -> dict[str, Any]:
-    """Stream metadata JSON from a local file (relative to the env dir) or an http(s) URL."""
+def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False
+                ) -> dict[str, Any]:
+    """Stream metadata JSON from an http(s) URL, or from a file in the env dir or else the
+    blueprint's dir (`base_dirs`), confined to that dir."""
     if source.startswith(("http://", "https://")):
         if offline:
             raise Offline(f"stream metadata {source} needs the network",
@@ -175,7 +178,11 @@ def load_stream(source: str, base_dir: Path, offline: bool = False) -> dict[str,
         _, _, body = _http_get(source, {"Accept": "application/json"}, f"stream {source}")
         text, where = body, source
     else:
-        path = base_dir / source.removeprefix("file://")
+        found = confined_file(source.removeprefix("file://"), base_dirs)
+        if isinstance(found, str):
+            raise UserError(f"stream metadata {found}",
+                            "ship the file beside env.yaml and name it relative to that folder")
+        path = found
         try:
             text, where = path.read_bytes(), str(path)
         except OSError as exc:
