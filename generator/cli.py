@@ -42,6 +42,7 @@ COMMANDS = {
     "diff": "generator.commands.diff:diff",
     "set": "generator.commands.edit:set_field",
     "node": "generator.commands.edit:node",
+    "init": "generator.commands.init:init",
     "new": "generator.commands.new:new",
     "plan": "generator.commands.reconcile:plan",
     "converge": "generator.commands.reconcile:converge",
@@ -90,7 +91,7 @@ def _fail(lines: list[str], code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Entry point: run the CLI and map every failure to DESIGN.md's exit codes."""
+    """Entry point: run the CLI and map every failure to gen's exit codes (docs/design.md)."""
     try:
         code = cli.main(args=argv, prog_name="gen", standalone_mode=False)
         sys.exit(code or 0)
