@@ -222,7 +222,7 @@ def test_cli_converge_then_plan_shows_no_changes(repo: Path, tmp_path: Path) -> 
     from clirun import gen
 
     root = tmp_path / "helper-root"
-    flags = ["--provider", "files", "--files-target", f"helper={root}",
+    flags = ["--provider", "files", "--files-target", f"helper={root}", "--files-exec", "helper=local",
              *[f"--reload={svc}=true" for svc in NO_RELOAD], "--state-dir",
              str(tmp_path / "state")]
     first = gen("converge", "env/lab", "--auto-approve", *flags, cwd=repo)

@@ -16,7 +16,7 @@ from generator.tree import Tree
 Op = Literal["create", "update", "replace", "delete"]
 SYMBOL: dict[str, str] = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
 
-# Waves (DESIGN.md): networks/pools -> boot services -> volumes/domains -> Kubernetes.
+# Waves (docs/design.md): networks/pools -> boot services -> volumes/domains -> Kubernetes.
 # Deletes run last, in reverse wave order.
 WAVE_INFRA = 10
 WAVE_SERVICES = 20

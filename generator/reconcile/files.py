@@ -87,6 +87,9 @@ class Target:
 
     root: str = "/"
     prefix: tuple[str, ...] = ()
+    # False: reloads are not run. A host given only --files-target has no prefix, so its
+    # reloads would run on the machine that runs gen; that needs --files-exec HOST=local.
+    reloads: bool = True
 
     def path(self, absolute: str) -> str:
         """Where an absolute target path lives under the root."""
@@ -148,6 +151,7 @@ class FilesProvider:
     name: str = "files"
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # hosts not looked at (no target)
 
     def scope(self, tree: Tree) -> Tree:
         # Manifests publish rendered files from outside hosts/ (per-node Ignition).
@@ -173,6 +177,8 @@ class FilesProvider:
             if target is None:
                 self._skip(env, host)
                 continue
+            if not target.reloads:
+                self._no_reload(host, target)
             desired = self._desired_files(spec, files, self.rendered or tree)
             action = self._plan_service(host, service, spec, target, desired,
                                         _directories(spec, files))
@@ -183,6 +189,14 @@ class FilesProvider:
     def _skip(self, env: Environment, host: str) -> None:
         note = (f"{host}: boot services not converged: no target given (pass --files-exec "
                 f"{host}='ssh root@{env.node(host).ip}' or --files-target {host}=DIR)")
+        if note not in self.notices:
+            self.notices.append(note)
+            self.skipped.append(f"{self.name}: {host}")
+
+    def _no_reload(self, host: str, target: Target) -> None:
+        note = (f"{host}: files go under {target.root} on this machine and no service is "
+                f"reloaded (pass --files-exec {host}=local to run the reloads here, or "
+                f"--files-exec {host}='ssh root@...' to run them on {host})")
         if note not in self.notices:
             self.notices.append(note)
 
@@ -253,7 +267,8 @@ class FilesProvider:
             return None
         op: Op = "update" if managed or live else "create"
         return Action(op, self.name, "service", f"{host}/{service}", WAVE_SERVICES,
-                      tuple(changes), note="checked, then reloaded",
+                      tuple(changes), note="checked, then reloaded" if target.reloads
+                      else "checked; not reloaded: no --files-exec for this host",
                       payload={"host": host, "service": service, "desired": desired,
                                "digests": digests, "target": target, "spec": spec,
                                "stale": [c.path for c in changes if c.op == "remove"],
@@ -284,7 +299,7 @@ class FilesProvider:
         target.run(["rm", "-rf", target.path(staging)])
         target.run(["rmdir", target.path(f"/{STAGING}")], check=False)  # others may be busy
         reload = self.reloads.get(service, spec.reload)
-        if reload:
+        if reload and target.reloads:
             target.run([_fill(a, target, spec, staging) for a in reload])
 
     def _materialize(self, target: Target, desired: dict[str, Any],
@@ -392,7 +407,7 @@ def _by_service(tree: Tree) -> dict[tuple[str, str], dict[str, bytes]]:
 
 def files_provider(settings: Any) -> FilesProvider:
     """Factory for plan.PROVIDERS: targets, reloads and the store from Settings.options."""
-    targets = {host: Target(root, tuple(shlex.split(prefix)) if prefix else ())
+    targets = {host: _target(root, prefix)
                for host, (root, prefix) in dict(settings.option("files_targets", ())).items()}
     reloads = {svc: tuple(shlex.split(cmd)) for svc, cmd in
                dict(settings.option("files_reloads", ())).items()}
@@ -401,3 +416,15 @@ def files_provider(settings: Any) -> FilesProvider:
     return FilesProvider(targets=targets, reloads=reloads, prune=settings.prune,
                          store_root=Path(store) if store else None,
                          ignition_dir=Path(ignition) if ignition else None)
+
+
+LOCAL = "local"  # --files-exec HOST=local: run HOST's commands on this machine, on purpose
+
+
+def _target(root: str, prefix: str) -> Target:
+    """No --files-exec: files under ROOT here, checks here, reloads not run at all."""
+    if prefix == LOCAL:
+        return Target(root)
+    if not prefix:
+        return Target(root, reloads=False)
+    return Target(root, tuple(shlex.split(prefix)))
