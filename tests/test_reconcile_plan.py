@@ -44,8 +44,9 @@ class Lab:
 
     def gen(self, verb: str, *args: str, input: str | None = None) -> Result:
         extra = ["--state-dir", str(self.state)] if verb == "converge" else []
-        return run(verb, self.env, "--uri-override", f"hv1={self.uri}", *extra, *args,
-                   input=input)
+        # libvirt only: the helper's files (no target here) would make the plan incomplete
+        return run(verb, self.env, "--uri-override", f"hv1={self.uri}", "--provider",
+                   "libvirt", *extra, *args, input=input)
 
     def plan_json(self, *args: str) -> dict:
         result = self.gen("plan", "--format", "json", *args)

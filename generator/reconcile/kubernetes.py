@@ -618,6 +618,7 @@ class KubernetesProvider:
     name: str = "kubernetes"
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # scopes not looked at (plan.Plan)
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     read_seconds: float = 0.0
 
@@ -644,6 +645,7 @@ class KubernetesProvider:
                 raise
             self.notices.append("kubernetes: no kubeconfig; Kubernetes objects not planned "
                                 "(pass --kubeconfig or set KUBECONFIG once the cluster is up)")
+            self.skipped.append("kubernetes: cluster objects (no kubeconfig)")
             return []
         try:
             return self._plan(env, manifests)
@@ -666,6 +668,7 @@ class KubernetesProvider:
                             "check the kubeconfig's server and that the cluster is up") from None
         self.notices.append(f"kubernetes: API server unreachable ({reason}); Kubernetes "
                             "objects not planned")
+        self.skipped.append("kubernetes: cluster objects (API server unreachable)")
         return []
 
     def _plan(self, env: Environment, manifests: list[Manifest]) -> list[Action]:
