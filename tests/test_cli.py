@@ -1,4 +1,4 @@
-"""The command line contract: help everywhere, --version, and DESIGN.md's exit codes."""
+"""The command line contract: help everywhere, --version, and gen's exit codes (docs/design.md)."""
 
 from __future__ import annotations
 
