@@ -8,7 +8,6 @@ moved into environments/<name>.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from ipaddress import IPv4Network
@@ -135,6 +134,3 @@ def _generate_and_move(root: Path, template: Path, context: dict[str, Any], env_
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-
-def answers_json(values: dict[str, Any]) -> str:
-    return json.dumps(values, indent=2, sort_keys=True)

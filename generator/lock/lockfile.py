@@ -20,7 +20,6 @@ from generator.tree import canonical_json
 LOCK_VERSION = 2  # 1 also pinned the renderers' source text (`generator.templates`)
 SCHEMA_FILE = Path(__file__).resolve().parent.parent.parent / "schemas" / "lock.schema.json"
 PATH_INPUTS = ("environment", "blueprint")
-KINDS = ("image", "os", "manifest")
 
 
 @dataclass(frozen=True, slots=True)
