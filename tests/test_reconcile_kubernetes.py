@@ -7,7 +7,7 @@ server-side apply, no defaulting, no managedFields, no label selectors and no UR
 Namespace objects themselves. The harness fills only the last gap (it routes
 `/api/v1/namespaces[/name]` to a `namespaces` resource, as the real server's router does);
 everything else the provider must cope with on its own. What these tests cannot prove is
-listed in docs/architecture.md (### Kubernetes provider).
+listed in docs/testing.md (## Kubernetes provider).
 """
 
 from __future__ import annotations
@@ -563,7 +563,7 @@ def test_kustomize_labels_and_patches_are_applied(tmp_path: Path) -> None:
              "metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel"},
              "data": {"net-conf.json": "{\"Network\": \"10.100.0.0/16\"}"}}
     # (no trailing newline in the patched value: kubectl kustomize 5.8 drops it from a
-    # patch's block scalar, the reconciler keeps it; item 3 of issue 13 retires this code)
+    # patch's block scalar, the reconciler keeps it)
     tree = _cni_tree(desired, patch)
     objs = {m.ref: m.obj for m in k.manifest_objects(tree)}
     assert objs == kubectl_kustomize(tree, tmp_path)
