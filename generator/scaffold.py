@@ -243,6 +243,3 @@ def _generate_and_move(root: Path, template: Path, context: dict[str, Any],
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-
-def answers_json(values: dict[str, Any]) -> str:
-    return json.dumps(values, indent=2, sort_keys=True)

@@ -235,7 +235,14 @@ def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[st
     a time; an interrupted converge is resumed by running it again (see the journal under
     --state-dir). Same exit codes as `gen plan` (3: destructive change not approved).
     """
-    from generator.reconcile.converge import Journal, apply_plan, converge_lock, default_state_dir
+    from generator.reconcile.converge import (
+        Journal,
+        apply_plan,
+        converge_lock,
+        default_state_dir,
+        target_locks,
+    )
+    from generator.reconcile.files import targets_from
     from generator.reconcile.output import format_text, summary_line, to_json
     from generator.reconcile.plan import build_plan, check_approval, load_desired
 
@@ -245,7 +252,8 @@ def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[st
     check_names(desired, settings)
     state = state_dir or default_state_dir()
     say = _stderr
-    with converge_lock(state, desired.env.name, lock_timeout, lock_wait, say):
+    with converge_lock(state, desired.env.name, lock_timeout, lock_wait, say), \
+            target_locks(targets_from(settings), desired.env.name, lock_wait):
         journal = Journal(state, desired.env.name)
         resume = journal.unfinished()
         if resume is not None:

@@ -18,20 +18,26 @@ from generator.errors import LockMismatch
 from generator.resources import schema_file
 from generator.tree import canonical_json
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2  # 1 also pinned the renderers' source text (`generator.templates`)
 SCHEMA_FILE = schema_file("lock.schema.json")
 PATH_INPUTS = ("environment", "blueprint")
-KINDS = ("image", "os", "manifest")
 
 
 @dataclass(frozen=True, slots=True)
 class GeneratorInfo:
+    """Which gen wrote the lock: its version, and the wheel's sha256 when installed from one.
+
+    The renderers' source text is deliberately not pinned: a comment in a family must not
+    stale every lock, and the output hashes already catch every change that matters.
+    """
+
     version: str
     schema: str
-    templates: str  # SRI NAR hash of the renderer sources
+    wheel: str | None = None  # hex sha256 of the wheel file gen was installed from
 
     def to_data(self) -> dict[str, str]:
-        return {"version": self.version, "schema": self.schema, "templates": self.templates}
+        data = {"version": self.version, "schema": self.schema}
+        return {**data, "wheel": self.wheel} if self.wheel else data
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,9 @@ def lock_path(root: Path, env_name: str) -> Path:
 
 def from_data(data: Any, where: str = "lock") -> Lock:
     """A Lock from parsed JSON, after schema and consistency checks (LockMismatch if bad)."""
+    legacy = isinstance(data, dict) and data.get("version") == 1
+    if legacy:
+        data = _from_format_1(data)
     problems = schema_problems(data)
     if not problems:
         problems = consistency_problems(data)
@@ -110,9 +119,19 @@ def from_data(data: Any, where: str = "lock") -> Lock:
         inputs[key] = (PathInput(entry["path"], entry["narHash"]) if key in PATH_INPUTS
                        else Pinned(entry["original"], entry["locked"]))
     gen = data["generator"]
-    return Lock(GeneratorInfo(gen["version"], gen["schema"], gen["templates"]), inputs,
+    return Lock(GeneratorInfo(gen["version"], gen["schema"], gen.get("wheel")), inputs,
                 Outputs(data["outputs"]["narHash"], dict(data["outputs"]["subtrees"])),
-                data["version"])
+                1 if legacy else data["version"])
+
+
+def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 differs only by `generator.templates` (the renderers' source hash), which gen
+    no longer pins. Such a lock still reads, so `--locked` names the format change and
+    `gen lock` rewrites it, instead of calling it tampered."""
+    generator = data.get("generator")
+    if isinstance(generator, dict):
+        generator = {k: v for k, v in generator.items() if k != "templates"}
+    return {**data, "version": LOCK_VERSION, "generator": generator}
 
 
 def loads(text: bytes, where: str = "lock") -> Lock:
@@ -121,7 +140,7 @@ def loads(text: bytes, where: str = "lock") -> Lock:
     except ValueError as exc:
         raise TamperedLock(where, [f"not JSON: {exc}"]) from None
     lock = from_data(data, where)
-    if lock.dumps() != text:
+    if canonical_json(data) != text:
         raise TamperedLock(where, ["not in canonical form (sorted keys, 2-space indent, "
                                    "trailing newline): it was edited by hand"])
     return lock

@@ -61,7 +61,7 @@ class Action:
 class Provider(Protocol):
     """A live system gen converges. Reads are side-effect free; apply does one action.
 
-    Contract (plan.py relies on it; see docs/architecture.md, ## Reconciler):
+    Contract (plan.py relies on it; see docs/decisions/0044-safety-rules.md):
     - `scope(tree)` returns the part of the rendered tree the provider converges; plan.py
       passes only that to `plan`, and drops every delete when it is empty (an empty desired
       set never prunes).

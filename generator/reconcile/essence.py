@@ -5,7 +5,7 @@ same rules apply to both. libvirt fills in a lot on define (uuid, controllers, P
 addresses, aliases, memballoon, input devices, emulator path, cpu model, clock, seclabels,
 auto-named bridges and MACs of networks, pool capacity and volume timestamps); an essence
 keeps only what gen renders and what a person could change behind gen's back that gen cares
-about. docs/architecture.md (## Reconciler) lists the rules.
+about. docs/decisions/0046-libvirt-normalization.md lists the rules.
 """
 
 from __future__ import annotations

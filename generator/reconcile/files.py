@@ -95,12 +95,15 @@ class Target:
         """Where an absolute target path lives under the root."""
         return str(PurePosixPath(self.root) / absolute.lstrip("/"))
 
-    def run(self, argv: list[str], data: bytes | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def command(self, argv: list[str]) -> list[str]:
+        """`argv` as run through the prefix on the target."""
         # ssh runs one shell string on the far side; other prefixes take an argv as it is
         remote = self.prefix[:1] == ("ssh",)
-        command = [*self.prefix, shlex.join(argv)] if remote else [*self.prefix, *argv]
-        proc = subprocess.run(command, input=data, capture_output=True, timeout=600)
+        return [*self.prefix, shlex.join(argv)] if remote else [*self.prefix, *argv]
+
+    def run(self, argv: list[str], data: bytes | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        proc = subprocess.run(self.command(argv), input=data, capture_output=True, timeout=600)
         if check and proc.returncode != 0:
             message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             raise UserError(f"`{shlex.join(argv)}` failed on the target: "
@@ -407,8 +410,7 @@ def _by_service(tree: Tree) -> dict[tuple[str, str], dict[str, bytes]]:
 
 def files_provider(settings: Any) -> FilesProvider:
     """Factory for plan.PROVIDERS: targets, reloads and the store from Settings.options."""
-    targets = {host: _target(root, prefix)
-               for host, (root, prefix) in dict(settings.option("files_targets", ())).items()}
+    targets = targets_from(settings)
     reloads = {svc: tuple(shlex.split(cmd)) for svc, cmd in
                dict(settings.option("files_reloads", ())).items()}
     store = settings.option("store")
@@ -419,6 +421,12 @@ def files_provider(settings: Any) -> FilesProvider:
 
 
 LOCAL = "local"  # --files-exec HOST=local: run HOST's commands on this machine, on purpose
+
+
+def targets_from(settings: Any) -> dict[str, Target]:
+    """Each target host's root and command prefix, from --files-target / --files-exec."""
+    return {host: _target(root, prefix)
+            for host, (root, prefix) in dict(settings.option("files_targets", ())).items()}
 
 
 def _target(root: str, prefix: str) -> Target:

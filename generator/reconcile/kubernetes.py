@@ -13,7 +13,7 @@ resourceVersion...), plus the fields manager `gen` owns in managedFields but no 
 (server-side apply would remove those). Changes apply with server-side apply (field manager
 `gen`, force); deletes only ever hit objects labelled for this environment's ApplySet.
 
-docs/architecture.md (## Reconciler, ### Kubernetes provider) states what the kmock-based
+docs/testing.md (## Kubernetes provider) states what the kmock-based
 tests prove and what only the `live` test can.
 """
 
