@@ -19,8 +19,8 @@ SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "blueprint.sc
 def load_schema() -> dict[str, Any]:
     """The schema as both validators apply it: every pattern a full match (see below)."""
     with SCHEMA_FILE.open(encoding="utf-8") as handle:
-        schema: dict[str, Any] = json.load(handle)
-    return _full_match(schema)
+        schema: dict[str, Any] = _full_match(json.load(handle))
+    return schema
 
 
 # The schema's patterns are ECMA regexes, where `$` (without the m flag) is the end of the
