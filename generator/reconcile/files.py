@@ -35,7 +35,7 @@ from typing import Any
 from generator.errors import UserError
 from generator.model import Environment, SecretRef
 from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
-from generator.reconcile.secrets import MARKER_BYTES, declared
+from generator.reconcile.secrets import MARKER_BYTES, check_places, declared, places
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
@@ -169,6 +169,7 @@ class FilesProvider:
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         self.secrets = declared(env)
+        self.places = places(env)
         actions = []
         for (host, service), files in sorted(_by_service(tree).items()):
             spec = SERVICES.get(service)
@@ -313,6 +314,7 @@ class FilesProvider:
         values: dict[str, bytes] = {}
         for path, source in desired.items():
             if isinstance(source, bytes):
+                check_places(path, source, self.places)
                 out[path] = self._fill_secrets(target, source, values)
             elif source[0] == "store":
                 out[path] = self._store().read(source[1], f"published {path}")

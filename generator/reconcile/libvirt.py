@@ -47,8 +47,22 @@ def libvirt_module() -> Any:
     return libvirt
 
 
+def check_uri(uri: str, operator: bool) -> None:
+    """Refuse a URI that could make libvirt run a program (`qemu+ext://...?command=`): the
+    environment's URIs pass the same allow-list at validate; `operator` (--uri-override,
+    typed by whoever runs gen) may also name a local libvirtd socket."""
+    from generator.semantic import OPERATOR_URI_PARAMETERS, URI_PARAMETERS, libvirt_uri_problem
+
+    problem = libvirt_uri_problem(uri, operator)
+    if problem:
+        allowed = OPERATOR_URI_PARAMETERS if operator else URI_PARAMETERS
+        raise UserError(f"libvirt URI {uri!r} {problem}",
+                        f"use a qemu:// URI with parameters among: {', '.join(sorted(allowed))}")
+
+
 def open_connection(uri: str) -> Any:
     """One connection per URI per process (a `test:///file` state lives in its connection)."""
+    check_uri(uri, operator=True)  # the last guard; plan() applied the stricter rule first
     conn = _CONNECTIONS.get(uri)
     if conn is None or not conn.isAlive():
         libvirt = libvirt_module()
@@ -176,6 +190,7 @@ class LibvirtProvider:
         actions: list[Action] = []
         for hv in env.hypervisors:
             uri = self.uri_overrides.get(hv.name, hv.uri)
+            check_uri(uri, operator=hv.name in self.uri_overrides)
             self._uris[hv.name] = uri
             desired = desired_objects(tree, hv.name)
             began = time.monotonic()
