@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from generator import model as m
-from generator.errors import InvalidInput, Problem, UserError
+from generator.errors import InvalidInput, Location, Problem, UserError
 from generator.expand import expand
 from generator.loader import (
     BLUEPRINT_FILE,
     ENV_FILE,
     Document,
+    FieldPath,
     apply_role_defaults,
     deep_merge,
     load_yaml,
@@ -42,6 +44,8 @@ class Loaded:
     source: Source
     model: m.Environment
     warnings: tuple[Problem, ...]
+    # Where a field of the merged document came from, for errors raised while rendering.
+    locate: Callable[[FieldPath], Location] | None = None
 
 
 def find_root(start: Path) -> Path:
@@ -127,4 +131,4 @@ def load_environment(ref: str, cwd: Path | None = None, env_text: str | None = N
     if errors:
         raise InvalidInput(problems)
     env = expand(doc, source.name)
-    return Loaded(source, env, tuple(sorted(problems, key=Problem.sort_key)))
+    return Loaded(source, env, tuple(sorted(problems, key=Problem.sort_key)), doc.locate)
