@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import NoReturn
 from ipaddress import AddressValueError, IPv4Address, IPv6Address
+from typing import NoReturn
 
 from generator.errors import UserError
-from generator.loader import FieldPath, format_path
+from generator.loader import FieldPath as FieldPath  # re-exported for the families
+from generator.loader import format_path
 
 # A field is given as its path, or as a function computing it (node indexes are only looked
 # up when a value is refused), or None for the environment's directory name.
