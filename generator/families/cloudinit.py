@@ -144,8 +144,8 @@ def etc_hosts(env: Environment) -> str:
         listed = tuple(n for n in env.nodes if n.role == "master" or n.name in infra)
     # hosts(5) is whitespace-separated, one address per line: every name must be one word.
     index = {n.name: i for i, n in enumerate(env.nodes)}
-    rows += [f"{n.ip} {_host(n.fqdn, ('nodes', index[n.name], 'name'))} "
-             f"{_host(n.name, ('nodes', index[n.name], 'name'))}" for n in listed]
+    rows += [f"{n.ip} {escape.fqdn(n.fqdn, n.name, ('nodes', index[n.name], 'name'), HOSTS)} "
+             f"{n.name}" for n in listed]
     lb = load_balancer_ip(env) if services.haproxy is not None else None
     k8s = env.kubernetes
     ingress_hosts = ([_host(k8s.registry.host, ("kubernetes", "registry", "host"))]
@@ -156,8 +156,11 @@ def etc_hosts(env: Environment) -> str:
     return "\n".join(rows) + "\n"
 
 
+HOSTS = "/etc/hosts"
+
+
 def _host(name: str, field: escape.FieldPath) -> str:
-    return escape.domain(name, field, "/etc/hosts")
+    return escape.domain(name, field, HOSTS)
 
 
 def _file(path: str, content: str, **extra: Any) -> dict[str, Any]:

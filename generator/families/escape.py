@@ -131,9 +131,12 @@ def _raise(field: Field, what: str, language: str, hint: str) -> NoReturn:
 
 
 def bind_string(value: str, field: Field) -> str:
-    """A named.conf quoted string (BIND's lexer reads `\\"` and `\\\\` inside quotes)."""
+    """A named.conf quoted string. BIND's lexer reads `\\"` as a quote but keeps both
+    characters of `\\\\`, so a backslash has no faithful spelling there and is refused."""
     line(value, field, "a named.conf string")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if "\\" in value:
+        raise refuse(field, "a backslash", "a named.conf string", "write it without a backslash")
+    return '"' + value.replace('"', '\\"') + '"'
 
 
 _TXT_PLAIN = frozenset(range(0x20, 0x7f)) - {ord('"'), ord("\\")}
@@ -221,8 +224,10 @@ def record_value(rtype: str, value: str, field: Field, language: str) -> str:
         else:
             raise AddressValueError(rtype)
     except (AddressValueError, ValueError):
-        _raise(field, f"no valid {rtype} value", language,
-               f"write exactly one {rtype} value, e.g. {_EXAMPLES.get(rtype, '...')}")
+        path = field() if callable(field) else field
+        raise UnsafeValue(path, f"the value is not exactly one {rtype} value, so it cannot be "
+                          f"written into {language}",
+                          f"write one {rtype} value, e.g. {_EXAMPLES.get(rtype, '...')}") from None
     return value
 
 
@@ -332,5 +337,18 @@ def shell_word(value: str, field: Field) -> str:
 def mac(value: str, field: Field, language: str) -> str:
     if re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", value) is None:
         line(value, field, language)
-        _raise(field, "no MAC address", language, "write six hex bytes, e.g. 52:54:00:aa:bb:cc")
+        path = field() if callable(field) else field
+        raise UnsafeValue(path, f"the value is not a MAC address, so it cannot be written into "
+                          f"{language}", "write six hex bytes, e.g. 52:54:00:aa:bb:cc")
+    return value
+
+
+CLUSTER_DOMAIN: FieldPath = ("cluster", "baseDomain")
+
+
+def fqdn(value: str, host: str, field: Field, language: str) -> str:
+    """`<host>.<cluster domain>`: the host part is refused at its own field (a node's name),
+    the rest at the cluster's base domain."""
+    name(host, field, language)
+    domain(value[len(host) + 1:], CLUSTER_DOMAIN, language)
     return value

@@ -43,8 +43,9 @@ def config(env: Environment, service: HttpService) -> bytes:
     """Apache httpd configuration serving the document root read-only on the service port."""
     modules = [f"LoadModule {name}_module {MODULE_DIR}/{so}" for name, so in MODULES]
     host = env.node(service.host)
-    server_name = escape.domain(host.fqdn, lambda: ("nodes", env.nodes.index(host), "name"),
-                                "an httpd.conf directive")
+    server_name = escape.fqdn(host.fqdn, host.name,
+                              lambda: ("nodes", env.nodes.index(host), "name"),
+                              "an httpd.conf directive")
     return lines(
         f"# Rendered by gen for environment {escape.comment(env.name, None, HTTPD)}; "
         "do not edit by hand.",

@@ -92,8 +92,8 @@ def node_config(env: Environment, node: Node, pins: Pins,
 
 
 def _hostname(env: Environment, node: Node) -> str:
-    return escape.domain(node.fqdn, lambda: ("nodes", env.nodes.index(node), "name"),
-                         "/etc/hostname")
+    return escape.fqdn(node.fqdn, node.name, lambda: ("nodes", env.nodes.index(node), "name"),
+                       "/etc/hostname")
 
 
 def _check_unique_paths(config: dict[str, Any], node: str) -> None:

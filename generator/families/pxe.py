@@ -102,7 +102,8 @@ def ip_arg(env: Environment, service: PxeService, node: Node) -> str:
         return f"ip={iface}:dhcp"
     net = env.network(node.nic.network)
     gateway = "" if net.gateway is None else str(net.gateway)
-    fqdn = escape.domain(node.fqdn, lambda: (*node_field(env, node), "name"), escape.KERNEL)
+    fqdn = escape.fqdn(node.fqdn, node.name, lambda: (*node_field(env, node), "name"),
+                       escape.KERNEL)
     return f"ip={node.ip}::{gateway}:{net.cidr.netmask}:{fqdn}:{iface}:none"
 
 
