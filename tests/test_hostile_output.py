@@ -44,7 +44,6 @@ from generator.families import Pins, render_all
 from generator.model import Environment
 from generator.tree import Tree
 
-pytestmark = pytest.mark.daemons
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_FILE = ROOT / "tests" / "hostile" / "output.yaml"
 SAFE = "renders safely"
@@ -318,6 +317,7 @@ def test_corpus_is_large_and_varied() -> None:
     assert {c.get("env", "lab") for c in CORPUS} == {"lab", "k8s-lab"}
 
 
+@pytest.mark.daemons
 @pytest.mark.parametrize("case", CORPUS, ids=[c["id"] for c in CORPUS])
 def test_hostile_value(case: dict[str, Any], tmp_path: Path) -> None:
     clean_dir, _ = scratch(tmp_path / "clean", case, case["clean"])
@@ -401,10 +401,11 @@ def test_finding_bind_directory_adds_no_statement(tmp_path: Path) -> None:
         assert len([t for t in _tokens(conf, "//") if t == "version"]) == 0
 
 
+@pytest.mark.daemons  # named-checkzone
 def test_finding_txt_newline_adds_no_record(tmp_path: Path) -> None:
     """A TXT value with a newline added an A record that named-checkzone accepted."""
     repo = cli_repo(tmp_path, "lab", BIND, BIND + '    records:\n      - {name: note, type: '
-                    'TXT, value: "hi\\nevil 300 IN A 6.6.6.6"}\n')
+                    'TXT, value: "\\"hi\\"\\nevil 300 IN A 6.6.6.6\\n@ TXT \\"x\\""}\n')
     files = rendered_or_refused(repo)
     if files is not None:
         zone = tmp_path / "zone"
