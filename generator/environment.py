@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from generator import model as m
 from generator.confine import NAME_FIX, is_inside, name_problem, relative_file_problem
-from generator.errors import InvalidInput, Problem, UserError
+from generator.errors import InvalidInput, Location, Problem, UserError
 from generator.expand import expand
 from generator.loader import (
     BLUEPRINT_FILE,
     ENV_FILE,
     Document,
+    FieldPath,
     apply_role_defaults,
     deep_merge,
     load_yaml,
@@ -61,6 +63,8 @@ class Loaded:
     source: Source
     model: m.Environment
     warnings: tuple[Problem, ...]
+    # Where a field of the merged document came from, for errors raised while rendering.
+    locate: Callable[[FieldPath], Location] | None = None
 
 
 def find_repo(start: Path) -> Path | None:
@@ -210,4 +214,4 @@ def load_environment_dir(env_dir: Path, env_text: str | None = None) -> Loaded:
     if errors:
         raise InvalidInput(problems)
     env = expand(doc, source.name)
-    return Loaded(source, env, tuple(sorted(problems, key=Problem.sort_key)))
+    return Loaded(source, env, tuple(sorted(problems, key=Problem.sort_key)), doc.locate)

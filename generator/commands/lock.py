@@ -160,7 +160,7 @@ def verify_cmd(env: str, out: Path | None, store: Path | None, fmt: str) -> None
         raise LockMismatch(f"{ctx.where} does not exist (run `gen lock {env}` and commit it)")
     lock = ctx.old
     pins, _ = pins_from(lock.inputs, ctx.store, strict=True)
-    tree = render_all(ctx.loaded.model, pins)
+    tree = render_all(ctx.loaded.model, pins, locate=ctx.loaded.locate)
     differences = locked_differences(ctx.loaded, lock, tree) + _offline_recheck(ctx)
     if differences:
         raise _Mismatch(f"{ctx.where} does not match a fresh render:", differences)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from generator.families import escape
 from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, HaproxyService, Node
 from generator.tree import Tree, lines
@@ -71,13 +72,18 @@ def proxies(env: Environment, service: HaproxyService) -> tuple[Proxy, ...]:
 def config(env: Environment, service: HaproxyService) -> bytes:
     """The whole haproxy.cfg."""
     parts = [*_header(env), *_global(), *_defaults(), *_stats(service)]
+    balance = escape.haproxy_word(service.balance, ("services", "haproxy", "balance"))
+    index = {n.name: i for i, n in enumerate(env.nodes)}
     for proxy in proxies(env, service):
-        parts += _proxy(proxy, service.balance)
+        for node in proxy.nodes:
+            escape.haproxy_word(node.name, ("nodes", index[node.name], "name"))
+        parts += _proxy(proxy, balance)
     return lines(*parts)
 
 
 def _header(env: Environment) -> list[str]:
-    return [f"# Rendered by gen for environment {env.name}; do not edit by hand.", ""]
+    name = escape.comment(env.name, None, "an HAProxy comment")
+    return [f"# Rendered by gen for environment {name}; do not edit by hand.", ""]
 
 
 def _global() -> list[str]:

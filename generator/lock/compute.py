@@ -183,7 +183,8 @@ def lock_environment(loaded: Loaded, old: Lock | None, resolver: Resolver,
             if not allow_missing:
                 raise
             unresolved.append((key, exc.message))
-    tree = render_all(loaded.model, pins_from(artifacts, resolver.store, strict=False)[0])
+    tree = render_all(loaded.model, pins_from(artifacts, resolver.store, strict=False)[0],
+                      locate=loaded.locate)
     lock = assemble(loaded, artifacts, tree)
     return LockResult(lock, tuple(resolved), tuple(unresolved), tree)
 
