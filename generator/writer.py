@@ -135,10 +135,7 @@ def _output_dir(out: Path) -> Iterator[int]:
     held under an exclusive flock so concurrent renders into it take turns."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.mkdir(out, 0o755)
-        except FileExistsError:
-            pass
+        out.mkdir(0o755, exist_ok=True)
         fd = os.open(out, DIR_FLAGS)
     except OSError as exc:
         raise _refusal(out, exc) from None
@@ -150,7 +147,7 @@ def _output_dir(out: Path) -> Iterator[int]:
 
 
 def _refusal(path: Path, exc: OSError) -> UserError:
-    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink():
         return UserError(f"{path} is a symlink", FIX_LINK)
     return UserError(f"cannot write {path}: {exc.strerror or exc}",
                      "check the output directory (permissions, free space)")

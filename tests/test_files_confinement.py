@@ -34,7 +34,7 @@ def snapshot(root: Path) -> dict[str, str]:
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
             if path.is_symlink():
-                found[rel] = "-> " + os.readlink(path)
+                found[rel] = f"-> {path.readlink()}"
             elif path.is_dir():
                 found[rel] = "dir"
             else:

@@ -32,7 +32,7 @@ def snapshot(root: Path) -> dict[str, str]:
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
             if path.is_symlink():
-                found[rel] = "-> " + os.readlink(path)
+                found[rel] = f"-> {path.readlink()}"
             elif path.is_dir():
                 found[rel] = "dir"
             else:
@@ -76,7 +76,7 @@ def test_a_directory_symlink_in_the_output_is_refused_and_nothing_is_written(
         rendered: Path, victim: Path, repo: Path) -> None:
     # `hosts` sends every file under it elsewhere when followed
     hosts = rendered / "hosts"
-    os.rename(hosts, victim / "hosts-moved")
+    hosts.rename(victim / "hosts-moved")
     hosts.symlink_to(victim)
     before, outside = snapshot(rendered), snapshot(victim)
     result = gen("render", "env/lab", cwd=repo)
