@@ -148,9 +148,14 @@ def read_lock(path: Path, where: str | None = None) -> Lock | None:
 
 def write_lock(path: Path, lock: Lock) -> bool:
     """Write atomically; return False (and touch nothing) when the bytes are unchanged."""
+    from generator.safefile import UnsafeFile, read_regular
+
     data = lock.dumps()
-    if path.is_file() and path.read_bytes() == data:
-        return False
+    try:
+        if read_regular(path, MAX_LOCK_BYTES, follow=False) == data:
+            return False
+    except (FileNotFoundError, UnsafeFile):  # absent, or replaced by what gen writes now
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     # a temporary of its own per process: concurrent `gen lock` runs never share one
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".gen-tmp", dir=path.parent)

@@ -49,8 +49,8 @@ class StoreUnsafe(StoreCorrupt):
     """A store object that is not a regular file inside the store (`gen fetch` replaces it)."""
 
     def __init__(self, path: Path, expected: str, reason: str) -> None:
-        LockMismatch.__init__(self, f"store object {path} {reason} (remove it and run "
-                                    "`gen fetch` to replace it)")
+        LockMismatch.__init__(self, f"store object {path} {reason} (run `gen fetch` to "
+                                    "replace it)")
         self.path, self.expected, self.actual = path, expected, ""
 
 
