@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 from generator.confine import confined_file
 from generator.errors import UserError
 from generator.lock.store import ChecksumMismatch, Store
+from generator.safefile import UnsafeFile, open_regular, read_regular
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -28,6 +30,7 @@ DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 DEFAULT_FORMATS = {"kernel": "pxe", "initramfs": "pxe", "rootfs": "pxe", "disk": "raw.gz"}
 TIMEOUT = 30.0
+MAX_STREAM_BYTES = 64 << 20  # CoreOS stream metadata is ~100 KiB
 Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
 
 
@@ -184,7 +187,10 @@ def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False
                             "ship the file beside env.yaml and name it relative to that folder")
         path = found
         try:
-            text, where = path.read_bytes(), str(path)
+            text, where = read_regular(path, MAX_STREAM_BYTES), str(path)
+        except UnsafeFile as exc:
+            raise UserError(f"stream metadata {exc}", "ship the stream JSON as a plain file") \
+                from None
         except OSError as exc:
             raise UserError(f"stream metadata {path}: {exc.strerror}",
                             "write a path relative to the environment dir") from None
@@ -192,6 +198,9 @@ def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False
         data = json.loads(text)
     except ValueError as exc:
         raise UserError(f"stream metadata {where} is not JSON: {exc}") from None
+    except RecursionError:
+        raise UserError(f"stream metadata {where} is nested too deeply to be stream "
+                        "metadata") from None
     if not isinstance(data, dict):
         raise UserError(f"stream metadata {where} is not a JSON object")
     return data
@@ -228,6 +237,8 @@ def download(url: str, store: Store, expected: str | None, what: str,
         path = Path(url.removeprefix("file://"))
         try:
             return store.put_chunks(_file_chunks(path, progress), expected, what)
+        except UnsafeFile as exc:
+            raise UserError(f"{what}: {exc}", "a file:// URL names a plain file") from None
         except OSError as exc:
             raise UserError(f"{what}: cannot read {path}: {exc.strerror or exc}",
                             "fix the file:// URL or copy the file there") from None
@@ -257,9 +268,10 @@ def _reply_chunks(reply: Any, total: int | None, progress: Progress | None) -> I
 
 
 def _file_chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
-    total, done = path.stat().st_size, 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
+    # a regular file only: file:///dev/zero or a FIFO would fill the store or block
+    with open_regular(path) as (fd, info):
+        total, done = info.st_size, 0
+        while done <= total and (chunk := os.read(fd, 1 << 20)):
             done += len(chunk)
             if progress:
                 progress(done, total)

@@ -16,6 +16,13 @@ present in their roots but are not rendered (OS artifacts, boot loaders, role Ig
 openshift-install, the rendered per-node Ignition). They are published from gen's store
 (artifacts by the sha256 the manifest carries: the locked pin, since plan renders with the
 lock), from the rendered tree, or copied on the target from an installed package path.
+
+Confinement: every path gen writes, stages or prunes is a plain relative path under its
+service's install directory (no `..`, no empty or `.` parts, no control characters),
+checked when planning, before anything on the target changes; paths in a target's
+`.gen-managed.json` that are not are never pruned. Before it swaps files in, gen checks on
+the target that no component under the install directory (nor the staging directory) is a
+symlink, so a link there cannot carry a write or a deletion elsewhere.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import posixpath
 import re
 import shlex
 import subprocess
@@ -208,13 +216,15 @@ class FilesProvider:
                        tree: Tree) -> dict[str, bytes | tuple[str, str]]:
         """Install path -> content, or ("store", sha256) / ("package", path) to publish."""
         desired: dict[str, bytes | tuple[str, str]] = {
-            f"{spec.install}/{rel}": content for rel, content in files.items()}
+            confined(spec.install, rel, "a rendered file"): content
+            for rel, content in files.items()}
         if spec.publish is not None and "manifest.json" in files:
             base = f"{spec.install}/{spec.publish}".rstrip("/")
             for rel, entry in json.loads(files["manifest.json"]).get("files", {}).items():
+                path = confined(base, rel, "a file manifest.json publishes")
                 source = self._publish_source(entry, tree)
                 if source is not None:
-                    desired[f"{base}/{rel}"] = source
+                    desired[path] = source
         return desired
 
     def _publish_source(self, entry: dict[str, Any], tree: Tree) -> bytes | tuple[str, str] | None:
@@ -229,7 +239,7 @@ class FilesProvider:
                 return None
             return ("store", sha)
         if kind == "package":
-            return ("package", entry["path"])
+            return ("package", _package_path(entry["path"]))
         if kind == "openshift-install":
             path = (self.ignition_dir / f"{entry['role']}.ign") if self.ignition_dir else None
             if path is None or not path.is_file():
@@ -260,6 +270,12 @@ class FilesProvider:
                 changes.append(DiffItem("change" if was or current is not None else "add",
                                         path, was, digest))
         stale = {p: d for p, d in sorted(managed.get("files", {}).items()) if p not in digests}
+        outside = [p for p in stale if not inside(spec.install, p)]
+        if outside:  # never delete what a hostile earlier render or edit recorded there
+            self.notices.append(f"{host}/{service}: {len(outside)} path(s) in {managed_path} "
+                                f"are not inside {spec.install} and are never pruned: "
+                                f"{', '.join(map(_shown, outside))}")
+            stale = {p: d for p, d in stale.items() if p not in outside}
         if stale and not self.prune:  # deleting needs --prune, as for every provider
             self.notices.append(f"{host}/{service}: {len(stale)} file(s) gen installed are no "
                                 f"longer rendered and are kept (run with --prune to delete "
@@ -285,8 +301,10 @@ class FilesProvider:
         target: Target = p["target"]
         spec: ServiceSpec = p["spec"]
         service: str = p["service"]
-        files, values = self._materialize(target, p["desired"])
         staging = f"/{STAGING}/{service}"
+        _refuse_symlinks(target, "/", [staging])
+        _refuse_symlinks(target, spec.install, [*p["desired"], *p["stale"], *p["directories"]])
+        files, values = self._materialize(target, p["desired"])
         target.run(["rm", "-rf", target.path(staging)])
         target.write_files({f"{staging}{path}": data for path, data in files.items()})
         for path, source in p["desired"].items():
@@ -399,7 +417,69 @@ def _directories(spec: ServiceSpec, files: dict[str, bytes]) -> list[str]:
     if "manifest.json" not in files:
         return []
     wanted = json.loads(files["manifest.json"]).get("directories", [])
-    return [f"{spec.install}/{d}" for d in wanted]
+    return [confined(spec.install, d, "a directory manifest.json asks for") for d in wanted]
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def confined(base: str, rel: str, what: str) -> str:
+    """`base/rel` when `rel` is a plain relative path (UserError otherwise): no leading
+    `/`, no empty, `.` or `..` part, no control character, so it stays inside `base`."""
+    parts = rel.split("/") if isinstance(rel, str) else [""]
+    if (any(part in ("", ".", "..") for part in parts) or CONTROL.search(rel)):
+        raise UserError(f"{what}, {_shown(rel)}, is not a plain relative path inside {base}; "
+                        "nothing was changed on the target",
+                        "a rendered path never holds '..', a leading '/' or control characters")
+    return f"{base}/{rel}"
+
+
+def inside(base: str, path: str) -> bool:
+    """True when the absolute `path` is normalised and strictly below `base`."""
+    return (isinstance(path, str) and not CONTROL.search(path)
+            and posixpath.normpath(path) == path and path.startswith(base.rstrip("/") + "/"))
+
+
+def _package_path(path: str) -> str:
+    """Package files are copied from the target's /usr only (defence in depth: the code
+    names them, but a manifest must not copy /etc/shadow into a served directory)."""
+    if not inside("/usr", path):
+        raise UserError(f"a package file to publish, {_shown(path)}, is not below /usr",
+                        "boot loaders are copied from installed packages only")
+    return path
+
+
+def _shown(value: object) -> str:
+    """A path for a message: quoted, control characters escaped, bounded."""
+    text = json.dumps(value if isinstance(value, str) else str(value))
+    return text if len(text) <= 120 else text[:117] + '..."'
+
+
+SYMLINK_CHECK = """root="$1"; base="$2"; shift 2
+for f; do
+  p="$f"
+  while [ -n "$p" ] && [ "$p" != "$base" ]; do
+    if [ -L "$root$p" ]; then printf '%s\\n' "$p"; exit 3; fi
+    p="${p%/*}"
+  done
+done"""
+
+
+def _refuse_symlinks(target: Target, base: str, paths: list[str]) -> None:
+    """Refuse (UserError, nothing changed) when a component of a path below `base` on the
+    target is a symlink: mv, rm and mkdir would follow it out of the install directory."""
+    if not paths:
+        return
+    proc = target.run(["sh", "-c", SYMLINK_CHECK, "sh", target.root.rstrip("/"),
+                       base.rstrip("/"), *paths], check=False)
+    if proc.returncode == 3:
+        link = proc.stdout.decode(errors="replace").strip()
+        raise UserError(f"{_shown(link)} is a symlink on the target; gen does not write or "
+                        "delete through symlinks, and nothing was changed",
+                        "replace it with a directory or file")
+    if proc.returncode != 0:
+        raise UserError("cannot check the target for symlinks: "
+                        + (proc.stderr or proc.stdout).decode(errors="replace").strip())
 
 
 def _by_service(tree: Tree) -> dict[tuple[str, str], dict[str, bytes]]:
