@@ -7,6 +7,7 @@ entries are compared: k8s-lab's images and manifest need the network to pin.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 from clirun import gen
 
 ROOT = Path(__file__).resolve().parent.parent
+# The code under test is this checkout's (PYTHONPATH), not whatever copy is installed.
+SOURCE = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
 ENVIRONMENTS = sorted(p.name for p in (ROOT / "environments").iterdir()
                       if (p / "env.yaml").is_file())
 
@@ -23,7 +26,7 @@ def test_offline_relock_changes_nothing(repo: Path, env: str) -> None:
     shutil.copy(ROOT / "lock" / f"{env}.lock", repo / "lock" / f"{env}.lock")
     committed = (repo / "lock" / f"{env}.lock").read_bytes()
     result = gen("lock", "--offline", f"env/{env}", cwd=repo,
-                 env={"GEN_STORE": str(repo / "store"), "PATH": "/usr/bin:/bin",
+                 env={"GEN_STORE": str(repo / "store"), "PATH": "/usr/bin:/bin", **SOURCE,
                       "HOME": str(repo)})
     assert result.code == 0, result.err
     assert (repo / "lock" / f"{env}.lock").read_bytes() == committed, (
@@ -34,7 +37,7 @@ def test_offline_relock_changes_nothing(repo: Path, env: str) -> None:
 def test_lab_renders_locked(repo: Path) -> None:
     shutil.copy(ROOT / "lock" / "lab.lock", repo / "lock" / "lab.lock")
     result = gen("render", "env/lab", "--locked", "--check", cwd=repo,
-                 env={"GEN_STORE": str(repo / "store"), "PATH": "/usr/bin:/bin",
+                 env={"GEN_STORE": str(repo / "store"), "PATH": "/usr/bin:/bin", **SOURCE,
                       "HOME": str(repo)})
     assert "would change" not in result.err
     assert result.code in (0, 1), result.err  # 1: --check found no rendered/ dir yet
