@@ -150,7 +150,7 @@ def cpu_xml(hv: Hypervisor) -> ET.Element:
     """An x86-64-v2 capable CPU: host-model under KVM, a named model under TCG."""
     if hv.domain_type == "kvm":
         return ET.Element("cpu", mode="host-model", check="partial")
-    cpu = ET.Element("cpu", mode="custom", match="exact", check="full")
+    cpu = ET.Element("cpu", mode="custom", match="exact", check="partial")
     # fallback=forbid: a hypervisor that cannot give this model refuses to start the domain
     # rather than silently falling back to something older.
     _sub(cpu, "model", TCG_CPU_MODEL, fallback="forbid")

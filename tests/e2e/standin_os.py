@@ -70,9 +70,9 @@ CIP="$1"; GW="$3"; MASK="$4"; HOST="$5"; IFACE="$6"
 n=0; while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.2; n=$((n+1)); done
 predictable() {  # $1: a kernel interface name -> udev's default (path-based) name
   pci=$(basename "$(dirname "$(readlink -f "/sys/class/net/$1/device")")")
-  for slot in /sys/bus/pci/slots/*; do
-    [ -f "$slot/address" ] && [ "$(cat "$slot/address")" = "${pci%.*}" ] \
-      && { echo "ens$(basename "$slot")"; return; }
+  for slot in /sys/bus/pci/slots/*; do  # net_id skips slot 0 (q35's root ports report it)
+    [ "$(basename "$slot")" != 0 ] && [ -f "$slot/address" ] \
+      && [ "$(cat "$slot/address")" = "${pci%.*}" ] && { echo "ens$(basename "$slot")"; return; }
   done
   rest="${pci#*:}"; bus="${rest%%:*}"; dev="${rest#*:}"; dev="${dev%.*}"
   echo "enp$((0x$bus))s$((0x$dev))"
