@@ -7,6 +7,7 @@ entries are compared: k8s-lab's images and manifest need the network to pin.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 from clirun import gen
 
 ROOT = Path(__file__).resolve().parent.parent
+# The code under test is this checkout's (PYTHONPATH), not whatever copy is installed.
+SOURCE = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
 ENVIRONMENTS = sorted(p.name for p in (ROOT / "environments").iterdir()
                       if (p / "env.yaml").is_file())
 

@@ -95,7 +95,9 @@ def test_keyfile_matches_the_blueprint(lab: Environment, lab_ignition: dict[str,
         entry = files_of(config)[KEYFILE]
         assert entry["mode"] == 0o600, "NetworkManager ignores keyfiles others can read"
         parsed = keyfile(config)
-        assert parsed["connection"]["interface-name"] == node.nic.interface == "ens3"
+        # Matched by MAC: the installed system's udev names the NIC after its PCI slot.
+        assert "interface-name" not in parsed["connection"]
+        assert parsed["ethernet"]["mac-address"].lower() == node.nic.mac
         assert parsed["ipv4"]["method"] == "manual"
         assert parsed["ipv4"]["address1"] == f"{node.ip}/{net.cidr.prefixlen}"
         assert parsed["ipv4"]["gateway"] == str(net.gateway)

@@ -135,7 +135,9 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
     """A NetworkManager keyfile giving `nic` its static address from the blueprint.
 
     Only the primary NIC carries the default route and the name servers, so a second
-    network can never steal them.
+    network can never steal them. The profile matches the NIC by MAC, not by name: the
+    installed system's udev names it after its PCI slot (`ifname=` pins the name only in
+    the live initramfs), and a name that does not match leaves the node without network.
     """
     net = env.network(nic.network)
     # A keyfile is an INI file: a line break in a value would add keys or sections.
@@ -153,8 +155,8 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
     if not primary:
         ipv4.append("never-default=true")
     return lines(
-        "[connection]", f"id={interface}", "type=ethernet",
-        f"interface-name={interface}", "autoconnect=true", "",
+        "[connection]", f"id={interface}", "type=ethernet", "autoconnect=true", "",
+        "[ethernet]", f"mac-address={nic.mac.upper()}", "",
         *ipv4, "may-fail=false", "",
         "[ipv6]", "method=disabled")
 

@@ -70,6 +70,9 @@ def domain(root: ET.Element) -> Essence:
         "os.loader.type": loader.get("type", "") if loader is not None else "",
         "os.boot": ",".join(b.get("dev", "") for b in root.findall("os/boot")),
         "features": ",".join(sorted(child.tag for child in root.findall("features/*"))),
+        # The guest's CPU model decides whether the OS boots at all (x86-64-v2), so a
+        # domain defined without it is redefined; libvirt's expansions are ignored.
+        "cpu": _cpu(root.find("cpu")),
         "owner": _attrs(owner(root)),
     }
     for event in ("on_poweroff", "on_reboot", "on_crash"):
@@ -79,6 +82,12 @@ def domain(root: ET.Element) -> Essence:
     for nic in root.findall("devices/interface"):
         out[f"interface[{_attr(nic, 'mac', 'address').lower()}]"] = _nic(nic)
     return out
+
+
+def _cpu(cpu: ET.Element | None) -> str:
+    if cpu is None:
+        return ""
+    return _attrs({"mode": cpu.get("mode", ""), "model": (cpu.findtext("model") or "").strip()})
 
 
 def _attr(parent: ET.Element, tag: str, name: str) -> str:
