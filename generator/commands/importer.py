@@ -1,0 +1,74 @@
+"""`gen import`: describe an existing lab as an environment (helper-node vars, live libvirt)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from generator.cli import FORMAT, emit
+
+
+@click.group(name="import")
+def import_group() -> None:
+    """Adopt an existing lab: write an environment describing it.
+
+    \b
+    gen import helpernode VARS.yaml --env NAME   from a helper-node playbook vars file
+    gen import libvirt URI --env NAME            from the live domains of a hypervisor
+    Then: gen render, gen plan --adopt, gen converge --adopt (see docs/migrating.md).
+    """
+
+
+def _env_name(env: str) -> str:
+    return env[4:] if env.startswith("env/") else env
+
+
+def _finish(imported: object, name: str, header: str, fmt: str, source: str) -> None:
+    from generator.environment import find_root
+    from generator.errors import InvalidInput
+    from generator.importers import Imported, write_environment
+
+    assert isinstance(imported, Imported)
+    if imported.refused:
+        for line in imported.lines:
+            if line.status != "mapped":
+                click.echo(line.render(), err=True)
+        raise InvalidInput(imported.problems())
+    root = find_root(Path.cwd())
+    path = write_environment(root, name, imported.data, header)
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    counts = {s: sum(1 for line in imported.lines if line.status == s)
+              for s in ("mapped", "not supported")}
+    text = [line.render() for line in imported.lines]
+    text.append(f"wrote {shown} from {source}: {counts['mapped']} field(s) mapped, "
+                f"{counts['not supported']} not supported; next: gen render env/{name}")
+    emit(fmt, {"environment": name, "path": str(path), "source": source,
+               "fields": [line.as_json() for line in imported.lines]}, "\n".join(text))
+
+
+@import_group.command(name="helpernode")
+@click.argument("vars_file", metavar="VARS.yaml",
+                type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--env", "env", required=True, help="Environment to write (environments/NAME).")
+@FORMAT
+def helpernode(vars_file: Path, env: str, fmt: str) -> None:
+    """Turn a helper-node playbook vars file into an openshift-upi environment.
+
+    Every field gets one line: mapped (and where to), not supported (gen does not manage
+    it; the import goes on) or refused (nothing is written, exit 1).
+
+    Example: gen import helpernode vars.yaml --env lab
+    """
+    from generator.errors import UserError
+    from generator.importers.helpernode import import_helpernode
+
+    try:
+        text = vars_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{vars_file}: cannot read: {exc}") from None
+    name = _env_name(env)
+    imported = import_helpernode(text, str(vars_file), name)
+    _finish(imported, name, f"Imported by `gen import helpernode {vars_file.name}`.\n"
+            "Comments mark every value that was assumed, not read from the vars file.",
+            fmt, str(vars_file))
