@@ -32,7 +32,7 @@ def _finish(imported: object, name: str, header: str, fmt: str, source: str) -> 
     assert isinstance(imported, Imported)
     if imported.refused:
         for line in imported.lines:
-            if line.status != "mapped":
+            if line.status == "not supported":
                 click.echo(line.render(), err=True)
         raise InvalidInput(imported.problems())
     root = find_root(Path.cwd())

@@ -117,7 +117,7 @@ def _validate_new(root: Path, name: str, text: str) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def merge_into(existing: CommentedMap, imported: CommentedMap) -> None:
+def merge_into(existing: Any, imported: Any) -> None:
     """Imported top-level sections win; lists of named items (nodes, networks, hypervisors)
     are merged by name, so hand-written items and their comments stay."""
     for key, value in imported.items():

@@ -116,8 +116,9 @@ def import_helpernode(text: str, display: str, env_name: str) -> Imported:
 
 
 def _environment(r: _Reader, env_name: str, display: str) -> CommentedMap:
-    static = _flag(r, "staticips", "nodes install from ISO with static addresses: no DHCP "
-                   "reservations or PXE files are needed (nodes get boot: image)")
+    static = _flag(r, "staticips", "nodes get boot: image (ISO installs, no PXE files); "
+                   "the blueprint still renders a dhcpd.conf (deny unknown-clients) whose "
+                   "reservations carry derived MACs no machine has: leave DHCP uninstalled")
     _refuse_if_true(r, "ipi", "IPI installs are not a gen blueprint (openshift-upi is UPI)")
     _refuse_if_true(r, "ppc64le", "gen renders x86_64 (pxelinux/GRUB for PC) only")
     if r.get(("high_availability",)) is not None:
@@ -408,6 +409,8 @@ def _unique(r: _Reader, nodes: list[CommentedMap], paths: list[FieldPath]) -> No
 def _services(r: _Reader, hosts: list[CommentedMap], helper: CommentedMap,
               net: IPv4Network | None, static: bool) -> CommentedMap:
     services = cmap()
+    if helper["name"] != "helper":  # the blueprint's services run on a node named helper
+        services["host"] = helper["name"]
     dns = cmap(("provider", "bind"))
     forwarders = [ip for key in ("forwarder1", "forwarder2")
                   if (ip := _mapped_address(r, ("dns", key), "services.dns.forwarders"))]
