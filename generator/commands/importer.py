@@ -24,7 +24,8 @@ def _env_name(env: str) -> str:
     return env[4:] if env.startswith("env/") else env
 
 
-def _finish(imported: object, name: str, header: str, fmt: str, source: str) -> None:
+def _finish(imported: object, name: str, header: str, fmt: str, source: str,
+            sections: tuple[str, ...] = ()) -> None:
     from generator.environment import find_root
     from generator.errors import InvalidInput
     from generator.importers import Imported, write_environment
@@ -36,7 +37,7 @@ def _finish(imported: object, name: str, header: str, fmt: str, source: str) -> 
                 click.echo(line.render(), err=True)
         raise InvalidInput(imported.problems())
     root = find_root(Path.cwd())
-    path = write_environment(root, name, imported.data, header)
+    path = write_environment(root, name, imported.data, header, sections)
     shown = path.relative_to(root) if path.is_relative_to(root) else path
     counts = {s: sum(1 for line in imported.lines if line.status == s)
               for s in ("mapped", "not supported")}
@@ -72,3 +73,55 @@ def helpernode(vars_file: Path, env: str, fmt: str) -> None:
     _finish(imported, name, f"Imported by `gen import helpernode {vars_file.name}`.\n"
             "Comments mark every value that was assumed, not read from the vars file.",
             fmt, str(vars_file))
+
+
+def _role_pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    from generator.importers.libvirt import ROLES
+
+    pairs = []
+    for value in values:
+        pattern, _, role = value.partition("=")
+        if not pattern or role not in ROLES:
+            raise click.BadParameter(f"'{value}': write PATTERN=ROLE with ROLE one of "
+                                     f"{', '.join(ROLES)}", param_hint="--role")
+        pairs.append((pattern, role))
+    return tuple(pairs)
+
+
+@import_group.command(name="libvirt")
+@click.argument("uri")
+@click.option("--env", "env", required=True, help="Environment to write (environments/NAME).")
+@click.option("--match", "match", multiple=True, metavar="PATTERN",
+              help="Only domains whose name matches this glob (repeatable).")
+@click.option("--role", "roles", multiple=True, metavar="PATTERN=ROLE",
+              help="Role of the domains matching a glob, e.g. 'ocp-cp*=master' (repeatable; "
+                   "else inferred from names: bootstrap, master, worker, helper).")
+@click.option("--hypervisor", default="hv1", show_default=True,
+              help="Name of the hypervisor in the environment.")
+@click.option("--blueprint", default="openshift-upi", show_default=True,
+              help="Blueprint of a new environment.")
+@FORMAT
+def libvirt(uri: str, env: str, match: tuple[str, ...], roles: tuple[str, ...],
+            hypervisor: str, blueprint: str, fmt: str) -> None:
+    """Describe the live domains of the libvirt host at URI as an environment.
+
+    Writes the hypervisor (URI, pool), the networks the domains use and one node per
+    domain: vCPUs, memory, firmware, boot order, disks (from their volumes) and NICs with
+    their MACs and the addresses libvirt reserves. Into an existing environment only
+    hypervisors, networks and nodes are merged (nodes by name; a node's static ip stays).
+    Values libvirt does not know carry a comment. Then `gen plan --adopt` shows adoptions.
+
+    \b
+    Examples:
+      gen import libvirt qemu:///system --env lab
+      gen import libvirt qemu+ssh://root@hv1/system --env lab --match 'ocp-*' \\
+          --role 'ocp-cp*=master'
+    """
+    from generator.importers.libvirt import Options, import_libvirt, read_snapshot
+
+    name = _env_name(env)
+    opts = Options(name, hypervisor, match, _role_pairs(roles), blueprint)
+    imported = import_libvirt(read_snapshot(uri), opts)
+    _finish(imported, name, f"Imported by `gen import libvirt {uri}`.\n"
+            "Comments mark every value libvirt does not know.", fmt, uri,
+            sections=("hypervisors", "networks", "nodes"))

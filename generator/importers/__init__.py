@@ -69,9 +69,11 @@ def note(container: CommentedMap, key: str, comment: str) -> None:
     container.yaml_add_eol_comment(comment, key)
 
 
-def write_environment(root: Path, name: str, data: CommentedMap, header: str) -> Path:
+def write_environment(root: Path, name: str, data: CommentedMap, header: str,
+                      sections: tuple[str, ...] = ()) -> Path:
     """Write environments/<name>/env.yaml: a new file, or the imported sections merged into
-    an existing one through the round-trip editor (its comments and other keys stay).
+    an existing one through the round-trip editor (its comments and other keys stay; only
+    `sections`, when given, are merged).
     The candidate is validated first; an invalid result raises and writes nothing."""
     from generator import edit
     from generator.environment import load_environment
@@ -82,7 +84,8 @@ def write_environment(root: Path, name: str, data: CommentedMap, header: str) ->
     if path.is_file():
         old = path.read_text(encoding="utf-8")
         yaml, existing = edit.load(old, str(path))
-        merge_into(existing, data)
+        merge_into(existing, CommentedMap(
+            (k, v) for k, v in data.items() if not sections or k in sections))
         text = edit.dump(yaml, existing)
     else:
         yaml, _ = edit.load("a: 1\n", "new")
@@ -129,13 +132,26 @@ def merge_into(existing: Any, imported: Any) -> None:
                 if item["name"] in by_name:
                     target = current[by_name[item["name"]]]
                     for field_name, field_value in item.items():
-                        target[field_name] = field_value
+                        if field_name == "nics" and isinstance(target.get("nics"), list):
+                            _merge_nics(target["nics"], field_value)
+                        else:
+                            target[field_name] = field_value
                 else:
                     current.append(item)
         elif isinstance(value, dict) and isinstance(current, dict) and key != "metadata":
             merge_into(current, value)
         elif key not in existing or key not in ("apiVersion", "kind", "metadata"):
             existing[key] = value
+
+
+def _merge_nics(current: Any, imported: Any) -> None:
+    """NIC by NIC: imported keys win, keys only the file has (a static ip) stay."""
+    for index, nic in enumerate(imported):
+        if index < len(current) and isinstance(current[index], dict):
+            for key, value in nic.items():
+                current[index][key] = value
+        else:
+            current.append(nic)
 
 
 def _named(items: list[Any]) -> bool:
