@@ -57,7 +57,7 @@ def domain_xml(name: str, domain_type: str = "qemu") -> str:
             "</devices></domain>")
 
 
-def test_driver_state(pool_path: str, extra_domains: str = "") -> str:
+def driver_state(pool_path: str, extra_domains: str = "") -> str:
     """A libvirt test-driver state file holding the hand-built lab."""
     domains = "".join(domain_xml(name) for name in LAB)
     return f"<node>{network_xml()}{pool_xml(pool_path, volumes=True)}{domains}" \
