@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from lab_by_hand import LAB, domain_xml, network_xml, pool_xml, driver_state, volume_xml
+from lab_by_hand import LAB, domain_xml, driver_state, network_xml, pool_xml, volume_xml
 
 from generator.cli import main
 from generator.reconcile import libvirt as provider
