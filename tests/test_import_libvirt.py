@@ -331,3 +331,40 @@ def test_hand_built_lab_is_adopted_without_restarting_a_vm(repo: Path, tmp_path:
             assert owner is not None and owner.get("env") == "adopted", name
         net = ET.fromstring(virsh(uri, "net-dumpxml", "--inactive", "lan"))
         assert net.find(f"metadata/{{{GEN_NS}}}owner") is not None
+
+
+def test_bridged_helpernode_lab_is_adopted(host: str, repo: Path, tmp_path: Path) -> None:
+    """Lab A as the field notes build it: VMs plugged straight into the host bridge br0,
+    the helper node's playbook vars holding addresses. Both imports into one environment;
+    the plan adopts every VM (the NIC moves to a libvirt network on the same bridge at next
+    boot), converge takes them over without a restart, and the re-plan is empty."""
+    from test_import_helpernode import LAB_A_VARS
+
+    state = Path(host[len("test://"):])
+    text = state.read_text()
+    text = text.replace("<interface type='network'>", "<interface type='bridge'>")
+    text = text.replace("<source network='lan'/>", "<source bridge='br0'/>")
+    state.write_text(text.replace(network_xml(), ""))
+    (repo / "vars.yaml").write_text(LAB_A_VARS.replace('"Worker0"', '"worker0"'))
+    assert run("import", "helpernode", "vars.yaml", "--env", "adopted").code == 0
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 0, result.err
+    assert "at bridges.br0: mapped: -> networks[lan] (already in the environment)" in result.out
+    nodes = env_nodes(repo)
+    assert nodes["worker1"]["nics"] == [{"network": "lan", "ip": "192.168.20.162",
+                                         "mac": LAB["worker1"][1]}]
+    before = _domain_ids(host)
+    plan = plan_json("--adopt")
+    ops = {(a["op"], a["kind"], a["name"]) for a in plan["actions"]}
+    assert ops == {("create", "network", "hv1/lan"), ("update", "pool", "hv1/default")} | {
+        ("adopt", "domain", f"hv1/{n}") for n in LAB}, ops
+    master0 = next(a for a in plan["actions"] if a["name"] == "hv1/master0")
+    assert [c["path"] for c in master0["changes"]][:1] == ["owner"]
+    assert any(c["path"].startswith("interface") for c in master0["changes"]), master0
+    assert master0["note"] == "takes effect at next boot"
+    result = run("converge", "env/adopted", "--provider", "libvirt", "--adopt",
+                 "--auto-approve", "--state-dir", str(tmp_path / "s"))
+    assert result.code == 0, result.err
+    again = run("plan", "env/adopted", "--provider", "libvirt", "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+    assert _domain_ids(host) == before

@@ -75,6 +75,24 @@ def helpernode(vars_file: Path, env: str, fmt: str) -> None:
             fmt, str(vars_file))
 
 
+def _known_bridges(name: str) -> tuple[tuple[str, str], ...]:
+    """(bridge, network) of the environment merged into, so its LAN keeps its name."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from generator.environment import find_root
+
+    path = find_root(Path.cwd()) / "environments" / name / "env.yaml"
+    try:
+        data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except (OSError, YAMLError):
+        return ()  # a new environment, or one the merge step reports on
+    networks = data.get("networks") if isinstance(data, dict) else None
+    return tuple((str(n["bridge"]), str(n["name"])) for n in networks or []
+                 if isinstance(n, dict) and n.get("bridge") and n.get("name")
+                 and "libvirt" not in n)
+
+
 def _role_pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     from generator.importers.libvirt import ROLES
 
@@ -120,7 +138,8 @@ def libvirt(uri: str, env: str, match: tuple[str, ...], roles: tuple[str, ...],
     from generator.importers.libvirt import Options, import_libvirt, read_snapshot
 
     name = _env_name(env)
-    opts = Options(name, hypervisor, match, _role_pairs(roles), blueprint)
+    opts = Options(name, hypervisor, match, _role_pairs(roles), blueprint,
+                   _known_bridges(name))
     imported = import_libvirt(read_snapshot(uri), opts)
     _finish(imported, name, f"Imported by `gen import libvirt {uri}`.\n"
             "Comments mark every value libvirt does not know.", fmt, uri,

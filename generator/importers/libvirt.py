@@ -50,6 +50,17 @@ class Options:
     match: tuple[str, ...] = ()
     roles: tuple[tuple[str, str], ...] = ()  # (glob, role), first match wins
     blueprint: str = "openshift-upi"
+    # host bridge -> network name, from the environment being merged into (a helper-node
+    # import names the LAN `lan` with `bridge: br0`); other bridges are named after
+    # themselves
+    bridges: tuple[tuple[str, str], ...] = ()
+
+    def bridge_network(self, bridge: str) -> str:
+        named = dict(self.bridges).get(bridge)
+        if named:
+            return named
+        plain = re.sub(r"[^a-z0-9-]", "-", bridge.lower()).strip("-")
+        return plain or "lan"
 
 
 def read_snapshot(uri: str) -> Snapshot:
@@ -109,6 +120,7 @@ def import_libvirt(snap: Snapshot, opts: Options) -> Imported:
     dhcp_hosts = _dhcp_hosts(snap)
     pool_name, pool_path = _pool(snap, roots, report)
     networks = [_network(snap, name, report) for name in used_nets]
+    networks += _bridge_networks(roots, opts, {n["name"] for n in networks}, report)
     nodes = [_node(name, roots[name], snap, opts, pool_name, pool_path, dhcp_hosts, report)
              for name in selected]
     nodes.sort(key=lambda n: (BOOT_ORDER.index(n["role"]) + 1 if n["role"] in BOOT_ORDER
@@ -219,6 +231,31 @@ def _network(snap: Snapshot, name: str, report: _Report) -> CommentedMap:
     return net
 
 
+def _bridge_networks(roots: dict[str, ET.Element], opts: Options, taken: set[str],
+                     report: _Report) -> list[CommentedMap]:
+    """Interfaces plugged straight into a host bridge (virt-install --network bridge=br0):
+    gen reaches the bridge through a libvirt network of forward mode bridge."""
+    bridges = sorted({s.get("bridge", "") for r in roots.values()
+                      for s in r.findall("devices/interface[@type='bridge']/source")} - {""})
+    out = []
+    for bridge in bridges:
+        name = opts.bridge_network(bridge)
+        if bridge in dict(opts.bridges):  # the environment merged into describes it
+            report.add(f"bridges.{bridge}", "mapped", f"-> networks[{name}] (already in the "
+                       "environment)")
+            continue
+        if name in taken:
+            continue
+        net = cmap(("name", name), ("cidr", "192.0.2.0/24"))
+        note(net, "cidr", "not in libvirt (a bridge to the host LAN): set the LAN's CIDR and "
+             "each node's nics[].ip")
+        net["bridge"] = bridge
+        out.append(net)
+        report.add(f"bridges.{bridge}", "mapped", f"-> networks[{name}] (host bridge "
+                   f"{bridge}; gen defines a libvirt network of forward mode bridge for it)")
+    return out
+
+
 def _dhcp_hosts(snap: Snapshot) -> dict[str, str]:
     """mac -> ip from every network's DHCP reservations, then leases of running guests."""
     out = dict(snap.leases)
@@ -271,7 +308,7 @@ def _node(name: str, root: ET.Element, snap: Snapshot, opts: Options, pool_name:
     node["boot"] = "pxe" if boots[:1] == ["network"] else "image"
     disks = _disks(name, root, snap, pool_name, pool_path, report, where)
     node["disks"] = cseq(disks)
-    node["nics"] = cseq(_nics(root, dhcp_hosts, report, where))
+    node["nics"] = cseq(_nics(root, dhcp_hosts, opts, report, where))
     _drift(root, node, report, where)
     report.add(where, "mapped", f"-> nodes[{name}] (role {role}"
                f"{'' if inferred else ', not inferred'})")
@@ -388,7 +425,7 @@ def _attrs(element: ET.Element | None) -> str:
         f"{k}={v}" for k, v in sorted(element.attrib.items()))
 
 
-def _nics(root: ET.Element, dhcp_hosts: dict[str, str], report: _Report,
+def _nics(root: ET.Element, dhcp_hosts: dict[str, str], opts: Options, report: _Report,
           where: str) -> list[CommentedMap]:
     out = []
     for index, iface in enumerate(root.findall("devices/interface")):
@@ -397,7 +434,12 @@ def _nics(root: ET.Element, dhcp_hosts: dict[str, str], report: _Report,
                if iface.find("mac") is not None else "").lower()
         source = iface.find("source")
         network = source.get("network") if source is not None else None
-        if iface.get("type") != "network" or not network:
+        if iface.get("type") == "bridge" and source is not None and source.get("bridge"):
+            network = opts.bridge_network(str(source.get("bridge")))
+            report.add(what, "not supported", f"plugged into bridge {source.get('bridge')} "
+                       f"directly: gen attaches it through network '{network}' (the same "
+                       "bridge); the plan shows the drift, which takes effect at next boot")
+        elif iface.get("type") != "network" or not network:
             report.add(what, "refused", f"a {iface.get('type')} interface "
                        f"({_source_text(source)}): gen attaches NICs to libvirt networks; "
                        "define a bridge network for the host bridge and attach to it")
