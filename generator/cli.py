@@ -46,6 +46,7 @@ COMMANDS = {
     "new": "generator.commands.new:new",
     "plan": "generator.commands.reconcile:plan",
     "converge": "generator.commands.reconcile:converge",
+    "import": "generator.commands.importer:import_group",
 }
 
 

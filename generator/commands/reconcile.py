@@ -66,6 +66,17 @@ _KUBE_OPTIONS = [
 ]
 
 
+def _remember_adopt(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta["libvirt:adopt"] = value
+    return value
+
+
+_ADOPT_OPTION = click.option(
+    "--adopt", is_flag=True, expose_value=False, callback=_remember_adopt,
+    help="Take over existing libvirt networks and domains without gen's marker that the "
+         "environment describes (after `gen import`): shown as adopt, never replaced.")
+
+
 def _kube_options() -> tuple[tuple[str, Any], ...]:
     meta = click.get_current_context().meta
     return tuple((key, meta.get(f"kube:{key}")) for key in
@@ -153,6 +164,7 @@ def _common(func: Any) -> Any:
                      help="List every field of objects to create, too."),
         *_FILES_OPTIONS,
         *_KUBE_OPTIONS,
+        _ADOPT_OPTION,
         FORMAT,
     ]
     for option in reversed(options):
@@ -175,7 +187,8 @@ def _settings(prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...], 
         () if start == "none" else (r.strip() for r in start.split(",") if r.strip()))
     return Settings(prune=prune, allow_destroy=allow_destroy, uri_overrides=tuple(pairs),
                     start_roles=roles, providers=providers,
-                    options=_files_options() + _kube_options())
+                    options=_files_options() + _kube_options()
+                    + (("adopt", bool(click.get_current_context().meta.get("libvirt:adopt"))),))
 
 
 @click.command()

@@ -13,8 +13,10 @@ from typing import Any, Literal, Protocol
 from generator.model import Environment
 from generator.tree import Tree
 
-Op = Literal["create", "update", "replace", "delete"]
-SYMBOL: dict[str, str] = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
+Op = Literal["create", "update", "replace", "delete", "adopt"]
+# adopt: gen starts managing an existing object (`gen plan --adopt` after `gen import`).
+SYMBOL: dict[str, str] = {"create": "+", "update": "~", "replace": "-/+", "delete": "-",
+                          "adopt": "<="}
 
 # Waves (docs/design.md): networks/pools -> boot services -> volumes/domains -> Kubernetes.
 # Deletes run last, in reverse wave order.

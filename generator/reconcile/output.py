@@ -22,8 +22,9 @@ _SIGN = {"add": "+", "remove": "-", "change": "~"}
 
 
 def summary_line(plan: Plan) -> str:
+    adopt = f", {plan.count('adopt')} to adopt" if plan.count("adopt") else ""
     line = (f"Plan: {plan.count('create')} to add, {plan.count('update')} to change, "
-            f"{plan.count('replace')} to replace, {plan.count('delete')} to destroy.")
+            f"{plan.count('replace')} to replace, {plan.count('delete')} to destroy{adopt}.")
     if plan.skipped:
         line += f" Not looked at: {', '.join(plan.skipped)}."
     return line
@@ -91,7 +92,9 @@ def to_json(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
     return {
         "environment": plan.env, "treeHash": plan.tree_hash, "locked": plan.locked,
         "summary": {"add": plan.count("create"), "change": plan.count("update"),
-                    "replace": plan.count("replace"), "destroy": plan.count("delete")},
+                    "replace": plan.count("replace"), "destroy": plan.count("delete"),
+                    # only when there is something to adopt (`plan --adopt`)
+                    **({"adopt": plan.count("adopt")} if plan.count("adopt") else {})},
         "actions": [_action_json(a, a.key in refused) for a in plan.actions],
         "notices": list(plan.notices), "conflicts": list(plan.conflicts),
         "complete": plan.complete, "skipped": list(plan.skipped),

@@ -87,7 +87,8 @@ class Plan:
 def libvirt_provider(settings: Settings) -> Provider:
     from generator.reconcile.libvirt import LibvirtProvider
 
-    return LibvirtProvider(dict(settings.uri_overrides), settings.start_roles)
+    return LibvirtProvider(dict(settings.uri_overrides), settings.start_roles,
+                           adopt=bool(settings.option("adopt")))
 
 
 def make_providers(settings: Settings) -> list[Provider]:
