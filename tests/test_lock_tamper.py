@@ -318,7 +318,7 @@ def test_a_deeply_nested_stream_file_is_a_user_error(stream_file: Path, repo: Pa
     assert "is nested too deeply to be stream metadata" in result.err
 
 
-# ---- a locked location swapped with its sha256 -----------------------------------------------------
+# ---- a locked location swapped with its sha256 -------------------------------------------
 
 
 def _forge(repo: Path, env: dict[str, str], env_file: Path, key: str, good: str, evil: str,
