@@ -18,7 +18,7 @@ from tests.clirun import gen
 from tests.test_diff_git import commit_all, git
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPORT_JOIN = '" ".join([export.path, *clients])'
+EXPORT_JOIN = '" ".join([escape.export_path(export.path, (*field, "path")), *clients])'
 
 
 @pytest.fixture
