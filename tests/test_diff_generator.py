@@ -123,3 +123,18 @@ def test_a_changed_stream_file_is_listed(tmp_path: Path, run_env: dict[str, str]
     result = gen("diff", "env/lab", "--base", "HEAD", "--no-color", cwd=repo, env=run_env)
     assert result.code == 0, result.err
     assert "~ environments/lab/rhcos-4.16.json: content changed" in result.out
+
+
+def test_a_secret_marker_elsewhere_hides_no_other_change() -> None:
+    """Masking happens at the value that mentions a secret, never above it."""
+    from generator.diff.inputs import field_diff
+
+    old = {"hypervisors": [{"name": "hv1", "uri": "qemu:///system"}],
+           "services": {"dns": {"records": []}}}
+    new = {"hypervisors": [{"name": "hv1", "uri": "qemu:///session"}],
+           "services": {"dns": {"records": [{"name": "t", "type": "TXT",
+                                             "value": "@@gen-secret:pullSecret@@"}]}}}
+    rows = field_diff(old, new)
+    assert ("~", "hypervisors[hv1].uri", "qemu:///system -> qemu:///session") in rows
+    assert ("~", "services.dns.records", "(sensitive value changed)") in rows
+    assert "pullSecret" not in repr(rows)

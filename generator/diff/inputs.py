@@ -100,8 +100,10 @@ def input_changes(old: Inputs, new: Inputs) -> list[Finding]:
 
 def field_diff(old: Any, new: Any, path: str = "") -> list[tuple[str, str, str]]:
     """(op, field path, detail) rows; lists of named items are matched by name."""
-    if _is_secret(path) or _mentions_secret(old) or _mentions_secret(new):
-        return [] if old == new else [("~", path or "(document)", SENSITIVE)]
+    if old == new:
+        return []
+    if _is_secret(path):
+        return [("~", path or "(document)", SENSITIVE)]
     if isinstance(old, dict) and isinstance(new, dict):
         return _dict_diff(old, new, path)
     if isinstance(old, list) and isinstance(new, list):
@@ -111,8 +113,8 @@ def field_diff(old: Any, new: Any, path: str = "") -> list[tuple[str, str, str]]
         if len(old) == len(new):
             return [row for i, (a, b) in enumerate(zip(old, new, strict=True))
                     for row in field_diff(a, b, f"{path}[{i}]")]
-    if old == new:
-        return []
+    if _mentions_secret(old) or _mentions_secret(new):  # masked where it is, not above
+        return [("~", path or "(document)", SENSITIVE)]
     return [("~", path or "(document)", f"{_show(old)} -> {_show(new)}")]
 
 
