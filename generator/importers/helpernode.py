@@ -73,11 +73,16 @@ class _Reader:
 
     def _line(self, path: FieldPath, status: str, detail: str) -> None:
         self.seen.add(path)
-        self.lines.append(Line(self.where(path), status, detail))
+        line = Line(self.where(path), status, detail)
+        if line not in self.lines:  # a value read twice is reported once
+            self.lines.append(line)
 
     def text(self, path: FieldPath, required: bool = True) -> str | None:
         """A scalar as text; a missing required one or a non-scalar is refused."""
         value = self.get(path)
+        parent = self.get(path[:-1])
+        if parent is not None and not isinstance(parent, dict) and isinstance(path[-1], str):
+            return None  # the section itself is reported (see _sections)
         if value is None:
             if required:
                 self.refuse(path, "missing: the helper-node playbook requires it")
@@ -103,16 +108,30 @@ class _Reader:
 def import_helpernode(text: str, display: str, env_name: str) -> Imported:
     """The environment described by a helper-node vars file (pure)."""
     doc = load_yaml(text, display)
-    if not isinstance(doc.data, dict):
+    if not isinstance(doc.data, dict) or not doc.data:
         line = Line(Location(display), "refused", "a helper-node vars file is a mapping "
                     "(helper:, dns:, dhcp:, bootstrap:, masters:, ...)")
         return Imported(CommentedMap(), [line])
     r = _Reader(doc)
+    _sections(r)
     data = _environment(r, env_name, display)
     _unknown(r)
     r.lines.sort(key=lambda line: (line.location.line, line.location.column,
                                    line.location.path))
     return Imported(data, r.lines)
+
+
+# Sections that must be mappings (the rest of the format's sections are checked where read).
+_MAPPINGS = {"helper": "name, ipaddr", "dns": "domain, clusterid, forwarder1, ...",
+             "dhcp": "router, bcast, netmask, poolstart, poolend, ipid, netmaskid",
+             "bootstrap": "name, ipaddr, macaddr"}
+
+
+def _sections(r: _Reader) -> None:
+    for key, fields in _MAPPINGS.items():
+        value = r.get((key,))
+        if value is not None and not isinstance(value, dict):
+            r.refuse((key,), f"must be a mapping ({fields})")
 
 
 def _environment(r: _Reader, env_name: str, display: str) -> CommentedMap:
@@ -336,8 +355,6 @@ def _hosts(r: _Reader, net: IPv4Network | None, static: bool) -> list[CommentedM
         paths.append(("bootstrap",))
     elif bootstrap is None:
         r.refuse(("bootstrap",), "missing: an OpenShift UPI install needs a bootstrap node")
-    else:
-        r.refuse(("bootstrap",), "must be a mapping with name, ipaddr and macaddr")
     for key, role in (("masters", "master"), ("workers", "worker"), ("other", "storage")):
         items = r.get((key,))
         if items is None:
@@ -359,7 +376,8 @@ def _host(r: _Reader, path: FieldPath, role: str, net: IPv4Network | None, stati
     where = f"nodes[{position}]"
     if not isinstance(r.get(path), dict):
         r.refuse(path, "must be a mapping with name, ipaddr and macaddr")
-        return cmap(("name", f"invalid-{position}"), ("role", role))
+        return cmap(("name", f"invalid-{position}"), ("role", role),
+                    ("nics", cseq([cmap(("network", NETWORK), ("ip", "192.0.2.3"))])))
     raw = r.text(path + ("name",)) or f"host{position}"
     name = raw.lower()
     _check_name(r, path + ("name",), name, f"{where}.name (role {role})")
@@ -395,6 +413,8 @@ def _unique(r: _Reader, nodes: list[CommentedMap], paths: list[FieldPath]) -> No
     for key, field_path in (("name", ("name",)), ("ip", ("ipaddr",)), ("mac", ("macaddr",))):
         first: dict[str, FieldPath] = {}
         for node, path in zip(nodes, paths, strict=True):
+            if not isinstance(r.get(path), dict):
+                continue  # reported as not a mapping
             value = node.get(key) if key == "name" else node["nics"][0].get(key) \
                 if "nics" in node else None
             if value is None:
