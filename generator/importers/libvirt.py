@@ -172,6 +172,10 @@ def _pool(snap: Snapshot, roots: dict[str, ET.Element], report: _Report) -> tupl
             counts[source.get("pool", "")] = counts.get(source.get("pool", ""), 0) + 1
     name = max(sorted(counts), key=lambda p: counts[p]) if counts else (
         "default" if "default" in snap.pools else next(iter(sorted(snap.pools)), "default"))
+    if name not in snap.pools and not counts:
+        report.add(f"pools.{name}", "mapped", "-> hypervisors[].pool: libvirt has none; gen "
+                   "creates it at /var/lib/libvirt/images (a create in the plan)")
+        return name, "/var/lib/libvirt/images"
     if name not in snap.pools:
         report.add(f"pools.{name}", "refused", "the domains use a pool libvirt does not "
                    "define")
