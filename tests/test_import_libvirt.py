@@ -296,41 +296,79 @@ def _running(uri: str, base: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-@pytest.mark.libvirtd
-def test_hand_built_lab_is_adopted_without_restarting_a_vm(repo: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def libvirtd() -> Iterator[str]:
     from reconcile_fixtures import private_libvirtd
 
     with private_libvirtd() as uri:
-        base: Path = uri.base  # type: ignore[attr-defined]
-        _build_by_hand(uri, tmp_path / "pool", tmp_path)
-        before = _running(uri, base)
-        assert set(before) == {"helper", "bootstrap"}
+        yield uri
 
-        imported = cli(repo, "import", "libvirt", uri, "--env", "adopted")
-        assert imported.returncode == 0, imported.stderr
-        rendered = cli(repo, "render", "env/adopted")
-        assert rendered.returncode == 0, rendered.stderr
-        start = ("--start", "helper,bootstrap", "--provider", "libvirt")
-        plan = cli(repo, "plan", "env/adopted", *start, "--adopt", "--format", "json")
-        assert plan.returncode == 0, plan.stderr
-        actions = json.loads(plan.stdout)["actions"]
-        assert {(a["op"], a["kind"], a["name"]) for a in actions} == {
-            ("adopt", "network", "hv1/lan")} | {("adopt", "domain", f"hv1/{n}") for n in LAB}
-        assert all([c["path"] for c in a["changes"]] == ["owner"] for a in actions), actions
 
-        converge = cli(repo, "converge", "env/adopted", *start, "--adopt", "--auto-approve",
-                       "--state-dir", str(tmp_path / "state"))
-        assert converge.returncode == 0, converge.stdout + converge.stderr
-        again = cli(repo, "plan", "env/adopted", *start, "--detailed-exitcode")
-        assert again.returncode == 0, again.stdout + again.stderr
-        assert "No changes." in again.stdout
-        assert _running(uri, base) == before  # same domain ids, same qemu processes
-        for name in LAB:
-            owner = ET.fromstring(virsh(uri, "dumpxml", "--inactive", name)).find(
-                f"metadata/{{{GEN_NS}}}owner")
-            assert owner is not None and owner.get("env") == "adopted", name
-        net = ET.fromstring(virsh(uri, "net-dumpxml", "--inactive", "lan"))
-        assert net.find(f"metadata/{{{GEN_NS}}}owner") is not None
+@pytest.fixture
+def by_hand(libvirtd: str, repo: Path, tmp_path: Path) -> Iterator[str]:
+    from reconcile_fixtures import wipe_libvirt
+
+    _build_by_hand(libvirtd, tmp_path / "pool", tmp_path)
+    yield libvirtd
+    wipe_libvirt(libvirtd)
+
+
+START = ("--start", "helper,bootstrap", "--provider", "libvirt")
+
+
+@pytest.mark.libvirtd
+def test_hand_built_lab_is_adopted_without_restarting_a_vm(by_hand: str, repo: Path,
+                                                           tmp_path: Path) -> None:
+    uri = by_hand
+    base: Path = uri.base  # type: ignore[attr-defined]
+    before = _running(uri, base)
+    assert set(before) == {"helper", "bootstrap"}
+
+    imported = cli(repo, "import", "libvirt", uri, "--env", "adopted")
+    assert imported.returncode == 0, imported.stderr
+    rendered = cli(repo, "render", "env/adopted")
+    assert rendered.returncode == 0, rendered.stderr
+    plan = cli(repo, "plan", "env/adopted", *START, "--adopt", "--format", "json")
+    assert plan.returncode == 0, plan.stderr
+    actions = json.loads(plan.stdout)["actions"]
+    assert {(a["op"], a["kind"], a["name"]) for a in actions} == {
+        ("adopt", "network", "hv1/lan")} | {("adopt", "domain", f"hv1/{n}") for n in LAB}
+    assert all([c["path"] for c in a["changes"]] == ["owner"] for a in actions), actions
+
+    converge = cli(repo, "converge", "env/adopted", *START, "--adopt", "--auto-approve",
+                   "--state-dir", str(tmp_path / "state"))
+    assert converge.returncode == 0, converge.stdout + converge.stderr
+    again = cli(repo, "plan", "env/adopted", *START, "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "No changes." in again.stdout
+    assert _running(uri, base) == before  # same domain ids, same qemu processes
+    for name in LAB:
+        owner = ET.fromstring(virsh(uri, "dumpxml", "--inactive", name)).find(
+            f"metadata/{{{GEN_NS}}}owner")
+        assert owner is not None and owner.get("env") == "adopted", name
+    net = ET.fromstring(virsh(uri, "net-dumpxml", "--inactive", "lan"))
+    assert net.find(f"metadata/{{{GEN_NS}}}owner") is not None
+
+
+@pytest.mark.libvirtd
+def test_drift_on_a_running_vm_is_adopted_for_next_boot(by_hand: str, repo: Path,
+                                                        tmp_path: Path) -> None:
+    uri = by_hand
+    base: Path = uri.base  # type: ignore[attr-defined]
+    before = _running(uri, base)
+    assert cli(repo, "import", "libvirt", uri, "--env", "adopted").returncode == 0
+    assert cli(repo, "set", "env/adopted", "nodes[helper].vcpu", "2").returncode == 0
+    plan = cli(repo, "plan", "env/adopted", *START, "--adopt")
+    assert plan.returncode == 0, plan.stderr
+    assert "<= libvirt domain hv1/helper  (takes effect at next boot)" in plan.stdout
+    assert "~ vcpu: 1 -> 2" in plan.stdout
+    converge = cli(repo, "converge", "env/adopted", *START, "--adopt", "--auto-approve",
+                   "--state-dir", str(tmp_path / "state"))
+    assert converge.returncode == 0, converge.stdout + converge.stderr
+    assert cli(repo, "plan", "env/adopted", *START, "--detailed-exitcode").returncode == 0
+    assert _running(uri, base) == before  # redefined for next boot, not restarted
+    assert ET.fromstring(virsh(uri, "dumpxml", "--inactive", "helper")).findtext("vcpu") == "2"
+    assert ET.fromstring(virsh(uri, "dumpxml", "helper")).findtext("vcpu") == "1"
 
 
 def test_bridged_helpernode_lab_is_adopted(host: str, repo: Path, tmp_path: Path) -> None:
