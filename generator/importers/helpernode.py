@@ -582,11 +582,16 @@ _HANDLED = {"staticips", "ipi", "ppc64le", "high_availability", "helper", "dns",
 
 
 def _other_top_level(r: _Reader) -> None:
-    for key in r.doc.data:
-        if key in _INFORMATIONAL and _INFORMATIONAL[key]:
-            for sub in (r.get((key,)) if isinstance(r.get((key,)), dict) else {"": 0}):
-                path: FieldPath = (key, sub) if sub else (key,)
-                r.unsupported(path, _INFORMATIONAL[key])
+    """One line per field of a section gen has no use for (the section itself if a value)."""
+    for key, why in _INFORMATIONAL.items():
+        value = r.get((key,))
+        if value is None:
+            continue
+        if key == "uefi":
+            r.mapped((key,), f"nothing to set ({why})")
+            continue
+        for sub in list(value) if isinstance(value, dict) else [None]:
+            r.unsupported((key, sub) if sub is not None else (key,), why)
 
 
 def _known(r: _Reader, path: FieldPath, fields: set[str]) -> None:
