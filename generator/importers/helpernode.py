@@ -40,6 +40,7 @@ VERSION = re.compile(r"openshift-(?:install|client)-linux-(\d+\.\d+)")
 NFS_OPTIONS = ["rw", "sync", "no_wdelay", "no_root_squash", "insecure"]
 NETWORK = "lan"
 
+
 class _Reader:
     """The vars document plus the report being built."""
 
