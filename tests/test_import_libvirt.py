@@ -130,12 +130,13 @@ def test_bad_role_is_a_usage_error(host: str) -> None:
      "<source file='/srv/helper.qcow2'/>",
      "domains.helper.disk[0]: refused: a file disk (file=/srv/helper.qcow2): gen attaches "
      "pool volumes only"),
-    ("volume='helper-root.qcow2'", "volume='helper.qcow2'",
-     "domains.helper.disk[0]: refused: volume 'helper.qcow2': gen names a node's volumes "
-     "<node>-<disk>.<format>"),
     ("<type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/>",
-     "<type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/>",
-     "domains.helper.os.machine: refused: machine q35"),
+     "<type arch='x86_64' machine='isapc'>hvm</type><boot dev='hd'/>",
+     "domains.helper.os.machine: refused: machine isapc"),
+    ("<type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/>",
+     "<type arch='x86_64' machine='q35'>hvm</type><loader readonly='yes' type='pflash'>"
+     "/usr/share/OVMF/OVMF_CODE.secboot.fd</loader><boot dev='hd'/>",
+     "domains.helper.os.loader: refused: loader /usr/share/OVMF/OVMF_CODE.secboot.fd"),
 ])
 def test_definitions_gen_cannot_reproduce_are_refused(host: str, repo: Path, old: str,
                                                       new: str, message: str) -> None:
@@ -148,6 +149,36 @@ def test_definitions_gen_cannot_reproduce_are_refused(host: str, repo: Path, old
     assert any(line.startswith(f"{host}: at {message}") for line in result.err.splitlines()), \
         result.err
     assert not (repo / "environments/adopted").exists()
+
+
+def test_virt_install_style_lab_is_adopted_without_drift(host: str, repo: Path) -> None:
+    """virt-install names volumes after the VM and picks q35 for BIOS guests: the import
+    keeps both (`volume:`, `machine:`), so adopting changes nothing but the marker."""
+    state = Path(host[len("test://"):])
+    text = state.read_text().replace("machine='pc'", "machine='q35'")
+    for name in ("helper", "bootstrap"):
+        text = text.replace(f"{name}-root.qcow2", f"{name}.qcow2")
+    state.write_text(text)
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 0, result.err
+    nodes = env_nodes(repo)
+    assert nodes["helper"]["disks"] == [{"name": "root", "size": "16MiB",
+                                         "volume": "helper.qcow2"}]
+    assert {n["machine"] for n in nodes.values()} == {"q35"}
+    plan = plan_json("--adopt")
+    adopts = [a for a in plan["actions"] if a["op"] == "adopt" and a["kind"] == "domain"]
+    assert len(adopts) == len(LAB) and plan["conflicts"] == []
+    assert all([c["path"] for c in a["changes"]] == ["owner"] for a in adopts), adopts
+    assert {a["kind"] for a in plan["actions"] if a["op"] != "adopt"} == {"pool"}
+
+
+def test_two_disks_on_one_volume_are_refused(host: str, repo: Path) -> None:
+    assert run("import", "libvirt", host, "--env", "adopted").code == 0
+    result = run("set", "env/adopted", "nodes[bootstrap].disks[0].volume",
+                 "helper-root.qcow2")
+    assert result.code == 1
+    assert "volume 'hv1/default/helper-root.qcow2' is already used at nodes[0].disks[0]" \
+        in result.err, result.err
 
 
 def test_import_merges_into_a_helpernode_import(host: str, repo: Path) -> None:

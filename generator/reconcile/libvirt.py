@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generator.errors import UserError
-from generator.families.libvirt import GEN_NS
+from generator.families.libvirt import GEN_NS, volume_name
 from generator.model import BOOT_ORDER, Environment
 from generator.reconcile import essence, secrets, seed
 from generator.reconcile.base import (
@@ -603,7 +603,7 @@ class _Ctx:
 
     def _protected_volumes(self) -> set[str]:
         """Disks marked protect in the model or on a live owned domain's marker."""
-        names = {f"{n.name}-{d.name}.{d.format}" for n in self.env.nodes for d in n.disks
+        names = {volume_name(n, i) for n in self.env.nodes for i, d in enumerate(n.disks)
                  if d.protect}
         for dom in self.live.domains.values():
             mark = essence.owner(dom.config)
