@@ -87,10 +87,11 @@ def check_unique_volumes(c: Checker) -> None:
     with another node's default name) would share, and wipe, each other's data."""
     pools = {hv.get("name"): hv.get("pool", {}).get("name", "default")
              for hv in c.data.get("hypervisors", [])}
-    items = []
+    items, names = [], set()
     for i, node in c.nodes():
-        if not node.get("hypervisor"):
-            continue
+        if not node.get("hypervisor") or node["name"] in names:
+            continue  # a second node of one name is reported by check_unique_names
+        names.add(node["name"])
         for j, disk in enumerate(node.get("disks", [])):
             default = f"{node['name']}-{disk['name']}.{disk.get('format', 'qcow2')}"
             pool = disk.get("pool", pools.get(node["hypervisor"], "default"))
