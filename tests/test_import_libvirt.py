@@ -3,9 +3,10 @@
 First against libvirt's test driver: its state lives in the connection, so the real CLI
 entry point runs in-process (as in test_reconcile_plan.py) on a state file holding lab A as
 built by hand (tests/lab_by_hand.py). Then against a private real libvirtd (marker
-`libvirtd`): the lab is defined with virsh, helper and bootstrap run as real qemu
-processes, and import -> render -> plan (only adoptions) -> converge -> empty re-plan must
-leave every VM running with the same domain id and qemu pid.
+`libvirtd`): the lab is defined with virsh the way virt-install leaves it (q35 machines,
+volumes named after the VMs), helper and bootstrap run as real qemu processes, and
+import -> render -> plan (only adoptions) -> converge -> empty re-plan must leave every VM
+running with the same domain id and qemu pid.
 """
 
 from __future__ import annotations
@@ -294,13 +295,14 @@ def cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _build_by_hand(uri: str, pool: Path, work: Path) -> None:
-    """What a person did with virsh: network, pool, volumes, domains; helper and bootstrap
-    started (at most two VMs run on this machine)."""
+    """What a person did with virsh and virt-install's habits (q35 machines, volumes named
+    after the VM): network, pool, volumes, domains; helper and bootstrap started (at most
+    two VMs run on this machine)."""
     files = {"net.xml": network_xml(), "pool.xml": pool_xml(str(pool))}
     for name, (_, _, disk, _) in LAB.items():
-        files[f"{name}.xml"] = domain_xml(name)
+        files[f"{name}.xml"] = domain_xml(name, virt_install=True)
         if disk:
-            files[f"{name}-vol.xml"] = volume_xml(name)
+            files[f"{name}-vol.xml"] = volume_xml(name, virt_install=True)
     for file, text in files.items():
         (work / file).write_text(text)
     virsh(uri, "net-define", str(work / "net.xml"))
