@@ -48,6 +48,7 @@ class _Reader:
         self.doc = doc
         self.lines: list[Line] = []
         self.seen: set[FieldPath] = set()
+        self._reported: set[Line] = set()
 
     def where(self, path: FieldPath) -> Location:
         return self.doc.locate(path)
@@ -75,7 +76,8 @@ class _Reader:
     def _line(self, path: FieldPath, status: str, detail: str) -> None:
         self.seen.add(path)
         line = Line(self.where(path), status, detail)
-        if line not in self.lines:  # a value read twice is reported once
+        if line not in self._reported:  # a value read twice is reported once
+            self._reported.add(line)
             self.lines.append(line)
 
     def text(self, path: FieldPath, required: bool = True) -> str | None:
