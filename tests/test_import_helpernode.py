@@ -582,3 +582,25 @@ def test_any_subset_of_the_format_imports_or_is_refused_line_by_line() -> None:
         missing = [k for k in ("helper", "dns", "bootstrap", "masters") if k not in data]
         if missing or any(set(m) != {"name", "ipaddr", "macaddr"} for m in data["masters"]):
             assert imported.refused, data.keys()
+
+
+def test_mirror_registry_settings_are_reported_never_copied(repo: Path) -> None:
+    text = LAB_A_VARS + ("setup_registry:\n  deploy: true\n  use_mirror_registry: true\n"
+                         "mirror_registry_dir: /opt/mirror-registry\n"
+                         "init_password: quay-init-secret\n")
+    result = _import(repo, "mirror", text)
+    assert result.code == 0, result.err
+    assert re.search(r"mirror-vars\.yaml:\d+:\d+: at init_password: not supported: ",
+                     result.out), result.out
+    env_text = (repo / "environments/mirror/env.yaml").read_text()
+    assert "quay-init-secret" not in env_text + result.out + result.err
+    assert "{name: registry, type: A, value: 192.168.20.111}" in env_text
+
+
+def test_multicluster_files_are_refused(repo: Path) -> None:
+    text = LAB_A_VARS.replace('  clusterid: "ocp4"\n', '  clusterid:\n    - "big"\n'
+                              '    - "small"\n')
+    result = _import(repo, "multi", text)
+    assert result.code == 1
+    assert re.search(r"multi-vars\.yaml:\d+:\d+: at dns\.clusterid: refused: several "
+                     r"clusters in one file", result.err), result.err

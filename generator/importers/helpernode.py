@@ -191,7 +191,13 @@ def _refuse_if_true(r: _Reader, key: str, why: str) -> None:
 
 
 def _cluster(r: _Reader) -> CommentedMap:
-    clusterid = r.text(("dns", "clusterid"))
+    if isinstance(r.get(("dns", "clusterid")), list):
+        r.refuse(("dns", "clusterid"), "several clusters in one file (the multicluster "
+                 "format) are not supported: write one vars file per cluster and import "
+                 "each into its own environment")
+        clusterid = None
+    else:
+        clusterid = r.text(("dns", "clusterid"))
     domain = r.text(("dns", "domain"))
     cluster = cmap(("name", (clusterid or "cluster").lower()),
                    ("baseDomain", (domain or "example.com").lower()))
@@ -577,6 +583,14 @@ _INFORMATIONAL = {
     "secure_http": "gen's httpd serves only /install/ and /ignition/",
     "secure_nfs": "gen's exports list each node",
 }
+# The mirror registry (Quay) the playbook can install instead of registry:2; its values,
+# passwords among them, are never copied.
+_MIRROR = ("mirror_registry_dir", "quay_index_image", "local_copy_dir", "force_reinstall",
+           "registry_url", "registry_username", "registry_password", "init_password",
+           "registry_hostname", "quay_storage_path", "sqlite_storage_path", "ssl_cert_path",
+           "ssl_key_path")
+_INFORMATIONAL.update({key: "gen does not install the mirror registry; its settings stay "
+                       "with it (no value is copied)" for key in _MIRROR})
 
 _HANDLED = {"staticips", "ipi", "ppc64le", "high_availability", "helper", "dns", "dhcp",
             "bootstrap", "masters", "workers", "other", "disk", "setup_registry", "nfs",
