@@ -714,9 +714,8 @@ def with_marker(live: ET.Element, rendered: ET.Element) -> ET.Element:
 def _marker_xml(rendered: ET.Element) -> str:
     """The owner element alone (setMetadata takes it without a namespace prefix)."""
     marker = rendered.find(f"metadata/{essence.OWNER}")
-    attrs = " ".join(f'{k}="{v}"' for k, v in sorted((marker.attrib if marker is not None
-                                                        else {}).items()))
-    return f"<owner {attrs}/>"
+    return ET.tostring(ET.Element("owner", dict(marker.attrib) if marker is not None else {}),
+                       encoding="unicode")
 
 
 def _owner_item(rendered: ET.Element) -> DiffItem:
