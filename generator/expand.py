@@ -171,7 +171,8 @@ def _node(raw: dict[str, Any], macs: _Macs, cluster: m.Cluster,
                           ip=ip, interface=nic.get("interface", DEFAULT_INTERFACE)))
     disks = tuple(m.Disk(name=d["name"], size_bytes=parse_size(d["size"]),
                          pool=d.get("pool", pool), format=d.get("format", "qcow2"),
-                         backing_image=d.get("backingImage"), protect=d.get("protect", False))
+                         backing_image=d.get("backingImage"), protect=d.get("protect", False),
+                         volume=d.get("volume"))
                   for d in raw.get("disks", []))
     node = m.Node(
         name=raw["name"], role=raw["role"], hypervisor=raw.get("hypervisor", ""),
@@ -179,7 +180,7 @@ def _node(raw: dict[str, Any], macs: _Macs, cluster: m.Cluster,
         disks=disks, nics=tuple(nics), fqdn=f"{raw['name']}.{cluster.domain}",
         firmware=raw.get("firmware", "bios"), boot=raw.get("boot", "pxe"),
         image=raw.get("image"), install_dev=raw.get("installDev"),
-        protect=raw.get("protect", False))
+        protect=raw.get("protect", False), machine=raw.get("machine"))
     return node, missing
 
 

@@ -33,6 +33,7 @@ class Disk:
     format: str = "qcow2"
     backing_image: str | None = None
     protect: bool = False
+    volume: str | None = None  # an existing volume's own name (adopted labs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class Node:
     image: str | None = None
     install_dev: str | None = None
     protect: bool = False
+    machine: str | None = None  # libvirt machine type; None: by firmware (pc / q35)
 
     @property
     def nic(self) -> Nic:

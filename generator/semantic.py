@@ -82,6 +82,24 @@ def check_unique_addresses(c: Checker) -> None:
     _unique(c, macs, "MAC address", "two NICs sharing a MAC cannot both get their DHCP lease")
 
 
+def check_unique_volumes(c: Checker) -> None:
+    """Two disks on one volume (an explicit `volume:` of an adopted lab, or one colliding
+    with another node's default name) would share, and wipe, each other's data."""
+    pools = {hv.get("name"): hv.get("pool", {}).get("name", "default")
+             for hv in c.data.get("hypervisors", [])}
+    items, names = [], set()
+    for i, node in c.nodes():
+        if not node.get("hypervisor") or node["name"] in names:
+            continue  # a second node of one name is reported by check_unique_names
+        names.add(node["name"])
+        for j, disk in enumerate(node.get("disks", [])):
+            default = f"{node['name']}-{disk['name']}.{disk.get('format', 'qcow2')}"
+            pool = disk.get("pool", pools.get(node["hypervisor"], "default"))
+            items.append((("nodes", i, "disks", j),
+                          f"{node['hypervisor']}/{pool}/{disk.get('volume', default)}"))
+    _unique(c, items, "volume", "give each disk its own volume")
+
+
 def check_unicast_macs(c: Checker) -> None:
     for path, _, nic in c.nics():
         if "mac" in nic and int(nic["mac"][:2], 16) & 1:
@@ -658,4 +676,5 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_service_host_known,
           check_pxe_services, check_haproxy_ports, check_nfs_exports, check_gateways,
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
-          check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs)
+          check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
+          check_unique_volumes)

@@ -24,6 +24,11 @@ def network_xml() -> str:
             f"<dhcp>{hosts}</dhcp></ip></network>")
 
 
+def volume_name(node: str, virt_install: bool = False) -> str:
+    """gen's naming, or virt-install's (the VM's name)."""
+    return f"{node}.qcow2" if virt_install else f"{node}-root.qcow2"
+
+
 def pool_xml(path: str, volumes: bool = False) -> str:
     inner = "".join(volume_xml(name) for name, (_, _, disk, _) in LAB.items()
                     if disk) if volumes else ""
@@ -31,22 +36,25 @@ def pool_xml(path: str, volumes: bool = False) -> str:
            f"{inner}</pool>"
 
 
-def volume_xml(node: str) -> str:
-    return (f"<volume><name>{node}-root.qcow2</name><capacity unit='bytes'>{DISK_BYTES}"
+def volume_xml(node: str, virt_install: bool = False) -> str:
+    return (f"<volume><name>{volume_name(node, virt_install)}</name>"
+            f"<capacity unit='bytes'>{DISK_BYTES}"
             "</capacity><target><format type='qcow2'/></target></volume>")
 
 
-def domain_xml(name: str, domain_type: str = "qemu") -> str:
+def domain_xml(name: str, domain_type: str = "qemu", virt_install: bool = False) -> str:
+    """virt_install: as virt-install writes it today (q35, the volume named after the VM)."""
     ip, mac, disk, pxe = LAB[name]
+    machine = "q35" if virt_install else "pc"
     del ip
     boot = ("<boot dev='network'/>" if pxe else "") + "<boot dev='hd'/>"
     disk_xml = (f"<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
-                f"<source pool='default' volume='{name}-root.qcow2'/>"
+                f"<source pool='default' volume='{volume_name(name, virt_install)}'/>"
                 f"<target dev='vda' bus='virtio'/></disk>") if disk else ""
     return (f"<domain type='{domain_type}'><name>{name}</name>"
             "<memory unit='MiB'>256</memory><currentMemory unit='MiB'>256</currentMemory>"
             "<vcpu>1</vcpu>"
-            f"<os><type arch='x86_64' machine='pc'>hvm</type>{boot}</os>"
+            f"<os><type arch='x86_64' machine='{machine}'>hvm</type>{boot}</os>"
             "<features><acpi/><apic/></features>"
             "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>"
             "<on_crash>destroy</on_crash>"

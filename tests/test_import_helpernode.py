@@ -535,3 +535,72 @@ def test_imported_configs_pass_the_real_checkers(repo: Path) -> None:
     haproxy = subprocess.run(["haproxy", "-c", "-f", str(host / "haproxy/haproxy.cfg")],
                              capture_output=True, text=True)
     assert haproxy.returncode == 0, haproxy.stdout + haproxy.stderr
+
+
+LINE = re.compile(r"^[\w./-]+-vars\.yaml(:\d+:\d+)?: at [\w.\[\]-]+: (refused|not supported): \S")
+
+MALFORMED = [
+    ("helper:\n", "helper: 5\nx_helper:\n"),
+    ("masters:\n", "masters: [1, 2]\nx_masters:\n"),
+    ("dns:\n", "dns: []\nx_dns:\n"),
+    ("workers:\n", "workers: worker0\nx_workers:\n"),
+    ("chronyconfig:\n", "chronyconfig: 3\nx_chrony:\n"),
+    ('  ipaddr: "192.168.20.111"\n', '  ipaddr: "{{ lookup(\'env\', \'IP\') }}"\n'),
+    ('  netmaskid: "255.255.255.0"\n', '  netmaskid: "255.0.255.0"\n'),
+    ("disk: vda\n", "disk: [vda]\n"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), MALFORMED)
+def test_malformed_files_fail_with_one_clear_line_each(repo: Path, old: str, new: str) -> None:
+    assert LAB_A_VARS.count(old) == 1, old
+    result = _import(repo, "bad", LAB_A_VARS.replace(old, new))
+    assert result.code == 1, result.out
+    lines = result.err.splitlines()
+    assert lines and all(LINE.match(line) for line in lines), result.err
+    assert len(lines) == len(set(lines))
+    assert not (repo / "environments/bad").exists()
+
+
+def test_any_subset_of_the_format_imports_or_is_refused_line_by_line() -> None:
+    """Dropping any one section, or any one field of a host, never crashes the importer;
+    the result is either importable or refused with well-formed lines (pure, in-process)."""
+    from generator.importers.helpernode import import_helpernode
+
+    full = yaml.safe_load(LAB_A_VARS)
+    variants = []
+    for key in full:
+        variants.append({k: v for k, v in full.items() if k != key})
+    for field in ("name", "ipaddr", "macaddr"):
+        broken = yaml.safe_load(LAB_A_VARS)
+        del broken["masters"][1][field]
+        variants.append(broken)
+    for data in variants:
+        imported = import_helpernode(yaml.safe_dump(data), "x-vars.yaml", "x")
+        for line in imported.lines:
+            assert LINE.match(line.render()) or line.status == "mapped", line.render()
+        missing = [k for k in ("helper", "dns", "bootstrap", "masters") if k not in data]
+        if missing or any(set(m) != {"name", "ipaddr", "macaddr"} for m in data["masters"]):
+            assert imported.refused, data.keys()
+
+
+def test_mirror_registry_settings_are_reported_never_copied(repo: Path) -> None:
+    text = LAB_A_VARS + ("setup_registry:\n  deploy: true\n  use_mirror_registry: true\n"
+                         "mirror_registry_dir: /opt/mirror-registry\n"
+                         "init_password: quay-init-secret\n")
+    result = _import(repo, "mirror", text)
+    assert result.code == 0, result.err
+    assert re.search(r"mirror-vars\.yaml:\d+:\d+: at init_password: not supported: ",
+                     result.out), result.out
+    env_text = (repo / "environments/mirror/env.yaml").read_text()
+    assert "quay-init-secret" not in env_text + result.out + result.err
+    assert "{name: registry, type: A, value: 192.168.20.111}" in env_text
+
+
+def test_multicluster_files_are_refused(repo: Path) -> None:
+    text = LAB_A_VARS.replace('  clusterid: "ocp4"\n', '  clusterid:\n    - "big"\n'
+                              '    - "small"\n')
+    result = _import(repo, "multi", text)
+    assert result.code == 1
+    assert re.search(r"multi-vars\.yaml:\d+:\d+: at dns\.clusterid: refused: several "
+                     r"clusters in one file", result.err), result.err

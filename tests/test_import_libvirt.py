@@ -3,9 +3,10 @@
 First against libvirt's test driver: its state lives in the connection, so the real CLI
 entry point runs in-process (as in test_reconcile_plan.py) on a state file holding lab A as
 built by hand (tests/lab_by_hand.py). Then against a private real libvirtd (marker
-`libvirtd`): the lab is defined with virsh, helper and bootstrap run as real qemu
-processes, and import -> render -> plan (only adoptions) -> converge -> empty re-plan must
-leave every VM running with the same domain id and qemu pid.
+`libvirtd`): the lab is defined with virsh the way virt-install leaves it (q35 machines,
+volumes named after the VMs), helper and bootstrap run as real qemu processes, and
+import -> render -> plan (only adoptions) -> converge -> empty re-plan must leave every VM
+running with the same domain id and qemu pid.
 """
 
 from __future__ import annotations
@@ -130,12 +131,13 @@ def test_bad_role_is_a_usage_error(host: str) -> None:
      "<source file='/srv/helper.qcow2'/>",
      "domains.helper.disk[0]: refused: a file disk (file=/srv/helper.qcow2): gen attaches "
      "pool volumes only"),
-    ("volume='helper-root.qcow2'", "volume='helper.qcow2'",
-     "domains.helper.disk[0]: refused: volume 'helper.qcow2': gen names a node's volumes "
-     "<node>-<disk>.<format>"),
     ("<type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/>",
-     "<type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/>",
-     "domains.helper.os.machine: refused: machine q35"),
+     "<type arch='x86_64' machine='isapc'>hvm</type><boot dev='hd'/>",
+     "domains.helper.os.machine: refused: machine isapc"),
+    ("<type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/>",
+     "<type arch='x86_64' machine='q35'>hvm</type><loader readonly='yes' type='pflash'>"
+     "/usr/share/OVMF/OVMF_CODE.secboot.fd</loader><boot dev='hd'/>",
+     "domains.helper.os.loader: refused: loader /usr/share/OVMF/OVMF_CODE.secboot.fd"),
 ])
 def test_definitions_gen_cannot_reproduce_are_refused(host: str, repo: Path, old: str,
                                                       new: str, message: str) -> None:
@@ -148,6 +150,36 @@ def test_definitions_gen_cannot_reproduce_are_refused(host: str, repo: Path, old
     assert any(line.startswith(f"{host}: at {message}") for line in result.err.splitlines()), \
         result.err
     assert not (repo / "environments/adopted").exists()
+
+
+def test_virt_install_style_lab_is_adopted_without_drift(host: str, repo: Path) -> None:
+    """virt-install names volumes after the VM and picks q35 for BIOS guests: the import
+    keeps both (`volume:`, `machine:`), so adopting changes nothing but the marker."""
+    state = Path(host[len("test://"):])
+    text = state.read_text().replace("machine='pc'", "machine='q35'")
+    for name in ("helper", "bootstrap"):
+        text = text.replace(f"{name}-root.qcow2", f"{name}.qcow2")
+    state.write_text(text)
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 0, result.err
+    nodes = env_nodes(repo)
+    assert nodes["helper"]["disks"] == [{"name": "root", "size": "16MiB",
+                                         "volume": "helper.qcow2"}]
+    assert {n["machine"] for n in nodes.values()} == {"q35"}
+    plan = plan_json("--adopt")
+    adopts = [a for a in plan["actions"] if a["op"] == "adopt" and a["kind"] == "domain"]
+    assert len(adopts) == len(LAB) and plan["conflicts"] == []
+    assert all([c["path"] for c in a["changes"]] == ["owner"] for a in adopts), adopts
+    assert {a["kind"] for a in plan["actions"] if a["op"] != "adopt"} == {"pool"}
+
+
+def test_two_disks_on_one_volume_are_refused(host: str, repo: Path) -> None:
+    assert run("import", "libvirt", host, "--env", "adopted").code == 0
+    result = run("set", "env/adopted", "nodes[bootstrap].disks[0].volume",
+                 "helper-root.qcow2")
+    assert result.code == 1
+    assert "volume 'hv1/default/helper-root.qcow2' is already used at nodes[0].disks[0]" \
+        in result.err, result.err
 
 
 def test_import_merges_into_a_helpernode_import(host: str, repo: Path) -> None:
@@ -263,13 +295,14 @@ def cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _build_by_hand(uri: str, pool: Path, work: Path) -> None:
-    """What a person did with virsh: network, pool, volumes, domains; helper and bootstrap
-    started (at most two VMs run on this machine)."""
+    """What a person did with virsh and virt-install's habits (q35 machines, volumes named
+    after the VM): network, pool, volumes, domains; helper and bootstrap started (at most
+    two VMs run on this machine)."""
     files = {"net.xml": network_xml(), "pool.xml": pool_xml(str(pool))}
     for name, (_, _, disk, _) in LAB.items():
-        files[f"{name}.xml"] = domain_xml(name)
+        files[f"{name}.xml"] = domain_xml(name, virt_install=True)
         if disk:
-            files[f"{name}-vol.xml"] = volume_xml(name)
+            files[f"{name}-vol.xml"] = volume_xml(name, virt_install=True)
     for file, text in files.items():
         (work / file).write_text(text)
     virsh(uri, "net-define", str(work / "net.xml"))
@@ -296,41 +329,79 @@ def _running(uri: str, base: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-@pytest.mark.libvirtd
-def test_hand_built_lab_is_adopted_without_restarting_a_vm(repo: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def libvirtd() -> Iterator[str]:
     from reconcile_fixtures import private_libvirtd
 
     with private_libvirtd() as uri:
-        base: Path = uri.base  # type: ignore[attr-defined]
-        _build_by_hand(uri, tmp_path / "pool", tmp_path)
-        before = _running(uri, base)
-        assert set(before) == {"helper", "bootstrap"}
+        yield uri
 
-        imported = cli(repo, "import", "libvirt", uri, "--env", "adopted")
-        assert imported.returncode == 0, imported.stderr
-        rendered = cli(repo, "render", "env/adopted")
-        assert rendered.returncode == 0, rendered.stderr
-        start = ("--start", "helper,bootstrap", "--provider", "libvirt")
-        plan = cli(repo, "plan", "env/adopted", *start, "--adopt", "--format", "json")
-        assert plan.returncode == 0, plan.stderr
-        actions = json.loads(plan.stdout)["actions"]
-        assert {(a["op"], a["kind"], a["name"]) for a in actions} == {
-            ("adopt", "network", "hv1/lan")} | {("adopt", "domain", f"hv1/{n}") for n in LAB}
-        assert all([c["path"] for c in a["changes"]] == ["owner"] for a in actions), actions
 
-        converge = cli(repo, "converge", "env/adopted", *start, "--adopt", "--auto-approve",
-                       "--state-dir", str(tmp_path / "state"))
-        assert converge.returncode == 0, converge.stdout + converge.stderr
-        again = cli(repo, "plan", "env/adopted", *start, "--detailed-exitcode")
-        assert again.returncode == 0, again.stdout + again.stderr
-        assert "No changes." in again.stdout
-        assert _running(uri, base) == before  # same domain ids, same qemu processes
-        for name in LAB:
-            owner = ET.fromstring(virsh(uri, "dumpxml", "--inactive", name)).find(
-                f"metadata/{{{GEN_NS}}}owner")
-            assert owner is not None and owner.get("env") == "adopted", name
-        net = ET.fromstring(virsh(uri, "net-dumpxml", "--inactive", "lan"))
-        assert net.find(f"metadata/{{{GEN_NS}}}owner") is not None
+@pytest.fixture
+def by_hand(libvirtd: str, repo: Path, tmp_path: Path) -> Iterator[str]:
+    from reconcile_fixtures import wipe_libvirt
+
+    _build_by_hand(libvirtd, tmp_path / "pool", tmp_path)
+    yield libvirtd
+    wipe_libvirt(libvirtd)
+
+
+START = ("--start", "helper,bootstrap", "--provider", "libvirt")
+
+
+@pytest.mark.libvirtd
+def test_hand_built_lab_is_adopted_without_restarting_a_vm(by_hand: str, repo: Path,
+                                                           tmp_path: Path) -> None:
+    uri = by_hand
+    base: Path = uri.base  # type: ignore[attr-defined]
+    before = _running(uri, base)
+    assert set(before) == {"helper", "bootstrap"}
+
+    imported = cli(repo, "import", "libvirt", uri, "--env", "adopted")
+    assert imported.returncode == 0, imported.stderr
+    rendered = cli(repo, "render", "env/adopted")
+    assert rendered.returncode == 0, rendered.stderr
+    plan = cli(repo, "plan", "env/adopted", *START, "--adopt", "--format", "json")
+    assert plan.returncode == 0, plan.stderr
+    actions = json.loads(plan.stdout)["actions"]
+    assert {(a["op"], a["kind"], a["name"]) for a in actions} == {
+        ("adopt", "network", "hv1/lan")} | {("adopt", "domain", f"hv1/{n}") for n in LAB}
+    assert all([c["path"] for c in a["changes"]] == ["owner"] for a in actions), actions
+
+    converge = cli(repo, "converge", "env/adopted", *START, "--adopt", "--auto-approve",
+                   "--state-dir", str(tmp_path / "state"))
+    assert converge.returncode == 0, converge.stdout + converge.stderr
+    again = cli(repo, "plan", "env/adopted", *START, "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "No changes." in again.stdout
+    assert _running(uri, base) == before  # same domain ids, same qemu processes
+    for name in LAB:
+        owner = ET.fromstring(virsh(uri, "dumpxml", "--inactive", name)).find(
+            f"metadata/{{{GEN_NS}}}owner")
+        assert owner is not None and owner.get("env") == "adopted", name
+    net = ET.fromstring(virsh(uri, "net-dumpxml", "--inactive", "lan"))
+    assert net.find(f"metadata/{{{GEN_NS}}}owner") is not None
+
+
+@pytest.mark.libvirtd
+def test_drift_on_a_running_vm_is_adopted_for_next_boot(by_hand: str, repo: Path,
+                                                        tmp_path: Path) -> None:
+    uri = by_hand
+    base: Path = uri.base  # type: ignore[attr-defined]
+    before = _running(uri, base)
+    assert cli(repo, "import", "libvirt", uri, "--env", "adopted").returncode == 0
+    assert cli(repo, "set", "env/adopted", "nodes[helper].vcpu", "2").returncode == 0
+    plan = cli(repo, "plan", "env/adopted", *START, "--adopt")
+    assert plan.returncode == 0, plan.stderr
+    assert "<= libvirt domain hv1/helper  (takes effect at next boot)" in plan.stdout
+    assert "~ vcpu: 1 -> 2" in plan.stdout
+    converge = cli(repo, "converge", "env/adopted", *START, "--adopt", "--auto-approve",
+                   "--state-dir", str(tmp_path / "state"))
+    assert converge.returncode == 0, converge.stdout + converge.stderr
+    assert cli(repo, "plan", "env/adopted", *START, "--detailed-exitcode").returncode == 0
+    assert _running(uri, base) == before  # redefined for next boot, not restarted
+    assert ET.fromstring(virsh(uri, "dumpxml", "--inactive", "helper")).findtext("vcpu") == "2"
+    assert ET.fromstring(virsh(uri, "dumpxml", "helper")).findtext("vcpu") == "1"
 
 
 def test_bridged_helpernode_lab_is_adopted(host: str, repo: Path, tmp_path: Path) -> None:

@@ -99,8 +99,9 @@ def pool_xml(env: Environment, hv: Hypervisor) -> ET.Element:
 
 
 def volume_name(node: Node, disk_index: int) -> str:
+    """`<node>-<disk>.<format>`, or the name of a volume made by hand (`volume:`)."""
     disk = node.disks[disk_index]
-    return f"{node.name}-{disk.name}.{disk.format}"
+    return disk.volume or f"{node.name}-{disk.name}.{disk.format}"
 
 
 def volume_xml(env: Environment, node: Node, disk_index: int) -> ET.Element:
@@ -167,7 +168,8 @@ def _protection(node: Node) -> dict[str, str]:
 
 def _os(root: ET.Element, node: Node) -> None:
     os = _sub(root, "os")
-    _sub(os, "type", "hvm", arch="x86_64", machine="q35" if node.firmware == "uefi" else "pc")
+    machine = node.machine or ("q35" if node.firmware == "uefi" else "pc")
+    _sub(os, "type", "hvm", arch="x86_64", machine=machine)
     if node.firmware == "uefi":
         _sub(os, "loader", OVMF_CODE, readonly="yes", type="pflash")
         _sub(os, "nvram", f"/var/lib/libvirt/qemu/nvram/{node.name}_VARS.fd",

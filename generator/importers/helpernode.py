@@ -40,6 +40,7 @@ VERSION = re.compile(r"openshift-(?:install|client)-linux-(\d+\.\d+)")
 NFS_OPTIONS = ["rw", "sync", "no_wdelay", "no_root_squash", "insecure"]
 NETWORK = "lan"
 
+
 class _Reader:
     """The vars document plus the report being built."""
 
@@ -47,6 +48,7 @@ class _Reader:
         self.doc = doc
         self.lines: list[Line] = []
         self.seen: set[FieldPath] = set()
+        self._reported: set[Line] = set()
 
     def where(self, path: FieldPath) -> Location:
         return self.doc.locate(path)
@@ -73,11 +75,17 @@ class _Reader:
 
     def _line(self, path: FieldPath, status: str, detail: str) -> None:
         self.seen.add(path)
-        self.lines.append(Line(self.where(path), status, detail))
+        line = Line(self.where(path), status, detail)
+        if line not in self._reported:  # a value read twice is reported once
+            self._reported.add(line)
+            self.lines.append(line)
 
     def text(self, path: FieldPath, required: bool = True) -> str | None:
         """A scalar as text; a missing required one or a non-scalar is refused."""
         value = self.get(path)
+        parent = self.get(path[:-1])
+        if parent is not None and not isinstance(parent, dict) and isinstance(path[-1], str):
+            return None  # the section itself is reported (see _sections)
         if value is None:
             if required:
                 self.refuse(path, "missing: the helper-node playbook requires it")
@@ -103,16 +111,30 @@ class _Reader:
 def import_helpernode(text: str, display: str, env_name: str) -> Imported:
     """The environment described by a helper-node vars file (pure)."""
     doc = load_yaml(text, display)
-    if not isinstance(doc.data, dict):
+    if not isinstance(doc.data, dict) or not doc.data:
         line = Line(Location(display), "refused", "a helper-node vars file is a mapping "
                     "(helper:, dns:, dhcp:, bootstrap:, masters:, ...)")
         return Imported(CommentedMap(), [line])
     r = _Reader(doc)
+    _sections(r)
     data = _environment(r, env_name, display)
     _unknown(r)
     r.lines.sort(key=lambda line: (line.location.line, line.location.column,
                                    line.location.path))
     return Imported(data, r.lines)
+
+
+# Sections that must be mappings (the rest of the format's sections are checked where read).
+_MAPPINGS = {"helper": "name, ipaddr", "dns": "domain, clusterid, forwarder1, ...",
+             "dhcp": "router, bcast, netmask, poolstart, poolend, ipid, netmaskid",
+             "bootstrap": "name, ipaddr, macaddr"}
+
+
+def _sections(r: _Reader) -> None:
+    for key, fields in _MAPPINGS.items():
+        value = r.get((key,))
+        if value is not None and not isinstance(value, dict):
+            r.refuse((key,), f"must be a mapping ({fields})")
 
 
 def _environment(r: _Reader, env_name: str, display: str) -> CommentedMap:
@@ -169,7 +191,13 @@ def _refuse_if_true(r: _Reader, key: str, why: str) -> None:
 
 
 def _cluster(r: _Reader) -> CommentedMap:
-    clusterid = r.text(("dns", "clusterid"))
+    if isinstance(r.get(("dns", "clusterid")), list):
+        r.refuse(("dns", "clusterid"), "several clusters in one file (the multicluster "
+                 "format) are not supported: write one vars file per cluster and import "
+                 "each into its own environment")
+        clusterid = None
+    else:
+        clusterid = r.text(("dns", "clusterid"))
     domain = r.text(("dns", "domain"))
     cluster = cmap(("name", (clusterid or "cluster").lower()),
                    ("baseDomain", (domain or "example.com").lower()))
@@ -336,8 +364,6 @@ def _hosts(r: _Reader, net: IPv4Network | None, static: bool) -> list[CommentedM
         paths.append(("bootstrap",))
     elif bootstrap is None:
         r.refuse(("bootstrap",), "missing: an OpenShift UPI install needs a bootstrap node")
-    else:
-        r.refuse(("bootstrap",), "must be a mapping with name, ipaddr and macaddr")
     for key, role in (("masters", "master"), ("workers", "worker"), ("other", "storage")):
         items = r.get((key,))
         if items is None:
@@ -359,7 +385,8 @@ def _host(r: _Reader, path: FieldPath, role: str, net: IPv4Network | None, stati
     where = f"nodes[{position}]"
     if not isinstance(r.get(path), dict):
         r.refuse(path, "must be a mapping with name, ipaddr and macaddr")
-        return cmap(("name", f"invalid-{position}"), ("role", role))
+        return cmap(("name", f"invalid-{position}"), ("role", role),
+                    ("nics", cseq([cmap(("network", NETWORK), ("ip", "192.0.2.3"))])))
     raw = r.text(path + ("name",)) or f"host{position}"
     name = raw.lower()
     _check_name(r, path + ("name",), name, f"{where}.name (role {role})")
@@ -395,6 +422,8 @@ def _unique(r: _Reader, nodes: list[CommentedMap], paths: list[FieldPath]) -> No
     for key, field_path in (("name", ("name",)), ("ip", ("ipaddr",)), ("mac", ("macaddr",))):
         first: dict[str, FieldPath] = {}
         for node, path in zip(nodes, paths, strict=True):
+            if not isinstance(r.get(path), dict):
+                continue  # reported as not a mapping
             value = node.get(key) if key == "name" else node["nics"][0].get(key) \
                 if "nics" in node else None
             if value is None:
@@ -554,6 +583,14 @@ _INFORMATIONAL = {
     "secure_http": "gen's httpd serves only /install/ and /ignition/",
     "secure_nfs": "gen's exports list each node",
 }
+# The mirror registry (Quay) the playbook can install instead of registry:2; its values,
+# passwords among them, are never copied.
+_MIRROR = ("mirror_registry_dir", "quay_index_image", "local_copy_dir", "force_reinstall",
+           "registry_url", "registry_username", "registry_password", "init_password",
+           "registry_hostname", "quay_storage_path", "sqlite_storage_path", "ssl_cert_path",
+           "ssl_key_path")
+_INFORMATIONAL.update({key: "gen does not install the mirror registry; its settings stay "
+                       "with it (no value is copied)" for key in _MIRROR})
 
 _HANDLED = {"staticips", "ipi", "ppc64le", "high_availability", "helper", "dns", "dhcp",
             "bootstrap", "masters", "workers", "other", "disk", "setup_registry", "nfs",
@@ -562,11 +599,16 @@ _HANDLED = {"staticips", "ipi", "ppc64le", "high_availability", "helper", "dns",
 
 
 def _other_top_level(r: _Reader) -> None:
-    for key in r.doc.data:
-        if key in _INFORMATIONAL and _INFORMATIONAL[key]:
-            for sub in (r.get((key,)) if isinstance(r.get((key,)), dict) else {"": 0}):
-                path: FieldPath = (key, sub) if sub else (key,)
-                r.unsupported(path, _INFORMATIONAL[key])
+    """One line per field of a section gen has no use for (the section itself if a value)."""
+    for key, why in _INFORMATIONAL.items():
+        value = r.get((key,))
+        if value is None:
+            continue
+        if key == "uefi":
+            r.mapped((key,), f"nothing to set ({why})")
+            continue
+        for sub in list(value) if isinstance(value, dict) else [None]:
+            r.unsupported((key, sub) if sub is not None else (key,), why)
 
 
 def _known(r: _Reader, path: FieldPath, fields: set[str]) -> None:

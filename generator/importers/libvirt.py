@@ -19,6 +19,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from ruamel.yaml.comments import CommentedMap
 
 from generator.errors import Location
+from generator.families.libvirt import OVMF_CODE
 from generator.importers import Imported, Line, cmap, cseq, note
 from generator.model import BOOT_ORDER
 
@@ -172,6 +173,10 @@ def _pool(snap: Snapshot, roots: dict[str, ET.Element], report: _Report) -> tupl
             counts[source.get("pool", "")] = counts.get(source.get("pool", ""), 0) + 1
     name = max(sorted(counts), key=lambda p: counts[p]) if counts else (
         "default" if "default" in snap.pools else next(iter(sorted(snap.pools)), "default"))
+    if name not in snap.pools and not counts:
+        report.add(f"pools.{name}", "mapped", "-> hypervisors[].pool: libvirt has none; gen "
+                   "creates it at /var/lib/libvirt/images (a create in the plan)")
+        return name, "/var/lib/libvirt/images"
     if name not in snap.pools:
         report.add(f"pools.{name}", "refused", "the domains use a pool libvirt does not "
                    "define")
@@ -356,8 +361,16 @@ def _size(capacity_bytes: int) -> str | None:
     return f"{mib // 1024}GiB" if mib % 1024 == 0 else f"{mib}MiB"
 
 
+@dataclass(frozen=True, slots=True)
+class _Pool:
+    name: str
+    path: str
+    volumes: dict[str, dict[str, str]]  # pool -> volume -> xml
+
+
 def _disks(node: str, root: ET.Element, snap: Snapshot, pool_name: str, pool_path: str,
            report: _Report, where: str) -> list[CommentedMap]:
+    pool = _Pool(pool_name, pool_path, snap.volumes)
     out: list[CommentedMap] = []
     for index, disk in enumerate(root.findall("devices/disk")):
         what = f"{where}.disk[{index}]"
@@ -365,53 +378,70 @@ def _disks(node: str, root: ET.Element, snap: Snapshot, pool_name: str, pool_pat
             report.add(what, "not supported", f"a {disk.get('device')} device: gen attaches "
                        "disks (and cloud-init seeds) only; the plan shows its removal")
             continue
-        source = disk.find("source")
-        if disk.get("type") != "volume" or source is None:
-            report.add(what, "refused", f"a {disk.get('type')} disk "
-                       f"({_source_text(source)}): gen attaches pool volumes only; move it "
-                       "into a pool (virsh vol-create-from) or leave the domain out")
-            continue
-        volume, pool = source.get("volume", ""), source.get("pool", pool_name)
-        fmt = (disk.find("driver").get("type", "raw")  # type: ignore[union-attr]
-               if disk.find("driver") is not None else "raw")
-        prefix, suffix = f"{node}-", f".{fmt}"
-        disk_name = volume[len(prefix):-len(suffix)] \
-            if volume.startswith(prefix) and volume.endswith(suffix) else ""
-        if not NAME.match(disk_name):
-            report.add(what, "refused", f"volume '{volume}': gen names a node's volumes "
-                       f"<node>-<disk>.<format> (here {prefix}root{suffix}) and would attach "
-                       "a new, empty one: rename the volume in the pool first")
-            continue
-        xml = snap.volumes.get(pool, {}).get(volume)
-        if xml is None:
-            report.add(what, "refused", f"volume '{volume}' is not in pool '{pool}'")
-            continue
-        vol = ET.fromstring(xml)
-        capacity = int(vol.findtext("capacity") or "0")
-        size = _size(capacity)
-        if size is None:
-            report.add(what, "refused", f"volume '{volume}' holds {capacity} bytes, not a "
-                       "whole number of MiB")
-            continue
-        item = cmap(("name", disk_name), ("size", size))
-        if fmt != "qcow2":
-            item["format"] = fmt
-        if pool != pool_name:
-            item["pool"] = pool
-        backing = vol.findtext("backingStore/path")
-        if backing:
-            if backing.startswith(pool_path.rstrip("/") + "/"):
-                item["backingImage"] = backing[len(pool_path.rstrip("/")) + 1:]
-            else:
-                report.add(what, "refused", f"backing file {backing} lies outside the pool "
-                           f"{pool_path}")
-        target = disk.find("target")
-        want = f"vd{chr(ord('a') + len(out))}"
-        if target is None or target.get("dev") != want or target.get("bus") != "virtio":
-            report.add(what, "not supported", f"attached as {_attrs(target)}: gen attaches "
-                       f"it as {want} on virtio; the plan shows the drift")
-        out.append(item)
+        item = _disk(node, disk, len(out), pool, report, what)
+        if item is not None:
+            out.append(item)
     return out
+
+
+def _disk(node: str, disk: ET.Element, position: int, hv_pool: _Pool, report: _Report,
+          what: str) -> CommentedMap | None:
+    """One pool-volume disk as a node's `disks` item (None: refused)."""
+    source = disk.find("source")
+    if disk.get("type") != "volume" or source is None:
+        report.add(what, "refused", f"a {disk.get('type')} disk ({_source_text(source)}): "
+                   "gen attaches pool volumes only; move it into a pool (virsh "
+                   "vol-create-from) or leave the domain out")
+        return None
+    volume, pool = source.get("volume", ""), source.get("pool", hv_pool.name)
+    driver = disk.find("driver")
+    fmt = driver.get("type", "raw") if driver is not None else "raw"
+    prefix, suffix = f"{node}-", f".{fmt}"
+    disk_name = volume[len(prefix):-len(suffix)] \
+        if volume.startswith(prefix) and volume.endswith(suffix) else ""
+    own_volume = not NAME.match(disk_name)
+    if own_volume:  # made by hand (virt-install names it <vm>.qcow2): keep its name
+        disk_name = "root" if position == 0 else f"disk{position}"
+    xml = hv_pool.volumes.get(pool, {}).get(volume)
+    if xml is None:
+        report.add(what, "refused", f"volume '{volume}' is not in pool '{pool}'")
+        return None
+    vol = ET.fromstring(xml)
+    capacity = int(vol.findtext("capacity") or "0")
+    size = _size(capacity)
+    if size is None:
+        report.add(what, "refused", f"volume '{volume}' holds {capacity} bytes, not a whole "
+                   "number of MiB")
+        return None
+    item = cmap(("name", disk_name), ("size", size))
+    if own_volume:
+        item["volume"] = volume
+        note(item, "volume", f"the volume's own name (gen's would be {prefix}{disk_name}"
+             f"{suffix})")
+    if fmt != "qcow2":
+        item["format"] = fmt
+    if pool != hv_pool.name:
+        item["pool"] = pool
+    _backing(vol, item, hv_pool.path, report, what)
+    target = disk.find("target")
+    want = f"vd{chr(ord('a') + position)}"
+    if target is None or target.get("dev") != want or target.get("bus") != "virtio":
+        report.add(what, "not supported", f"attached as {_attrs(target)}: gen attaches it "
+                   f"as {want} on virtio; the plan shows the drift")
+    return item
+
+
+def _backing(vol: ET.Element, item: CommentedMap, pool_path: str, report: _Report,
+             what: str) -> None:
+    backing = vol.findtext("backingStore/path")
+    if not backing:
+        return
+    base = pool_path.rstrip("/") + "/"
+    if backing.startswith(base):
+        item["backingImage"] = backing[len(base):]
+    else:
+        report.add(what, "refused", f"backing file {backing} lies outside the pool "
+                   f"{pool_path}")
 
 
 def _source_text(source: ET.Element | None) -> str:
@@ -465,10 +495,17 @@ def _drift(root: ET.Element, node: CommentedMap, report: _Report, where: str) ->
     machine = os_type.get("machine", "") if os_type is not None else ""
     base = re.sub(r"^pc-(i440fx|q35)-.*$", lambda m: "pc" if m.group(1) == "i440fx"
                   else "q35", machine)
-    if base and base != firmware_machine:
-        report.add(where + ".os.machine", "refused", f"machine {machine}: gen pairs "
-                   f"{node['firmware']} firmware with '{firmware_machine}', and a machine "
-                   "change replaces the VM")
+    if base in ("pc", "q35") and base != firmware_machine:
+        node.insert(list(node).index("firmware") + 1, "machine", base)
+        report.add(where + ".os.machine", "mapped", f"-> nodes[{node['name']}].machine "
+                   f"({machine}; gen's default for {node['firmware']} is {firmware_machine})")
+    elif base and base not in ("pc", "q35"):
+        report.add(where + ".os.machine", "refused", f"machine {machine}: gen defines pc "
+                   "and q35 machines, and a machine change replaces the VM")
+    loader = root.findtext("os/loader")
+    if node["firmware"] == "uefi" and loader and loader.strip() != OVMF_CODE:
+        report.add(where + ".os.loader", "refused", f"loader {loader.strip()}: gen boots "
+                   f"UEFI guests from {OVMF_CODE}, and a loader change replaces the VM")
     features = sorted(child.tag for child in root.findall("features/*"))
     if features != ["acpi", "apic"]:
         shown = ", ".join(features) or "none"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generator.errors import UserError
-from generator.families.libvirt import GEN_NS
+from generator.families.libvirt import GEN_NS, volume_name
 from generator.model import BOOT_ORDER, Environment
 from generator.reconcile import essence, secrets, seed
 from generator.reconcile.base import (
@@ -618,7 +618,7 @@ class _Ctx:
 
     def _protected_volumes(self) -> set[str]:
         """Disks marked protect in the model or on a live owned domain's marker."""
-        names = {f"{n.name}-{d.name}.{d.format}" for n in self.env.nodes for d in n.disks
+        names = {volume_name(n, i) for n in self.env.nodes for i, d in enumerate(n.disks)
                  if d.protect}
         for dom in self.live.domains.values():
             mark = essence.owner(dom.config)
@@ -729,9 +729,8 @@ def with_marker(live: ET.Element, rendered: ET.Element) -> ET.Element:
 def _marker_xml(rendered: ET.Element) -> str:
     """The owner element alone (setMetadata takes it without a namespace prefix)."""
     marker = rendered.find(f"metadata/{essence.OWNER}")
-    attrs = " ".join(f'{k}="{v}"' for k, v in sorted((marker.attrib if marker is not None
-                                                        else {}).items()))
-    return f"<owner {attrs}/>"
+    return ET.tostring(ET.Element("owner", dict(marker.attrib) if marker is not None else {}),
+                       encoding="unicode")
 
 
 def _owner_item(rendered: ET.Element) -> DiffItem:
