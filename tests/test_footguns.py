@@ -35,6 +35,9 @@ def plan(repo: Path, *args: str):  # type: ignore[no-untyped-def]
     (["--provider", "files", "--reload", "dsn=true"],
      "--reload: environment lab has no service named 'dsn' (known services: "
      + ", ".join(SERVICES) + ")"),
+    (["--start", "helper,wrker"],
+     "--start: environment lab has no node role named 'wrker' (known node roles: bootstrap, "
+     "helper, master, worker)"),
     (["--provider", "files", "--files-exec", "helper="],
      "--files-exec helper=: an empty prefix is ambiguous (write --files-exec helper=local "
      "to run helper's commands on this machine)"),
