@@ -61,6 +61,16 @@ def questions(template: Path) -> dict[str, Any]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
+# The one cookiecutter setting a template may use: files copied without rendering (such
+# as shipped JSON). Others (`_extensions` loads Python modules) are not passed on.
+PASSED_SETTINGS = ("_copy_without_render",)
+
+
+def _template_settings(template: Path) -> dict[str, Any]:
+    data = json.loads((template / TEMPLATE_CONTEXT).read_text(encoding="utf-8"))
+    return {k: data[k] for k in PASSED_SETTINGS if k in data}
+
+
 def prompts(template: Path) -> dict[str, str]:
     data = json.loads((template / TEMPLATE_CONTEXT).read_text(encoding="utf-8"))
     found = data.get("__prompts__", {})
@@ -217,8 +227,8 @@ def scaffold(root: Path, env_name: str, blueprint: str, answers: dict[str, Any] 
     template = template_dir(root, blueprint)
     values = collect_answers(template, env_name, answers, no_input)
     nodes, gateway = plan_nodes(blueprint, values)
-    context = {"cookiecutter": {**values, "_nodes": nodes, "_gateway": gateway,
-                                "_vip": _vip(values, nodes)}}
+    context = {"cookiecutter": {**values, **_template_settings(template), "_nodes": nodes,
+                                "_gateway": gateway, "_vip": _vip(values, nodes)}}
     return _generate_and_move(root, template, context, env_name)
 
 

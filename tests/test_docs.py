@@ -15,12 +15,22 @@ DOC_MENTION = re.compile(r"(?<![\w/.-])((?:\.\./)*docs/[\w.-]+\.md)")
 OUTSIDE = re.compile(r"\.\./shared|DESIGN\.md")
 
 
+SKIP_DIRS = {".git", ".venv", "build", "dist", "rendered", "__pycache__", ".pytest_cache",
+             ".hypothesis"}
+
+
 def tracked(pattern: str = "") -> list[Path]:
-    """Files git knows (committed or new), as a clone would have them."""
+    """Files git knows (committed or new), as a clone would have them; outside a git work
+    tree (an unpacked archive), every file but installs, builds and caches."""
     argv = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
-    names = subprocess.run([*argv, *([pattern] if pattern else [])], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.splitlines()
-    return [ROOT / n for n in names if (ROOT / n).is_file() and not (ROOT / n).is_symlink()]
+    proc = subprocess.run([*argv, *([pattern] if pattern else [])], cwd=ROOT,
+                          capture_output=True, text=True)
+    if proc.returncode == 0:
+        paths = [ROOT / n for n in proc.stdout.splitlines()]
+    else:
+        paths = [p for p in ROOT.rglob(pattern or "*")
+                 if not SKIP_DIRS & set(p.relative_to(ROOT).parts)]
+    return [p for p in paths if p.is_file() and not p.is_symlink()]
 
 
 def text_of(path: Path) -> str | None:

@@ -119,7 +119,8 @@ def test_wheel_carries_the_data_and_imports_from_the_venv_only(installed: Path,
     assert not Path(data).is_symlink()  # real copies, not links back to a checkout
     assert names == ",".join(BLUEPRINTS)
     for rel in ("schemas/blueprint.schema.json", "schemas/lock.schema.json",
-                "schemas/answers.schema.json", "blueprints/openshift-upi/rhcos-4.16.json",
+                "schemas/answers.schema.json",
+                "blueprints/openshift-upi/template/{{cookiecutter.env_name}}/rhcos-4.16.json",
                 "ci/github/gen-pr.yml", "ci/pre-commit/.pre-commit-config.yaml"):
         assert (Path(data) / rel).is_file(), rel
 

@@ -71,7 +71,9 @@ CI on the pull request validates, renders with the committed lock (`--locked`), 
 the hashes and posts `gen diff` as a comment: that comment is what reviewers approve. On
 merge to main, CI runs `gen plan` and `gen converge --auto-approve`, one environment at a
 time. Nothing is deleted without `--prune`; destroying a VM or disk also needs
-`--allow-destroy`.
+`--allow-destroy`. Tell converge how to reach each helper, e.g. add
+`--files-exec helper='ssh root@HELPER_IP' --files-target helper=/` to its step: without
+that the helper's boot services are not looked at, and the plan says so.
 
 ## Layout
 

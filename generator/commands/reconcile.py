@@ -118,6 +118,7 @@ def check_names(desired: Any, settings: Any) -> None:
         "--uri-override": sorted(hv.name for hv in desired.env.hypervisors),
         "--files-target": sorted({parts[1] for parts in tree_parts}),
         "--reload": sorted({parts[2] for parts in tree_parts if len(parts) > 3}),
+        "--start": sorted({node.role for node in desired.env.nodes}),
     }
     known["--files-exec"] = known["--files-target"]
     given = {
@@ -125,11 +126,13 @@ def check_names(desired: Any, settings: Any) -> None:
         "--files-target": _named("files:files_target"),
         "--files-exec": _named("files:files_exec"),
         "--reload": [svc for svc, _ in settings.option("files_reloads", ())],
+        "--start": sorted(settings.start_roles or ()),
     }
     for flag, names in given.items():
         unknown = sorted(set(names) - set(known[flag]))
         if unknown:
-            what = {"--uri-override": "hypervisor", "--reload": "service"}.get(flag, "host")
+            what = {"--uri-override": "hypervisor", "--reload": "service",
+                    "--start": "node role"}.get(flag, "host")
             raise UsageError(f"{flag}: {env_has_no(desired.env.name, what, unknown)} "
                              f"(known {what}s: {', '.join(known[flag]) or 'none'})")
 

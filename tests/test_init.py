@@ -1,0 +1,111 @@
+"""gen init, gen new outside a repo, and shell completion, through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from clirun import gen
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMON = {".gen-repo", ".gitignore", ".pre-commit-config.yaml", "README.md",
+          "gen-requirements.txt", "blueprints/README.md", "environments/.gitkeep",
+          "lock/.gitkeep"}
+CI_FILES = {"github": {".github/workflows/gen-pr.yml", ".github/workflows/gen-converge.yml"},
+            "gitlab": {".gitlab-ci.yml", "ci/gen-mr-note.py"}, "none": set()}
+
+
+def files_under(where: Path) -> set[str]:
+    return {p.relative_to(where).as_posix() for p in where.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("ci", sorted(CI_FILES))
+def test_init_lays_out_a_repo_for_the_chosen_forge(tmp_path: Path, ci: str) -> None:
+    result = gen("init", "site", "--ci", ci, cwd=tmp_path)
+    assert result.code == 0, result.err
+    assert files_under(tmp_path / "site") == COMMON | CI_FILES[ci]
+    for rel in CI_FILES[ci] - {"ci/gen-mr-note.py"}:
+        text = (tmp_path / "site" / rel).read_text()
+        doc = YAML(typ="safe").load(text)
+        assert doc, rel
+        assert "pip install -e" not in text  # a team repo has no gen source to install
+        assert "gen-requirements.txt" in text
+    if ci == "gitlab":
+        assert "python3 ci/gen-mr-note.py" in (tmp_path / "site/.gitlab-ci.yml").read_text()
+    readme = (tmp_path / "site/README.md").read_text()
+    for step in ("gen new", "gen render", "gen lock", "gen diff", "converge"):
+        assert step in readme
+
+
+def test_init_refuses_to_overwrite_and_lists_what_it_would_write(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "README.md").write_text("ours\n")
+    (site / ".github").write_text("a file where a folder would go\n")
+    result = gen("init", str(site), cwd=tmp_path)
+    assert result.code == 1
+    line = result.err.strip()
+    assert len(result.err.splitlines()) == 1
+    assert "not overwriting README.md, .github/workflows/gen-pr.yml" in line
+    assert "gen init would have written: .gen-repo, .github/workflows/gen-converge.yml" in line
+    assert files_under(site) == {"README.md", ".github"}
+    assert (site / "README.md").read_text() == "ours\n"
+
+
+def test_new_after_init_uses_the_built_in_blueprint(tmp_path: Path) -> None:
+    assert gen("init", "--ci", "none", cwd=tmp_path).code == 0
+    made = gen("new", "edge", "--blueprint", "kolla-aio", "--no-input", cwd=tmp_path)
+    assert made.code == 0, made.err
+    valid = gen("validate", "env/edge", cwd=tmp_path / "environments")  # root found above
+    assert valid.code == 0, valid.err
+    assert valid.out.strip().endswith("blueprint kolla-aio (built-in)")
+
+
+def test_new_outside_a_repo_says_so_and_names_init(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    result = gen("new", "prod", "--blueprint", "openshift-upi", "--no-input", cwd=tmp_path)
+    assert result.code == 1
+    assert result.err.strip() == (
+        f"{tmp_path} is not inside a gen repo (no environments/ folder or .gen-repo file "
+        "here or above) (run `gen init` to make one, or cd into your gen repo)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".git"]
+
+
+def test_unknown_blueprint_lists_repo_and_built_in_ones(repo: Path) -> None:
+    result = gen("new", "x", "--blueprint", "openshift", "--no-input", cwd=repo)
+    assert (result.code, result.err.strip()) == (
+        1, "unknown blueprint 'openshift' (known blueprints: kolla-aio, kubeadm, "
+           "openshift-upi)")
+
+
+def complete(words: str, cwd: Path) -> list[str]:
+    """What bash completion offers after `words` (click's bash_complete protocol)."""
+    parts = words.split(" ")
+    env = {**os.environ, "_GEN_COMPLETE": "bash_complete", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(parts) - 1)}
+    proc = subprocess.run([sys.executable, "-m", "generator"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [line.split(",", 1)[1] for line in proc.stdout.splitlines()]
+
+
+def test_completion_of_verbs_envs_nodes_and_formats() -> None:
+    assert complete("gen v", ROOT) == ["validate", "verify"]
+    assert "init" in complete("gen ", ROOT)
+    assert complete("gen render ", ROOT) == ["env/k8s-lab", "env/lab"]
+    assert complete("gen plan env/l", ROOT) == ["env/lab"]
+    assert complete("gen node remove env/lab w", ROOT) == ["worker0", "worker1"]
+    assert complete("gen diff env/lab --format ", ROOT) == ["text", "json", "markdown"]
+    assert complete("gen init --ci ", ROOT) == ["github", "gitlab", "none"]
+
+
+def test_completion_script_is_click_s_own() -> None:
+    env = {**os.environ, "_GEN_COMPLETE": "bash_source"}
+    proc = subprocess.run([sys.executable, "-m", "generator"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and "_gen_completion()" in proc.stdout
+    assert "complete -o nosort -F _gen_completion gen" in proc.stdout
