@@ -86,7 +86,7 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     if not (blueprint_dir / BLUEPRINT_FILE).is_file() or "/" in blueprint_name:
         known = sorted(p.name for p in (root / "blueprints").glob("*")
                        if (p / BLUEPRINT_FILE).is_file())
-        raise InvalidInput([Problem(f"unknown blueprint '{blueprint_name}'",
+        raise InvalidInput([Problem(f"unknown blueprint {blueprint_name!r}",
                                     env_doc.locate(("blueprint",)),
                                     f"known blueprints: {', '.join(known) or 'none'}")])
     blueprint = read_yaml_file(blueprint_dir / BLUEPRINT_FILE,
