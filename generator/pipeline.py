@@ -26,7 +26,7 @@ class Rendered:
 
 def render_environment(ref: str, cwd: Path | None = None, pins: Pins | None = None) -> Rendered:
     loaded = load_environment(ref, cwd)
-    return Rendered(loaded, render_all(loaded.model, pins or Pins()))
+    return Rendered(loaded, render_all(loaded.model, pins or Pins(), locate=loaded.locate))
 
 
 def render_with_lock(ref: str, cwd: Path | None = None, store_root: Path | None = None,
@@ -49,7 +49,7 @@ def render_with_lock(ref: str, cwd: Path | None = None, store_root: Path | None 
         raise LockMismatch(f"{where} does not exist (run `gen lock env/{loaded.source.name}` "
                            "and commit it)")
     pins, notes = render_pins(loaded, lock, Store(store_root or default_root()), strict=locked)
-    tree = render_all(loaded.model, pins)
+    tree = render_all(loaded.model, pins, locate=loaded.locate)
     if locked and lock is not None:
         check_locked(loaded, lock, tree, where)
     return Rendered(loaded, tree, tuple(notes))

@@ -6,13 +6,13 @@ import difflib
 import functools
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from generator.errors import Problem
 from generator.loader import Document, FieldPath
+from generator.resources import schema_file
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "blueprint.schema.json"
+SCHEMA_FILE = schema_file("blueprint.schema.json")
 
 
 @functools.cache

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from generator.errors import InvalidInput, Location, Problem
+from generator.loader import FieldPath
 from generator.model import Environment
 from generator.tree import Tree, check_path
 
@@ -64,8 +66,26 @@ def registry() -> dict[str, Family]:
     }
 
 
-def render_all(env: Environment, pins: Pins, only: tuple[str, ...] = ()) -> Tree:
-    """Every family's tree merged into one; two families writing one path is a bug."""
+def render_all(env: Environment, pins: Pins, only: tuple[str, ...] = (),
+               locate: Callable[[FieldPath], Location] | None = None) -> Tree:
+    """Every family's tree merged into one; two families writing one path is a bug.
+
+    `locate` (the loaded document's) gives a value an emitter refused its file, line and
+    column; the environment's directory name is located at the directory itself.
+    """
+    from generator.families.escape import UnsafeValue
+
+    try:
+        return _render_all(env, pins, only)
+    except UnsafeValue as refused:
+        if locate is None:
+            raise
+        where = (locate(refused.field) if refused.field is not None
+                 else Location("environments/" + env.name.encode("unicode_escape").decode()))
+        raise InvalidInput([Problem(refused.reason, where, refused.hint)]) from None
+
+
+def _render_all(env: Environment, pins: Pins, only: tuple[str, ...]) -> Tree:
     tree: Tree = {}
     for name, family in registry().items():
         if only and name not in only:

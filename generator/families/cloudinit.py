@@ -20,7 +20,7 @@ import hashlib
 import json
 from typing import Any
 
-from generator.families import Pins
+from generator.families import Pins, escape
 from generator.families.common import load_balancer_ip
 from generator.families.kubeadm import kubernetes_version, minor
 from generator.families.yamlout import dump, dump_one
@@ -142,14 +142,25 @@ def etc_hosts(env: Environment) -> str:
     else:
         infra = {s.host for s in (services.haproxy, services.nfs, services.http) if s}
         listed = tuple(n for n in env.nodes if n.role == "master" or n.name in infra)
-    rows += [f"{n.ip} {n.fqdn} {n.name}" for n in listed]
+    # hosts(5) is whitespace-separated, one address per line: every name must be one word.
+    index = {n.name: i for i, n in enumerate(env.nodes)}
+    rows += [f"{n.ip} {escape.fqdn(n.fqdn, n.name, ('nodes', index[n.name], 'name'), HOSTS)} "
+             f"{n.name}" for n in listed]
     lb = load_balancer_ip(env) if services.haproxy is not None else None
     k8s = env.kubernetes
-    ingress_hosts = ([k8s.registry.host] if k8s.registry else []) + [
-        a.host for a in k8s.apps if a.host]
+    ingress_hosts = ([_host(k8s.registry.host, ("kubernetes", "registry", "host"))]
+                     if k8s.registry else []) + [
+        _host(a.host, ("kubernetes", "apps", i, "host")) for i, a in enumerate(k8s.apps) if a.host]
     if lb is not None and ingress_hosts:
         rows.append(f"{lb} {' '.join(ingress_hosts)}")
     return "\n".join(rows) + "\n"
+
+
+HOSTS = "/etc/hosts"
+
+
+def _host(name: str, field: escape.FieldPath) -> str:
+    return escape.domain(name, field, HOSTS)
 
 
 def _file(path: str, content: str, **extra: Any) -> dict[str, Any]:
@@ -186,7 +197,7 @@ def kube_files(env: Environment, rpm: bool) -> list[dict[str, Any]]:
         _file("/etc/containerd/config.toml", containerd_config(env), defer=True),
     ]
     if env.kubernetes.registry is not None:
-        host = env.kubernetes.registry.host
+        host = _host(env.kubernetes.registry.host, ("kubernetes", "registry", "host"))
         files.append(_file(f"/etc/containerd/certs.d/{host}/hosts.toml",
                            registry_hosts_toml(host), defer=True))
     if rpm:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from generator.families import Pins
+from generator.families import Pins, escape
 from generator.families.common import dns_server
 from generator.model import DhcpService, Environment
 from generator.tree import Tree, canonical_json, lines
@@ -32,6 +32,7 @@ class Reservation:
     fqdn: str
     mac: str
     ip: IPv4Address
+    field: escape.FieldPath = ()  # the node's NIC in the document: nodes[i].nics[j]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +72,9 @@ def subnet_of(env: Environment, dhcp: DhcpService) -> Subnet:
     servers = (cluster_dns,) if cluster_dns is not None else network.dns
     host_nic = next((n for n in host.nics if n.network == network.name), host.nic)
     reservations = tuple(
-        Reservation(node.name, node.fqdn, nic.mac, nic.ip)
-        for node in env.nodes if node.name != dhcp.host
-        for nic in node.nics if nic.network == network.name)
+        Reservation(node.name, node.fqdn, nic.mac, nic.ip, ("nodes", i, "nics", j))
+        for i, node in enumerate(env.nodes) if node.name != dhcp.host
+        for j, nic in enumerate(node.nics) if nic.network == network.name)
     return Subnet(cidr=network.cidr, routers=(network.gateway,) if network.gateway else (),
                   dns_servers=tuple(servers), domain=env.cluster.domain,
                   next_server=host_nic.ip, interface=host_nic.interface,
@@ -87,7 +88,8 @@ def dhcpd_conf(env: Environment, subnet: Subnet, dhcp: DhcpService) -> bytes:
     """dhcpd.conf: one subnet, the boot file by option 93, one host block per reservation."""
     uefi = " or ".join(f"option arch = 00:{a:02x}" for a in UEFI_ARCHES)
     return lines(
-        f"# Rendered by gen for environment {env.name}: DHCP on {subnet.cidr}.",
+        f"# Rendered by gen for environment {escape.comment(env.name, None, DHCPD)}: "
+        f"DHCP on {subnet.cidr}.",
         "option arch code 93 = unsigned integer 16;",
         "authoritative;",
         "ddns-update-style none;",
@@ -99,13 +101,13 @@ def dhcpd_conf(env: Environment, subnet: Subnet, dhcp: DhcpService) -> bytes:
         f"  option routers {', '.join(map(str, subnet.routers))};" if subnet.routers else None,
         f"  option domain-name-servers {', '.join(map(str, subnet.dns_servers))};"
         if subnet.dns_servers else None,
-        f'  option domain-name "{subnet.domain}";',
+        f"  option domain-name {escape.dhcpd_string(subnet.domain, CLUSTER_DOMAIN)};",
         f"  option subnet-mask {subnet.cidr.netmask};",
         f"  next-server {subnet.next_server};",
         f"  if {uefi} {{",
-        f'    filename "{dhcp.uefi_file}";',
+        f"    filename {escape.dhcpd_string(dhcp.uefi_file, UEFI_FILE)};",
         "  } else {",
-        f'    filename "{dhcp.bios_file}";',
+        f"    filename {escape.dhcpd_string(dhcp.bios_file, BIOS_FILE)};",
         "  }",
         f"  pool {{ range {dhcp.pool[0]} {dhcp.pool[1]}; }}" if dhcp.pool else None,
         "}",
@@ -114,8 +116,17 @@ def dhcpd_conf(env: Environment, subnet: Subnet, dhcp: DhcpService) -> bytes:
 
 
 def _dhcpd_host(r: Reservation) -> str:
-    return (f"\nhost {r.name} {{\n  hardware ethernet {r.mac};\n  fixed-address {r.ip};\n"
-            f'  option host-name "{r.fqdn}";\n}}')
+    name = escape.name(r.name, (*r.field[:2], "name"), DHCPD)
+    mac = escape.mac(r.mac, (*r.field, "mac"), DHCPD)
+    fqdn = escape.dhcpd_string(r.fqdn, (*r.field[:2], "name"))
+    return (f"\nhost {name} {{\n  hardware ethernet {mac};\n  fixed-address {r.ip};\n"
+            f"  option host-name {fqdn};\n}}")
+
+
+DHCPD = "dhcpd.conf"
+CLUSTER_DOMAIN = ("cluster", "baseDomain")
+BIOS_FILE = ("services", "dhcp", "bootFiles", "bios")
+UEFI_FILE = ("services", "dhcp", "bootFiles", "uefi")
 
 
 # --- Kea --------------------------------------------------------------------------------
@@ -167,7 +178,8 @@ def dnsmasq_conf(env: Environment, subnet: Subnet, dhcp: DhcpService, shared: bo
     pool = (f"dhcp-range=set:gen,{dhcp.pool[0]},{dhcp.pool[1]},{net.netmask},{dhcp.lease_time}"
             if dhcp.pool else None)
     return lines(
-        f"# Rendered by gen for environment {env.name}: DHCP on {net}.",
+        f"# Rendered by gen for environment {escape.comment(env.name, None, escape.DNSMASQ)}: "
+        f"DHCP on {net}.",
         "# A conf-dir fragment (/etc/dnsmasq.d); DNS, when dnsmasq serves it, is dns.conf.",
         None if shared else "port=0",  # DNS is another daemon's job on this host
         "dhcp-authoritative",
@@ -176,10 +188,15 @@ def dnsmasq_conf(env: Environment, subnet: Subnet, dhcp: DhcpService, shared: bo
         *(f"dhcp-option=tag:gen,option:router,{ip}" for ip in subnet.routers[:1]),
         f"dhcp-option=tag:gen,option:dns-server,{','.join(map(str, subnet.dns_servers))}"
         if subnet.dns_servers else None,
-        f"dhcp-option=tag:gen,option:domain-name,{subnet.domain}",
+        "dhcp-option=tag:gen,option:domain-name,"
+        + escape.dnsmasq_field(subnet.domain, CLUSTER_DOMAIN),
         *(f"dhcp-match=set:efi,option:client-arch,{a}" for a in UEFI_ARCHES),
-        f"dhcp-boot=tag:efi,{dhcp.uefi_file},,{subnet.next_server}",
-        f"dhcp-boot=tag:!efi,{dhcp.bios_file},,{subnet.next_server}",
+        f"dhcp-boot=tag:efi,{escape.dnsmasq_field(dhcp.uefi_file, UEFI_FILE)},,"
+        f"{subnet.next_server}",
+        f"dhcp-boot=tag:!efi,{escape.dnsmasq_field(dhcp.bios_file, BIOS_FILE)},,"
+        f"{subnet.next_server}",
         "dhcp-ignore=tag:!known" if dhcp.deny_unknown_clients else None,
-        *(f"dhcp-host={r.mac},{r.ip},{r.name}" for r in subnet.reservations),
+        *(f"dhcp-host={escape.mac(r.mac, (*r.field, 'mac'), escape.DNSMASQ)},{r.ip},"
+          f"{escape.name(r.name, (*r.field[:2], 'name'), escape.DNSMASQ)}"
+          for r in subnet.reservations),
     )

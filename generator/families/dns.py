@@ -22,7 +22,7 @@ import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from generator.families import Pins
+from generator.families import Pins, escape
 from generator.families.common import load_balancer_ip
 from generator.model import DnsService, Environment
 from generator.tree import Tree, lines
@@ -41,6 +41,9 @@ class Record:
     name: str
     type: str
     value: str
+    # Where the record comes from: a declared record (services.dns.records[i]), or the
+    # field its name derives from (a node's name); () for the cluster's own names.
+    field: escape.FieldPath = ()
 
 
 def render(env: Environment, pins: Pins) -> Tree:
@@ -58,7 +61,8 @@ def render(env: Environment, pins: Pins) -> Tree:
 
 def forward_records(env: Environment) -> tuple[Record, ...]:
     """Every record of the cluster domain, in a stable order (nodes first)."""
-    records = [Record(node.name, "A", str(node.ip)) for node in env.nodes]
+    records = [Record(node.name, "A", str(node.ip), ("nodes", i, "name"))
+               for i, node in enumerate(env.nodes)]
     lb = load_balancer_ip(env)
     if lb is not None:
         records += [Record(name, "A", str(lb)) for name in ("api", "api-int", "*.apps")]
@@ -68,9 +72,10 @@ def forward_records(env: Environment) -> tuple[Record, ...]:
                 for i in range(len(masters))]
     registry = _registry_name(env)
     if registry is not None and lb is not None:
-        records.append(Record(registry, "A", str(lb)))
+        records.append(Record(registry, "A", str(lb), ("kubernetes", "registry", "host")))
     dns = env.services.dns
-    records += [Record(r.name, r.type, r.value) for r in (dns.records if dns else ())]
+    records += [Record(r.name, r.type, r.value, ("services", "dns", "records", i))
+                for i, r in enumerate(dns.records if dns else ())]
     return tuple(records)
 
 
@@ -103,11 +108,12 @@ def reverse_records(env: Environment) -> dict[str, tuple[Record, ...]]:
                     key=lambda b: (int(b.network_address), b.prefixlen))
     zones: dict[str, list[Record]] = {reverse_zone_name(b): [] for b in blocks}
     by_prefix = {b.prefixlen for b in blocks}
-    for node in env.nodes:
+    for index, node in enumerate(env.nodes):
         for prefix in sorted(by_prefix, reverse=True):
             zone = reverse_zone_name(IPv4Network((node.ip, prefix), strict=False))
             if zone in zones:
-                zones[zone].append(Record(_ptr_owner(node.ip, prefix), "PTR", node.fqdn + "."))
+                zones[zone].append(Record(_ptr_owner(node.ip, prefix), "PTR", node.fqdn + ".",
+                                          ("nodes", index, "name")))
                 break
     return {zone: tuple(records) for zone, records in zones.items()}
 
@@ -159,11 +165,13 @@ def named_conf(env: Environment, dns: DnsService, zones: tuple[str, ...]) -> byt
     """The whole named.conf: recursion for the cluster networks through the forwarders."""
     clients = " ".join(f"{net.cidr};" for net in env.networks)
     forwarders = " ".join(f"{ip};" for ip in dns.forwarders)
+    directory = escape.bind_string(dns.directory, ("services", "dns", "directory"))
     return lines(
-        f"// Rendered by gen for environment {env.name}: DNS for {env.cluster.domain}.",
+        f"// Rendered by gen for environment {_env_name(env, 'a named.conf comment')}: "
+        f"DNS for {_domain(env, 'a named.conf comment')}.",
         "// Paths are relative to `directory`; a converge may point it at its install root.",
         "options {",
-        f'\tdirectory "{dns.directory}";',
+        f"\tdirectory {directory};",
         '\tpid-file "/run/named/named.pid";',
         '\tsession-keyfile "/run/named/session.key";',
         "\tlisten-on port 53 { any; };",
@@ -179,7 +187,8 @@ def named_conf(env: Environment, dns: DnsService, zones: tuple[str, ...]) -> byt
         "\tdnssec-validation no;",
         "};",
         "",
-        *(f'zone "{zone}" IN {{ type master; file "{zone_file(zone)}"; '
+        *(f"zone {escape.bind_string(zone, _CLUSTER_DOMAIN)} IN {{ type master; "
+          f"file {escape.bind_string(zone_file(zone), _CLUSTER_DOMAIN)}; "
           "allow-update { none; }; notify no; };" for zone in zones),
     )
 
@@ -188,6 +197,9 @@ def zone_text(zone: str, records: tuple[Record, ...], nameserver: str, domain: s
               ttl: int) -> bytes:
     """A zone file: SOA (content-derived serial), NS on the DNS host, then the records."""
     refresh, retry, expire, negative = SOA_TIMERS
+    escape.domain(zone, _CLUSTER_DOMAIN, ZONE_FILE)
+    escape.domain(nameserver, _CLUSTER_DOMAIN, ZONE_FILE)
+    escape.domain(domain, _CLUSTER_DOMAIN, ZONE_FILE)
     return lines(
         f"; Rendered by gen: zone {zone}. The serial is derived from the records.",
         f"$ORIGIN {zone}.",
@@ -195,18 +207,43 @@ def zone_text(zone: str, records: tuple[Record, ...], nameserver: str, domain: s
         f"@\tIN\tSOA\t{nameserver}. hostmaster.{domain}. "
         f"({serial(records)} {refresh} {retry} {expire} {negative})",
         f"@\tIN\tNS\t{nameserver}.",
-        *(f"{r.name}\tIN\t{r.type}\t{_zone_value(r)}" for r in records),
+        *(f"{_owner(r, ZONE_FILE)}\tIN\t{_type(r, ZONE_FILE)}\t{_zone_value(r)}"
+          for r in records),
     )
 
 
+ZONE_FILE = "a zone file"
+# The cluster domain is `<cluster.name>.<cluster.baseDomain>`; a bad one is reported at the
+# base domain (the name is one label, the schema's to check).
+_CLUSTER_DOMAIN = ("cluster", "baseDomain")
+
+
+def _env_name(env: Environment, language: str) -> str:
+    return escape.comment(env.name, None, language)
+
+
+def _domain(env: Environment, language: str) -> str:
+    return escape.domain(env.cluster.domain, _CLUSTER_DOMAIN, language)
+
+
+def _field(record: Record, key: str) -> escape.FieldPath:
+    if record.field[:3] == ("services", "dns", "records"):
+        return (*record.field, key)
+    return record.field or _CLUSTER_DOMAIN
+
+
+def _owner(record: Record, language: str) -> str:
+    return escape.domain(record.name, _field(record, "name"), language)
+
+
+def _type(record: Record, language: str) -> str:
+    return escape.record_type(record.type, _field(record, "type"), language)
+
+
 def _zone_value(record: Record) -> str:
-    return _quote(record.value) if record.type == "TXT" else record.value
-
-
-def _quote(text: str) -> str:
-    if text.startswith('"') and text.endswith('"') and len(text) > 1:
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if record.type == "TXT":
+        return escape.txt(record.value, _field(record, "value"))
+    return escape.record_value(record.type, record.value, _field(record, "value"), ZONE_FILE)
 
 
 # --- dnsmasq ----------------------------------------------------------------------------
@@ -214,10 +251,11 @@ def _quote(text: str) -> str:
 
 def render_dnsmasq(env: Environment, dns: DnsService) -> bytes:
     """A conf-dir fragment answering the same records as the BIND zones."""
-    domain = env.cluster.domain
+    domain = _domain(env, escape.DNSMASQ)
     reverse = reverse_records(env)
     return lines(
-        f"# Rendered by gen for environment {env.name}: DNS for {domain}.",
+        f"# Rendered by gen for environment {_env_name(env, 'a dnsmasq comment')}: "
+        f"DNS for {domain}.",
         "# A conf-dir fragment (/etc/dnsmasq.d); DHCP, when dnsmasq serves it, is dhcp.conf.",
         "domain-needed",
         "no-resolv",
@@ -234,7 +272,10 @@ def render_dnsmasq(env: Environment, dns: DnsService) -> bytes:
 
 
 def _dnsmasq_line(record: Record, domain: str) -> str:
-    name = absolute(record.name, domain)
+    name = absolute(_owner(record, escape.DNSMASQ), domain)
+    _type(record, escape.DNSMASQ)
+    if record.type != "TXT":
+        escape.record_value(record.type, record.value, _field(record, "value"), escape.DNSMASQ)
     if record.type == "A" and name.startswith("*."):
         # /*.apps.<domain>/ matches subdomains only, like the zone file's wildcard.
         return f"address=/{name}/{record.value}"
@@ -243,8 +284,9 @@ def _dnsmasq_line(record: Record, domain: str) -> str:
     if record.type == "CNAME":
         return f"cname={name},{absolute(record.value, domain)}"
     if record.type == "TXT":
-        return f"txt-record={name},{_quote(record.value)}"
+        return f"txt-record={name},{escape.dnsmasq_text(record.value, _field(record, 'value'))}"
     if record.type == "SRV":
         priority, weight, port, target = record.value.split()
         return f"srv-host={name},{absolute(target, domain)},{port},{priority},{weight}"
-    raise ValueError(f"record type {record.type} has no dnsmasq form")
+    raise escape.refuse(_field(record, "type"), f"a {record.type} record",
+                        "this dnsmasq DNS config", "use A, CNAME, TXT or SRV records with dnsmasq")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from generator.families import Pins, common, ignition
+from generator.families import Pins, common, escape, ignition
 from generator.model import Environment, HttpService
 from generator.tree import Tree, canonical_json, lines
 
@@ -42,13 +42,18 @@ def render(env: Environment, pins: Pins) -> Tree:
 def config(env: Environment, service: HttpService) -> bytes:
     """Apache httpd configuration serving the document root read-only on the service port."""
     modules = [f"LoadModule {name}_module {MODULE_DIR}/{so}" for name, so in MODULES]
+    host = env.node(service.host)
+    server_name = escape.fqdn(host.fqdn, host.name,
+                              lambda: ("nodes", env.nodes.index(host), "name"),
+                              "an httpd.conf directive")
     return lines(
-        f"# Rendered by gen for environment {env.name}; do not edit by hand.",
+        f"# Rendered by gen for environment {escape.comment(env.name, None, HTTPD)}; "
+        "do not edit by hand.",
         f"# Start: apache2 -d {SERVER_ROOT} -f {SERVER_ROOT}/httpd.conf -k start",
         "# Relative paths below are relative to that ServerRoot (-d).",
         *modules,
         "",
-        f"ServerName {env.node(service.host).fqdn}",
+        f"ServerName {server_name}",
         f"Listen {service.port}",
         "User www-data",
         "Group www-data",
@@ -74,6 +79,9 @@ def config(env: Environment, service: HttpService) -> bytes:
         *_served("install"),
         *_served("ignition"),
     )
+
+
+HTTPD = "an httpd.conf comment"
 
 
 def _served(name: str) -> list[str]:

@@ -17,21 +17,22 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from generator.errors import UserError
-from generator.families import Pins, common
+from generator.families import Pins, common, escape
 from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, Network, Nic, Node
+from generator.resources import schemas_dir
 from generator.tree import Tree, canonical_json, lines
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+SCHEMA_DIR = schemas_dir()
 IGNITION_ROLES = ("bootstrap", "master", "worker")
 CORE_USER = "core"
 MODE_PUBLIC = 0o644
 MODE_PRIVATE = 0o600  # NetworkManager ignores keyfiles that others can read
+KEYFILE = "a NetworkManager keyfile"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,7 @@ def node_config(env: Environment, node: Node, pins: Pins,
     config: dict[str, Any] = {
         "ignition": {"version": spec_row(spec).version,
                      "config": {"merge": [merge_resource(env, node.role, pins, spec)]}},
-        "storage": {"files": [_file("/etc/hostname", lines(node.fqdn), MODE_PUBLIC)] + [
+        "storage": {"files": [_file("/etc/hostname", lines(_hostname(env, node)), MODE_PUBLIC)] + [
             _file(f"/etc/NetworkManager/system-connections/{nic.interface}.nmconnection",
                   nm_keyfile(env, nic, primary=index == 0), MODE_PRIVATE)
             for index, nic in enumerate(node.nics)]},
@@ -88,6 +89,11 @@ def node_config(env: Environment, node: Node, pins: Pins,
     check_config(config, spec, node.name)
     _check_unique_paths(config, node.name)
     return config
+
+
+def _hostname(env: Environment, node: Node) -> str:
+    return escape.fqdn(node.fqdn, node.name, lambda: ("nodes", env.nodes.index(node), "name"),
+                       "/etc/hostname")
 
 
 def _check_unique_paths(config: dict[str, Any], node: str) -> None:
@@ -129,21 +135,28 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
     """A NetworkManager keyfile giving `nic` its static address from the blueprint.
 
     Only the primary NIC carries the default route and the name servers, so a second
-    network can never steal them.
+    network can never steal them. The profile matches the NIC by MAC, not by name: the
+    installed system's udev names it after its PCI slot (`ifname=` pins the name only in
+    the live initramfs), and a name that does not match leaves the node without network.
     """
     net = env.network(nic.network)
+    # A keyfile is an INI file: a line break in a value would add keys or sections.
+    interface = escape.name(nic.interface, lambda: next(
+        ("nodes", i, "nics", j, "interface") for i, n in enumerate(env.nodes)
+        for j, x in enumerate(n.nics) if x is nic), KEYFILE)
+    domain = escape.domain(env.cluster.domain, ("cluster", "baseDomain"), KEYFILE)
     ipv4 = ["[ipv4]", "method=manual", f"address1={nic.ip}/{net.cidr.prefixlen}"]
     if primary and net.gateway is not None:
         ipv4.append(f"gateway={net.gateway}")
     servers = name_servers(env, net) if primary else ()
     if servers:
         ipv4 += [f"dns={';'.join(str(s) for s in servers)};",
-                 f"dns-search={env.cluster.domain};"]
+                 f"dns-search={domain};"]
     if not primary:
         ipv4.append("never-default=true")
     return lines(
-        "[connection]", f"id={nic.interface}", "type=ethernet",
-        f"interface-name={nic.interface}", "autoconnect=true", "",
+        "[connection]", f"id={interface}", "type=ethernet", "autoconnect=true", "",
+        "[ethernet]", f"mac-address={nic.mac.upper()}", "",
         *ipv4, "may-fail=false", "",
         "[ipv6]", "method=disabled")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from generator.families import Pins
+from generator.families import Pins, escape
 from generator.families.yamlout import dump_one as _yaml
 from generator.model import Environment, Node, OpenStack
 from generator.tree import Tree, lines
@@ -23,6 +23,9 @@ def render(env: Environment, pins: Pins) -> Tree:
     if env.cluster.flavour != "kolla" or stack is None:
         return {}
     host = env.nodes_with_role("master")[0]
+    # The host's name is written bare into the INI inventory: one word or nothing.
+    escape.name(host.name, lambda: ("nodes", env.nodes.index(host), "name"),
+                "an Ansible inventory")
     base = f"clusters/{env.cluster.name}"
     return {
         f"{base}/kolla/globals.yml": _yaml(globals_yml(env, stack, host)),

@@ -13,9 +13,10 @@ from 1.31 (where extra arguments became name/value lists).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from generator.families import Pins
+from generator.families import Pins, escape
 from generator.families.common import load_balancer_ip
 from generator.families.yamlout import dump_all
 from generator.model import Environment, Node, SecretRef
@@ -30,7 +31,6 @@ DEFAULT_VERSION = "v1.30.14"
 TOKEN = SecretRef("kubeadm-token", "converge", "kubeadm token create")
 CA_CERT_HASH = SecretRef("kubeadm-ca-cert-hash", "converge", "sha256 of the cluster CA key")
 CERTIFICATE_KEY = SecretRef("kubeadm-certificate-key", "converge", "kubeadm certs certificate-key")
-CONVERGE_SECRETS = (TOKEN, CA_CERT_HASH, CERTIFICATE_KEY)
 
 
 def render(env: Environment, pins: Pins) -> Tree:
@@ -43,17 +43,31 @@ def render(env: Environment, pins: Pins) -> Tree:
     base = f"clusters/{env.cluster.name}/kubeadm"
     tree: Tree = {f"{base}/init.yaml": dump_all(
         [init_configuration(env, masters[0]), cluster_configuration(env),
-         kubelet_configuration()], header=f"kubeadm init --config on {masters[0].name}")}
+         kubelet_configuration()], header=f"kubeadm init --config on {_comment(env, masters[0])}")}
     for node in joining_nodes(env):
         tree[f"{base}/join-{node.name}.yaml"] = dump_all(
-            [join_configuration(env, node)], header=f"kubeadm join --config on {node.name}")
+            [join_configuration(env, node)],
+            header=f"kubeadm join --config on {_comment(env, node)}")
     return tree
+
+
+def _comment(env: Environment, node: Node) -> str:
+    return escape.comment(node.name, lambda: ("nodes", env.nodes.index(node), "name"),
+                          "a YAML comment")
 
 
 def kubernetes_version(env: Environment) -> str:
     """The pinned version as `vMAJOR.MINOR.PATCH`."""
     version = env.cluster.kubernetes_version or DEFAULT_VERSION
+    if VERSION.fullmatch(version) is None:
+        # It reaches shell commands and package names (cloud-init), so only a version will do.
+        escape.line(version, ("cluster", "kubernetesVersion"), "a shell command")
+        raise escape.UnsafeValue(("cluster", "kubernetesVersion"), f"'{version}' is not a "
+                                 "Kubernetes version", "write MAJOR.MINOR.PATCH, e.g. 1.30.14")
     return version if version.startswith("v") else f"v{version}"
+
+
+VERSION = re.compile(r"v?1\.[0-9]{1,3}\.[0-9]{1,3}")
 
 
 def minor(env: Environment) -> int:

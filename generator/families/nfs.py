@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from generator.families import escape
 from generator.model import Environment, NfsExport
 from generator.tree import Tree, lines
 
@@ -34,15 +35,36 @@ def render(env: Environment, pins: object) -> Tree:
     service = env.services.nfs
     if service is None or not service.exports:
         return {}
-    body = [export_line(e) for e in service.exports]
-    header = f"# Rendered by gen for environment {env.name}; do not edit by hand."
+    body = [export_line(e, i) for i, e in enumerate(service.exports)]
+    name = escape.comment(env.name, None, "an exports(5) comment")
+    header = f"# Rendered by gen for environment {name}; do not edit by hand."
     return {f"hosts/{service.host}/nfs/exports": lines(header, *body)}
 
 
-def export_line(export: NfsExport) -> str:
-    """`/path client(opt,...) client(opt,...)`."""
-    clients = [f"{c.host}({','.join(with_defaults(c.options))})" for c in export.clients]
-    return " ".join([export.path, *clients])
+def export_line(export: NfsExport, index: int = 0) -> str:
+    """`/path client(opt,...) client(opt,...)`, every word checked to stay one word."""
+    field = ("services", "nfs", "exports", index)
+    clients = [f"{_client(c.host, (*field, 'clients', j, 'host'))}"
+               f"({','.join(_options(c.options, (*field, 'clients', j, 'options')))})"
+               for j, c in enumerate(export.clients)]
+    return " ".join([escape.export_path(export.path, (*field, "path")), *clients])
+
+
+def _client(host: str, field: escape.FieldPath) -> str:
+    escape.export_word(host, field)
+    if not client_ok(host):
+        raise escape.UnsafeValue(field, f"'{host}' is not an exports(5) client",
+                                 "a host name, an address with /prefix, @netgroup or *")
+    return host
+
+
+def _options(options: tuple[str, ...], field: escape.FieldPath) -> tuple[str, ...]:
+    for k, option in enumerate(options):
+        escape.export_word(option, (*field, k))
+        problem = option_problem(option)
+        if problem is not None:
+            raise escape.UnsafeValue((*field, k), problem, "see exports(5)")
+    return with_defaults(options)
 
 
 def with_defaults(options: tuple[str, ...]) -> tuple[str, ...]:
@@ -66,9 +88,9 @@ def option_problem(option: str) -> str | None:
 
 def client_ok(host: str) -> bool:
     """Whether `host` is a client exportfs accepts (no spaces, parentheses or commas)."""
-    return bool(_CLIENT.match(host))
+    return bool(_CLIENT.fullmatch(host))
 
 
 def path_ok(path: str) -> bool:
     """Absolute and free of whitespace and quotes (gen does not quote export paths)."""
-    return bool(_PATH.match(path))
+    return bool(_PATH.fullmatch(path))

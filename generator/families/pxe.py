@@ -18,7 +18,9 @@ pxelinux.0 is what every DHCP config names), iPXE fetches them over HTTP from th
 `/install/<artifact name>`. The rootfs (or, for old releases, the metal image) and the
 Ignition config always come over HTTP: they are far too big, or per node, for TFTP.
 
-Kernel arguments (RHCOS/FCOS): `ip=` static as in lab A (or `ip=<iface>:dhcp`),
+Kernel arguments (RHCOS/FCOS): `ifname=<iface>:<mac>` first, so the name `ip=` uses is the
+name the NIC gets (udev would call it after its PCI slot: `ens2` on i440fx, `enp1s0` on q35;
+gen never guesses which), `ip=` static as in lab A (or `ip=<iface>:dhcp`),
 `nameserver=` the cluster DNS host (never the upstream forwarders),
 `coreos.inst.install_dev`, `coreos.live.rootfs_url` (rootfs: live) or `coreos.inst=yes
 coreos.inst.image_url` (rootfs: image), `coreos.inst.ignition_url`, serial and VGA consoles,
@@ -30,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from generator.expand import DEFAULT_INTERFACE
-from generator.families import Pins, common, ignition
+from generator.families import Pins, common, escape, ignition
 from generator.model import Environment, Node, OsArtifact, PxeService
 from generator.tree import Tree, canonical_json, lines
 
@@ -54,11 +56,11 @@ def render(env: Environment, pins: Pins) -> Tree:
     tree: Tree = {f"{base}/boot.ipxe": boot_ipxe()}
     for node in nodes:
         args = kernel_args(env, service, node)
-        mac = dashed(node.nic.mac)
+        mac = dashed(_mac(env, node))
         tree[f"{base}/pxelinux.cfg/01-{mac}"] = pxelinux_cfg(env, node, args)
         tree[f"{base}/{GRUB_PREFIX}/grub.cfg-01-{mac}"] = grub_cfg(env, node, args)
         tree[f"{base}/ipxe/{mac}.ipxe"] = ipxe_script(env, node, args)
-    tree[f"{base}/{GRUB_PREFIX}/grub.cfg"] = grub_chain(nodes)
+    tree[f"{base}/{GRUB_PREFIX}/grub.cfg"] = grub_chain(env, nodes)
     tree[f"{base}/manifest.json"] = canonical_json(manifest(env, pins))
     return tree
 
@@ -82,14 +84,34 @@ def interface(service: PxeService, node: Node) -> str:
     return own if own != DEFAULT_INTERFACE else service.interface
 
 
+def _interface_field(env: Environment, service: PxeService, node: Node) -> escape.Field:
+    if node.nic.interface != DEFAULT_INTERFACE:
+        return lambda: (*node_field(env, node), "nics", 0, "interface")
+    return ("services", "pxe", "interface")
+
+
+def node_field(env: Environment, node: Node) -> escape.FieldPath:
+    """`("nodes", i)`: looked up only when a value of the node is refused."""
+    return ("nodes", next(i for i, n in enumerate(env.nodes) if n.name == node.name))
+
+
+def ifname_arg(service: PxeService, node: Node) -> str:
+    """dracut `ifname=<name>:<mac>`: pins the interface name by MAC in the initramfs."""
+    return f"ifname={interface(service, node)}:{node.nic.mac.lower()}"
+
+
 def ip_arg(env: Environment, service: PxeService, node: Node) -> str:
-    """dracut `ip=`: static `ip=<ip>::<gw>:<netmask>:<fqdn>:<iface>:none`, or DHCP."""
-    iface = interface(service, node)
+    """dracut `ip=`: static `ip=<ip>::<gw>:<netmask>:<fqdn>:<iface>:none`, or DHCP.
+    Its fields are colon-separated, so no value in it may hold a colon."""
+    iface = escape.kernel_value(interface(service, node), _interface_field(env, service, node),
+                                ":")
     if service.ip_mode == "dhcp":
         return f"ip={iface}:dhcp"
     net = env.network(node.nic.network)
     gateway = "" if net.gateway is None else str(net.gateway)
-    return f"ip={node.ip}::{gateway}:{net.cidr.netmask}:{node.fqdn}:{iface}:none"
+    fqdn = escape.fqdn(node.fqdn, node.name, lambda: (*node_field(env, node), "name"),
+                       escape.KERNEL)
+    return f"ip={node.ip}::{gateway}:{net.cidr.netmask}:{fqdn}:{iface}:none"
 
 
 def nameservers(env: Environment, node: Node) -> tuple[str, ...]:
@@ -103,20 +125,51 @@ def nameservers(env: Environment, node: Node) -> tuple[str, ...]:
 def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str, ...]:
     """The CoreOS installer's kernel command line for one node, initrd= excluded."""
     rootfs: tuple[str, ...]
+    # Words that reach the URLs below: the node's name and the artifacts' names.
+    escape.name(node.name, lambda: (*node_field(env, node), "name"), escape.KERNEL)
     if service.rootfs == "live":
+        _artifact_name(artifact(env, "rootfs"))
         rootfs = (f"coreos.live.rootfs_url={common.install_url(env, artifact(env, 'rootfs'))}",)
     else:
+        _artifact_name(metal_image(env))
         rootfs = ("coreos.inst=yes",
                   f"coreos.inst.image_url={common.install_url(env, metal_image(env))}")
     return (
+        ifname_arg(service, node),
         ip_arg(env, service, node),
         *(f"nameserver={ns}" for ns in nameservers(env, node)),
-        f"coreos.inst.install_dev={node.install_dev or service.install_dev}",
+        f"coreos.inst.install_dev={_install_dev(env, service, node)}",
         *rootfs,
         f"coreos.inst.ignition_url={common.ignition_url(env, node)}",
         *CONSOLES,
-        *service.kernel_args,
+        *(extra_arg(arg, i) for i, arg in enumerate(service.kernel_args)),
     )
+
+
+# Arguments gen writes itself from the environment; an extra argument repeating one would
+# override it (a second `coreos.inst.ignition_url` wins), so extras may not name them.
+OWN_ARGS = frozenset({"ip", "nameserver", "initrd", "coreos.inst", "coreos.inst.install_dev",
+                      "coreos.inst.image_url", "coreos.inst.ignition_url",
+                      "coreos.live.rootfs_url"})
+
+
+def extra_arg(arg: str, index: int) -> str:
+    """One of services.pxe.kernelArgs: exactly one argument, never one gen sets."""
+    field = ("services", "pxe", "kernelArgs", index)
+    escape.kernel_arg(arg, field)
+    key = arg.partition("=")[0]
+    if key in OWN_ARGS:
+        raise escape.UnsafeValue(field, f"'{key}' is set by gen from the environment; a second "
+                                 "one would override it", "remove it from kernelArgs and set "
+                                 "the environment field it comes from")
+    return arg
+
+
+def _install_dev(env: Environment, service: PxeService, node: Node) -> str:
+    if node.install_dev:
+        return escape.kernel_value(node.install_dev,
+                                   lambda: (*node_field(env, node), "installDev"))
+    return escape.kernel_value(service.install_dev, ("services", "pxe", "installDev"))
 
 
 def metal_image(env: Environment) -> OsArtifact:
@@ -125,20 +178,33 @@ def metal_image(env: Environment) -> OsArtifact:
 
 
 def _title(node: Node) -> str:
+    # Node names and roles are checked where they are written as words (ip=, file names);
+    # here they are only refused line breaks, and GRUB quotes the title.
     return f"Install {node.fqdn} ({node.role})"
+
+
+def _images(env: Environment) -> tuple[str, str]:
+    """The kernel and initramfs artifact names, as TFTP paths and URL words."""
+    return (_artifact_name(artifact(env, "kernel")), _artifact_name(artifact(env, "initramfs")))
+
+
+def _artifact_name(item: OsArtifact) -> str:
+    return escape.kernel_value(item.name, ("artifacts", "os", item.name))
 
 
 def pxelinux_cfg(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
     """pxelinux config: boots the installer at once, no menu module needed."""
-    kernel, initrd = (artifact(env, k).name for k in ("kernel", "initramfs"))
+    kernel, initrd = _images(env)
+    title = escape.line(_title(node), lambda: (*node_field(env, node), "name"),
+                        "a pxelinux config")
     return lines(
-        f"# {_title(node)}; rendered by gen, do not edit by hand.",
+        f"# {title}; rendered by gen, do not edit by hand.",
         "SERIAL 0 115200",  # first directive: the loader's output on ttyS0, like the kernel's
         "DEFAULT install",
         "PROMPT 0",
         "TIMEOUT 0",
         "LABEL install",
-        f"  MENU LABEL {_title(node)}",
+        f"  MENU LABEL {title}",
         f"  KERNEL {IMAGES}/{kernel}",
         f"  APPEND initrd={IMAGES}/{initrd} {' '.join(args)}",
     )
@@ -146,34 +212,45 @@ def pxelinux_cfg(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
 
 def grub_cfg(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
     """GRUB 2 config for UEFI clients: one entry, booted at once."""
-    kernel, initrd = (artifact(env, k).name for k in ("kernel", "initramfs"))
+    kernel, initrd = _images(env)
+    title = escape.line(_title(node), lambda: (*node_field(env, node), "name"),
+                        "a GRUB config")
     return lines(
-        f"# {_title(node)}; rendered by gen, do not edit by hand.",
+        f"# {title}; rendered by gen, do not edit by hand.",
         "set default=0",
         "set timeout=0",
-        f"menuentry '{_title(node)}' {{",
+        f"menuentry {escape.grub_quoted(title, None)} {{",
         f"  linux /{IMAGES}/{kernel} {' '.join(args)}",
         f"  initrd /{IMAGES}/{initrd}",
         "}",
     )
 
 
-def grub_chain(nodes: tuple[Node, ...]) -> bytes:
+def grub_chain(env: Environment, nodes: tuple[Node, ...]) -> bytes:
     """`grub/grub.cfg`: Debian's grubnetx64.efi sources only `$prefix/grub.cfg` (its embedded
     config), never the per-MAC files, so this one hands each client its own."""
     return lines(
         "# Rendered by gen, do not edit by hand: each client boots its own grub.cfg-01-<mac>.",
-        *(f'if [ "$net_default_mac" = "{node.nic.mac.lower()}" ]; then '
+        *(f'if [ "$net_default_mac" = "{_mac(env, node).lower()}" ]; then '
           f"configfile $prefix/grub.cfg-01-{dashed(node.nic.mac)}; fi" for node in nodes),
     )
 
 
+def _mac(env: Environment, node: Node) -> str:
+    # A MAC names files and is compared in GRUB script; only six hex bytes may reach either.
+    return escape.mac(node.nic.mac, lambda: (*node_field(env, node), "nics", 0, "mac"),
+                      "a boot file name")
+
+
 def ipxe_script(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
     """iPXE script: kernel and initramfs over HTTP from the helper."""
+    _images(env)
     kernel, initrd = (artifact(env, k) for k in ("kernel", "initramfs"))
+    title = escape.line(_title(node), lambda: (*node_field(env, node), "name"),
+                        "an iPXE script")
     return lines(
         "#!ipxe",
-        f"# {_title(node)}; rendered by gen, do not edit by hand.",
+        f"# {title}; rendered by gen, do not edit by hand.",
         f"kernel {common.install_url(env, kernel)} initrd={initrd.name} {' '.join(args)}",
         f"initrd {common.install_url(env, initrd)}",
         "boot",
