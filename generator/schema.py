@@ -126,6 +126,8 @@ def _describe(error: Any) -> tuple[FieldPath, str, str]:
     if kind == "maxLength":
         return path, f"{_short(value)} is longer than {error.validator_value} characters", ""
     if kind == "minLength":
+        if error.validator_value == 1:
+            return path, "must not be empty", ""
         return path, f"{_short(value)} is shorter than {error.validator_value} characters", ""
     if kind in ("minItems", "maxItems"):
         word = "at least" if kind == "minItems" else "at most"

@@ -102,7 +102,69 @@ def _value(rng: random.Random) -> Any:
     return [rng.choice(HOSTILE) for _ in range(rng.randint(0, 4))]
 
 
+def _text(rng: random.Random) -> str:
+    plain = [v for v in PLAUSIBLE if isinstance(v, str)]
+    return rng.choice(plain) if rng.random() < 0.5 else rng.choice(HOSTILE)
+
+
+# Optional fields the reference labs leave out, so that mutations also reach the renderers
+# that read them: (path, value maker). A path through a list picks its first item.
+OPTIONAL: list[tuple[tuple[Any, ...], Any]] = [
+    (("services", "dns", "records"), lambda rng: [
+        {"name": rng.choice(["t", "*.x", "_s._tcp", "a-b", "*", _text(rng)]),
+         "type": rng.choice(["A", "CNAME", "TXT", "SRV"]),
+         "value": rng.choice(["192.168.20.9", "helper", "x.", "0 10 80 helper", "v=spf1 -all",
+                              '"a" "b"', "a,b#c", _text(rng)])}]),
+    (("services", "dns", "ttl"), lambda rng: rng.choice(NUMBERS)),
+    (("services", "dns", "directory"), _text),
+    (("services", "dns", "provider"), lambda rng: rng.choice(["bind", "dnsmasq", _text(rng)])),
+    (("services", "dhcp", "provider"), lambda rng: rng.choice(["isc", "kea", "dnsmasq"])),
+    (("services", "dhcp", "bootFiles", "bios"), _text),
+    (("services", "dhcp", "bootFiles", "uefi"), _text),
+    (("services", "dhcp", "pool"), lambda rng: {"start": rng.choice(PLAUSIBLE[:4]),
+                                                "end": rng.choice(PLAUSIBLE[:4])}),
+    (("services", "pxe", "kernelArgs"), lambda rng: [rng.choice(["quiet", "console=ttyS1",
+                                                                 "ip=dhcp", _text(rng)])]),
+    (("services", "pxe", "installDev"), _text),
+    (("services", "pxe", "interface"), _text),
+    (("services", "pxe", "ipMode"), lambda rng: rng.choice(["dhcp", "static"])),
+    (("services", "haproxy", "balance"), lambda rng: rng.choice(["source", _text(rng)])),
+    (("nodes", 0, "installDev"), _text),
+    (("nodes", 0, "firmware"), lambda rng: rng.choice(["uefi", "bios"])),
+    (("nodes", 0, "nics", 0, "interface"), _text),
+    (("nodes", 0, "nics", 0, "mac"), lambda rng: rng.choice(["52:54:00:12:34:56", _text(rng)])),
+    (("nodes", 0, "disks"), lambda rng: [{"name": "root", "size": "20GiB",
+                                          "backingImage": _text(rng)}]),
+    (("networks", 0, "range"), lambda rng: {"start": rng.choice(PLAUSIBLE[:4]),
+                                            "end": rng.choice(PLAUSIBLE[:4])}),
+    (("networks", 0, "vlan"), lambda rng: rng.choice(NUMBERS)),
+    (("hypervisors", 0, "uri"), lambda rng: rng.choice([
+        "qemu+ssh://root@hv1/system?keyfile=/k", "test:///default", _text(rng)])),
+    (("metadata", "description"), _text),
+    (("secrets",), lambda rng: {rng.choice(["token", _text(rng)]): {"env": "X"}}),
+]
+
+
+def _insert(data: dict[str, Any], rng: random.Random) -> None:
+    path, make = rng.choice(OPTIONAL)
+    holder: Any = data
+    for part in path[:-1]:
+        if isinstance(part, int):
+            if not isinstance(holder, list) or not holder:
+                return
+            holder = holder[part]
+        else:
+            if not isinstance(holder, dict):
+                return
+            holder = holder.setdefault(part, {})
+    if isinstance(holder, dict):
+        holder[path[-1]] = make(rng)
+
+
 def _mutate(data: Any, rng: random.Random) -> None:
+    if rng.random() < 0.35:
+        _insert(data, rng)
+        return
     paths = list(_paths(data))
     path = rng.choice(paths)
     parent = data
