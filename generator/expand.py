@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from generator import model as m
-from generator.errors import InvalidInput, Problem
+from generator.errors import InvalidInput, Location, Problem
 from generator.loader import Document
 from generator.units import parse_size
 
@@ -112,8 +112,9 @@ _ENV_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
 def _env_name_problems(doc: Document, env_name: str) -> list[Problem]:
     if _ENV_NAME.fullmatch(env_name):
         return []
+    env_file = doc.files[-1] if doc.files else ""  # merged: the blueprint first, env.yaml last
     return [Problem(f"the environment's directory name {env_name!r} is not a plain name",
-                    doc.locate(()), "rename the directory: at most 63 letters, digits and "
+                    Location(env_file), "rename the directory: at most 63 letters, digits and "
                     "._- , starting with a letter, digit or _")]
 
 
