@@ -130,7 +130,7 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     found = resolve_blueprint(root, blueprint_name)
     if found is None:
         known = ", ".join(known_blueprints(root)) or "none"
-        raise InvalidInput([Problem(f"unknown blueprint '{blueprint_name}'",
+        raise InvalidInput([Problem(f"unknown blueprint {blueprint_name!r}",
                                     env_doc.locate(("blueprint",)), f"known blueprints: {known}")])
     blueprint_dir, origin = found
     source = Source(root, env_dir.name, env_dir, blueprint_dir, origin)

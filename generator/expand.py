@@ -7,12 +7,13 @@ across machines and renders; free IPs are taken from the network's range in orde
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from generator import model as m
-from generator.errors import InvalidInput, Problem
+from generator.errors import InvalidInput, Location, Problem
 from generator.loader import Document
 from generator.units import parse_size
 
@@ -55,7 +56,7 @@ def expand(doc: Document, env_name: str) -> m.Environment:
     hypervisors = {h["name"]: h for h in data["hypervisors"]}
     taken = {IPv4Address(n["ip"]) for node in data["nodes"] for n in node["nics"] if "ip" in n}
     allocator = _Allocator(data["networks"], taken)
-    nodes, problems = [], _mac_clashes(doc, env_name)
+    nodes, problems = [], _mac_clashes(doc, env_name) + _env_name_problems(doc, env_name)
     macs = _Macs(data, env_name)
     for index, raw in enumerate(data["nodes"]):
         node, missing = _node(raw, macs, cluster, hypervisors, allocator)
@@ -101,6 +102,20 @@ def _mac_clashes(doc: Document, env_name: str) -> list[Problem]:
                     f"({node['name']})", doc.locate(("nodes", k, "nics", n, "mac")),
                     "two NICs sharing a MAC cannot both get their DHCP lease; choose another"))
     return problems
+
+
+# The environment's directory name lands in comments and file headers of every config; it is
+# not in any file, so the schema never sees it (families/escape.py refuses it at render).
+_ENV_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}")
+
+
+def _env_name_problems(doc: Document, env_name: str) -> list[Problem]:
+    if _ENV_NAME.fullmatch(env_name):
+        return []
+    env_file = doc.files[-1] if doc.files else ""  # merged: the blueprint first, env.yaml last
+    return [Problem(f"the environment's directory name {env_name!r} is not a plain name",
+                    Location(env_file), "rename the directory: at most 63 letters, digits and "
+                    "._- , starting with a letter, digit or _")]
 
 
 class _Macs:

@@ -100,12 +100,20 @@ _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
                "integer": "an integer", "number": "a number", "boolean": "true or false"}
 
 
+def _pattern_fails(schema: dict[str, Any], value: Any) -> bool:
+    """A too-long value that also breaks its type's pattern gets the type's one message (the
+    pattern error says the same, and `dedupe` keeps one line)."""
+    pattern = schema.get("pattern")
+    return isinstance(pattern, str) and isinstance(value, str) and not re.search(pattern, value)
+
+
 def _describe(error: Any) -> tuple[FieldPath, str, str]:
     """(path, message, hint) for one jsonschema error."""
     path: FieldPath = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     kind, value = error.validator, error.instance
-    if "x-message" in schema and kind in ("pattern", "oneOf", "type", "anyOf", "maxLength"):
+    if "x-message" in schema and (kind in ("pattern", "oneOf", "type", "anyOf") or (
+            kind == "maxLength" and _pattern_fails(schema, value))):
         # Whatever stands where a secret reference belongs may be the secret itself: an
         # error (a CI log) must not repeat it.
         shown = "the value (not shown)" if schema.get("x-redact") else _short(value)
@@ -126,6 +134,8 @@ def _describe(error: Any) -> tuple[FieldPath, str, str]:
     if kind == "maxLength":
         return path, f"{_short(value)} is longer than {error.validator_value} characters", ""
     if kind == "minLength":
+        if error.validator_value == 1:
+            return path, "must not be empty", ""
         return path, f"{_short(value)} is shorter than {error.validator_value} characters", ""
     if kind in ("minItems", "maxItems"):
         word = "at least" if kind == "minItems" else "at most"

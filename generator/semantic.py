@@ -472,7 +472,9 @@ def check_haproxy_ports(c: Checker) -> None:
     path = ("services", "haproxy", "ingressNodePorts")
     lb = haproxy.get("ingressNodePorts")
     ingress = c.data.get("kubernetes", {}).get("ingress", {})
-    k8s = ingress.get("nodePorts") if ingress.get("enabled") else None
+    # expand's defaults for the one of the two NodePorts the environment leaves out
+    k8s = ({"http": 30080, "https": 30443, **ingress["nodePorts"]}
+           if ingress.get("enabled") and ingress.get("nodePorts") else None)
     if lb and lb["http"] == lb["https"]:
         c.error(path, f"http and https both go to NodePort {lb['http']}",
                 "give the https NodePort its own number")

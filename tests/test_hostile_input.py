@@ -206,3 +206,31 @@ def test_filler_refuses_a_secret_outside_its_files() -> None:
             check_places(path, content, allowed)
         assert failure.value.exit_code == 1 and path in str(failure.value)
 
+
+
+def test_the_compiled_validator_is_full_match_too() -> None:
+    """Large documents go through fastjsonschema first (schema._quickly_valid): it applies
+    the same translated patterns, so it never accepts a trailing newline either."""
+    from generator import schema
+    from generator.environment import load_documents
+
+    _, doc = load_documents(runner.CASES_FILE.parents[2] / "environments" / "lab")
+    schema._compiled()(doc.data)  # the clean lab passes
+    doc.data["nodes"][6]["name"] = "worker1\n"
+    with pytest.raises(Exception, match="must match pattern"):
+        schema._compiled()(doc.data)
+
+
+def test_an_odd_environment_directory_name_is_refused_at_validate(repo: Path) -> None:
+    """The directory name lands in every config's header; no file holds it, so the check
+    is on the name itself, at validate (the emitters would refuse it only at render)."""
+    odd = repo / "environments" / "la b;x"
+    (repo / "environments" / "lab").rename(odd)
+    for verb in ("validate", "render"):
+        proc = runner.run_gen(repo, verb, str(odd))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err
+        assert err.splitlines() == [
+            "environments/la b;x/env.yaml: the environment's directory name 'la b;x' is "
+            "not a plain name (rename the directory: at most 63 letters, digits and ._- , "
+            "starting with a letter, digit or _)"]
