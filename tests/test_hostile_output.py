@@ -60,9 +60,9 @@ CORPUS = load_corpus()
 # --- scratch repos and the permissive render --------------------------------------------
 
 
-def scratch(dest: Path, case: dict[str, Any], value: str) -> tuple[Path, str]:
+def scratch(dest: Path, case: dict[str, Any], value: str | int) -> tuple[Path, str]:
     """A copy of the repo inputs with the case's edits, `{value}` as a YAML double-quoted
-    (JSON) scalar, or the environment's directory renamed to the value."""
+    (JSON) scalar (or a number), or the environment's directory renamed to the value."""
     for name in ("environments", "blueprints"):
         shutil.copytree(ROOT / name, dest / name)
     env = case.get("env", "lab")
@@ -73,8 +73,8 @@ def scratch(dest: Path, case: dict[str, Any], value: str) -> tuple[Path, str]:
         text = text.replace(edit["replace"], edit["with"].replace("{value}", json.dumps(value)))
     env_file.write_text(text)
     if case.get("rename"):
-        (dest / "environments" / env).rename(dest / "environments" / value)
-        env = value
+        env = str(value)
+        (dest / "environments" / case.get("env", "lab")).rename(dest / "environments" / env)
     return dest / "environments" / env, env
 
 

@@ -87,6 +87,7 @@ def subnet_of(env: Environment, dhcp: DhcpService) -> Subnet:
 def dhcpd_conf(env: Environment, subnet: Subnet, dhcp: DhcpService) -> bytes:
     """dhcpd.conf: one subnet, the boot file by option 93, one host block per reservation."""
     uefi = " or ".join(f"option arch = 00:{a:02x}" for a in UEFI_ARCHES)
+    escape.number(dhcp.lease_time, LEASE_TIME, DHCPD)
     return lines(
         f"# Rendered by gen for environment {escape.comment(env.name, None, DHCPD)}: "
         f"DHCP on {subnet.cidr}.",
@@ -127,6 +128,7 @@ DHCPD = "dhcpd.conf"
 CLUSTER_DOMAIN = ("cluster", "baseDomain")
 BIOS_FILE = ("services", "dhcp", "bootFiles", "bios")
 UEFI_FILE = ("services", "dhcp", "bootFiles", "uefi")
+LEASE_TIME = ("services", "dhcp", "leaseTime")
 
 
 # --- Kea --------------------------------------------------------------------------------
@@ -174,6 +176,7 @@ def kea_config(subnet: Subnet, dhcp: DhcpService) -> dict[str, Any]:
 def dnsmasq_conf(env: Environment, subnet: Subnet, dhcp: DhcpService, shared: bool) -> bytes:
     """A conf-dir fragment; `shared` when the same dnsmasq serves DNS (dns.conf)."""
     net = subnet.cidr
+    escape.number(dhcp.lease_time, LEASE_TIME, escape.DNSMASQ)
     static = f"dhcp-range=set:gen,{net.network_address},static,{net.netmask},{dhcp.lease_time}"
     pool = (f"dhcp-range=set:gen,{dhcp.pool[0]},{dhcp.pool[1]},{net.netmask},{dhcp.lease_time}"
             if dhcp.pool else None)

@@ -343,6 +343,15 @@ def mac(value: str, field: Field, language: str) -> str:
     return value
 
 
+def number(value: object, field: Field, language: str) -> str:
+    """A count, a port or a time written bare: an int, never text that looks like one."""
+    if type(value) is not int:
+        path = field() if callable(field) else field
+        raise UnsafeValue(path, f"the value is not a whole number, so it cannot be written into "
+                          f"{language}", "write a number without quotes")
+    return str(value)
+
+
 CLUSTER_DOMAIN: FieldPath = ("cluster", "baseDomain")
 
 
