@@ -42,10 +42,61 @@ COMMANDS = {
     "diff": "generator.commands.diff:diff",
     "set": "generator.commands.edit:set_field",
     "node": "generator.commands.edit:node",
+    "init": "generator.commands.init:init",
     "new": "generator.commands.new:new",
     "plan": "generator.commands.reconcile:plan",
     "converge": "generator.commands.reconcile:converge",
+    "import": "generator.commands.importer:import_group",
 }
+
+
+# Shell completion (click's own: `eval "$(_GEN_COMPLETE=bash_source gen)"`, zsh_source,
+# fish_source). Verbs and choice values (--format, --ci, ...) complete by themselves; these
+# add environment names for every ENV argument and node names where a node is named.
+
+def complete_env(ctx: click.Context, param: click.Parameter,
+                 incomplete: str) -> list[click.shell_completion.CompletionItem]:
+    """`env/NAME` for every environments/NAME/env.yaml of the repo around the cwd."""
+    from pathlib import Path
+
+    from generator.environment import find_root
+
+    base = find_root(Path.cwd()) / "environments"
+    names = sorted(p.parent.name for p in base.glob("*/env.yaml")) if base.is_dir() else []
+    return [click.shell_completion.CompletionItem(f"env/{n}") for n in names
+            if f"env/{n}".startswith(incomplete) or n.startswith(incomplete)]
+
+
+def complete_node(ctx: click.Context, param: click.Parameter,
+                  incomplete: str) -> list[click.shell_completion.CompletionItem]:
+    """Node names of the environment given before, read straight from its env.yaml (fast,
+    and still useful when the file does not validate yet)."""
+    import yaml
+
+    from generator.environment import resolve_env_dir
+
+    try:
+        env_dir = resolve_env_dir(str(ctx.params.get("env") or ""))
+        data = yaml.safe_load((env_dir / "env.yaml").read_text(encoding="utf-8"))
+        nodes = [str(n["name"]) for n in data.get("nodes", []) if isinstance(n, dict)]
+    except Exception:  # noqa: BLE001 - completion must never print an error into the shell
+        return []
+    return [click.shell_completion.CompletionItem(n) for n in sorted(nodes)
+            if n.startswith(incomplete)]
+
+
+# Which arguments complete how: (command path, parameter name) -> completer.
+_COMPLETERS = {"env": complete_env, "node remove:name": complete_node}
+
+
+def _add_completion(command: click.Command, path: str = "") -> None:
+    for param in command.params:
+        completer = _COMPLETERS.get(f"{path}:{param.name}" if path else str(param.name))
+        if isinstance(param, click.Argument) and completer is not None:
+            param._custom_shell_complete = completer  # click's hook for shell_complete=
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            _add_completion(sub, f"{path} {name}".strip() if path else f"{command.name} {name}")
 
 
 class LazyGroup(click.Group):
@@ -59,6 +110,7 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":")
         module = importlib.import_module(module_name)
         command: click.Command = getattr(module, attr)
+        _add_completion(command)
         return command
 
 
@@ -78,6 +130,10 @@ def cli() -> None:
       gen converge env/lab        make them so (--prune and --allow-destroy to delete)
 
     \b
+    New repo: gen init DIR --ci github|gitlab|none, then gen new NAME --blueprint BLUEPRINT.
+    Shell completion: eval "$(_GEN_COMPLETE=bash_source gen)" (zsh_source, fish_source).
+
+    \b
     Exit codes: 0 ok, 1 bad input or failed check, 2 changes present (--detailed-exitcode),
     3 destructive change not approved, 4 lock stale, 64 usage error, 70 internal error.
     """
@@ -90,7 +146,7 @@ def _fail(lines: list[str], code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Entry point: run the CLI and map every failure to DESIGN.md's exit codes."""
+    """Entry point: run the CLI and map every failure to gen's exit codes (docs/design.md)."""
     try:
         code = cli.main(args=argv, prog_name="gen", standalone_mode=False)
         sys.exit(code or 0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from generator import model as m
+from generator.confine import NAME_FIX, is_inside, name_problem, relative_file_problem
 from generator.errors import InvalidInput, Location, Problem, UserError
 from generator.expand import expand
 from generator.loader import (
@@ -19,8 +21,13 @@ from generator.loader import (
     load_yaml,
     read_yaml_file,
 )
+from generator.resources import BUILTIN, builtin_blueprint, builtin_blueprint_names
 from generator.schema import schema_problems
 from generator.semantic import semantic_problems
+
+# `gen init` writes this file at a repo's root, so gen finds the root before the first
+# environment exists (an `environments/` folder marks it too).
+REPO_MARKER = ".gen-repo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +38,24 @@ class Source:
     name: str
     env_dir: Path
     blueprint_dir: Path
+    blueprint_origin: str = ""  # "blueprints/NAME" in the repo, or "built-in"
 
     def display(self, path: Path) -> str:
         try:
             return path.relative_to(self.root).as_posix()
         except ValueError:
+            pass
+        try:  # a built-in blueprint's files: the same name on every machine (the lock keeps it)
+            builtin = path.relative_to(builtin_blueprint_dir_of(self.blueprint_dir))
+            return f"<{BUILTIN}>/{self.blueprint_dir.name}/{builtin.as_posix()}".rstrip("/.")
+        except ValueError:
             return str(path)
+
+
+def builtin_blueprint_dir_of(blueprint_dir: Path) -> Path:
+    """`blueprint_dir` itself when it is a built-in blueprint, else a path nothing is under."""
+    builtin = builtin_blueprint(blueprint_dir.name)
+    return builtin if builtin is not None and builtin == blueprint_dir else Path("/\0none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +67,29 @@ class Loaded:
     locate: Callable[[FieldPath], Location] | None = None
 
 
-def find_root(start: Path) -> Path:
-    """The nearest directory at or above `start` that holds `environments/` or `blueprints/`."""
+def find_repo(start: Path) -> Path | None:
+    """The nearest directory at or above `start` that holds `environments/` or the marker
+    `gen init` writes; None outside any gen repo."""
+    start = Path(os.path.abspath(start))  # noqa: PTH100 - lexical: symlinks are checked later
     for candidate in (start, *start.parents):
-        if (candidate / "environments").is_dir() or (candidate / "blueprints").is_dir():
+        if (candidate / "environments").is_dir() or (candidate / REPO_MARKER).is_file():
             return candidate
-    return start
+    return None
+
+
+def find_root(start: Path) -> Path:
+    """The repo root above `start`, or `start` itself outside any repo."""
+    return find_repo(start) or Path(os.path.abspath(start))  # noqa: PTH100 - as above
+
+
+def _refuse_escape(path: Path, root: Path, what: str) -> None:
+    """A folder of the repo reached through a symlink that leaves the repo would make gen read
+    (and write beside) another tree than the one under review."""
+    if not is_inside(path, root):
+        raise UserError(f"{what} leads outside the repository through a symlink "
+                        f"(to {os.path.realpath(path)})",
+                        "gen reads environments and blueprints only from inside the repo: "
+                        "copy the folder in instead of linking it")
 
 
 def resolve_env_dir(ref: str, cwd: Path | None = None) -> Path:
@@ -61,11 +97,17 @@ def resolve_env_dir(ref: str, cwd: Path | None = None) -> Path:
     cwd = cwd or Path.cwd()
     plain = Path(ref).expanduser()
     if (cwd / plain / ENV_FILE).is_file() or (plain.is_absolute() and (plain / ENV_FILE).is_file()):
-        return (cwd / plain).resolve()
+        env_dir = Path(os.path.abspath(cwd / plain))  # noqa: PTH100 - see the symlink first
+        _refuse_escape(env_dir, find_root(env_dir.parent), ref)
+        return env_dir.resolve()
     name = ref[4:] if ref.startswith("env/") else ref
+    problem = name_problem(name)
+    if problem:
+        raise UserError(f"environment {problem}", NAME_FIX)
     root = find_root(cwd)
     candidate = root / "environments" / name
     if (candidate / ENV_FILE).is_file():
+        _refuse_escape(candidate, root, f"environments/{name}")
         return candidate.resolve()
     known = sorted(p.name for p in (root / "environments").glob("*") if (p / ENV_FILE).is_file())
     hint = f"known environments: {', '.join(known)}" if known else "create it with `gen new`"
@@ -85,16 +127,15 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     if not isinstance(blueprint_name, str) or not blueprint_name:
         raise InvalidInput([Problem("missing required key 'blueprint'", env_doc.locate(()),
                                     "name a folder of blueprints/, e.g. blueprint: openshift-upi")])
-    blueprint_dir = root / "blueprints" / blueprint_name
-    source = Source(root, env_dir.name, env_dir, blueprint_dir)
-    if not (blueprint_dir / BLUEPRINT_FILE).is_file() or "/" in blueprint_name:
-        known = sorted(p.name for p in (root / "blueprints").glob("*")
-                       if (p / BLUEPRINT_FILE).is_file())
+    found = resolve_blueprint(root, blueprint_name)
+    if found is None:
+        known = ", ".join(known_blueprints(root)) or "none"
         raise InvalidInput([Problem(f"unknown blueprint '{blueprint_name}'",
-                                    env_doc.locate(("blueprint",)),
-                                    f"known blueprints: {', '.join(known) or 'none'}")])
+                                    env_doc.locate(("blueprint",)), f"known blueprints: {known}")])
+    blueprint_dir, origin = found
+    source = Source(root, env_dir.name, env_dir, blueprint_dir, origin)
     blueprint = read_yaml_file(blueprint_dir / BLUEPRINT_FILE,
-                               display(blueprint_dir / BLUEPRINT_FILE))
+                               source.display(blueprint_dir / BLUEPRINT_FILE))
     _expect_kind(blueprint, "Blueprint")
     problems = schema_problems(blueprint)
     if problems:
@@ -105,6 +146,43 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     merged = deep_merge(defaults, env_doc)
     apply_role_defaults(merged)
     return source, merged
+
+
+def resolve_blueprint(root: Path, name: str) -> tuple[Path, str] | None:
+    """(folder, origin) of blueprint `name`: the repo's blueprints/NAME overrides the
+    built-in one of the same name; None when neither exists."""
+    if name_problem(name):
+        return None
+    mine = root / "blueprints" / name
+    if (mine / BLUEPRINT_FILE).is_file():
+        _refuse_escape(mine, root, f"blueprints/{name}")
+        return mine, f"blueprints/{name}"
+    builtin = builtin_blueprint(name)
+    if builtin is not None:
+        return builtin, BUILTIN
+    return None
+
+
+def known_blueprints(root: Path) -> list[str]:
+    """Every blueprint name an environment in this repo can use."""
+    mine = {p.name for p in (root / "blueprints").glob("*") if (p / BLUEPRINT_FILE).is_file()}
+    return sorted(mine | set(builtin_blueprint_names()))
+
+
+def _stream_file_problems(doc: Document) -> list[Problem]:
+    """`stream: {file: ...}` names a file beside env.yaml or blueprint.yaml, nowhere else."""
+    artifacts = doc.data.get("artifacts") if isinstance(doc.data, dict) else None
+    os_artifacts = artifacts.get("os") if isinstance(artifacts, dict) else None
+    problems = []
+    for name, raw in (os_artifacts or {}).items():
+        stream = raw.get("stream") if isinstance(raw, dict) else None
+        file = stream.get("file") if isinstance(stream, dict) else None
+        problem = relative_file_problem(file) if isinstance(file, str) else None
+        if problem:
+            problems.append(Problem(problem, doc.locate(("artifacts", "os", name, "stream",
+                                                         "file")),
+                                    "ship the file beside env.yaml and name it relative to it"))
+    return problems
 
 
 def _expect_kind(doc: Document, kind: str) -> None:
@@ -122,11 +200,16 @@ def load_environment(ref: str, cwd: Path | None = None, env_text: str | None = N
 
     `env_text` validates a candidate env.yaml (an edit not yet written) in place of the file.
     """
-    env_dir = resolve_env_dir(ref, cwd)
+    return load_environment_dir(resolve_env_dir(ref, cwd), env_text)
+
+
+def load_environment_dir(env_dir: Path, env_text: str | None = None) -> Loaded:
+    """load_environment for a known folder, which need not exist yet when `env_text` is
+    given (`gen new` checks an environment before it moves it into place)."""
     source, doc = load_documents(env_dir, env_text)
     problems = schema_problems(doc)
     if not problems:
-        problems = semantic_problems(doc)
+        problems = semantic_problems(doc) + _stream_file_problems(doc)
     errors = [p for p in problems if not p.warning]
     if errors:
         raise InvalidInput(problems)

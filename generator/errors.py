@@ -1,6 +1,6 @@
 """One error root for gen; the CLI adapts these to exit codes in one place.
 
-Exit codes (DESIGN.md): 0 ok, 1 user error, 2 changes present (--detailed-exitcode),
+Exit codes (docs/design.md): 0 ok, 1 user error, 2 changes present (--detailed-exitcode),
 3 destructive change not approved, 4 lock stale or mismatched, 64 usage, 70 internal.
 """
 

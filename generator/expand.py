@@ -55,9 +55,10 @@ def expand(doc: Document, env_name: str) -> m.Environment:
     hypervisors = {h["name"]: h for h in data["hypervisors"]}
     taken = {IPv4Address(n["ip"]) for node in data["nodes"] for n in node["nics"] if "ip" in n}
     allocator = _Allocator(data["networks"], taken)
-    nodes, problems = [], []
+    nodes, problems = [], _mac_clashes(doc, env_name)
+    macs = _Macs(data, env_name)
     for index, raw in enumerate(data["nodes"]):
-        node, missing = _node(raw, env_name, cluster, hypervisors, allocator)
+        node, missing = _node(raw, macs, cluster, hypervisors, allocator)
         nodes.append(node)
         problems += [Problem(f"network '{net}' has no free address left in its range",
                              doc.locate(("nodes", index, "nics", j)),
@@ -80,6 +81,44 @@ def expand(doc: Document, env_name: str) -> m.Environment:
         secrets=tuple(_secret(k, v) for k, v in sorted(data.get("secrets", {}).items())),
         openstack=_openstack(data["openstack"]) if "openstack" in data else None,
     )
+
+
+def _mac_clashes(doc: Document, env_name: str) -> list[Problem]:
+    """An explicit MAC equal to another NIC's derived one would give both nodes one DHCP
+    reservation and one PXE file (the semantic checks compare explicit MACs only: derived
+    ones depend on the environment's name, known here)."""
+    nodes = doc.data["nodes"]
+    explicit = {nic["mac"].lower(): (i, j) for i, node in enumerate(nodes)
+                for j, nic in enumerate(node["nics"]) if "mac" in nic}
+    problems = []
+    for i, node in enumerate(nodes):
+        for j, nic in enumerate(node["nics"]):
+            mac = derived_mac(env_name, node["name"], j)
+            if "mac" not in nic and mac in explicit:
+                k, n = explicit[mac]
+                problems.append(Problem(
+                    f"MAC address '{mac}' is the derived MAC of nodes[{i}].nics[{j}] "
+                    f"({node['name']})", doc.locate(("nodes", k, "nics", n, "mac")),
+                    "two NICs sharing a MAC cannot both get their DHCP lease; choose another"))
+    return problems
+
+
+class _Macs:
+    """Derived MACs, each distinct from every other MAC of the environment: 24 hashed bits
+    collide among a few thousand NICs, so a taken one is derived again with a counter."""
+
+    def __init__(self, data: dict[str, Any], env_name: str) -> None:
+        self.env_name = env_name
+        self.used = {nic["mac"].lower() for node in data["nodes"] for nic in node["nics"]
+                     if "mac" in nic}
+
+    def derive(self, node: str, index: int) -> str:
+        mac, attempt = derived_mac(self.env_name, node, index), 0
+        while mac in self.used:
+            attempt += 1
+            mac = derived_mac(self.env_name, f"{node}#{attempt}", index)
+        self.used.add(mac)
+        return mac
 
 
 def _openstack(raw: dict[str, Any]) -> m.OpenStack:
@@ -116,7 +155,7 @@ def _cluster(raw: dict[str, Any], secrets: dict[str, Any]) -> m.Cluster:
     )
 
 
-def _node(raw: dict[str, Any], env_name: str, cluster: m.Cluster,
+def _node(raw: dict[str, Any], macs: _Macs, cluster: m.Cluster,
           hypervisors: dict[str, Any], allocator: _Allocator,
           ) -> tuple[m.Node, list[tuple[int, str]]]:
     hv = hypervisors.get(raw.get("hypervisor", ""), {})
@@ -128,7 +167,7 @@ def _node(raw: dict[str, Any], env_name: str, cluster: m.Cluster,
             missing.append((j, nic["network"]))
             ip = IPv4Address(0)
         nics.append(m.Nic(network=nic["network"],
-                          mac=nic.get("mac", derived_mac(env_name, raw["name"], j)).lower(),
+                          mac=nic["mac"].lower() if "mac" in nic else macs.derive(raw["name"], j),
                           ip=ip, interface=nic.get("interface", DEFAULT_INTERFACE)))
     disks = tuple(m.Disk(name=d["name"], size_bytes=parse_size(d["size"]),
                          pool=d.get("pool", pool), format=d.get("format", "qcow2"),

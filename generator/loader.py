@@ -7,7 +7,9 @@ table from field path to (file, line, column), so every later error can name its
 from __future__ import annotations
 
 import copy
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 import yaml
 from yaml.error import MarkedYAMLError
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import ScalarNode
 
 from generator.errors import InvalidInput, Location, Problem, UserError
 
@@ -114,61 +116,206 @@ def _core_scalar(text: str) -> Any:
     return text
 
 
+# Bounds on what one file may cost, whoever wrote it (docs/threat-model.md). The largest
+# benchmark environment (5,000 nodes) is ~0.5 MB and ~90,000 values and nests 7 levels.
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 1_000_000
+# Values copied by aliases, all aliases of a file together: an alias bomb (each level nine
+# aliases of the one before) stops here, before the copy that would pass it.
+MAX_ALIASED = 100_000
+
+
+class _Frame:
+    """An open mapping or sequence while composing: where it lives and what comes next."""
+
+    __slots__ = ("container", "path", "anchor", "start", "key", "key_mark", "discard")
+
+    def __init__(self, container: Any, path: FieldPath, anchor: str | None, start: int,
+                 discard: bool = False) -> None:
+        self.container = container
+        self.path = path
+        self.anchor = anchor
+        self.start = start  # index of this node's first entry in _Composer.entries
+        self.key: str | None = None  # a mapping's key waiting for its value
+        self.key_mark: Any = None
+        self.discard = discard  # a complex (non-scalar) mapping key: composed, then dropped
+
+
+class _TooBig(Exception):
+    def __init__(self, mark: Any, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.mark, self.message, self.hint = mark, message, hint
+
+
 class _Composer:
-    """Turns YAML nodes into plain data, recording (line, column) per path."""
+    """Turns libyaml's parse events into plain data, recording (line, column) per path.
+
+    Composing from events (not from libyaml's node graph) keeps every bound checked before
+    the work it bounds: nesting deeper than MAX_DEPTH stops at the first level too deep
+    (libyaml's own composer recurses in C and overflows the stack on 100,000 `[`), and an
+    alias is refused before it is copied when the copy would pass MAX_VALUES.
+    """
 
     def __init__(self, display_name: str) -> None:
         self.display_name = display_name
-        self.positions: dict[FieldPath, tuple[str, int, int]] = {}
+        self.entries: list[tuple[FieldPath, tuple[str, int, int]]] = []
         self.problems: list[Problem] = []
+        # anchor -> (value, path, first entry, end entry); None while it is being composed
+        self.anchors: dict[str, tuple[Any, FieldPath, int, int] | None] = {}
+        self.stack: list[_Frame] = []
+        self.root: Any = None
+        self.aliased = 0
 
-    def build(self, node: Node, path: FieldPath) -> Any:
-        self.positions[path] = (self.display_name, node.start_mark.line + 1,
-                                node.start_mark.column + 1)
-        if isinstance(node, MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, SequenceNode):
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
-        assert isinstance(node, ScalarNode)
-        return self._scalar(node)
+    @property
+    def positions(self) -> dict[FieldPath, tuple[str, int, int]]:
+        return dict(self.entries)
 
-    def _mapping(self, node: MappingNode, path: FieldPath) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = str(self._scalar(key_node)) if isinstance(key_node, ScalarNode) else "?"
-            if key in result:
-                self._problem(key_node, path + (key,), f"duplicate key {key!r}",
+    def compose(self, reader: Any) -> tuple[bool, Any]:
+        """(found a document, its data) for the single document in `reader`'s stream."""
+        documents = 0
+        while reader.check_event():
+            event = reader.get_event()
+            kind = type(event).__name__
+            if kind == "DocumentStartEvent":
+                documents += 1
+                if documents > 1:
+                    raise _TooBig(event.start_mark, "expected a single document in the stream",
+                                  "keep one document: remove the '---' line")
+            elif kind in ("ScalarEvent", "AliasEvent", "SequenceStartEvent",
+                          "MappingStartEvent"):
+                self._node(event, kind)
+            elif kind in ("SequenceEndEvent", "MappingEndEvent"):
+                self._close()
+        return documents > 0, self.root
+
+    def _node(self, event: Any, kind: str) -> Any:
+        path, parent = self._slot(event)
+        if len(self.stack) >= MAX_DEPTH:
+            raise _TooBig(event.start_mark, f"YAML nesting deeper than {MAX_DEPTH} levels",
+                          "flatten the document")
+        if kind == "AliasEvent":
+            return self._alias(event, path, parent)
+        if len(self.entries) >= MAX_VALUES:
+            raise _TooBig(event.start_mark, f"more than {MAX_VALUES} values in one file",
+                          "split the environment")
+        mark = event.start_mark
+        self.entries.append((path, (self.display_name, mark.line + 1, mark.column + 1)))
+        if kind == "ScalarEvent":
+            value = _event_scalar(event)
+            if event.anchor is not None:
+                self.anchors[event.anchor] = (value, path, len(self.entries) - 1,
+                                              len(self.entries))
+            self._attach(parent, path, value, event)
+            return value
+        container: Any = {} if kind == "MappingStartEvent" else []
+        discard = parent is not None and parent.container.__class__ is dict and \
+            parent.key is None and not parent.discard
+        if not discard:
+            self._attach(parent, path, container, event)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = None
+        self.stack.append(_Frame(container, path, event.anchor, len(self.entries) - 1,
+                                 discard or bool(parent and parent.discard)))
+        return container
+
+    def _slot(self, event: Any) -> tuple[FieldPath, _Frame | None]:
+        if not self.stack:
+            return (), None
+        top = self.stack[-1]
+        if isinstance(top.container, list):
+            return top.path + (len(top.container),), top
+        if top.key is None:
+            return top.path + ("?",), top  # this node is a key
+        return top.path + (top.key,), top
+
+    def _attach(self, parent: _Frame | None, path: FieldPath, value: Any, event: Any) -> None:
+        if parent is None:
+            self.root = value
+            return
+        if parent.discard:
+            return
+        if isinstance(parent.container, list):
+            parent.container.append(value)
+        elif parent.key is None:
+            # A key: plain text of a scalar, "?" for anything else (the schema reports it).
+            key = str(value) if not isinstance(value, (dict, list)) else "?"
+            if key in parent.container:
+                self._problem(event.start_mark, parent.path + (key,), f"duplicate key {key!r}",
                               "keep one of the two entries")
-            result[key] = self.build(value_node, path + (key,))
-        return result
+                # the earlier value's positions are overwritten by the later value's
+            parent.key, parent.key_mark = key, event.start_mark
+        else:
+            parent.container[parent.key] = value
+            parent.key = None
 
-    def _scalar(self, node: ScalarNode) -> Any:
-        if node.tag == _PLAIN:
-            return _core_scalar(node.value)
-        # Quoted scalars and explicit tags (dates, binary, ...) stay as the text written,
-        # except the core types asked for by name (`!!int "3"`).
-        if node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-                        "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
-            value = _core_scalar(node.value)
-            return value if not isinstance(value, str) else node.value
-        return node.value
+    def _close(self) -> None:
+        frame = self.stack.pop()
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = (frame.container, frame.path, frame.start,
+                                          len(self.entries))
+        if frame.discard and self.stack and not self.stack[-1].discard:
+            # A complex key finished: it counts as the key "?" of its mapping.
+            parent = self.stack[-1]
+            parent.key, parent.key_mark = "?", None
 
-    def _problem(self, node: Node, path: FieldPath, message: str, hint: str) -> None:
-        location = Location(self.display_name, node.start_mark.line + 1,
-                            node.start_mark.column + 1, format_path(path))
+    def _alias(self, event: Any, path: FieldPath, parent: _Frame | None) -> Any:
+        name = event.anchor
+        if name not in self.anchors:
+            raise _TooBig(event.start_mark, f"found undefined alias {name!r}",
+                          "define the anchor (&name) before using it")
+        anchored = self.anchors[name]
+        if anchored is None:
+            raise _TooBig(event.start_mark, f"alias *{name} refers to its own anchor",
+                          "a value cannot contain itself")
+        value, anchor_path, first, end = anchored
+        self.aliased += end - first
+        if self.aliased > MAX_ALIASED or len(self.entries) + (end - first) > MAX_VALUES:
+            raise _TooBig(event.start_mark, f"aliases would expand to more than {MAX_ALIASED} "
+                          "values", "write the values out instead of nesting aliases")
+        cut = len(anchor_path)
+        self.entries.extend((path + sub[cut:], pos) for sub, pos in self.entries[first:end])
+        copied = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+        self._attach(parent, path, copied, event)
+        return copied
+
+    def _problem(self, mark: Any, path: FieldPath, message: str, hint: str) -> None:
+        location = Location(self.display_name, mark.line + 1, mark.column + 1,
+                            format_path(path))
         self.problems.append(Problem(message, location, hint))
+
+
+_CORE_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+              "tag:yaml.org,2002:null")
+
+
+def _event_scalar(event: Any) -> Any:
+    """A scalar typed as YAML 1.2's core schema types plain scalars; quoted scalars and
+    explicit tags (dates, binary, ...) stay as the text written, except the core types
+    asked for by name (`!!int "3"`)."""
+    if event.tag is None or event.tag == "!":
+        return _core_scalar(event.value) if event.implicit[0] else event.value
+    if event.tag in _CORE_TAGS:
+        value = _core_scalar(event.value)
+        return value if not isinstance(value, str) else event.value
+    return event.value
 
 
 def load_yaml(text: str, display_name: str) -> Document:
     """Parse one YAML document; syntax errors become a one-line `InvalidInput`."""
     composer = _Composer(display_name)
     line = column = 0
+    hint = "fix the YAML syntax at that position"
+    found, data = False, None
     try:
         reader = _Reader(text)
         try:
-            node = reader.get_single_node()
+            found, data = composer.compose(reader)
         finally:
             reader.dispose()
+    except _TooBig as exc:
+        line, column = exc.mark.line + 1, exc.mark.column + 1
+        problem, hint = exc.message, exc.hint
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -181,24 +328,60 @@ def load_yaml(text: str, display_name: str) -> Document:
         problem = ""
     if problem:
         raise InvalidInput([Problem(f"YAML syntax error: {problem}",
-                                    Location(display_name, line, column),
-                                    "fix the YAML syntax at that position")]) from None
-    if node is None:
+                                    Location(display_name, line, column), hint)]) from None
+    if not found or not composer.entries:
         return Document({}, {(): (display_name, 1, 1)}, (display_name,))
-    data = composer.build(node, ())
     if composer.problems:
         raise InvalidInput(composer.problems)
     return Document(data, composer.positions, (display_name,))
 
 
-def read_yaml_file(path: Path, display_name: str) -> Document:
+def read_regular_file(path: Path, display_name: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, read without hanging or
+    exhausting memory: a FIFO, a device (/dev/zero), a directory or an oversized file is
+    refused before its content is read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise UserError(f"{display_name}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{display_name}: cannot read: {exc}") from None
-    return load_yaml(text, display_name)
+    except OSError as exc:
+        raise UserError(f"{display_name}: cannot read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{display_name}: cannot read: not a regular file",
+                            "name a plain file, not a directory, device or pipe")
+        if info.st_size > limit:
+            raise UserError(f"{display_name}: cannot read: larger than {limit} bytes",
+                            "split it or shrink it")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            content = handle.read(limit + 1)
+    except OSError as exc:
+        raise UserError(f"{display_name}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(content) > limit:  # it grew while we read it
+        raise UserError(f"{display_name}: cannot read: larger than {limit} bytes",
+                        "split it or shrink it")
+    return content
+
+
+def decode_utf8(content: bytes, display_name: str) -> str:
+    """UTF-8 text, or a one-line error naming the line and column of the first bad byte."""
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = content.rfind(b"\n", 0, exc.start) + 1
+        line = content.count(b"\n", 0, exc.start) + 1
+        column = len(content[line_start:exc.start].decode("utf-8", errors="replace")) + 1
+        raise UserError(f"{display_name}:{line}:{column}: cannot read: byte "
+                        f"0x{content[exc.start]:02x} is not UTF-8",
+                        "save the file as UTF-8") from None
+
+
+def read_yaml_file(path: Path, display_name: str) -> Document:
+    return load_yaml(decode_utf8(read_regular_file(path, display_name), display_name),
+                     display_name)
 
 
 def _walk(data: Any, path: FieldPath) -> Iterator[FieldPath]:

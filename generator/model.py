@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-CONTROL_PLANE_ROLES = ("bootstrap", "master")
 BOOT_ORDER = ("bootstrap", "master", "worker")
 
 

@@ -1,13 +1,15 @@
 """`gen new`: scaffold an environment from a blueprint's cookiecutter template.
 
-cookiecutter asks the questions (or reads --answers / uses defaults); gen checks the answers
-and lays out the nodes (names, roles, addresses) before anything is written; cookiecutter
-renders the files into a scratch directory; the result is validated as a whole and only then
-moved into environments/<name>.
+gen asks the template's questions itself (or reads --answers / takes the defaults), checks
+every answer against schemas/answers.schema.json and lays out the nodes (names, roles,
+addresses) before anything is written. Answers are plain values: cookiecutter only inserts
+them into the template, never evaluates them as templates, and runs no hooks. The result is
+validated as a whole and only then moved into environments/<name>.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -15,7 +17,11 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+from generator.confine import NAME_FIX, name_problem
 from generator.errors import UserError
+from generator.resources import schema_file
+
+TEMPLATE_CONTEXT = "cookiecutter.json"
 
 # Per shape: the fixed nodes that come before masters and workers, as (name, role).
 LEADING_NODES = {
@@ -26,12 +32,115 @@ LEADING_NODES = {
 
 
 def template_dir(root: Path, blueprint: str) -> Path:
-    path = root / "blueprints" / blueprint / "template"
-    if not (path / "cookiecutter.json").is_file():
-        known = sorted(p.parent.name for p in (root / "blueprints").glob("*/template"))
-        raise UserError(f"blueprint '{blueprint}' has no scaffolding template",
-                        f"blueprints with one: {', '.join(known) or 'none'}")
+    """The template of the repo's blueprints/BLUEPRINT, else of the built-in one."""
+    from generator.environment import known_blueprints, resolve_blueprint
+
+    found = resolve_blueprint(root, blueprint)
+    if found is None:
+        raise UserError(f"unknown blueprint '{blueprint}'",
+                        f"known blueprints: {', '.join(known_blueprints(root)) or 'none'}")
+    path = found[0] / "template"
+    if not (path / TEMPLATE_CONTEXT).is_file():
+        with_one = [name for name in known_blueprints(root)
+                    if (found_other := resolve_blueprint(root, name)) is not None
+                    and (found_other[0] / "template" / TEMPLATE_CONTEXT).is_file()]
+        raise UserError(f"blueprint '{blueprint}' ({found[1]}) has no scaffolding template",
+                        f"blueprints with one: {', '.join(with_one) or 'none'}")
     return path
+
+
+def questions(template: Path) -> dict[str, Any]:
+    """The template's questions and their defaults, in its order (keys with '_' are
+    cookiecutter's own settings, not questions)."""
+    try:
+        data = json.loads((template / TEMPLATE_CONTEXT).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{template / TEMPLATE_CONTEXT}: cannot read: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{template / TEMPLATE_CONTEXT}: must be a JSON object")
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def prompts(template: Path) -> dict[str, str]:
+    data = json.loads((template / TEMPLATE_CONTEXT).read_text(encoding="utf-8"))
+    found = data.get("__prompts__", {})
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+@functools.cache
+def _answers_validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(schema_file("answers.schema.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def answer_problems(values: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """One line per bad answer: unknown question, control character, or what the schema
+    refuses (with its hint)."""
+    problems = []
+    for key in values:
+        if key not in asked:
+            problems.append(f"answer {key}: not a question of this template "
+                            f"(known: {', '.join(sorted(k for k in asked if k != 'env_name'))})")
+    validator = _answers_validator()
+    properties = validator.schema["properties"]
+    for key, value in values.items():
+        if key not in asked:
+            continue
+        if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            problems.append(f"answer {key}: {value!r} contains a control character "
+                            "(write it on one line)")
+            continue
+        rule = properties.get(key)
+        if rule is None:
+            problems.append(f"answer {key}: gen has no rule for this question "
+                            "(add it to schemas/answers.schema.json)")
+        elif not validator.evolve(schema={**rule, "$schema": validator.schema["$schema"]}
+                                  ).is_valid(value):
+            message = rule.get("x-message", "is not allowed here")
+            problems.append(f"answer {key}: {value!r} {message} ({rule.get('x-hint', '')})")
+    return problems
+
+
+def collect_answers(template: Path, env_name: str, answers: dict[str, Any] | None,
+                    no_input: bool) -> dict[str, Any]:
+    """Defaults, overlaid by --answers, or asked one by one; every value checked."""
+    asked = questions(template)
+    values: dict[str, Any] = {k: (v[0] if isinstance(v, list) and v else v)
+                              for k, v in asked.items()}
+    if answers is not None:
+        problems = answer_problems(answers, asked)
+        if problems:
+            raise UserError("\n".join(problems))
+        values.update(answers)
+    elif not no_input:
+        values.update(_ask(template, asked, values))
+    values["env_name"] = env_name
+    problems = answer_problems(values, asked)
+    if problems:
+        raise UserError("\n".join(problems))
+    return values
+
+
+def _ask(template: Path, asked: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Prompt at the terminal; typed answers keep the default's type (whole numbers)."""
+    import click
+
+    labels = prompts(template)
+    given: dict[str, Any] = {}
+    for key, default in asked.items():
+        if key == "env_name":
+            continue
+        label = labels.get(key, key)
+        if isinstance(default, list):
+            given[key] = click.prompt(label, type=click.Choice([str(c) for c in default]),
+                                      default=str(default[0]))
+        else:
+            kind = int if isinstance(defaults[key], int) else str
+            given[key] = click.prompt(label, type=kind, default=defaults[key],
+                                      show_default=True)
+    return given
 
 
 def read_answers(path: Path) -> dict[str, Any]:
@@ -99,42 +208,38 @@ def _vip(values: dict[str, Any], nodes: list[dict[str, str]]) -> str:
 def scaffold(root: Path, env_name: str, blueprint: str, answers: dict[str, Any] | None,
              no_input: bool) -> Path:
     """Create environments/<env_name>; nothing is left behind if any step fails."""
-    from cookiecutter.generate import generate_context, generate_files
-    from cookiecutter.prompt import prompt_for_config
-
+    problem = name_problem(env_name)
+    if problem:
+        raise UserError(f"environment {problem}", NAME_FIX)
     target = root / "environments" / env_name
-    if target.exists():
+    if target.exists() or target.is_symlink():
         raise UserError(f"environments/{env_name} already exists", "pick another name")
     template = template_dir(root, blueprint)
-    extra = {**(answers or {}), "env_name": env_name}
-    context = generate_context(context_file=str(template / "cookiecutter.json"),
-                               extra_context=extra)
-    values = prompt_for_config(context, no_input=no_input or answers is not None)
-    values["env_name"] = env_name
+    values = collect_answers(template, env_name, answers, no_input)
     nodes, gateway = plan_nodes(blueprint, values)
-    context["cookiecutter"] = {**values, "_nodes": nodes, "_gateway": gateway,
-                               "_vip": _vip(values, nodes)}
-    return _generate_and_move(root, template, context, env_name, generate_files)
+    context = {"cookiecutter": {**values, "_nodes": nodes, "_gateway": gateway,
+                                "_vip": _vip(values, nodes)}}
+    return _generate_and_move(root, template, context, env_name)
 
 
-def _generate_and_move(root: Path, template: Path, context: dict[str, Any], env_name: str,
-                       generate_files: Any) -> Path:
-    from generator.environment import load_environment
+def _generate_and_move(root: Path, template: Path, context: dict[str, Any],
+                       env_name: str) -> Path:
+    from cookiecutter.generate import generate_files
+
+    from generator.environment import load_environment_dir
+    from generator.loader import ENV_FILE
 
     (root / "environments").mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".gen-new-", dir=root))
     try:
-        (scratch / "environments").mkdir()
-        (scratch / "blueprints").symlink_to(root / "blueprints")
-        generate_files(repo_dir=str(template), context=context,
-                       output_dir=str(scratch / "environments"))
-        load_environment(str(scratch / "environments" / env_name))
+        # No hooks: a template's pre/post-generate scripts would be code from the repo.
+        generate_files(repo_dir=str(template), context=context, output_dir=str(scratch),
+                       accept_hooks=False)
+        made = scratch / env_name
         target = root / "environments" / env_name
-        (scratch / "environments" / env_name).rename(target)
+        load_environment_dir(target, (made / ENV_FILE).read_text(encoding="utf-8"))
+        made.rename(target)
         return target
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-
-def answers_json(values: dict[str, Any]) -> str:
-    return json.dumps(values, indent=2, sort_keys=True)

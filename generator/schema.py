@@ -5,20 +5,44 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-from pathlib import Path
+import re
 from typing import Any
 
 from generator.errors import Problem
 from generator.loader import Document, FieldPath
+from generator.resources import schema_file
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "blueprint.schema.json"
+SCHEMA_FILE = schema_file("blueprint.schema.json")
 
 
 @functools.cache
 def load_schema() -> dict[str, Any]:
+    """The schema as both validators apply it: every pattern a full match (see below)."""
     with SCHEMA_FILE.open(encoding="utf-8") as handle:
-        schema: dict[str, Any] = json.load(handle)
+        schema: dict[str, Any] = _full_match(json.load(handle))
     return schema
+
+
+# The schema's patterns are ECMA regexes, where `$` (without the m flag) is the end of the
+# input. Python's `re` (jsonschema and fastjsonschema both use `re.search`) also lets `$`
+# match before a final newline, so `name: "worker1\n"` would pass `^[a-z0-9-]+$` and land
+# in file names and configs. Translating each unescaped `$` to `\Z` gives the ECMA meaning
+# in Python while the file stays a standard schema editors understand; no pattern uses `$`
+# inside a character class. tests/test_hostile_input.py proves the translation per pattern.
+_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+def full_match_pattern(pattern: str) -> str:
+    return _DOLLAR.sub(r"\\Z", pattern)
+
+
+def _full_match(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: full_match_pattern(v) if k == "pattern" and isinstance(v, str)
+                else _full_match(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_full_match(v) for v in node]
+    return node
 
 
 @functools.cache
@@ -81,7 +105,7 @@ def _describe(error: Any) -> tuple[FieldPath, str, str]:
     path: FieldPath = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     kind, value = error.validator, error.instance
-    if "x-message" in schema and kind in ("pattern", "oneOf", "type", "anyOf"):
+    if "x-message" in schema and kind in ("pattern", "oneOf", "type", "anyOf", "maxLength"):
         # Whatever stands where a secret reference belongs may be the secret itself: an
         # error (a CI log) must not repeat it.
         shown = "the value (not shown)" if schema.get("x-redact") else _short(value)
@@ -99,6 +123,10 @@ def _describe(error: Any) -> tuple[FieldPath, str, str]:
     if kind in ("minimum", "maximum"):
         word = "at least" if kind == "minimum" else "at most"
         return path, f"{_short(value)} must be {word} {error.validator_value}", ""
+    if kind == "maxLength":
+        return path, f"{_short(value)} is longer than {error.validator_value} characters", ""
+    if kind == "minLength":
+        return path, f"{_short(value)} is shorter than {error.validator_value} characters", ""
     if kind in ("minItems", "maxItems"):
         word = "at least" if kind == "minItems" else "at most"
         return path, f"needs {word} {error.validator_value} item(s)", ""

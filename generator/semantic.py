@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, ip_network
 from typing import Any
 
 from generator.errors import Problem
@@ -87,6 +87,9 @@ def check_unicast_macs(c: Checker) -> None:
         if "mac" in nic and int(nic["mac"][:2], 16) & 1:
             c.error(path + ("mac",), f"'{nic['mac']}' is a multicast MAC address",
                     "the first octet must be even, e.g. 52:54:00:...")
+        elif "mac" in nic and int(nic["mac"].replace(":", ""), 16) == 0:
+            c.error(path + ("mac",), f"'{nic['mac']}' is the all-zero MAC address",
+                    "no NIC has it; use the NIC's real MAC or leave mac out to derive one")
 
 
 def _networks(c: Checker) -> dict[str, tuple[int, IPv4Network]]:
@@ -109,9 +112,44 @@ def check_network_cidrs(c: Checker) -> None:
         for key in ("start", "end"):
             _check_in_subnet(c, ("networks", i, "range", key),
                              net.get("range", {}).get(key), network, "range address")
+        _check_range_order(c, ("networks", i, "range"), net.get("range"))
+        for j, server in enumerate(net.get("dns", [])):
+            _check_server(c, ("networks", i, "dns", j), server, "DNS server")
         if "bridge" not in net and "libvirt" not in net:
             c.error(("networks", i), f"network '{net['name']}' has neither bridge nor libvirt",
                     "set bridge: <host bridge> or libvirt: {mode: nat}")
+
+
+def _check_range_order(c: Checker, path: FieldPath, pool: dict[str, str] | None) -> None:
+    if pool and IPv4Address(pool["start"]) > IPv4Address(pool["end"]):
+        c.error(path, f"range starts at {pool['start']}, after its end {pool['end']}",
+                "swap start and end")
+
+
+def _check_server(c: Checker, path: FieldPath, value: str, what: str) -> None:
+    """An address a daemon or a node sends queries to: a real unicast host."""
+    address = IPv4Address(value)
+    if address.is_unspecified or address.is_multicast or address == IPv4Address(
+            "255.255.255.255") or address.is_reserved:
+        c.error(path, f"{what} {value} is not a host address",
+                "name the server's own unicast address")
+
+
+def check_gateways(c: Checker) -> None:
+    """A gateway is a router, never one of the nodes gen addresses."""
+    gateways = {net.get("gateway"): i for i, net in enumerate(c.data.get("networks", []))
+                if net.get("gateway")}
+    for _, node, nic in c.nics():
+        if nic.get("ip") in gateways:
+            i = gateways[nic["ip"]]
+            c.error(("networks", i, "gateway"), f"gateway {nic['ip']} is the address of node "
+                    f"'{node['name']}'", "name the router's address, or give the node another")
+
+
+def check_dns_servers(c: Checker) -> None:
+    dns = c.data.get("services", {}).get("dns") or {}
+    for j, server in enumerate(dns.get("forwarders", [])):
+        _check_server(c, ("services", "dns", "forwarders", j), server, "forwarder")
 
 
 def _check_in_subnet(c: Checker, path: FieldPath, value: str | None, network: IPv4Network,
@@ -235,7 +273,7 @@ def check_records(c: Checker) -> None:
                     "choose another name; nodes, api, api-int and *.apps are generated")
         if record["type"] == "A":
             try:
-                ip_address(record["value"])
+                IPv4Address(record["value"])
             except ValueError:
                 c.error(("services", "dns", "records", i, "value"),
                         f"'{record['value']}' is not an IPv4 address for an A record", "")
@@ -323,6 +361,7 @@ def check_dhcp_network(c: Checker) -> None:
         for key in ("start", "end"):
             _check_in_subnet(c, ("services", "dhcp", "pool", key),
                              dhcp.get("pool", {}).get(key), networks[name][1], "pool address")
+        _check_range_order(c, ("services", "dhcp", "pool"), dhcp.get("pool"))
         if node is not None and all(nic["network"] != name for nic in node["nics"]):
             c.error(("services", "dhcp", "host"), f"DHCP host '{host}' has no NIC on '{name}'",
                     "serve DHCP from a node on that network")
@@ -467,9 +506,156 @@ def check_nfs_exports(c: Checker) -> None:
                 c.error(path + ("options",), "both rw and ro", "choose one")
 
 
+# --- hostile input: what the schema's types cannot say ---------------------------------
+
+_URI = re.compile(r"(?P<driver>qemu|test)(\+(?P<transport>ssh|libssh|libssh2|tls|tcp|unix))?"
+                  r"://(?P<server>[A-Za-z0-9._@:\[\]-]*)(?P<path>/[A-Za-z0-9._/-]*)"
+                  r"(\?(?P<query>[^#]*))?")
+# Query parameters that only choose how to reach and authenticate to libvirtd. Left out on
+# purpose: `command` (runs a program), `netcat` (names the program ssh runs remotely),
+# `socket` (redirects the connection to any local socket), `proxy`, `name` (another URI).
+URI_PARAMETERS = frozenset({"keyfile", "known_hosts", "known_hosts_verify", "no_verify",
+                            "no_tty", "sshauth", "pkipath", "mode", "tls_priority"})
+# An operator's --uri-override may also name the UNIX socket of their own libvirtd.
+OPERATOR_URI_PARAMETERS = URI_PARAMETERS | {"socket"}
+_URI_VALUE = re.compile(r"[A-Za-z0-9._/~@:,+-]*")
+
+
+def libvirt_uri_problem(uri: str, operator: bool = False) -> str | None:
+    """Why gen will not open `uri`, or None. libvirt can run programs named in a URI (the
+    `ext` transport, `command=`, `netcat=`); an environment file must never choose a
+    program, so only known transports and connection parameters pass."""
+    match = _URI.fullmatch(uri)
+    if match is None:
+        return "is not a qemu:// or test:// URI over ssh, libssh, libssh2, tls, tcp or unix"
+    allowed = OPERATOR_URI_PARAMETERS if operator else URI_PARAMETERS
+    for item in (match["query"] or "").split("&") if match["query"] else ():
+        name, eq, value = item.partition("=")
+        if not eq or name not in allowed:
+            return f"has query parameter {name!r}, which gen does not allow"
+        if not _URI_VALUE.fullmatch(value):
+            return f"has an odd value for {name!r}"
+    return None
+
+
+def check_hypervisor_uris(c: Checker) -> None:
+    for i, hv in enumerate(c.data.get("hypervisors", [])):
+        problem = libvirt_uri_problem(hv["uri"])
+        if problem:
+            c.error(("hypervisors", i, "uri"), f"libvirt URI {hv['uri']!r} {problem}",
+                    "write it like qemu:///system or qemu+ssh://root@hv1/system?keyfile=PATH; "
+                    f"allowed parameters: {', '.join(sorted(URI_PARAMETERS))}")
+
+
+SECRET_MARKER = "@@gen-secret:"
+_GENERATED_SECRETS = ("pullSecret", "kubeadm-token", "kubeadm-ca-cert-hash",
+                      "kubeadm-certificate-key")
+
+
+def _strings(data: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
+    if isinstance(data, str):
+        yield path, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield path + (key,), key
+            yield from _strings(value, path + (key,))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _strings(value, path + (index,))
+
+
+def check_secret_markers(c: Checker) -> None:
+    """A secret marker is what gen itself writes where a declared secret goes; written in
+    the environment it would make converge fill a secret into any file (a TXT record, a
+    description). Secret references ({env}/{file}) are the only way to name a secret."""
+    for path, text in _strings(c.data, ()):
+        if SECRET_MARKER in text:
+            c.error(path, "a secret marker (@@gen-secret:...@@) is not allowed here",
+                    "name secrets only by reference in secret fields: {env: NAME} or "
+                    "{file: PATH}")
+
+
+def check_secret_names(c: Checker) -> None:
+    """Every secret name is one place's: a name under secrets: or openstack.passwords must
+    not stand for another secret gen fills elsewhere."""
+    taken = set(_GENERATED_SECRETS)
+    for section in (("secrets",), ("openstack", "passwords")):
+        holder: Any = c.data
+        for part in section:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        for name in holder or {}:
+            if name in taken or name.startswith("sshAuthorizedKeys"):
+                c.error(section + (name,), f"secret name '{name}' is already used by another "
+                        "secret", "give this secret its own name")
+            taken.add(name)
+
+
+def check_pull_secret(c: Checker) -> None:
+    cluster = c.data.get("cluster", {})
+    if cluster.get("flavour") == "openshift" and "pullSecret" not in cluster:
+        c.error(("cluster",), "OpenShift needs a pull secret: cluster.pullSecret is not set",
+                "add `pullSecret: {env: GEN_PULL_SECRET}` (or {file: path}) under cluster")
+
+
+_GEN_KERNEL_ARGS = ("ip", "nameserver", "coreos.inst.install_dev", "coreos.live.rootfs_url",
+                    "coreos.inst", "coreos.inst.image_url", "coreos.inst.ignition_url",
+                    "ignition.config.url", "initrd")
+
+
+def check_kernel_args(c: Checker) -> None:
+    """Extra kernel arguments add to gen's; they never replace where a node gets its
+    Ignition, its disk or its address (the reviewer sees those fields, not a kernel arg)."""
+    pxe = c.data.get("services", {}).get("pxe") or {}
+    for k, arg in enumerate(pxe.get("kernelArgs", [])):
+        key = arg.split("=", 1)[0]
+        if key in _GEN_KERNEL_ARGS:
+            c.error(("services", "pxe", "kernelArgs", k), f"kernel argument '{key}' is set by "
+                    "gen", "set it through its own field (installDev, ipMode, artifacts, "
+                    "services.http)")
+
+
+def check_interfaces(c: Checker) -> None:
+    """Each NIC of a node configures its own interface (one keyfile, one netplan entry)."""
+    for i, node in c.nodes():
+        seen: set[str] = set()
+        for j, nic in enumerate(node["nics"]):
+            name = nic.get("interface", "ens3")
+            if name in seen:
+                c.error(("nodes", i, "nics", j), f"node '{node['name']}' has two NICs on "
+                        f"interface {name}", "give each of the node's nics a distinct "
+                        "interface name")
+            seen.add(name)
+
+
+def check_kubernetes_refs(c: Checker) -> None:
+    k8s = c.data.get("kubernetes", {})
+    apps = k8s.get("apps", [])
+    _unique(c, [(("kubernetes", "apps", i, "name"), a["name"]) for i, a in enumerate(apps)],
+            "app name", "give each app its own name")
+    registry = k8s.get("registry") or {}
+    if registry.get("enabled"):
+        for key in ("host", "size", "nfsPath"):
+            if key not in registry:
+                c.error(("kubernetes", "registry"), f"an enabled registry needs {key}",
+                        f"add kubernetes.registry.{key}")
+    nfs = (k8s.get("storage") or {}).get("nfs")
+    if nfs:
+        services = c.data.get("services", {})
+        host = _service_host(c, services["nfs"]) if services.get("nfs") else None
+        names = {node["name"] for _, node in c.nodes()}
+        if nfs["server"] not in names:
+            c.error(("kubernetes", "storage", "nfs", "server"), f"NFS server '{nfs['server']}' "
+                    "is not a node", f"name the NFS host{f' ({host})' if host else ''}")
+        elif host is not None and nfs["server"] != host:
+            c.error(("kubernetes", "storage", "nfs", "server"), f"NFS server '{nfs['server']}' "
+                    f"is not the host of services.nfs ({host})", f"use {host}")
+
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
           check_openstack, check_load_balancer, check_dhcp_network, check_record_values,
           check_service_host_known,
-          check_pxe_services, check_haproxy_ports, check_nfs_exports)
+          check_pxe_services, check_haproxy_ports, check_nfs_exports, check_gateways,
+          check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
+          check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs)

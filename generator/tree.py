@@ -21,11 +21,6 @@ def canonical_json(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def compact_json(value: Any) -> bytes:
-    """Sorted keys, no whitespace (Ignition, for byte-stable hashing)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def lines(*parts: str | None) -> bytes:
     """Join non-None lines with LF and end with one newline."""
     return ("\n".join(p for p in parts if p is not None).rstrip("\n") + "\n").encode()

@@ -6,11 +6,27 @@ with one syncfs of the output's filesystem (not an fsync per file: that costs se
 renamed into place (atomic per file), and files no longer rendered are removed. Unchanged
 files are not rewritten, so their mtimes stay. A `.gen-rendered` marker guards against
 writing into a directory gen does not own.
+
+Nothing inside the output is followed: every directory and file is opened relative to its
+parent's descriptor with O_NOFOLLOW, so a symlink planted in the output (a `hosts` link to
+/etc, a `.gen-tmp` link, a `.gen-rendered` link to a secret) cannot send a write or a read
+elsewhere; gen refuses such an output before it writes anything. The marker is written
+before the first staged file, so a render killed half-way leaves a directory gen owns and
+the next render resumes it (removing the dead run's temporaries). Temporaries carry the
+process id and a random part, and renders into one directory take turns (flock on the
+directory), so concurrent renders neither collide nor see each other's half-written state.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import re
+import secrets
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +35,13 @@ from generator.tree import Executable, Tree
 
 MARKER = ".gen-rendered"
 IGNORED_TOP = {".git", MARKER}
+TEMP = re.compile(r"\..+\.gen-tmp\Z", re.DOTALL)  # a staged file, ours or a killed run's
+MARKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # shown only when a name
+MARKER_MAX = 256  # a marker is one name: never read more (it may be a planted big file)
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO never blocks
+NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+FIX_LINK = "remove it: gen never writes through symlinks, then render again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,24 +55,29 @@ class Changes:
         return not (self.added or self.changed or self.removed)
 
 
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """What is on disk: the rendered files, and temporaries a killed run left behind."""
+
+    tree: Tree
+    leftovers: tuple[str, ...]
+
+
 def read_tree(root: Path) -> Tree:
-    """The files under `root` (minus .git and the marker) as a Tree."""
-    tree: Tree = {}
-    if not root.is_dir():
-        return tree
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root)
-        if rel_dir == Path():
-            dirnames[:] = [d for d in dirnames if d not in IGNORED_TOP]
-        dirnames.sort()
-        for name in sorted(filenames):
-            rel = (rel_dir / name).as_posix()
-            if rel in IGNORED_TOP:
-                continue
-            path = Path(dirpath) / name
-            data = path.read_bytes()
-            tree[rel] = Executable(data) if os.access(path, os.X_OK) else data
-    return tree
+    """The files under `root` (minus .git and the marker) as a Tree.
+
+    A symlink or a special file (FIFO, device, socket) anywhere in it is refused with a
+    UserError; staged temporaries are not part of the tree."""
+    try:
+        fd = os.open(root, DIR_FLAGS)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise _refusal(root, exc) from None
+    try:
+        return _scan(fd, root).tree
+    finally:
+        os.close(fd)
 
 
 def compare(current: Tree, desired: Tree) -> Changes:
@@ -67,75 +95,301 @@ def compare(current: Tree, desired: Tree) -> Changes:
 
 def guard_output(out: Path, env_name: str) -> None:
     """Refuse to take over a non-empty directory that gen did not render."""
-    if not out.exists():
+    try:
+        fd = os.open(out, DIR_FLAGS)
+    except FileNotFoundError:
         return
-    marker = out / MARKER
-    entries = [p for p in out.iterdir() if p.name not in IGNORED_TOP]
-    if entries and not marker.is_file():
-        raise UserError(f"{out} is not empty and was not rendered by gen",
-                        "choose an empty or new directory for --out")
-    if marker.is_file() and marker.read_text().strip() != env_name:
-        raise UserError(f"{out} holds the rendered environment "
-                        f"'{marker.read_text().strip()}', not '{env_name}'",
-                        "render each environment into its own directory")
+    except OSError as exc:
+        raise _refusal(out, exc) from None
+    try:
+        _guard(fd, out, env_name)
+    finally:
+        os.close(fd)
 
 
 def write_tree(out: Path, tree: Tree, env_name: str) -> Changes:
-    guard_output(out, env_name)
-    changes = compare(read_tree(out), tree)
-    out.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[Path, Path]] = []
-    made: set[Path] = set()
-    try:
-        for path in changes.added + changes.changed:
-            staged.append((_stage(out / path, tree[path], made), out / path))
-    except OSError as exc:  # nothing was renamed yet: drop the temporaries, keep the old tree
-        failed = (out / path).with_name(f".{(out / path).name}.gen-tmp")
-        for temp in [t for t, _ in staged] + ([failed] if failed.is_file() else []):
-            temp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {out / path}: {exc.strerror or exc}",
-                        "check the output directory (permissions, free space)") from None
-    if staged:
-        _syncfs(out)
-    for temp, final in staged:
-        temp.replace(final)
-    for path in changes.removed:
-        (out / path).unlink()
-        _prune_empty_dirs(out, (out / path).parent)
-    marker = out / MARKER
-    if not marker.is_file() or marker.read_text() != env_name + "\n":
-        marker.write_text(env_name + "\n")
-        marker.chmod(0o644)  # like every rendered file: the same mode whatever the umask
-    _fsync_dir(out)
+    with _output_dir(out) as fd:
+        _guard(fd, out, env_name)
+        scan = _scan(fd, out)
+        changes = compare(scan.tree, tree)
+        _write_marker(fd, out, env_name)  # first: a killed first render stays ours
+        with _Dirs(fd, out) as dirs:
+            staged = _stage_all(dirs, out, tree, changes.added + changes.changed)
+            if staged:
+                _syncfs(fd)
+            for parent, temp, name in staged:
+                os.replace(temp, name, src_dir_fd=dirs.open(parent),
+                           dst_dir_fd=dirs.open(parent))
+            for path in changes.removed + scan.leftovers:
+                parent, _, name = path.rpartition("/")
+                os.unlink(name, dir_fd=dirs.open(parent))
+            for path in changes.removed + scan.leftovers:
+                dirs.prune_empty(path.rpartition("/")[0])
+        os.fsync(fd)
     return changes
 
 
-def _stage(final: Path, content: bytes, made: set[Path]) -> Path:
-    """Write `content` beside `final` (few syscalls: file creation dominates big renders)."""
-    if final.parent not in made:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        made.add(final.parent)
-    temp = final.with_name(f".{final.name}.gen-tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+@contextmanager
+def _output_dir(out: Path) -> Iterator[int]:
+    """The output directory, created if needed, opened without following a symlink and
+    held under an exclusive flock so concurrent renders into it take turns."""
     try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        # the same mode whatever the umask (NAR keeps only the executable bit)
-        os.fchmod(fd, 0o755 if isinstance(content, Executable) else 0o644)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.mkdir(0o755, exist_ok=True)
+        fd = os.open(out, DIR_FLAGS)
+    except OSError as exc:
+        raise _refusal(out, exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the flock
+
+
+def _refusal(path: Path, exc: OSError) -> UserError:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink():
+        return UserError(f"{path} is a symlink", FIX_LINK)
+    return UserError(f"cannot write {path}: {exc.strerror or exc}",
+                     "check the output directory (permissions, free space)")
+
+
+def _guard(fd: int, out: Path, env_name: str) -> None:
+    marker = _read_marker(fd, out)
+    if marker is None:
+        if not _only_temporaries(fd):
+            raise UserError(f"{out} is not empty and was not rendered by gen",
+                            "choose an empty or new directory for --out")
+        return
+    owner = marker.strip()
+    if owner == env_name:
+        return
+    if not MARKER_NAME.fullmatch(owner):  # never echo what a planted marker holds
+        raise UserError(f"{out / MARKER} does not hold an environment name, so gen did not "
+                        "write it", "remove it if this directory is gen's output")
+    raise UserError(f"{out} holds the rendered environment '{owner}', not '{env_name}'",
+                    "render each environment into its own directory")
+
+
+def _only_temporaries(fd: int, top: bool = True) -> bool:
+    """True when the directory holds nothing but (directories of) staged temporaries: what
+    a killed render of an older gen, which wrote its marker last, left behind."""
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if top and entry.name in IGNORED_TOP:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                try:
+                    sub = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    return False
+                try:
+                    if not _only_temporaries(sub, top=False):
+                        return False
+                finally:
+                    os.close(sub)
+            elif not (entry.is_file(follow_symlinks=False) and TEMP.match(entry.name)):
+                return False
+    return True
+
+
+def _read_marker(fd: int, out: Path) -> str | None:
+    """The marker's text (bounded), None without one; never through a symlink."""
+    try:
+        handle = os.open(MARKER, READ_FLAGS, dir_fd=fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{out / MARKER} is a symlink", FIX_LINK) from None
+        raise UserError(f"cannot read {out / MARKER}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise UserError(f"{out / MARKER} is not a regular file",
+                            "remove it; gen writes the marker itself")
+        text = os.read(handle, MARKER_MAX + 1)
+    finally:
+        os.close(handle)
+    if len(text) > MARKER_MAX:
+        return ""  # too long to be a name
+    return text.decode("utf-8", errors="replace")
+
+
+def _write_marker(fd: int, out: Path, env_name: str) -> None:
+    if _read_marker(fd, out) == env_name + "\n":
+        return
+    content = (env_name + "\n").encode()
+    temp = _new_temp(fd, MARKER, content, 0o644)  # the same mode whatever the umask
+    os.replace(temp, MARKER, src_dir_fd=fd, dst_dir_fd=fd)
+    os.fsync(fd)  # the marker is durable before the first staged file exists
+
+
+def _scan(fd: int, root: Path) -> _Scan:
+    tree: Tree = {}
+    leftovers: list[str] = []
+    _scan_dir(fd, root, "", tree, leftovers)
+    return _Scan(dict(sorted(tree.items())), tuple(sorted(leftovers)))
+
+
+def _scan_dir(fd: int, root: Path, rel_dir: str, tree: Tree, leftovers: list[str]) -> None:
+    with os.scandir(fd) as entries:
+        found = sorted(entries, key=lambda e: e.name)
+    for entry in found:
+        rel = f"{rel_dir}{entry.name}"
+        if not rel_dir and entry.name in IGNORED_TOP:
+            continue
+        if entry.is_symlink():
+            raise UserError(f"{root / rel} is a symlink inside the output", FIX_LINK)
+        if entry.is_dir(follow_symlinks=False):
+            try:
+                sub = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise UserError(f"cannot read {root / rel}: {exc.strerror}") from None
+            try:
+                _scan_dir(sub, root, rel + "/", tree, leftovers)
+            finally:
+                os.close(sub)
+        elif not entry.is_file(follow_symlinks=False):
+            raise UserError(f"{root / rel} is not a regular file (a FIFO, socket or device)",
+                            "remove it; the output holds only rendered files")
+        elif TEMP.match(entry.name):
+            leftovers.append(rel)
+        else:
+            tree[rel] = _read_regular(fd, entry.name, root / rel)
+
+
+def _read_regular(dir_fd: int, name: str, shown: Path) -> bytes:
+    try:
+        handle = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{shown} is a symlink inside the output", FIX_LINK) from None
+        raise UserError(f"cannot read {shown}: {exc.strerror}") from None
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):  # swapped since the directory was listed
+            raise UserError(f"{shown} is not a regular file",
+                            "remove it; the output holds only rendered files")
+        chunks = []
+        size = info.st_size
+        while size > 0 and (chunk := os.read(handle, size)):
+            chunks.append(chunk)
+            size -= len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(handle)
+    return Executable(data) if info.st_mode & stat.S_IXUSR else data
+
+
+class _Dirs:
+    """Directory descriptors under the output, each opened from its parent's descriptor
+    without following symlinks (created on demand); a bounded cache of them."""
+
+    LIMIT = 128
+
+    def __init__(self, root_fd: int, root: Path) -> None:
+        self.root_fd, self.root = root_fd, root
+        self.fds: dict[str, int] = {}
+
+    def __enter__(self) -> _Dirs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+    def open(self, rel: str, create: bool = False) -> int:
+        if not rel:
+            return self.root_fd
+        if rel in self.fds:
+            return self.fds[rel]
+        parent_rel, _, name = rel.rpartition("/")
+        parent = self.open(parent_rel, create)
+        if create:
+            try:
+                os.mkdir(name, 0o755, dir_fd=parent)
+            except FileExistsError:
+                pass
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UserError(f"{self.root / rel} is a symlink inside the output",
+                                FIX_LINK) from None
+            raise
+        if len(self.fds) >= self.LIMIT:  # bounded: a wide tree must not exhaust fds
+            self.close()
+        self.fds[rel] = fd
+        return fd
+
+    def prune_empty(self, rel: str) -> None:
+        """Remove `rel` and its parents while they are empty (never the output itself)."""
+        while rel:
+            parent_rel, _, name = rel.rpartition("/")
+            if rel in self.fds:
+                os.close(self.fds.pop(rel))
+            try:
+                os.rmdir(name, dir_fd=self.open(parent_rel))
+            except OSError:  # not empty, or already gone: stop here
+                return
+            rel = parent_rel
+
+
+def _stage_all(dirs: _Dirs, out: Path, tree: Tree, paths: tuple[str, ...],
+               ) -> list[tuple[str, str, str]]:
+    """Stage every path; on failure remove what was staged and keep the old tree."""
+    staged: list[tuple[str, str, str]] = []
+    path = ""
+    try:
+        for path in paths:
+            parent, _, name = path.rpartition("/")
+            content = tree[path]
+            mode = 0o755 if isinstance(content, Executable) else 0o644
+            staged.append((parent, _new_temp(dirs.open(parent, create=True), name, content,
+                                             mode), name))
+    except (OSError, UserError) as exc:  # nothing was renamed yet: drop the temporaries
+        for parent, temp, _ in staged:
+            try:
+                os.unlink(temp, dir_fd=dirs.open(parent))
+            except OSError:
+                pass
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"cannot write {out / path}: {exc.strerror or exc}",
+                        "check the output directory (permissions, free space)") from None
+    return staged
+
+
+def _new_temp(dir_fd: int, name: str, content: bytes, mode: int) -> str:
+    """Write `content` to a fresh temporary beside `name` (never an existing file or link);
+    return its name. Few syscalls: file creation dominates big renders."""
+    while True:
+        temp = f".{name[:200]}.{os.getpid()}-{secrets.token_hex(4)}.gen-tmp"
+        try:
+            fd = os.open(temp, NEW_FLAGS, 0o600, dir_fd=dir_fd)
+            break
+        except FileExistsError:
+            continue
+    try:
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view):]
+            # the same mode whatever the umask (NAR keeps only the executable bit)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+    except OSError:
+        os.unlink(temp, dir_fd=dir_fd)
+        raise
     return temp
 
 
-def _prune_empty_dirs(root: Path, directory: Path) -> None:
-    while directory != root and directory.is_dir() and not any(directory.iterdir()):
-        directory.rmdir()
-        directory = directory.parent
-
-
-def _syncfs(path: Path) -> None:
-    """Flush the filesystem holding `path` (Linux syncfs), else everything (os.sync)."""
+def _syncfs(fd: int) -> None:
+    """Flush the filesystem holding `fd` (Linux syncfs), else everything (os.sync)."""
     import ctypes
 
     try:
@@ -145,16 +399,4 @@ def _syncfs(path: Path) -> None:
     if syncfs is None:
         os.sync()
         return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        syncfs(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    syncfs(fd)

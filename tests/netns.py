@@ -1,4 +1,5 @@
-"""Lo-only network namespaces for tests that start real daemons (DESIGN.md: no outbound traffic).
+"""Lo-only network namespaces for tests that start real daemons (no outbound traffic: see
+docs/design.md).
 
 Import it from a test module as `from netns import Netns, netns` (pytest puts tests/ on
 sys.path). API, kept stable because several test modules share it:

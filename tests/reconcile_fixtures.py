@@ -86,7 +86,7 @@ def private_libvirtd() -> Iterator[str]:
     """A libvirtd (qemu driver) of its own; yields a `qemu:///system?socket=...` URI
     (a LibvirtdUri: also `.netns` and `.base`, for tests that wire guests to a bridge).
 
-    DESIGN.md's recipe (virtlogd and libvirtd inside a lo-only netns, `user = "root"` in
+    The usual recipe (virtlogd and libvirtd inside a lo-only netns, `user = "root"` in
     qemu.conf), made private so nothing is written outside a temp dir: the daemons run in a
     mount namespace where /etc/libvirt (a copy, with our qemu.conf lines and no autostart
     networks), /var/lib/libvirt, /run/libvirt, /var/cache/libvirt and /var/log/libvirt are

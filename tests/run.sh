@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (Debian packages and Python packages), then run
-# it. This is the README's second set-up command, and what .ci/run calls.
+# Install everything the test suite needs (Debian packages, then gen and its test
+# dependencies into the repo's .venv through install.sh), then run it with the venv's
+# Python, so the tests' `python -m generator` runs this checkout. This is the README's
+# second set-up command, and what .ci/run calls.
 # Daemons installed here must not start outside the tests' lo-only network namespaces:
 # a policy-rc.d keeps apt from starting them (BIND would otherwise prime the root servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
+  python3-venv  # the venv gen and pytest run in (Debian's python3 is PEP 668 managed)
   # boot-service daemons and their checkers
   bind9 bind9-dnsutils dnsmasq-base isc-dhcp-server kea-dhcp4-server isc-dhcp-client
   haproxy tftpd-hpa nfs-kernel-server apache2 curl iproute2 iptables
@@ -40,5 +43,5 @@ install_apt() {
 }
 
 install_apt
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-exec python3 -m pytest "$@"
+./install.sh test
+exec .venv/bin/python -m pytest "$@"

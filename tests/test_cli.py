@@ -1,4 +1,4 @@
-"""The command line contract: help everywhere, --version, and DESIGN.md's exit codes."""
+"""The command line contract: help everywhere, --version, and gen's exit codes (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -108,10 +108,9 @@ def test_internal_error_exits_70_with_a_hint_and_no_traceback(tmp_path: Path) ->
     from a scratch directory with the schema cut in half.
     """
     install = tmp_path / "install"
-    shutil.copytree(ROOT / "generator", install / "generator",
+    shutil.copytree(ROOT / "generator", install / "generator",  # data symlinks become copies
                     ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "schemas", install / "schemas")
-    schema = install / "schemas" / "blueprint.schema.json"
+    schema = install / "generator" / "_data" / "schemas" / "blueprint.schema.json"
     schema.write_text(schema.read_text()[:200])
     environ = {"PYTHONPATH": str(install)}
     lab = str(ROOT / "environments" / "lab")  # run from tmp_path, so the copy is imported

@@ -1,5 +1,10 @@
 """HAProxy family: the rendered configs pass `haproxy -c`, and a real HAProxy proxies them.
 
+API backends are probed the way the OpenShift 4.16 UPI docs require: over HTTPS on /readyz,
+so the live API backends are small TLS servers whose /readyz a test can switch off
+(`READYZ_BACKEND`); a master whose /readyz fails leaves the pool within the required 30 s,
+and the bootstrap node serves only while no master is ready.
+
 Live tests run HAProxy and its backends (small Python TCP servers that answer with their own
 name, so a test sees which backend a frontend reached) in two lo-only namespaces joined by a
 veth pair on the lab's own subnet, one holding the load-balancer host's address, the other
@@ -24,7 +29,7 @@ from netns import Netns, netns
 
 from generator.environment import load_environment
 from generator.families import Pins, haproxy
-from generator.model import Environment
+from generator.model import Environment, Node
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +51,42 @@ while True:
         conn, _ = key.fileobj.accept()
         conn.sendall(key.data)
         conn.close()
+"""
+
+
+# HTTPS on every ADDR:PORT=NAME argument (argv[1] = cert+key PEM, argv[2] = a directory):
+# GET /readyz answers 200 while the file <directory>/<NAME> exists, 503 otherwise (a
+# kube-apiserver shutting down); any other path answers NAME.
+READYZ_BACKEND = r"""
+import http.server, os, socketserver, ssl, sys, threading
+pem, flags = sys.argv[1], sys.argv[2]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(pem)
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+def handler_for(name):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ready = os.path.exists(os.path.join(flags, name))
+            status, body = (200, b"ok") if self.path != "/readyz" or ready else (503, b"no")
+            if self.path != "/readyz":
+                body = name.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *args):
+            pass
+    return Handler
+for spec in sys.argv[3:]:
+    where, name = spec.split("=")
+    host, port = where.rsplit(":", 1)
+    server = Server((host, int(port)), handler_for(name))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
 """
 
 
@@ -128,10 +169,18 @@ def test_lab_a_routes() -> None:
     path, text = rendered_config(env)
     assert path == "hosts/helper/haproxy/haproxy.cfg"
     found = routes(text)
-    control = ["bootstrap", "master0", "master1", "master2"]
+    # the bootstrap node last, as a backup server (see test_api_pool_follows_readyz)
+    control = ["master0", "master1", "master2", "bootstrap"]
     assert names(found[6443][1]) == control
     assert names(found[22623][1]) == control
     assert {p for _, _, p in found[22623][1]} == {22623}
+    servers = [line.strip() for line in text.splitlines() if line.strip().startswith("server ")]
+    assert [line for line in servers if line.endswith(" backup")] == [
+        "server bootstrap 192.168.20.150:6443 check check-ssl verify none inter 5s fall 3 rise 2"
+        " backup", "server bootstrap 192.168.20.150:22623 check inter 1s backup"]
+    api = parse(text)["backend api"]
+    assert api["option"] == ["httpchk GET /readyz HTTP/1.0", "log-health-checks"]
+    assert set(parse(text)["backend ingress-https"]["balance"]) == {"source"}
     assert names(found[80][1]) == ["worker0", "worker1"]
     assert names(found[443][1]) == ["worker0", "worker1"]
     assert {p for _, _, p in found[80][1]} == {80}
@@ -139,8 +188,7 @@ def test_lab_a_routes() -> None:
     assert ("192.168.20.150", 6443) in {(ip, p) for _, ip, p in found[6443][1]}
     assert all(mode == "tcp" for mode, _ in found.values())
     assert parse(text)["listen stats"]["bind"] == ["*:9000"]
-    servers = [line for line in text.splitlines() if line.strip().startswith("server ")]
-    assert servers and all(line.endswith(" check") for line in servers)
+    assert all(" check " in line for line in servers)
 
 
 def test_lab_b_ingress_not_crossed() -> None:
@@ -254,23 +302,93 @@ def lab_network(env: Environment) -> Iterator[tuple[Netns, Netns]]:
         yield lb, nodes
 
 
+def start_api_backends(ns: Netns, tmp_path: Path, nodes: tuple[Node, ...]) -> Path:
+    """HTTPS API servers on the nodes' addresses, every /readyz on; returns the flag dir."""
+    pem, flags = tmp_path / "api.pem", tmp_path / "ready"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=api", "-keyout", pem, "-out", pem], check=True,
+                   capture_output=True)
+    flags.mkdir()
+    for node in nodes:
+        (flags / node.name).touch()
+    proc = ns.popen([sys.executable, "-c", READYZ_BACKEND, str(pem), str(flags),
+                     *(f"{n.ip}:6443={n.name}" for n in nodes)],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line == b"ready\n", (line, proc.stderr.read() if proc.stderr else b"")
+    return flags
+
+
+def ask_api(ns: Netns) -> str:
+    """Who answered https://127.0.0.1:6443/ through HAProxy ("" when nobody did)."""
+    result = ns.run(["curl", "-sk", "--max-time", "5", "https://127.0.0.1:6443/"], timeout=15)
+    return result.stdout.strip()
+
+
+def server_states(ns: Netns, backend: str) -> dict[str, str]:
+    """Server name -> UP/DOWN/... of one backend, from the stats page's CSV."""
+    csv = ns.run(["curl", "-sf", "http://127.0.0.1:9000/;csv"]).stdout.splitlines()
+    header = csv[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in csv[1:] if line]
+    return {r["svname"]: r["status"] for r in rows
+            if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def wait_states(ns: Netns, backend: str, want: dict[str, str], limit: float) -> float:
+    """Seconds until the backend's servers reach `want`; fails after `limit` seconds."""
+    start = time.monotonic()
+    while (have := server_states(ns, backend)) != want:
+        assert time.monotonic() - start < limit, f"{backend}: {have}, want {want}"
+        time.sleep(0.25)
+    return time.monotonic() - start
+
+
 @pytest.mark.daemons
 def test_haproxy_forwards_lab_a(tmp_path: Path) -> None:
-    """Lab A as rendered: 6443 and 22623 reach every control plane in turn, 80/443 workers."""
+    """Lab A as rendered: 6443 reaches the ready masters over a /readyz-checked pool, 22623
+    every master in turn, 80/443 the workers."""
     env = model("env/lab")
     _, config = rendered_config(env)
-    specs = [f"{n.ip}:{port}={n.name}/{port}" for port in (6443, 22623, 80, 443)
+    masters = env.nodes_with_role("master")
+    specs = [f"{n.ip}:{port}={n.name}/{port}" for port in (22623, 80, 443)
              for n in env.nodes if n.role in ("bootstrap", "master", "worker")]
     with lab_network(env) as (lb, nodes):
         start_backends(nodes, specs)
+        start_api_backends(nodes, tmp_path, env.nodes_with_role("bootstrap", "master"))
         start_haproxy(lb, tmp_path, config, 6443)
-        control = ["bootstrap", "master0", "master1", "master2"]
-        assert {ask(lb, 6443) for _ in range(8)} == {f"{n}/6443" for n in control}
-        assert {ask(lb, 22623) for _ in range(8)} == {f"{n}/22623" for n in control}
-        assert {ask(lb, 80) for _ in range(4)} == {"worker0/80", "worker1/80"}
-        assert {ask(lb, 443) for _ in range(4)} == {"worker0/443", "worker1/443"}
+        up = {n.name: "UP" for n in env.nodes_with_role("bootstrap", "master")}
+        wait_states(lb, "api", up, 30)
+        assert {ask_api(lb) for _ in range(8)} == {n.name for n in masters}
+        assert {ask(lb, 22623) for _ in range(8)} == {f"{n.name}/22623" for n in masters}
+        assert {ask(lb, 80) for _ in range(4)} <= {"worker0/80", "worker1/80"}
+        assert {ask(lb, 443) for _ in range(4)} <= {"worker0/443", "worker1/443"}
         stats = lb.run(["curl", "-sf", "http://127.0.0.1:9000/"])
         assert stats.returncode == 0 and "Statistics Report" in stats.stdout
+
+
+@pytest.mark.daemons
+def test_api_pool_follows_readyz(tmp_path: Path) -> None:
+    """The docs' requirement, on the real daemon: a master whose /readyz fails leaves the API
+    pool within 30 s; with no master ready, the bootstrap node (a backup server) answers;
+    a master whose /readyz recovers joins again."""
+    env = model("env/lab")
+    _, config = rendered_config(env)
+    masters = env.nodes_with_role("master")
+    with lab_network(env) as (lb, nodes):
+        flags = start_api_backends(nodes, tmp_path, env.nodes_with_role("bootstrap", "master"))
+        start_haproxy(lb, tmp_path, config, 6443)
+        up = {n.name: "UP" for n in env.nodes_with_role("bootstrap", "master")}
+        wait_states(lb, "api", up, 30)
+        for master in masters:
+            (flags / master.name).unlink()
+        down = {**up, **{m.name: "DOWN" for m in masters}}
+        seconds = wait_states(lb, "api", down, 30)
+        print(f"masters left the API pool {seconds:.1f} s after /readyz failed (limit 30 s)")
+        assert {ask_api(lb) for _ in range(4)} == {"bootstrap"}
+        (flags / masters[0].name).touch()
+        wait_states(lb, "api", {**down, masters[0].name: "UP"}, 30)
+        assert {ask_api(lb) for _ in range(4)} == {masters[0].name}
 
 
 @pytest.mark.daemons
@@ -281,15 +399,16 @@ def test_lab_b_ports_reach_their_own_nodeport(tmp_path: Path) -> None:
     workers = env.nodes_with_role("worker")
     specs = [f"{n.ip}:32334={n.name}/http-nodeport" for n in workers]
     specs += [f"{n.ip}:30570={n.name}/https-nodeport" for n in workers]
-    specs += [f"{n.ip}:6443={n.name}/api" for n in env.nodes_with_role("master")]
     with lab_network(env) as (lb, nodes):
         start_backends(nodes, specs)
+        start_api_backends(nodes, tmp_path, env.nodes_with_role("master"))
         start_haproxy(lb, tmp_path, config, 443)
+        wait_states(lb, "api", {"test-master": "UP"}, 30)
         http = {ask(lb, 80) for _ in range(6)}
         https = {ask(lb, 443) for _ in range(6)}
         assert http == {f"{n.name}/http-nodeport" for n in workers}
         assert https == {f"{n.name}/https-nodeport" for n in workers}
-        assert ask(lb, 6443) == "test-master/api"
+        assert ask_api(lb) == "test-master"
 
 
 @pytest.mark.daemons

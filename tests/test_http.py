@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from netns import Netns, netns
 
 from generator.environment import load_environment
-from generator.families import Pins, common, http, pxe
+from generator.families import Pins, http, pxe
 from generator.model import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def test_manifest_carries_pinned_sha256() -> None:
 def test_manifest_covers_every_url_pxe_hands_out() -> None:
     env = model("env/lab")
     files = json.loads(http.render(env, Pins())[f"{BASE}/manifest.json"])["files"]
-    base = common.http_base(env) + "/"
+    base = lab_http_base()[1] + "/"
     urls = {word.split("=", 1)[-1] for content in pxe.render(env, Pins()).values()
             for word in content.decode().split()}
     wanted = {url[len(base):] for url in urls if url.startswith(base)}
@@ -134,8 +135,7 @@ def test_apache_serves_manifest_files(server_root: Path) -> None:
     env = model("env/lab")
     served = install(env, server_root)
     (server_root / "htdocs" / "secret.txt").write_text("not for nodes\n")
-    helper = env.node("helper").ip
-    base = common.http_base(env)
+    helper, base = lab_http_base()
     with netns("http") as ns:
         ns.run(["ip", "addr", "add", f"{helper}/32", "dev", "lo"], check=True)
         proc = ns.popen(["apache2", "-d", server_root, "-f", server_root / "httpd.conf",
@@ -146,12 +146,24 @@ def test_apache_serves_manifest_files(server_root: Path) -> None:
             assert got.returncode == 0, (path, got.stderr)
             assert hashlib.sha256(got.stdout).digest() == hashlib.sha256(content).digest()
         ign = ns.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{content_type}",
-                      common.ignition_url(env, env.node("bootstrap"))])
+                      f"{base}/ignition/bootstrap.ign"])
         assert ign.stdout == "application/vnd.coreos.ignition+json"
         for denied in ("secret.txt", "httpd.conf", "install/", "ignition/nosuch.ign"):
             code = ns.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                            f"{base}/{denied}"]).stdout
             assert code in ("403", "404"), (denied, code)
+
+
+def lab_http_base() -> tuple[str, str]:
+    """The helper's address and the URL base nodes use, from env.yaml and the rendered PXE
+    config, not from the code under test: its port is the documented default, 8080."""
+    raw = yaml.safe_load((ROOT / "environments/lab/env.yaml").read_text())
+    (helper,) = [n["nics"][0]["ip"] for n in raw["nodes"] if n["role"] == "helper"]
+    base = f"http://{helper}:8080"
+    handed_out = b"".join(pxe.render(model("env/lab"), Pins()).values()).decode()
+    assert f"{base}/install/rhcos-live-kernel" in handed_out
+    assert f"{base}/ignition/worker0.ign" in handed_out
+    return helper, base
 
 
 def wait_listening(ns: Netns, proc: subprocess.Popen[bytes], port: int) -> None:

@@ -286,8 +286,35 @@ def test_subdir_provisioner_variant_builds_and_validates(lab_b, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_render_is_deterministic(lab_b):
-    assert kubernetes.render(lab_b, pinned()) == kubernetes.render(lab_b, pinned())
+_RENDER_IN_A_CHILD = """
+import hashlib, sys
+from pathlib import Path
+from generator.environment import load_environment
+from generator.families import Pins, kubernetes
+env = load_environment("env/k8s-lab", Path(sys.argv[1])).model
+pins = Pins(images={"registry": sys.argv[2]}, manifests={"cni/flannel": sys.argv[3].encode()})
+for path, content in sorted(kubernetes.render(env, pins).items()):
+    print(path, hashlib.sha256(content).hexdigest())
+"""
+
+
+def test_render_is_deterministic_across_processes(tmp_path: Path) -> None:
+    """Two interpreters with different hash seeds (set and dict order) give the same bytes."""
+    import os
+    import sys
+
+    outputs = []
+    for seed in ("1", "4242"):
+        proc = subprocess.run([sys.executable, "-c", _RENDER_IN_A_CHILD, str(ROOT),
+                               REGISTRY_DIGEST, FLANNEL.decode()],
+                              env={**os.environ, "PYTHONHASHSEED": seed,
+                                   "PYTHONPATH": str(ROOT)},
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout)
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count("\n") == len(kubernetes.render(load_environment(
+        "env/k8s-lab", ROOT).model, pinned()))
 
 
 # --- the shared YAML emitter ---------------------------------------------------------------

@@ -197,3 +197,44 @@ def test_rng_validation_can_fail(tmp_path: Path) -> None:
             conn.defineXMLFlags(bad.decode(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
     finally:
         conn.close()
+
+
+# RHEL 9 userspace (RHCOS 4.13+) needs the x86-64-v2 level; these are its CPUID flags.
+X86_64_V2 = {"cx16", "lahf_lm", "popcnt", "sse4.1", "sse4.2", "ssse3"}
+CPU_MAP = Path("/usr/share/libvirt/cpu_map")
+
+
+def cpu_map_features(model: str) -> set[str]:
+    """The CPUID features of a named model, from libvirt's own CPU map (parents included)."""
+    path = CPU_MAP / f"x86_{model}.xml"
+    assert path.exists(), f"libvirt knows no CPU model {model} ({path})"
+    element = ET.parse(path).getroot().find("model")
+    assert element is not None
+    features = {f.get("name", "") for f in element.findall("feature")}
+    parent = element.find("model")
+    return features | (cpu_map_features(parent.get("name", "")) if parent is not None else set())
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_domain_gets_an_x86_64_v2_cpu(env: str) -> None:
+    """No `<cpu>` means qemu64, which lacks x86-64-v2: RHCOS 4.13+ would die in its initramfs.
+    KVM domains copy the host's model; TCG domains name a model whose features, per
+    libvirt's CPU map, include every x86-64-v2 flag; fallback is forbidden either way."""
+    for path, content in render(env).items():
+        if "/domains/" not in path:
+            continue
+        root = ET.fromstring(content)
+        cpu = root.find("cpu")
+        assert cpu is not None, f"{path} has no <cpu>: libvirt would give qemu64"
+        if root.get("type") == "kvm":
+            assert cpu.get("mode") == "host-model", path
+            continue
+        model = cpu.find("model")
+        assert cpu.get("mode") == "custom" and model is not None, path
+        assert model.get("fallback") == "forbid", path
+        assert X86_64_V2 <= cpu_map_features(model.text or ""), path
+
+
+def test_qemu64_would_fail_the_cpu_check() -> None:
+    """The check above can fail: libvirt's qemu64 lacks most x86-64-v2 flags."""
+    assert not X86_64_V2 <= cpu_map_features("qemu64")

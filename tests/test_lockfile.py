@@ -122,7 +122,7 @@ def test_verify_passes_then_detects_a_tampered_rendered_file(repo: Path,
 
 
 @pytest.mark.parametrize("tamper, message", [
-    (lambda t: t.replace('"version": 1', '"version": 2'), "at version"),
+    (lambda t: t.replace('"version": 2', '"version": 3'), "at version"),
     (lambda t: t.replace(KERNEL_SHA, KERNEL_SHA[:-1] + "g"), "os/rhcos-live-kernel.locked.sha256"),
     (lambda t: t.replace(KERNEL_SHA, "0" * 64), "input os/rhcos-live-kernel: the lock pins"),
     (lambda t: t.replace("\n  ", "\n   ", 1), "not in canonical form"),
@@ -147,8 +147,7 @@ def test_verify_detects_a_tampered_lock(repo: Path, env: dict[str, str], tamper,
 
 
 def test_an_image_pinned_to_another_repository_is_inconsistent() -> None:
-    data = {"version": 1, "generator": {"version": "0", "schema": "gen/v1",
-                                        "templates": nar.tree_hash({})},
+    data = {"version": 2, "generator": {"version": "0", "schema": "gen/v1"},
             "inputs": {"environment": {"path": "e", "narHash": nar.tree_hash({})},
                        "blueprint": {"path": "b", "narHash": nar.tree_hash({})},
                        "image/web": {"original": "docker.io/library/nginx:1",
@@ -202,3 +201,96 @@ def test_reproducible_across_locale_tz_umask_hashseed_and_path(tmp_path: Path) -
                         nar.path_hash(repo / "rendered" / "lab", exclude=(".gen-rendered",))))
     assert outputs[0] == outputs[1]
     assert json.loads(outputs[0][0])["outputs"]["narHash"] == outputs[0][1]
+
+
+# --- lock policy: the generator is pinned by version (and wheel), not by source text -------
+
+def _generator_copy(dest: Path) -> Path:
+    """A runnable copy of this gen (package + schemas) whose renderers a test may edit."""
+    shutil.copytree(ROOT / "generator", dest / "generator",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "schemas", dest / "schemas")
+    return dest
+
+
+def test_a_comment_in_a_renderer_keeps_the_lock_a_real_output_change_names_the_generator(
+        repo: Path, env: dict[str, str], tmp_path: Path) -> None:
+    assert gen("lock", "env/lab", cwd=repo, env=env).code == EXIT_OK
+    copy = _generator_copy(tmp_path / "gen-copy")
+    nfs = copy / "generator" / "families" / "nfs.py"
+    nfs.write_text("# a reviewer's comment: no output change\n" + nfs.read_text())
+    edited = {**env, "PYTHONPATH": str(copy)}
+    result = gen("render", "env/lab", "--locked", cwd=repo, env=edited)
+    assert result.code == EXIT_OK, result.err
+    text = nfs.read_text()
+    join = '" ".join([export.path, *clients])'
+    assert text.count(join) == 1
+    nfs.write_text(text.replace(join, '"  ".join([export.path, *clients])'))
+    changed = gen("render", "env/lab", "--locked", cwd=repo, env=edited)
+    assert changed.code == EXIT_LOCK, changed.err
+    assert "\n  output " in changed.err and "input " not in changed.err
+    assert "moved: the generator: its renderers changed output without a version change" \
+        in changed.err
+
+
+def test_locked_render_names_the_environment_or_the_generator_version(
+        repo: Path, env: dict[str, str], tmp_path: Path) -> None:
+    assert gen("lock", "env/lab", cwd=repo, env=env).code == EXIT_OK
+    env_file = repo / "environments" / "lab" / "env.yaml"
+    env_file.write_text(env_file.read_text() + "\n# only a comment\n")
+    moved = gen("render", "env/lab", "--locked", cwd=repo, env=env)
+    assert moved.code == EXIT_LOCK
+    assert "input environment (environments/lab):" in moved.err
+    assert "moved: the environment" in moved.err and "the generator" not in moved.err
+    assert gen("lock", "env/lab", cwd=repo, env=env).code == EXIT_OK
+    copy = _generator_copy(tmp_path / "gen-next")
+    init = copy / "generator" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "9.'))
+    newer = gen("render", "env/lab", "--locked", cwd=repo, env={**env, "PYTHONPATH": str(copy)})
+    assert newer.code == EXIT_LOCK
+    assert "generator.version: 0.1.0 -> 9.0.1.0" in newer.err
+    assert "moved: the generator" in newer.err and "the environment" not in newer.err
+
+
+def test_a_format_1_lock_reads_and_is_rewritten_by_gen_lock(repo: Path,
+                                                             env: dict[str, str]) -> None:
+    assert gen("lock", "env/lab", cwd=repo, env=env).code == EXIT_OK
+    current = (repo / "lock" / "lab.lock").read_bytes()
+    data = json.loads(current)
+    data["version"] = 1
+    data["generator"]["templates"] = nar.tree_hash({"any.py": b"# old renderers"})
+    (repo / "lock" / "lab.lock").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    locked = gen("render", "env/lab", "--locked", cwd=repo, env=env)
+    assert locked.code == EXIT_LOCK and "lock format: 1 -> 2" in locked.err, locked.err
+    assert "tampered" not in locked.err and "edited or damaged" not in locked.err
+    relock = gen("lock", "env/lab", cwd=repo, env=env)
+    assert relock.code == EXIT_OK and "lock format: 1 -> 2" in relock.out
+    assert (repo / "lock" / "lab.lock").read_bytes() == current
+
+
+def test_the_lock_pins_the_wheel_gen_was_installed_from(repo: Path, env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    """A real wheel built from this tree, installed by pip: its sha256 lands in the lock."""
+    wheels, target, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "src"
+    _generator_copy(source)  # build outside the worktree: setuptools writes build/ in place
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                            "--no-build-isolation", "-q", "-w", str(wheels), str(source)],
+                           capture_output=True, text=True, timeout=300)
+    if build.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {build.stderr[-300:]}")
+    (wheel,) = wheels.glob("gen-*.whl")
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
+                              "--target", str(target), str(wheel)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    # the wheel does not carry schemas/ yet; gen reads them beside its package
+    shutil.copytree(ROOT / "schemas", target / "schemas")
+    installed = {**env, "PYTHONPATH": str(target)}
+    result = gen("lock", "env/lab", cwd=repo, env=installed)
+    assert result.code == EXIT_OK, result.err
+    import hashlib
+    assert lock_data(repo)["generator"]["wheel"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    source = gen("render", "env/lab", "--locked", cwd=repo, env=env)
+    assert source.code == EXIT_LOCK and "generator.wheel: " in source.err

@@ -1,6 +1,6 @@
 """NFS family: exports(5) lines for both labs, checked by the real `exportfs`.
 
-The check (DESIGN.md names one but gives no recipe; this is it): `exportfs -ra` from
+The check (the design names one but gives no recipe; this is it): `exportfs -ra` from
 nfs-utils parses the rendered file with its own rules and writes the resulting export table
 (etab). It runs inside a private mount namespace over an overlay of `/` whose upper layer
 is the test's temporary directory, chrooted there, inside a lo-only network namespace: the

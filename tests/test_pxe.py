@@ -26,8 +26,10 @@ from generator.tree import Tree
 ROOT = Path(__file__).resolve().parent.parent
 TFTP = "hosts/helper/tftp"
 # Lab A's bootstrap, as the seed typed it at the installer prompt, modernised: virtio disk
-# (/dev/vda), live rootfs instead of the metal image, consoles for a VM's serial port.
+# (/dev/vda), live rootfs instead of the metal image, consoles for a VM's serial port, and
+# the interface name pinned to the NIC's MAC (udev would name it ens2 on i440fx).
 BOOTSTRAP_ARGS = (
+    "ifname=ens3:MAC "
     "ip=192.168.20.150::192.168.20.1:255.255.255.0:bootstrap.ocp4.example.com:ens3:none "
     "nameserver=192.168.20.111 "
     "coreos.inst.install_dev=/dev/vda "
@@ -79,14 +81,15 @@ def test_bootstrap_kernel_arguments_match_lab_a() -> None:
     mac = env.node("bootstrap").nic.mac.replace(":", "-")
     pxelinux = text(tree, f"{TFTP}/pxelinux.cfg/01-{mac}")
     assert "  KERNEL images/rhcos-live-kernel\n" in pxelinux
-    assert f"  APPEND initrd=images/rhcos-live-initramfs {BOOTSTRAP_ARGS}\n" in pxelinux
+    args = BOOTSTRAP_ARGS.replace("MAC", env.node("bootstrap").nic.mac)
+    assert f"  APPEND initrd=images/rhcos-live-initramfs {args}\n" in pxelinux
     grub = text(tree, f"{TFTP}/grub/grub.cfg-01-{mac}")
-    assert f"  linux /images/rhcos-live-kernel {BOOTSTRAP_ARGS}\n" in grub
+    assert f"  linux /images/rhcos-live-kernel {args}\n" in grub
     assert "  initrd /images/rhcos-live-initramfs\n" in grub
     ipxe = text(tree, f"{TFTP}/ipxe/{mac}.ipxe")
     assert ipxe.startswith("#!ipxe\n")
     assert ("kernel http://192.168.20.111:8080/install/rhcos-live-kernel "
-            f"initrd=rhcos-live-initramfs {BOOTSTRAP_ARGS}\n") in ipxe
+            f"initrd=rhcos-live-initramfs {args}\n") in ipxe
     assert "initrd http://192.168.20.111:8080/install/rhcos-live-initramfs\n" in ipxe
 
 

@@ -253,7 +253,11 @@ def fetch_cmd(env: str, store: Path | None, fmt: str) -> None:
         except StoreCorrupt as exc:
             click.echo(f"warning: {exc.lines()[0].split(' (run')[0]}; fetching it again",
                        err=True)
-            exc.path.unlink()
+            try:
+                exc.path.unlink()
+            except OSError as err:  # a directory planted under the object's name, say
+                raise UserError(f"cannot replace {exc.path}: {err.strerror}",
+                                "remove it by hand, then run `gen fetch` again") from None
         download(url, ctx.store, sha256, key,
                  ProgressLine.for_key(f"[{index}/{len(todo)}] {key}"))
         report[key] = "fetched"

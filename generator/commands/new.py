@@ -12,7 +12,8 @@ from generator.cli import FORMAT, emit
 @click.command()
 @click.argument("env")
 @click.option("--blueprint", required=True,
-              help="Blueprint shape: openshift-upi, kubeadm or kolla-aio.")
+              help="Blueprint: blueprints/NAME of the repo, else a built-in one "
+                   "(openshift-upi, kubeadm, kolla-aio).")
 @click.option("--no-input", is_flag=True, help="Take every default; ask nothing.")
 @click.option("--answers", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="YAML/JSON file of answers (cluster_name, subnet, masters, ...).")
@@ -20,28 +21,34 @@ from generator.cli import FORMAT, emit
 @FORMAT
 def new(env: str, blueprint: str, no_input: bool, answers: Path | None, no_lock: bool,
         fmt: str) -> None:
-    """Scaffold environments/ENV from blueprints/BLUEPRINT/template.
+    """Scaffold environments/ENV from the template of blueprint BLUEPRINT.
 
-    Asks for the cluster name, domain, subnet, node counts and sizes (see the template's
-    cookiecutter.json for every question and its default). The answers are checked and
-    the new environment is validated before anything is written; then its lock is written.
+    Run it inside a gen repo (`gen init` makes one). Asks for the cluster name, domain,
+    subnet, node counts and sizes (see the template's cookiecutter.json for every question
+    and its default). The answers are checked (schemas/answers.schema.json) and the new
+    environment is validated before anything is written; then its lock is written.
 
     \b
     Examples:
       gen new lab2 --blueprint openshift-upi
       gen new edge --blueprint kubeadm --answers edge.yaml
     """
-    from generator.environment import find_root
+    from generator.environment import REPO_MARKER, find_repo
+    from generator.errors import UserError
     from generator.scaffold import read_answers, scaffold
 
     name = env[4:] if env.startswith("env/") else env
-    root = find_root(Path.cwd())
+    root = find_repo(Path.cwd())
+    if root is None:
+        raise UserError(f"{Path.cwd()} is not inside a gen repo (no environments/ folder or "
+                        f"{REPO_MARKER} file here or above)",
+                        "run `gen init` to make one, or cd into your gen repo")
     given = read_answers(answers) if answers else None
     target = scaffold(root, name, blueprint, given, no_input)
     lock_note = _write_lock(target) if not no_lock else "not written (--no-lock)"
     emit(fmt, {"environment": name, "path": str(target), "blueprint": blueprint,
                "lock": lock_note},
-         f"created {target.relative_to(root)} from blueprints/{blueprint}; lock: {lock_note}")
+         f"created {target.relative_to(root)} from blueprint {blueprint}; lock: {lock_note}")
 
 
 def _write_lock(env_dir: Path) -> str:

@@ -23,16 +23,19 @@ _FILES_OPTIONS = [
     click.option("--files-target", "files_target", multiple=True, metavar="HOST=ROOT",
                  expose_value=False, callback=_remember,
                  help="Install HOST's boot-service files under ROOT (default: /). Hosts "
-                      "with neither this nor --files-exec are skipped. Repeatable."),
+                      "with neither this nor --files-exec are skipped (and reported). "
+                      "Without --files-exec, ROOT is on this machine and no service is "
+                      "reloaded. Repeatable."),
     click.option("--files-exec", "files_exec", multiple=True, metavar="HOST=PREFIX",
                  expose_value=False, callback=_remember,
                  help="Run HOST's file operations, checkers and reloads through PREFIX, e.g. "
-                      "'ssh root@192.168.20.111' or 'ip netns exec helper'; '' runs them "
-                      "here. Repeatable."),
+                      "'ssh root@192.168.20.111' or 'ip netns exec helper'; the word 'local' "
+                      "runs them (reloads included) on this machine. Repeatable."),
     click.option("--reload", "reload", multiple=True, metavar="SERVICE=COMMAND",
                  expose_value=False, callback=_remember,
                  help="Command that makes SERVICE (dns, dhcp, kea, dnsmasq, tftp, http, "
-                      "haproxy, nfs) pick up new files, instead of the systemctl default."),
+                      "haproxy, nfs) pick up new files, instead of the systemctl default. "
+                      "Runs where HOST's --files-exec says. Repeatable."),
     click.option("--ignition-dir", "ignition_dir", type=click.Path(file_okay=False),
                  expose_value=False, callback=_remember,
                  help="openshift-install's output dir; its role .ign files are published."),
@@ -63,6 +66,17 @@ _KUBE_OPTIONS = [
 ]
 
 
+def _remember_adopt(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta["libvirt:adopt"] = value
+    return value
+
+
+_ADOPT_OPTION = click.option(
+    "--adopt", is_flag=True, expose_value=False, callback=_remember_adopt,
+    help="Take over existing libvirt networks and domains without gen's marker that the "
+         "environment describes (after `gen import`): shown as adopt, never replaced.")
+
+
 def _kube_options() -> tuple[tuple[str, Any], ...]:
     meta = click.get_current_context().meta
     return tuple((key, meta.get(f"kube:{key}")) for key in
@@ -84,11 +98,49 @@ def _files_options() -> tuple[tuple[str, Any], ...]:
     meta = click.get_current_context().meta
     roots = _pairs(meta.get("files:files_target", ()), "--files-target", "HOST=ROOT")
     execs = _pairs(meta.get("files:files_exec", ()), "--files-exec", "HOST=PREFIX")
+    for host, prefix in execs.items():
+        if not prefix.strip():
+            raise UsageError(f"--files-exec {host}=: an empty prefix is ambiguous (write "
+                             f"--files-exec {host}=local to run {host}'s commands on this "
+                             "machine)")
     targets = tuple((host, (roots.get(host, "/"), execs.get(host, "")))
                     for host in sorted(set(roots) | set(execs)))
     reloads = _pairs(meta.get("files:reload", ()), "--reload", "SERVICE=COMMAND")
     return (("files_targets", targets), ("files_reloads", tuple(sorted(reloads.items()))),
             ("store", meta.get("files:store")), ("ignition_dir", meta.get("files:ignition_dir")))
+
+
+def check_names(desired: Any, settings: Any) -> None:
+    """Every HOST=, HV= and SERVICE= flag must name something the environment has: a typo
+    would otherwise be ignored and the environment's own value used in its place."""
+    tree_parts = [p.split("/") for p in desired.tree if p.startswith("hosts/")]
+    known = {
+        "--uri-override": sorted(hv.name for hv in desired.env.hypervisors),
+        "--files-target": sorted({parts[1] for parts in tree_parts}),
+        "--reload": sorted({parts[2] for parts in tree_parts if len(parts) > 3}),
+    }
+    known["--files-exec"] = known["--files-target"]
+    given = {
+        "--uri-override": [hv for hv, _ in settings.uri_overrides],
+        "--files-target": _named("files:files_target"),
+        "--files-exec": _named("files:files_exec"),
+        "--reload": [svc for svc, _ in settings.option("files_reloads", ())],
+    }
+    for flag, names in given.items():
+        unknown = sorted(set(names) - set(known[flag]))
+        if unknown:
+            what = {"--uri-override": "hypervisor", "--reload": "service"}.get(flag, "host")
+            raise UsageError(f"{flag}: {env_has_no(desired.env.name, what, unknown)} "
+                             f"(known {what}s: {', '.join(known[flag]) or 'none'})")
+
+
+def _named(key: str) -> list[str]:
+    meta = click.get_current_context().meta
+    return [item.partition("=")[0] for item in meta.get(key, ())]
+
+
+def env_has_no(env: str, what: str, names: list[str]) -> str:
+    return f"environment {env} has no {what} named {', '.join(repr(n) for n in names)}"
 
 
 def _common(func: Any) -> Any:
@@ -112,6 +164,7 @@ def _common(func: Any) -> Any:
                      help="List every field of objects to create, too."),
         *_FILES_OPTIONS,
         *_KUBE_OPTIONS,
+        _ADOPT_OPTION,
         FORMAT,
     ]
     for option in reversed(options):
@@ -134,7 +187,8 @@ def _settings(prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...], 
         () if start == "none" else (r.strip() for r in start.split(",") if r.strip()))
     return Settings(prune=prune, allow_destroy=allow_destroy, uri_overrides=tuple(pairs),
                     start_roles=roles, providers=providers,
-                    options=_files_options() + _kube_options())
+                    options=_files_options() + _kube_options()
+                    + (("adopt", bool(click.get_current_context().meta.get("libvirt:adopt"))),))
 
 
 @click.command()
@@ -153,17 +207,20 @@ def plan(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[str, .
     that differs from the lock exits 4.
 
     Exit codes: 0 no changes (or changes without --detailed-exitcode), 2 changes present
-    with --detailed-exitcode, 1 conflicts with foreign objects, 3 a destructive change not
+    with --detailed-exitcode, or some host not looked at (no --files-target/--files-exec
+    for it: the plan says which), 1 conflicts with foreign objects, 3 a destructive change not
     approved or a protected resource in the way, 4 lock mismatch.
     """
     from generator.reconcile.output import format_text, to_json
     from generator.reconcile.plan import build_plan, check_approval, load_desired
 
     settings = _settings(prune, allow_destroy, uri_overrides, start, providers)
-    result = build_plan(load_desired(env), settings)
+    desired = load_desired(env)
+    check_names(desired, settings)
+    result = build_plan(desired, settings)
     emit(fmt, to_json(result, settings), format_text(result, settings, verbose))
     check_approval(result, settings)
-    if detailed_exitcode and not result.empty:
+    if detailed_exitcode and not (result.empty and result.complete):
         sys.exit(EXIT_CHANGES)
 
 
@@ -191,16 +248,25 @@ def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[st
     a time; an interrupted converge is resumed by running it again (see the journal under
     --state-dir). Same exit codes as `gen plan` (3: destructive change not approved).
     """
-    from generator.reconcile.converge import Journal, apply_plan, converge_lock, default_state_dir
+    from generator.reconcile.converge import (
+        Journal,
+        apply_plan,
+        converge_lock,
+        default_state_dir,
+        target_locks,
+    )
+    from generator.reconcile.files import targets_from
     from generator.reconcile.output import format_text, summary_line, to_json
     from generator.reconcile.plan import build_plan, check_approval, load_desired
 
     began = time.monotonic()
     settings = _settings(prune, allow_destroy, uri_overrides, start, providers)
     desired = load_desired(env)
+    check_names(desired, settings)
     state = state_dir or default_state_dir()
     say = _stderr
-    with converge_lock(state, desired.env.name, lock_timeout, lock_wait, say):
+    with converge_lock(state, desired.env.name, lock_timeout, lock_wait, say), \
+            target_locks(targets_from(settings), desired.env.name, lock_wait):
         journal = Journal(state, desired.env.name)
         resume = journal.unfinished()
         if resume is not None:
@@ -216,6 +282,8 @@ def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[st
                 journal.complete()
             if fmt == "json":
                 emit(fmt, {"plan": to_json(result, settings), "applied": []}, "")
+            if detailed_exitcode and not result.complete:
+                sys.exit(EXIT_CHANGES)
             return
         if not auto_approve:
             _confirm(len(result.actions))

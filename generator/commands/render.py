@@ -29,10 +29,14 @@ def validate(env: str, fmt: str) -> None:
     loaded = load_environment(env)
     warn(loaded.warnings)
     model = loaded.model
+    blueprint = f"{loaded.source.blueprint_dir.name} ({loaded.source.blueprint_origin})"
     emit(fmt, {"environment": model.name, "valid": True, "nodes": len(model.nodes),
-                "warnings": [w.render() for w in loaded.warnings]},
+                "warnings": [w.render() for w in loaded.warnings],
+                "blueprint": {"name": loaded.source.blueprint_dir.name,
+                              "origin": loaded.source.blueprint_origin}},
           f"{loaded.source.display(loaded.source.env_dir)}: valid "
-          f"({len(model.nodes)} nodes, {len(loaded.warnings)} warning(s))")
+          f"({len(model.nodes)} nodes, {len(loaded.warnings)} warning(s)); "
+          f"blueprint {blueprint}")
 
 
 @click.command()

@@ -1,6 +1,8 @@
 """`gen diff` as data: two rendered sides in, a Report out (pure; formats.py renders it).
 
-A Report has notes (environment added, removed or renamed), lock input changes (image
+A Report has notes (environment added, removed or renamed), the generator change (when the
+two sides were rendered by different generators), changed input fields (env.yaml and
+blueprint.yaml, and other files of their directories), lock input changes (image
 digests, OS artifacts), secret reference changes (always `(sensitive value changed)`, never
 a value or even the reference), and one Section per output family holding its semantic
 findings and its changed files.
@@ -12,6 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from generator.diff.inputs import (
+    NO_INPUTS,
+    GeneratorId,
+    Inputs,
+    generator_changes,
+    input_changes,
+)
 from generator.diff.semantic import (
     FAMILIES,
     OTHER,
@@ -39,6 +48,8 @@ class Side:
     tree: Tree = field(default_factory=dict)
     lock: Mapping[str, Any] | None = None
     secrets: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (kind, ref)
+    inputs: Inputs | None = None  # the environment's and blueprint's files as read
+    generator: GeneratorId | None = None  # who rendered this side
 
     @property
     def short(self) -> str:
@@ -61,10 +72,13 @@ class Report:
     inputs: tuple[Finding, ...]
     secrets: tuple[Finding, ...]
     sections: tuple[Section, ...]
+    generator: tuple[Finding, ...] = ()
+    fields: tuple[Finding, ...] = ()  # changed input fields and files
 
     @property
     def empty(self) -> bool:
-        return not (self.notes or self.inputs or self.secrets or self.sections)
+        return not (self.notes or self.inputs or self.secrets or self.sections
+                    or self.generator or self.fields)
 
     @property
     def files(self) -> tuple[FileChange, ...]:
@@ -82,6 +96,8 @@ def build_report(base: Side, head: Side) -> Report:
         inputs=tuple(lock_input_changes(base.lock, head.lock)),
         secrets=tuple(secret_changes(base.secrets, head.secrets)),
         sections=tuple(sections(changes)),
+        generator=tuple(generator_changes(base.generator, head.generator)),
+        fields=tuple(input_changes(base.inputs or NO_INPUTS, head.inputs or NO_INPUTS)),
     )
 
 

@@ -34,11 +34,12 @@ def counts(report: Report) -> dict[str, int]:
 def summary_line(report: Report) -> str:
     if report.empty:
         return "no changes"
+    moved = "; the generator changed between the sides" if report.generator else ""
     if not report.files:
-        return "no rendered file changed"
+        return "no rendered file changed" + moved
     c = counts(report)
     return (f"{len(report.files)} file(s) changed: {c[ADDED]} added, {c[MODIFIED]} modified, "
-            f"{c[REMOVED]} removed")
+            f"{c[REMOVED]} removed{moved}")
 
 
 def section_counts(section: Section) -> str:
@@ -49,7 +50,9 @@ def section_counts(section: Section) -> str:
 
 
 def _top_findings(report: Report) -> list[tuple[str, tuple[Finding, ...]]]:
-    return [(title, rows) for title, rows in (("Environment", report.notes),
+    return [(title, rows) for title, rows in (("Generator", report.generator),
+                                              ("Environment", report.notes),
+                                              ("Input fields", report.fields),
                                               ("Lock inputs", report.inputs),
                                               ("Secrets", report.secrets)) if rows]
 
@@ -112,6 +115,8 @@ def to_json(report: Report) -> dict[str, Any]:
         "environment": report.env, "base": side(report.base), "head": side(report.head),
         "changed": not report.empty, "summary": counts(report),
         "notes": [finding(f) for f in report.notes],
+        "generator": [finding(f) for f in report.generator],
+        "fields": [finding(f) for f in report.fields],
         "inputs": [finding(f) for f in report.inputs],
         "secrets": [finding(f) for f in report.secrets],
         "families": [{"family": s.family.key, "title": s.family.title,

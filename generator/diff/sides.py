@@ -1,9 +1,13 @@
 """The I/O edge of `gen diff`: render an environment at two git revisions.
 
 Each revision is checked out into a temporary worktree (or, for the head, the working tree
-is used as it is) and rendered in-process with the generator code that is running now: a
-diff then shows what the *input* change does, and stays fast (no second interpreter, no
-reinstall). A change to the generator itself shows up in `gen verify` and the golden tests.
+is used as it is). A revision that carries its own generator (`generator/` in the repo,
+as gen's own repo and a site repo vendoring gen do) is rendered by that generator: `python
+-m generator render` run in a subprocess with PYTHONPATH set to that worktree, the way
+copier renders an update's base from the template's base commit. So a pull request that
+changes only the renderers shows the output it changes, with the generator change named.
+A revision without one, or whose generator is byte-identical to the running one, is
+rendered in-process by the running gen (fast: no second interpreter).
 The lock at each revision supplies that side's pins (generator.pipeline.render_with_lock).
 """
 
@@ -13,12 +17,16 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
+import subprocess
+import sys
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from generator.diff import Report, Side, build_report
+from generator.diff.inputs import GeneratorId, generator_id, read_inputs
 from generator.errors import GenError, UserError
 from generator.loader import ENV_FILE
 from generator.model import SecretRef
@@ -69,11 +77,17 @@ SideArgs = tuple[str, str | None, Path, PurePosixPath]
 
 
 def render_both(base: SideArgs, head: SideArgs) -> tuple[Side, Side]:
-    """Render the two sides, the base in a forked child when there is a second CPU.
+    """Render the two sides, each with the generator it carries, else the running one.
 
     Loading and rendering a side is CPU-bound pure Python (seconds for 1,000 nodes), and
-    the sides are independent, so two processes halve the wall time.
+    the sides are independent, so two processes halve the wall time: a side with its own
+    generator runs in its own interpreter anyway; otherwise the base goes to a forked child
+    when there is a second CPU.
     """
+    running = running_generator()
+    own = [own_generator(side[2], running) for side in (base, head)]
+    if any(own):
+        return _render_with_generators(base, head, own, running)
     if (os.cpu_count() or 1) < 2 or "fork" not in mp.get_all_start_methods():
         return render_side(*base), render_side(*head)
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork")) as pool:
@@ -83,6 +97,77 @@ def render_both(base: SideArgs, head: SideArgs) -> tuple[Side, Side]:
     if isinstance(outcome, Side):
         return outcome, head_side
     raise RemoteError(*outcome)
+
+
+def running_generator() -> GeneratorId:
+    import generator
+
+    return generator_id(Path(generator.__file__).resolve().parent,
+                        f"the running gen ({Path(generator.__file__).resolve().parent})")
+
+
+def own_generator(root: Path, running: GeneratorId) -> GeneratorId | None:
+    """The generator `root` carries when it differs from the running one, else None."""
+    package = root / "generator"
+    if not (package / "__init__.py").is_file() or not (package / "__main__.py").is_file():
+        return None
+    carried = generator_id(package, "generator/ at this revision")
+    return None if carried.sources == running.sources else carried
+
+
+def _render_with_generators(base: SideArgs, head: SideArgs, own: list[GeneratorId | None],
+                            running: GeneratorId) -> tuple[Side, Side]:
+    with ExitStack() as stack:
+        started = [_start_render(args, stack) if gen_id else None
+                   for args, gen_id in zip((base, head), own, strict=True)]
+        sides = [render_side(*args) if proc is None else _finish_render(args, *proc)
+                 for args, proc in zip((base, head), started, strict=True)]
+    out = [dataclasses.replace(side, generator=gen_id or running)
+           for side, gen_id in zip(sides, own, strict=True)]
+    return out[0], out[1]
+
+
+def _start_render(args: SideArgs, stack: ExitStack) -> tuple[subprocess.Popen[bytes], Path]:
+    """`python -m generator render` of the side's own worktree, into a scratch directory."""
+    _, _, root, rel = args
+    out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gen-diff-side-"))) / "out"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "generator", "render", str(root / rel),
+                             "--out", str(out)], cwd=root, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stack.callback(_reap, proc)
+    return proc, out
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def _finish_render(args: SideArgs, proc: subprocess.Popen[bytes], out: Path) -> Side:
+    from generator.environment import load_environment
+    from generator.lock.lockfile import lock_path
+    from generator.writer import read_tree
+
+    label, sha, root, rel = args
+    if not (root / rel / ENV_FILE).is_file():
+        return Side(label, sha, None)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        where = f"{label} ({sha[:7]})" if sha else label
+        lines = err.decode(errors="replace").splitlines() or [f"exit {proc.returncode}"]
+        raise RemoteError(proc.returncode, [
+            f"rendering {where} with the generator it carries (generator/ there) failed:",
+            *lines])
+    name = rel.name
+    path = lock_path(root, name)
+    lock = json.loads(path.read_bytes()) if path.is_file() else None
+    try:  # secret references come from the inputs; the running gen reads them if it can
+        secrets = secret_refs(load_environment(str(root / rel), cwd=root).model)
+    except GenError:
+        secrets = {}
+    return Side(label, sha, name, read_tree(out), lock, secrets, read_inputs(root, str(rel)))
 
 
 def _render_side_safely(*args: Any) -> Side | tuple[int, list[str]]:
@@ -134,7 +219,7 @@ def render_side(label: str, sha: str | None, root: Path, rel: PurePosixPath) -> 
     path = lock_path(rendered.loaded.source.root, rendered.env_name)
     lock = json.loads(path.read_bytes()) if path.is_file() else None
     return Side(label, sha, rendered.env_name, rendered.tree, lock,
-                secret_refs(rendered.loaded.model))
+                secret_refs(rendered.loaded.model), read_inputs(root, str(rel)))
 
 
 def secret_refs(model: Any) -> dict[str, tuple[str, str]]:

@@ -9,6 +9,16 @@ Backends by flavour:
   routers (the masters when there are no workers).
 - kubeadm (lab B): 6443 -> the control planes; 80 and 443 -> the workers' ingress NodePorts
   (`services.haproxy.ingressNodePorts`), http to http and https to https, never crossed.
+
+Health checks follow the OpenShift 4.16 UPI load-balancer requirements
+(docs/requirements-openshift.md): the API servers are probed over HTTPS on `/readyz`
+(`API_CHECK`: every 5 s, 2 successes to join, 3 failures to leave, so a server whose
+`/readyz` fails leaves the pool within 3 x 5 s = 15 s, inside the required 30 s; the probe's
+own connect and read timeouts are capped at `API_CHECK_TIMEOUT`); the other backends get a
+TCP check every second. On OpenShift the bootstrap node is a `backup` server: it takes API
+and machine-config traffic only while no master is up, and drops out of the way as soon as
+the masters answer. The ingress is balanced by source address, the persistence the docs
+recommend for routers.
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ API_PORT = 6443
 MACHINE_CONFIG_PORT = 22623
 HTTP_PORT = 80
 HTTPS_PORT = 443
+API_CHECK = "check check-ssl verify none inter 5s fall 3 rise 2"
+API_CHECK_TIMEOUT = "5s"
+TCP_CHECK = "check inter 1s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +48,9 @@ class Proxy:
     nodes: tuple[Node, ...]
     server_port: int  # where the servers listen
     comment: str
+    backups: tuple[Node, ...] = ()  # used only while every node of `nodes` is down
+    readyz: bool = False  # probe the servers over HTTPS on /readyz (a Kubernetes API)
+    balance: str | None = None  # None: services.haproxy.balance
 
 
 def render(env: Environment, pins: object) -> Tree:
@@ -50,18 +66,22 @@ def proxies(env: Environment, service: HaproxyService) -> tuple[Proxy, ...]:
     masters = env.nodes_with_role("master")
     ingress = env.nodes_with_role("worker") or masters
     if env.cluster.flavour in COREOS_FLAVOURS:
-        control = env.nodes_with_role("bootstrap") + masters
+        bootstrap = env.nodes_with_role("bootstrap")
         return (
-            Proxy("api", API_PORT, control, API_PORT, "Kubernetes API: bootstrap + masters"),
-            Proxy("machine-config", MACHINE_CONFIG_PORT, control, MACHINE_CONFIG_PORT,
-                  "machine-config server: bootstrap + masters"),
+            Proxy("api", API_PORT, masters, API_PORT,
+                  "Kubernetes API: masters, bootstrap while no master is ready",
+                  backups=bootstrap, readyz=True),
+            Proxy("machine-config", MACHINE_CONFIG_PORT, masters, MACHINE_CONFIG_PORT,
+                  "machine-config server: masters, bootstrap while no master is up",
+                  backups=bootstrap),
             Proxy("ingress-http", HTTP_PORT, ingress, service.ingress_http_port,
-                  "ingress http: routers"),
+                  "ingress http: routers", balance="source"),
             Proxy("ingress-https", HTTPS_PORT, ingress, service.ingress_https_port,
-                  "ingress https: routers, TLS passed through"),
+                  "ingress https: routers, TLS passed through", balance="source"),
         )
     return (
-        Proxy("api", API_PORT, masters, API_PORT, "Kubernetes API: control planes"),
+        Proxy("api", API_PORT, masters, API_PORT, "Kubernetes API: control planes",
+              readyz=True),
         Proxy("ingress-http", HTTP_PORT, ingress, service.ingress_http_port,
               "ingress http -> the http NodePort"),
         Proxy("ingress-https", HTTPS_PORT, ingress, service.ingress_https_port,
@@ -133,6 +153,17 @@ def _proxy(proxy: Proxy, balance: str) -> list[str]:
            "",
            f"backend {proxy.name}",
            "    mode tcp",
-           f"    balance {balance}"]
-    out += [f"    server {n.name} {n.ip}:{proxy.server_port} check" for n in proxy.nodes]
+           f"    balance {proxy.balance or balance}"]
+    check = TCP_CHECK
+    if proxy.readyz:
+        # An HTTP probe inside a TCP proxy: the traffic stays layer 4, only the check speaks
+        # HTTPS (the API's certificate is the cluster's own CA's, hence verify none).
+        out += ["    option httpchk GET /readyz HTTP/1.0",
+                "    http-check expect status 200",
+                "    option log-health-checks",
+                f"    timeout check {API_CHECK_TIMEOUT}"]
+        check = API_CHECK
+    out += [f"    server {n.name} {n.ip}:{proxy.server_port} {check}" for n in proxy.nodes]
+    out += [f"    server {n.name} {n.ip}:{proxy.server_port} {check} backup"
+            for n in proxy.backups]
     return [*out, ""]

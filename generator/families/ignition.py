@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -25,9 +24,10 @@ from generator.errors import UserError
 from generator.families import Pins, common, escape
 from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, Network, Nic, Node
+from generator.resources import schemas_dir
 from generator.tree import Tree, canonical_json, lines
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+SCHEMA_DIR = schemas_dir()
 IGNITION_ROLES = ("bootstrap", "master", "worker")
 CORE_USER = "core"
 MODE_PUBLIC = 0o644
@@ -135,7 +135,9 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
     """A NetworkManager keyfile giving `nic` its static address from the blueprint.
 
     Only the primary NIC carries the default route and the name servers, so a second
-    network can never steal them.
+    network can never steal them. The profile matches the NIC by MAC, not by name: the
+    installed system's udev names it after its PCI slot (`ifname=` pins the name only in
+    the live initramfs), and a name that does not match leaves the node without network.
     """
     net = env.network(nic.network)
     # A keyfile is an INI file: a line break in a value would add keys or sections.
@@ -153,8 +155,8 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
     if not primary:
         ipv4.append("never-default=true")
     return lines(
-        "[connection]", f"id={interface}", "type=ethernet",
-        f"interface-name={interface}", "autoconnect=true", "",
+        "[connection]", f"id={interface}", "type=ethernet", "autoconnect=true", "",
+        "[ethernet]", f"mac-address={nic.mac.upper()}", "",
         *ipv4, "may-fail=false", "",
         "[ipv6]", "method=disabled")
 

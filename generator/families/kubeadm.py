@@ -31,7 +31,6 @@ DEFAULT_VERSION = "v1.30.14"
 TOKEN = SecretRef("kubeadm-token", "converge", "kubeadm token create")
 CA_CERT_HASH = SecretRef("kubeadm-ca-cert-hash", "converge", "sha256 of the cluster CA key")
 CERTIFICATE_KEY = SecretRef("kubeadm-certificate-key", "converge", "kubeadm certs certificate-key")
-CONVERGE_SECRETS = (TOKEN, CA_CERT_HASH, CERTIFICATE_KEY)
 
 
 def render(env: Environment, pins: Pins) -> Tree:

@@ -161,17 +161,11 @@ def cni_tree(env: Environment, name: str, content: bytes) -> Tree:
 
 
 def _parse_objects(content: bytes) -> list[Obj]:
-    """The upstream objects (for the ApplySet parent's kinds and namespaces). libyaml via
-    PyYAML (a cookiecutter dependency) when present: ruamel's pure parser takes ~80 ms on
-    a flannel-sized file; both read the same data, so the output does not depend on it."""
-    try:
-        import yaml
+    """The upstream objects (for the ApplySet parent's kinds and namespaces), read with
+    PyYAML's libyaml parser where built (a flannel-sized file takes ~80 ms in pure Python)."""
+    import yaml
 
-        docs: Any = yaml.load_all(content, Loader=yaml.CSafeLoader)
-    except (ImportError, AttributeError):
-        from ruamel.yaml import YAML
-
-        docs = YAML(typ="safe", pure=True).load_all(content.decode())
+    docs: Any = yaml.load_all(content, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return [d for d in docs if isinstance(d, dict) and "kind" in d and "metadata" in d]
 
 

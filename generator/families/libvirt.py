@@ -17,6 +17,12 @@ GEN_NS = "https://gen.invalid/xmlns/libvirt/1"
 ET.register_namespace("gen", GEN_NS)
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+# Without <cpu> libvirt gives qemu64, which lacks the x86-64-v2 instructions (cx16, lahf_lm,
+# popcnt, sse4_1, sse4_2, ssse3) that RHEL 9 userspace, so RHCOS 4.13+, requires. Under KVM
+# the host's own model is the best fit; QEMU 7.2's TCG has no host model to copy and no
+# `x86-64-v2` model (that is a RHEL-only QEMU name), but emulates every instruction of
+# Nehalem, the first named model carrying all six flags.
+TCG_CPU_MODEL = "Nehalem"
 
 
 def render(env: Environment, pins: object) -> Tree:
@@ -126,6 +132,7 @@ def domain_xml(env: Environment, node: Node, hv: Hypervisor) -> ET.Element:
     _sub(root, "currentMemory", str(node.memory_mib * 1024), unit="KiB")
     _sub(root, "vcpu", str(node.vcpu), placement="static")
     _os(root, node)
+    root.append(cpu_xml(hv))
     features = _sub(root, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
@@ -137,6 +144,17 @@ def domain_xml(env: Environment, node: Node, hv: Hypervisor) -> ET.Element:
     if cloudinit.needs_seed(env, node):
         devices.insert(len(node.disks), seed_cdrom(node, hv))
     return root
+
+
+def cpu_xml(hv: Hypervisor) -> ET.Element:
+    """An x86-64-v2 capable CPU: host-model under KVM, a named model under TCG."""
+    if hv.domain_type == "kvm":
+        return ET.Element("cpu", mode="host-model", check="partial")
+    cpu = ET.Element("cpu", mode="custom", match="exact", check="partial")
+    # fallback=forbid: a hypervisor that cannot give this model refuses to start the domain
+    # rather than silently falling back to something older.
+    _sub(cpu, "model", TCG_CPU_MODEL, fallback="forbid")
+    return cpu
 
 
 def _protection(node: Node) -> dict[str, str]:

@@ -18,7 +18,9 @@ pxelinux.0 is what every DHCP config names), iPXE fetches them over HTTP from th
 `/install/<artifact name>`. The rootfs (or, for old releases, the metal image) and the
 Ignition config always come over HTTP: they are far too big, or per node, for TFTP.
 
-Kernel arguments (RHCOS/FCOS): `ip=` static as in lab A (or `ip=<iface>:dhcp`),
+Kernel arguments (RHCOS/FCOS): `ifname=<iface>:<mac>` first, so the name `ip=` uses is the
+name the NIC gets (udev would call it after its PCI slot: `ens2` on i440fx, `enp1s0` on q35;
+gen never guesses which), `ip=` static as in lab A (or `ip=<iface>:dhcp`),
 `nameserver=` the cluster DNS host (never the upstream forwarders),
 `coreos.inst.install_dev`, `coreos.live.rootfs_url` (rootfs: live) or `coreos.inst=yes
 coreos.inst.image_url` (rootfs: image), `coreos.inst.ignition_url`, serial and VGA consoles,
@@ -93,6 +95,11 @@ def node_field(env: Environment, node: Node) -> escape.FieldPath:
     return ("nodes", next(i for i, n in enumerate(env.nodes) if n.name == node.name))
 
 
+def ifname_arg(service: PxeService, node: Node) -> str:
+    """dracut `ifname=<name>:<mac>`: pins the interface name by MAC in the initramfs."""
+    return f"ifname={interface(service, node)}:{node.nic.mac.lower()}"
+
+
 def ip_arg(env: Environment, service: PxeService, node: Node) -> str:
     """dracut `ip=`: static `ip=<ip>::<gw>:<netmask>:<fqdn>:<iface>:none`, or DHCP.
     Its fields are colon-separated, so no value in it may hold a colon."""
@@ -128,6 +135,7 @@ def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str,
         rootfs = ("coreos.inst=yes",
                   f"coreos.inst.image_url={common.install_url(env, metal_image(env))}")
     return (
+        ifname_arg(service, node),
         ip_arg(env, service, node),
         *(f"nameserver={ns}" for ns in nameservers(env, node)),
         f"coreos.inst.install_dev={_install_dev(env, service, node)}",

@@ -30,9 +30,6 @@ from generator.lock.resolve import DEFAULT_FORMATS, Offline, Progress
 from generator.lock.store import Store, StoreCorrupt, StoreMissing
 from generator.tree import Tree
 
-FAMILIES_DIR = Path(__file__).resolve().parent.parent / "families"
-
-
 # --- what an environment needs pinned -----------------------------------------------------
 
 def wanted_inputs(loaded: Loaded) -> dict[str, Any]:
@@ -78,7 +75,36 @@ def path_inputs(loaded: Loaded) -> dict[str, PathInput]:
 
 
 def generator_info() -> GeneratorInfo:
-    return GeneratorInfo(__version__, SCHEMA_VERSION, nar.source_hash(FAMILIES_DIR))
+    return GeneratorInfo(__version__, SCHEMA_VERSION, installed_wheel_sha256())
+
+
+def installed_wheel_sha256() -> str | None:
+    """The sha256 pip recorded for the wheel file this running gen was installed from.
+
+    None for a source checkout, an editable install, or an install from an index (no
+    direct_url.json): then the version alone names the generator. Only counts when the
+    installed distribution is the code running now, not another copy on sys.path.
+    """
+    import importlib.metadata
+    import json
+
+    import generator
+
+    try:
+        dist = importlib.metadata.distribution("gen")
+        installed = Path(str(dist.locate_file("generator/__init__.py"))).resolve()
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except (importlib.metadata.PackageNotFoundError, OSError, ValueError):
+        return None
+    if installed != Path(generator.__file__).resolve():
+        return None
+    archive = direct.get("archive_info") if isinstance(direct, dict) else None
+    if not isinstance(archive, dict):
+        return None
+    hashes = archive.get("hashes") or {}
+    legacy = str(archive.get("hash", ""))  # "sha256=<hex>" before PEP 610's `hashes`
+    found = hashes.get("sha256") or (legacy[7:] if legacy.startswith("sha256=") else None)
+    return found if isinstance(found, str) and len(found) == 64 else None
 
 
 # --- resolving ---------------------------------------------------------------------------
@@ -92,6 +118,7 @@ class Resolver:
     offline: bool = False
     insecure: frozenset[str] = frozenset()
     progress: Callable[[str], Progress] | None = None
+    blueprint_dir: Path | None = None  # a stream file not beside env.yaml may ship here
     _streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def resolve(self, key: str, original: Any) -> Any:
@@ -104,7 +131,8 @@ class Resolver:
             spec = original["stream"]
             source = spec.get("file") or spec["url"]
             if source not in self._streams:
-                self._streams[source] = r.load_stream(source, self.env_dir, self.offline)
+                bases = (self.env_dir, *([self.blueprint_dir] if self.blueprint_dir else []))
+                self._streams[source] = r.load_stream(source, bases, self.offline)
             location, sha256 = r.stream_artifact(self._streams[source], spec["arch"],
                                                  spec["platform"], spec["format"],
                                                  spec["artifact"], f"{key} ({source})")
@@ -135,6 +163,8 @@ def lock_environment(loaded: Loaded, old: Lock | None, resolver: Resolver,
     keys (`gen update`). With `allow_missing`, inputs that cannot be resolved offline are
     left out and reported instead of failing.
     """
+    if resolver.blueprint_dir is None:
+        resolver.blueprint_dir = loaded.source.blueprint_dir
     redo = set(update or ())
     kept = _usable(loaded, old)
     artifacts: dict[str, Input] = {}
@@ -221,11 +251,13 @@ def render_pins(loaded: Loaded, lock: Lock | None, store: Store, strict: bool,
 def lock_changes(old: Lock, new: Lock, wanted: dict[str, Any] | None = None) -> list[str]:
     """One line per difference between two locks, inputs first, then outputs."""
     lines = []
+    if old.version != new.version:
+        lines.append(f"lock format: {old.version} -> {new.version}")
     if old.generator != new.generator:
-        for attr in ("version", "schema", "templates"):
+        for attr in ("version", "schema", "wheel"):
             a, b = getattr(old.generator, attr), getattr(new.generator, attr)
             if a != b:
-                lines.append(f"generator.{attr}: {a} -> {b}")
+                lines.append(f"generator.{attr}: {a or 'none'} -> {b or 'none'}")
     for key in sorted(set(old.inputs) | set(new.inputs)):
         a, b = old.inputs.get(key), new.inputs.get(key)
         if a == b:
@@ -291,8 +323,30 @@ def locked_differences(loaded: Loaded, lock: Lock, tree: Tree) -> list[str]:
                          f"the lock pins {_short(entry.original)}")
     expected = assemble(loaded, dict(kept), tree)
     same_artifacts = Lock(lock.generator, {k: v for k, v in lock.inputs.items()
-                                           if k in PATH_INPUTS or k in kept}, lock.outputs)
-    return lines + lock_changes(same_artifacts, expected)
+                                           if k in PATH_INPUTS or k in kept}, lock.outputs,
+                          lock.version)
+    changes = lines + lock_changes(same_artifacts, expected)
+    return changes + what_moved(changes, expected.generator) if changes else []
+
+
+def what_moved(changes: list[str], generator: GeneratorInfo) -> list[str]:
+    """One line naming the cause of `changes`: the environment, an input, the generator.
+
+    Output hashes that moved with none of them moving mean the renderers changed without a
+    version change (a gen built from source): that is the generator too.
+    """
+    causes = []
+    if any(c.startswith(("input environment", "input blueprint")) for c in changes):
+        causes.append("the environment (its files or its blueprint's)")
+    if any(c.startswith("input ") and not c.startswith(("input environment",
+                                                         "input blueprint")) for c in changes):
+        causes.append("an input (a pinned artifact)")
+    if any(c.startswith(("generator.", "lock format")) for c in changes):
+        causes.append("the generator")
+    if not causes and any(c.startswith("output") for c in changes):
+        causes.append(f"the generator: its renderers changed output without a version "
+                      f"change (gen {generator.version})")
+    return [f"moved: {'; '.join(causes)}"] if causes else []
 
 
 class StaleLock(LockMismatch):

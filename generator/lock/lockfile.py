@@ -10,27 +10,36 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from generator.errors import LockMismatch
+from generator.resources import schema_file
 from generator.tree import canonical_json
 
-LOCK_VERSION = 1
-SCHEMA_FILE = Path(__file__).resolve().parent.parent.parent / "schemas" / "lock.schema.json"
+LOCK_VERSION = 2  # 1 also pinned the renderers' source text (`generator.templates`)
+SCHEMA_FILE = schema_file("lock.schema.json")
 PATH_INPUTS = ("environment", "blueprint")
-KINDS = ("image", "os", "manifest")
+MAX_LOCK_BYTES = 16 << 20  # a lock of 10,000 inputs is ~5 MiB; more is not a lock
 
 
 @dataclass(frozen=True, slots=True)
 class GeneratorInfo:
+    """Which gen wrote the lock: its version, and the wheel's sha256 when installed from one.
+
+    The renderers' source text is deliberately not pinned: a comment in a family must not
+    stale every lock, and the output hashes already catch every change that matters.
+    """
+
     version: str
     schema: str
-    templates: str  # SRI NAR hash of the renderer sources
+    wheel: str | None = None  # hex sha256 of the wheel file gen was installed from
 
     def to_data(self) -> dict[str, str]:
-        return {"version": self.version, "schema": self.schema, "templates": self.templates}
+        data = {"version": self.version, "schema": self.schema}
+        return {**data, "wheel": self.wheel} if self.wheel else data
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,9 @@ def lock_path(root: Path, env_name: str) -> Path:
 
 def from_data(data: Any, where: str = "lock") -> Lock:
     """A Lock from parsed JSON, after schema and consistency checks (LockMismatch if bad)."""
+    legacy = isinstance(data, dict) and data.get("version") == 1
+    if legacy:
+        data = _from_format_1(data)
     problems = schema_problems(data)
     if not problems:
         problems = consistency_problems(data)
@@ -109,9 +121,19 @@ def from_data(data: Any, where: str = "lock") -> Lock:
         inputs[key] = (PathInput(entry["path"], entry["narHash"]) if key in PATH_INPUTS
                        else Pinned(entry["original"], entry["locked"]))
     gen = data["generator"]
-    return Lock(GeneratorInfo(gen["version"], gen["schema"], gen["templates"]), inputs,
+    return Lock(GeneratorInfo(gen["version"], gen["schema"], gen.get("wheel")), inputs,
                 Outputs(data["outputs"]["narHash"], dict(data["outputs"]["subtrees"])),
-                data["version"])
+                1 if legacy else data["version"])
+
+
+def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 differs only by `generator.templates` (the renderers' source hash), which gen
+    no longer pins. Such a lock still reads, so `--locked` names the format change and
+    `gen lock` rewrites it, instead of calling it tampered."""
+    generator = data.get("generator")
+    if isinstance(generator, dict):
+        generator = {k: v for k, v in generator.items() if k != "templates"}
+    return {**data, "version": LOCK_VERSION, "generator": generator}
 
 
 def loads(text: bytes, where: str = "lock") -> Lock:
@@ -119,34 +141,54 @@ def loads(text: bytes, where: str = "lock") -> Lock:
         data = json.loads(text)
     except ValueError as exc:
         raise TamperedLock(where, [f"not JSON: {exc}"]) from None
+    except RecursionError:
+        raise TamperedLock(where, ["not a lock: its JSON is nested too deeply"]) from None
     lock = from_data(data, where)
-    if lock.dumps() != text:
+    if canonical_json(data) != text:
         raise TamperedLock(where, ["not in canonical form (sorted keys, 2-space indent, "
                                    "trailing newline): it was edited by hand"])
     return lock
 
 
 def read_lock(path: Path, where: str | None = None) -> Lock | None:
-    """The lock at `path`, or None when there is none yet."""
+    """The lock at `path`, or None when there is none yet.
+
+    A lock is a plain file of bounded size: a symlink (it could point at a secret that the
+    schema errors would quote), a FIFO, a device or a directory there is a tampered lock."""
+    from generator.safefile import UnsafeFile, read_regular
+
     try:
-        text = path.read_bytes()
+        text = read_regular(path, MAX_LOCK_BYTES, follow=False)
     except FileNotFoundError:
         return None
+    except UnsafeFile as exc:
+        raise TamperedLock(where or str(path), [exc.reason]) from None
     return loads(text, where or str(path))
 
 
 def write_lock(path: Path, lock: Lock) -> bool:
     """Write atomically; return False (and touch nothing) when the bytes are unchanged."""
+    from generator.safefile import UnsafeFile, read_regular
+
     data = lock.dumps()
-    if path.is_file() and path.read_bytes() == data:
-        return False
+    try:
+        if read_regular(path, MAX_LOCK_BYTES, follow=False) == data:
+            return False
+    except (FileNotFoundError, UnsafeFile):  # absent, or replaced by what gen writes now
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.gen-tmp")
-    with temp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temp.replace(path)
+    # a temporary of its own per process: concurrent `gen lock` runs never share one
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".gen-tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o644)  # mkstemp's 0600 would hide it from others
+            os.fsync(handle.fileno())
+        Path(temp).replace(path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
     return True
 
 
@@ -194,6 +236,7 @@ def consistency_problems(data: dict[str, Any]) -> list[str]:
             elif original.digest and original.digest != locked.digest:
                 found.append(f"at inputs.{key}: locked digest differs from the digest written "
                              "in the blueprint")
+        found += _location_problems(key, entry)
         if key.startswith("manifest/") and entry["original"].get("sha256") not in (
                 None, entry["locked"]["sha256"]):
             found.append(f"at inputs.{key}: locked sha256 differs from the one in the blueprint")
@@ -201,3 +244,16 @@ def consistency_problems(data: dict[str, Any]) -> list[str]:
                 None, entry["locked"]["sha256"]):
             found.append(f"at inputs.{key}: locked sha256 differs from the one in the blueprint")
     return found
+
+
+def _location_problems(key: str, entry: dict[str, Any]) -> list[str]:
+    """A URL artifact's locked location must be its original URL: a lock whose location
+    was swapped, together with its sha256, for another file's is tampered."""
+    original, locked = entry.get("original"), entry.get("locked")
+    if not (isinstance(original, dict) and isinstance(locked, dict) and "url" in original):
+        return []  # images are checked above, stream entries by re-reading the stream
+    field = "url" if key.startswith("manifest/") else "location"
+    if locked.get(field) != original["url"]:
+        return [f"at inputs.{key}: locked {field} {locked.get(field)} is not the URL the "
+                f"environment names ({original['url']})"]
+    return []

@@ -45,10 +45,6 @@ def sri(digest: bytes) -> str:
     return "sha256-" + base64.b64encode(digest).decode()
 
 
-def sri_to_hex(value: str) -> str:
-    return base64.b64decode(value.removeprefix("sha256-")).hex()
-
-
 # --- in-memory trees ---------------------------------------------------------------------
 
 _Node = dict[str, Any]  # name -> bytes (a file) or a nested _Node (a directory)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generator.confine import confined_file
 from generator.errors import UserError
 from generator.lock.store import ChecksumMismatch, Store
+from generator.safefile import UnsafeFile, open_regular, read_regular
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -27,6 +30,7 @@ DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 DEFAULT_FORMATS = {"kernel": "pxe", "initramfs": "pxe", "rootfs": "pxe", "disk": "raw.gz"}
 TIMEOUT = 30.0
+MAX_STREAM_BYTES = 64 << 20  # CoreOS stream metadata is ~100 KiB
 Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
 
 
@@ -166,8 +170,10 @@ def _unreachable(what: str, url: str, exc: Exception) -> UserError:
 
 # --- CoreOS stream metadata ----------------------------------------------------------------
 
-def load_stream(source: str, base_dir: Path, offline: bool = False) -> dict[str, Any]:
-    """Stream metadata JSON from a local file (relative to the env dir) or an http(s) URL."""
+def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False
+                ) -> dict[str, Any]:
+    """Stream metadata JSON from an http(s) URL, or from a file in the env dir or else the
+    blueprint's dir (`base_dirs`), confined to that dir."""
     if source.startswith(("http://", "https://")):
         if offline:
             raise Offline(f"stream metadata {source} needs the network",
@@ -175,9 +181,16 @@ def load_stream(source: str, base_dir: Path, offline: bool = False) -> dict[str,
         _, _, body = _http_get(source, {"Accept": "application/json"}, f"stream {source}")
         text, where = body, source
     else:
-        path = base_dir / source.removeprefix("file://")
+        found = confined_file(source.removeprefix("file://"), base_dirs)
+        if isinstance(found, str):
+            raise UserError(f"stream metadata {found}",
+                            "ship the file beside env.yaml and name it relative to that folder")
+        path = found
         try:
-            text, where = path.read_bytes(), str(path)
+            text, where = read_regular(path, MAX_STREAM_BYTES), str(path)
+        except UnsafeFile as exc:
+            raise UserError(f"stream metadata {exc}", "ship the stream JSON as a plain file") \
+                from None
         except OSError as exc:
             raise UserError(f"stream metadata {path}: {exc.strerror}",
                             "write a path relative to the environment dir") from None
@@ -185,6 +198,9 @@ def load_stream(source: str, base_dir: Path, offline: bool = False) -> dict[str,
         data = json.loads(text)
     except ValueError as exc:
         raise UserError(f"stream metadata {where} is not JSON: {exc}") from None
+    except RecursionError:
+        raise UserError(f"stream metadata {where} is nested too deeply to be stream "
+                        "metadata") from None
     if not isinstance(data, dict):
         raise UserError(f"stream metadata {where} is not a JSON object")
     return data
@@ -221,6 +237,8 @@ def download(url: str, store: Store, expected: str | None, what: str,
         path = Path(url.removeprefix("file://"))
         try:
             return store.put_chunks(_file_chunks(path, progress), expected, what)
+        except UnsafeFile as exc:
+            raise UserError(f"{what}: {exc}", "a file:// URL names a plain file") from None
         except OSError as exc:
             raise UserError(f"{what}: cannot read {path}: {exc.strerror or exc}",
                             "fix the file:// URL or copy the file there") from None
@@ -250,9 +268,10 @@ def _reply_chunks(reply: Any, total: int | None, progress: Progress | None) -> I
 
 
 def _file_chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
-    total, done = path.stat().st_size, 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
+    # a regular file only: file:///dev/zero or a FIFO would fill the store or block
+    with open_regular(path) as (fd, info):
+        total, done = info.st_size, 0
+        while done <= total and (chunk := os.read(fd, 1 << 20)):
             done += len(chunk)
             if progress:
                 progress(done, total)

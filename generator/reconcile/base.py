@@ -13,10 +13,12 @@ from typing import Any, Literal, Protocol
 from generator.model import Environment
 from generator.tree import Tree
 
-Op = Literal["create", "update", "replace", "delete"]
-SYMBOL: dict[str, str] = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
+Op = Literal["create", "update", "replace", "delete", "adopt"]
+# adopt: gen starts managing an existing object (`gen plan --adopt` after `gen import`).
+SYMBOL: dict[str, str] = {"create": "+", "update": "~", "replace": "-/+", "delete": "-",
+                          "adopt": "<="}
 
-# Waves (DESIGN.md): networks/pools -> boot services -> volumes/domains -> Kubernetes.
+# Waves (docs/design.md): networks/pools -> boot services -> volumes/domains -> Kubernetes.
 # Deletes run last, in reverse wave order.
 WAVE_INFRA = 10
 WAVE_SERVICES = 20
@@ -61,7 +63,7 @@ class Action:
 class Provider(Protocol):
     """A live system gen converges. Reads are side-effect free; apply does one action.
 
-    Contract (plan.py relies on it; see docs/architecture.md, ## Reconciler):
+    Contract (plan.py relies on it; see docs/decisions/0044-safety-rules.md):
     - `scope(tree)` returns the part of the rendered tree the provider converges; plan.py
       passes only that to `plan`, and drops every delete when it is empty (an empty desired
       set never prunes).

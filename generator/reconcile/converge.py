@@ -1,5 +1,5 @@
-"""Apply a plan: one converge per environment (a lock file naming its holder), a journal of
-what was done, actions applied in plan order with their timings reported as they go.
+"""Apply a plan: one converge per environment (a flock here and one on each target host), a
+journal of what was done, actions applied in plan order with their timings reported as they go.
 
 Resuming is re-planning: every action is idempotent and the plan is recomputed from live
 state, so an interrupted converge (even SIGKILL) is finished by running converge again. The
@@ -69,70 +69,138 @@ def _read_holder(path: Path) -> Holder | None:
         return None
 
 
-def _abandoned(holder: Holder | None, ttl: float) -> str | None:
-    """Why a lock may be taken over, or None if its holder is alive and in time."""
-    if holder is None:
-        return "unreadable lock file"
-    if time.time() - holder.started > ttl:
-        return f"older than {int(ttl)} s"
-    if holder.host == socket.gethostname() and not _alive(holder.pid):
-        return f"pid {holder.pid} is gone"
-    return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def converge_lock(state: Path, env: str, ttl: float = DEFAULT_LOCK_TTL, wait: float = 0.0,
                   say: Callable[[str], None] = lambda _: None) -> Iterator[Holder]:
-    """Hold `<state>/<env>/converge.lock` for the block; say who holds it if busy.
+    """Hold `<state>/<env>/converge.lock` (flock) for the block; say who holds it if busy.
 
-    The lock appears with its holder already written (a hard link of a finished temp file,
-    which fails like O_EXCL when the lock exists): a competitor never reads a half-written
-    lock and mistakes it for an abandoned one.
+    The kernel drops a flock when its holder dies, even by SIGKILL, so a crashed converge
+    never blocks the next one and a live one is never taken over. The file records the
+    holder (host, pid, start) for the busy message; it is emptied, never unlinked, on
+    release: unlinking a flocked path lets a waiter lock an orphaned inode.
     """
     path = state / env / "converge.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    me = _me()
-    mine = path.with_name(f".converge.lock.{os.getpid()}")
-    mine.write_text(json.dumps({"host": me.host, "pid": me.pid, "started": me.started,
-                                "id": me.id}))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        _flock(fd, path, env, ttl, wait)
+        me = _me()
+        left = _read_holder(path)
+        if left is not None:
+            say(f"taking over an abandoned converge lock (pid {left.pid} on host {left.host} "
+                "ended without releasing it)")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"host": me.host, "pid": me.pid, "started": me.started,
+                                  "id": me.id}).encode(), 0)
+        os.fsync(fd)
+        try:
+            yield me
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _flock(fd: int, path: Path, env: str, ttl: float, wait: float) -> None:
+    import fcntl
+
     deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise _busy(env, _read_holder(path), ttl, str(path)) from None
+            time.sleep(0.2)
+
+
+def _busy(env: str, holder: Holder | None, ttl: float, where: str) -> ConvergeLocked:
+    who = holder.describe() if holder else "holder unknown"
+    hung = holder is not None and time.time() - holder.started > ttl
+    return ConvergeLocked(f"another converge of {env} is running: {who}",
+                          f"it has run longer than {int(ttl)} s and may be hung: stop that "
+                          "process (the lock goes with it)" if hung else
+                          f"wait for it (--lock-wait), or stop that process; lock: {where}")
+
+
+# -- the lock on each target host --------------------------------------------------------
+
+TARGET_LOCK = "/run/lock/gen/converge-{env}.lock"
+LOCK_BUSY = 75  # EX_TEMPFAIL: what the lock script exits with when another runner holds it
+
+# Runs on the target through its command prefix. flock(1) holds fd 9 for as long as this
+# shell's last command (`cat`) runs, and `cat` ends when gen closes its stdin or dies (the
+# pipe, or the ssh connection, closes): a lock can never outlive the converge that took it.
+_LOCK_SCRIPT = """
+mkdir -p "${1%/*}" && exec 9>>"$1" || exit 1
+flock -E 75 -w "$3" 9 || { rc=$?; [ $rc -eq 75 ] && cat "$1"; exit $rc; }
+printf '%s\n' "$2" > "$1"
+echo locked
+exec cat >/dev/null
+"""
+
+
+@contextlib.contextmanager
+def target_locks(targets: dict[str, Any], env: str, wait: float = 0.0,
+                 say: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+    """Hold the converge lock of `env` on every target host (a files provider `Target`).
+
+    The local flock only stops runners on this machine; two CI runners on different
+    machines meet on the targets, so each target is locked too, in host order (a fixed
+    order, so two runners cannot deadlock), before anything is read from it.
+    """
+    me = _me()
+    record = json.dumps({"host": me.host, "pid": me.pid, "started": me.started, "id": me.id})
+    with contextlib.ExitStack() as stack:
+        for host in sorted(targets):
+            stack.enter_context(_target_lock(host, targets[host], env, record, wait))
+        yield
+
+
+@contextlib.contextmanager
+def _target_lock(host: str, target: Any, env: str, record: str,
+                 wait: float) -> Iterator[None]:
+    import subprocess
+
+    where = target.path(TARGET_LOCK.format(env=env))
+    argv = ["sh", "-c", _LOCK_SCRIPT, "sh", where, record, str(max(wait, 0.0))]
+    proc = subprocess.Popen(target.command(argv), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        while True:
-            try:
-                os.link(mine, path)
-                break
-            except FileExistsError:
-                holder = _read_holder(path)
-                reason = _abandoned(holder, ttl)
-                if reason is not None:
-                    say(f"taking over an abandoned converge lock ({reason})")
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-                    continue
-                if time.monotonic() >= deadline:
-                    raise ConvergeLocked(
-                        f"another converge of {env} is running: {holder.describe()}"  # type: ignore[union-attr]
-                        , f"wait for it, or remove {path} if that process is really gone"
-                    ) from None
-                time.sleep(0.2)
+        first = proc.stdout.readline() if proc.stdout else b""  # blocks until held or refused
+        if first.strip() != b"locked":
+            out, err = proc.communicate(timeout=60)
+            raise _target_refused(host, env, where, proc.returncode, first + out, err)
+        yield
     finally:
-        mine.unlink(missing_ok=True)
-    try:
-        yield me
-    finally:
-        if (_read_holder(path) or me).id == me.id:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        if proc.stdin:
+            proc.stdin.close()  # ends `cat` on the target: the lock is released
+        try:
+            proc.wait(timeout=30)
+        except Exception:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def _target_refused(host: str, env: str, where: str, code: int, out: bytes,
+                    err: bytes) -> UserError:
+    if code == LOCK_BUSY:
+        holder = None
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            data = json.loads(out.decode(errors="replace").strip() or "{}")
+            holder = Holder(str(data["host"]), int(data["pid"]), float(data["started"]),
+                            str(data["id"]))
+        who = holder.describe() if holder else "holder unknown"
+        return ConvergeLocked(f"another converge of {env} holds the lock on host {host}: {who}",
+                              f"wait for it (--lock-wait); lock: {where} on {host}")
+    text = (err or out).decode(errors="replace").strip()
+    return UserError(f"could not take the converge lock on host {host}: "
+                     f"{text.splitlines()[-1] if text else f'exit {code}'}",
+                     "check --files-exec for that host (flock(1) must exist there)")
 
 
 # -- the journal -------------------------------------------------------------------------

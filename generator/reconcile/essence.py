@@ -5,7 +5,7 @@ same rules apply to both. libvirt fills in a lot on define (uuid, controllers, P
 addresses, aliases, memballoon, input devices, emulator path, cpu model, clock, seclabels,
 auto-named bridges and MACs of networks, pool capacity and volume timestamps); an essence
 keeps only what gen renders and what a person could change behind gen's back that gen cares
-about. docs/architecture.md (## Reconciler) lists the rules.
+about. docs/decisions/0046-libvirt-normalization.md lists the rules.
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ def domain(root: ET.Element) -> Essence:
         "os.loader.type": loader.get("type", "") if loader is not None else "",
         "os.boot": ",".join(b.get("dev", "") for b in root.findall("os/boot")),
         "features": ",".join(sorted(child.tag for child in root.findall("features/*"))),
+        # The guest's CPU model decides whether the OS boots at all (x86-64-v2), so a
+        # domain defined without it is redefined; libvirt's expansions are ignored.
+        "cpu": _cpu(root.find("cpu")),
         "owner": _attrs(owner(root)),
     }
     for event in ("on_poweroff", "on_reboot", "on_crash"):
@@ -79,6 +82,12 @@ def domain(root: ET.Element) -> Essence:
     for nic in root.findall("devices/interface"):
         out[f"interface[{_attr(nic, 'mac', 'address').lower()}]"] = _nic(nic)
     return out
+
+
+def _cpu(cpu: ET.Element | None) -> str:
+    if cpu is None:
+        return ""
+    return _attrs({"mode": cpu.get("mode", ""), "model": (cpu.findtext("model") or "").strip()})
 
 
 def _attr(parent: ET.Element, tag: str, name: str) -> str:

@@ -16,6 +16,13 @@ present in their roots but are not rendered (OS artifacts, boot loaders, role Ig
 openshift-install, the rendered per-node Ignition). They are published from gen's store
 (artifacts by the sha256 the manifest carries: the locked pin, since plan renders with the
 lock), from the rendered tree, or copied on the target from an installed package path.
+
+Confinement: every path gen writes, stages or prunes is a plain relative path under its
+service's install directory (no `..`, no empty or `.` parts, no control characters),
+checked when planning, before anything on the target changes; paths in a target's
+`.gen-managed.json` that are not are never pruned. Before it swaps files in, gen checks on
+the target that no component under the install directory (nor the staging directory) is a
+symlink, so a link there cannot carry a write or a deletion elsewhere.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import posixpath
 import re
 import shlex
 import subprocess
@@ -35,7 +43,7 @@ from typing import Any
 from generator.errors import UserError
 from generator.model import Environment, SecretRef
 from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
-from generator.reconcile.secrets import MARKER_BYTES, declared
+from generator.reconcile.secrets import MARKER_BYTES, check_places, declared, places
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
@@ -87,17 +95,23 @@ class Target:
 
     root: str = "/"
     prefix: tuple[str, ...] = ()
+    # False: reloads are not run. A host given only --files-target has no prefix, so its
+    # reloads would run on the machine that runs gen; that needs --files-exec HOST=local.
+    reloads: bool = True
 
     def path(self, absolute: str) -> str:
         """Where an absolute target path lives under the root."""
         return str(PurePosixPath(self.root) / absolute.lstrip("/"))
 
-    def run(self, argv: list[str], data: bytes | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def command(self, argv: list[str]) -> list[str]:
+        """`argv` as run through the prefix on the target."""
         # ssh runs one shell string on the far side; other prefixes take an argv as it is
         remote = self.prefix[:1] == ("ssh",)
-        command = [*self.prefix, shlex.join(argv)] if remote else [*self.prefix, *argv]
-        proc = subprocess.run(command, input=data, capture_output=True, timeout=600)
+        return [*self.prefix, shlex.join(argv)] if remote else [*self.prefix, *argv]
+
+    def run(self, argv: list[str], data: bytes | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        proc = subprocess.run(self.command(argv), input=data, capture_output=True, timeout=600)
         if check and proc.returncode != 0:
             message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             raise UserError(f"`{shlex.join(argv)}` failed on the target: "
@@ -148,6 +162,7 @@ class FilesProvider:
     name: str = "files"
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # hosts not looked at (no target)
 
     def scope(self, tree: Tree) -> Tree:
         # Manifests publish rendered files from outside hosts/ (per-node Ignition).
@@ -162,6 +177,7 @@ class FilesProvider:
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         self.secrets = declared(env)
+        self.places = places(env)
         actions = []
         for (host, service), files in sorted(_by_service(tree).items()):
             spec = SERVICES.get(service)
@@ -173,6 +189,8 @@ class FilesProvider:
             if target is None:
                 self._skip(env, host)
                 continue
+            if not target.reloads:
+                self._no_reload(host, target)
             desired = self._desired_files(spec, files, self.rendered or tree)
             action = self._plan_service(host, service, spec, target, desired,
                                         _directories(spec, files))
@@ -185,18 +203,28 @@ class FilesProvider:
                 f"{host}='ssh root@{env.node(host).ip}' or --files-target {host}=DIR)")
         if note not in self.notices:
             self.notices.append(note)
+            self.skipped.append(f"{self.name}: {host}")
+
+    def _no_reload(self, host: str, target: Target) -> None:
+        note = (f"{host}: files go under {target.root} on this machine and no service is "
+                f"reloaded (pass --files-exec {host}=local to run the reloads here, or "
+                f"--files-exec {host}='ssh root@...' to run them on {host})")
+        if note not in self.notices:
+            self.notices.append(note)
 
     def _desired_files(self, spec: ServiceSpec, files: dict[str, bytes],
                        tree: Tree) -> dict[str, bytes | tuple[str, str]]:
         """Install path -> content, or ("store", sha256) / ("package", path) to publish."""
         desired: dict[str, bytes | tuple[str, str]] = {
-            f"{spec.install}/{rel}": content for rel, content in files.items()}
+            confined(spec.install, rel, "a rendered file"): content
+            for rel, content in files.items()}
         if spec.publish is not None and "manifest.json" in files:
             base = f"{spec.install}/{spec.publish}".rstrip("/")
             for rel, entry in json.loads(files["manifest.json"]).get("files", {}).items():
+                path = confined(base, rel, "a file manifest.json publishes")
                 source = self._publish_source(entry, tree)
                 if source is not None:
-                    desired[f"{base}/{rel}"] = source
+                    desired[path] = source
         return desired
 
     def _publish_source(self, entry: dict[str, Any], tree: Tree) -> bytes | tuple[str, str] | None:
@@ -211,7 +239,7 @@ class FilesProvider:
                 return None
             return ("store", sha)
         if kind == "package":
-            return ("package", entry["path"])
+            return ("package", _package_path(entry["path"]))
         if kind == "openshift-install":
             path = (self.ignition_dir / f"{entry['role']}.ign") if self.ignition_dir else None
             if path is None or not path.is_file():
@@ -242,6 +270,12 @@ class FilesProvider:
                 changes.append(DiffItem("change" if was or current is not None else "add",
                                         path, was, digest))
         stale = {p: d for p, d in sorted(managed.get("files", {}).items()) if p not in digests}
+        outside = [p for p in stale if not inside(spec.install, p)]
+        if outside:  # never delete what a hostile earlier render or edit recorded there
+            self.notices.append(f"{host}/{service}: {len(outside)} path(s) in {managed_path} "
+                                f"are not inside {spec.install} and are never pruned: "
+                                f"{', '.join(map(_shown, outside))}")
+            stale = {p: d for p, d in stale.items() if p not in outside}
         if stale and not self.prune:  # deleting needs --prune, as for every provider
             self.notices.append(f"{host}/{service}: {len(stale)} file(s) gen installed are no "
                                 f"longer rendered and are kept (run with --prune to delete "
@@ -253,7 +287,8 @@ class FilesProvider:
             return None
         op: Op = "update" if managed or live else "create"
         return Action(op, self.name, "service", f"{host}/{service}", WAVE_SERVICES,
-                      tuple(changes), note="checked, then reloaded",
+                      tuple(changes), note="checked, then reloaded" if target.reloads
+                      else "checked; not reloaded: no --files-exec for this host",
                       payload={"host": host, "service": service, "desired": desired,
                                "digests": digests, "target": target, "spec": spec,
                                "stale": [c.path for c in changes if c.op == "remove"],
@@ -266,8 +301,10 @@ class FilesProvider:
         target: Target = p["target"]
         spec: ServiceSpec = p["spec"]
         service: str = p["service"]
-        files, values = self._materialize(target, p["desired"])
         staging = f"/{STAGING}/{service}"
+        _refuse_symlinks(target, "/", [staging])
+        _refuse_symlinks(target, spec.install, [*p["desired"], *p["stale"], *p["directories"]])
+        files, values = self._materialize(target, p["desired"])
         target.run(["rm", "-rf", target.path(staging)])
         target.write_files({f"{staging}{path}": data for path, data in files.items()})
         for path, source in p["desired"].items():
@@ -284,7 +321,7 @@ class FilesProvider:
         target.run(["rm", "-rf", target.path(staging)])
         target.run(["rmdir", target.path(f"/{STAGING}")], check=False)  # others may be busy
         reload = self.reloads.get(service, spec.reload)
-        if reload:
+        if reload and target.reloads:
             target.run([_fill(a, target, spec, staging) for a in reload])
 
     def _materialize(self, target: Target, desired: dict[str, Any],
@@ -295,6 +332,7 @@ class FilesProvider:
         values: dict[str, bytes] = {}
         for path, source in desired.items():
             if isinstance(source, bytes):
+                check_places(path, source, self.places)
                 out[path] = self._fill_secrets(target, source, values)
             elif source[0] == "store":
                 out[path] = self._store().read(source[1], f"published {path}")
@@ -379,7 +417,69 @@ def _directories(spec: ServiceSpec, files: dict[str, bytes]) -> list[str]:
     if "manifest.json" not in files:
         return []
     wanted = json.loads(files["manifest.json"]).get("directories", [])
-    return [f"{spec.install}/{d}" for d in wanted]
+    return [confined(spec.install, d, "a directory manifest.json asks for") for d in wanted]
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def confined(base: str, rel: str, what: str) -> str:
+    """`base/rel` when `rel` is a plain relative path (UserError otherwise): no leading
+    `/`, no empty, `.` or `..` part, no control character, so it stays inside `base`."""
+    parts = rel.split("/") if isinstance(rel, str) else [""]
+    if (any(part in ("", ".", "..") for part in parts) or CONTROL.search(rel)):
+        raise UserError(f"{what}, {_shown(rel)}, is not a plain relative path inside {base}; "
+                        "nothing was changed on the target",
+                        "a rendered path never holds '..', a leading '/' or control characters")
+    return f"{base}/{rel}"
+
+
+def inside(base: str, path: str) -> bool:
+    """True when the absolute `path` is normalised and strictly below `base`."""
+    return (isinstance(path, str) and not CONTROL.search(path)
+            and posixpath.normpath(path) == path and path.startswith(base.rstrip("/") + "/"))
+
+
+def _package_path(path: str) -> str:
+    """Package files are copied from the target's /usr only (defence in depth: the code
+    names them, but a manifest must not copy /etc/shadow into a served directory)."""
+    if not inside("/usr", path):
+        raise UserError(f"a package file to publish, {_shown(path)}, is not below /usr",
+                        "boot loaders are copied from installed packages only")
+    return path
+
+
+def _shown(value: object) -> str:
+    """A path for a message: quoted, control characters escaped, bounded."""
+    text = json.dumps(value if isinstance(value, str) else str(value))
+    return text if len(text) <= 120 else text[:117] + '..."'
+
+
+SYMLINK_CHECK = """root="$1"; base="$2"; shift 2
+for f; do
+  p="$f"
+  while [ -n "$p" ] && [ "$p" != "$base" ]; do
+    if [ -L "$root$p" ]; then printf '%s\\n' "$p"; exit 3; fi
+    p="${p%/*}"
+  done
+done"""
+
+
+def _refuse_symlinks(target: Target, base: str, paths: list[str]) -> None:
+    """Refuse (UserError, nothing changed) when a component of a path below `base` on the
+    target is a symlink: mv, rm and mkdir would follow it out of the install directory."""
+    if not paths:
+        return
+    proc = target.run(["sh", "-c", SYMLINK_CHECK, "sh", target.root.rstrip("/"),
+                       base.rstrip("/"), *paths], check=False)
+    if proc.returncode == 3:
+        link = proc.stdout.decode(errors="replace").strip()
+        raise UserError(f"{_shown(link)} is a symlink on the target; gen does not write or "
+                        "delete through symlinks, and nothing was changed",
+                        "replace it with a directory or file")
+    if proc.returncode != 0:
+        raise UserError("cannot check the target for symlinks: "
+                        + (proc.stderr or proc.stdout).decode(errors="replace").strip())
 
 
 def _by_service(tree: Tree) -> dict[tuple[str, str], dict[str, bytes]]:
@@ -392,8 +492,7 @@ def _by_service(tree: Tree) -> dict[tuple[str, str], dict[str, bytes]]:
 
 def files_provider(settings: Any) -> FilesProvider:
     """Factory for plan.PROVIDERS: targets, reloads and the store from Settings.options."""
-    targets = {host: Target(root, tuple(shlex.split(prefix)) if prefix else ())
-               for host, (root, prefix) in dict(settings.option("files_targets", ())).items()}
+    targets = targets_from(settings)
     reloads = {svc: tuple(shlex.split(cmd)) for svc, cmd in
                dict(settings.option("files_reloads", ())).items()}
     store = settings.option("store")
@@ -401,3 +500,21 @@ def files_provider(settings: Any) -> FilesProvider:
     return FilesProvider(targets=targets, reloads=reloads, prune=settings.prune,
                          store_root=Path(store) if store else None,
                          ignition_dir=Path(ignition) if ignition else None)
+
+
+LOCAL = "local"  # --files-exec HOST=local: run HOST's commands on this machine, on purpose
+
+
+def targets_from(settings: Any) -> dict[str, Target]:
+    """Each target host's root and command prefix, from --files-target / --files-exec."""
+    return {host: _target(root, prefix)
+            for host, (root, prefix) in dict(settings.option("files_targets", ())).items()}
+
+
+def _target(root: str, prefix: str) -> Target:
+    """No --files-exec: files under ROOT here, checks here, reloads not run at all."""
+    if prefix == LOCAL:
+        return Target(root)
+    if not prefix:
+        return Target(root, reloads=False)
+    return Target(root, tuple(shlex.split(prefix)))

@@ -13,7 +13,7 @@ resourceVersion...), plus the fields manager `gen` owns in managedFields but no 
 (server-side apply would remove those). Changes apply with server-side apply (field manager
 `gen`, force); deletes only ever hit objects labelled for this environment's ApplySet.
 
-docs/architecture.md (## Reconciler, ### Kubernetes provider) states what the kmock-based
+docs/testing.md (## Kubernetes provider) states what the kmock-based
 tests prove and what only the `live` test can.
 """
 
@@ -618,6 +618,7 @@ class KubernetesProvider:
     name: str = "kubernetes"
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # scopes not looked at (plan.Plan)
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     read_seconds: float = 0.0
 
@@ -644,6 +645,7 @@ class KubernetesProvider:
                 raise
             self.notices.append("kubernetes: no kubeconfig; Kubernetes objects not planned "
                                 "(pass --kubeconfig or set KUBECONFIG once the cluster is up)")
+            self.skipped.append("kubernetes: cluster objects (no kubeconfig)")
             return []
         try:
             return self._plan(env, manifests)
@@ -666,6 +668,7 @@ class KubernetesProvider:
                             "check the kubeconfig's server and that the cluster is up") from None
         self.notices.append(f"kubernetes: API server unreachable ({reason}); Kubernetes "
                             "objects not planned")
+        self.skipped.append("kubernetes: cluster objects (API server unreachable)")
         return []
 
     def _plan(self, env: Environment, manifests: list[Manifest]) -> list[Action]:

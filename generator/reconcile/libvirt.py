@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generator.errors import UserError
+from generator.families.libvirt import GEN_NS
 from generator.model import BOOT_ORDER, Environment
 from generator.reconcile import essence, secrets, seed
 from generator.reconcile.base import (
@@ -47,8 +48,22 @@ def libvirt_module() -> Any:
     return libvirt
 
 
+def check_uri(uri: str, operator: bool) -> None:
+    """Refuse a URI that could make libvirt run a program (`qemu+ext://...?command=`): the
+    environment's URIs pass the same allow-list at validate; `operator` (--uri-override,
+    typed by whoever runs gen) may also name a local libvirtd socket."""
+    from generator.semantic import OPERATOR_URI_PARAMETERS, URI_PARAMETERS, libvirt_uri_problem
+
+    problem = libvirt_uri_problem(uri, operator)
+    if problem:
+        allowed = OPERATOR_URI_PARAMETERS if operator else URI_PARAMETERS
+        raise UserError(f"libvirt URI {uri!r} {problem}",
+                        f"use a qemu:// URI with parameters among: {', '.join(sorted(allowed))}")
+
+
 def open_connection(uri: str) -> Any:
     """One connection per URI per process (a `test:///file` state lives in its connection)."""
+    check_uri(uri, operator=True)  # the last guard; plan() applied the stricter rule first
     conn = _CONNECTIONS.get(uri)
     if conn is None or not conn.isAlive():
         libvirt = libvirt_module()
@@ -156,8 +171,9 @@ class LibvirtProvider:
 
     def __init__(self, uri_overrides: dict[str, str] | None = None,
                  start_roles: frozenset[str] | None = None,
-                 connect: Callable[[str], Any] = open_connection) -> None:
+                 connect: Callable[[str], Any] = open_connection, adopt: bool = False) -> None:
         self.uri_overrides = dict(uri_overrides or {})
+        self.adopt = adopt  # take over unmarked objects the environment describes
         self.start_roles = start_roles  # None: start every domain
         self.connect = connect
         self.notices: list[str] = []
@@ -176,6 +192,7 @@ class LibvirtProvider:
         actions: list[Action] = []
         for hv in env.hypervisors:
             uri = self.uri_overrides.get(hv.name, hv.uri)
+            check_uri(uri, operator=hv.name in self.uri_overrides)
             self._uris[hv.name] = uri
             desired = desired_objects(tree, hv.name)
             began = time.monotonic()
@@ -219,6 +236,17 @@ class LibvirtProvider:
         if net.isActive():
             net.destroy()
         net.undefine()
+
+    def _network_adopt(self, conn: Any, action: Action) -> None:
+        """Add gen's marker; with drift, the rendered definition (as an update would)."""
+        if action.payload.get("redefine"):
+            self._network_update(conn, action)
+            return
+        conn.networkDefineXML(action.payload["marked"])  # the live definition + the marker
+        net = conn.networkLookupByName(action.payload["object"])
+        if not net.isActive():
+            net.create()
+        net.setAutostart(1)
 
     def _pool_create(self, conn: Any, action: Action) -> None:
         pool = conn.storagePoolDefineXML(action.payload["xml"])
@@ -288,6 +316,17 @@ class LibvirtProvider:
                                 "genlive", LIVE_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
         if action.payload.get("start") and not dom.isActive():
             dom.create()
+
+    def _domain_adopt(self, conn: Any, action: Action) -> None:
+        """Add gen's marker to the persistent definition, nothing else; drift the user
+        approved is redefined like an update. A running VM keeps running either way."""
+        libvirt = libvirt_module()
+        if not action.payload.get("redefine"):
+            dom = conn.lookupByName(action.payload["object"])
+            marker = action.payload["marker"]
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, marker, "gen",
+                            GEN_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        self._domain_update(conn, action)
 
     def _domain_replace(self, conn: Any, action: Action) -> None:
         self._domain_delete(conn, action)
@@ -435,9 +474,53 @@ class _Ctx:
     def conflict(self, kind: str, name: str, root: ET.Element) -> None:
         other = essence.owner(root).get("env")
         who = f"environment {other!r}" if other else "nobody (no gen marker)"
+        adopt = "" if other or self.provider.adopt else \
+            " (or, if the environment describes it, e.g. after `gen import`, plan --adopt)"
         self.provider.conflicts.append(
             f"{self.hv}: {kind} {name!r} exists but is owned by {who}; gen never touches "
-            f"foreign objects: rename it in the environment or remove it by hand")
+            f"foreign objects: rename it in the environment or remove it by hand{adopt}")
+
+    # adoption (`--adopt`, after `gen import`) -------------------------------------------
+
+    def adoptable(self, root: ET.Element) -> bool:
+        """Only objects without any gen marker: another environment's are never taken."""
+        return self.provider.adopt and not essence.owner(root)
+
+    def adopt_network(self, name: str, root: ET.Element, live_root: ET.Element, active: bool,
+                      autostart: bool) -> Action:
+        marked = with_marker(live_root, root)
+        drift = _changes(essence.network(marked), essence.network(root))
+        changes = [_owner_item(root)] + drift
+        changes += _state(active, "inactive", "active") + _flag(autostart, "autostart")
+        return self.action("adopt", "network", name, WAVE_INFRA, changes,
+                           note=NET_RESTART if drift else (
+                               "marker added, nothing else changed" if len(changes) == 1
+                               else "marker added"),
+                           payload={"redefine": bool(drift),
+                                    "marked": ET.tostring(marked, encoding="unicode")})
+
+    def adopt_domain(self, name: str, root: ET.Element, have: LiveDomain, start: bool,
+                     kw: dict[str, Any]) -> list[Action]:
+        """An update's diff against the live definition with the marker added: drift is
+        listed by field; drift that would replace the VM makes it a conflict instead."""
+        marked = LiveDomain(have.handle, with_marker(have.config, root), have.running,
+                            have.current_kib, have.max_kib, have.asked_kib)
+        found = self._domain_diff(name, root, marked, start, kw)
+        if found and found[0].op == "replace":
+            self.provider.conflicts.append(
+                f"{self.hv}: cannot adopt domain {name!r}: its {found[0].forcing_field} "
+                "differs from the environment and changing it replaces the VM; fix the "
+                "environment (gen import libvirt reads it) and plan again")
+            return []
+        update = found[0] if found else None
+        drift = list(update.changes) if update else []
+        payload: dict[str, Any] = dict(update.payload) if update else {
+            "redefine": False, "start": False}
+        payload["marker"] = _marker_xml(root)
+        note = update.note if update and update.note else (
+            "marker added, nothing else changed" if not drift else "")
+        return [self.action("adopt", "domain", name, WAVE_DOMAINS,
+                            [_owner_item(root)] + drift, note=note, payload=payload, **kw)]
 
     # networks --------------------------------------------------------------------------
 
@@ -449,6 +532,9 @@ class _Ctx:
                                        _summary(essence.network(root))))
                 continue
             _, live_root, active, autostart = self.live.networks[name]
+            if not self.owned(live_root) and self.adoptable(live_root):
+                out.append(self.adopt_network(name, root, live_root, active, autostart))
+                continue
             if not self.owned(live_root):
                 self.conflict("network", name, live_root)
                 continue
@@ -557,6 +643,8 @@ class _Ctx:
                 out.append(self.action("create", "domain", name, WAVE_DOMAINS,
                                        _summary(essence.domain(root)), note=note,
                                        payload={"start": start}, **kw))
+            elif not self.owned(have.config) and self.adoptable(have.config):
+                out += self.adopt_domain(name, root, have, start, kw)
             elif not self.owned(have.config):
                 self.conflict("domain", name, have.config)
             else:
@@ -622,6 +710,36 @@ class _Ctx:
             if self.owned(root) and name not in self.desired.networks:
                 out.append(self.action("delete", "network", name, WAVE_INFRA))
         return out
+
+
+def with_marker(live: ET.Element, rendered: ET.Element) -> ET.Element:
+    """A copy of a live definition carrying the rendered object's owner marker."""
+    copy = ET.fromstring(ET.tostring(live))
+    metadata = copy.find("metadata")
+    if metadata is None:
+        metadata = ET.Element("metadata")
+        name = copy.find("name")
+        copy.insert(list(copy).index(name) + 1 if name is not None else 0, metadata)
+    marker = rendered.find(f"metadata/{essence.OWNER}")
+    if marker is not None:
+        metadata.append(ET.fromstring(ET.tostring(marker)))
+    return copy
+
+
+def _marker_xml(rendered: ET.Element) -> str:
+    """The owner element alone (setMetadata takes it without a namespace prefix)."""
+    marker = rendered.find(f"metadata/{essence.OWNER}")
+    attrs = " ".join(f'{k}="{v}"' for k, v in sorted((marker.attrib if marker is not None
+                                                        else {}).items()))
+    return f"<owner {attrs}/>"
+
+
+def _owner_item(rendered: ET.Element) -> DiffItem:
+    return DiffItem("add", "owner", None, _summary_owner(essence.owner(rendered)))
+
+
+def _summary_owner(mark: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(mark.items()))
 
 
 def _volumes_of(root: ET.Element) -> set[str]:

@@ -22,8 +22,12 @@ _SIGN = {"add": "+", "remove": "-", "change": "~"}
 
 
 def summary_line(plan: Plan) -> str:
-    return (f"Plan: {plan.count('create')} to add, {plan.count('update')} to change, "
-            f"{plan.count('replace')} to replace, {plan.count('delete')} to destroy.")
+    adopt = f", {plan.count('adopt')} to adopt" if plan.count("adopt") else ""
+    line = (f"Plan: {plan.count('create')} to add, {plan.count('update')} to change, "
+            f"{plan.count('replace')} to replace, {plan.count('delete')} to destroy{adopt}.")
+    if plan.skipped:
+        line += f" Not looked at: {', '.join(plan.skipped)}."
+    return line
 
 
 def wave_title(action: Action) -> str:
@@ -77,7 +81,7 @@ def format_text(plan: Plan, settings: Settings | None = None, verbose: bool = Fa
         out.append("")
     out += [f"note: {notice}" for notice in plan.notices]
     out += [f"conflict: {conflict}" for conflict in plan.conflicts]
-    out += ["", summary_line(plan) if plan.actions else
+    out += ["", summary_line(plan) if plan.actions or plan.skipped else
             "No changes. Live state matches the rendered tree."]
     return "\n".join(out)
 
@@ -88,9 +92,12 @@ def to_json(plan: Plan, settings: Settings | None = None) -> dict[str, Any]:
     return {
         "environment": plan.env, "treeHash": plan.tree_hash, "locked": plan.locked,
         "summary": {"add": plan.count("create"), "change": plan.count("update"),
-                    "replace": plan.count("replace"), "destroy": plan.count("delete")},
+                    "replace": plan.count("replace"), "destroy": plan.count("delete"),
+                    # only when there is something to adopt (`plan --adopt`)
+                    **({"adopt": plan.count("adopt")} if plan.count("adopt") else {})},
         "actions": [_action_json(a, a.key in refused) for a in plan.actions],
         "notices": list(plan.notices), "conflicts": list(plan.conflicts),
+        "complete": plan.complete, "skipped": list(plan.skipped),
     }
 
 

@@ -64,6 +64,12 @@ class Plan:
     notices: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     providers: dict[str, Provider] = field(default_factory=dict, compare=False)
+    skipped: tuple[str, ...] = ()  # "provider: scope" that could not be looked at
+
+    @property
+    def complete(self) -> bool:
+        """False when some scope was not looked at: "no changes" would then be a guess."""
+        return not self.skipped
 
     def count(self, op: str) -> int:
         return sum(1 for a in self.actions if a.op == op)
@@ -81,7 +87,8 @@ class Plan:
 def libvirt_provider(settings: Settings) -> Provider:
     from generator.reconcile.libvirt import LibvirtProvider
 
-    return LibvirtProvider(dict(settings.uri_overrides), settings.start_roles)
+    return LibvirtProvider(dict(settings.uri_overrides), settings.start_roles,
+                           adopt=bool(settings.option("adopt")))
 
 
 def make_providers(settings: Settings) -> list[Provider]:
@@ -105,16 +112,19 @@ def build_plan(desired: Desired, settings: Settings,
     actions: list[Action] = []
     notices: list[str] = []
     conflicts: list[str] = []
+    skipped: list[str] = []
     for provider in providers:
         scope = provider.scope(desired.tree)
         found = provider.plan(desired.env, scope)
         notices += provider.notices
         conflicts += provider.conflicts
+        skipped += getattr(provider, "skipped", [])
         kept, why = safety(found, settings, desired_empty=not scope)
         actions += kept
         notices += [f"{provider.name}: {line}" for line in why]
     return Plan(desired.env.name, desired.tree_hash, desired.locked, tuple(ordered(actions)),
-                tuple(notices), tuple(conflicts), {p.name: p for p in providers})
+                tuple(notices), tuple(conflicts), {p.name: p for p in providers},
+                tuple(skipped))
 
 
 def safety(actions: list[Action], settings: Settings,

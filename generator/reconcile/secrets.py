@@ -7,9 +7,10 @@ seeds and Kubernetes objects) and never show a value in a plan, journal or error
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from generator.errors import UserError
 from generator.model import Environment, SecretRef
@@ -40,3 +41,45 @@ def read_local(ref: SecretRef) -> bytes:
         where = f"environment variable {ref.ref}" if ref.source == "env" else f"file {ref.ref}"
         raise UserError(f"secret '{ref.name}' is not available ({where} is missing)",
                         "provide it before plan/converge") from None
+
+
+# Where gen's renderers put each secret's marker, by file name (families/openshift.py,
+# ignition.py, cloudinit.py, kolla.py, kubeadm.py). A marker anywhere else (a zone file,
+# dhcpd.conf, a TXT record) did not come from a renderer: it is never filled, so a pull
+# request cannot publish a secret by writing its marker into a public file.
+_SSH_KEY_FILES = ("install-config.yaml", "*.ign", "user-data")
+_KUBEADM_FILES = ("init.yaml", "join-*.yaml", "user-data")
+
+
+def places(env: Environment) -> dict[str, tuple[str, ...]]:
+    """Secret name -> the file names (globs) whose markers the files provider may fill.
+
+    The secrets gen places itself (pull secret, SSH keys, kubeadm join data, OpenStack
+    passwords) are confined to their files. Secrets under `secrets:` are the operator's
+    own (Kubernetes objects, hand-placed markers); no renderer writes them and validation
+    refuses markers in environment values, so their markers may be filled where found."""
+    allowed: dict[str, tuple[str, ...]] = {ref.name: ("*",) for ref in env.secrets}
+    allowed.update({ref.name: _SSH_KEY_FILES for ref in env.cluster.ssh_keys})
+    if env.cluster.pull_secret is not None:
+        allowed["pullSecret"] = ("install-config.yaml",)
+    if env.openstack is not None:
+        allowed.update({ref.name: ("passwords.yml",) for ref in env.openstack.passwords})
+    for name in ("kubeadm-token", "kubeadm-ca-cert-hash", "kubeadm-certificate-key"):
+        allowed[name] = _KUBEADM_FILES
+    return allowed
+
+
+def check_places(path: str, content: bytes, allowed: dict[str, tuple[str, ...]]) -> None:
+    """Refuse to fill a file whose markers name an undeclared secret, or a secret whose
+    place is not this file. The marker text is named, never a value."""
+    name_of_file = PurePosixPath(path).name
+    for raw in MARKER_BYTES.findall(content):
+        name = raw.decode(errors="replace")
+        globs = allowed.get(name)
+        if globs is None:
+            raise UserError(f"{path} carries a marker for secret {name!r}, which the "
+                            "environment does not declare", "declare it, or remove the marker")
+        if not any(fnmatch.fnmatchcase(name_of_file, glob) for glob in globs):
+            raise UserError(f"{path} carries a marker for secret {name!r}, which gen fills "
+                            f"only in {', '.join(globs)}",
+                            "a secret goes only where its field puts it")

@@ -9,6 +9,16 @@ so a second converge must find every VM running and change nothing.
 
 The initramfs is a gzip'd newc cpio written here in Python with fixed mtimes, owners and
 order, so the same inputs always give the same bytes (and the same sha256 in the lock).
+
+It is honest where RHCOS would fail, so a regression fails the end-to-end test:
+- it refuses to boot (`GEN-STANDIN: cpu-failed`, then idles) on a CPU without the
+  x86-64-v2 flags RHEL 9 userspace needs (cx16 lahf_lm popcnt sse4_1 sse4_2 ssse3, read
+  from /proc/cpuinfo): libvirt's default qemu64 lacks most of them;
+- it names each NIC the way systemd-udevd's default link policy does (`ens<slot>` when
+  the firmware reports the PCI hotplug slot, as on i440fx: `ens2` for slot 2; else
+  `enp<bus>s<device>`, as behind q35's root ports: `enp1s0`), then applies dracut's
+  `ifname=<name>:<mac>` on top; `ip=` naming an interface that does not exist fails
+  (`GEN-STANDIN: ip-failed`), as it does in dracut.
 """
 
 from __future__ import annotations
@@ -36,6 +46,16 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 say() { echo "GEN-STANDIN: $*"; }
 for m in MODULE_LIST; do insmod /lib/modules/$m.ko 2>/dev/null; done
 say boot $(cat /proc/cmdline)
+FLAGS=" $(grep -m 1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+MISSING=""
+for flag in cx16 lahf_lm popcnt sse4_1 sse4_2 ssse3; do
+  case "$FLAGS" in *" $flag "*) ;; *) MISSING="$MISSING $flag" ;; esac
+done
+if [ -n "$MISSING" ]; then
+  say cpu-failed "not x86-64-v2, missing:$MISSING"
+  while true; do sleep 3600; done
+fi
+say cpu x86-64-v2
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ip=*) IPARG="${arg#ip=}" ;;
@@ -48,8 +68,35 @@ set -- $IPARG
 IFS="$OLDIFS"
 CIP="$1"; GW="$3"; MASK="$4"; HOST="$5"; IFACE="$6"
 n=0; while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.2; n=$((n+1)); done
-[ -n "$IFACE" ] && [ "$IFACE" != eth0 ] && ip link set eth0 name "$IFACE"
-[ -n "$IFACE" ] || IFACE=eth0
+predictable() {  # $1: a kernel interface name -> udev's default (path-based) name
+  pci=$(basename "$(dirname "$(readlink -f "/sys/class/net/$1/device")")")
+  for slot in /sys/bus/pci/slots/*; do  # net_id skips slot 0 (q35's root ports report it)
+    [ "$(basename "$slot")" != 0 ] && [ -f "$slot/address" ] \
+      && [ "$(cat "$slot/address")" = "${pci%.*}" ] && { echo "ens$(basename "$slot")"; return; }
+  done
+  rest="${pci#*:}"; bus="${rest%%:*}"; dev="${rest#*:}"; dev="${dev%.*}"
+  echo "enp$((0x$bus))s$((0x$dev))"
+}
+for dev in $(ls /sys/class/net); do
+  case "$dev" in eth*) NEW=$(predictable "$dev"); say udev "$dev" "$NEW"
+                      ip link set "$dev" name "$NEW" ;; esac
+done
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    ifname=*) WANT="${arg#ifname=}"; NAME="${WANT%%:*}"; MAC="${WANT#*:}"
+      for dev in $(ls /sys/class/net); do
+        [ "$(cat "/sys/class/net/$dev/address")" = "$MAC" ] && [ "$dev" != "$NAME" ] \
+          && ip link set "$dev" name "$NAME"
+      done ;;
+  esac
+done
+say names $(for dev in $(ls /sys/class/net); do
+  echo "$dev=$(cat /sys/class/net/$dev/address)"; done)
+[ -n "$IFACE" ] || IFACE=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)
+if [ ! -e "/sys/class/net/$IFACE" ]; then
+  say ip-failed "no interface $IFACE" have $(ls /sys/class/net)
+  while true; do sleep 3600; done
+fi
 ip link set lo up
 ip link set "$IFACE" up
 if [ -n "$CIP" ]; then

@@ -77,6 +77,7 @@ class Run:
     helper: Helper
     services: list[str]
     tmp: Path
+    uefi: bool = False
     gen_seconds: float = 0.0
     per_verb: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -248,7 +249,8 @@ def boot_lab(standin: Path, libvirtd: str, tmp_path: Path, dnsmasq: bool,
     total = time.monotonic()
     services = DNSMASQ_SERVICES if dnsmasq else ISC_SERVICES
     with artifact_server(standin) as url, helper_host(libvirtd.netns, tmp_path) as helper:  # type: ignore[attr-defined]
-        run = Run(make_repo(tmp_path, url, dnsmasq, uefi), libvirtd, helper, services, tmp_path)
+        run = Run(make_repo(tmp_path, url, dnsmasq, uefi), libvirtd, helper, services, tmp_path,
+                  uefi=uefi)
         try:
             _boot_and_reconverge(run)
         finally:  # kept for a person reading a failure: tmp_path/consoles/<node>.log
@@ -280,6 +282,11 @@ def _boot_and_reconverge(run: Run) -> None:
     wait_done(run, ["worker0"], started)
     for node, ip in NODES.items():
         assert_booted(run, node, ip, rendered)
+        # The stand-in named the NIC as udev would (PCI slot 2 on i440fx, the first root
+        # port's bus on q35), then took the name gen pinned by MAC with ifname=.
+        udev = "enp1s0" if run.uefi and node == "worker0" else "ens2"
+        assert f"GEN-STANDIN: udev eth0 {udev}" in run.console(node), run.console(node)
+        assert "GEN-STANDIN: cpu x86-64-v2" in run.console(node)
 
     # converge again: nothing to do, no VM restarted
     ids = domain_ids(run.uri)

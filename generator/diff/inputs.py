@@ -1,0 +1,203 @@
+"""What a change does to the inputs themselves, and to the generator that renders them.
+
+Some input changes alter behaviour without changing one rendered byte: a hypervisor `uri:`
+is used by plan/converge only, a stream file may be read only by `gen lock`. A reviewer must
+still see them, so `gen diff` lists every changed field of env.yaml and blueprint.yaml
+(`nodes[worker1].memory: 8GiB -> 16GiB`) and every other changed file of the two
+directories. Secret references are never shown, only `(sensitive value changed)`.
+
+The generator is compared the same way: a side is rendered by the generator its revision
+carries (`generator/` in the repo) or by the running one, and when the two differ the
+report names the version and the changed source files, so a renderer-only pull request is
+never reviewed blind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generator.diff.semantic import SENSITIVE, Finding
+
+# Keys whose whole subtree refers to a secret (a {env: VAR} or {file: PATH} reference).
+SECRET_KEYS = frozenset({"pullSecret", "sshAuthorizedKeys", "passwords", "secrets"})
+SECRET_MARKER = "@@gen-secret:"
+ENV_FILE, BLUEPRINT_FILE = "env.yaml", "blueprint.yaml"
+SHORT = 120  # longest value shown verbatim
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """One side's inputs, keyed by role so a renamed environment still compares field by
+    field: `documents` maps "env"/"blueprint" to (display path, parsed YAML), `files` maps
+    (role, path inside its directory) to (display path, sha256)."""
+
+    documents: Mapping[str, tuple[str, Any]]
+    files: Mapping[tuple[str, str], tuple[str, str]]
+
+
+NO_INPUTS = Inputs({}, {})
+
+
+def read_inputs(root: Path, env_rel: str) -> Inputs:
+    """The environment directory at `root/env_rel` and the blueprint its env.yaml names."""
+    from generator.loader import read_yaml_file
+
+    env_dir = root / env_rel
+    if not (env_dir / ENV_FILE).is_file():
+        return NO_INPUTS
+    env_display = f"{env_rel}/{ENV_FILE}"
+    env_data = read_yaml_file(env_dir / ENV_FILE, env_display).data
+    documents: dict[str, tuple[str, Any]] = {"env": (env_display, env_data)}
+    dirs = {"env": env_rel}
+    blueprint = env_data.get("blueprint") if isinstance(env_data, dict) else None
+    if isinstance(blueprint, str) and blueprint and "/" not in blueprint and \
+            (root / "blueprints" / blueprint / BLUEPRINT_FILE).is_file():
+        bp_display = f"blueprints/{blueprint}/{BLUEPRINT_FILE}"
+        documents["blueprint"] = (bp_display, read_yaml_file(root / bp_display, bp_display).data)
+        dirs["blueprint"] = f"blueprints/{blueprint}"
+    files: dict[tuple[str, str], tuple[str, str]] = {}
+    for role, rel in dirs.items():
+        for inner, digest in _file_digests(root / rel).items():
+            if inner not in (ENV_FILE, BLUEPRINT_FILE):
+                files[(role, inner)] = (f"{rel}/{inner}", digest)
+    return Inputs(documents, files)
+
+
+def _file_digests(directory: Path) -> dict[str, str]:
+    found = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.is_symlink() and "__pycache__" not in path.parts:
+            found[path.relative_to(directory).as_posix()] = \
+                hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def input_changes(old: Inputs, new: Inputs) -> list[Finding]:
+    """Changed fields of the YAML documents, then other files added, removed or changed."""
+    found: list[Finding] = []
+    for role in ("env", "blueprint"):
+        a, b = old.documents.get(role), new.documents.get(role)
+        if a is None and b is None:
+            continue
+        if a is None or b is None:
+            found.append(Finding("+" if a is None else "-", (b or a)[0]))  # type: ignore[index]
+            continue
+        name = b[0] if a[0] == b[0] else f"{b[0]} (was {a[0]})"
+        found += [Finding(op, f"{name}: {path}", detail) for op, path, detail in
+                  field_diff(a[1], b[1])]
+    for key in sorted(set(old.files) | set(new.files)):
+        fa, fb = old.files.get(key), new.files.get(key)
+        if fa is None or fb is None or fa[1] != fb[1]:
+            op = "+" if fa is None else "-" if fb is None else "~"
+            found.append(Finding(op, (fb or fa)[0],  # type: ignore[index]
+                                 "content changed" if op == "~" else ""))
+    return found
+
+
+def field_diff(old: Any, new: Any, path: str = "") -> list[tuple[str, str, str]]:
+    """(op, field path, detail) rows; lists of named items are matched by name."""
+    if _is_secret(path) or _mentions_secret(old) or _mentions_secret(new):
+        return [] if old == new else [("~", path or "(document)", SENSITIVE)]
+    if isinstance(old, dict) and isinstance(new, dict):
+        return _dict_diff(old, new, path)
+    if isinstance(old, list) and isinstance(new, list):
+        names_a, names_b = _names(old), _names(new)
+        if names_a is not None and names_b is not None:
+            return _dict_diff(names_a, names_b, path, listed=True)
+        if len(old) == len(new):
+            return [row for i, (a, b) in enumerate(zip(old, new, strict=True))
+                    for row in field_diff(a, b, f"{path}[{i}]")]
+    if old == new:
+        return []
+    return [("~", path or "(document)", f"{_show(old)} -> {_show(new)}")]
+
+
+def _dict_diff(old: Mapping[str, Any], new: Mapping[str, Any], path: str,
+               listed: bool = False) -> list[tuple[str, str, str]]:
+    rows = []
+    for key in sorted(set(old) | set(new), key=str):
+        sub = f"{path}[{key}]" if listed else f"{path}.{key}" if path else str(key)
+        if key not in old:
+            rows.append(("+", sub, _masked(sub, new[key])))
+        elif key not in new:
+            rows.append(("-", sub, ""))
+        else:
+            rows += field_diff(old[key], new[key], sub)
+    return rows
+
+
+def _names(items: list[Any]) -> dict[str, Any] | None:
+    """Items by their `name` when every item has a distinct one (nodes, networks...)."""
+    if not items or not all(isinstance(i, dict) and isinstance(i.get("name"), str)
+                            for i in items):
+        return None
+    named = {i["name"]: i for i in items}
+    return named if len(named) == len(items) else None
+
+
+def _is_secret(path: str) -> bool:
+    parts = path.replace("[", ".").replace("]", "").split(".")
+    return any(part in SECRET_KEYS for part in parts)
+
+
+def _mentions_secret(value: Any) -> bool:
+    return SECRET_MARKER in repr(value)
+
+
+def _masked(path: str, value: Any) -> str:
+    return SENSITIVE if _is_secret(path) or _mentions_secret(value) else _show(value)
+
+
+def _show(value: Any) -> str:
+    import json
+
+    if isinstance(value, str):
+        text = value if value.isprintable() else json.dumps(value)  # newlines stay visible
+    else:
+        text = json.dumps(value, sort_keys=True, separators=(", ", ": "), default=str)
+    return text if len(text) <= SHORT else text[:SHORT - 3] + "..."
+
+
+# --- the generator each side was rendered with ----------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class GeneratorId:
+    """Who rendered a side: gen's version and the sha256 of each of its source files."""
+
+    version: str
+    where: str  # "generator/ at this revision" or "the running gen"
+    sources: Mapping[str, str]
+
+
+def generator_id(package_dir: Path, where: str) -> GeneratorId:
+    """Identify the generator package at `package_dir` by version and source file hashes."""
+    import re
+
+    sources = {}
+    for path in sorted(package_dir.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts \
+                and not path.name.endswith((".pyc", ".pyo")):
+            sources[path.relative_to(package_dir).as_posix()] = \
+                hashlib.sha256(path.read_bytes()).hexdigest()
+    init = package_dir / "__init__.py"
+    match = re.search(r"""^__version__\s*=\s*["']([^"']+)["']""",
+                      init.read_text() if init.is_file() else "", re.M)
+    return GeneratorId(match.group(1) if match else "unknown", where, sources)
+
+
+def generator_changes(old: GeneratorId | None, new: GeneratorId | None) -> list[Finding]:
+    """One finding when the two sides were rendered by different generators."""
+    if old is None or new is None or old.sources == new.sources:
+        return []
+    changed = [f"generator/{name}" for name in sorted(set(old.sources) | set(new.sources))
+               if old.sources.get(name) != new.sources.get(name)]
+    shown = ", ".join(changed[:12]) + (f" and {len(changed) - 12} more"
+                                       if len(changed) > 12 else "")
+    version = old.version if old.version == new.version else f"{old.version} -> {new.version}"
+    return [Finding("~", "generator",
+                    f"gen {version} (base: {old.where}; head: {new.where}); "
+                    f"{len(changed)} source file(s) changed: {shown}")]

@@ -1,0 +1,158 @@
+"""Importers: describe what already exists (a helper-node vars file, a live libvirt host) as
+an environment, so a running lab can be adopted instead of retyped.
+
+An importer is pure: it reads its input (text, or live state handed to it) and returns an
+`Imported`: the environment as ruamel round-trip data (comments on every value it could not
+infer) and one report line per input field (mapped, or not supported and why). Writing goes
+through `write_environment`, which validates the result before anything reaches the disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from generator.errors import Location, Problem
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One report line about one input field: `mapped` to an environment path, or not."""
+
+    location: Location
+    status: str  # mapped | not supported | refused
+    detail: str
+
+    def render(self) -> str:
+        return f"{self.location.prefix()}: {self.status}: {self.detail}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"file": self.location.file, "line": self.location.line,
+                "column": self.location.column, "field": self.location.path,
+                "status": self.status, "detail": self.detail}
+
+
+@dataclass(slots=True)
+class Imported:
+    """What an importer found: the environment (round-trip data) and the report."""
+
+    data: CommentedMap
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def refused(self) -> list[Line]:
+        return [line for line in self.lines if line.status == "refused"]
+
+    def problems(self) -> list[Problem]:
+        return [Problem(f"refused: {line.detail}", line.location) for line in self.refused]
+
+
+def cmap(*pairs: tuple[str, Any], flow: bool = False) -> CommentedMap:
+    out = CommentedMap(pairs)
+    if flow:
+        out.fa.set_flow_style()
+    return out
+
+
+def cseq(items: list[Any], flow: bool = False) -> CommentedSeq:
+    out = CommentedSeq(items)
+    if flow:
+        out.fa.set_flow_style()
+    return out
+
+
+def note(container: CommentedMap, key: str, comment: str) -> None:
+    """An end-of-line comment on `key`: why a value was assumed, not read."""
+    container.yaml_add_eol_comment(comment, key)
+
+
+def write_environment(root: Path, name: str, data: CommentedMap, header: str,
+                      sections: tuple[str, ...] = ()) -> Path:
+    """Write environments/<name>/env.yaml: a new file, or the imported sections merged into
+    an existing one through the round-trip editor (its comments and other keys stay; only
+    `sections`, when given, are merged).
+    The candidate is validated first; an invalid result raises and writes nothing."""
+    from generator import edit
+    from generator.environment import load_environment
+    from generator.loader import ENV_FILE
+
+    env_dir = root / "environments" / name
+    path = env_dir / ENV_FILE
+    if path.is_file():
+        old = path.read_text(encoding="utf-8")
+        yaml, existing = edit.load(old, str(path))
+        merge_into(existing, CommentedMap(
+            (k, v) for k, v in data.items() if not sections or k in sections))
+        text = edit.dump(yaml, existing)
+    else:
+        yaml, _ = edit.load("a: 1\n", "new")
+        data.yaml_set_start_comment(header)
+        text = edit.dump(yaml, data)
+    if path.is_file():
+        load_environment(str(env_dir), env_text=text)
+    else:
+        _validate_new(root, name, text)
+        env_dir.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.gen-tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.replace(path)
+    return path
+
+
+def _validate_new(root: Path, name: str, text: str) -> None:
+    """Validate a new environment in a scratch copy of the layout (nothing written yet)."""
+    import shutil
+    import tempfile
+
+    from generator.environment import load_environment
+
+    scratch = Path(tempfile.mkdtemp(prefix=".gen-import-", dir=root))
+    try:
+        (scratch / "blueprints").symlink_to(root / "blueprints")
+        env_dir = scratch / "environments" / name
+        env_dir.mkdir(parents=True)
+        (env_dir / "env.yaml").write_text(text, encoding="utf-8")
+        load_environment(str(env_dir))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def merge_into(existing: Any, imported: Any) -> None:
+    """Imported top-level sections win; lists of named items (nodes, networks, hypervisors)
+    are merged by name, so hand-written items and their comments stay."""
+    for key, value in imported.items():
+        current = existing.get(key)
+        if isinstance(value, list) and isinstance(current, list) and _named(value) \
+                and _named(current):
+            by_name = {item["name"]: index for index, item in enumerate(current)}
+            for item in value:
+                if item["name"] in by_name:
+                    target = current[by_name[item["name"]]]
+                    for field_name, field_value in item.items():
+                        if field_name == "nics" and isinstance(target.get("nics"), list):
+                            _merge_nics(target["nics"], field_value)
+                        else:
+                            target[field_name] = field_value
+                else:
+                    current.append(item)
+        elif isinstance(value, dict) and isinstance(current, dict) and key != "metadata":
+            merge_into(current, value)
+        elif key not in existing or key not in ("apiVersion", "kind", "metadata"):
+            existing[key] = value
+
+
+def _merge_nics(current: Any, imported: Any) -> None:
+    """NIC by NIC: imported keys win, keys only the file has (a static ip) stay."""
+    for index, nic in enumerate(imported):
+        if index < len(current) and isinstance(current[index], dict):
+            for key, value in nic.items():
+                current[index][key] = value
+        else:
+            current.append(nic)
+
+
+def _named(items: list[Any]) -> bool:
+    return all(isinstance(item, dict) and "name" in item for item in items)
