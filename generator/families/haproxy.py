@@ -99,7 +99,7 @@ def config(env: Environment, service: HaproxyService) -> bytes:
         escape.number(port, ("services", "haproxy", key), "an HAProxy config")
     index = {n.name: i for i, n in enumerate(env.nodes)}
     for proxy in proxies(env, service):
-        for node in proxy.nodes:
+        for node in (*proxy.nodes, *proxy.backups):
             escape.haproxy_word(node.name, ("nodes", index[node.name], "name"))
         parts += _proxy(proxy, balance)
     return lines(*parts)

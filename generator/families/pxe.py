@@ -95,9 +95,11 @@ def node_field(env: Environment, node: Node) -> escape.FieldPath:
     return ("nodes", next(i for i, n in enumerate(env.nodes) if n.name == node.name))
 
 
-def ifname_arg(service: PxeService, node: Node) -> str:
+def ifname_arg(env: Environment, service: PxeService, node: Node) -> str:
     """dracut `ifname=<name>:<mac>`: pins the interface name by MAC in the initramfs."""
-    return f"ifname={interface(service, node)}:{node.nic.mac.lower()}"
+    iface = escape.kernel_value(interface(service, node), _interface_field(env, service, node),
+                                ":")
+    return f"ifname={iface}:{_mac(env, node).lower()}"
 
 
 def ip_arg(env: Environment, service: PxeService, node: Node) -> str:
@@ -135,7 +137,7 @@ def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str,
         rootfs = ("coreos.inst=yes",
                   f"coreos.inst.image_url={common.install_url(env, metal_image(env))}")
     return (
-        ifname_arg(service, node),
+        ifname_arg(env, service, node),
         ip_arg(env, service, node),
         *(f"nameserver={ns}" for ns in nameservers(env, node)),
         f"coreos.inst.install_dev={_install_dev(env, service, node)}",
@@ -148,9 +150,9 @@ def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str,
 
 # Arguments gen writes itself from the environment; an extra argument repeating one would
 # override it (a second `coreos.inst.ignition_url` wins), so extras may not name them.
-OWN_ARGS = frozenset({"ip", "nameserver", "initrd", "coreos.inst", "coreos.inst.install_dev",
-                      "coreos.inst.image_url", "coreos.inst.ignition_url",
-                      "coreos.live.rootfs_url"})
+OWN_ARGS = frozenset({"ifname", "ip", "nameserver", "initrd", "coreos.inst",
+                      "coreos.inst.install_dev", "coreos.inst.image_url",
+                      "coreos.inst.ignition_url", "coreos.live.rootfs_url"})
 
 
 def extra_arg(arg: str, index: int) -> str:
