@@ -154,12 +154,12 @@ def kea_config(subnet: Subnet, dhcp: DhcpService) -> dict[str, Any]:
         "authoritative": True,
         "host-reservation-identifiers": ["hw-address"],
         "client-classes": [{"name": "uefi", "test": uefi_test,
-                            "boot-file-name": dhcp.uefi_file}],
+                            "boot-file-name": _kea_file(dhcp.uefi_file, UEFI_FILE)}],
         "subnet4": [{
             "id": 1,
             "subnet": str(subnet.cidr),
             "next-server": str(subnet.next_server),
-            "boot-file-name": dhcp.bios_file,
+            "boot-file-name": _kea_file(dhcp.bios_file, BIOS_FILE),
             "option-data": options,
             "pools": pool,
             "reservations": [{"hw-address": r.mac, "ip-address": str(r.ip),
@@ -168,6 +168,12 @@ def kea_config(subnet: Subnet, dhcp: DhcpService) -> dict[str, Any]:
         "loggers": [{"name": "kea-dhcp4", "severity": "INFO",
                      "output_options": [{"output": "stdout"}]}],
     }}
+
+
+def _kea_file(name: str, field: escape.FieldPath) -> str:
+    # JSON holds any string, but a boot file name is a TFTP path sent in a DHCP packet:
+    # a line break or a control character in it is never meant.
+    return escape.line(name, field, "a Kea boot file name")
 
 
 # --- dnsmasq ----------------------------------------------------------------------------

@@ -265,10 +265,15 @@ def render_dnsmasq(env: Environment, dns: DnsService) -> bytes:
         *(f"local=/{zone}/" for zone in (domain, *reverse)),
         f"local-ttl={escape.number(dns.ttl, ('services', 'dns', 'ttl'), escape.DNSMASQ)}",
         # Explicit PTRs first: they win over the implicit PTR of every host-record below.
-        *(f"ptr-record={absolute(r.name, zone)},{r.value.rstrip('.')}"
+        *(f"ptr-record={absolute(r.name, zone)},{_ptr_target(r)}"
           for zone, records in reverse.items() for r in records),
         *(_dnsmasq_line(r, domain) for r in forward_records(env)),
     )
+
+
+def _ptr_target(record: Record) -> str:
+    value = escape.record_value("PTR", record.value, _field(record, "value"), escape.DNSMASQ)
+    return value.rstrip(".")
 
 
 def _dnsmasq_line(record: Record, domain: str) -> str:

@@ -43,6 +43,7 @@ BOOTLOADERS = {  # TFTP path -> file shipped by a Debian package on the helper
 }
 PXELINUX = "/usr/lib/PXELINUX/pxelinux.0"
 GRUB_EFI = "/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi"
+TFTP = "a TFTP file name"
 GRUB_PREFIX = "grub"  # the prefix compiled into GRUB_EFI
 
 
@@ -271,8 +272,11 @@ def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
     files: dict[str, dict[str, Any]] = {
         path: {"source": "package", "path": source} for path, source in BOOTLOADERS.items()}
     if dhcp is not None:
-        files[dhcp.bios_file] = {"source": "package", "path": PXELINUX}
-        files[dhcp.uefi_file] = {"source": "package", "path": GRUB_EFI}
+        # The DHCP boot file names are TFTP paths here: one line each.
+        bios = escape.line(dhcp.bios_file, ("services", "dhcp", "bootFiles", "bios"), TFTP)
+        uefi = escape.line(dhcp.uefi_file, ("services", "dhcp", "bootFiles", "uefi"), TFTP)
+        files[bios] = {"source": "package", "path": PXELINUX}
+        files[uefi] = {"source": "package", "path": GRUB_EFI}
     for kind in ("kernel", "initramfs"):
         item = artifact(env, kind)
         files[f"{IMAGES}/{item.name}"] = common.artifact_source(item, pins)
