@@ -54,6 +54,7 @@ def render(env: Environment, pins: Pins) -> Tree:
     if not nodes or service is None or dhcp is None or env.services.http is None:
         return {}  # semantic.check_pxe_services reports what is missing
     base = f"hosts/{dhcp.host}/tftp"
+    _check_artifact_names(env, service)
     tree: Tree = {f"{base}/boot.ipxe": boot_ipxe()}
     for node in nodes:
         args = kernel_args(env, service, node)
@@ -128,13 +129,11 @@ def nameservers(env: Environment, node: Node) -> tuple[str, ...]:
 def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str, ...]:
     """The CoreOS installer's kernel command line for one node, initrd= excluded."""
     rootfs: tuple[str, ...]
-    # Words that reach the URLs below: the node's name and the artifacts' names.
+    # The node's name reaches the Ignition URL below (artifact names: see `render`).
     escape.name(node.name, lambda: (*node_field(env, node), "name"), escape.KERNEL)
     if service.rootfs == "live":
-        _artifact_name(artifact(env, "rootfs"))
         rootfs = (f"coreos.live.rootfs_url={common.install_url(env, artifact(env, 'rootfs'))}",)
     else:
-        _artifact_name(metal_image(env))
         rootfs = ("coreos.inst=yes",
                   f"coreos.inst.image_url={common.install_url(env, metal_image(env))}")
     return (
@@ -187,8 +186,15 @@ def _title(node: Node) -> str:
 
 
 def _images(env: Environment) -> tuple[str, str]:
-    """The kernel and initramfs artifact names, as TFTP paths and URL words."""
-    return (_artifact_name(artifact(env, "kernel")), _artifact_name(artifact(env, "initramfs")))
+    """The kernel and initramfs artifact names (checked once per render, in `render`)."""
+    return artifact(env, "kernel").name, artifact(env, "initramfs").name
+
+
+def _check_artifact_names(env: Environment, service: PxeService) -> None:
+    """Artifact names are TFTP paths and words in kernel and iPXE command lines."""
+    boot = artifact(env, "rootfs") if service.rootfs == "live" else metal_image(env)
+    for item in (artifact(env, "kernel"), artifact(env, "initramfs"), boot):
+        _artifact_name(item)
 
 
 def _artifact_name(item: OsArtifact) -> str:
@@ -247,7 +253,6 @@ def _mac(env: Environment, node: Node) -> str:
 
 def ipxe_script(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
     """iPXE script: kernel and initramfs over HTTP from the helper."""
-    _images(env)
     kernel, initrd = (artifact(env, k) for k in ("kernel", "initramfs"))
     title = escape.line(_title(node), lambda: (*node_field(env, node), "name"),
                         "an iPXE script")
