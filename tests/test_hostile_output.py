@@ -22,6 +22,8 @@ the escape module each of them rendered the injected directive.
 from __future__ import annotations
 
 import json
+import os
+import random
 import re
 import shutil
 import subprocess
@@ -32,6 +34,8 @@ from typing import Any
 import pytest
 import yaml
 from clirun import gen
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from netns import netns
 from test_dhcp import kea_env
 from test_dns import write
@@ -40,7 +44,7 @@ from test_haproxy import haproxy_check
 from generator.environment import load_documents
 from generator.errors import InvalidInput
 from generator.expand import expand
-from generator.families import Pins, render_all
+from generator.families import Pins, escape, render_all
 from generator.model import Environment
 from generator.tree import Tree
 
@@ -60,9 +64,9 @@ CORPUS = load_corpus()
 # --- scratch repos and the permissive render --------------------------------------------
 
 
-def scratch(dest: Path, case: dict[str, Any], value: str) -> tuple[Path, str]:
+def scratch(dest: Path, case: dict[str, Any], value: str | int) -> tuple[Path, str]:
     """A copy of the repo inputs with the case's edits, `{value}` as a YAML double-quoted
-    (JSON) scalar, or the environment's directory renamed to the value."""
+    (JSON) scalar (or a number), or the environment's directory renamed to the value."""
     for name in ("environments", "blueprints"):
         shutil.copytree(ROOT / name, dest / name)
     env = case.get("env", "lab")
@@ -73,8 +77,8 @@ def scratch(dest: Path, case: dict[str, Any], value: str) -> tuple[Path, str]:
         text = text.replace(edit["replace"], edit["with"].replace("{value}", json.dumps(value)))
     env_file.write_text(text)
     if case.get("rename"):
-        (dest / "environments" / env).rename(dest / "environments" / value)
-        env = value
+        env = str(value)
+        (dest / "environments" / case.get("env", "lab")).rename(dest / "environments" / env)
     return dest / "environments" / env, env
 
 
@@ -166,14 +170,15 @@ def _exports_shape(text: str) -> list[list[int]]:
 
 
 def _zone_shape(text: str) -> list[tuple[str, ...]]:
-    """Per line: the words before the RDATA (owner, class, type) as kinds, quoted strings one
-    masked word, so a TXT split into several strings is still one record."""
+    """Per line: class and type as written, the owner and the first RDATA word masked,
+    quoted strings one masked word (a TXT split into several strings is still one record),
+    and the number of words."""
     shape = []
     for line in text.splitlines():
         if line.startswith(";"):
             continue
         words = [w for w in re.findall(rf'(?:{_STRING}\s*)+|\S+', line)]
-        shape.append(tuple("S" if w.startswith('"') else ("W" if i == 0 else w)
+        shape.append(tuple("S" if w.startswith('"') else ("W" if i in (0, 3) else w)
                            for i, w in enumerate(words[:4])) + (str(len(words)),))
     return shape
 
@@ -475,3 +480,137 @@ def test_finding_directory_name_adds_no_haproxy_section(tmp_path: Path) -> None:
             assert "listen evil" not in cfg.read_text()
     else:
         assert result.code == 1 and len(result.err.strip().splitlines()) == 1, result.err
+
+
+# --- the escape functions on any text (hypothesis) ---------------------------------------
+
+FIELD = ("services", "x")
+
+
+def _refused_in_one_line(call: Any, value: str) -> str | None:
+    """`call(value)`, or None when it refused with a one-line error."""
+    try:
+        result: str = call(value)
+    except escape.UnsafeValue as refused:
+        (line,) = refused.lines()
+        assert "\n" not in line and "\r" not in line
+        return None
+    assert not re.search(r"[\x00-\x1f\x7f\u2028\u2029]", result), result
+    return result
+
+
+def _unquote(text: str, escapes: str) -> str:
+    """A double-quoted string back to its value, `\\` escaping any of `escapes`."""
+    assert text.startswith('"') and text.endswith('"') and len(text) >= 2, text
+    body, out, i = text[1:-1], [], 0
+    while i < len(body):
+        if body[i] == "\\":
+            assert body[i + 1] in escapes, body
+            out.append(body[i + 1])
+            i += 2
+            continue
+        assert body[i] != '"', body  # an unescaped quote would end the string early
+        out.append(body[i])
+        i += 1
+    return "".join(out)
+
+
+def _zone_bytes(text: str) -> bytes:
+    """TXT RDATA (quoted character-strings with \\DDD and \\X escapes) back to its octets."""
+    found = re.fullmatch(r'("(?:[ !#-\[\]-~]|\\[0-9]{3}|\\["\\])*")( "(?:[ !#-\[\]-~]|'
+                         r'\\[0-9]{3}|\\["\\])*")*', text)
+    assert found, text
+    data = bytearray()
+    for string in re.findall(r'"((?:[^"\\]|\\.)*)"', text):
+        data += re.sub(rb"\\([0-9]{3}|.)", lambda m: bytes([int(m.group(1))]) if len(
+            m.group(1)) == 3 else m.group(1), string.encode("latin-1"))
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_quoting_round_trips(value: str) -> None:
+    """Whatever the text, each quoting function refuses it in one line or writes one
+    string that reads back as exactly the value."""
+    bind = _refused_in_one_line(lambda v: escape.bind_string(v, FIELD), value)
+    if bind is not None:
+        assert _unquote(bind, '"') == value
+    dhcpd = _refused_in_one_line(lambda v: escape.dhcpd_string(v, FIELD), value)
+    if dhcpd is not None:
+        assert _unquote(dhcpd, '"\\') == value
+    grub = _refused_in_one_line(lambda v: escape.grub_quoted(v, FIELD), value)
+    if grub is not None:
+        assert re.fullmatch(r"'(?:[^']|'\\'')*'", grub) and \
+            grub[1:-1].replace("'\\''", "'") == value
+    txt = escape.txt(value, FIELD)
+    assert "\n" not in txt and all(" " <= c <= "~" for c in txt), txt
+    if not (value.startswith('"') and value.endswith('"')):
+        assert _zone_bytes(txt) == value.encode()
+    if not (value.startswith('"') and value.endswith('"')):
+        text = _refused_in_one_line(lambda v: escape.dnsmasq_text(v, FIELD), value)
+        if text is not None:
+            assert _unquote(text, '"\\') == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
+def test_words_stay_one_word(value: str) -> None:
+    """A word slot holds exactly the value, one token, none of its language's specials."""
+    for call, specials in ((escape.kernel_arg, "\"'\\;$&|<>{}#`"),
+                           (escape.dnsmasq_field, ',#"\\'), (escape.haproxy_word, "#\"'\\$"),
+                           (escape.export_word, '"\\#(),')):
+        word = _refused_in_one_line(lambda v: call(v, FIELD), value)  # noqa: B023
+        if word is not None:
+            assert word == value and value.split() == [value]
+            assert not set(value) & set(specials), value
+    for check in (escape.domain, escape.name):
+        name = _refused_in_one_line(lambda v: check(v, FIELD, "x"), value)  # noqa: B023
+        if name is not None:
+            assert re.fullmatch(r"[A-Za-z0-9_.*@-]+", name), name
+
+
+# --- a bounded random pass over every slot of the corpus ---------------------------------
+
+# Characters that mean something in at least one output language, plus plain ones.
+DANGEROUS = list("\n\r\t \"'\\;#,{}()[]$`|&<>:=/*@!%?~^") + ["\u2028", "\x85", "\x00", "\x7f"]
+PLAIN = list("abcxyz0189.-_")
+SEED = int(os.environ.get("GEN_HOSTILE_SEED", "14"))  # CI may pass a changing seed too
+PER_SLOT = 3
+
+
+def _slots() -> list[dict[str, Any]]:
+    """One case per distinct slot (same file, edits and lab), minus slots whose values name
+    files or derive MACs (node and directory names), where a safe value legitimately
+    changes the set of files, and YAML-only slots, where a line break is legitimate data."""
+    seen, slots = set(), []
+    for case in CORPUS:
+        key = (case.get("env", "lab"), json.dumps(case.get("edits")), case.get("rename", False))
+        if key in seen or not case.get("random", True):
+            continue
+        seen.add(key)
+        slots.append(case)
+    return slots
+
+
+SLOTS = _slots()
+
+
+@pytest.mark.parametrize("case", SLOTS, ids=[c["id"] for c in SLOTS])
+def test_random_values_never_escape(case: dict[str, Any], tmp_path: Path) -> None:
+    """Random strings of dangerous characters in each slot: refused in one line, or the
+    same files with the same structure as the clean rendering (fixed seed, and
+    GEN_HOSTILE_SEED for another run)."""
+    rng = random.Random(f"{SEED}:{case['id']}")
+    clean_dir, _ = scratch(tmp_path / "clean", case, case["clean"])
+    _, clean = render_permissive(clean_dir)
+    for attempt in range(PER_SLOT):
+        value = "".join(rng.choice(DANGEROUS + PLAIN) for _ in range(rng.randint(1, 16)))
+        hostile_dir, _ = scratch(tmp_path / f"hostile{attempt}", case, value)
+        try:
+            _, hostile = render_permissive(hostile_dir)
+        except InvalidInput as refused:
+            assert len(refused.lines()) == 1 and "\n" not in refused.lines()[0], value
+            continue
+        assert sorted(hostile) == sorted(clean), repr(value)
+        for path in clean:
+            assert shape(path, hostile[path]) == shape(path, clean[path]), (path, value)

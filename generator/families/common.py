@@ -8,7 +8,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Any
 
-from generator.families import Pins
+from generator.families import Pins, escape
 from generator.model import Environment, Node, OsArtifact
 
 COREOS_FLAVOURS = ("openshift", "okd")  # clusters whose nodes install CoreOS from Ignition
@@ -40,7 +40,8 @@ def http_base(env: Environment) -> str:
     http = env.services.http
     if http is None:
         raise ValueError("no HTTP service declared")
-    return f"http://{service_ip(env, http.host)}:{http.port}"
+    port = escape.number(http.port, ("services", "http", "port"), "a URL")
+    return f"http://{service_ip(env, http.host)}:{port}"
 
 
 def ignition_url(env: Environment, node: Node) -> str:

@@ -87,6 +87,7 @@ def subnet_of(env: Environment, dhcp: DhcpService) -> Subnet:
 def dhcpd_conf(env: Environment, subnet: Subnet, dhcp: DhcpService) -> bytes:
     """dhcpd.conf: one subnet, the boot file by option 93, one host block per reservation."""
     uefi = " or ".join(f"option arch = 00:{a:02x}" for a in UEFI_ARCHES)
+    escape.number(dhcp.lease_time, LEASE_TIME, DHCPD)
     return lines(
         f"# Rendered by gen for environment {escape.comment(env.name, None, DHCPD)}: "
         f"DHCP on {subnet.cidr}.",
@@ -127,6 +128,7 @@ DHCPD = "dhcpd.conf"
 CLUSTER_DOMAIN = ("cluster", "baseDomain")
 BIOS_FILE = ("services", "dhcp", "bootFiles", "bios")
 UEFI_FILE = ("services", "dhcp", "bootFiles", "uefi")
+LEASE_TIME = ("services", "dhcp", "leaseTime")
 
 
 # --- Kea --------------------------------------------------------------------------------
@@ -152,12 +154,12 @@ def kea_config(subnet: Subnet, dhcp: DhcpService) -> dict[str, Any]:
         "authoritative": True,
         "host-reservation-identifiers": ["hw-address"],
         "client-classes": [{"name": "uefi", "test": uefi_test,
-                            "boot-file-name": dhcp.uefi_file}],
+                            "boot-file-name": _kea_file(dhcp.uefi_file, UEFI_FILE)}],
         "subnet4": [{
             "id": 1,
             "subnet": str(subnet.cidr),
             "next-server": str(subnet.next_server),
-            "boot-file-name": dhcp.bios_file,
+            "boot-file-name": _kea_file(dhcp.bios_file, BIOS_FILE),
             "option-data": options,
             "pools": pool,
             "reservations": [{"hw-address": r.mac, "ip-address": str(r.ip),
@@ -168,12 +170,19 @@ def kea_config(subnet: Subnet, dhcp: DhcpService) -> dict[str, Any]:
     }}
 
 
+def _kea_file(name: str, field: escape.FieldPath) -> str:
+    # JSON holds any string, but a boot file name is a TFTP path sent in a DHCP packet:
+    # a line break or a control character in it is never meant.
+    return escape.line(name, field, "a Kea boot file name")
+
+
 # --- dnsmasq ----------------------------------------------------------------------------
 
 
 def dnsmasq_conf(env: Environment, subnet: Subnet, dhcp: DhcpService, shared: bool) -> bytes:
     """A conf-dir fragment; `shared` when the same dnsmasq serves DNS (dns.conf)."""
     net = subnet.cidr
+    escape.number(dhcp.lease_time, LEASE_TIME, escape.DNSMASQ)
     static = f"dhcp-range=set:gen,{net.network_address},static,{net.netmask},{dhcp.lease_time}"
     pool = (f"dhcp-range=set:gen,{dhcp.pool[0]},{dhcp.pool[1]},{net.netmask},{dhcp.lease_time}"
             if dhcp.pool else None)

@@ -203,7 +203,7 @@ def zone_text(zone: str, records: tuple[Record, ...], nameserver: str, domain: s
     return lines(
         f"; Rendered by gen: zone {zone}. The serial is derived from the records.",
         f"$ORIGIN {zone}.",
-        f"$TTL {ttl}",
+        f"$TTL {escape.number(ttl, ('services', 'dns', 'ttl'), ZONE_FILE)}",
         f"@\tIN\tSOA\t{nameserver}. hostmaster.{domain}. "
         f"({serial(records)} {refresh} {retry} {expire} {negative})",
         f"@\tIN\tNS\t{nameserver}.",
@@ -263,12 +263,17 @@ def render_dnsmasq(env: Environment, dns: DnsService) -> bytes:
         *(f"server={ip}" for ip in dns.forwarders),
         # Local zones: answer from here only, NXDOMAIN for unknown names, never forward.
         *(f"local=/{zone}/" for zone in (domain, *reverse)),
-        f"local-ttl={dns.ttl}",
+        f"local-ttl={escape.number(dns.ttl, ('services', 'dns', 'ttl'), escape.DNSMASQ)}",
         # Explicit PTRs first: they win over the implicit PTR of every host-record below.
-        *(f"ptr-record={absolute(r.name, zone)},{r.value.rstrip('.')}"
+        *(f"ptr-record={absolute(r.name, zone)},{_ptr_target(r)}"
           for zone, records in reverse.items() for r in records),
         *(_dnsmasq_line(r, domain) for r in forward_records(env)),
     )
+
+
+def _ptr_target(record: Record) -> str:
+    value = escape.record_value("PTR", record.value, _field(record, "value"), escape.DNSMASQ)
+    return value.rstrip(".")
 
 
 def _dnsmasq_line(record: Record, domain: str) -> str:

@@ -21,6 +21,7 @@ of `None` is the environment's directory name, which is not in any file.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from ipaddress import AddressValueError, IPv4Address, IPv6Address
@@ -85,6 +86,8 @@ comment = line
 def word(value: str, field: Field, language: str, forbidden: str = "",
          hint: str = HINT_WORD) -> str:
     """One unquoted token: printable, no whitespace, none of `forbidden`, not empty."""
+    if value and _unsafe_in_word(forbidden).search(value) is None:
+        return value  # the common case, one regex scan
     line(value, field, language)
     found = _SPACE.search(value)
     if found is None and forbidden:
@@ -94,6 +97,12 @@ def word(value: str, field: Field, language: str, forbidden: str = "",
     if not value:
         raise refuse(field, "nothing in it", language, hint)
     return value
+
+
+@functools.cache
+def _unsafe_in_word(forbidden: str) -> re.Pattern[str]:
+    """Everything `word` refuses, as one character class."""
+    return re.compile(f"[{_CONTROL.pattern[1:-1]}\\s{re.escape(forbidden)}]")
 
 
 # --- names ------------------------------------------------------------------------------
@@ -334,13 +343,25 @@ def shell_word(value: str, field: Field) -> str:
     return value
 
 
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+
+
 def mac(value: str, field: Field, language: str) -> str:
-    if re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", value) is None:
+    if _MAC.fullmatch(value) is None:
         line(value, field, language)
         path = field() if callable(field) else field
         raise UnsafeValue(path, f"the value is not a MAC address, so it cannot be written into "
                           f"{language}", "write six hex bytes, e.g. 52:54:00:aa:bb:cc")
     return value
+
+
+def number(value: object, field: Field, language: str) -> str:
+    """A count, a port or a time written bare: an int, never text that looks like one."""
+    if type(value) is not int:
+        path = field() if callable(field) else field
+        raise UnsafeValue(path, f"the value is not a whole number, so it cannot be written into "
+                          f"{language}", "write a number without quotes")
+    return str(value)
 
 
 CLUSTER_DOMAIN: FieldPath = ("cluster", "baseDomain")

@@ -93,9 +93,13 @@ def config(env: Environment, service: HaproxyService) -> bytes:
     """The whole haproxy.cfg."""
     parts = [*_header(env), *_global(), *_defaults(), *_stats(service)]
     balance = escape.haproxy_word(service.balance, ("services", "haproxy", "balance"))
+    for key, port in (("statsPort", service.stats_port),
+                      ("ingressNodePorts", service.ingress_http_port),
+                      ("ingressNodePorts", service.ingress_https_port)):
+        escape.number(port, ("services", "haproxy", key), "an HAProxy config")
     index = {n.name: i for i, n in enumerate(env.nodes)}
     for proxy in proxies(env, service):
-        for node in proxy.nodes:
+        for node in (*proxy.nodes, *proxy.backups):
             escape.haproxy_word(node.name, ("nodes", index[node.name], "name"))
         parts += _proxy(proxy, balance)
     return lines(*parts)

@@ -54,7 +54,7 @@ def config(env: Environment, service: HttpService) -> bytes:
         *modules,
         "",
         f"ServerName {server_name}",
-        f"Listen {service.port}",
+        f"Listen {escape.number(service.port, ('services', 'http', 'port'), HTTPD)}",
         "User www-data",
         "Group www-data",
         "DefaultRuntimeDir run",
@@ -81,7 +81,7 @@ def config(env: Environment, service: HttpService) -> bytes:
     )
 
 
-HTTPD = "an httpd.conf comment"
+HTTPD = "httpd.conf"
 
 
 def _served(name: str) -> list[str]:

@@ -96,6 +96,12 @@ def _hostname(env: Environment, node: Node) -> str:
                        "/etc/hostname")
 
 
+def _keyfile_mac(env: Environment, nic: Nic) -> str:
+    return escape.mac(nic.mac, lambda: next(
+        ("nodes", i, "nics", j, "mac") for i, n in enumerate(env.nodes)
+        for j, x in enumerate(n.nics) if x is nic), KEYFILE).upper()
+
+
 def _check_unique_paths(config: dict[str, Any], node: str) -> None:
     # Ignition rejects a config that writes one path twice (two NICs with one interface name).
     paths = [f["path"] for f in config["storage"]["files"]]
@@ -156,7 +162,7 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
         ipv4.append("never-default=true")
     return lines(
         "[connection]", f"id={interface}", "type=ethernet", "autoconnect=true", "",
-        "[ethernet]", f"mac-address={nic.mac.upper()}", "",
+        "[ethernet]", f"mac-address={_keyfile_mac(env, nic)}", "",
         *ipv4, "may-fail=false", "",
         "[ipv6]", "method=disabled")
 

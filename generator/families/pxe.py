@@ -43,6 +43,7 @@ BOOTLOADERS = {  # TFTP path -> file shipped by a Debian package on the helper
 }
 PXELINUX = "/usr/lib/PXELINUX/pxelinux.0"
 GRUB_EFI = "/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi"
+TFTP = "a TFTP file name"
 GRUB_PREFIX = "grub"  # the prefix compiled into GRUB_EFI
 
 
@@ -53,6 +54,7 @@ def render(env: Environment, pins: Pins) -> Tree:
     if not nodes or service is None or dhcp is None or env.services.http is None:
         return {}  # semantic.check_pxe_services reports what is missing
     base = f"hosts/{dhcp.host}/tftp"
+    _check_artifact_names(env, service)
     tree: Tree = {f"{base}/boot.ipxe": boot_ipxe()}
     for node in nodes:
         args = kernel_args(env, service, node)
@@ -95,9 +97,11 @@ def node_field(env: Environment, node: Node) -> escape.FieldPath:
     return ("nodes", next(i for i, n in enumerate(env.nodes) if n.name == node.name))
 
 
-def ifname_arg(service: PxeService, node: Node) -> str:
+def ifname_arg(env: Environment, service: PxeService, node: Node) -> str:
     """dracut `ifname=<name>:<mac>`: pins the interface name by MAC in the initramfs."""
-    return f"ifname={interface(service, node)}:{node.nic.mac.lower()}"
+    iface = escape.kernel_value(interface(service, node), _interface_field(env, service, node),
+                                ":")
+    return f"ifname={iface}:{_mac(env, node).lower()}"
 
 
 def ip_arg(env: Environment, service: PxeService, node: Node) -> str:
@@ -125,17 +129,15 @@ def nameservers(env: Environment, node: Node) -> tuple[str, ...]:
 def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str, ...]:
     """The CoreOS installer's kernel command line for one node, initrd= excluded."""
     rootfs: tuple[str, ...]
-    # Words that reach the URLs below: the node's name and the artifacts' names.
+    # The node's name reaches the Ignition URL below (artifact names: see `render`).
     escape.name(node.name, lambda: (*node_field(env, node), "name"), escape.KERNEL)
     if service.rootfs == "live":
-        _artifact_name(artifact(env, "rootfs"))
         rootfs = (f"coreos.live.rootfs_url={common.install_url(env, artifact(env, 'rootfs'))}",)
     else:
-        _artifact_name(metal_image(env))
         rootfs = ("coreos.inst=yes",
                   f"coreos.inst.image_url={common.install_url(env, metal_image(env))}")
     return (
-        ifname_arg(service, node),
+        ifname_arg(env, service, node),
         ip_arg(env, service, node),
         *(f"nameserver={ns}" for ns in nameservers(env, node)),
         f"coreos.inst.install_dev={_install_dev(env, service, node)}",
@@ -148,9 +150,9 @@ def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str,
 
 # Arguments gen writes itself from the environment; an extra argument repeating one would
 # override it (a second `coreos.inst.ignition_url` wins), so extras may not name them.
-OWN_ARGS = frozenset({"ip", "nameserver", "initrd", "coreos.inst", "coreos.inst.install_dev",
-                      "coreos.inst.image_url", "coreos.inst.ignition_url",
-                      "coreos.live.rootfs_url"})
+OWN_ARGS = frozenset({"ifname", "ip", "nameserver", "initrd", "coreos.inst",
+                      "coreos.inst.install_dev", "coreos.inst.image_url",
+                      "coreos.inst.ignition_url", "coreos.live.rootfs_url"})
 
 
 def extra_arg(arg: str, index: int) -> str:
@@ -184,8 +186,15 @@ def _title(node: Node) -> str:
 
 
 def _images(env: Environment) -> tuple[str, str]:
-    """The kernel and initramfs artifact names, as TFTP paths and URL words."""
-    return (_artifact_name(artifact(env, "kernel")), _artifact_name(artifact(env, "initramfs")))
+    """The kernel and initramfs artifact names (checked once per render, in `render`)."""
+    return artifact(env, "kernel").name, artifact(env, "initramfs").name
+
+
+def _check_artifact_names(env: Environment, service: PxeService) -> None:
+    """Artifact names are TFTP paths and words in kernel and iPXE command lines."""
+    boot = artifact(env, "rootfs") if service.rootfs == "live" else metal_image(env)
+    for item in (artifact(env, "kernel"), artifact(env, "initramfs"), boot):
+        _artifact_name(item)
 
 
 def _artifact_name(item: OsArtifact) -> str:
@@ -244,7 +253,6 @@ def _mac(env: Environment, node: Node) -> str:
 
 def ipxe_script(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
     """iPXE script: kernel and initramfs over HTTP from the helper."""
-    _images(env)
     kernel, initrd = (artifact(env, k) for k in ("kernel", "initramfs"))
     title = escape.line(_title(node), lambda: (*node_field(env, node), "name"),
                         "an iPXE script")
@@ -269,8 +277,11 @@ def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
     files: dict[str, dict[str, Any]] = {
         path: {"source": "package", "path": source} for path, source in BOOTLOADERS.items()}
     if dhcp is not None:
-        files[dhcp.bios_file] = {"source": "package", "path": PXELINUX}
-        files[dhcp.uefi_file] = {"source": "package", "path": GRUB_EFI}
+        # The DHCP boot file names are TFTP paths here: one line each.
+        bios = escape.line(dhcp.bios_file, ("services", "dhcp", "bootFiles", "bios"), TFTP)
+        uefi = escape.line(dhcp.uefi_file, ("services", "dhcp", "bootFiles", "uefi"), TFTP)
+        files[bios] = {"source": "package", "path": PXELINUX}
+        files[uefi] = {"source": "package", "path": GRUB_EFI}
     for kind in ("kernel", "initramfs"):
         item = artifact(env, kind)
         files[f"{IMAGES}/{item.name}"] = common.artifact_source(item, pins)
