@@ -364,3 +364,26 @@ def test_verify_detects_an_os_artifact_location_swapped_with_its_sha256(
     assert errors(result)[0] == (
         f"lock/lab.lock: at inputs.os/rhcos-live-kernel: locked location "
         f"{server}/evil-kernel is not the URL the environment names ({server}/kernel)")
+
+
+# ---- the rendered directory gen verify checks ------------------------------------------------------
+
+
+@pytest.mark.parametrize("plant", ["fifo", "symlink"])
+def test_verify_reports_a_special_file_in_the_rendered_dir_as_modified(
+        locked_lab: Path, repo: Path, env: dict[str, str], tmp_path: Path, plant: str) -> None:
+    assert gen("render", "env/lab", cwd=repo, env=env).code == EXIT_OK
+    named = repo / "rendered/lab/hosts/helper/dns/named.conf"
+    named.unlink()
+    if plant == "fifo":
+        os.mkfifo(named)
+    else:
+        secret = tmp_path / "secret"
+        secret.write_text(SECRET)
+        named.symlink_to(secret)
+    result = gen("verify", "env/lab", cwd=repo, env=env)
+    assert result.code == EXIT_LOCK, result.err
+    assert errors(result)[1] == "  " + (f"{named} is not a regular file (a FIFO, socket or "
+                                        "device)" if plant == "fifo" else
+                                        f"{named} is a symlink inside the output")
+    assert SECRET not in result.out + result.err
