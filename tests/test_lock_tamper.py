@@ -200,7 +200,7 @@ def test_processes_writing_one_lock_in_a_loop_never_collide(locked_lab: Path) ->
     assert not list(locked_lab.parent.glob(".*gen-tmp"))
 
 
-# ---- store objects -------------------------------------------------------------------------------
+# ---- store objects -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -275,7 +275,7 @@ def test_fetch_replaces_a_fifo_store_object(k8s_manifest: Path, repo: Path,
     assert k8s_manifest.is_file() and k8s_manifest.read_bytes() == MANIFEST
 
 
-# ---- stream files --------------------------------------------------------------------------------
+# ---- stream files ------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -318,7 +318,7 @@ def test_a_deeply_nested_stream_file_is_a_user_error(stream_file: Path, repo: Pa
     assert "is nested too deeply to be stream metadata" in result.err
 
 
-# ---- a locked location swapped with its sha256 -----------------------------------------------------
+# ---- a locked location swapped with its sha256 -------------------------------------------------
 
 
 def _forge(repo: Path, env: dict[str, str], env_file: Path, key: str, good: str, evil: str,
@@ -366,7 +366,7 @@ def test_verify_detects_an_os_artifact_location_swapped_with_its_sha256(
         f"{server}/evil-kernel is not the URL the environment names ({server}/kernel)")
 
 
-# ---- the rendered directory gen verify checks ------------------------------------------------------
+# ---- the rendered directory gen verify checks --------------------------------------------------
 
 
 @pytest.mark.parametrize("plant", ["fifo", "symlink"])
