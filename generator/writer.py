@@ -149,7 +149,7 @@ def _output_dir(out: Path) -> Iterator[int]:
 def _refusal(path: Path, exc: OSError) -> UserError:
     if exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink():
         return UserError(f"{path} is a symlink", FIX_LINK)
-    return UserError(f"cannot write {path}: {exc.strerror or exc}",
+    return UserError(f"cannot use {path} as the output: {exc.strerror or exc}",
                      "check the output directory (permissions, free space)")
 
 

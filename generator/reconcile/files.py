@@ -284,7 +284,8 @@ class FilesProvider:
         service: str = p["service"]
         staging = f"/{STAGING}/{service}"
         _refuse_symlinks(target, "/", [staging])
-        _refuse_symlinks(target, spec.install, [*p["desired"], *p["stale"], *p["directories"]])
+        _refuse_symlinks(target, spec.install, [*p["desired"], *p["stale"], *p["directories"],
+                                                f"{spec.install}/{MANAGED}"])
         files, values = self._materialize(target, p["desired"])
         target.run(["rm", "-rf", target.path(staging)])
         target.write_files({f"{staging}{path}": data for path, data in files.items()})
