@@ -137,6 +137,22 @@ def test_a_lock_linked_to_a_secret_never_prints_it(locked_lab: Path, repo: Path,
         assert SECRET not in result.out + result.err
 
 
+def test_a_lock_directory_linked_out_of_the_repo_is_refused(locked_lab: Path, repo: Path,
+                                                            env: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "lab.lock").write_text(json.dumps({"version": SECRET}))
+    shutil.rmtree(repo / "lock")
+    (repo / "lock").symlink_to(elsewhere)
+    for args in (("verify", "env/lab"), ("lock", "env/lab")):
+        result = gen(*args, cwd=repo, env=env)
+        assert_lock_refused(result, "lock/lab.lock",
+                            "lock/ is a symlink, not the repo's lock directory")
+        assert SECRET not in result.out + result.err
+    assert (elsewhere / "lab.lock").read_text() == json.dumps({"version": SECRET})
+
+
 def test_a_directory_in_place_of_the_lock_is_a_tampered_lock(locked_lab: Path, repo: Path,
                                                              env: dict[str, str]) -> None:
     locked_lab.unlink()
