@@ -107,8 +107,11 @@ def guard_output(out: Path, env_name: str) -> None:
         os.close(fd)
 
 
-def write_tree(out: Path, tree: Tree, env_name: str) -> Changes:
-    with _output_dir(out) as fd:
+def write_tree(out: Path, tree: Tree, env_name: str, within: Path | None = None) -> Changes:
+    """Make `out` hold exactly `tree`. With `within` (the repo, for the default
+    `rendered/<env>`), no directory between `within` and `out` is followed either: a
+    committed `rendered` symlink cannot send the output elsewhere."""
+    with _output_dir(out, within) as fd:
         _guard(fd, out, env_name)
         scan = _scan(fd, out)
         changes = compare(scan.tree, tree)
@@ -117,12 +120,20 @@ def write_tree(out: Path, tree: Tree, env_name: str) -> Changes:
             staged = _stage_all(dirs, out, tree, changes.added + changes.changed)
             if staged:
                 _syncfs(fd)
-            for parent, temp, name in staged:
-                os.replace(temp, name, src_dir_fd=dirs.open(parent),
-                           dst_dir_fd=dirs.open(parent))
-            for path in changes.removed + scan.leftovers:
-                parent, _, name = path.rpartition("/")
-                os.unlink(name, dir_fd=dirs.open(parent))
+            done = 0
+            try:
+                for parent, temp, name in staged:
+                    os.replace(temp, name, src_dir_fd=dirs.open(parent),
+                               dst_dir_fd=dirs.open(parent))
+                    done += 1
+                for path in changes.removed + scan.leftovers:
+                    parent, _, name = path.rpartition("/")
+                    os.unlink(name, dir_fd=dirs.open(parent))
+            except OSError as exc:  # a directory where a file now goes, say
+                _drop(dirs, staged[done:])
+                where = out / (f"{parent}/{name}" if parent else name)
+                raise UserError(f"cannot replace {where}: {exc.strerror or exc}",
+                                "remove it by hand, then render again") from None
             for path in changes.removed + scan.leftovers:
                 dirs.prune_empty(path.rpartition("/")[0])
         os.fsync(fd)
@@ -130,15 +141,18 @@ def write_tree(out: Path, tree: Tree, env_name: str) -> Changes:
 
 
 @contextmanager
-def _output_dir(out: Path) -> Iterator[int]:
+def _output_dir(out: Path, within: Path | None) -> Iterator[int]:
     """The output directory, created if needed, opened without following a symlink and
     held under an exclusive flock so concurrent renders into it take turns."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.mkdir(0o755, exist_ok=True)
-        fd = os.open(out, DIR_FLAGS)
-    except OSError as exc:
-        raise _refusal(out, exc) from None
+    if within is not None and out.is_relative_to(within) and out != within:
+        fd = _open_below(within, out)
+    else:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.mkdir(0o755, exist_ok=True)
+            fd = os.open(out, DIR_FLAGS)
+        except OSError as exc:
+            raise _refusal(out, exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd
@@ -146,10 +160,30 @@ def _output_dir(out: Path) -> Iterator[int]:
         os.close(fd)  # releases the flock
 
 
+def _open_below(top: Path, out: Path) -> int:
+    """`out`, created as needed, reached from `top` one no-follow component at a time."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    here = top
+    try:
+        for name in out.relative_to(top).parts:
+            here = here / name
+            try:
+                os.mkdir(name, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            child = os.open(name, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except OSError as exc:
+        os.close(fd)
+        raise _refusal(here, exc) from None
+    return fd
+
+
 def _refusal(path: Path, exc: OSError) -> UserError:
     if exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.is_symlink():
         return UserError(f"{path} is a symlink", FIX_LINK)
-    return UserError(f"cannot write {path}: {exc.strerror or exc}",
+    return UserError(f"cannot use {path} as the output: {exc.strerror or exc}",
                      "check the output directory (permissions, free space)")
 
 
@@ -351,16 +385,20 @@ def _stage_all(dirs: _Dirs, out: Path, tree: Tree, paths: tuple[str, ...],
             staged.append((parent, _new_temp(dirs.open(parent, create=True), name, content,
                                              mode), name))
     except (OSError, UserError) as exc:  # nothing was renamed yet: drop the temporaries
-        for parent, temp, _ in staged:
-            try:
-                os.unlink(temp, dir_fd=dirs.open(parent))
-            except OSError:
-                pass
+        _drop(dirs, staged)
         if isinstance(exc, UserError):
             raise
         raise UserError(f"cannot write {out / path}: {exc.strerror or exc}",
                         "check the output directory (permissions, free space)") from None
     return staged
+
+
+def _drop(dirs: _Dirs, staged: list[tuple[str, str, str]]) -> None:
+    for parent, temp, _ in staged:
+        try:
+            os.unlink(temp, dir_fd=dirs.open(parent))
+        except OSError:
+            pass
 
 
 def _new_temp(dir_fd: int, name: str, content: bytes, mode: int) -> str:

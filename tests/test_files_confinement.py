@@ -216,3 +216,25 @@ def test_cli_converge_with_an_escaping_boot_file_changes_nothing_outside(repo: P
     assert result.code == 1, result.out + result.err
     assert snapshot(victim) == outside
     assert snapshot(root) == before
+
+
+# ---- secret references read on the target ----------------------------------------------------
+
+
+def test_a_secret_file_reference_is_a_path_never_shell_text(lab, places, tmp_path) -> None:
+    from generator.model import SecretRef
+
+    root, _ = places
+    env, tree = lab
+    pwned = tmp_path / "pwned"
+    ref = SecretRef("nfsToken", "file", f"/nonexistent; touch {pwned}; $(touch {pwned})")
+    exports = "hosts/helper/nfs/exports"
+    hostile = {exports: tree[exports] + f"# token {ref.marker()}\n".encode()}
+    hostile_env = env.__class__(**{**{f: getattr(env, f) for f in env.__dataclass_fields__},
+                                   "secrets": (ref,)})
+    files = FilesProvider(targets={"helper": Target(str(root))}, reloads={"nfs": ("true",)})
+    (action,) = files.plan(hostile_env, files.scope(hostile))
+    with pytest.raises(UserError, match="secret 'nfsToken' is not available on the target"):
+        files.apply(action)
+    assert not pwned.exists(), "the reference ran as shell code"
+    assert not (root / "etc/exports.d/exports").exists()

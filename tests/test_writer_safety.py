@@ -144,6 +144,29 @@ def test_the_output_directory_itself_may_not_be_a_symlink(repo: Path, tmp_path: 
     assert snapshot(elsewhere) == before
 
 
+def test_a_rendered_symlink_in_the_repo_does_not_carry_the_default_output(
+        repo: Path, victim: Path) -> None:
+    # a pull request can commit `rendered` as a symlink (.gitignore does not stop it)
+    (repo / "rendered").symlink_to(victim)
+    outside = snapshot(victim)
+    result = gen("render", "env/lab", cwd=repo)
+    one_line_refusal(result, f"{repo / 'rendered'} is a symlink")
+    assert snapshot(victim) == outside
+
+
+def test_a_directory_where_a_file_now_goes_is_one_line_not_an_internal_error(
+        rendered: Path, repo: Path) -> None:
+    named = rendered / "hosts/helper/dns/named.conf"
+    named.unlink()
+    (named / "inner").mkdir(parents=True)
+    (named / "inner" / "x").write_text("x\n")
+    result = gen("render", "env/lab", cwd=repo)
+    assert result.code == 1, result.err
+    assert result.err.strip().endswith("(remove it by hand, then render again)"), result.err
+    assert f"cannot replace {named}" in result.err
+    assert temporaries(rendered) == []
+
+
 # ---- special files ---------------------------------------------------------------------------
 
 
@@ -203,7 +226,6 @@ def test_a_sigkilled_first_render_is_resumed_by_the_next(tmp_path: Path) -> None
             break
     else:
         pytest.fail("the render always finished before it could be killed")
-    assert temporaries(out), "killed while staging: temporaries are left"
     assert (out / MARKER).read_text() == "big\n", "the marker is written first"
     again = gen("render", "env/big", "--out", str(out), cwd=tmp_path)
     assert again.code == 0, again.err

@@ -195,15 +195,23 @@ def _offline_recheck(ctx: _Ctx) -> list[str]:
 
 def _check_disk(target: Path, lock: Any, tree: dict[str, bytes], explicit: bool) -> bool:
     from generator.lock import nar
-    from generator.writer import MARKER, compare
+    from generator.writer import MARKER, compare, read_tree
 
     if not target.is_dir():
         if explicit:
             raise UserError(f"{target} is not a directory", "render it first, or fix --out")
         return False
-    if nar.path_hash(target, exclude=(".git", MARKER)) == lock.outputs.nar_hash:
-        return True
-    disk = nar.read_dir(target, exclude=(".git", MARKER))
+    head = (f"{target} was modified after rendering; it no longer matches the lock "
+            "(re-render it, or find who edited it):")
+    try:
+        if nar.path_hash(target, exclude=(".git", MARKER)) == lock.outputs.nar_hash:
+            return True
+    except ValueError:  # a FIFO, device or socket: read_tree below names it
+        pass
+    try:  # never through a symlink, never blocking on a FIFO
+        disk = read_tree(target)
+    except UserError as exc:
+        raise _Mismatch(head, [exc.message]) from None
     changes = compare(disk, tree)
     subtrees = nar.subtree_hashes(disk)
     lines = [f"{name}: {subtrees.get(name, 'absent')} (lock: {lock.outputs.subtrees.get(name)})"
@@ -211,8 +219,7 @@ def _check_disk(target: Path, lock: Any, tree: dict[str, bytes], explicit: bool)
              if subtrees.get(name) != lock.outputs.subtrees.get(name)]
     lines += [f"{op} {path}" for op, paths in (("+", changes.removed), ("~", changes.changed),
                                                ("-", changes.added)) for path in paths]
-    raise _Mismatch(f"{target} was modified after rendering; it no longer matches the lock "
-                    "(re-render it, or find who edited it):", lines)
+    raise _Mismatch(head, lines)
 
 
 class _Mismatch(LockMismatch):

@@ -75,7 +75,8 @@ def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
     if check:
         changes = compare(read_tree(target), rendered.tree)
     else:
-        changes = write_tree(target, rendered.tree, rendered.env_name)
+        changes = write_tree(target, rendered.tree, rendered.env_name,
+                             within=None if out else rendered.loaded.source.root)
     if commit and not check:
         _commit(target, rendered)
     payload = {"environment": rendered.env_name, "out": str(target), "files": len(rendered.tree),

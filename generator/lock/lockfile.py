@@ -157,6 +157,9 @@ def read_lock(path: Path, where: str | None = None) -> Lock | None:
     schema errors would quote), a FIFO, a device or a directory there is a tampered lock."""
     from generator.safefile import UnsafeFile, read_regular
 
+    if path.parent.is_symlink():  # a committed `lock -> elsewhere` would read and write there
+        raise TamperedLock(where or str(path), [f"{path.parent.name}/ is a symlink, not the "
+                                                "repo's lock directory"])
     try:
         text = read_regular(path, MAX_LOCK_BYTES, follow=False)
     except FileNotFoundError:

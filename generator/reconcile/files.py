@@ -303,7 +303,8 @@ class FilesProvider:
         service: str = p["service"]
         staging = f"/{STAGING}/{service}"
         _refuse_symlinks(target, "/", [staging])
-        _refuse_symlinks(target, spec.install, [*p["desired"], *p["stale"], *p["directories"]])
+        _refuse_symlinks(target, spec.install, [*p["desired"], *p["stale"], *p["directories"],
+                                                f"{spec.install}/{MANAGED}"])
         files, values = self._materialize(target, p["desired"])
         target.run(["rm", "-rf", target.path(staging)])
         target.write_files({f"{staging}{path}": data for path, data in files.items()})
@@ -403,7 +404,11 @@ def _fill(arg: str, target: Target, spec: ServiceSpec, staging: str) -> str:
 
 
 def _read_secret(target: Target, ref: SecretRef) -> bytes:
-    argv = ["printenv", ref.ref] if ref.source == "env" else ["sh", "-c", f"cat {ref.ref}"]
+    # the path is an argument, never shell text: only a leading ~/ is expanded (to the
+    # target's $HOME), so a reference like `x; rm -rf /` or `$(...)` is just a missing file
+    argv = (["printenv", ref.ref] if ref.source == "env" else
+            ["sh", "-c", 'f=$1; case $f in "~/"*) f="$HOME/${f#"~/"}";; esac; exec cat -- "$f"',
+             "sh", ref.ref])
     proc = target.run(argv, check=False)
     if proc.returncode != 0:
         where = f"environment variable {ref.ref}" if ref.source == "env" else f"file {ref.ref}"
