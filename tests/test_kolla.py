@@ -18,6 +18,7 @@ accept every rendered network-config of the labs.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,6 +32,8 @@ from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
 BLUEPRINT = ROOT / "blueprints" / "kolla-aio" / "blueprint.yaml"
+# The code under test is this checkout's, also where a test clears the environment.
+PYTHONPATH = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
 
 
 @pytest.fixture
@@ -263,3 +266,68 @@ def test_vip_on_a_node_address_is_refused(repo: Path) -> None:
     assert result.err.strip() == ("answer internal_vip_host: 192.168.30.10 is already a "
                                   "node's address (pick a host number no node uses)")
     assert not (repo / "environments" / "aio").exists()
+
+
+# --- converge onto the deploy host --------------------------------------------------------
+
+def test_converge_puts_the_kolla_files_on_the_host(kolla: Path, tmp_path: Path) -> None:
+    """`gen converge --provider files` installs globals.yml, the inventory and the passwords
+    into /etc/kolla (mode 0600), where kolla's own mergepwd and genpwd fill passwords.yml;
+    a second plan has nothing to do and a second converge keeps the generated values."""
+    import os
+
+    repo = kolla.parent.parent
+    root = tmp_path / "aio-root"
+    tools = str(Path(shutil.which("kolla-genpwd") or "kolla-genpwd-missing").parent)
+    env = {**os.environ, "PATH": f"{os.environ['PATH']}:{tools}",
+           "KOLLA_KEYSTONE_ADMIN_PASSWORD": "ks-admin-secret",
+           "KOLLA_DATABASE_PASSWORD": "db-secret", "KOLLA_RABBITMQ_PASSWORD": "rmq-secret"}
+    flags = ["--provider", "files", "--files-target", f"aio={root}", "--state-dir",
+             str(tmp_path / "state")]
+    first = gen("converge", "env/aio", "--auto-approve", *flags, cwd=repo, env=env)
+    assert first.code == 0, first.out + first.err
+    etc = root / "etc/kolla"
+    assert (etc / "globals.yml").read_bytes() == (
+        kolla / "clusters/openstack/kolla/globals.yml").read_bytes()
+    assert (etc / "inventory/all-in-one").is_file()
+    for name in ("passwords.yml", "passwords.gen.yml", "globals.yml"):
+        assert (etc / name).stat().st_mode & 0o777 == 0o600, name
+    passwords = pyyaml.safe_load((etc / "passwords.yml").read_text())
+    assert passwords["database_password"] == "db-secret"
+    assert passwords["keystone_admin_password"] == "ks-admin-secret"
+    assert passwords["rabbitmq_password"] == "rmq-secret"
+    assert passwords["memcache_secret_key"] and passwords["nova_keystone_password"]
+    assert "ks-admin-secret" not in first.out + first.err
+    filled = (etc / "passwords.yml").read_bytes()
+
+    plan = gen("plan", "env/aio", "--detailed-exitcode", *flags[:-2], cwd=repo, env=env)
+    assert plan.code == 0, plan.out + plan.err
+    (etc / "passwords.gen.yml").write_text("tampered: true\n")
+    again = gen("converge", "env/aio", "--auto-approve", *flags, cwd=repo, env=env)
+    assert again.code == 0, again.out + again.err
+    assert (etc / "passwords.yml").read_bytes() == filled  # generated values kept
+
+
+def test_lock_pins_the_kolla_ansible_release(kolla: Path) -> None:
+    repo = kolla.parent.parent
+    result = gen("lock", "--offline", "env/aio", cwd=repo,
+                 env={"GEN_STORE": str(repo / "store"), "HOME": str(repo),
+                      "PATH": "/usr/bin:/bin", **PYTHONPATH})
+    assert result.code == 0, result.err
+    entry = json.loads((repo / "lock/aio.lock").read_text())["inputs"]["tool/kolla-ansible"]
+    assert entry["locked"] == {"version": pinned()["version"], "url": pinned()["url"],
+                               "sha256": pinned()["sha256"]}
+    assert entry["locked"]["url"].endswith(f"kolla_ansible-{pinned()['version']}-py3-none-any.whl")
+
+
+def test_release_without_matching_kolla_data_is_refused(kolla: Path) -> None:
+    repo = kolla.parent.parent
+    env_file = repo / "environments/aio/env.yaml"
+    env_file.write_text(env_file.read_text().replace(
+        "openstack:\n", 'openstack:\n  release: "2025.1"\n'))
+    result = gen("render", "env/aio", cwd=repo)
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1].endswith(
+        "at openstack.release: release 2025.1 does not match kolla-ansible 18.8.0, which "
+        "deploys 2024.1 (use release 2024.1 or the blueprint data of the kolla-ansible "
+        "release that deploys it)")
