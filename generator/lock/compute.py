@@ -227,6 +227,16 @@ def render_pins(loaded: Loaded, lock: Lock | None, store: Store, strict: bool,
     return pins, notes
 
 
+def unpinned_manifests(loaded: Loaded, pins: Pins) -> list[str]:
+    """A warning per manifest the environment declares but the render cannot include: an
+    offline, unlocked or unfetched render must never drop the CNI without saying so."""
+    env = loaded.model
+    return [f"{ref.name} ({ref.url}) is not pinned, so it is left out of the rendered "
+            f"manifests: nodes stay NotReady without a CNI; run `gen lock env/{env.name}` "
+            "with network access, then `gen fetch`"
+            for ref in _manifest_refs(env) if ref.name not in pins.manifests]
+
+
 # --- what would change --------------------------------------------------------------------
 
 def lock_changes(old: Lock, new: Lock, wanted: dict[str, Any] | None = None) -> list[str]:
