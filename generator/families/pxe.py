@@ -84,9 +84,12 @@ def interface(service: PxeService, node: Node) -> str:
     return own if own != DEFAULT_INTERFACE else service.interface
 
 
-def ifname_arg(service: PxeService, node: Node) -> str:
-    """dracut `ifname=<name>:<mac>`: pins the interface name by MAC in the initramfs."""
-    return f"ifname={interface(service, node)}:{node.nic.mac.lower()}"
+def ifname_args(service: PxeService, node: Node) -> tuple[str, ...]:
+    """dracut `ifname=<name>:<mac>` for every NIC: pins each name by MAC in the initramfs,
+    so no NIC keeps a udev name (`ens3` at PCI slot 3) that another is pinned to."""
+    names = [interface(service, node)] + [nic.interface for nic in node.nics[1:]]
+    return tuple(f"ifname={name}:{nic.mac.lower()}" for name, nic in zip(names, node.nics,
+                                                                          strict=True))
 
 
 def ip_arg(env: Environment, service: PxeService, node: Node) -> str:
@@ -116,7 +119,7 @@ def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str,
         rootfs = ("coreos.inst=yes",
                   f"coreos.inst.image_url={common.install_url(env, metal_image(env))}")
     return (
-        ifname_arg(service, node),
+        *ifname_args(service, node),
         ip_arg(env, service, node),
         *(f"nameserver={ns}" for ns in nameservers(env, node)),
         f"coreos.inst.install_dev={node.install_dev or service.install_dev}",
