@@ -89,10 +89,10 @@ def kolla_share() -> Path:
     prefix = Path(genpwd).parent.parent
     share = prefix / "share" / "kolla-ansible"
     assert (share / "ansible" / "site.yml").is_file(), share
-    version = subprocess.run([str(Path(genpwd).parent / "python3"), "-c",
-                              "import importlib.metadata as m;"
-                              "print(m.version('kolla-ansible'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    # The version from the dist-info beside the tools (a venv or /usr/local alike).
+    found = sorted(prefix.glob("lib/python3*/site-packages/kolla_ansible-*.dist-info"))
+    assert found, f"no kolla_ansible dist-info under {prefix}"
+    version = found[-1].name.removeprefix("kolla_ansible-").removesuffix(".dist-info")
     assert version == pinned()["version"], (
         f"kolla-ansible {version} installed, the blueprint pins {pinned()['version']}")
     return share
