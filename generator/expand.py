@@ -143,7 +143,17 @@ def _openstack(raw: dict[str, Any]) -> m.OpenStack:
         network_interface=raw.get("networkInterface", "ens3"),
         external_interface=raw.get("externalInterface", "ens4"),
         cinder_disk=raw.get("cinderDisk", "cinder"),
-        passwords=tuple(_secret(k, v) for k, v in sorted(raw.get("passwords", {}).items())))
+        passwords=tuple(_secret(k, v) for k, v in sorted(raw.get("passwords", {}).items())),
+        kolla_ansible=_kolla_ansible(raw["kollaAnsible"]) if "kollaAnsible" in raw else None)
+
+
+def _kolla_ansible(raw: dict[str, Any]) -> m.KollaAnsible:
+    return m.KollaAnsible(
+        version=raw["version"], openstack_release=raw["openstackRelease"],
+        url=raw.get("url"), sha256=raw.get("sha256"),
+        host_groups=tuple(raw["hostGroups"]),
+        children=tuple((g, tuple(c)) for g, c in raw["children"].items()),
+        passwords=tuple(raw["passwords"]), ssh_keys=tuple(raw.get("sshKeys", ())))
 
 
 def _secret(name: str, raw: dict[str, str]) -> m.SecretRef:

@@ -266,6 +266,21 @@ class OsArtifact:
 
 
 @dataclass(frozen=True, slots=True)
+class KollaAnsible:
+    """kolla-ansible's own data for one release, shipped by the blueprint: the pinned
+    package, its all-in-one inventory layout and its passwords.yml keys."""
+
+    version: str
+    openstack_release: str
+    url: str | None
+    sha256: str | None
+    host_groups: tuple[str, ...]
+    children: tuple[tuple[str, tuple[str, ...]], ...]  # group -> children, in file order
+    passwords: tuple[str, ...]
+    ssh_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class OpenStack:
     """kolla-ansible all-in-one inputs (flavour kolla)."""
 
@@ -276,6 +291,7 @@ class OpenStack:
     external_interface: str
     cinder_disk: str
     passwords: tuple[SecretRef, ...]
+    kolla_ansible: KollaAnsible | None = None
 
 
 @dataclass(frozen=True, slots=True)

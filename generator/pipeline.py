@@ -37,7 +37,7 @@ def render_with_lock(ref: str, cwd: Path | None = None, store_root: Path | None 
     lock and raises LockMismatch (exit 4) if it would change. Never touches the network.
     """
     from generator.errors import LockMismatch
-    from generator.lock.compute import check_locked, render_pins
+    from generator.lock.compute import check_locked, render_pins, unpinned_manifests
     from generator.lock.lockfile import lock_path, read_lock
     from generator.lock.store import Store, default_root
 
@@ -49,6 +49,7 @@ def render_with_lock(ref: str, cwd: Path | None = None, store_root: Path | None 
         raise LockMismatch(f"{where} does not exist (run `gen lock env/{loaded.source.name}` "
                            "and commit it)")
     pins, notes = render_pins(loaded, lock, Store(store_root or default_root()), strict=locked)
+    notes += unpinned_manifests(loaded, pins)
     tree = render_all(loaded.model, pins, locate=loaded.locate)
     if locked and lock is not None:
         check_locked(loaded, lock, tree, where)

@@ -340,6 +340,20 @@ def check_openstack(c: Checker) -> None:
     if disk not in [d["name"] for d in host.get("disks", [])]:
         c.error(("openstack", "cinderDisk"), f"node '{host['name']}' has no disk '{disk}'",
                 "add a second disk for the cinder-volumes LVM group")
+    _check_kolla_release(c, stack)
+
+
+def _check_kolla_release(c: Checker, stack: dict[str, Any]) -> None:
+    """kolla-ansible's data must be that of the release deployed (families/kolla.py)."""
+    release, kolla = stack.get("release", "2024.1"), stack.get("kollaAnsible")
+    if kolla is None:
+        c.error(("openstack",), "no kolla-ansible data for the inventory and passwords",
+                "use a blueprint that ships openstack.kollaAnsible (blueprints/kolla-aio)")
+    elif kolla["openstackRelease"] != release:
+        c.error(("openstack", "release"), f"release {release} does not match kolla-ansible "
+                f"{kolla['version']}, which deploys {kolla['openstackRelease']}",
+                f"use release {kolla['openstackRelease']} or the blueprint data of the "
+                "kolla-ansible release that deploys it")
 
 
 def check_load_balancer(c: Checker) -> None:

@@ -60,6 +60,8 @@ def kubeadm_schema(version: str) -> dict:
         "apiVersion": api, "kind": {"const": "ClusterConfiguration"}, "clusterName": _STR,
         "kubernetesVersion": {"pattern": r"^v1\.[0-9]+\.[0-9]+$", "type": "string"},
         "controlPlaneEndpoint": {"pattern": r"^[0-9.]+:[0-9]+$", "type": "string"},
+        "apiServer": {"type": "object", "additionalProperties": False, "properties": {
+            "certSANs": {"type": "array", "items": _STR}}},
         "networking": {"type": "object", "additionalProperties": False, "properties": {
             "dnsDomain": _STR, "podSubnet": _STR, "serviceSubnet": _STR}}}}
     join = {"additionalProperties": False, "required": ["apiVersion", "kind", "discovery"],
@@ -136,8 +138,10 @@ def test_lab_b_init_configuration(lab_b):
     assert "certificateKey" not in init  # one control plane: nothing to upload
     assert cluster["kubernetesVersion"] == "v1.30.14"
     assert cluster["apiVersion"] == "kubeadm.k8s.io/v1beta3"
-    # The API load balancer: HAProxy on test-storage1.
-    assert cluster["controlPlaneEndpoint"] == "192.168.111.177:6443"
+    # One control plane: `kubeadm init` reaches itself, as the field notes did, so it
+    # depends on no other host; clients may still use HAProxy on test-storage1.
+    assert cluster["controlPlaneEndpoint"] == "192.168.111.169:6443"
+    assert cluster["apiServer"] == {"certSANs": ["192.168.111.177"]}
     assert cluster["networking"] == {"dnsDomain": "cluster.local",
                                      "podSubnet": "10.244.0.0/16",
                                      "serviceSubnet": "10.96.0.0/12"}
@@ -148,7 +152,7 @@ def test_lab_b_join_configuration_carries_markers_only(lab_b):
     tree = kubeadm.render(lab_b, Pins())
     (join,) = docs(tree[f"{BASE}/join-test-node2.yaml"])
     token = join["discovery"]["bootstrapToken"]
-    assert token == {"apiServerEndpoint": "192.168.111.177:6443",
+    assert token == {"apiServerEndpoint": "192.168.111.169:6443",
                      "token": "@@gen-secret:kubeadm-token@@",
                      "caCertHashes": ["@@gen-secret:kubeadm-ca-cert-hash@@"]}
     assert join["nodeRegistration"]["kubeletExtraArgs"] == {"node-ip": "192.168.111.173"}
@@ -169,8 +173,10 @@ def test_three_control_planes_join_with_certificate_key(lab_b):
     env = dataclasses.replace(lab_b, nodes=promoted)
     tree = kubeadm.render(env, Pins())
     check(tree, "v1beta3")
-    init = docs(tree[f"{BASE}/init.yaml"])[0]
+    init, cluster = docs(tree[f"{BASE}/init.yaml"])[:2]
     assert init["certificateKey"] == "@@gen-secret:kubeadm-certificate-key@@"
+    # Several control planes: only the load balancer survives one of them going down.
+    assert cluster["controlPlaneEndpoint"] == "192.168.111.177:6443"
     (join,) = docs(tree[f"{BASE}/join-test-node1.yaml"])
     assert join["controlPlane"] == {
         "localAPIEndpoint": {"advertiseAddress": "192.168.111.172", "bindPort": 6443},

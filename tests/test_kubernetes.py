@@ -342,3 +342,16 @@ def test_yaml_round_trips_through_yaml_1_1_and_1_2_parsers(document):
 def test_yaml_output_is_block_style_kubectl_like():
     text = yamlout.dump({"a": [{"b": 1, "c": "x"}], "d": {"e": "line\n"}, "f": "yes"})
     assert text == "a:\n- b: 1\n  c: x\nd:\n  e: |\n    line\nf: 'yes'\n"
+
+
+def test_offline_render_says_the_cni_is_missing(repo):
+    """An unlocked (or offline) render cannot include the CNI: it says so, on every render,
+    instead of dropping it silently (nodes would stay NotReady)."""
+    from clirun import gen
+
+    result = gen("render", "env/k8s-lab", "--out", str(repo / "out"), cwd=repo)
+    assert result.code == 0, result.err
+    warnings = [line for line in result.err.splitlines() if "cni/flannel" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: cni/flannel (https://")
+    assert "left out of the rendered manifests" in warnings[0]
+    assert "cni/" not in (repo / "out/clusters/k8s/kubernetes/kustomization.yaml").read_text()

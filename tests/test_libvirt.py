@@ -238,3 +238,18 @@ def test_every_domain_gets_an_x86_64_v2_cpu(env: str) -> None:
 def test_qemu64_would_fail_the_cpu_check() -> None:
     """The check above can fail: libvirt's qemu64 lacks most x86-64-v2 flags."""
     assert not X86_64_V2 <= cpu_map_features("qemu64")
+
+
+def test_a_domain_defined_without_the_cpu_model_is_redefined() -> None:
+    """The reconciler's domain essence carries the CPU mode and model, so a VM defined
+    before gen rendered `<cpu>` (qemu64: no x86-64-v2) is planned for a redefine."""
+    from generator.reconcile import essence
+
+    for path, content in render("lab").items():
+        if "/domains/" not in path:
+            continue
+        rendered = ET.fromstring(content)
+        old = ET.fromstring(content)
+        old.remove(old.find("cpu"))  # type: ignore[arg-type]
+        assert essence.domain(rendered)["cpu"] == "mode=host-model model="
+        assert essence.domain(old)["cpu"] == ""

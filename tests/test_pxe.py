@@ -289,3 +289,21 @@ def test_mirror_urls_keep_the_kind_of_the_inherited_stream(repo: Path) -> None:
     cfg = next((repo / "rendered/lab/hosts/helper/tftp/pxelinux.cfg").iterdir()).read_text()
     assert "KERNEL images/rhcos-live-kernel" in cfg
     assert "coreos.live.rootfs_url=http://192.168.20.111:8080/install/rhcos-live-rootfs" in cfg
+
+
+def test_every_nic_of_a_two_nic_node_is_pinned(repo: Path) -> None:
+    """A second NIC sits at PCI slot 3 on i440fx, where udev would call it `ens3`: the name
+    the first NIC is pinned to. Pinning every NIC by MAC leaves no udev name in the way."""
+    env_file = repo / "environments/lab/env.yaml"
+    text = env_file.read_text()
+    old = ("{name: worker1, role: worker, hypervisor: hv1, "
+           "nics: [{network: lan, ip: 192.168.20.162}]}")
+    assert old in text
+    env_file.write_text(text.replace(old, (
+        "{name: worker1, role: worker, hypervisor: hv1, nics: [{network: lan, ip: "
+        "192.168.20.162}, {network: lan, ip: 192.168.20.163, interface: ens4}]}")))
+    env = model("env/lab", repo)
+    worker = env.node("worker1")
+    args = pxe.kernel_args(env, env.services.pxe, worker)  # type: ignore[arg-type]
+    assert [a for a in args if a.startswith("ifname=")] == [
+        f"ifname=ens3:{worker.nics[0].mac}", f"ifname=ens4:{worker.nics[1].mac}"]

@@ -422,3 +422,24 @@ def test_every_row_has_a_check() -> None:
 @pytest.mark.parametrize("row", doc_rows())
 def test_requirement(row: str) -> None:
     CHECKS[row]()
+
+
+def test_d7_with_a_load_balancer_address_of_its_own(repo: Path) -> None:
+    """D-7 met where it can be: with a VIP (`services.haproxy.address`), api and api-int get
+    their PTR records, as BIND reads the rendered reverse zone."""
+    env_file = repo / "environments/lab/env.yaml"
+    text = env_file.read_text()
+    assert "services:\n  dns:\n" in text
+    env_file.write_text(text.replace("services:\n  dns:\n",
+                                     "services:\n  haproxy:\n    address: 192.168.20.110\n"
+                                     "  dns:\n", 1))
+    tree = render_environment("env/lab", cwd=repo).tree
+    zone = tree["hosts/helper/dns/zones/20.168.192.in-addr.arpa.zone"]
+    result = subprocess.run(["named-checkzone", "-q", "-D", "-o", "-",
+                             "20.168.192.in-addr.arpa", "/dev/stdin"], input=zone,
+                            capture_output=True, check=True)
+    ptrs = {tuple(line.split()[::4]) for line in result.stdout.decode().splitlines()
+            if " PTR " in line.replace("\t", " ")}
+    assert ("110.20.168.192.in-addr.arpa.", "api.ocp4.example.com.") in ptrs
+    assert ("110.20.168.192.in-addr.arpa.", "api-int.ocp4.example.com.") in ptrs
+    assert ("111.20.168.192.in-addr.arpa.", "helper.ocp4.example.com.") in ptrs

@@ -34,9 +34,13 @@ KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 RPM_IMAGES = ("centos", "rocky", "alma", "rhel", "fedora")
 
 
+SEEDED_FLAVOURS = ("kubeadm", "kolla")  # kolla.py renders its own host's seed content
+
+
 def needs_seed(env: Environment, node: Node) -> bool:
-    """Image-booted nodes of a kubeadm cluster configure themselves from a NoCloud seed."""
-    return env.cluster.flavour == "kubeadm" and node.boot == "image"
+    """Image-booted nodes of a kubeadm or kolla cluster configure themselves from a NoCloud
+    seed."""
+    return env.cluster.flavour in SEEDED_FLAVOURS and node.boot == "image"
 
 
 def seed_volume(node: Node) -> str:
@@ -47,7 +51,7 @@ def seed_volume(node: Node) -> str:
 def render(env: Environment, pins: Pins) -> Tree:
     """user-data, meta-data, network-config and seed.json for every seeded node."""
     nodes = [n for n in env.nodes if needs_seed(env, n)]
-    if not nodes:
+    if not nodes or env.cluster.flavour != "kubeadm":
         return {}
     shared = _Shared(env)
     tree: Tree = {}

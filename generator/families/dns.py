@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from generator.families import Pins, escape
-from generator.families.common import load_balancer_ip
+from generator.families.common import COREOS_FLAVOURS, load_balancer_ip
 from generator.model import DnsService, Environment
 from generator.tree import Tree, lines
 
@@ -108,14 +108,28 @@ def reverse_records(env: Environment) -> dict[str, tuple[Record, ...]]:
                     key=lambda b: (int(b.network_address), b.prefixlen))
     zones: dict[str, list[Record]] = {reverse_zone_name(b): [] for b in blocks}
     by_prefix = {b.prefixlen for b in blocks}
-    for index, node in enumerate(env.nodes):
+    named: list[tuple[IPv4Address, str, escape.FieldPath]] = [
+        (node.ip, node.fqdn, ("nodes", index, "name")) for index, node in enumerate(env.nodes)]
+    named += [(vip, f"{name}.{env.cluster.domain}", ("services", "haproxy", "address"))
+              for vip, name in _vip_names(env)]
+    for ip, fqdn, field in named:
         for prefix in sorted(by_prefix, reverse=True):
-            zone = reverse_zone_name(IPv4Network((node.ip, prefix), strict=False))
+            zone = reverse_zone_name(IPv4Network((ip, prefix), strict=False))
             if zone in zones:
-                zones[zone].append(Record(_ptr_owner(node.ip, prefix), "PTR", node.fqdn + ".",
-                                          ("nodes", index, "name")))
+                zones[zone].append(Record(_ptr_owner(ip, prefix), "PTR", fqdn + ".", field))
                 break
     return {zone: tuple(records) for zone, records in zones.items()}
+
+
+def _vip_names(env: Environment) -> list[tuple[IPv4Address, str]]:
+    """PTRs for api and api-int (the OpenShift docs require them) when the load balancer
+    has an address of its own; on a node's address, that node's PTR stays the only one."""
+    haproxy = env.services.haproxy
+    if haproxy is None or haproxy.address is None or env.cluster.flavour not in COREOS_FLAVOURS:
+        return []
+    if any(nic.ip == haproxy.address for node in env.nodes for nic in node.nics):
+        return []
+    return [(haproxy.address, "api"), (haproxy.address, "api-int")]
 
 
 def _ptr_owner(ip: IPv4Address, prefix: int) -> str:

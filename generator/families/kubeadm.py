@@ -80,9 +80,26 @@ def api_version(env: Environment) -> str:
 
 
 def control_plane_endpoint(env: Environment) -> str:
-    """The API load balancer (the HAProxy host) on 6443, else the first control plane."""
+    """Where `kubeadm init` and every join reach the API.
+
+    One control plane: that node itself, as lab B's field notes did. `kubeadm init` then
+    depends on no other host (the HAProxy host may come up later or not at all), and the
+    load balancer still serves clients (its address is in the certificate, see
+    `api_cert_sans`). Several control planes: the load balancer, the only endpoint that
+    survives one of them going down; it must be converged and passing its /readyz checks
+    before the first `kubeadm init` (docs/requirements-kubeadm.md).
+    """
+    masters = env.nodes_with_role("master")
     lb = load_balancer_ip(env) if env.services.haproxy is not None else None
-    return f"{lb or env.nodes_with_role('master')[0].ip}:{API_PORT}"
+    if lb is None or len(masters) == 1:
+        return f"{masters[0].ip}:{API_PORT}"
+    return f"{lb}:{API_PORT}"
+
+
+def api_cert_sans(env: Environment) -> list[str]:
+    """The load balancer's address, when clients reach the API through it."""
+    lb = load_balancer_ip(env) if env.services.haproxy is not None else None
+    return [str(lb)] if lb is not None else []
 
 
 def joining_nodes(env: Environment) -> tuple[Node, ...]:
@@ -126,6 +143,7 @@ def cluster_configuration(env: Environment) -> dict[str, Any]:
         "clusterName": cluster.name,
         "kubernetesVersion": kubernetes_version(env),
         "controlPlaneEndpoint": control_plane_endpoint(env),
+        **({"apiServer": {"certSANs": api_cert_sans(env)}} if api_cert_sans(env) else {}),
         "networking": {
             "dnsDomain": "cluster.local",
             "podSubnet": ",".join(str(c.cidr) for c in cluster.cluster_network),

@@ -97,11 +97,22 @@ def node_field(env: Environment, node: Node) -> escape.FieldPath:
     return ("nodes", next(i for i, n in enumerate(env.nodes) if n.name == node.name))
 
 
-def ifname_arg(env: Environment, service: PxeService, node: Node) -> str:
-    """dracut `ifname=<name>:<mac>`: pins the interface name by MAC in the initramfs."""
-    iface = escape.kernel_value(interface(service, node), _interface_field(env, service, node),
-                                ":")
-    return f"ifname={iface}:{_mac(env, node).lower()}"
+def ifname_args(env: Environment, service: PxeService, node: Node) -> tuple[str, ...]:
+    """dracut `ifname=<name>:<mac>` for every NIC: pins each name by MAC in the initramfs,
+    so no NIC keeps a udev name (`ens3` at PCI slot 3) that another is pinned to."""
+    primary = escape.kernel_value(interface(service, node),
+                                  _interface_field(env, service, node), ":")
+    args = [f"ifname={primary}:{_mac(env, node).lower()}"]
+    for j, nic in enumerate(node.nics[1:], start=1):
+        name = escape.kernel_value(nic.interface, _nic_field(env, node, j, "interface"), ":")
+        mac = escape.mac(nic.mac, _nic_field(env, node, j, "mac"), "a kernel argument")
+        args.append(f"ifname={name}:{mac.lower()}")
+    return tuple(args)
+
+
+def _nic_field(env: Environment, node: Node, index: int, key: str) -> escape.Field:
+    """`nodes[i].nics[index].key`, looked up only when the value is refused."""
+    return lambda: (*node_field(env, node), "nics", index, key)
 
 
 def ip_arg(env: Environment, service: PxeService, node: Node) -> str:
@@ -137,7 +148,7 @@ def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str,
         rootfs = ("coreos.inst=yes",
                   f"coreos.inst.image_url={common.install_url(env, metal_image(env))}")
     return (
-        ifname_arg(env, service, node),
+        *ifname_args(env, service, node),
         ip_arg(env, service, node),
         *(f"nameserver={ns}" for ns in nameservers(env, node)),
         f"coreos.inst.install_dev={_install_dev(env, service, node)}",

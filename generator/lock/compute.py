@@ -38,6 +38,13 @@ def wanted_inputs(loaded: Loaded) -> dict[str, Any]:
     wanted: dict[str, Any] = {f"image/{name}": ref for name, ref in env.images}
     for art in env.os_artifacts:
         wanted[f"os/{art.name}"] = _os_original(art)
+    kolla = env.openstack.kolla_ansible if env.openstack is not None else None
+    if kolla is not None and kolla.url:
+        # The converge tool is pinned like an artifact: the package that deploys this
+        # environment's OpenStack release, by the sha256 the blueprint ships (or fetched).
+        wanted["tool/kolla-ansible"] = {"pypi": "kolla-ansible", "version": kolla.version,
+                                        "url": kolla.url,
+                                        **({"sha256": kolla.sha256} if kolla.sha256 else {})}
     for ref in _manifest_refs(env):
         original = {"url": ref.url}
         if ref.sha256:
@@ -137,6 +144,11 @@ class Resolver:
                                                  spec["platform"], spec["format"],
                                                  spec["artifact"], f"{key} ({source})")
             return {"location": location, "sha256": sha256}
+        if kind == "tool":
+            sha256 = original.get("sha256") or r.download(
+                original["url"], self.store, None, key,
+                self.progress(key) if self.progress else None, self.offline)
+            return {"version": original["version"], "url": original["url"], "sha256": sha256}
         if kind == "os" and original.get("sha256"):
             return {"location": original["url"], "sha256": original["sha256"]}
         sha256 = r.download(original["url"], self.store, original.get("sha256"), key,
@@ -244,6 +256,16 @@ def render_pins(loaded: Loaded, lock: Lock | None, store: Store, strict: bool,
     notes += [f"{key}: the lock pins an older form of this input; run `gen lock`"
               for key in stale]
     return pins, notes
+
+
+def unpinned_manifests(loaded: Loaded, pins: Pins) -> list[str]:
+    """A warning per manifest the environment declares but the render cannot include: an
+    offline, unlocked or unfetched render must never drop the CNI without saying so."""
+    env = loaded.model
+    return [f"{ref.name} ({ref.url}) is not pinned, so it is left out of the rendered "
+            f"manifests: nodes stay NotReady without a CNI; run `gen lock env/{env.name}` "
+            "with network access, then `gen fetch`"
+            for ref in _manifest_refs(env) if ref.name not in pins.manifests]
 
 
 # --- what would change --------------------------------------------------------------------

@@ -49,6 +49,11 @@ from generator.tree import Tree
 MANAGED = ".gen-managed.json"
 STAGING = ".gen-staging"
 MARKER_PREFIX = b"@@gen-secret:"
+KOLLA_PASSWORDS = (
+    'cd "$1" && if [ -f passwords.yml ]; then kolla-mergepwd --clean --old passwords.yml '
+    "--new passwords.gen.yml --final passwords.next.yml; else cp passwords.gen.yml "
+    "passwords.next.yml; fi && kolla-genpwd -p passwords.next.yml && chmod 600 "
+    "passwords.next.yml && mv -f passwords.next.yml passwords.yml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ class ServiceSpec:
     check: tuple[str, ...] = ()
     reload: tuple[str, ...] = ()
     publish: str | None = None  # subdir of install that manifest.json entries are relative to
+    mode: int = 0o644  # of every file installed (0o600 where they carry secrets)
 
 
 SERVICES: dict[str, ServiceSpec] = {
@@ -86,6 +92,11 @@ SERVICES: dict[str, ServiceSpec] = {
                          "graceful"), publish="htdocs"),
     "tftp": ServiceSpec("/var/lib/tftpboot", publish=""),
     "nfs": ServiceSpec("/etc/exports.d", (), ("exportfs", "-ra")),
+    # kolla-ansible's inputs on the all-in-one host (families/kolla.py). gen's passwords
+    # arrive as passwords.gen.yml; kolla's own tools merge them into passwords.yml (values
+    # already there win, as in kolla's upgrade procedure) and generate what is still empty.
+    "kolla": ServiceSpec("/etc/kolla", (), ("sh", "-c", KOLLA_PASSWORDS, "sh", "{install}"),
+                         publish="", mode=0o600),
 }
 
 
@@ -136,13 +147,13 @@ class Target:
                     found["/" + member.name.lstrip("./")] = handle.read()
         return found
 
-    def write_files(self, files: Mapping[str, bytes]) -> None:
+    def write_files(self, files: Mapping[str, bytes], mode: int = 0o644) -> None:
         """Write absolute target paths (under the root) from one tar stream."""
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:") as archive:
             for path, data in sorted(files.items()):
                 info = tarfile.TarInfo(path.lstrip("/"))
-                info.size, info.mode = len(data), 0o644
+                info.size, info.mode = len(data), mode
                 archive.addfile(info, io.BytesIO(data))
         self.run(["sh", "-c", 'mkdir -p "$1" && tar -C "$1" --no-same-owner -xf -', "sh",
                   self.root], data=buffer.getvalue())
@@ -307,7 +318,8 @@ class FilesProvider:
                                                 f"{spec.install}/{MANAGED}"])
         files, values = self._materialize(target, p["desired"])
         target.run(["rm", "-rf", target.path(staging)])
-        target.write_files({f"{staging}{path}": data for path, data in files.items()})
+        target.write_files({f"{staging}{path}": data for path, data in files.items()},
+                           spec.mode)
         for path, source in p["desired"].items():
             if isinstance(source, tuple) and source[0] == "package":
                 target.run(["cp", source[1], target.path(f"{staging}{path}")])
