@@ -42,6 +42,13 @@ def volume_xml(node: str, virt_install: bool = False) -> str:
             "</capacity><target><format type='qcow2'/></target></volume>")
 
 
+# The CPU a working lab A already has: RHCOS needs x86-64-v2, which libvirt's default qemu64
+# lacks (virt-install's --cpu host-model under KVM; a named model under TCG).
+CPU = {"kvm": "<cpu mode='host-model' check='partial'/>",
+       "qemu": "<cpu mode='custom' match='exact' check='partial'>"
+               "<model fallback='forbid'>Nehalem</model></cpu>"}
+
+
 def domain_xml(name: str, domain_type: str = "qemu", virt_install: bool = False) -> str:
     """virt_install: as virt-install writes it today (q35, the volume named after the VM)."""
     ip, mac, disk, pxe = LAB[name]
@@ -53,7 +60,7 @@ def domain_xml(name: str, domain_type: str = "qemu", virt_install: bool = False)
                 f"<target dev='vda' bus='virtio'/></disk>") if disk else ""
     return (f"<domain type='{domain_type}'><name>{name}</name>"
             "<memory unit='MiB'>256</memory><currentMemory unit='MiB'>256</currentMemory>"
-            "<vcpu>1</vcpu>"
+            f"<vcpu>1</vcpu>{CPU[domain_type]}"
             f"<os><type arch='x86_64' machine='{machine}'>hvm</type>{boot}</os>"
             "<features><acpi/><apic/></features>"
             "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>"

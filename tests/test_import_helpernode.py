@@ -1,5 +1,5 @@
 """`gen import helpernode`: helper-node vars files (written here in the format of that
-project's docs/vars-doc.md; none of its files are copied) import, render, and give the
+project's vars-doc.md; none of its files are copied) import, render, and give the
 record sets, DHCP reservations, HAProxy routes and NFS exports the playbook's templates
 would build from the same file.
 
@@ -401,6 +401,11 @@ def test_import_renders_what_the_playbook_would(repo: Path, variant: str) -> Non
     domain = f"{v['dns']['clusterid']}.{v['dns']['domain']}".lower()
     helper_ip = v["helper"]["ipaddr"]
     expected_ptr = {(ip, name) for ip, name in playbook_ptr(v) if ip != helper_ip}
+    lb = v["dns"].get("lb_ipaddr", helper_ip)
+    if lb != helper_ip and "{{" not in lb:
+        # Beyond the playbook: the OpenShift UPI docs require api/api-int PTRs, which gen
+        # writes at an external load balancer's own address (docs/requirements-openshift.md).
+        expected_ptr |= {(lb, f"api.{domain}."), (lb, f"api-int.{domain}.")}
     assert {(ip, name) for ip, name in ptr if ip != helper_ip} == expected_ptr
     assert (helper_ip, f"{v['helper']['name'].lower()}.{domain}.") in ptr
 

@@ -103,21 +103,10 @@ def write_environment(root: Path, name: str, data: CommentedMap, header: str,
 
 
 def _validate_new(root: Path, name: str, text: str) -> None:
-    """Validate a new environment in a scratch copy of the layout (nothing written yet)."""
-    import shutil
-    import tempfile
+    """Validate a new environment where it will live, from its text (nothing written yet)."""
+    from generator.environment import load_environment_dir
 
-    from generator.environment import load_environment
-
-    scratch = Path(tempfile.mkdtemp(prefix=".gen-import-", dir=root))
-    try:
-        (scratch / "blueprints").symlink_to(root / "blueprints")
-        env_dir = scratch / "environments" / name
-        env_dir.mkdir(parents=True)
-        (env_dir / "env.yaml").write_text(text, encoding="utf-8")
-        load_environment(str(env_dir))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    load_environment_dir(root / "environments" / name, text)
 
 
 def merge_into(existing: Any, imported: Any) -> None:

@@ -1,4 +1,4 @@
-"""Import a helper-node playbook `vars.yaml` (redhat-cop/ocp4-helpernode, its docs/vars-doc.md
+"""Import a helper-node playbook `vars.yaml` (redhat-cop/ocp4-helpernode, its vars-doc.md
 format) as an openshift-upi environment.
 
 Every field of the file gets one report line: `mapped` (with the environment path it went
@@ -623,7 +623,8 @@ def _known(r: _Reader, path: FieldPath, fields: set[str]) -> None:
 def _unknown(r: _Reader) -> None:
     for key in r.doc.data:
         if key not in _HANDLED and not _INFORMATIONAL.get(key):
-            r.refuse((key,), "not a field of the helper-node vars format (docs/vars-doc.md)")
+            r.refuse((key,), "not a field of the helper-node vars format "
+                     "(see vars-doc.md in redhat-cop/ocp4-helpernode)")
         elif key in _HANDLED and (key,) not in r.seen and \
                 not any(p[:1] == (key,) for p in r.seen):
             r.mapped((key,), "see its fields")
