@@ -102,8 +102,11 @@ repo, copy it here under the same name and edit it; to add a new one, use a new 
 
 A blueprint folder holds `blueprint.yaml` (kind: Blueprint, `defaults` under every
 environment's own values), any files its defaults name (such as a CoreOS stream excerpt),
-and optionally `template/` (a cookiecutter template for `gen new`). Blueprints must be real
-folders in this repo: gen refuses one that is a symlink to somewhere else.
+and optionally `template/` (a cookiecutter template for `gen new`). gen checks every answer
+before the template sees it; a question gen does not know needs a rule (JSON Schema) under
+`properties` in `template/answers.schema.json`. Answers are inserted as plain values, never
+evaluated, and template hooks are not run. Blueprints must be real folders in this repo:
+gen refuses one that is a symlink to somewhere else.
 """
 
 
