@@ -22,6 +22,7 @@ from generator.errors import UserError
 from generator.resources import schema_file
 
 TEMPLATE_CONTEXT = "cookiecutter.json"
+TEMPLATE_ANSWERS = "answers.schema.json"  # optional rules for a template's own questions
 
 # Per shape: the fixed nodes that come before masters and workers, as (name, role).
 LEADING_NODES = {
@@ -85,7 +86,21 @@ def _answers_validator() -> Any:
     return Draft202012Validator(schema)
 
 
-def answer_problems(values: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+def answer_rules(template: Path) -> dict[str, Any]:
+    """Question -> JSON Schema rule: gen's own (schemas/answers.schema.json), plus the
+    `properties` of an `answers.schema.json` beside a template that asks more."""
+    rules = dict(_answers_validator().schema["properties"])
+    extra = template / TEMPLATE_ANSWERS
+    if extra.is_file():
+        try:
+            rules.update(json.loads(extra.read_text(encoding="utf-8"))["properties"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{extra}: cannot read its properties: {exc}") from None
+    return rules
+
+
+def answer_problems(values: dict[str, Any], asked: dict[str, Any],
+                    rules: dict[str, Any] | None = None) -> list[str]:
     """One line per bad answer: unknown question, control character, or what the schema
     refuses (with its hint)."""
     problems = []
@@ -94,7 +109,7 @@ def answer_problems(values: dict[str, Any], asked: dict[str, Any]) -> list[str]:
             problems.append(f"answer {key}: not a question of this template "
                             f"(known: {', '.join(sorted(k for k in asked if k != 'env_name'))})")
     validator = _answers_validator()
-    properties = validator.schema["properties"]
+    properties = rules if rules is not None else validator.schema["properties"]
     for key, value in values.items():
         if key not in asked:
             continue
@@ -104,12 +119,13 @@ def answer_problems(values: dict[str, Any], asked: dict[str, Any]) -> list[str]:
             continue
         rule = properties.get(key)
         if rule is None:
-            problems.append(f"answer {key}: gen has no rule for this question "
-                            "(add it to schemas/answers.schema.json)")
+            problems.append(f"answer {key}: no rule checks this question (give it one in "
+                            f"the template's {TEMPLATE_ANSWERS}, under properties)")
         elif not validator.evolve(schema={**rule, "$schema": validator.schema["$schema"]}
                                   ).is_valid(value):
             message = rule.get("x-message", "is not allowed here")
-            problems.append(f"answer {key}: {value!r} {message} ({rule.get('x-hint', '')})")
+            hint = f" ({rule['x-hint']})" if rule.get("x-hint") else ""
+            problems.append(f"answer {key}: {value!r} {message}{hint}")
     return problems
 
 
@@ -117,17 +133,18 @@ def collect_answers(template: Path, env_name: str, answers: dict[str, Any] | Non
                     no_input: bool) -> dict[str, Any]:
     """Defaults, overlaid by --answers, or asked one by one; every value checked."""
     asked = questions(template)
+    rules = answer_rules(template)
     values: dict[str, Any] = {k: (v[0] if isinstance(v, list) and v else v)
                               for k, v in asked.items()}
     if answers is not None:
-        problems = answer_problems(answers, asked)
+        problems = answer_problems(answers, asked, rules)
         if problems:
             raise UserError("\n".join(problems))
         values.update(answers)
     elif not no_input:
         values.update(_ask(template, asked, values))
     values["env_name"] = env_name
-    problems = answer_problems(values, asked)
+    problems = answer_problems(values, asked, rules)
     if problems:
         raise UserError("\n".join(problems))
     return values

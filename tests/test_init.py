@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import Result, gen
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,3 +110,23 @@ def test_completion_script_is_click_s_own() -> None:
                           text=True, timeout=60)
     assert proc.returncode == 0 and "_gen_completion()" in proc.stdout
     assert "complete -o nosort -F _gen_completion gen" in proc.stdout
+
+
+def test_a_template_question_needs_a_rule_and_its_rule_is_applied(repo: Path) -> None:
+    template = repo / "blueprints" / "kubeadm" / "template"
+    context = json.loads((template / "cookiecutter.json").read_text())
+    (template / "cookiecutter.json").write_text(json.dumps({**context, "rack": "r1"}))
+    answers = repo / "answers.json"
+
+    def new(rack: str) -> Result:
+        answers.write_text(json.dumps({"rack": rack}))
+        return gen("new", "edge", "--blueprint", "kubeadm", "--answers", str(answers), cwd=repo)
+
+    assert new("r7").err.strip() == (
+        "answer rack: no rule checks this question (give it one in the template's "
+        "answers.schema.json, under properties)")
+    (template / "answers.schema.json").write_text(json.dumps(
+        {"properties": {"rack": {"type": "string", "pattern": "^r[0-9]{1,3}$"}}}))
+    assert new("{{ 7 * 7 }}").err.strip() == "answer rack: '{{ 7 * 7 }}' is not allowed here"
+    made = new("r7")
+    assert made.code == 0, made.err

@@ -38,12 +38,15 @@ __pycache__/
 def _requirements() -> str:
     from generator import __version__
 
+    # A placeholder that fails loudly: a bare `gen==X` would let pip take whatever public
+    # package has that name.
     return (
         "# The gen this repo's CI installs (and you, in a virtual environment):\n"
         "#   python3 -m venv .venv && .venv/bin/pip install -r gen-requirements.txt\n"
-        "# Pin it: a version from your package index, a wheel URL, or\n"
-        "# git+https://<where your team keeps gen>@<tag>.\n"
-        f"gen=={__version__}\n")
+        "# Replace the line below with where your team gets gen, pinned: a wheel URL,\n"
+        "# git+https://<where your team keeps gen>@<tag>, or gen==VERSION from your own\n"
+        "# package index only (the name gen on public indexes may be another project).\n"
+        f"gen @ https://replace-me.invalid/gen-{__version__}-py3-none-any.whl\n")
 
 
 README = """\
@@ -58,7 +61,7 @@ merging converges the live hosts to it.
 ## The loop
 
 ```sh
-python3 -m venv .venv && .venv/bin/pip install -r gen-requirements.txt   # once
+python3 -m venv .venv && .venv/bin/pip install -r gen-requirements.txt   # edit it first
 . .venv/bin/activate
 gen new site1 --blueprint openshift-upi     # scaffold environments/site1 (asks questions)
 gen validate env/site1                      # every problem at once, with file:line:col
@@ -99,8 +102,11 @@ repo, copy it here under the same name and edit it; to add a new one, use a new 
 
 A blueprint folder holds `blueprint.yaml` (kind: Blueprint, `defaults` under every
 environment's own values), any files its defaults name (such as a CoreOS stream excerpt),
-and optionally `template/` (a cookiecutter template for `gen new`). Blueprints must be real
-folders in this repo: gen refuses one that is a symlink to somewhere else.
+and optionally `template/` (a cookiecutter template for `gen new`). gen checks every answer
+before the template sees it; a question gen does not know needs a rule (JSON Schema) under
+`properties` in `template/answers.schema.json`. Answers are inserted as plain values, never
+evaluated, and template hooks are not run. Blueprints must be real folders in this repo:
+gen refuses one that is a symlink to somewhere else.
 """
 
 
