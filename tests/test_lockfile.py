@@ -223,9 +223,9 @@ def test_a_comment_in_a_renderer_keeps_the_lock_a_real_output_change_names_the_g
     result = gen("render", "env/lab", "--locked", cwd=repo, env=edited)
     assert result.code == EXIT_OK, result.err
     text = nfs.read_text()
-    join = '" ".join([export.path, *clients])'
+    join = '" ".join([escape.export_path(export.path, (*field, "path")), *clients])'
     assert text.count(join) == 1
-    nfs.write_text(text.replace(join, '"  ".join([export.path, *clients])'))
+    nfs.write_text(text.replace(join, join.replace('" "', '"  "')))
     changed = gen("render", "env/lab", "--locked", cwd=repo, env=edited)
     assert changed.code == EXIT_LOCK, changed.err
     assert "\n  output " in changed.err and "input " not in changed.err
