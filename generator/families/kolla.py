@@ -93,13 +93,25 @@ def inventory(stack: OpenStack, host: Node) -> bytes:
     data = release(stack)
     entry = (f"{host.name} ansible_host={host.ip} ansible_user={ANSIBLE_USER} "
              "ansible_become=true")
-    sections = [f"[{group}]\n"
+    # The blueprint's release data is input too: group names become INI section headers.
+    sections = [f"[{_group(group, ('hostGroups', i))}]\n"
                 + ("localhost ansible_connection=local" if group == "deployment" else entry)
-                + "\n" for group in data.host_groups]
-    sections += [f"[{group}:children]\n" + "".join(f"{c}\n" for c in children)
+                + "\n" for i, group in enumerate(data.host_groups)]
+    sections += [f"[{_group(group, ('children', group))}:children]\n"
+                 + "".join(f"{_group(c, ('children', group, j))}\n"
+                           for j, c in enumerate(children))
                  for group, children in data.children]
-    return lines(f"# kolla-ansible {data.version} all-in-one layout; rendered by gen.",
+    version = escape.comment(data.version, (*KOLLA_ANSIBLE, "version"), INVENTORY)
+    return lines(f"# kolla-ansible {version} all-in-one layout; rendered by gen.",
                  "", *sections)
+
+
+INVENTORY = "an Ansible inventory"
+KOLLA_ANSIBLE = ("openstack", "kollaAnsible")
+
+
+def _group(name: str, where: tuple[str | int, ...]) -> str:
+    return escape.name(name, (*KOLLA_ANSIBLE, *where), INVENTORY)
 
 
 def passwords(stack: OpenStack) -> dict[str, Any]:
