@@ -27,7 +27,10 @@ class Location:
     path: str = ""
 
     def prefix(self) -> str:
-        where = self.file if not self.line else f"{self.file}:{self.line}:{self.column}"
+        # A file name is input too (a directory named with a newline): kept to one line.
+        file = self.file if self.file.isprintable() else \
+            self.file.encode("unicode_escape").decode()
+        where = file if not self.line else f"{file}:{self.line}:{self.column}"
         return f"{where}: at {self.path}" if self.path else where
 
 

@@ -21,6 +21,7 @@ the escape module each of them rendered the injected directive.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -84,9 +85,11 @@ def scratch(dest: Path, case: dict[str, Any], value: str | int) -> tuple[Path, s
 
 def render_permissive(env_dir: Path) -> tuple[Environment, Tree]:
     """Load, merge and expand, then render, skipping the schema and the semantic checks: the
-    emitters are the last line of defence and are tested as if the schema let all through."""
+    emitters are the last line of defence and are tested as if the schema let all through.
+    The environment's directory name is put in after expanding (expand refuses names that
+    are not plain), so the emitters see it as it is."""
     _, doc = load_documents(env_dir)
-    env = expand(doc, env_dir.name)
+    env = dataclasses.replace(expand(doc, "permissive"), name=env_dir.name)
     return env, render_all(env, Pins(), locate=doc.locate)
 
 

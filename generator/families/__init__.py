@@ -81,7 +81,7 @@ def render_all(env: Environment, pins: Pins, only: tuple[str, ...] = (),
         if locate is None:
             raise
         where = (locate(refused.field) if refused.field is not None
-                 else Location("environments/" + env.name.encode("unicode_escape").decode()))
+                 else Location(f"environments/{env.name}"))
         raise InvalidInput([Problem(refused.reason, where, refused.hint)]) from None
 
 
