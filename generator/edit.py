@@ -79,7 +79,7 @@ def parse_path(path: str) -> list[str | int]:
     for key, index in _PATH_PART.findall(path):
         parts.append(key if key else (int(index) if index.lstrip("-").isdigit() else index))
     if not parts or "".join(str(p) for p in parts).strip() == "":
-        raise UserError(f"'{path}' is not a field path", "write it like nodes[2].memory or "
+        raise UserError(f"{path!r} is not a field path", "write it like nodes[2].memory or "
                         "nodes[worker0].memory or cluster.name")
     return parts
 
@@ -89,7 +89,7 @@ def _step(container: Any, part: str | int, so_far: str) -> Any:
         for index, item in enumerate(container):
             if isinstance(item, dict) and item.get("name") == part:
                 return index
-        raise UserError(f"no item named '{part}' in {so_far}", "check the name")
+        raise UserError(f"no item named {part!r} in {so_far}", "check the name")
     if isinstance(container, CommentedSeq):
         if not -len(container) <= part < len(container):  # type: ignore[operator]
             raise UserError(f"{so_far} has no item [{part}]", f"it has {len(container)} item(s)")
@@ -126,8 +126,10 @@ def find_node(data: Any, name: str) -> int:
     for index, node in enumerate(data.get("nodes") or []):
         if node.get("name") == name:
             return index
-    known = ", ".join(str(n.get("name")) for n in data.get("nodes") or [])
-    raise UserError(f"no node named '{name}'", f"nodes: {known}")
+    # repr: a name with a newline must not split the one-line message
+    known = ", ".join(str(n.get("name")).encode("unicode_escape").decode()
+                      for n in data.get("nodes") or [])
+    raise UserError(f"no node named {name!r}", f"nodes: {known}")
 
 
 def remove_node(data: Any, name: str) -> None:
@@ -144,7 +146,7 @@ def add_node(data: Any, fields: dict[str, Any]) -> None:
     """Append a node shaped like its neighbours (flow style if they are)."""
     nodes = data.setdefault("nodes", CommentedSeq())
     if any(n.get("name") == fields["name"] for n in nodes):
-        raise UserError(f"a node named '{fields['name']}' already exists", "pick another name")
+        raise UserError(f"a node named {fields['name']!r} already exists", "pick another name")
     node = CommentedMap(fields)
     nics = CommentedSeq([CommentedMap(nic) for nic in fields.get("nics", [])])
     if nics:
@@ -159,7 +161,7 @@ def next_free_ip(data: Any, network: str, role: str) -> str:
     cidr = next((n["cidr"] for n in data.get("networks") or [] if n.get("name") == network),
                 None)
     if cidr is None:
-        raise UserError(f"unknown network '{network}'", "pass --network with a declared one")
+        raise UserError(f"unknown network {network!r}", "pass --network with a declared one")
     # Bad addresses are skipped here: validating the edited file reports them, one line each.
     used, same_role = set(), []
     for node in data.get("nodes") or []:
@@ -176,7 +178,7 @@ def next_free_ip(data: Any, network: str, role: str) -> str:
     try:
         net = ip_network(str(cidr), strict=False)
     except ValueError:
-        raise UserError(f"network '{network}' has cidr '{cidr}', not an IPv4 CIDR",
+        raise UserError(f"network {network!r} has cidr {cidr!r}, not an IPv4 CIDR",
                         "fix the network's cidr, or pass --ip explicitly") from None
     # Host addresses as integers, scanned lazily (a /8 has 16 million of them).
     first = int(net.network_address) + (1 if net.prefixlen < 31 else 0)
@@ -186,7 +188,7 @@ def next_free_ip(data: Any, network: str, role: str) -> str:
     for number in _wrapped(after, first, last):
         if IPv4Address(number) not in used:
             return str(IPv4Address(number))
-    raise UserError(f"network '{network}' has no free address", "pass --ip explicitly")
+    raise UserError(f"network {network!r} has no free address", "pass --ip explicitly")
 
 
 def _wrapped(start: int, first: int, last: int) -> Iterator[int]:

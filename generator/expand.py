@@ -218,7 +218,7 @@ def _network(raw: dict[str, Any]) -> m.Network:
         bridge=raw.get("bridge"),
         libvirt_mode=libvirt["mode"] if libvirt else None,
         libvirt_dhcp=bool(libvirt and libvirt.get("dhcp", False)),
-        vlan=raw.get("vlan"))
+        vlan=raw.get("vlan"), ntp=tuple(IPv4Address(t) for t in raw.get("ntp", [])))
 
 
 def _hypervisor(raw: dict[str, Any]) -> m.Hypervisor:

@@ -81,6 +81,7 @@ class Network:
     libvirt_mode: str | None  # nat | isolated | route, None for a host bridge
     libvirt_dhcp: bool
     vlan: int | None
+    ntp: tuple[IPv4Address, ...] = ()  # empty: the OS's default (public) time pools
 
 
 @dataclass(frozen=True, slots=True)

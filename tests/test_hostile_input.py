@@ -234,3 +234,17 @@ def test_an_odd_environment_directory_name_is_refused_at_validate(repo: Path) ->
             "environments/la b;x/env.yaml: the environment's directory name 'la b;x' is "
             "not a plain name (rename the directory: at most 63 letters, digits and ._- , "
             "starting with a letter, digit or _)"]
+
+
+@pytest.mark.parametrize("argv", [["node", "remove", "env/lab", "x\ny"],
+                                  ["set", "env/lab", "nodes[x\ny].memory", "8GiB"],
+                                  ["node", "add", "env/lab", "w9", "--role", "worker",
+                                   "--network", "l\nan"]])
+def test_edit_errors_stay_one_line(repo: Path, argv: list[str]) -> None:
+    env = repo / "environments" / "lab" / "env.yaml"
+    before = env.read_bytes()
+    proc = runner.run_gen(repo, *argv)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert env.read_bytes() == before

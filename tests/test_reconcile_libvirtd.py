@@ -46,7 +46,7 @@ def lab(libvirtd: str, repo: Path, tmp_path: Path) -> Iterator[dict[str, object]
 
 def gen(lab: dict[str, object], verb: str, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "generator", verb, str(lab["env"]), "--uri-override",
-            f"hv1={lab['uri']}", *START, *args]
+            f"hv1={lab['uri']}", "--provider", "libvirt", *START, *args]
     if verb == "converge":
         argv += ["--state-dir", str(lab["state"]), "--auto-approve"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=180)
@@ -132,7 +132,8 @@ def test_drift_is_reported_and_repaired(lab: dict[str, object], tmp_path: Path) 
 
 def test_sigkill_midway_resumes_to_the_same_end_state(lab: dict[str, object]) -> None:
     argv = [sys.executable, "-m", "generator", "converge", str(lab["env"]), "--uri-override",
-            f"hv1={lab['uri']}", *START, "--state-dir", str(lab["state"]), "--auto-approve"]
+            f"hv1={lab['uri']}", "--provider", "libvirt", *START, "--state-dir", str(lab["state"]),
+            "--auto-approve"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = []

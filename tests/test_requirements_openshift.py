@@ -215,12 +215,26 @@ def no_filter_between_nodes() -> None:
     assert network.find("forward").get("mode") == "bridge"  # type: ignore[union-attr]
 
 
+def time_source(rendered: Lab) -> None:
+    """The network's time servers in every node's chrony.conf, else a default route to the
+    OS's public pools."""
+    net = rendered.env.network("lan")
+    for node in rendered.cluster_nodes():
+        config = json.loads(rendered.tree[f"clusters/ocp4/ignition/{node.name}.ign"])
+        paths = {f["path"] for f in config["storage"]["files"]}
+        if net.ntp:
+            chrony = rendered.ignition_file(node, "/etc/chrony.conf").splitlines()
+            assert [line for line in chrony if line.startswith(("server ", "pool "))] == [
+                f"server {t} iburst" for t in net.ntp], node.name
+        else:
+            assert "/etc/chrony.conf" not in paths, node.name
+            assert net.gateway is not None
+            assert rendered.keyfile(node)["ipv4"]["gateway"] == str(net.gateway)
+            assert rendered.arg(node, "ip").split(":")[2] == str(net.gateway)
+
+
 def t1() -> None:
-    net = lab().env.network("lan")
-    assert net.gateway is not None
-    for node in lab().cluster_nodes():
-        assert lab().keyfile(node)["ipv4"]["gateway"] == str(net.gateway)
-        assert lab().arg(node, "ip").split(":")[2] == str(net.gateway)
+    time_source(lab())
 
 
 # --- DNS -----------------------------------------------------------------------------------
@@ -443,3 +457,16 @@ def test_d7_with_a_load_balancer_address_of_its_own(repo: Path) -> None:
     assert ("110.20.168.192.in-addr.arpa.", "api.ocp4.example.com.") in ptrs
     assert ("110.20.168.192.in-addr.arpa.", "api-int.ocp4.example.com.") in ptrs
     assert ("111.20.168.192.in-addr.arpa.", "helper.ocp4.example.com.") in ptrs
+
+
+def test_t1_with_time_servers_of_the_network(repo: Path) -> None:
+    """T-1 for a disconnected lab: `networks[].ntp` replaces the public pools in chrony.conf."""
+    env_file = repo / "environments/lab/env.yaml"
+    text = env_file.read_text()
+    old = "    dns: [192.168.20.111]\n"
+    assert text.count(old) == 1
+    env_file.write_text(text.replace(old, old + "    ntp: [192.168.20.1, 192.168.20.2]\n"))
+    rendered = render_environment("env/lab", cwd=repo)
+    variant = Lab(rendered.loaded.model, rendered.tree)
+    assert variant.env.network("lan").ntp
+    time_source(variant)

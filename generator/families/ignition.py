@@ -80,7 +80,7 @@ def node_config(env: Environment, node: Node, pins: Pins,
         "storage": {"files": [_file("/etc/hostname", lines(_hostname(env, node)), MODE_PUBLIC)] + [
             _file(f"/etc/NetworkManager/system-connections/{nic.interface}.nmconnection",
                   nm_keyfile(env, nic, primary=index == 0), MODE_PRIVATE)
-            for index, nic in enumerate(node.nics)]},
+            for index, nic in enumerate(node.nics)] + _time_files(env, node)},
     }
     if env.cluster.ssh_keys:
         config["passwd"] = {"users": [{
@@ -165,6 +165,21 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
         "[ethernet]", f"mac-address={_keyfile_mac(env, nic)}", "",
         *ipv4, "may-fail=false", "",
         "[ipv6]", "method=disabled")
+
+
+def _time_files(env: Environment, node: Node) -> list[dict[str, Any]]:
+    """`/etc/chrony.conf` naming the primary network's time servers, when it has any (a
+    disconnected lab: the OS's default public pools are out of reach)."""
+    servers = env.network(node.nic.network).ntp
+    if not servers:
+        return []
+    return [_file("/etc/chrony.conf", chrony_conf(servers), MODE_PUBLIC)]
+
+
+def chrony_conf(servers: tuple[Any, ...]) -> bytes:
+    """chrony as RHCOS runs it, with these servers instead of its default pool."""
+    return lines(*(f"server {s} iburst" for s in servers), "driftfile /var/lib/chrony/drift",
+                 "makestep 1.0 3", "rtcsync", "logdir /var/log/chrony")
 
 
 def name_servers(env: Environment, net: Network) -> tuple[Any, ...]:
