@@ -44,4 +44,6 @@ install_apt() {
 
 install_apt
 ./install.sh test
+# Tools the test extra installs (kubectl, ansible-inventory, kolla-genpwd) live in the venv.
+export PATH="$PWD/.venv/bin:$PATH"
 exec .venv/bin/python -m pytest "$@"

@@ -304,14 +304,14 @@ def test_load_balancer_vip_feeds_api_records(repo: Path) -> None:
 
 
 def test_dhcp_pool_outside_its_network_is_one_line_error(repo: Path) -> None:
-    lab_services(repo, "isc", extra="    pool: {start: 192.168.21.10, end: 192.168.20.20}\n")
+    lab_services(repo, "isc", extra="    pool: {start: 192.168.19.10, end: 192.168.20.20}\n")
     text = (repo / "environments/lab/env.yaml").read_text()
-    line = text.splitlines().index("    pool: {start: 192.168.21.10, end: 192.168.20.20}") + 1
+    line = text.splitlines().index("    pool: {start: 192.168.19.10, end: 192.168.20.20}") + 1
     result = gen("validate", LAB, cwd=repo)
     assert result.code == 1
     assert result.err.strip().splitlines() == [
         f"environments/lab/env.yaml:{line}:19: at services.dhcp.pool.start: pool address "
-        "192.168.21.10 is outside 192.168.20.0/24 (use an address in 192.168.20.0/24)"]
+        "192.168.19.10 is outside 192.168.20.0/24 (use an address in 192.168.20.0/24)"]
 
 
 def test_family_reserves_every_nic_on_the_dhcp_network(repo: Path) -> None:
