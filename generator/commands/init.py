@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from generator.cli import FORMAT, emit
+from generator.confine import is_inside
 
 FORGES = ("github", "gitlab", "none")
 REQUIREMENTS = "gen-requirements.txt"
@@ -146,20 +147,42 @@ def _for_a_team_repo(text: str) -> str:
 
 
 def write_repo(target: Path, files: dict[str, str]) -> None:
-    """Write every file, or nothing when any of them (or a folder on its way) exists."""
+    """Write every file, or nothing when any of them (or a folder on its way) exists, leads
+    out of `target` through a symlink, or cannot be written."""
     from generator.errors import UserError
 
+    try:
+        _check_target(target, files)
+        _write_all(target, files)
+    except OSError as exc:
+        raise UserError(f"{target}: cannot write the repo: {exc.strerror or exc}",
+                        "pick a folder you can write, with a shorter name") from None
+
+
+def _check_target(target: Path, files: dict[str, str]) -> None:
+    from generator.errors import UserError
+
+    if os.path.lexists(target) and not target.is_dir():
+        raise UserError(f"{target}: not a directory", "name a new or existing folder")
+    escapes = sorted({str(p.relative_to(target)) for rel in files
+                      for p in _folders_on_the_way(target, rel)
+                      if os.path.lexists(p) and not is_inside(p, target)})
+    if escapes:
+        raise UserError(f"{target}: not writing through a symlink that leads outside the "
+                        f"repository: {', '.join(escapes)}",
+                        "make those real folders, or run it in another folder")
     clashes = [rel for rel in files if _taken(target, rel)]
     if clashes:
         raise UserError(
             f"{target}: not overwriting {', '.join(clashes)}; gen init would have written: "
             f"{', '.join(sorted(files))}",
             "run it in an empty folder, or move those files away first")
-    for rel, text in files.items():
-        path = target / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("x", encoding="utf-8") as handle:  # "x": never replace a file
-            handle.write(text)
+
+
+def _folders_on_the_way(target: Path, rel: str) -> list[Path]:
+    """The folders below `target` that writing `rel` goes through (or makes)."""
+    path = target / rel
+    return [p for p in reversed(path.parents) if target in p.parents]
 
 
 def _taken(target: Path, rel: str) -> bool:
@@ -169,6 +192,30 @@ def _taken(target: Path, rel: str) -> bool:
         return True
     return any(os.path.lexists(p) and not p.is_dir() for p in path.parents
                if target in p.parents or p == target)
+
+
+def _write_all(target: Path, files: dict[str, str]) -> None:
+    """Write `files`; on a failure remove what this call made, so nothing is half-written."""
+    made: list[Path] = []
+    try:
+        for rel, text in files.items():
+            path = target / rel
+            absolute = Path(os.path.abspath(target))  # noqa: PTH100 - lexical, like mkdir -p
+            for folder in [*reversed(absolute.parents), absolute,
+                           *_folders_on_the_way(target, rel)]:
+                if not os.path.lexists(folder):
+                    folder.mkdir()
+                    made.append(folder)
+            with path.open("x", encoding="utf-8") as handle:  # "x": never replace a file
+                made.append(path)
+                handle.write(text)
+    except OSError:
+        for path in reversed(made):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+        raise
 
 
 @click.command()
