@@ -212,3 +212,35 @@ def test_an_overlong_environment_name_is_one_line(tmp_path: Path, verb: str) -> 
         f"environment '{name}' is not a valid name (use lowercase letters, digits and inner "
         "'-', at most 63 characters (like lab-2))"]
     assert list((tmp_path / "environments").iterdir()) == [tmp_path / "environments/.gitkeep"]
+
+
+def _listed_environments(site: Path, workflow: str, tmp_path: Path) -> str:
+    """What the workflow's first job hands its matrix, run with bash the way the runner does."""
+    doc = YAML(typ="safe").load((site / ".github/workflows" / workflow).read_text())
+    job = doc["jobs"]["environments"]
+    script = next(step["run"] for step in job["steps"] if step.get("id") == "list")
+    output = tmp_path / f"{workflow}.out"
+    output.write_text("")
+    subprocess.run(["bash", "-e", "-c", script], cwd=site, check=True, timeout=60,
+                   env={**os.environ, "GITHUB_OUTPUT": str(output)})
+    return output.read_text()
+
+
+@pytest.mark.parametrize(("workflow", "job"), [("gen-pr.yml", "render"),
+                                               ("gen-converge.yml", "converge")])
+def test_github_workflows_run_for_the_repos_environments(tmp_path: Path, workflow: str,
+                                                         job: str) -> None:
+    assert gen("init", "site", cwd=tmp_path).code == 0
+    site = tmp_path / "site"
+    text = (site / ".github/workflows" / workflow).read_text()
+    assert "Copy to" not in text  # it is already where GitHub reads it
+    doc = YAML(typ="safe").load(text)
+    assert doc["jobs"][job]["needs"] == "environments"
+    assert doc["jobs"][job]["if"] == "needs.environments.outputs.names != '[]'"
+    assert doc["jobs"][job]["strategy"]["matrix"]["env"] == (
+        "${{ fromJSON(needs.environments.outputs.names) }}")
+    assert _listed_environments(site, workflow, tmp_path) == "names=[]\n"  # job skipped
+    for name in ("site2", "edge"):
+        assert gen("new", name, "--blueprint", "kolla-aio", "--no-input", "--no-lock",
+                   cwd=site).code == 0
+    assert _listed_environments(site, workflow, tmp_path) == 'names=["edge", "site2"]\n'

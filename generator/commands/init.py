@@ -26,6 +26,35 @@ INSTALL_SWAPS = (
     ("[lab, k8s-lab]", "[]  # your environments, e.g. [site1, site2]"),
 )
 
+# In a team repo the GitHub workflows run for every environments/NAME/env.yaml, found by a
+# first job: a fixed list would be empty at init, and an empty matrix fails every run.
+LIST_ENVIRONMENTS = """\
+jobs:
+  environments:
+    runs-on: ubuntu-latest
+    outputs:
+      names: ${{ steps.list.outputs.names }}
+    steps:
+      - uses: actions/checkout@v4
+      - id: list
+        run: >-
+          python3 -c 'import json, pathlib; print("names=" + json.dumps(sorted(
+          p.parent.name for p in pathlib.Path("environments").glob("*/env.yaml"))))'
+          >> "$GITHUB_OUTPUT"
+"""
+GITHUB_SWAPS = (
+    ("# Copy to .github/workflows/gen-pr.yml and list your environments under matrix.env.",
+     "# Runs for every environments/NAME/env.yaml (none yet: then it does nothing)."),
+    ("# Copy to .github/workflows/gen-converge.yml. Runs on", "# Runs on"),
+    ("the cluster API; list your environments\n# under matrix.env.",
+     "the cluster API, for every\n# environments/NAME/env.yaml."),
+    ("jobs:\n", LIST_ENVIRONMENTS),
+    ("    strategy:\n", "    needs: environments\n"
+                      "    if: needs.environments.outputs.names != '[]'\n    strategy:\n"),
+    ("        env: [lab, k8s-lab]\n",
+     "        env: ${{ fromJSON(needs.environments.outputs.names) }}\n"),
+)
+
 GITIGNORE = """\
 # gen's rendered trees are rebuilt from environments/ + lock/ (commit them only if you
 # review or deploy from them; see README.md)
@@ -130,8 +159,8 @@ def planned_files(ci: str) -> dict[str, str]:
     }
     if ci == "github":
         for name in ("gen-pr.yml", "gen-converge.yml"):
-            files[f".github/workflows/{name}"] = ci_template(f"github/{name}").read_text(
-                encoding="utf-8")
+            files[f".github/workflows/{name}"] = _swapped(ci_template(
+                f"github/{name}").read_text(encoding="utf-8"), GITHUB_SWAPS)
     elif ci == "gitlab":
         files[".gitlab-ci.yml"] = ci_template("gitlab/gen.gitlab-ci.yml").read_text(
             encoding="utf-8")
@@ -141,7 +170,11 @@ def planned_files(ci: str) -> dict[str, str]:
 
 
 def _for_a_team_repo(text: str) -> str:
-    for old, new in INSTALL_SWAPS:
+    return _swapped(text, INSTALL_SWAPS)
+
+
+def _swapped(text: str, swaps: tuple[tuple[str, str], ...]) -> str:
+    for old, new in swaps:
         text = text.replace(old, new)
     return text
 
