@@ -199,13 +199,14 @@ def test_init_into_an_impossible_folder_is_one_line(tmp_path: Path, target: str,
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("verb", ["new", "import"])
+@pytest.mark.parametrize("verb", ["new", "helpernode", "libvirt"])
 def test_an_overlong_environment_name_is_one_line(tmp_path: Path, verb: str) -> None:
     assert gen("init", "--ci", "none", cwd=tmp_path).code == 0
     (tmp_path / "vars.yaml").write_text("disk: vda\n")
     name = "x" * 300
-    args = (("new", name, "--blueprint", "kubeadm", "--no-input") if verb == "new" else
-            ("import", "helpernode", "vars.yaml", "--env", name))
+    args = {"new": ("new", name, "--blueprint", "kubeadm", "--no-input"),
+            "helpernode": ("import", "helpernode", "vars.yaml", "--env", name),
+            "libvirt": ("import", "libvirt", "test:///default", "--env", name)}[verb]
     result = gen(*args, cwd=tmp_path)
     assert result.code == 1, result.out
     assert result.err.splitlines() == [
