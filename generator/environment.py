@@ -92,6 +92,26 @@ def _refuse_escape(path: Path, root: Path, what: str) -> None:
                         "copy the folder in instead of linking it")
 
 
+def env_dir_to_write(name: str, cwd: Path | None = None) -> tuple[Path, Path]:
+    """(repo root, environments/NAME) for a command that writes a new or merged environment
+    (`gen new`, `gen import`): inside a gen repo only, under a valid name, and never through
+    a symlink that leads out of the repo (gen validate would refuse what was written)."""
+    cwd = cwd or Path.cwd()
+    root = find_repo(cwd)
+    if root is None:
+        raise UserError(f"{cwd} is not inside a gen repo (no environments/ folder or "
+                        f"{REPO_MARKER} file here or above)",
+                        "run `gen init` to make one, or cd into your gen repo")
+    problem = name_problem(name)
+    if problem:
+        raise UserError(f"environment {problem}", NAME_FIX)
+    target = root / "environments" / name
+    for folder in (target.parent, target):
+        if os.path.lexists(folder):
+            _refuse_escape(folder, root, folder.relative_to(root).as_posix())
+    return root, target
+
+
 def resolve_env_dir(ref: str, cwd: Path | None = None) -> Path:
     """`env/lab` -> `<root>/environments/lab`; a path to a directory works as it is."""
     cwd = cwd or Path.cwd()

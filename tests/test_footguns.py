@@ -41,6 +41,15 @@ def plan(repo: Path, *args: str):  # type: ignore[no-untyped-def]
     (["--provider", "files", "--files-exec", "helper="],
      "--files-exec helper=: an empty prefix is ambiguous (write --files-exec helper=local "
      "to run helper's commands on this machine)"),
+    (["--provider", "files", "--files-target", "helper="],
+     "--files-target helper=: an empty root is ambiguous (write --files-target helper=/ for "
+     "helper's own root, or a folder)"),
+    (["--provider", "files", "--files-exec", "helper=Local"],
+     "--files-exec helper='Local': command 'Local' not found on this machine (write "
+     "helper=local to run helper's commands here, or a command such as 'ssh root@HOST')"),
+    (["--provider", "files", "--files-exec", "helper=ssh 'root@h"],
+     "--files-exec helper=\"ssh 'root@h\": not a command line (quote it like a shell would, "
+     "e.g. 'ssh root@HOST')"),
 ])
 def test_unknown_names_are_usage_errors(repo: Path, flags: list[str], message: str) -> None:
     result = plan(repo, *flags)
@@ -227,3 +236,15 @@ def test_stream_file_symlinked_outside_is_refused_at_lock(repo: Path, tmp_path: 
     assert result.err.startswith("stream metadata 'rhcos-4.16.json' leads outside lab/ "
                                  "through a symlink")
     assert not (repo / "lock" / "lab.lock").exists()
+
+
+def test_converge_refuses_an_empty_files_target_before_touching_anything(
+        repo: Path, tmp_path: Path) -> None:
+    before = sorted(p.name for p in repo.iterdir())
+    result = gen("converge", "env/lab", "--auto-approve", "--provider", "files",
+                 "--files-target", "helper=", "--state-dir", str(tmp_path / "state"),
+                 cwd=repo)
+    assert result.code == 64, (result.out, result.err)
+    assert "--files-target helper=: an empty root is ambiguous" in result.err
+    assert sorted(p.name for p in repo.iterdir()) == before
+    assert not (tmp_path / "state").exists()

@@ -130,3 +130,118 @@ def test_a_template_question_needs_a_rule_and_its_rule_is_applied(repo: Path) ->
     assert new("{{ 7 * 7 }}").err.strip() == "answer rack: '{{ 7 * 7 }}' is not allowed here"
     made = new("r7")
     assert made.code == 0, made.err
+
+
+# ---- nothing is written outside the repo, and bad targets are one line -----------------------
+
+
+def _linked_out(tmp_path: Path) -> tuple[Path, Path]:
+    """A repo folder whose environments/ and .github/workflows are symlinks to elsewhere."""
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    (site / ".github").mkdir(parents=True)
+    elsewhere.mkdir()
+    (site / "environments").symlink_to(elsewhere)
+    (site / ".github/workflows").symlink_to(elsewhere)
+    return site, elsewhere
+
+
+def test_init_refuses_folders_that_link_out_of_the_repo(tmp_path: Path) -> None:
+    site, elsewhere = _linked_out(tmp_path)
+    result = gen("init", "site", cwd=tmp_path)
+    assert result.code == 1, result.out
+    assert result.err.splitlines() == [
+        "site: not writing through a symlink that leads outside the repository: "
+        ".github/workflows, environments (make those real folders, or run it in another "
+        "folder)"]
+    assert list(elsewhere.iterdir()) == []
+    assert files_under(site) == set()
+
+
+@pytest.mark.parametrize("verb", ["new", "import"])
+def test_new_and_import_refuse_environments_linked_out_of_the_repo(tmp_path: Path,
+                                                                   verb: str) -> None:
+    site, elsewhere = _linked_out(tmp_path)
+    (site / ".gen-repo").write_text("")
+    (tmp_path / "vars.yaml").write_text("disk: vda\n")
+    args = (("new", "x", "--blueprint", "kubeadm", "--no-input") if verb == "new" else
+            ("import", "helpernode", str(tmp_path / "vars.yaml"), "--env", "x"))
+    result = gen(*args, cwd=site)
+    assert result.code == 1, result.out
+    assert result.err.splitlines() == [
+        f"environments leads outside the repository through a symlink (to {elsewhere}) "
+        "(gen reads environments and blueprints only from inside the repo: copy the folder "
+        "in instead of linking it)"]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_import_outside_a_repo_says_so_and_names_init(tmp_path: Path) -> None:
+    (tmp_path / "vars.yaml").write_text("disk: vda\n")
+    result = gen("import", "helpernode", "vars.yaml", "--env", "x", cwd=tmp_path)
+    assert result.code == 1, result.out
+    assert result.err.strip() == (
+        f"{tmp_path} is not inside a gen repo (no environments/ folder or .gen-repo file "
+        "here or above) (run `gen init` to make one, or cd into your gen repo)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vars.yaml"]
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("x" * 300, "cannot write the repo: File name too long (pick a folder you can write, "
+                "with a shorter name)"),
+    ("/proc/self", "cannot write the repo: No such file or directory (pick a folder you can "
+                   "write, with a shorter name)"),
+    ("/dev/null", "not a directory (name a new or existing folder)"),
+])
+def test_init_into_an_impossible_folder_is_one_line(tmp_path: Path, target: str,
+                                                    message: str) -> None:
+    result = gen("init", target, cwd=tmp_path)
+    assert result.code == 1, result.out
+    assert result.err.splitlines() == [f"{target}: {message}"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("verb", ["new", "helpernode", "libvirt"])
+def test_an_overlong_environment_name_is_one_line(tmp_path: Path, verb: str) -> None:
+    assert gen("init", "--ci", "none", cwd=tmp_path).code == 0
+    (tmp_path / "vars.yaml").write_text("disk: vda\n")
+    name = "x" * 300
+    args = {"new": ("new", name, "--blueprint", "kubeadm", "--no-input"),
+            "helpernode": ("import", "helpernode", "vars.yaml", "--env", name),
+            "libvirt": ("import", "libvirt", "test:///default", "--env", name)}[verb]
+    result = gen(*args, cwd=tmp_path)
+    assert result.code == 1, result.out
+    assert result.err.splitlines() == [
+        f"environment '{name}' is not a valid name (use lowercase letters, digits and inner "
+        "'-', at most 63 characters (like lab-2))"]
+    assert list((tmp_path / "environments").iterdir()) == [tmp_path / "environments/.gitkeep"]
+
+
+def _listed_environments(site: Path, workflow: str, tmp_path: Path) -> str:
+    """What the workflow's first job hands its matrix, run with bash the way the runner does."""
+    doc = YAML(typ="safe").load((site / ".github/workflows" / workflow).read_text())
+    job = doc["jobs"]["environments"]
+    script = next(step["run"] for step in job["steps"] if step.get("id") == "list")
+    output = tmp_path / f"{workflow}.out"
+    output.write_text("")
+    subprocess.run(["bash", "-e", "-c", script], cwd=site, check=True, timeout=60,
+                   env={**os.environ, "GITHUB_OUTPUT": str(output)})
+    return output.read_text()
+
+
+@pytest.mark.parametrize(("workflow", "job"), [("gen-pr.yml", "render"),
+                                               ("gen-converge.yml", "converge")])
+def test_github_workflows_run_for_the_repos_environments(tmp_path: Path, workflow: str,
+                                                         job: str) -> None:
+    assert gen("init", "site", cwd=tmp_path).code == 0
+    site = tmp_path / "site"
+    text = (site / ".github/workflows" / workflow).read_text()
+    assert "Copy to" not in text  # it is already where GitHub reads it
+    doc = YAML(typ="safe").load(text)
+    assert doc["jobs"][job]["needs"] == "environments"
+    assert doc["jobs"][job]["if"] == "needs.environments.outputs.names != '[]'"
+    assert doc["jobs"][job]["strategy"]["matrix"]["env"] == (
+        "${{ fromJSON(needs.environments.outputs.names) }}")
+    assert _listed_environments(site, workflow, tmp_path) == "names=[]\n"  # job skipped
+    for name in ("site2", "edge"):
+        assert gen("new", name, "--blueprint", "kolla-aio", "--no-input", "--no-lock",
+                   cwd=site).code == 0
+    assert _listed_environments(site, workflow, tmp_path) == 'names=["edge", "site2"]\n'

@@ -364,3 +364,41 @@ def test_verify_detects_an_os_artifact_location_swapped_with_its_sha256(
     assert errors(result)[0] == (
         f"lock/lab.lock: at inputs.os/rhcos-live-kernel: locked location "
         f"{server}/evil-kernel is not the URL the environment names ({server}/kernel)")
+
+
+def test_a_kolla_environment_verifies_the_lock_gen_wrote(tmp_path: Path, server: str,
+                                                         env: dict[str, str]) -> None:
+    """The converge tool (`tool/kolla-ansible`) keeps its place in `url`, not `location`:
+    the lock gen writes for a kolla-aio environment is accepted by every later lock,
+    verify and render (its disk image served from loopback, so the lock is complete)."""
+    assert gen("init", "site", "--ci", "none", cwd=tmp_path, env=env).code == EXIT_OK
+    site = tmp_path / "site"
+    created = gen("new", "k", "--blueprint", "kolla-aio", "--no-input", cwd=site, env=env)
+    assert created.code == EXIT_OK, created.err
+    with (site / "environments/k/env.yaml").open("a") as env_yaml:
+        env_yaml.write(f"artifacts:\n  os:\n    debian-12-genericcloud:\n"
+                       f"      url: {server}/kernel\n      kind: disk\n")
+    for args in (("lock", "env/k"), ("lock", "env/k", "--offline"), ("verify", "env/k"),
+                 ("render", "env/k", "--locked")):
+        result = gen(*args, cwd=site, env=env)
+        assert result.code == EXIT_OK, (args, result.out, result.err)
+
+
+def test_verify_detects_a_kolla_tool_url_swapped_with_its_sha256(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    assert gen("init", "site", "--ci", "none", cwd=tmp_path, env=env).code == EXIT_OK
+    site = tmp_path / "site"
+    assert gen("new", "k", "--blueprint", "kolla-aio", "--no-input", cwd=site,
+               env=env).code == EXIT_OK
+    lock = site / "lock" / "k.lock"
+    forged = json.loads(lock.read_text())
+    locked = forged["inputs"]["tool/kolla-ansible"]["locked"]
+    good = locked["url"]
+    locked["url"] = "https://example.invalid/evil-0-py3-none-any.whl"
+    lock.write_bytes(canonical_json(forged))
+    result = gen("verify", "env/k", cwd=site, env=env)
+    assert result.code == EXIT_LOCK, (result.out, result.err)
+    assert errors(result)[0] == (
+        f"lock/k.lock: at inputs.tool/kolla-ansible: locked url "
+        f"https://example.invalid/evil-0-py3-none-any.whl is not the URL the environment "
+        f"names ({good})")

@@ -21,7 +21,12 @@ def import_group() -> None:
 
 
 def _env_name(env: str) -> str:
-    return env[4:] if env.startswith("env/") else env
+    """The environment's name, once it is known the import may write environments/NAME."""
+    from generator.environment import env_dir_to_write
+
+    name = env[4:] if env.startswith("env/") else env
+    env_dir_to_write(name)
+    return name
 
 
 def _finish(imported: object, name: str, header: str, fmt: str, source: str,
@@ -64,11 +69,11 @@ def helpernode(vars_file: Path, env: str, fmt: str) -> None:
     from generator.errors import UserError
     from generator.importers.helpernode import import_helpernode
 
+    name = _env_name(env)
     try:
         text = vars_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{vars_file}: cannot read: {exc}") from None
-    name = _env_name(env)
     imported = import_helpernode(text, str(vars_file), name)
     _finish(imported, name, f"Imported by `gen import helpernode {vars_file.name}`.\n"
             "Comments mark every value that was assumed, not read from the vars file.",

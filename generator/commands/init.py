@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from generator.cli import FORMAT, emit
+from generator.confine import is_inside
 
 FORGES = ("github", "gitlab", "none")
 REQUIREMENTS = "gen-requirements.txt"
@@ -23,6 +24,35 @@ INSTALL_SWAPS = (
     ("# Include from your .gitlab-ci.yml (`include: {local: ci/gitlab/gen.gitlab-ci.yml}`) "
      "or copy\n# it there; list", "# List"),
     ("[lab, k8s-lab]", "[]  # your environments, e.g. [site1, site2]"),
+)
+
+# In a team repo the GitHub workflows run for every environments/NAME/env.yaml, found by a
+# first job: a fixed list would be empty at init, and an empty matrix fails every run.
+LIST_ENVIRONMENTS = """\
+jobs:
+  environments:
+    runs-on: ubuntu-latest
+    outputs:
+      names: ${{ steps.list.outputs.names }}
+    steps:
+      - uses: actions/checkout@v4
+      - id: list
+        run: >-
+          python3 -c 'import json, pathlib; print("names=" + json.dumps(sorted(
+          p.parent.name for p in pathlib.Path("environments").glob("*/env.yaml"))))'
+          >> "$GITHUB_OUTPUT"
+"""
+GITHUB_SWAPS = (
+    ("# Copy to .github/workflows/gen-pr.yml and list your environments under matrix.env.",
+     "# Runs for every environments/NAME/env.yaml (none yet: then it does nothing)."),
+    ("# Copy to .github/workflows/gen-converge.yml. Runs on", "# Runs on"),
+    ("the cluster API; list your environments\n# under matrix.env.",
+     "the cluster API, for every\n# environments/NAME/env.yaml."),
+    ("jobs:\n", LIST_ENVIRONMENTS),
+    ("    strategy:\n", "    needs: environments\n"
+                      "    if: needs.environments.outputs.names != '[]'\n    strategy:\n"),
+    ("        env: [lab, k8s-lab]\n",
+     "        env: ${{ fromJSON(needs.environments.outputs.names) }}\n"),
 )
 
 GITIGNORE = """\
@@ -129,8 +159,8 @@ def planned_files(ci: str) -> dict[str, str]:
     }
     if ci == "github":
         for name in ("gen-pr.yml", "gen-converge.yml"):
-            files[f".github/workflows/{name}"] = ci_template(f"github/{name}").read_text(
-                encoding="utf-8")
+            files[f".github/workflows/{name}"] = _swapped(ci_template(
+                f"github/{name}").read_text(encoding="utf-8"), GITHUB_SWAPS)
     elif ci == "gitlab":
         files[".gitlab-ci.yml"] = ci_template("gitlab/gen.gitlab-ci.yml").read_text(
             encoding="utf-8")
@@ -140,26 +170,52 @@ def planned_files(ci: str) -> dict[str, str]:
 
 
 def _for_a_team_repo(text: str) -> str:
-    for old, new in INSTALL_SWAPS:
+    return _swapped(text, INSTALL_SWAPS)
+
+
+def _swapped(text: str, swaps: tuple[tuple[str, str], ...]) -> str:
+    for old, new in swaps:
         text = text.replace(old, new)
     return text
 
 
 def write_repo(target: Path, files: dict[str, str]) -> None:
-    """Write every file, or nothing when any of them (or a folder on its way) exists."""
+    """Write every file, or nothing when any of them (or a folder on its way) exists, leads
+    out of `target` through a symlink, or cannot be written."""
     from generator.errors import UserError
 
+    try:
+        _check_target(target, files)
+        _write_all(target, files)
+    except OSError as exc:
+        raise UserError(f"{target}: cannot write the repo: {exc.strerror or exc}",
+                        "pick a folder you can write, with a shorter name") from None
+
+
+def _check_target(target: Path, files: dict[str, str]) -> None:
+    from generator.errors import UserError
+
+    if os.path.lexists(target) and not target.is_dir():
+        raise UserError(f"{target}: not a directory", "name a new or existing folder")
+    escapes = sorted({str(p.relative_to(target)) for rel in files
+                      for p in _folders_on_the_way(target, rel)
+                      if os.path.lexists(p) and not is_inside(p, target)})
+    if escapes:
+        raise UserError(f"{target}: not writing through a symlink that leads outside the "
+                        f"repository: {', '.join(escapes)}",
+                        "make those real folders, or run it in another folder")
     clashes = [rel for rel in files if _taken(target, rel)]
     if clashes:
         raise UserError(
             f"{target}: not overwriting {', '.join(clashes)}; gen init would have written: "
             f"{', '.join(sorted(files))}",
             "run it in an empty folder, or move those files away first")
-    for rel, text in files.items():
-        path = target / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("x", encoding="utf-8") as handle:  # "x": never replace a file
-            handle.write(text)
+
+
+def _folders_on_the_way(target: Path, rel: str) -> list[Path]:
+    """The folders below `target` that writing `rel` goes through (or makes)."""
+    path = target / rel
+    return [p for p in reversed(path.parents) if target in p.parents]
 
 
 def _taken(target: Path, rel: str) -> bool:
@@ -169,6 +225,30 @@ def _taken(target: Path, rel: str) -> bool:
         return True
     return any(os.path.lexists(p) and not p.is_dir() for p in path.parents
                if target in p.parents or p == target)
+
+
+def _write_all(target: Path, files: dict[str, str]) -> None:
+    """Write `files`; on a failure remove what this call made, so nothing is half-written."""
+    made: list[Path] = []
+    try:
+        for rel, text in files.items():
+            path = target / rel
+            absolute = Path(os.path.abspath(target))  # noqa: PTH100 - lexical, like mkdir -p
+            for folder in [*reversed(absolute.parents), absolute,
+                           *_folders_on_the_way(target, rel)]:
+                if not os.path.lexists(folder):
+                    folder.mkdir()
+                    made.append(folder)
+            with path.open("x", encoding="utf-8") as handle:  # "x": never replace a file
+                made.append(path)
+                handle.write(text)
+    except OSError:
+        for path in reversed(made):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+        raise
 
 
 @click.command()

@@ -33,16 +33,11 @@ def new(env: str, blueprint: str, no_input: bool, answers: Path | None, no_lock:
       gen new lab2 --blueprint openshift-upi
       gen new edge --blueprint kubeadm --answers edge.yaml
     """
-    from generator.environment import REPO_MARKER, find_repo
-    from generator.errors import UserError
+    from generator.environment import env_dir_to_write
     from generator.scaffold import read_answers, scaffold
 
     name = env[4:] if env.startswith("env/") else env
-    root = find_repo(Path.cwd())
-    if root is None:
-        raise UserError(f"{Path.cwd()} is not inside a gen repo (no environments/ folder or "
-                        f"{REPO_MARKER} file here or above)",
-                        "run `gen init` to make one, or cd into your gen repo")
+    root, _ = env_dir_to_write(name)
     given = read_answers(answers) if answers else None
     target = scaffold(root, name, blueprint, given, no_input)
     lock_note = _write_lock(target) if not no_lock else "not written (--no-lock)"

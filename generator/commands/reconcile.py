@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -93,16 +95,40 @@ def _pairs(items: tuple[str, ...], flag: str, example: str) -> dict[str, str]:
     return out
 
 
+def _check_prefix(host: str, prefix: str) -> None:
+    """A --files-exec prefix must be `local` or start with a command this machine has:
+    found out only when converge runs it, a typo would fail half-way."""
+    from generator.reconcile.files import LOCAL
+
+    if not prefix.strip():
+        raise UsageError(f"--files-exec {host}=: an empty prefix is ambiguous (write "
+                         f"--files-exec {host}=local to run {host}'s commands on this "
+                         "machine)")
+    if prefix == LOCAL:
+        return
+    try:
+        command = shlex.split(prefix)[0]
+    except (ValueError, IndexError):
+        raise UsageError(f"--files-exec {host}={prefix!r}: not a command line (quote it "
+                         "like a shell would, e.g. 'ssh root@HOST')") from None
+    if shutil.which(command) is None:
+        raise UsageError(f"--files-exec {host}={prefix!r}: command {command!r} not found on "
+                         f"this machine (write {host}=local to run {host}'s commands here, "
+                         f"or a command such as 'ssh root@HOST')")
+
+
 def _files_options() -> tuple[tuple[str, Any], ...]:
     """Settings.options for the files provider, from the flags."""
     meta = click.get_current_context().meta
     roots = _pairs(meta.get("files:files_target", ()), "--files-target", "HOST=ROOT")
     execs = _pairs(meta.get("files:files_exec", ()), "--files-exec", "HOST=PREFIX")
     for host, prefix in execs.items():
-        if not prefix.strip():
-            raise UsageError(f"--files-exec {host}=: an empty prefix is ambiguous (write "
-                             f"--files-exec {host}=local to run {host}'s commands on this "
-                             "machine)")
+        _check_prefix(host, prefix)
+    for host, root in roots.items():
+        if not root.strip():
+            # An empty root would make converge write relative to the current directory.
+            raise UsageError(f"--files-target {host}=: an empty root is ambiguous (write "
+                             f"--files-target {host}=/ for {host}'s own root, or a folder)")
     targets = tuple((host, (roots.get(host, "/"), execs.get(host, "")))
                     for host in sorted(set(roots) | set(execs)))
     reloads = _pairs(meta.get("files:reload", ()), "--reload", "SERVICE=COMMAND")

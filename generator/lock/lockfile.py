@@ -249,13 +249,18 @@ def consistency_problems(data: dict[str, Any]) -> list[str]:
     return found
 
 
+# The field of `locked` that holds where an input kind is fetched from, as lock/compute.py
+# writes it: OS artifacts name a `location` (a stream may choose it), the others their `url`.
+_LOCATION_FIELD = {"os": "location", "manifest": "url", "tool": "url"}
+
+
 def _location_problems(key: str, entry: dict[str, Any]) -> list[str]:
     """A URL artifact's locked location must be its original URL: a lock whose location
     was swapped, together with its sha256, for another file's is tampered."""
     original, locked = entry.get("original"), entry.get("locked")
     if not (isinstance(original, dict) and isinstance(locked, dict) and "url" in original):
         return []  # images are checked above, stream entries by re-reading the stream
-    field = "url" if key.startswith("manifest/") else "location"
+    field = _LOCATION_FIELD.get(key.partition("/")[0], "url")
     if locked.get(field) != original["url"]:
         return [f"at inputs.{key}: locked {field} {locked.get(field)} is not the URL the "
                 f"environment names ({original['url']})"]
