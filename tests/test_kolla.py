@@ -282,8 +282,8 @@ def test_converge_puts_the_kolla_files_on_the_host(kolla: Path, tmp_path: Path) 
     env = {**os.environ, "PATH": f"{os.environ['PATH']}:{tools}",
            "KOLLA_KEYSTONE_ADMIN_PASSWORD": "ks-admin-secret",
            "KOLLA_DATABASE_PASSWORD": "db-secret", "KOLLA_RABBITMQ_PASSWORD": "rmq-secret"}
-    flags = ["--provider", "files", "--files-target", f"aio={root}", "--state-dir",
-             str(tmp_path / "state")]
+    flags = ["--provider", "files", "--files-target", f"aio={root}", "--files-exec", "aio=local",
+             "--state-dir", str(tmp_path / "state")]
     first = gen("converge", "env/aio", "--auto-approve", *flags, cwd=repo, env=env)
     assert first.code == 0, first.out + first.err
     etc = root / "etc/kolla"

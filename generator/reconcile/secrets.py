@@ -13,6 +13,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from generator.errors import UserError
+from generator.families.kolla import GENERATED_PASSWORDS
 from generator.model import Environment, SecretRef
 
 # Marker names are the references' names (`sshAuthorizedKeys[0]` included): anything but `@`.
@@ -63,7 +64,10 @@ def places(env: Environment) -> dict[str, tuple[str, ...]]:
     if env.cluster.pull_secret is not None:
         allowed["pullSecret"] = ("install-config.yaml",)
     if env.openstack is not None:
-        allowed.update({ref.name: ("passwords.yml",) for ref in env.openstack.passwords})
+        # kolla's passwords are published as GENERATED_PASSWORDS and merged into
+        # passwords.yml on the host by kolla's own tools
+        kolla_files = ("passwords.yml", GENERATED_PASSWORDS)
+        allowed.update({ref.name: kolla_files for ref in env.openstack.passwords})
     for name in ("kubeadm-token", "kubeadm-ca-cert-hash", "kubeadm-certificate-key"):
         allowed[name] = _KUBEADM_FILES
     return allowed
