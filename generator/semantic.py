@@ -17,6 +17,7 @@ from generator.errors import Problem
 from generator.expand import artifact_kind, service_host
 from generator.families.common import COREOS_FLAVOURS
 from generator.loader import Document, FieldPath, format_path
+from generator.model import SECRET_MARKER_PREFIX
 from generator.units import parse_size
 
 MIB = 1024 * 1024
@@ -581,7 +582,6 @@ def check_hypervisor_uris(c: Checker) -> None:
                     f"allowed parameters: {', '.join(sorted(URI_PARAMETERS))}")
 
 
-SECRET_MARKER = "@@gen-secret:"
 _GENERATED_SECRETS = ("pullSecret", "kubeadm-token", "kubeadm-ca-cert-hash",
                       "kubeadm-certificate-key")
 
@@ -603,8 +603,8 @@ def check_secret_markers(c: Checker) -> None:
     the environment it would make converge fill a secret into any file (a TXT record, a
     description). Secret references ({env}/{file}) are the only way to name a secret."""
     for path, text in _strings(c.data, ()):
-        if SECRET_MARKER in text:
-            c.error(path, "a secret marker (@@gen-secret:...@@) is not allowed here",
+        if SECRET_MARKER_PREFIX in text:
+            c.error(path, f"a secret marker ({SECRET_MARKER_PREFIX}...@@) is not allowed here",
                     "name secrets only by reference in secret fields: {env: NAME} or "
                     "{file: PATH}")
 
