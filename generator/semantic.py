@@ -18,9 +18,8 @@ from generator.expand import artifact_kind, service_host
 from generator.families.common import COREOS_FLAVOURS
 from generator.loader import Document, FieldPath, format_path
 from generator.model import SECRET_MARKER_PREFIX
-from generator.units import parse_size
+from generator.units import MIB, parse_size
 
-MIB = 1024 * 1024
 # (vcpu, memory MiB) minimums per flavour family and role, from reference/labs.md.
 MINIMUMS = {
     "openshift": {"bootstrap": (4, 16384), "master": (4, 16384), "worker": (2, 8192)},

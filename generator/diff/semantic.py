@@ -23,6 +23,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from generator.diff.trees import ADDED, MODIFIED, REMOVED, FileChange
+from generator.units import MIB, scaled_bytes
 
 SENSITIVE = "(sensitive value changed)"
 MAX_VALUE = 160  # room for a full image reference with its digest
@@ -126,16 +127,10 @@ def _sides(changes: Sequence[FileChange], parse: Callable[[FileChange, bytes], d
 
 # --- libvirt -------------------------------------------------------------------------------
 
-MEMORY_UNITS = {"b": 1 / 2**20, "bytes": 1 / 2**20, "k": 1 / 1024, "kib": 1 / 1024, "m": 1,
-                "mib": 1, "g": 1024, "gib": 1024, "kb": 1000 / 2**20, "mb": 10**6 / 2**20,
-                "gb": 10**9 / 2**20}
-
-
 def _mib(element: ET.Element | None) -> str | None:
     if element is None or not (element.text or "").strip():
         return None
-    factor = MEMORY_UNITS.get(element.get("unit", "KiB").lower(), 1 / 1024)
-    return f"{int(int(element.text.strip()) * factor)} MiB"  # type: ignore[union-attr]
+    return f"{scaled_bytes(element.text or '', element.get('unit'), 'KiB') // MIB} MiB"
 
 
 def domain_essence(root: ET.Element) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from ipaddress import IPv4Network
 
 from generator.families.libvirt import GEN_NS
+from generator.units import scaled_bytes
 
 Essence = dict[str, str]
 
@@ -24,9 +25,6 @@ OWNER = f"{{{GEN_NS}}}owner"
 DOMAIN_FORCING = ("type", "os.arch", "os.machine", "os.loader", "os.loader.type")
 # Volume fields that can only change by recreating (wiping) the volume.
 VOLUME_FORCING = ("format", "backingStore")
-_UNITS = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
-          "mb": 1000**2, "g": 1024**3, "gib": 1024**3, "gb": 1000**3, "t": 1024**4,
-          "tib": 1024**4, "tb": 1000**4}
 
 
 def owner(root: ET.Element) -> dict[str, str]:
@@ -38,8 +36,7 @@ def owner(root: ET.Element) -> dict[str, str]:
 def _bytes(element: ET.Element | None, default_unit: str = "bytes") -> int | None:
     if element is None or element.text is None:
         return None
-    unit = (element.get("unit") or default_unit).lower()
-    return int(element.text.strip()) * _UNITS[unit]
+    return scaled_bytes(element.text, element.get("unit"), default_unit)
 
 
 def machine(value: str | None) -> str:
