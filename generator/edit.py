@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 from ipaddress import IPv4Address, ip_network
 from typing import Any
 
@@ -17,6 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from generator.addresses import Allocator
 from generator.errors import UserError
 from generator.loader import load_yaml
 
@@ -157,44 +157,27 @@ def add_node(data: Any, fields: dict[str, Any]) -> None:
 
 
 def next_free_ip(data: Any, network: str, role: str) -> str:
-    """After the highest address of the same role, else the first free host address."""
-    cidr = next((n["cidr"] for n in data.get("networks") or [] if n.get("name") == network),
-                None)
-    if cidr is None:
+    """After the highest address of the same role, else the first free one: the addresses
+    expand would refuse (pool, gateway, taken, handed out to NICs without ip:) are skipped."""
+    net = next((n for n in data.get("networks") or [] if n.get("name") == network), None)
+    if net is None:
         raise UserError(f"unknown network {network!r}", "pass --network with a declared one")
-    # Bad addresses are skipped here: validating the edited file reports them, one line each.
-    used, same_role = set(), []
-    for node in data.get("nodes") or []:
-        for nic in node.get("nics") or []:
-            address = _address(nic.get("ip")) if nic.get("network") == network else None
-            if address is not None:
-                used.add(address)
-                if node.get("role") == role:
-                    same_role.append(address)
-    for net in (data.get("networks") or []):
-        gateway = _address(net.get("gateway")) if net.get("name") == network else None
-        if gateway is not None:
-            used.add(gateway)
     try:
-        net = ip_network(str(cidr), strict=False)
+        ip_network(str(net.get("cidr")), strict=False)
     except ValueError:
-        raise UserError(f"network {network!r} has cidr {cidr!r}, not an IPv4 CIDR",
+        raise UserError(f"network {network!r} has cidr {net.get('cidr')!r}, not an IPv4 CIDR",
                         "fix the network's cidr, or pass --ip explicitly") from None
-    # Host addresses as integers, scanned lazily (a /8 has 16 million of them).
-    first = int(net.network_address) + (1 if net.prefixlen < 31 else 0)
-    last = int(net.broadcast_address) - (1 if net.prefixlen < 31 else 0)
-    after = int(max(same_role)) + 1 if same_role else first
-    after = after if first <= after <= last else first
-    for number in _wrapped(after, first, last):
-        if IPv4Address(number) not in used:
-            return str(IPv4Address(number))
-    raise UserError(f"network {network!r} has no free address", "pass --ip explicitly")
-
-
-def _wrapped(start: int, first: int, last: int) -> Iterator[int]:
-    """start..last, then first..start-1."""
-    yield from range(start, last + 1)
-    yield from range(first, start)
+    allocator = Allocator(data)
+    allocator.assign_unaddressed(data)
+    same_role = [address for node in data.get("nodes") or [] if node.get("role") == role
+                 for nic in node.get("nics") or [] if nic.get("network") == network
+                 if (address := _address(nic.get("ip"))) is not None]
+    # Anywhere in the network: a static address need not come from the range (that is for
+    # NICs without ip:), but without a same-role hint it is the one expand would hand out.
+    free = allocator.next(network, max(same_role) + 1 if same_role else None, anywhere=True)
+    if free is None:
+        raise UserError(f"network {network!r} has no free address", "pass --ip explicitly")
+    return str(free)
 
 
 def _address(value: Any) -> IPv4Address | None:

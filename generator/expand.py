@@ -1,7 +1,8 @@
 """Expand a validated document into the typed model: MACs, IPs, FQDNs and defaults.
 
 Pure and deterministic: derived MACs hash the environment and node name, so they are stable
-across machines and renders; free IPs are taken from the network's range in order.
+across machines and renders; free IPs are taken from the network's range in order, by the
+one allocator `gen node add` uses too (generator.addresses).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from generator import model as m
+from generator.addresses import Allocator
 from generator.errors import InvalidInput, Location, Problem
 from generator.loader import Document
 from generator.units import parse_size
@@ -26,36 +28,11 @@ def derived_mac(environment: str, node: str, index: int) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
-class _Allocator:
-    """Hands out free addresses from each network's declared range, in order."""
-
-    def __init__(self, networks: list[dict[str, Any]], taken: set[IPv4Address]) -> None:
-        self.cursor: dict[str, int] = {}
-        self.ranges: dict[str, tuple[int, int]] = {}
-        for net in networks:
-            if "range" in net:
-                start, end = (int(IPv4Address(net["range"][k])) for k in ("start", "end"))
-                self.ranges[net["name"]] = (start, end)
-                self.cursor[net["name"]] = start
-        self.taken = taken
-
-    def next(self, network: str) -> IPv4Address | None:
-        _, end = self.ranges[network]
-        while self.cursor[network] <= end:
-            candidate = IPv4Address(self.cursor[network])
-            self.cursor[network] += 1
-            if candidate not in self.taken:
-                self.taken.add(candidate)
-                return candidate
-        return None
-
-
 def expand(doc: Document, env_name: str) -> m.Environment:
     data = doc.data
     cluster = _cluster(data["cluster"], data.get("secrets", {}))
     hypervisors = {h["name"]: h for h in data["hypervisors"]}
-    taken = {IPv4Address(n["ip"]) for node in data["nodes"] for n in node["nics"] if "ip" in n}
-    allocator = _Allocator(data["networks"], taken)
+    allocator = Allocator(data)
     nodes, problems = [], _mac_clashes(doc, env_name) + _env_name_problems(doc, env_name)
     macs = _Macs(data, env_name)
     for index, raw in enumerate(data["nodes"]):
@@ -181,7 +158,7 @@ def _cluster(raw: dict[str, Any], secrets: dict[str, Any]) -> m.Cluster:
 
 
 def _node(raw: dict[str, Any], macs: _Macs, cluster: m.Cluster,
-          hypervisors: dict[str, Any], allocator: _Allocator,
+          hypervisors: dict[str, Any], allocator: Allocator,
           ) -> tuple[m.Node, list[tuple[int, str]]]:
     hv = hypervisors.get(raw.get("hypervisor", ""), {})
     pool = hv.get("pool", {}).get("name", "default")

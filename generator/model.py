@@ -6,10 +6,25 @@ has a MAC and an IP, every node an FQDN, every size is in bytes or MiB.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 BOOT_ORDER = ("bootstrap", "master", "worker")
+
+
+# The one definition of the secret-marker syntax `@@gen-secret:NAME@@`: renderers write it,
+# validation refuses it in input, diff flags it, converge fills it. Names are the
+# references' names (`sshAuthorizedKeys[0]` included): anything but `@`.
+SECRET_MARKER_PREFIX = "@@gen-secret:"
+SECRET_MARKER_SUFFIX = "@@"
+SECRET_MARKER = re.compile(re.escape(SECRET_MARKER_PREFIX) + "([^@]+)"
+                           + re.escape(SECRET_MARKER_SUFFIX))
+SECRET_MARKER_BYTES = re.compile(SECRET_MARKER.pattern.encode())
+
+
+def secret_marker(name: str) -> str:
+    return f"{SECRET_MARKER_PREFIX}{name}{SECRET_MARKER_SUFFIX}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +37,7 @@ class SecretRef:
 
     def marker(self) -> str:
         """The placeholder a rendered file carries; filled in on the target at converge."""
-        return f"@@gen-secret:{self.name}@@"
+        return secret_marker(self.name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from generator.errors import Problem
 from generator.expand import artifact_kind, service_host
 from generator.families.common import COREOS_FLAVOURS
 from generator.loader import Document, FieldPath, format_path
-from generator.units import parse_size
+from generator.model import SECRET_MARKER_PREFIX
+from generator.units import MIB, parse_size
 
-MIB = 1024 * 1024
 # (vcpu, memory MiB) minimums per flavour family and role, from reference/labs.md.
 MINIMUMS = {
     "openshift": {"bootstrap": (4, 16384), "master": (4, 16384), "worker": (2, 8192)},
@@ -581,7 +581,6 @@ def check_hypervisor_uris(c: Checker) -> None:
                     f"allowed parameters: {', '.join(sorted(URI_PARAMETERS))}")
 
 
-SECRET_MARKER = "@@gen-secret:"
 _GENERATED_SECRETS = ("pullSecret", "kubeadm-token", "kubeadm-ca-cert-hash",
                       "kubeadm-certificate-key")
 
@@ -603,8 +602,8 @@ def check_secret_markers(c: Checker) -> None:
     the environment it would make converge fill a secret into any file (a TXT record, a
     description). Secret references ({env}/{file}) are the only way to name a secret."""
     for path, text in _strings(c.data, ()):
-        if SECRET_MARKER in text:
-            c.error(path, "a secret marker (@@gen-secret:...@@) is not allowed here",
+        if SECRET_MARKER_PREFIX in text:
+            c.error(path, f"a secret marker ({SECRET_MARKER_PREFIX}...@@) is not allowed here",
                     "name secrets only by reference in secret fields: {env: NAME} or "
                     "{file: PATH}")
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from generator.diff.semantic import SENSITIVE, Finding
+from generator.model import SECRET_MARKER_PREFIX
 
 # Keys whose whole subtree refers to a secret (a {env: VAR} or {file: PATH} reference).
 SECRET_KEYS = frozenset({"pullSecret", "sshAuthorizedKeys", "passwords", "secrets"})
-SECRET_MARKER = "@@gen-secret:"
 ENV_FILE, BLUEPRINT_FILE = "env.yaml", "blueprint.yaml"
 SHORT = 120  # longest value shown verbatim
 
@@ -147,7 +147,7 @@ def _is_secret(path: str) -> bool:
 
 
 def _mentions_secret(value: Any) -> bool:
-    return SECRET_MARKER in repr(value)
+    return SECRET_MARKER_PREFIX in repr(value)
 
 
 def _masked(path: str, value: Any) -> str:

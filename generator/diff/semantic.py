@@ -23,6 +23,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from generator.diff.trees import ADDED, MODIFIED, REMOVED, FileChange
+from generator.reconcile import essence
+from generator.units import MIB
 
 SENSITIVE = "(sensitive value changed)"
 MAX_VALUE = 160  # room for a full image reference with its digest
@@ -126,43 +128,32 @@ def _sides(changes: Sequence[FileChange], parse: Callable[[FileChange, bytes], d
 
 # --- libvirt -------------------------------------------------------------------------------
 
-MEMORY_UNITS = {"b": 1 / 2**20, "bytes": 1 / 2**20, "k": 1 / 1024, "kib": 1 / 1024, "m": 1,
-                "mib": 1, "g": 1024, "gib": 1024, "kb": 1000 / 2**20, "mb": 10**6 / 2**20,
-                "gb": 10**9 / 2**20}
-
-
-def _mib(element: ET.Element | None) -> str | None:
-    if element is None or not (element.text or "").strip():
-        return None
-    factor = MEMORY_UNITS.get(element.get("unit", "KiB").lower(), 1 / 1024)
-    return f"{int(int(element.text.strip()) * factor)} MiB"  # type: ignore[union-attr]
-
-
 def domain_essence(root: ET.Element) -> dict[str, Any]:
-    """The reviewable fields of a libvirt domain: sizes, firmware, boot, NICs, disks."""
+    """The reviewable fields of a libvirt domain: sizes, firmware, boot, NICs, disks.
+
+    Read through the reconciler's normaliser (generator.reconcile.essence), so `gen diff`
+    and `gen plan` see a domain's sizes, devices and boot order alike."""
+    whole = essence.domain(root)
+    memory = essence.size_bytes(root.find("memory"), "KiB")
     nics = {}
     for nic in root.iterfind("devices/interface"):
+        fields = essence.nic_fields(nic)
         mac = nic.find("mac")
-        source = nic.find("source")
-        where = (source.get("network") or source.get("bridge") or "") if source is not None else ""
-        model = nic.find("model")
         nics[mac.get("address", "?") if mac is not None else "?"] = {
-            "on": where, "model": model.get("type") if model is not None else None}
+            "on": fields["source"], "model": fields["model"] or None}
     disks = {}
     for disk in root.iterfind("devices/disk"):
+        fields = essence.disk_fields(disk)
         target = disk.find("target")
-        source = disk.find("source")
-        src = "" if source is None else (source.get("file") or source.get("volume")
-                                         or source.get("dev") or "")
         disks[target.get("dev", "?") if target is not None else "?"] = {
-            "device": disk.get("device"), "source": src}
+            "device": fields["device"], "source": fields["source"]}
     os_el = root.find("os")
     return {
-        "vcpu": (root.findtext("vcpu") or "").strip(),
-        "memory": _mib(root.find("memory")),
+        "vcpu": whole["vcpu"],
+        "memory": f"{memory // MIB} MiB" if memory is not None else None,
         "firmware": (os_el.get("firmware") if os_el is not None else None) or (
             "uefi" if root.find("os/loader") is not None else "bios"),
-        "boot": " ".join(b.get("dev", "") for b in root.iterfind("os/boot")),
+        "boot": whole["os.boot"].replace(",", " "),
         "nics": nics,
         "disks": disks,
     }

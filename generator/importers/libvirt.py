@@ -22,6 +22,7 @@ from generator.errors import Location
 from generator.families.libvirt import OVMF_CODE
 from generator.importers import Imported, Line, cmap, cseq, note
 from generator.model import BOOT_ORDER
+from generator.units import MIB, scaled_bytes
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ROLES = ("helper", "bootstrap", "master", "worker", "storage", "lb")
@@ -29,7 +30,6 @@ ROLES = ("helper", "bootstrap", "master", "worker", "storage", "lb")
 ROLE_WORDS = (("bootstrap", "bootstrap"), ("master", "master"), ("control", "master"),
               ("worker", "worker"), ("compute", "worker"), ("helper", "helper"),
               ("bastion", "helper"))
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,10 +346,7 @@ def _memory(root: ET.Element, report: _Report, where: str) -> str:
 def _kib(element: ET.Element | None) -> int:
     if element is None or not (element.text or "").strip():
         return 0
-    unit = element.get("unit", "KiB")
-    scale = {"b": 1 / 1024, "bytes": 1 / 1024, "KiB": 1, "k": 1, "MiB": 1024, "M": 1024,
-             "GiB": 1024**2, "G": 1024**2}.get(unit, 1)
-    return int(int(element.text or "0") * scale)
+    return scaled_bytes(element.text or "0", element.get("unit"), "KiB") // 1024
 
 
 def _size(capacity_bytes: int) -> str | None:

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from ipaddress import IPv4Network
 
 from generator.families.libvirt import GEN_NS
+from generator.units import scaled_bytes
 
 Essence = dict[str, str]
 
@@ -24,9 +25,6 @@ OWNER = f"{{{GEN_NS}}}owner"
 DOMAIN_FORCING = ("type", "os.arch", "os.machine", "os.loader", "os.loader.type")
 # Volume fields that can only change by recreating (wiping) the volume.
 VOLUME_FORCING = ("format", "backingStore")
-_UNITS = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2,
-          "mb": 1000**2, "g": 1024**3, "gib": 1024**3, "gb": 1000**3, "t": 1024**4,
-          "tib": 1024**4, "tb": 1000**4}
 
 
 def owner(root: ET.Element) -> dict[str, str]:
@@ -35,11 +33,11 @@ def owner(root: ET.Element) -> dict[str, str]:
     return dict(element.attrib) if element is not None else {}
 
 
-def _bytes(element: ET.Element | None, default_unit: str = "bytes") -> int | None:
+def size_bytes(element: ET.Element | None, default_unit: str = "bytes") -> int | None:
+    """A libvirt size element (`<memory unit='KiB'>`, `<capacity>`) in bytes; None if absent."""
     if element is None or element.text is None:
         return None
-    unit = (element.get("unit") or default_unit).lower()
-    return int(element.text.strip()) * _UNITS[unit]
+    return scaled_bytes(element.text, element.get("unit"), default_unit)
 
 
 def machine(value: str | None) -> str:
@@ -57,8 +55,8 @@ def domain(root: ET.Element) -> Essence:
     """A domain's essence: identity, size, firmware, boot order, disks and NICs by key."""
     os_type = root.find("os/type")
     loader = root.find("os/loader")
-    memory = _bytes(root.find("memory"), "KiB")
-    current = _bytes(root.find("currentMemory"), "KiB") or memory
+    memory = size_bytes(root.find("memory"), "KiB")
+    current = size_bytes(root.find("currentMemory"), "KiB") or memory
     out: Essence = {
         "type": root.get("type", ""),
         "memory": f"{(memory or 0) // 1024} KiB",
@@ -100,22 +98,31 @@ def _attrs(attrib: dict[str, str]) -> str:
 
 
 def _disk(disk: ET.Element) -> str:
+    return _attrs(disk_fields(disk))
+
+
+def disk_fields(disk: ET.Element) -> dict[str, str]:
+    """A disk's essential fields (also what `gen diff` summarises)."""
     source = disk.find("source")
     where = ""
     if source is not None:
         where = (f"{source.get('pool')}/{source.get('volume')}" if source.get("volume")
                  else source.get("file") or source.get("dev") or "")
-    return _attrs({"device": disk.get("device", "disk"), "bus": _attr(disk, "target", "bus"),
-                   "format": _attr(disk, "driver", "type"), "source": where,
-                   "readonly": "yes" if disk.find("readonly") is not None else "no"})
+    return {"device": disk.get("device", "disk"), "bus": _attr(disk, "target", "bus"),
+            "format": _attr(disk, "driver", "type"), "source": where,
+            "readonly": "yes" if disk.find("readonly") is not None else "no"}
 
 
 def _nic(nic: ET.Element) -> str:
+    return _attrs(nic_fields(nic))
+
+
+def nic_fields(nic: ET.Element) -> dict[str, str]:
+    """An interface's essential fields (also what `gen diff` summarises)."""
     source = nic.find("source")
     # Live interfaces gain portid= and bridge= on their source; only the network counts.
     target = "" if source is None else (source.get("network") or source.get("bridge") or "")
-    return _attrs({"type": nic.get("type", ""), "source": target,
-                   "model": _attr(nic, "model", "type")})
+    return {"type": nic.get("type", ""), "source": target, "model": _attr(nic, "model", "type")}
 
 
 def network(root: ET.Element) -> Essence:
@@ -149,7 +156,7 @@ def pool(root: ET.Element) -> Essence:
 
 def volume(root: ET.Element) -> Essence:
     """A volume's essence: capacity in bytes, format, backing store (allocation is live)."""
-    capacity = _bytes(root.find("capacity")) or 0
+    capacity = size_bytes(root.find("capacity")) or 0
     return {"capacity": str(capacity), "format": _attr(root, "target/format", "type") or "raw",
             "backingStore": (root.findtext("backingStore/path") or "").strip()}
 

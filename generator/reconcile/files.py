@@ -41,14 +41,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from generator.errors import UserError
-from generator.model import Environment, SecretRef
+from generator.model import SECRET_MARKER_PREFIX, Environment, SecretRef
 from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
 from generator.reconcile.secrets import MARKER_BYTES, check_places, declared, places
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
 STAGING = ".gen-staging"
-MARKER_PREFIX = b"@@gen-secret:"
+MARKER_PREFIX = SECRET_MARKER_PREFIX.encode()
 KOLLA_PASSWORDS = (
     'cd "$1" && if [ -f passwords.yml ]; then kolla-mergepwd --clean --old passwords.yml '
     "--new passwords.gen.yml --final passwords.next.yml; else cp passwords.gen.yml "

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 from pathlib import Path, PurePosixPath
 
 from generator.errors import UserError
 from generator.families.kolla import GENERATED_PASSWORDS
-from generator.model import Environment, SecretRef
+from generator.model import SECRET_MARKER, SECRET_MARKER_BYTES, Environment, SecretRef
 
-# Marker names are the references' names (`sshAuthorizedKeys[0]` included): anything but `@`.
-MARKER = re.compile(r"@@gen-secret:([^@]+)@@")
-MARKER_BYTES = re.compile(rb"@@gen-secret:([^@]+)@@")
+MARKER = SECRET_MARKER
+MARKER_BYTES = SECRET_MARKER_BYTES
 
 
 def declared(env: Environment) -> dict[str, SecretRef]:
