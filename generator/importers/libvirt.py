@@ -127,7 +127,7 @@ def import_libvirt(snap: Snapshot, opts: Options) -> Imported:
     nodes.sort(key=lambda n: (BOOT_ORDER.index(n["role"]) + 1 if n["role"] in BOOT_ORDER
                               else 0, n["name"]))
     domain_types = {r.get("type", "") for r in roots.values()}
-    hv = cmap(("name", opts.hypervisor), ("uri", snap.uri))
+    hv = cmap(("name", opts.hypervisor), ("uri", _environment_uri(snap.uri, opts, report)))
     domain_type = sorted(domain_types)[0] if domain_types else "kvm"
     if len(domain_types) > 1 or domain_type not in ("kvm", "qemu"):
         report.add("domains", "refused", f"domain types {', '.join(sorted(domain_types))}: "
@@ -508,3 +508,18 @@ def _drift(root: ET.Element, node: CommentedMap, report: _Report, where: str) ->
         shown = ", ".join(features) or "none"
         report.add(where + ".features", "not supported", f"features {shown}: gen writes "
                    "acpi and apic; the plan shows the drift")
+
+
+def _environment_uri(uri: str, opts: Options, report: _Report) -> str:
+    """The URI as an environment file may hold it. Parameters only the operator may pass
+    (a local socket, key or known-hosts file) are left out of env.yaml: they belong to
+    `--uri-override` at plan and converge, where the operator writes them."""
+    from generator.semantic import libvirt_uri_problem
+
+    if libvirt_uri_problem(uri) is None:
+        return uri
+    bare = uri.partition("?")[0]
+    report.add("hypervisor.uri", "not supported",
+               f"query parameters of {uri} left out of env.yaml (operator-only): pass "
+               f"--uri-override {opts.hypervisor}=URI to plan and converge")
+    return bare
