@@ -50,14 +50,15 @@ def read_inputs(root: Path, env_rel: str) -> Inputs:
     if not (env_dir / ENV_FILE).is_file():
         return NO_INPUTS
     env_display = f"{env_rel}/{ENV_FILE}"
-    env_data = read_yaml_file(env_dir / ENV_FILE, env_display).data
+    env_data = read_yaml_file(env_dir / ENV_FILE, env_display, root).data
     documents: dict[str, tuple[str, Any]] = {"env": (env_display, env_data)}
     dirs = {"env": env_rel}
     blueprint = env_data.get("blueprint") if isinstance(env_data, dict) else None
     if isinstance(blueprint, str) and blueprint and "/" not in blueprint and \
             (root / "blueprints" / blueprint / BLUEPRINT_FILE).is_file():
         bp_display = f"blueprints/{blueprint}/{BLUEPRINT_FILE}"
-        documents["blueprint"] = (bp_display, read_yaml_file(root / bp_display, bp_display).data)
+        documents["blueprint"] = (bp_display,
+                                  read_yaml_file(root / bp_display, bp_display, root).data)
         dirs["blueprint"] = f"blueprints/{blueprint}"
     files: dict[tuple[str, str], tuple[str, str]] = {}
     for role, rel in dirs.items():
