@@ -66,12 +66,46 @@ def test_diff_refuses_a_symlinked_env_yaml_leading_outside(
     assert "leads outside the repository through a symlink" in result.err
 
 
+HV2_URI = "qemu+ssh://root@attacker.example.net/system?sshauth=privkey"
+LONG_PATH = "/var/lib/libvirt/" + "/".join(["images"] * 20)
+
+
+def test_diff_shows_a_new_hypervisors_uri_whole_in_every_format(
+        repo: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """B3: a new hypervisor is listed leaf by leaf and no value is cut, so the host that
+    converge will ssh to (and push a node's disk to) is in front of the reviewer."""
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    _commit(repo, "base")
+    env_file = repo / "environments/lab/env.yaml"
+    text = env_file.read_text()
+    worker = "  - {name: worker1, role: worker, hypervisor: hv1,"
+    assert text.count("hypervisors:\n") == 1 and text.count(worker) == 1
+    env_file.write_text(text.replace("hypervisors:\n", (
+        "hypervisors:\n  - {name: hv2, domainType: kvm, bridge: br0, pool: {name: default, "
+        f"path: {LONG_PATH}}}, uri: '{HV2_URI}'}}\n")).replace(
+        worker, worker.replace("hv1", "hv2")))
+    run_env = {**os.environ, "GEN_STORE": str(tmp_path_factory.mktemp("store"))}
+    outputs = {}
+    for form in ("text", "markdown", "json"):
+        result = gen("diff", "env/lab", "--base", "HEAD", "--no-color", "--format", form,
+                     cwd=repo, env=run_env)
+        assert result.code == 0, result.err
+        outputs[form] = result.out
+    uri_row = f"+ environments/lab/env.yaml: hypervisors[hv2].uri: {HV2_URI}"
+    path_row = f"+ environments/lab/env.yaml: hypervisors[hv2].pool.path: {LONG_PATH}"
+    for form in ("text", "markdown"):
+        lines = outputs[form].splitlines()
+        assert any(line.strip() == uri_row for line in lines), outputs[form]
+        assert any(line.strip() == path_row for line in lines), outputs[form]
+    fields = json.loads(outputs["json"])["fields"]
+    assert {"op": "+", "subject": "environments/lab/env.yaml: hypervisors[hv2].uri",
+            "detail": HV2_URI} in fields, fields
+    assert {"op": "+", "subject": "environments/lab/env.yaml: hypervisors[hv2].pool.path",
+            "detail": LONG_PATH} in fields, fields
+
+
 def _commit(repo: Path, message: str) -> None:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.net",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.net"}
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", message], cwd=repo, check=True, env=env)
-
-
-def _json(text: str) -> object:
-    return json.loads(text)

@@ -26,7 +26,6 @@ from generator.diff.semantic import SENSITIVE, Finding
 SECRET_KEYS = frozenset({"pullSecret", "sshAuthorizedKeys", "passwords", "secrets"})
 SECRET_MARKER = "@@gen-secret:"
 ENV_FILE, BLUEPRINT_FILE = "env.yaml", "blueprint.yaml"
-SHORT = 120  # longest value shown verbatim
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +124,26 @@ def _dict_diff(old: Mapping[str, Any], new: Mapping[str, Any], path: str,
     for key in sorted(set(old) | set(new), key=str):
         sub = f"{path}[{key}]" if listed else f"{path}.{key}" if path else str(key)
         if key not in old:
-            rows.append(("+", sub, _masked(sub, new[key])))
+            rows += _added(sub, new[key])
         elif key not in new:
             rows.append(("-", sub, ""))
         else:
             rows += field_diff(old[key], new[key], sub)
     return rows
+
+
+def _added(path: str, value: Any) -> list[tuple[str, str, str]]:
+    """An added mapping or named list, leaf by leaf: shown as one object, the key that sorts
+    last (a new hypervisor's `uri`) would sit at the far end of a long line."""
+    if _is_secret(path):
+        return [("+", path, SENSITIVE)]
+    named = _names(value) if isinstance(value, list) else None
+    if isinstance(value, dict) and value:
+        return [row for key in sorted(value, key=str)
+                for row in _added(f"{path}.{key}", value[key])]
+    if named is not None:
+        return [row for name, item in named.items() for row in _added(f"{path}[{name}]", item)]
+    return [("+", path, _masked(path, value))]
 
 
 def _names(items: list[Any]) -> dict[str, Any] | None:
@@ -162,7 +175,7 @@ def _show(value: Any) -> str:
         text = value if value.isprintable() else json.dumps(value)  # newlines stay visible
     else:
         text = json.dumps(value, sort_keys=True, separators=(", ", ": "), default=str)
-    return text if len(text) <= SHORT else text[:SHORT - 3] + "..."
+    return text  # whole: a cut value could hide its end (a URI's host or query) from review
 
 
 # --- the generator each side was rendered with ----------------------------------------------
