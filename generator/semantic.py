@@ -557,21 +557,16 @@ URI_PARAMETERS = frozenset({"no_tty", "sshauth", "mode", "tls_priority"})
 OPERATOR_URI_PARAMETERS = URI_PARAMETERS | {"keyfile", "known_hosts", "known_hosts_verify",
                                             "no_verify", "pkipath", "socket"}
 _URI_VALUE = re.compile(r"[A-Za-z0-9._/~@:,+-]*")
-# libvirt's test driver parses the file named by its path as XML and quotes its first line
-# in the parse error: only its built-in state is allowed from an environment.
-TEST_DRIVER_URI = "test:///default"
 
 
 def libvirt_uri_problem(uri: str, operator: bool = False) -> str | None:
     """Why gen will not open `uri`, or None. libvirt can run programs named in a URI (the
-    `ext` transport, `command=`, `netcat=`) and read or write local files (`test:///FILE`,
-    `keyfile=`, `known_hosts=`); an environment file must never choose a program or a local
+    `ext` transport, `command=`, `netcat=`) and read or write local files (`keyfile=`,
+    `known_hosts=`); an environment file must never choose a program or a local
     file, so only known transports and connection parameters pass."""
     match = _URI.fullmatch(uri)
     if match is None:
         return "is not a qemu:// or test:// URI over ssh, libssh, libssh2, tls, tcp or unix"
-    if match["driver"] == "test" and not operator and uri != TEST_DRIVER_URI:
-        return f"names a file for libvirt's test driver (only {TEST_DRIVER_URI} is allowed)"
     allowed = OPERATOR_URI_PARAMETERS if operator else URI_PARAMETERS
     for item in (match["query"] or "").split("&") if match["query"] else ():
         name, eq, value = item.partition("=")
