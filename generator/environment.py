@@ -140,7 +140,7 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     root = find_root(env_dir.parent)
     display = Source(root, env_dir.name, env_dir, env_dir).display
     env_file = env_dir / ENV_FILE
-    env_doc = (read_yaml_file(env_file, display(env_file)) if env_text is None
+    env_doc = (read_yaml_file(env_file, display(env_file), root) if env_text is None
                else load_yaml(env_text, display(env_file)))
     _expect_kind(env_doc, "Environment")
     blueprint_name = env_doc.data.get("blueprint") if isinstance(env_doc.data, dict) else None
@@ -155,7 +155,8 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     blueprint_dir, origin = found
     source = Source(root, env_dir.name, env_dir, blueprint_dir, origin)
     blueprint = read_yaml_file(blueprint_dir / BLUEPRINT_FILE,
-                               source.display(blueprint_dir / BLUEPRINT_FILE))
+                               source.display(blueprint_dir / BLUEPRINT_FILE),
+                               blueprint_dir if origin == BUILTIN else root)
     _expect_kind(blueprint, "Blueprint")
     problems = schema_problems(blueprint)
     if problems:

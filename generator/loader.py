@@ -379,7 +379,16 @@ def decode_utf8(content: bytes, display_name: str) -> str:
                         "save the file as UTF-8") from None
 
 
-def read_yaml_file(path: Path, display_name: str) -> Document:
+def read_yaml_file(path: Path, display_name: str, within: Path | None = None) -> Document:
+    """Parse env.yaml or blueprint.yaml, which must lie inside `within` (the repo, or the
+    built-in blueprint's folder) with every symlink followed: a pull request could otherwise
+    link it to any YAML file the CI host can read and gen would echo its keys and values
+    into the public log, one error line each."""
+    real = os.path.realpath(path)
+    base = os.path.realpath(within or path)
+    if real != base and not real.startswith(base.rstrip("/") + "/"):
+        raise UserError(f"{display_name}: leads outside the repository through a symlink "
+                        f"(to {real})", "commit the file itself instead of a link to it")
     return load_yaml(decode_utf8(read_regular_file(path, display_name), display_name),
                      display_name)
 

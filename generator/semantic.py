@@ -545,20 +545,25 @@ def check_nfs_exports(c: Checker) -> None:
 _URI = re.compile(r"(?P<driver>qemu|test)(\+(?P<transport>ssh|libssh|libssh2|tls|tcp|unix))?"
                   r"://(?P<server>[A-Za-z0-9._@:\[\]-]*)(?P<path>/[A-Za-z0-9._/-]*)"
                   r"(\?(?P<query>[^#]*))?")
-# Query parameters that only choose how to reach and authenticate to libvirtd. Left out on
-# purpose: `command` (runs a program), `netcat` (names the program ssh runs remotely),
-# `socket` (redirects the connection to any local socket), `proxy`, `name` (another URI).
-URI_PARAMETERS = frozenset({"keyfile", "known_hosts", "known_hosts_verify", "no_verify",
-                            "no_tty", "sshauth", "pkipath", "mode", "tls_priority"})
-# An operator's --uri-override may also name the UNIX socket of their own libvirtd.
-OPERATOR_URI_PARAMETERS = URI_PARAMETERS | {"socket"}
+# Query parameters an environment (so a pull request) may set: they only choose how to reach
+# and authenticate to libvirtd. Left out on purpose: `command` (runs a program), `netcat`
+# (names the program ssh runs remotely), `socket` (redirects the connection to any local
+# socket), `proxy`, `name` (another URI), and every parameter that names a local file or
+# weakens the host-key check: `keyfile`, `pkipath` (read a file), `known_hosts` with
+# `known_hosts_verify=auto` (appends the server's key line to any file), `no_verify`.
+URI_PARAMETERS = frozenset({"no_tty", "sshauth", "mode", "tls_priority"})
+# The operator's --uri-override (typed by whoever runs gen, never read from the repo) may
+# also name their own key, known_hosts file, certificates and libvirtd socket.
+OPERATOR_URI_PARAMETERS = URI_PARAMETERS | {"keyfile", "known_hosts", "known_hosts_verify",
+                                            "no_verify", "pkipath", "socket"}
 _URI_VALUE = re.compile(r"[A-Za-z0-9._/~@:,+-]*")
 
 
 def libvirt_uri_problem(uri: str, operator: bool = False) -> str | None:
     """Why gen will not open `uri`, or None. libvirt can run programs named in a URI (the
-    `ext` transport, `command=`, `netcat=`); an environment file must never choose a
-    program, so only known transports and connection parameters pass."""
+    `ext` transport, `command=`, `netcat=`) and read or write local files (`keyfile=`,
+    `known_hosts=`); an environment file must never choose a program or a local
+    file, so only known transports and connection parameters pass."""
     match = _URI.fullmatch(uri)
     if match is None:
         return "is not a qemu:// or test:// URI over ssh, libssh, libssh2, tls, tcp or unix"
@@ -577,7 +582,8 @@ def check_hypervisor_uris(c: Checker) -> None:
         problem = libvirt_uri_problem(hv["uri"])
         if problem:
             c.error(("hypervisors", i, "uri"), f"libvirt URI {hv['uri']!r} {problem}",
-                    "write it like qemu:///system or qemu+ssh://root@hv1/system?keyfile=PATH; "
+                    "write it like qemu:///system or qemu+ssh://root@hv1/system; a key or "
+                    "known_hosts file is the operator's: --uri-override hv1=URI; "
                     f"allowed parameters: {', '.join(sorted(URI_PARAMETERS))}")
 
 

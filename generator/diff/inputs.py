@@ -26,7 +26,6 @@ from generator.model import SECRET_MARKER_PREFIX
 # Keys whose whole subtree refers to a secret (a {env: VAR} or {file: PATH} reference).
 SECRET_KEYS = frozenset({"pullSecret", "sshAuthorizedKeys", "passwords", "secrets"})
 ENV_FILE, BLUEPRINT_FILE = "env.yaml", "blueprint.yaml"
-SHORT = 120  # longest value shown verbatim
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +49,15 @@ def read_inputs(root: Path, env_rel: str) -> Inputs:
     if not (env_dir / ENV_FILE).is_file():
         return NO_INPUTS
     env_display = f"{env_rel}/{ENV_FILE}"
-    env_data = read_yaml_file(env_dir / ENV_FILE, env_display).data
+    env_data = read_yaml_file(env_dir / ENV_FILE, env_display, root).data
     documents: dict[str, tuple[str, Any]] = {"env": (env_display, env_data)}
     dirs = {"env": env_rel}
     blueprint = env_data.get("blueprint") if isinstance(env_data, dict) else None
     if isinstance(blueprint, str) and blueprint and "/" not in blueprint and \
             (root / "blueprints" / blueprint / BLUEPRINT_FILE).is_file():
         bp_display = f"blueprints/{blueprint}/{BLUEPRINT_FILE}"
-        documents["blueprint"] = (bp_display, read_yaml_file(root / bp_display, bp_display).data)
+        documents["blueprint"] = (bp_display,
+                                  read_yaml_file(root / bp_display, bp_display, root).data)
         dirs["blueprint"] = f"blueprints/{blueprint}"
     files: dict[tuple[str, str], tuple[str, str]] = {}
     for role, rel in dirs.items():
@@ -124,12 +124,26 @@ def _dict_diff(old: Mapping[str, Any], new: Mapping[str, Any], path: str,
     for key in sorted(set(old) | set(new), key=str):
         sub = f"{path}[{key}]" if listed else f"{path}.{key}" if path else str(key)
         if key not in old:
-            rows.append(("+", sub, _masked(sub, new[key])))
+            rows += _added(sub, new[key])
         elif key not in new:
             rows.append(("-", sub, ""))
         else:
             rows += field_diff(old[key], new[key], sub)
     return rows
+
+
+def _added(path: str, value: Any) -> list[tuple[str, str, str]]:
+    """An added mapping or named list, leaf by leaf: shown as one object, the key that sorts
+    last (a new hypervisor's `uri`) would sit at the far end of a long line."""
+    if _is_secret(path):
+        return [("+", path, SENSITIVE)]
+    named = _names(value) if isinstance(value, list) else None
+    if isinstance(value, dict) and value:
+        return [row for key in sorted(value, key=str)
+                for row in _added(f"{path}.{key}", value[key])]
+    if named is not None:
+        return [row for name, item in named.items() for row in _added(f"{path}[{name}]", item)]
+    return [("+", path, _masked(path, value))]
 
 
 def _names(items: list[Any]) -> dict[str, Any] | None:
@@ -161,7 +175,7 @@ def _show(value: Any) -> str:
         text = value if value.isprintable() else json.dumps(value)  # newlines stay visible
     else:
         text = json.dumps(value, sort_keys=True, separators=(", ", ": "), default=str)
-    return text if len(text) <= SHORT else text[:SHORT - 3] + "..."
+    return text  # whole: a cut value could hide its end (a URI's host or query) from review
 
 
 # --- the generator each side was rendered with ----------------------------------------------
