@@ -19,6 +19,7 @@ def apply_edit(env: str, change: Callable[[Any], None]) -> tuple[Path, str, str]
     """
     from generator import edit
     from generator.environment import load_environment, resolve_env_dir
+    from generator.safefile import replace_file
 
     env_dir = resolve_env_dir(env)
     path = env_dir / ENV_FILE
@@ -29,9 +30,7 @@ def apply_edit(env: str, change: Callable[[Any], None]) -> tuple[Path, str, str]
     loaded = load_environment(str(env_dir), env_text=new)
     warn(loaded.warnings)
     if new != old:
-        temp = path.with_name(f".{path.name}.gen-tmp")
-        temp.write_text(new, encoding="utf-8")
-        temp.replace(path)
+        replace_file(path, new)
     return path, old, new
 
 

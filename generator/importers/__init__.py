@@ -78,6 +78,7 @@ def write_environment(root: Path, name: str, data: CommentedMap, header: str,
     from generator import edit
     from generator.environment import load_environment
     from generator.loader import ENV_FILE
+    from generator.safefile import replace_file
 
     env_dir = root / "environments" / name
     path = env_dir / ENV_FILE
@@ -96,9 +97,7 @@ def write_environment(root: Path, name: str, data: CommentedMap, header: str,
     else:
         _validate_new(root, name, text)
         env_dir.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.gen-tmp")
-    temp.write_text(text, encoding="utf-8")
-    temp.replace(path)
+    replace_file(path, text)
     return path
 
 

@@ -1,0 +1,68 @@
+"""`gen import` and `gen set` against hostile surroundings and inputs (review of issue 21):
+planted symlinks, unbounded inputs, values that must be refused, errors that must point to
+the file the user wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.clirun import gen
+from tests.test_import_helpernode import LAB_A_VARS
+
+
+def _vars(repo: Path, text: str = LAB_A_VARS) -> Path:
+    vars_file = repo / "vars.yaml"
+    vars_file.write_text(text)
+    return vars_file
+
+
+def test_import_never_writes_through_a_planted_temp_symlink(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    env_dir = repo / "environments" / "planted"
+    env_dir.mkdir()
+    (env_dir / ".env.yaml.gen-tmp").symlink_to(outside)
+    result = gen("import", "helpernode", str(_vars(repo)), "--env", "planted", cwd=repo)
+    assert result.code == 0, result.err
+    assert not outside.exists()
+    env_file = env_dir / "env.yaml"
+    assert env_file.is_file() and not env_file.is_symlink()
+    assert sorted(p.name for p in env_dir.iterdir()) == [".env.yaml.gen-tmp", "env.yaml"]
+
+
+def test_set_never_writes_through_a_planted_temp_symlink(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}-outside-set"
+    env_dir = repo / "environments" / "lab"
+    (env_dir / ".env.yaml.gen-tmp").symlink_to(outside)
+    result = gen("set", "env/lab", "cluster.name", "other", cwd=repo)
+    assert result.code == 0, result.err
+    assert not outside.exists()
+    assert not (env_dir / "env.yaml").is_symlink()
+    assert "name: other" in (env_dir / "env.yaml").read_text()
+
+
+def test_set_refuses_a_symlinked_env_yaml(repo: Path) -> None:
+    env_dir = repo / "environments" / "lab"
+    real = repo / "elsewhere.yaml"
+    (env_dir / "env.yaml").rename(real)
+    (env_dir / "env.yaml").symlink_to(real)
+    before = real.read_text()
+    result = gen("set", "env/lab", "cluster.name", "other", cwd=repo)
+    assert result.code == 1, result
+    assert "symlink" in result.err and len(result.err.strip().splitlines()) == 1
+    assert real.read_text() == before and (env_dir / "env.yaml").is_symlink()
+
+
+def test_import_into_a_symlinked_env_yaml_is_refused(repo: Path) -> None:
+    env_dir = repo / "environments" / "linked"
+    env_dir.mkdir()
+    target = repo / "target.yaml"
+    first = gen("import", "helpernode", str(_vars(repo)), "--env", "other", cwd=repo)
+    assert first.code == 0, first.err
+    target.write_text((repo / "environments/other/env.yaml").read_text())
+    (env_dir / "env.yaml").symlink_to(target)
+    before = target.read_text()
+    result = gen("import", "helpernode", str(_vars(repo)), "--env", "linked", cwd=repo)
+    assert result.code == 1, result
+    assert "symlink" in result.err
+    assert target.read_text() == before
+    assert not [p for p in env_dir.iterdir() if p.name.endswith(".gen-tmp")]
