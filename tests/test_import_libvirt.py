@@ -439,3 +439,35 @@ def test_bridged_helpernode_lab_is_adopted(host: str, repo: Path, tmp_path: Path
     again = run("plan", "env/adopted", "--provider", "libvirt", "--detailed-exitcode")
     assert again.code == 0, again.out + again.err
     assert _domain_ids(host) == before
+
+
+@pytest.mark.parametrize(("old", "new", "part"), [
+    ("</interface>", "</interface><hostdev mode='subsystem' type='pci'><source><address "
+     "domain='0' bus='1' slot='0' function='0'/></source></hostdev>", "devices/hostdev"),
+    ("</interface>", "</interface><filesystem type='mount'><source dir='/srv/share'/>"
+     "<target dir='share'/></filesystem>", "devices/filesystem"),
+    ("<boot dev='hd'/>", "<kernel>/boot/vmlinuz</kernel><cmdline>console=ttyS0</cmdline>",
+     "os/kernel"),
+])
+def test_devices_gen_cannot_render_are_reported_and_never_adopted(
+        host: str, repo: Path, tmp_path: Path, old: str, new: str, part: str) -> None:
+    """A passthrough device, a shared folder or direct kernel boot would vanish when the
+    domain is redefined from the environment: the import says so, and adoption refuses."""
+    state = Path(host[len("test://"):])
+    plain = domain_xml("worker0")
+    assert plain.count(old) == 1
+    state.write_text(state.read_text().replace(plain, plain.replace(old, new)))
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 0, result.err
+    tag = part.replace("/", ".")
+    lines = [line for line in result.out.splitlines() if f"domains.worker0.{tag}" in line]
+    assert len(lines) == 1 and ": not supported: " in lines[0], result.out
+    plan = plan_json("--adopt")
+    assert ("adopt", "hv1/worker0") not in {(a["op"], a["name"]) for a in plan["actions"]}
+    conflicts = [c for c in plan["conflicts"] if "'worker0'" in c]
+    assert len(conflicts) == 1 and part in conflicts[0], plan["conflicts"]
+    converge = run("converge", "env/adopted", "--provider", "libvirt", "--adopt",
+                   "--auto-approve", "--state-dir", str(tmp_path / "s"))
+    assert converge.code == 1
+    live = provider.open_connection(host).lookupByName("worker0").XMLDesc(2)
+    assert ET.fromstring(live).find(part) is not None

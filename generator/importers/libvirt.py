@@ -22,6 +22,7 @@ from generator.errors import Location
 from generator.families.libvirt import OVMF_CODE
 from generator.importers import Imported, Line, cmap, cseq, note
 from generator.model import BOOT_ORDER
+from generator.reconcile import essence
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ROLES = ("helper", "bootstrap", "master", "worker", "storage", "lb")
@@ -315,6 +316,10 @@ def _node(name: str, root: ET.Element, snap: Snapshot, opts: Options, pool_name:
     node["disks"] = cseq(disks)
     node["nics"] = cseq(_nics(root, dhcp_hosts, opts, report, where))
     _drift(root, node, report, where)
+    for part in essence.unmanaged(root):
+        report.add(f"{where}.{part.split()[0].replace('/', '.')}", "not supported",
+                   f"{part}: gen does not render it, so `gen plan --adopt` lists the domain "
+                   "as a conflict (adopting would drop it)")
     report.add(where, "mapped", f"-> nodes[{name}] (role {role}"
                f"{'' if inferred else ', not inferred'})")
     return node
