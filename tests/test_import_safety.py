@@ -4,6 +4,7 @@ the file the user wrote."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.clirun import gen
@@ -66,3 +67,18 @@ def test_import_into_a_symlinked_env_yaml_is_refused(repo: Path) -> None:
     assert "symlink" in result.err
     assert target.read_text() == before
     assert not [p for p in env_dir.iterdir() if p.name.endswith(".gen-tmp")]
+
+
+def test_helpernode_refuses_devices_fifos_and_huge_files_unread(repo: Path) -> None:
+    fifo = repo / "fifo.yaml"
+    os.mkfifo(fifo)
+    huge = repo / "huge.yaml"
+    with huge.open("wb") as out:
+        out.truncate(64 * 1024 * 1024)  # sparse: costs no disk
+    for source, message in (("/dev/zero", "not a regular file"),
+                            (str(fifo), "not a regular file"),
+                            (str(huge), "larger than")):
+        result = gen("import", "helpernode", source, "--env", "z", cwd=repo, timeout=30)
+        assert result.code == 1, (source, result)
+        assert message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert not (repo / "environments/z").exists()

@@ -61,13 +61,11 @@ def helpernode(vars_file: Path, env: str, fmt: str) -> None:
 
     Example: gen import helpernode vars.yaml --env lab
     """
-    from generator.errors import UserError
     from generator.importers.helpernode import import_helpernode
+    from generator.loader import decode_utf8, read_regular_file
 
-    try:
-        text = vars_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{vars_file}: cannot read: {exc}") from None
+    # Bounded and regular files only: /dev/zero, a FIFO or a huge file is refused unread.
+    text = decode_utf8(read_regular_file(vars_file, str(vars_file)), str(vars_file))
     name = _env_name(env)
     imported = import_helpernode(text, str(vars_file), name)
     _finish(imported, name, f"Imported by `gen import helpernode {vars_file.name}`.\n"
