@@ -471,3 +471,32 @@ def test_devices_gen_cannot_render_are_reported_and_never_adopted(
     assert converge.code == 1
     live = provider.open_connection(host).lookupByName("worker0").XMLDesc(2)
     assert ET.fromstring(live).find(part) is not None
+
+
+V6 = ("<ip family='ipv6' address='fd00::1' prefix='64'><dhcp><host id='0:4:7e:7d:f0:7d:a8:bc"
+      "' name='master0' ip='fd00::10'/><range start='fd00::100' end='fd00::1ff'/></dhcp></ip>")
+
+
+def test_an_ipv6_address_is_reported_and_the_ipv4_part_imported(host: str, repo: Path) -> None:
+    state = Path(host[len("test://"):])
+    state.write_text(state.read_text().replace("</dhcp></ip></network>",
+                                               "</dhcp></ip>" + V6 + "</network>", 1))
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if "fd00::1" in line]
+    assert lines == [f"{host}: at networks.lan.ip[fd00::1]: not supported: ipv6 address "
+                     "fd00::1/64: gen renders IPv4 networks only; adopting the network drops "
+                     "this address"], result.out
+    assert env_nodes(repo)["master0"]["nics"][0]["ip"] == LAB["master0"][0]
+
+
+def test_an_ipv6_only_network_is_refused_in_one_line(host: str, repo: Path) -> None:
+    state = Path(host[len("test://"):])
+    text = state.read_text()
+    v4 = text[text.index("<ip address='192.168.20.1'"):text.index("</ip></network>") + 5]
+    state.write_text(text.replace(v4, V6, 1))
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 1, result
+    assert f"{host}: at networks.lan: refused: a routed/NAT/isolated network without an " \
+           "IPv4 address" in result.err
+    assert not (repo / "environments/adopted").exists()
