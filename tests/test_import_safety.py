@@ -7,7 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.clirun import gen
+from tests.conftest import ROOT
 from tests.test_import_helpernode import LAB_A_VARS
 
 
@@ -82,3 +85,45 @@ def test_helpernode_refuses_devices_fifos_and_huge_files_unread(repo: Path) -> N
         assert result.code == 1, (source, result)
         assert message in result.err and len(result.err.strip().splitlines()) == 1, result.err
     assert not (repo / "environments/z").exists()
+
+
+@pytest.mark.parametrize(("old", "new", "field", "imported_as"), [
+    ('poolstart: "192.168.20.200"', 'poolstart: "192.168.20.230"', "dhcp.poolstart",
+     "services.dhcp.pool"),
+    ('macaddr: "52:54:00:aa:00:62"', 'macaddr: "01:54:00:aa:00:62"', "workers[1].macaddr",
+     "nodes[6].nics[0].mac"),
+    ('ipaddr: "192.168.20.162"', 'ipaddr: "192.168.20.111"', "workers[1].ipaddr",
+     "nodes[6].nics[0].ip"),
+    ('  clusterid: "ocp4"', '  clusterid: "ocp4"\n  lb_ipaddr: "10.0.0.5"', "dns.lb_ipaddr",
+     "services.haproxy.address"),
+])
+def test_invalid_imports_name_the_vars_file_line(repo: Path, old: str, new: str, field: str,
+                                                 imported_as: str) -> None:
+    """The candidate environment is never written, so its errors point into vars.yaml."""
+    text = LAB_A_VARS.replace(old, new)
+    assert text != LAB_A_VARS
+    _vars(repo, text)
+    result = gen("import", "helpernode", "vars.yaml", "--env", "bad", cwd=repo)
+    assert result.code == 1, result
+    errors = [line for line in result.err.splitlines() if "env.yaml" not in line]
+    assert errors == result.err.splitlines(), result.err
+    number = LAB_A_VARS[: LAB_A_VARS.index(old)].count("\n") + 1 + new.count("\n")
+    assert any(line.startswith(f"vars.yaml:{number}:") and f": at {field}: " in line
+               and f"[imported as {imported_as}]" in line for line in errors), result.err
+    assert not (repo / "environments/bad").exists()
+
+
+@pytest.mark.parametrize("flags", [
+    ("--hypervisor", "../hv"), ("--blueprint", "nope"), ("--blueprint", "../x"),
+    ("--env", "x" * 300), ("--env", "../up"),
+])
+def test_bad_import_flags_are_usage_errors(repo: Path, flags: tuple[str, str]) -> None:
+    args = ("--env", "y", *flags) if flags[0] != "--env" else flags
+    result = gen("import", "libvirt", "test:///default", *args, cwd=repo)
+    assert result.code == 64, result
+    assert flags[0] in result.err and "Traceback" not in result.err
+    if flags[0] == "--env":
+        _vars(repo)
+        assert gen("import", "helpernode", "vars.yaml", *flags, cwd=repo).code == 64
+    assert sorted(p.name for p in (repo / "environments").iterdir()) == \
+        sorted(p.name for p in (ROOT / "environments").iterdir())
