@@ -127,3 +127,34 @@ def test_bad_import_flags_are_usage_errors(repo: Path, flags: tuple[str, str]) -
         assert gen("import", "helpernode", "vars.yaml", *flags, cwd=repo).code == 64
     assert sorted(p.name for p in (repo / "environments").iterdir()) == \
         sorted(p.name for p in (ROOT / "environments").iterdir())
+
+
+@pytest.mark.parametrize(("addition", "field"), [
+    ('ssh_gen_key: "false"\n', "ssh_gen_key"),
+    ("ssh_gen_key: no\n", "ssh_gen_key"),
+    ('staticips: "yes"\n', "staticips"),
+    ("uefi: maybe\n", "uefi"),
+    ('ipi: "true"\n', "ipi"),
+    ("setup_registry:\n  deploy: yes\n", "setup_registry.deploy"),
+])
+def test_helpernode_booleans_are_yaml_booleans_only(repo: Path, addition: str,
+                                                    field: str) -> None:
+    text = LAB_A_VARS + addition
+    _vars(repo, text)
+    result = gen("import", "helpernode", "vars.yaml", "--env", "b", cwd=repo)
+    assert result.code == 1, result
+    number = LAB_A_VARS.count("\n") + 1 + (1 if "\n  " in addition else 0)
+    refused = [line for line in result.err.splitlines() if "refused" in line]
+    assert refused == [line for line in refused if line.startswith(
+        f"vars.yaml:{number}:")] and len(refused) == 1, result.err
+    assert f": at {field}: refused: " in refused[0] and "is not true or false" in refused[0]
+    assert not (repo / "environments/b").exists()
+
+
+def test_helpernode_file_urls_are_refused_unread(repo: Path) -> None:
+    _vars(repo, LAB_A_VARS + "ocp_install_kernel: file:///etc/shadow\n")
+    result = gen("import", "helpernode", "vars.yaml", "--env", "f", cwd=repo)
+    assert result.code == 1, result
+    assert f"vars.yaml:{LAB_A_VARS.count(chr(10)) + 1}:21: at ocp_install_kernel: refused: " \
+           "a file:// URL" in result.err, result.err
+    assert not (repo / "environments/f").exists()
