@@ -500,3 +500,19 @@ def test_an_ipv6_only_network_is_refused_in_one_line(host: str, repo: Path) -> N
     assert f"{host}: at networks.lan: refused: a routed/NAT/isolated network without an " \
            "IPv4 address" in result.err
     assert not (repo / "environments/adopted").exists()
+
+
+def test_devices_libvirt_adds_by_itself_do_not_block_adoption(host: str, repo: Path) -> None:
+    """What libvirt 9/10 adds to a domain defined without it (read back from a real
+    libvirtd's dumpxml) is no reason to refuse an adoption."""
+    state = Path(host[len("test://"):])
+    plain = domain_xml("worker0")
+    added = ("<controller type='usb' index='0' model='qemu-xhci'/><input type='mouse' "
+             "bus='ps2'/><audio id='1' type='none'/><memballoon model='virtio'/></devices>")
+    state.write_text(state.read_text().replace(plain, plain.replace("</devices>", added)))
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 0, result.err
+    assert "domains.worker0.devices" not in result.out
+    plan = plan_json("--adopt")
+    assert ("adopt", "hv1/worker0") in {(a["op"], a["name"]) for a in plan["actions"]}
+    assert plan["conflicts"] == []
