@@ -114,17 +114,13 @@ def test_invalid_imports_name_the_vars_file_line(repo: Path, old: str, new: str,
 
 
 @pytest.mark.parametrize("flags", [
-    ("--hypervisor", "../hv"), ("--blueprint", "nope"), ("--blueprint", "../x"),
-    ("--env", "x" * 300), ("--env", "../up"),
+    ("--hypervisor", "../hv"), ("--hypervisor", "h" * 300), ("--blueprint", "nope"),
+    ("--blueprint", "../x"),
 ])
 def test_bad_import_flags_are_usage_errors(repo: Path, flags: tuple[str, str]) -> None:
-    args = ("--env", "y", *flags) if flags[0] != "--env" else flags
-    result = gen("import", "libvirt", "test:///default", *args, cwd=repo)
+    result = gen("import", "libvirt", "test:///default", "--env", "y", *flags, cwd=repo)
     assert result.code == 64, result
     assert flags[0] in result.err and "Traceback" not in result.err
-    if flags[0] == "--env":
-        _vars(repo)
-        assert gen("import", "helpernode", "vars.yaml", *flags, cwd=repo).code == 64
     assert sorted(p.name for p in (repo / "environments").iterdir()) == \
         sorted(p.name for p in (ROOT / "environments").iterdir())
 

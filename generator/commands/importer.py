@@ -21,14 +21,12 @@ def import_group() -> None:
 
 
 def _env_name(env: str) -> str:
-    name = env[4:] if env.startswith("env/") else env
-    _check_name(name, "--env")
-    return name
+    return env[4:] if env.startswith("env/") else env
 
 
 def _check_name(name: str, flag: str) -> None:
-    """A flag naming a folder or an environment item: a usage error (64) when invalid, so
-    it is never reported as a problem of a file that was not written."""
+    """A flag naming a blueprint folder or a hypervisor: a usage error (64) when invalid,
+    never reported as a problem of a file that was not written."""
     from generator.confine import NAME_FIX, name_problem
 
     problem = name_problem(name)
@@ -92,9 +90,9 @@ def helpernode(vars_file: Path, env: str, fmt: str) -> None:
     from generator.importers.helpernode import import_helpernode
     from generator.loader import decode_utf8, read_regular_file
 
+    name = _env_name(env)
     # Bounded and regular files only: /dev/zero, a FIFO or a huge file is refused unread.
     text = decode_utf8(read_regular_file(vars_file, str(vars_file)), str(vars_file))
-    name = _env_name(env)
     imported = import_helpernode(text, str(vars_file), name)
     _finish(imported, name, f"Imported by `gen import helpernode {vars_file.name}`.\n"
             "Comments mark every value that was assumed, not read from the vars file.",
