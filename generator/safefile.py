@@ -75,10 +75,7 @@ def replace_file(path: Path, text: str) -> None:
     in the same directory (so a symlink planted at a predictable name is never followed),
     is fsynced, then renamed over `path`. A symlink or non-regular file at `path` itself
     is refused: replacing it would silently turn a link into a file."""
-    if path.is_symlink():
-        raise UnsafeFile(path, "is a symlink, not a plain file; not writing through it")
-    if path.exists() and not path.is_file():
-        raise UnsafeFile(path, f"is not a regular file (it is {_kind(path.lstat().st_mode)})")
+    check_replaceable(path)
     data = text.encode("utf-8")
     dir_fd = os.open(path.parent, DIR_FLAGS)
     try:
@@ -98,6 +95,14 @@ def replace_file(path: Path, text: str) -> None:
         os.fsync(dir_fd)  # the rename itself survives a crash
     finally:
         os.close(dir_fd)
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse, before anything is read, a `path` that replace_file would refuse."""
+    if path.is_symlink():
+        raise UnsafeFile(path, "is a symlink, not a plain file; not writing through it")
+    if path.exists() and not path.is_file():
+        raise UnsafeFile(path, f"is not a regular file (it is {_kind(path.lstat().st_mode)})")
 
 
 def _new_temp(dir_fd: int, name: str) -> tuple[str, int]:

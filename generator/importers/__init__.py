@@ -131,10 +131,11 @@ def write_environment(root: Path, name: str, data: CommentedMap, header: str,
     from generator import edit
     from generator.environment import load_environment
     from generator.loader import ENV_FILE
-    from generator.safefile import replace_file
+    from generator.safefile import check_replaceable, replace_file
 
     env_dir = root / "environments" / name
     path = env_dir / ENV_FILE
+    check_replaceable(path)  # a symlinked env.yaml is neither read nor written through
     if path.is_file():
         old = path.read_text(encoding="utf-8")
         yaml, existing = edit.load(old, str(path))
