@@ -445,3 +445,80 @@ def test_bridged_helpernode_lab_is_adopted(host: str, repo: Path, tmp_path: Path
     again = run("plan", "env/adopted", "--provider", "libvirt", "--detailed-exitcode")
     assert again.code == 0, again.out + again.err
     assert _domain_ids(host) == before
+
+
+@pytest.mark.parametrize(("old", "new", "part"), [
+    ("</interface>", "</interface><hostdev mode='subsystem' type='pci'><source><address "
+     "domain='0' bus='1' slot='0' function='0'/></source></hostdev>", "devices/hostdev"),
+    ("</interface>", "</interface><filesystem type='mount'><source dir='/srv/share'/>"
+     "<target dir='share'/></filesystem>", "devices/filesystem"),
+    ("<boot dev='hd'/>", "<kernel>/boot/vmlinuz</kernel><cmdline>console=ttyS0</cmdline>",
+     "os/kernel"),
+])
+def test_devices_gen_cannot_render_are_reported_and_never_adopted(
+        host: str, repo: Path, tmp_path: Path, old: str, new: str, part: str) -> None:
+    """A passthrough device, a shared folder or direct kernel boot would vanish when the
+    domain is redefined from the environment: the import says so, and adoption refuses."""
+    state = Path(host[len("test://"):])
+    plain = domain_xml("worker0")
+    assert plain.count(old) == 1
+    state.write_text(state.read_text().replace(plain, plain.replace(old, new)))
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 0, result.err
+    tag = part.replace("/", ".")
+    lines = [line for line in result.out.splitlines() if f"domains.worker0.{tag}" in line]
+    assert len(lines) == 1 and ": not supported: " in lines[0], result.out
+    plan = plan_json("--adopt")
+    assert ("adopt", "hv1/worker0") not in {(a["op"], a["name"]) for a in plan["actions"]}
+    conflicts = [c for c in plan["conflicts"] if "'worker0'" in c]
+    assert len(conflicts) == 1 and part in conflicts[0], plan["conflicts"]
+    converge = run("converge", "env/adopted", "--provider", "libvirt", "--adopt",
+                   "--auto-approve", "--state-dir", str(tmp_path / "s"))
+    assert converge.code == 1
+    live = provider.open_connection(host).lookupByName("worker0").XMLDesc(2)
+    assert ET.fromstring(live).find(part) is not None
+
+
+V6 = ("<ip family='ipv6' address='fd00::1' prefix='64'><dhcp><host id='0:4:7e:7d:f0:7d:a8:bc"
+      "' name='master0' ip='fd00::10'/><range start='fd00::100' end='fd00::1ff'/></dhcp></ip>")
+
+
+def test_an_ipv6_address_is_reported_and_the_ipv4_part_imported(host: str, repo: Path) -> None:
+    state = Path(host[len("test://"):])
+    state.write_text(state.read_text().replace("</dhcp></ip></network>",
+                                               "</dhcp></ip>" + V6 + "</network>", 1))
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if "fd00::1" in line]
+    assert lines == [f"{host}: at networks.lan.ip[fd00::1]: not supported: ipv6 address "
+                     "fd00::1/64: gen renders IPv4 networks only; adopting the network drops "
+                     "this address"], result.out
+    assert env_nodes(repo)["master0"]["nics"][0]["ip"] == LAB["master0"][0]
+
+
+def test_an_ipv6_only_network_is_refused_in_one_line(host: str, repo: Path) -> None:
+    state = Path(host[len("test://"):])
+    text = state.read_text()
+    v4 = text[text.index("<ip address='192.168.20.1'"):text.index("</ip></network>") + 5]
+    state.write_text(text.replace(v4, V6, 1))
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 1, result
+    assert f"{host}: at networks.lan: refused: a routed/NAT/isolated network without an " \
+           "IPv4 address" in result.err
+    assert not (repo / "environments/adopted").exists()
+
+
+def test_devices_libvirt_adds_by_itself_do_not_block_adoption(host: str, repo: Path) -> None:
+    """What libvirt 9/10 adds to a domain defined without it (read back from a real
+    libvirtd's dumpxml) is no reason to refuse an adoption."""
+    state = Path(host[len("test://"):])
+    plain = domain_xml("worker0")
+    added = ("<controller type='usb' index='0' model='qemu-xhci'/><input type='mouse' "
+             "bus='ps2'/><audio id='1' type='none'/><memballoon model='virtio'/></devices>")
+    state.write_text(state.read_text().replace(plain, plain.replace("</devices>", added)))
+    result = run("import", "libvirt", host, "--env", "adopted")
+    assert result.code == 0, result.err
+    assert "domains.worker0.devices" not in result.out
+    plan = plan_json("--adopt")
+    assert ("adopt", "hv1/worker0") in {(a["op"], a["name"]) for a in plan["actions"]}
+    assert plan["conflicts"] == []

@@ -19,9 +19,11 @@ def apply_edit(env: str, change: Callable[[Any], None]) -> tuple[Path, str, str]
     """
     from generator import edit
     from generator.environment import load_environment, resolve_env_dir
+    from generator.safefile import check_replaceable, replace_file
 
     env_dir = resolve_env_dir(env)
     path = env_dir / ENV_FILE
+    check_replaceable(path)  # a symlinked env.yaml is neither read nor written through
     old = path.read_text(encoding="utf-8")
     yaml, data = edit.load(old, str(path))
     change(data)
@@ -29,9 +31,7 @@ def apply_edit(env: str, change: Callable[[Any], None]) -> tuple[Path, str, str]
     loaded = load_environment(str(env_dir), env_text=new)
     warn(loaded.warnings)
     if new != old:
-        temp = path.with_name(f".{path.name}.gen-tmp")
-        temp.write_text(new, encoding="utf-8")
-        temp.replace(path)
+        replace_file(path, new)
     return path, old, new
 
 

@@ -29,11 +29,33 @@ def _env_name(env: str) -> str:
     return name
 
 
+def _check_name(name: str, flag: str) -> None:
+    """A flag naming a blueprint folder or a hypervisor: a usage error (64) when invalid,
+    never reported as a problem of a file that was not written."""
+    from generator.confine import NAME_FIX, name_problem
+
+    problem = name_problem(name)
+    if problem:
+        shown = problem if len(name) <= 80 else f"a {len(name)}-character name is not valid"
+        raise click.BadParameter(f"{shown}: {NAME_FIX}", param_hint=flag)
+
+
+def _check_blueprint(blueprint: str) -> None:
+    from generator.environment import find_root, known_blueprints, resolve_blueprint
+
+    _check_name(blueprint, "--blueprint")
+    root = find_root(Path.cwd())
+    if resolve_blueprint(root, blueprint) is None:
+        raise click.BadParameter(f"no blueprint {blueprint!r} (known: "
+                                 f"{', '.join(known_blueprints(root))})",
+                                 param_hint="--blueprint")
+
+
 def _finish(imported: object, name: str, header: str, fmt: str, source: str,
             sections: tuple[str, ...] = ()) -> None:
     from generator.environment import find_root
     from generator.errors import InvalidInput
-    from generator.importers import Imported, write_environment
+    from generator.importers import Imported, blame_source, write_environment
 
     assert isinstance(imported, Imported)
     if imported.refused:
@@ -42,7 +64,11 @@ def _finish(imported: object, name: str, header: str, fmt: str, source: str,
                 click.echo(line.render(), err=True)
         raise InvalidInput(imported.problems())
     root = find_root(Path.cwd())
-    path = write_environment(root, name, imported.data, header, sections)
+    try:
+        path = write_environment(root, name, imported.data, header, sections)
+    except InvalidInput as exc:
+        raise InvalidInput(blame_source(exc.problems, imported, source,
+                                        f"{name}/env.yaml")) from None
     shown = path.relative_to(root) if path.is_relative_to(root) else path
     counts = {s: sum(1 for line in imported.lines if line.status == s)
               for s in ("mapped", "not supported")}
@@ -66,14 +92,12 @@ def helpernode(vars_file: Path, env: str, fmt: str) -> None:
 
     Example: gen import helpernode vars.yaml --env lab
     """
-    from generator.errors import UserError
     from generator.importers.helpernode import import_helpernode
+    from generator.loader import decode_utf8, read_regular_file
 
     name = _env_name(env)
-    try:
-        text = vars_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{vars_file}: cannot read: {exc}") from None
+    # Bounded and regular files only: /dev/zero, a FIFO or a huge file is refused unread.
+    text = decode_utf8(read_regular_file(vars_file, str(vars_file)), str(vars_file))
     imported = import_helpernode(text, str(vars_file), name)
     _finish(imported, name, f"Imported by `gen import helpernode {vars_file.name}`.\n"
             "Comments mark every value that was assumed, not read from the vars file.",
@@ -143,6 +167,8 @@ def libvirt(uri: str, env: str, match: tuple[str, ...], roles: tuple[str, ...],
     from generator.importers.libvirt import Options, import_libvirt, read_snapshot
 
     name = _env_name(env)
+    _check_name(hypervisor, "--hypervisor")
+    _check_blueprint(blueprint)
     opts = Options(name, hypervisor, match, _role_pairs(roles), blueprint,
                    _known_bridges(name))
     imported = import_libvirt(read_snapshot(uri), opts)

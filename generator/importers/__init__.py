@@ -9,6 +9,7 @@ through `write_environment`, which validates the result before anything reaches 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,58 @@ class Imported:
         return [Problem(f"refused: {line.detail}", line.location) for line in self.refused]
 
 
+def blame_source(problems: list[Problem], imported: Imported, source: str,
+                 env_file: str) -> list[Problem]:
+    """Validation problems of the candidate environment (never written, so its lines mean
+    nothing to the user) moved to the input line the value came from, naming the
+    environment field; a problem no report line explains names the source and the field."""
+    targets = [(line, line.detail[3:].split(" ")[0]) for line in imported.lines
+               if line.status == "mapped" and line.detail.startswith("-> ")]
+    out = []
+    for problem in problems:
+        loc = problem.location
+        if loc is None or not loc.file.endswith(env_file):
+            out.append(problem)
+            continue
+        field_path = loc.path
+        line = _origin(targets, field_path) or _origin(
+            targets, _named_path(imported.data, field_path))
+        message = f"{problem.message} [imported as {field_path}]"
+        where = line.location if line else Location(source, 0, 0, field_path)
+        out.append(Problem(message, where, problem.hint, problem.warning))
+    return out
+
+
+def _origin(targets: list[tuple[Line, str]], field_path: str) -> Line | None:
+    """The report line whose target is `field_path`, lies inside it, or contains it."""
+    if not field_path:
+        return None
+    for line, target in targets:
+        if target == field_path:
+            return line
+    for line, target in targets:
+        if target.startswith((field_path + ".", field_path + "[")):
+            return line
+    inner = [(len(t), line) for line, t in targets if field_path.startswith((t + ".", t + "["))]
+    return max(inner, key=lambda pair: pair[0])[1] if inner else None
+
+
+def _named_path(data: Any, field_path: str) -> str:
+    """nodes[3].nics[0].ip -> nodes[worker0].nics[0].ip: list items by name, where named."""
+    out, value = "", data
+    for key, index in re.findall(r"([^.\[\]]+)|\[([^\]]*)\]", field_path):
+        if key:
+            out += ("." if out else "") + key
+            value = value.get(key) if isinstance(value, dict) else None
+            continue
+        item = value[int(index)] if isinstance(value, list) and index.isdigit() \
+            and int(index) < len(value) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        out += f"[{name if isinstance(name, str) else index}]"
+        value = item
+    return out
+
+
 def cmap(*pairs: tuple[str, Any], flow: bool = False) -> CommentedMap:
     out = CommentedMap(pairs)
     if flow:
@@ -78,9 +131,11 @@ def write_environment(root: Path, name: str, data: CommentedMap, header: str,
     from generator import edit
     from generator.environment import load_environment
     from generator.loader import ENV_FILE
+    from generator.safefile import check_replaceable, replace_file
 
     env_dir = root / "environments" / name
     path = env_dir / ENV_FILE
+    check_replaceable(path)  # a symlinked env.yaml is neither read nor written through
     if path.is_file():
         old = path.read_text(encoding="utf-8")
         yaml, existing = edit.load(old, str(path))
@@ -96,9 +151,7 @@ def write_environment(root: Path, name: str, data: CommentedMap, header: str,
     else:
         _validate_new(root, name, text)
         env_dir.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.gen-tmp")
-    temp.write_text(text, encoding="utf-8")
-    temp.replace(path)
+    replace_file(path, text)
     return path
 
 

@@ -95,6 +95,17 @@ class _Reader:
             return None
         return str(value).strip()
 
+    def boolean(self, path: FieldPath) -> bool | None:
+        """A YAML 1.2 boolean (true/false), None when absent; anything else ("false" in
+        quotes, yes, maybe) is refused, never guessed at."""
+        value = self.get(path)
+        if value is None or isinstance(value, bool):
+            return value
+        shown = repr(value) if not isinstance(value, (dict, list)) else "a collection"
+        self.refuse(path, f"{shown[:60]} is not true or false (write true or false, "
+                    "unquoted)")
+        return None
+
     def address(self, path: FieldPath, required: bool = True) -> str | None:
         value = self.text(path, required)
         if value is None:
@@ -172,22 +183,19 @@ def _environment(r: _Reader, env_name: str, display: str) -> CommentedMap:
 
 
 def _flag(r: _Reader, key: str, meaning: str) -> bool:
-    value = r.get((key,))
+    value = r.boolean((key,))
     if value is None:
-        return False
-    if not isinstance(value, bool):
-        r.refuse((key,), f"'{value}' is not true or false")
         return False
     r.mapped((key,), meaning if value else "the default (false)")
     return value
 
 
 def _refuse_if_true(r: _Reader, key: str, why: str) -> None:
-    value = r.get((key,))
+    value = r.boolean((key,))
     if value is True:
         r.refuse((key,), why)
-    elif value is not None:
-        r.mapped((key,), "the default (false)" if value is False else "ignored")
+    elif value is False:
+        r.mapped((key,), "the default (false)")
 
 
 def _cluster(r: _Reader) -> CommentedMap:
@@ -210,10 +218,11 @@ def _cluster(r: _Reader) -> CommentedMap:
         cluster["version"] = version
     cluster["pullSecret"] = cmap(("file", "~/.openshift/pull-secret"), flow=True)
     note(cluster, "pullSecret", "not in the vars file: where the helper-node docs keep it")
-    if r.get(("ssh_gen_key",)) is False:
+    gen_key = r.boolean(("ssh_gen_key",))
+    if gen_key is False:
         r.mapped(("ssh_gen_key",), "no cluster.sshAuthorizedKeys (add your own key)")
     else:
-        if r.get(("ssh_gen_key",)) is not None:
+        if gen_key is True:
             r.mapped(("ssh_gen_key",), "cluster.sshAuthorizedKeys (~/.ssh/helper_rsa.pub)")
         cluster["sshAuthorizedKeys"] = cseq([cmap(("file", "~/.ssh/helper_rsa.pub"),
                                                   flow=True)])
@@ -509,10 +518,10 @@ def _registry(r: _Reader) -> bool:
     if not isinstance(section, dict):
         r.refuse(("setup_registry",), "must be a mapping (deploy, registry_image, ...)")
         return False
-    deploy = section.get("deploy") is True
+    deploy = r.boolean(("setup_registry", "deploy")) is True
     for key in section:
         path = ("setup_registry", key)
-        if key == "deploy":
+        if key == "deploy" and isinstance(section[key], bool):
             r.mapped(path, "services.dns.records registry -> the helper" if deploy
                      else "nothing (no registry)")
         elif key in ("registry_user", "registry_password"):
@@ -554,8 +563,14 @@ def _artifacts(r: _Reader, services: CommentedMap) -> CommentedMap:
         url = r.text((key,), required=False)
         if url is None:
             continue
-        if not re.match(r"^(https?|file)://\S+$", url):
-            r.refuse((key,), f"'{url}' is not an http://, https:// or file:// URL")
+        if url.lower().startswith("file:"):
+            # In the playbook a file:// URL is a path on the helper; gen lock would read
+            # it on the machine running gen (and converge would publish it).
+            r.refuse((key,), "a file:// URL names a file on the helper, which gen cannot "
+                     "read: give the http:// or https:// URL it was downloaded from")
+            continue
+        if not re.match(r"^https?://\S+$", url):
+            r.refuse((key,), f"'{url}' is not an http:// or https:// URL")
             continue
         if name is None:  # rootfs (4.6+) or the metal image older installers write
             live = "rootfs" in url.rsplit("/", 1)[-1]
@@ -605,7 +620,8 @@ def _other_top_level(r: _Reader) -> None:
         if value is None:
             continue
         if key == "uefi":
-            r.mapped((key,), f"nothing to set ({why})")
+            if r.boolean((key,)) is not None:
+                r.mapped((key,), f"nothing to set ({why})")
             continue
         for sub in list(value) if isinstance(value, dict) else [None]:
             r.unsupported((key, sub) if sub is not None else (key,), why)

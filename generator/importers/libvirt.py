@@ -22,6 +22,7 @@ from generator.errors import Location
 from generator.families.libvirt import OVMF_CODE
 from generator.importers import Imported, Line, cmap, cseq, note
 from generator.model import BOOT_ORDER
+from generator.reconcile import essence
 from generator.units import MIB, scaled_bytes
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -80,7 +81,7 @@ def read_snapshot(uri: str) -> Snapshot:
             networks[net.name()] = net.XMLDesc(0)  # test:// has no inactive flag
         try:
             for lease in net.DHCPLeases() if net.isActive() else []:
-                if lease.get("mac") and lease.get("ipaddr"):
+                if lease.get("mac") and _is_ipv4(lease.get("ipaddr")):  # a v6 one too
                     leases[str(lease["mac"]).lower()] = str(lease["ipaddr"])
         except libvirt.libvirtError:
             pass  # drivers without leases (test://)
@@ -204,7 +205,7 @@ def _network(snap: Snapshot, name: str, report: _Report) -> CommentedMap:
     mode = (root.find("forward").get("mode", "nat")  # type: ignore[union-attr]
             if root.find("forward") is not None else "isolated")
     net = cmap(("name", name))
-    ip = root.find("ip")
+    ip = _ipv4(root, where, report)
     if mode == "bridge":
         bridge = root.find("bridge")
         net["cidr"] = "192.0.2.0/24"
@@ -221,7 +222,12 @@ def _network(snap: Snapshot, name: str, report: _Report) -> CommentedMap:
                    "gen gives each such network its gateway address")
         return net
     prefix = ip.get("prefix") or ip.get("netmask") or "24"
-    iface = IPv4Interface(f"{ip.get('address')}/{prefix}")
+    try:
+        iface = IPv4Interface(f"{ip.get('address')}/{prefix}")
+    except ValueError:
+        report.add(where, "refused", f"address {ip.get('address')}/{prefix} is not an IPv4 "
+                   "address and prefix")
+        return net
     net["cidr"] = str(iface.network)
     net["gateway"] = str(iface.ip)
     libvirt = cmap(("mode", mode), flow=True)
@@ -234,6 +240,19 @@ def _network(snap: Snapshot, name: str, report: _Report) -> CommentedMap:
     net["libvirt"] = libvirt
     report.add(where, "mapped", f"-> networks[{name}] ({mode}, {iface.network})")
     return net
+
+
+def _ipv4(root: ET.Element, where: str, report: _Report) -> ET.Element | None:
+    """The network's first IPv4 address; each IPv6 one gets a `not supported` line."""
+    found = None
+    for ip in root.findall("ip"):
+        if ip.get("family", "ipv4") == "ipv4":
+            found = found if found is not None else ip
+            continue
+        report.add(f"{where}.ip[{ip.get('address')}]", "not supported",
+                   f"{ip.get('family')} address {ip.get('address')}/{ip.get('prefix')}: gen "
+                   "renders IPv4 networks only; adopting the network drops this address")
+    return found
 
 
 def _bridge_networks(roots: dict[str, ET.Element], opts: Options, taken: set[str],
@@ -266,9 +285,17 @@ def _dhcp_hosts(snap: Snapshot) -> dict[str, str]:
     out = dict(snap.leases)
     for text in snap.networks.values():
         for host in ET.fromstring(text).findall("ip/dhcp/host"):
-            if host.get("mac") and host.get("ip"):
+            if host.get("mac") and _is_ipv4(host.get("ip")):
                 out[str(host.get("mac")).lower()] = str(host.get("ip"))
     return out
+
+
+def _is_ipv4(value: str | None) -> bool:
+    try:
+        IPv4Address(value or "")
+    except ValueError:
+        return False
+    return True
 
 
 def _fill_ranges(networks: list[CommentedMap], nodes: list[CommentedMap]) -> None:
@@ -315,6 +342,10 @@ def _node(name: str, root: ET.Element, snap: Snapshot, opts: Options, pool_name:
     node["disks"] = cseq(disks)
     node["nics"] = cseq(_nics(root, dhcp_hosts, opts, report, where))
     _drift(root, node, report, where)
+    for part in essence.unmanaged(root):
+        report.add(f"{where}.{part.split()[0].replace('/', '.')}", "not supported",
+                   f"{part}: gen does not render it, so `gen plan --adopt` lists the domain "
+                   "as a conflict (adopting would drop it)")
     report.add(where, "mapped", f"-> nodes[{name}] (role {role}"
                f"{'' if inferred else ', not inferred'})")
     return node
@@ -473,7 +504,7 @@ def _nics(root: ET.Element, dhcp_hosts: dict[str, str], opts: Options, report: _
             continue
         nic = cmap(("network", network), flow=True)
         ip = dhcp_hosts.get(mac)
-        if ip:
+        if _is_ipv4(ip):
             nic["ip"] = str(IPv4Address(ip))
         if mac:
             nic["mac"] = mac

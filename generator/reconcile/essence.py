@@ -82,6 +82,35 @@ def domain(root: ET.Element) -> Essence:
     return out
 
 
+# Devices and <os> children a domain may have that adopting it keeps: the ones gen renders,
+# and the ones libvirt adds by itself on define (emulator, controllers, PS/2 input, the
+# balloon, a silent audio backend, q35's iTCO watchdog). Any other (a PCI passthrough, a
+# shared filesystem, a graphics console, direct kernel boot) gen cannot describe, so a
+# redefine from the environment would drop it: adoption refuses such a domain instead.
+RENDERED_DEVICES = frozenset({"disk", "interface", "serial", "console", "emulator",
+                              "controller", "input", "memballoon"})
+RENDERED_OS = frozenset({"type", "loader", "nvram", "boot"})
+
+
+def unmanaged(root: ET.Element) -> list[str]:
+    """`devices/hostdev type=pci`-style names of the parts of a domain gen does not render
+    (tag and attributes only: a kernel command line's text may hold anything)."""
+    out = []
+    for section, known in (("devices", RENDERED_DEVICES), ("os", RENDERED_OS)):
+        for child in root.findall(f"{section}/*"):
+            if child.tag in known or _implicit(child):
+                continue
+            attrs = _attrs(dict(child.attrib))
+            out.append(f"{section}/{child.tag}" + (f" {attrs}" if attrs else ""))
+    return out
+
+
+def _implicit(device: ET.Element) -> bool:
+    """A device libvirt adds to a domain defined without it (checked on libvirt 9/10)."""
+    return (device.tag == "audio" and device.get("type") == "none") or (
+        device.tag == "watchdog" and device.get("model") == "itco")
+
+
 def _cpu(cpu: ET.Element | None) -> str:
     if cpu is None:
         return ""

@@ -503,6 +503,13 @@ class _Ctx:
                      kw: dict[str, Any]) -> list[Action]:
         """An update's diff against the live definition with the marker added: drift is
         listed by field; drift that would replace the VM makes it a conflict instead."""
+        dropped = essence.unmanaged(have.config)
+        if dropped:
+            self.provider.conflicts.append(
+                f"{self.hv}: cannot adopt domain {name!r}: it has {'; '.join(dropped)}, "
+                "which gen does not render, and adopting would drop it; remove it by hand "
+                "(virsh edit) or leave the domain out of the environment")
+            return []
         marked = LiveDomain(have.handle, with_marker(have.config, root), have.running,
                             have.current_kib, have.max_kib, have.asked_kib)
         found = self._domain_diff(name, root, marked, start, kw)
