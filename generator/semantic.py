@@ -526,6 +526,11 @@ def check_nfs_exports(c: Checker) -> None:
             c.error(("services", "nfs", "exports", i, "path"),
                     f"export path '{export['path']}' has whitespace or quotes",
                     "use a plain absolute path")
+        elif nfs.system_path(export["path"]):
+            # converge creates the export directory and sets its owner and mode
+            c.error(("services", "nfs", "exports", i, "path"),
+                    f"export path '{export['path']}' is a system directory that converge "
+                    "would re-own", "export a directory of its own, like /exports/NAME")
         for j, client in enumerate(export["clients"]):
             path = ("services", "nfs", "exports", i, "clients", j)
             if not nfs.client_ok(client["host"]):

@@ -228,7 +228,7 @@ def test_a_secret_file_reference_is_a_path_never_shell_text(lab, places, tmp_pat
     env, tree = lab
     pwned = tmp_path / "pwned"
     ref = SecretRef("nfsToken", "file", f"/nonexistent; touch {pwned}; $(touch {pwned})")
-    exports = "hosts/helper/nfs/exports"
+    exports = "hosts/helper/nfs/gen.exports"
     hostile = {exports: tree[exports] + f"# token {ref.marker()}\n".encode()}
     hostile_env = env.__class__(**{**{f: getattr(env, f) for f in env.__dataclass_fields__},
                                    "secrets": (ref,)})
@@ -237,4 +237,4 @@ def test_a_secret_file_reference_is_a_path_never_shell_text(lab, places, tmp_pat
     with pytest.raises(UserError, match="secret 'nfsToken' is not available on the target"):
         files.apply(action)
     assert not pwned.exists(), "the reference ran as shell code"
-    assert not (root / "etc/exports.d/exports").exists()
+    assert not (root / "etc/exports.d/gen.exports").exists()
