@@ -301,3 +301,18 @@ def test_bad_export_directories_are_rejected(repo: Path, path: str, mode: str,
     assert len(errors) == 1 and message in errors[0], errors
     assert errors[0].startswith("environments/k8s-lab/env.yaml:")
     assert not (repo / "out").exists()
+
+
+def test_gen_diff_names_a_changed_export_directory() -> None:
+    from generator.diff.semantic import summarize_nfs
+    from generator.diff.trees import FileChange
+
+    def manifest(mode: str) -> bytes:
+        return nfs.canonical_json({"exportDirectories": [
+            {"path": "/share_storage", "owner": "root", "group": "root", "mode": mode}]})
+
+    change = FileChange("hosts/s/nfs/manifest.json", "modified", manifest("0755"),
+                        manifest("2775"))
+    (finding,) = summarize_nfs([change])
+    assert (finding.op, finding.subject) == ("~", "directory /share_storage")
+    assert "mode: 0755 -> 2775" in finding.detail
