@@ -320,6 +320,7 @@ class FilesProvider:
         _refuse_symlinks(target, "/", [staging])
         _refuse_symlinks(target, spec.install, [*p["desired"], *p["stale"], *p["directories"],
                                                 f"{spec.install}/{MANAGED}"])
+        _refuse_symlinks(target, "/", [d.path for d in p.get("exported", [])])
         files, values = self._materialize(target, p["desired"])
         target.run(["rm", "-rf", target.path(staging)])
         target.write_files({f"{staging}{path}": data for path, data in files.items()},
