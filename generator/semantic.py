@@ -477,11 +477,15 @@ def check_pxe_services(c: Checker) -> None:
                     f"add one (stream artifact: {kind}) under artifacts.os")
 
 
+DISK_IMAGE_KINDS = ("image", "disk")  # a disk image either way (kind: disk, or the default)
+
+
 def check_node_images(c: Checker) -> None:
     """A node's `image:` names a disk-image artifact of artifacts.os: converge uploads that
     pinned image into the pool, and the node's root disk backs onto it."""
     artifacts = c.data.get("artifacts", {}).get("os", {})
-    images = sorted(name for name, a in artifacts.items() if artifact_kind(a) == "image")
+    images = sorted(name for name, a in artifacts.items()
+                    if artifact_kind(a) in DISK_IMAGE_KINDS)
     choices = f"use one of: {', '.join(images)}" if images else \
         "declare the image under artifacts.os with its url and sha256"
     for i, node in c.nodes():
