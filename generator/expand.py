@@ -253,7 +253,9 @@ def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
         ) if haproxy else None,
         nfs=m.NfsService(host=host(nfs), exports=tuple(
             m.NfsExport(e["path"], tuple(m.NfsClient(c["host"], tuple(c.get("options", [])))
-                                         for c in e["clients"]))
+                                         for c in e["clients"]),
+                        owner=e.get("owner", "root"), group=e.get("group", "root"),
+                        mode=e.get("mode", "0755").rjust(4, "0"))
             for e in nfs.get("exports", []))) if nfs else None,
     )
 

@@ -199,6 +199,11 @@ class NfsClient:
 class NfsExport:
     path: str
     clients: tuple[NfsClient, ...]
+    # the export directory as converge creates it: owner and group by name or numeric id,
+    # mode in octal as written (the directory must exist before `exportfs -ra` exports it)
+    owner: str = "root"
+    group: str = "root"
+    mode: str = "0755"
 
 
 @dataclass(frozen=True, slots=True)

@@ -477,6 +477,27 @@ def check_pxe_services(c: Checker) -> None:
                     f"add one (stream artifact: {kind}) under artifacts.os")
 
 
+DISK_IMAGE_KINDS = ("image", "disk")  # a disk image either way (kind: disk, or the default)
+
+
+def check_node_images(c: Checker) -> None:
+    """A node's `image:` names a disk-image artifact of artifacts.os: converge uploads that
+    pinned image into the pool, and the node's root disk backs onto it."""
+    artifacts = c.data.get("artifacts", {}).get("os", {})
+    images = sorted(name for name, a in artifacts.items()
+                    if artifact_kind(a) in DISK_IMAGE_KINDS)
+    choices = f"use one of: {', '.join(images)}" if images else \
+        "declare the image under artifacts.os with its url and sha256"
+    for i, node in c.nodes():
+        image = node.get("image")
+        if image is None or image in images:
+            continue
+        why = (f"is an OS artifact of kind {artifact_kind(artifacts[image])}, not a disk image"
+               if image in artifacts else "names no artifact under artifacts.os")
+        c.error(("nodes", i, "image"), f"image '{image}' of node '{node['name']}' {why}",
+                choices)
+
+
 def check_haproxy_ports(c: Checker) -> None:
     """Ingress NodePorts: distinct, never crossed with the cluster's own, and ports free."""
     services = c.data.get("services", {})
@@ -526,6 +547,11 @@ def check_nfs_exports(c: Checker) -> None:
             c.error(("services", "nfs", "exports", i, "path"),
                     f"export path '{export['path']}' has whitespace or quotes",
                     "use a plain absolute path")
+        elif nfs.system_path(export["path"]):
+            # converge creates the export directory and sets its owner and mode
+            c.error(("services", "nfs", "exports", i, "path"),
+                    f"export path '{export['path']}' is a system directory that converge "
+                    "would re-own", "export a directory of its own, like /exports/NAME")
         for j, client in enumerate(export["clients"]):
             path = ("services", "nfs", "exports", i, "clients", j)
             if not nfs.client_ok(client["host"]):
@@ -698,4 +724,4 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_pxe_services, check_haproxy_ports, check_nfs_exports, check_gateways,
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
           check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
-          check_unique_volumes)
+          check_unique_volumes, check_node_images)

@@ -228,7 +228,7 @@ def test_a_secret_file_reference_is_a_path_never_shell_text(lab, places, tmp_pat
     env, tree = lab
     pwned = tmp_path / "pwned"
     ref = SecretRef("nfsToken", "file", f"/nonexistent; touch {pwned}; $(touch {pwned})")
-    exports = "hosts/helper/nfs/exports"
+    exports = "hosts/helper/nfs/gen.exports"
     hostile = {exports: tree[exports] + f"# token {ref.marker()}\n".encode()}
     hostile_env = env.__class__(**{**{f: getattr(env, f) for f in env.__dataclass_fields__},
                                    "secrets": (ref,)})
@@ -237,4 +237,46 @@ def test_a_secret_file_reference_is_a_path_never_shell_text(lab, places, tmp_pat
     with pytest.raises(UserError, match="secret 'nfsToken' is not available on the target"):
         files.apply(action)
     assert not pwned.exists(), "the reference ran as shell code"
-    assert not (root / "etc/exports.d/exports").exists()
+    assert not (root / "etc/exports.d/gen.exports").exists()
+
+
+# ---- NFS export directories: absolute by nature ----------------------------------------
+
+def nfs_tree(lab, directories: list[object]):
+    env, tree = lab
+    nfs = {p: c for p, c in tree.items() if p.startswith("hosts/helper/nfs/")}
+    nfs["hosts/helper/nfs/manifest.json"] = json.dumps(
+        {"exportDirectories": directories}).encode()
+    return env, nfs
+
+
+@pytest.mark.parametrize("entry", [
+    {"path": "/etc", "owner": "nobody", "group": "nogroup", "mode": "0777"},
+    {"path": "/usr/lib", "owner": "root", "group": "root", "mode": "0755"},
+    {"path": "/exports/../etc", "owner": "root", "group": "root", "mode": "0755"},
+    {"path": "exports", "owner": "root", "group": "root", "mode": "0755"},
+    {"path": "/exports/x", "owner": "root;reboot", "group": "root", "mode": "0755"},
+    {"path": "/exports/x", "owner": "root", "group": "root", "mode": "u+s"},
+    {"path": "/exports/x"},
+])
+def test_hostile_export_directories_are_refused_before_anything_changes(
+        lab, places, entry) -> None:
+    env, tree = nfs_tree(lab, [entry])
+    assert_refused_untouched(provider(places[0]), env, tree, places,
+                             "is not a plain directory outside the system trees")
+
+
+def test_an_export_directory_through_a_symlink_is_refused(lab, places) -> None:
+    root, victim = places
+    env, tree = nfs_tree(lab, [{"path": "/exports/registry", "owner": "nobody",
+                                "group": "nogroup", "mode": "0777"}])
+    (root / "exports").symlink_to(victim)  # chown/chmod would follow it to the victim
+    before = victim.stat()
+    files = provider(root)
+    files.reloads = {"nfs": ("true",)}
+    with pytest.raises(UserError, match="is a symlink on the target"):
+        converge(files, env, tree)
+    after = victim.stat()
+    assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
+    assert not (victim / "registry").exists()
+    assert not (root / "etc/exports.d/gen.exports").exists(), "refused before the swap"

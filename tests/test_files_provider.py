@@ -119,13 +119,13 @@ def test_secret_markers_are_filled_on_the_target_only(tmp_path: Path, lab,
     ref = SecretRef("nfsToken", "env", "GEN_TEST_NFS_TOKEN")
     monkeypatch.setenv("GEN_TEST_NFS_TOKEN", "s3cr3t-value")
     with_marker = dict(tree)
-    exports = "hosts/helper/nfs/exports"
+    exports = "hosts/helper/nfs/gen.exports"
     with_marker[exports] = tree[exports] + f"# token {ref.marker()}\n".encode()
     provider = _provider(tmp_path)
     provider_env = env.__class__(**{**{f: getattr(env, f) for f in env.__dataclass_fields__},
                                     "secrets": (ref,)})
     _converge(provider, provider_env, with_marker)
-    installed = (tmp_path / "etc/exports.d/exports").read_text()
+    installed = (tmp_path / "etc/exports.d/gen.exports").read_text()
     assert "# token s3cr3t-value" in installed
     again = _provider(tmp_path)
     assert again.plan(provider_env, again.scope(with_marker)) == []

@@ -420,7 +420,7 @@ def test_import_renders_what_the_playbook_would(repo: Path, variant: str) -> Non
     else:
         assert reservations == playbook_reservations(v)
     assert rendered_routes(host / "haproxy" / "haproxy.cfg") == playbook_routes(v)
-    exports = host / "nfs" / "exports"
+    exports = host / "nfs" / "gen.exports"
     got_exports = rendered_exports(exports) if exports.exists() else set()
     assert {(p, h, o - {"no_subtree_check"}) for p, h, o in got_exports} == \
         playbook_exports(v)

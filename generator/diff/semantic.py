@@ -556,9 +556,21 @@ def nfs_exports(change: FileChange, content: bytes) -> dict[str, Any]:
     return out
 
 
+def nfs_directories(change: FileChange, content: bytes) -> dict[str, Any]:
+    """manifest.json's export directories: path -> owner, group and mode."""
+    try:
+        wanted = json.loads(content).get("exportDirectories", [])
+    except (ValueError, AttributeError):
+        return {}
+    return {d["path"]: {k: v for k, v in d.items() if k != "path"} for d in wanted
+            if isinstance(d, dict) and isinstance(d.get("path"), str)}
+
+
 def summarize_nfs(changes: Sequence[FileChange]) -> list[Finding]:
-    old, new = _sides(changes, nfs_exports)
-    return keyed_changes("export", old, new)
+    manifests = [c for c in changes if c.path.endswith("/manifest.json")]
+    old, new = _sides([c for c in changes if c not in manifests], nfs_exports)
+    old_dirs, new_dirs = _sides(manifests, nfs_directories)
+    return keyed_changes("export", old, new) + keyed_changes("directory", old_dirs, new_dirs)
 
 
 # --- registry ------------------------------------------------------------------------------

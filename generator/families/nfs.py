@@ -1,8 +1,13 @@
-"""NFS exports on the storage host: `hosts/<nfs host>/nfs/exports` in exports(5) format.
+"""NFS exports on the storage host, under `hosts/<nfs host>/nfs/`:
 
-One line per export: the path, then `client(options)` for every client. Where the blueprint
-names neither `subtree_check` nor `no_subtree_check`, `no_subtree_check` (exportfs's own
-default) is written out, so `exportfs -ra` does not warn on every converge.
+- `gen.exports`: exports(5) lines, installed as /etc/exports.d/gen.exports (`exportfs -ra`
+  reads only `*.exports` files there). One line per export: the path, then
+  `client(options)` for every client. Where the blueprint names neither `subtree_check` nor
+  `no_subtree_check`, `no_subtree_check` (exportfs's own default) is written out, so
+  `exportfs -ra` does not warn on every converge.
+- `manifest.json`: `exportDirectories`, each export's path with the owner, group and mode
+  the environment gives it; the files provider creates them before it reloads, since
+  exportfs skips a path that does not exist.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import re
 
 from generator.families import escape
 from generator.model import Environment, NfsExport
-from generator.tree import Tree, lines
+from generator.tree import Tree, canonical_json, lines
 
 # exports(5) option names Debian 12's exportfs (nfs-utils 2.6.2) accepts, tested against it:
 # flags, and options that take `=value`.
@@ -30,15 +35,40 @@ _CLIENT = re.compile(r"^(\*|@[\w.-]+|[A-Za-z0-9*?.\[\]-]+|\d{1,3}(\.\d{1,3}){3}"
 _PATH = re.compile(r"^/[^\s\"]*$")
 
 
+# exportfs reads /etc/exports.d/*.exports only; any other name there is ignored.
+EXPORTS_FILE = "gen.exports"
+# Directories converge must never re-own or re-mode as an export (nor anything below the
+# first group): the blueprint may name a path that already exists on the host.
+SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/dev",
+                "/proc", "/sys", "/run", "/root")
+SYSTEM_DIRS = ("/", "/var", "/var/lib", "/home", "/tmp", "/var/tmp", "/opt", "/srv", "/mnt",
+               "/media")
+
+
 def render(env: Environment, pins: object) -> Tree:
-    """The exports file, or nothing without services.nfs."""
+    """The exports file and the export directories, or nothing without services.nfs."""
     service = env.services.nfs
     if service is None or not service.exports:
         return {}
     body = [export_line(e, i) for i, e in enumerate(service.exports)]
     name = escape.comment(env.name, None, "an exports(5) comment")
     header = f"# Rendered by gen for environment {name}; do not edit by hand."
-    return {f"hosts/{service.host}/nfs/exports": lines(header, *body)}
+    base = f"hosts/{service.host}/nfs"
+    return {f"{base}/{EXPORTS_FILE}": lines(header, *body),
+            f"{base}/manifest.json": canonical_json({"exportDirectories": [
+                export_directory(e) for e in service.exports]})}
+
+
+def export_directory(export: NfsExport) -> dict[str, str]:
+    """What converge makes of the export's path: a directory with this owner and mode."""
+    return {"path": export.path, "owner": export.owner, "group": export.group,
+            "mode": export.mode}
+
+
+def system_path(path: str) -> bool:
+    """True for a path converge must not create or re-own as an export directory."""
+    return path in SYSTEM_DIRS or any(path == top or path.startswith(top + "/")
+                                      for top in SYSTEM_TREES)
 
 
 def export_line(export: NfsExport, index: int = 0) -> str:

@@ -204,7 +204,7 @@ class FilesProvider:
                 self._no_reload(host, target)
             desired = self._desired_files(spec, files, self.rendered or tree)
             action = self._plan_service(host, service, spec, target, desired,
-                                        _directories(spec, files))
+                                        _directories(spec, files), _export_directories(files))
             if action is not None:
                 actions.append(action)
         return actions
@@ -261,8 +261,8 @@ class FilesProvider:
         return None
 
     def _plan_service(self, host: str, service: str, spec: ServiceSpec, target: Target,
-                      desired: dict[str, bytes | tuple[str, str]],
-                      directories: list[str]) -> Action | None:
+                      desired: dict[str, bytes | tuple[str, str]], directories: list[str],
+                      exported: tuple[ExportDirectory, ...] = ()) -> Action | None:
         managed_path = f"{spec.install}/{MANAGED}"
         live = target.read_files([managed_path, *[p for p, v in desired.items()
                                                   if isinstance(v, bytes)]])
@@ -294,6 +294,8 @@ class FilesProvider:
             digests = {**digests, **stale}
             stale = {}
         changes += [DiffItem("remove", p, d, None) for p, d in stale.items()]
+        directory_changes = _directory_changes(target, exported)
+        changes += directory_changes
         if not changes:
             return None
         op: Op = "update" if managed or live else "create"
@@ -303,7 +305,9 @@ class FilesProvider:
                       payload={"host": host, "service": service, "desired": desired,
                                "digests": digests, "target": target, "spec": spec,
                                "stale": [c.path for c in changes if c.op == "remove"],
-                               "directories": directories})
+                               "directories": directories,
+                               "exported": [d for d in exported if d.path in
+                                            {c.path for c in directory_changes}]})
 
     # -- apply ----------------------------------------------------------------------------
 
@@ -316,6 +320,7 @@ class FilesProvider:
         _refuse_symlinks(target, "/", [staging])
         _refuse_symlinks(target, spec.install, [*p["desired"], *p["stale"], *p["directories"],
                                                 f"{spec.install}/{MANAGED}"])
+        _refuse_symlinks(target, "/", [d.path for d in p.get("exported", [])])
         files, values = self._materialize(target, p["desired"])
         target.run(["rm", "-rf", target.path(staging)])
         target.write_files({f"{staging}{path}": data for path, data in files.items()},
@@ -333,6 +338,7 @@ class FilesProvider:
             managed, indent=2, sort_keys=True).encode()})
         target.run(["rm", "-rf", target.path(staging)])
         target.run(["rmdir", target.path(f"/{STAGING}")], check=False)  # others may be busy
+        _make_export_directories(target, p.get("exported", []))
         reload = self.reloads.get(service, spec.reload)
         if reload and target.reloads:
             target.run([_fill(a, target, spec, staging) for a in reload])
@@ -435,6 +441,92 @@ def _directories(spec: ServiceSpec, files: dict[str, bytes]) -> list[str]:
         return []
     wanted = json.loads(files["manifest.json"]).get("directories", [])
     return [confined(spec.install, d, "a directory manifest.json asks for") for d in wanted]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportDirectory:
+    """A directory outside the install dir that the service needs (an NFS export's path),
+    with the owner, group and mode the environment gives it."""
+
+    path: str
+    owner: str
+    group: str
+    mode: str
+
+    def shown(self) -> str:
+        return f"directory {self.owner}:{self.group} {self.mode}"
+
+
+_OWNER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10}")
+_MODE = re.compile(r"[0-7]{4}")
+
+
+def _export_directories(files: dict[str, bytes]) -> tuple[ExportDirectory, ...]:
+    """The manifest's `exportDirectories`, each checked again here (defence in depth: the
+    paths are absolute by nature, so a system directory is refused before the plan)."""
+    from generator.families.nfs import path_ok, system_path
+
+    if "manifest.json" not in files:
+        return ()
+    wanted = json.loads(files["manifest.json"]).get("exportDirectories", [])
+    found = []
+    for entry in wanted:
+        directory = ExportDirectory(entry.get("path"), entry.get("owner"), entry.get("group"),
+                                    entry.get("mode"))
+        if not (isinstance(directory.path, str) and inside("/", directory.path)
+                and path_ok(directory.path) and not system_path(directory.path)
+                and all(isinstance(v, str) and _OWNER.fullmatch(v)
+                        for v in (directory.owner, directory.group))
+                and isinstance(directory.mode, str) and _MODE.fullmatch(directory.mode)):
+            raise UserError(f"an export directory, {_shown(entry)}, is not a plain directory "
+                            "outside the system trees with a user, group and octal mode; "
+                            "nothing was changed on the target",
+                            "fix services.nfs.exports in the environment")
+        found.append(directory)
+    return tuple(found)
+
+
+# One line per directory: `path<TAB>user group uid gid mode`, or `path<TAB>-` when missing.
+STAT_DIRECTORIES = """root="$1"; shift
+for d; do
+  if [ -d "$root$d" ] && [ ! -L "$root$d" ]; then
+    printf '%s\t%s\n' "$d" "$(stat -c '%U %G %u %g %a' "$root$d")"
+  else printf '%s\t-\n' "$d"; fi
+done"""
+
+
+def _directory_changes(target: Target, wanted: tuple[ExportDirectory, ...]) -> list[DiffItem]:
+    """A DiffItem per export directory that is missing or has another owner or mode."""
+    if not wanted:
+        return []
+    proc = target.run(["sh", "-c", STAT_DIRECTORIES, "sh", target.root.rstrip("/"),
+                       *[d.path for d in wanted]])
+    live = dict(line.split("\t", 1) for line in proc.stdout.decode().splitlines())
+    changes = []
+    for directory in wanted:
+        state = live.get(directory.path, "-").split()
+        if state == ["-"]:
+            changes.append(DiffItem("add", directory.path, None, directory.shown()))
+            continue
+        user, group, uid, gid, mode = state
+        if (directory.owner not in (user, uid) or directory.group not in (group, gid)
+                or int(mode, 8) != int(directory.mode, 8)):
+            was = ExportDirectory(directory.path, user, group, mode.rjust(4, "0"))
+            changes.append(DiffItem("change", directory.path, was.shown(), directory.shown()))
+    return changes
+
+
+def _make_export_directories(target: Target, wanted: list[ExportDirectory]) -> None:
+    """Create each directory (parents root 0755, as mkdir -p makes them) and set its owner
+    and mode; refused when a component is a symlink, so chown never follows one."""
+    if not wanted:
+        return
+    _refuse_symlinks(target, "/", [d.path for d in wanted])
+    for directory in wanted:
+        where = target.path(directory.path)
+        target.run(["mkdir", "-p", where])
+        target.run(["chown", f"{directory.owner}:{directory.group}", where])
+        target.run(["chmod", directory.mode, where])
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
