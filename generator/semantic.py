@@ -305,11 +305,18 @@ def check_ip_sources(c: Checker) -> None:
                     "has no range", "set ip: or declare range: {start, end} on the network")
 
 
+MAX_MEMORY_TIB = 16
+
+
 def check_sizes(c: Checker) -> None:
     for i, node in c.nodes():
         if parse_size(node["memory"]) < 256 * MIB:
             c.error(("nodes", i, "memory"), f"{node['memory']} is too little memory",
                     "give a VM at least 256MiB")
+        elif parse_size(node["memory"]) > MAX_MEMORY_TIB * 1024 * 1024 * MIB:
+            # QEMU/KVM's limit for x86-64 guests; larger values validate but fail at converge.
+            c.error(("nodes", i, "memory"), f"{node['memory']} is more memory than a VM can "
+                    f"have", f"give a VM at most {MAX_MEMORY_TIB}TiB")
 
 
 def check_openstack(c: Checker) -> None:
