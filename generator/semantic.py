@@ -226,6 +226,25 @@ def check_hypervisors(c: Checker) -> None:
                             "bare-metal PXE nodes need their NIC's MAC for the DHCP reservation")
 
 
+# Host directories a storage pool must not be: a libvirt dir pool lists every file in its
+# directory as a volume, so a pool at /etc offers /etc/shadow to `disks[].volume`.
+SYSTEM_DIRS = ("/etc", "/root", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/proc",
+               "/sys", "/dev", "/run", "/var/run", "/var/lib/libvirt/qemu")
+
+
+def check_pool_paths(c: Checker) -> None:
+    for i, hv in enumerate(c.data.get("hypervisors", [])):
+        path = (hv.get("pool") or {}).get("path")
+        if path is None:
+            continue
+        system = next((d for d in SYSTEM_DIRS if path == d or path.startswith(d + "/")),
+                      "/" if path == "/" else None)
+        if system is not None:
+            c.error(("hypervisors", i, "pool", "path"), f"pool path {path} is a system "
+                    f"directory ({system}): every file in it would be a volume a VM can attach",
+                    "use a directory of its own such as /var/lib/libvirt/images")
+
+
 def check_control_plane(c: Checker) -> None:
     flavour = c.data.get("cluster", {}).get("flavour")
     if flavour == "kolla":
@@ -700,4 +719,4 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_pxe_services, check_haproxy_ports, check_nfs_exports, check_gateways,
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
           check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
-          check_unique_volumes)
+          check_unique_volumes, check_pool_paths)
