@@ -245,6 +245,23 @@ def check_pool_paths(c: Checker) -> None:
                     "use a directory of its own such as /var/lib/libvirt/images")
 
 
+# Words dnsmasq reads in the last field of `dhcp-host=MAC,IP,NAME` as something other than a
+# host name (dnsmasq(8)): `ignore` (never answer the host), a lease time (`infinite`, digits
+# with an optional s/m/h/d/w unit). All are valid RFC 1123 labels, so the name type allows them.
+_DNSMASQ_HOST_KEYWORD = re.compile(r"ignore|infinite|[0-9]+[smhdw]?")
+
+
+def check_dnsmasq_host_names(c: Checker) -> None:
+    if (c.data.get("services", {}).get("dhcp") or {}).get("provider") != "dnsmasq":
+        return
+    for i, node in c.nodes():
+        if _DNSMASQ_HOST_KEYWORD.fullmatch(node["name"]):
+            c.error(("nodes", i, "name"), f"node name '{node['name']}' is a dnsmasq keyword "
+                    "or lease time, which dnsmasq's dhcp-host reads instead of a host name",
+                    "pick a name that is not ignore, infinite or a number with an optional "
+                    "s/m/h/d/w unit, like worker1")
+
+
 def check_control_plane(c: Checker) -> None:
     flavour = c.data.get("cluster", {}).get("flavour")
     if flavour == "kolla":
@@ -719,4 +736,4 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_pxe_services, check_haproxy_ports, check_nfs_exports, check_gateways,
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
           check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
-          check_unique_volumes, check_pool_paths)
+          check_unique_volumes, check_pool_paths, check_dnsmasq_host_names)
