@@ -559,6 +559,26 @@ def _check_port_clash(c: Checker, services: dict[str, Any], haproxy: dict[str, A
                 "same host", "use 8080")
 
 
+def check_shared_ports(c: Checker) -> None:
+    """Two listeners on one port of one host: HAProxy binds with SO_REUSEPORT, so a stats
+    page on a frontend's port silently takes a share of that frontend's connections."""
+    services = c.data.get("services", {})
+    haproxy = services.get("haproxy")
+    if haproxy and "statsPort" in haproxy:
+        kubeadm = c.data.get("cluster", {}).get("flavour") == "kubeadm"
+        frontends = {80: "ingress-http", 443: "ingress-https", 6443: "api",
+                     **({} if kubeadm else {22623: "machine-config"})}
+        if haproxy["statsPort"] in frontends:
+            c.error(("services", "haproxy", "statsPort"), f"stats port {haproxy['statsPort']} "
+                    f"is the port of HAProxy's {frontends[haproxy['statsPort']]} frontend",
+                    "use 9000")
+    http, dns = services.get("http"), services.get("dns")
+    if http and dns and http.get("port", 8080) == 53 \
+            and _service_host(c, http) == _service_host(c, dns):
+        c.error(("services", "http", "port"), "HTTP port 53 is taken by DNS on the same host",
+                "use 8080")
+
+
 def check_nfs_exports(c: Checker) -> None:
     """Export paths, clients and options exportfs would accept (exports(5))."""
     from generator.families import nfs
@@ -736,4 +756,5 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_pxe_services, check_haproxy_ports, check_nfs_exports, check_gateways,
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
           check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
-          check_unique_volumes, check_pool_paths, check_dnsmasq_host_names)
+          check_unique_volumes, check_pool_paths, check_dnsmasq_host_names,
+          check_shared_ports)
