@@ -249,10 +249,38 @@ def scaffold(root: Path, env_name: str, blueprint: str, answers: dict[str, Any] 
     return _generate_and_move(root, template, context, env_name)
 
 
+def _generate_sandboxed(template: Path, context: dict[str, Any], scratch: Path) -> None:
+    """Render the template with Jinja's immutable sandbox: template files come from the repo
+    (a pull request can edit them), and plain Jinja reaches Python's internals through
+    attributes such as `__globals__`, which the sandbox refuses."""
+    import cookiecutter.generate as cc_generate
+    from cookiecutter.environment import ExtensionLoaderMixin
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+    class SandboxedStrictEnvironment(ExtensionLoaderMixin, ImmutableSandboxedEnvironment):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(undefined=StrictUndefined, **kwargs)
+
+    def sandboxed_env(ctx: dict[str, Any]) -> SandboxedStrictEnvironment:
+        return SandboxedStrictEnvironment(context=ctx, keep_trailing_newline=True)
+
+    # cookiecutter builds its Jinja environment inside generate_files and offers no
+    # parameter for it: swap its factory for the duration of this one call.
+    original = cc_generate.create_env_with_context
+    cc_generate.create_env_with_context = sandboxed_env  # type: ignore[assignment]
+    try:
+        cc_generate.generate_files(repo_dir=str(template), context=context,
+                                   output_dir=str(scratch), accept_hooks=False)
+    except SecurityError as exc:
+        raise UserError(f"{template}: the template does something gen's sandbox refuses: "
+                        f"{exc}", "templates may only insert cookiecutter.NAME values") from None
+    finally:
+        cc_generate.create_env_with_context = original
+
+
 def _generate_and_move(root: Path, template: Path, context: dict[str, Any],
                        env_name: str) -> Path:
-    from cookiecutter.generate import generate_files
-
     from generator.environment import load_environment_dir
     from generator.loader import ENV_FILE
 
@@ -260,8 +288,7 @@ def _generate_and_move(root: Path, template: Path, context: dict[str, Any],
     scratch = Path(tempfile.mkdtemp(prefix=".gen-new-", dir=root))
     try:
         # No hooks: a template's pre/post-generate scripts would be code from the repo.
-        generate_files(repo_dir=str(template), context=context, output_dir=str(scratch),
-                       accept_hooks=False)
+        _generate_sandboxed(template, context, scratch)
         made = scratch / env_name
         target = root / "environments" / env_name
         load_environment_dir(target, (made / ENV_FILE).read_text(encoding="utf-8"))

@@ -226,6 +226,42 @@ def check_hypervisors(c: Checker) -> None:
                             "bare-metal PXE nodes need their NIC's MAC for the DHCP reservation")
 
 
+# Host directories a storage pool must not be: a libvirt dir pool lists every file in its
+# directory as a volume, so a pool at /etc offers /etc/shadow to `disks[].volume`.
+SYSTEM_DIRS = ("/etc", "/root", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/proc",
+               "/sys", "/dev", "/run", "/var/run", "/var/lib/libvirt/qemu")
+
+
+def check_pool_paths(c: Checker) -> None:
+    for i, hv in enumerate(c.data.get("hypervisors", [])):
+        path = (hv.get("pool") or {}).get("path")
+        if path is None:
+            continue
+        system = next((d for d in SYSTEM_DIRS if path == d or path.startswith(d + "/")),
+                      "/" if path == "/" else None)
+        if system is not None:
+            c.error(("hypervisors", i, "pool", "path"), f"pool path {path} is a system "
+                    f"directory ({system}): every file in it would be a volume a VM can attach",
+                    "use a directory of its own such as /var/lib/libvirt/images")
+
+
+# Words dnsmasq reads in the last field of `dhcp-host=MAC,IP,NAME` as something other than a
+# host name (dnsmasq(8)): `ignore` (never answer the host), a lease time (`infinite`, digits
+# with an optional s/m/h/d/w unit). All are valid RFC 1123 labels, so the name type allows them.
+_DNSMASQ_HOST_KEYWORD = re.compile(r"ignore|infinite|[0-9]+[smhdw]?")
+
+
+def check_dnsmasq_host_names(c: Checker) -> None:
+    if (c.data.get("services", {}).get("dhcp") or {}).get("provider") != "dnsmasq":
+        return
+    for i, node in c.nodes():
+        if _DNSMASQ_HOST_KEYWORD.fullmatch(node["name"]):
+            c.error(("nodes", i, "name"), f"node name '{node['name']}' is a dnsmasq keyword "
+                    "or lease time, which dnsmasq's dhcp-host reads instead of a host name",
+                    "pick a name that is not ignore, infinite or a number with an optional "
+                    "s/m/h/d/w unit, like worker1")
+
+
 def check_control_plane(c: Checker) -> None:
     flavour = c.data.get("cluster", {}).get("flavour")
     if flavour == "kolla":
@@ -305,11 +341,18 @@ def check_ip_sources(c: Checker) -> None:
                     "has no range", "set ip: or declare range: {start, end} on the network")
 
 
+MAX_MEMORY_TIB = 16
+
+
 def check_sizes(c: Checker) -> None:
     for i, node in c.nodes():
         if parse_size(node["memory"]) < 256 * MIB:
             c.error(("nodes", i, "memory"), f"{node['memory']} is too little memory",
                     "give a VM at least 256MiB")
+        elif parse_size(node["memory"]) > MAX_MEMORY_TIB * 1024 * 1024 * MIB:
+            # QEMU/KVM's limit for x86-64 guests; larger values validate but fail at converge.
+            c.error(("nodes", i, "memory"), f"{node['memory']} is more memory than a VM can "
+                    f"have", f"give a VM at most {MAX_MEMORY_TIB}TiB")
 
 
 def check_openstack(c: Checker) -> None:
@@ -537,6 +580,26 @@ def _check_port_clash(c: Checker, services: dict[str, Any], haproxy: dict[str, A
                 "same host", "use 8080")
 
 
+def check_shared_ports(c: Checker) -> None:
+    """Two listeners on one port of one host: HAProxy binds with SO_REUSEPORT, so a stats
+    page on a frontend's port silently takes a share of that frontend's connections."""
+    services = c.data.get("services", {})
+    haproxy = services.get("haproxy")
+    if haproxy and "statsPort" in haproxy:
+        kubeadm = c.data.get("cluster", {}).get("flavour") == "kubeadm"
+        frontends = {80: "ingress-http", 443: "ingress-https", 6443: "api",
+                     **({} if kubeadm else {22623: "machine-config"})}
+        if haproxy["statsPort"] in frontends:
+            c.error(("services", "haproxy", "statsPort"), f"stats port {haproxy['statsPort']} "
+                    f"is the port of HAProxy's {frontends[haproxy['statsPort']]} frontend",
+                    "use 9000")
+    http, dns = services.get("http"), services.get("dns")
+    if http and dns and http.get("port", 8080) == 53 \
+            and _service_host(c, http) == _service_host(c, dns):
+        c.error(("services", "http", "port"), "HTTP port 53 is taken by DNS on the same host",
+                "use 8080")
+
+
 def check_nfs_exports(c: Checker) -> None:
     """Export paths, clients and options exportfs would accept (exports(5))."""
     from generator.families import nfs
@@ -724,4 +787,5 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_pxe_services, check_haproxy_ports, check_nfs_exports, check_gateways,
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
           check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
-          check_unique_volumes, check_node_images)
+          check_unique_volumes, check_node_images, check_pool_paths,
+          check_dnsmasq_host_names, check_shared_ports)
