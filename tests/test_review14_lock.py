@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from clirun import gen, replace_in_lab
 
-from generator.errors import EXIT_OK, EXIT_USER, UserError
+from generator.errors import EXIT_LOCK, EXIT_OK, EXIT_USER, UserError
 from generator.lock.resolve import download
 from generator.lock.store import Store
 
@@ -122,6 +122,23 @@ def test_stream_locations_are_checked_like_urls(repo: Path, env: dict[str, str],
     assert why in result.err and "kernel.location" in result.err
     assert len(result.err.strip().splitlines()) == 1, result.err
     assert not (repo / "lock" / "lab.lock").exists()
+
+
+def test_a_lock_edited_to_carry_a_marker_location_is_tampered(repo: Path,
+                                                              env: dict[str, str]) -> None:
+    """The lock carries stream locations into manifest.json: a hand-edited location gets
+    the same rule as the stream, before anything renders."""
+    assert gen("lock", "env/lab", "--offline", cwd=repo, env=env).code == EXIT_OK
+    path = repo / "lock" / "lab.lock"
+    lock = json.loads(path.read_text())
+    locked = lock["inputs"]["os/rhcos-live-kernel"]["locked"]
+    locked["location"] += "?@@gen-secret:leak@@"
+    path.write_text(json.dumps(lock, indent=2) + "\n")
+    result = gen("render", "env/lab", "--frozen", "--out", str(repo / "out"), cwd=repo, env=env)
+    assert result.code == EXIT_LOCK, result
+    assert "inputs.os/rhcos-live-kernel.locked.location" in result.err
+    assert "holds a secret marker" in result.err
+    assert not (repo / "out").exists()
 
 
 # --- B7 + S6: the registry's token dance ---------------------------------------------
