@@ -554,8 +554,9 @@ def _artifacts(r: _Reader, services: CommentedMap) -> CommentedMap:
         url = r.text((key,), required=False)
         if url is None:
             continue
-        if not re.match(r"^(https?|file)://\S+$", url):
-            r.refuse((key,), f"'{url}' is not an http://, https:// or file:// URL")
+        if not re.match(r"^(https?://\S+|file://[^/\s]\S*)$", url):  # the schema's url type
+            r.refuse((key,), f"'{url}' is not an http:// or https:// URL, or a file:// path "
+                     "relative to the environment's folder")
             continue
         if name is None:  # rootfs (4.6+) or the metal image older installers write
             live = "rootfs" in url.rsplit("/", 1)[-1]
