@@ -256,9 +256,11 @@ def _generate_sandboxed(template: Path, context: dict[str, Any], scratch: Path) 
     import cookiecutter.generate as cc_generate
     from cookiecutter.environment import ExtensionLoaderMixin
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    class SandboxedStrictEnvironment(ExtensionLoaderMixin, ImmutableSandboxedEnvironment):
+    class SandboxedStrictEnvironment(ExtensionLoaderMixin,  # type: ignore[misc]
+                                     ImmutableSandboxedEnvironment):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(undefined=StrictUndefined, **kwargs)
 
@@ -268,7 +270,7 @@ def _generate_sandboxed(template: Path, context: dict[str, Any], scratch: Path) 
     # cookiecutter builds its Jinja environment inside generate_files and offers no
     # parameter for it: swap its factory for the duration of this one call.
     original = cc_generate.create_env_with_context
-    cc_generate.create_env_with_context = sandboxed_env  # type: ignore[assignment]
+    cc_generate.create_env_with_context = sandboxed_env
     try:
         cc_generate.generate_files(repo_dir=str(template), context=context,
                                    output_dir=str(scratch), accept_hooks=False)

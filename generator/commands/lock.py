@@ -266,7 +266,8 @@ def fetch_cmd(env: str, store: Path | None, fmt: str) -> None:
                 raise UserError(f"cannot replace {exc.path}: {err.strerror}",
                                 "remove it by hand, then run `gen fetch` again") from None
         download(url, ctx.store, sha256, key,
-                 ProgressLine.for_key(f"[{index}/{len(todo)}] {key}"))
+                 ProgressLine.for_key(f"[{index}/{len(todo)}] {key}"),
+                 bases=(ctx.loaded.source.env_dir, ctx.loaded.source.blueprint_dir))
         report[key] = "fetched"
     images = sorted(k for k in ctx.old.pinned() if k.startswith("image/"))
     lines = [f"{key}: {state}" for key, state in report.items()]

@@ -132,13 +132,14 @@ class Resolver:
         from generator.lock import resolve as r
 
         kind, _, name = key.partition("/")
+        # stream files and file:// URLs are found beside env.yaml, else in the blueprint
+        bases = (self.env_dir, *([self.blueprint_dir] if self.blueprint_dir else []))
         if kind == "image":
             return r.resolve_image(original, self.insecure, self.offline)
         if kind == "os" and "stream" in original:
             spec = original["stream"]
             source = spec.get("file") or spec["url"]
             if source not in self._streams:
-                bases = (self.env_dir, *([self.blueprint_dir] if self.blueprint_dir else []))
                 self._streams[source] = r.load_stream(source, bases, self.offline)
             location, sha256 = r.stream_artifact(self._streams[source], spec["arch"],
                                                  spec["platform"], spec["format"],
@@ -147,12 +148,12 @@ class Resolver:
         if kind == "tool":
             sha256 = original.get("sha256") or r.download(
                 original["url"], self.store, None, key,
-                self.progress(key) if self.progress else None, self.offline)
+                self.progress(key) if self.progress else None, self.offline, bases)
             return {"version": original["version"], "url": original["url"], "sha256": sha256}
         if kind == "os" and original.get("sha256"):
             return {"location": original["url"], "sha256": original["sha256"]}
         sha256 = r.download(original["url"], self.store, original.get("sha256"), key,
-                            self.progress(key) if self.progress else None, self.offline)
+                            self.progress(key) if self.progress else None, self.offline, bases)
         if kind == "os":
             return {"location": original["url"], "sha256": sha256}
         return {"url": original["url"], "sha256": sha256}

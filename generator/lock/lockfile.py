@@ -258,6 +258,14 @@ def _location_problems(key: str, entry: dict[str, Any]) -> list[str]:
     """A URL artifact's locked location must be its original URL: a lock whose location
     was swapped, together with its sha256, for another file's is tampered."""
     original, locked = entry.get("original"), entry.get("locked")
+    if isinstance(locked, dict):  # the lock carries stream locations into rendered files
+        from generator.lock.resolve import location_problem
+
+        for field in ("location", "url"):
+            value = locked.get(field)
+            problem = location_problem(value) if isinstance(value, str) else None
+            if problem:
+                return [f"at inputs.{key}.locked.{field}: {problem}"]
     if not (isinstance(original, dict) and isinstance(locked, dict) and "url" in original):
         return []  # images are checked above, stream entries by re-reading the stream
     field = _LOCATION_FIELD.get(key.partition("/")[0], "url")

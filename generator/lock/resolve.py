@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator.confine import confined_file
+from generator.confine import confined_file, relative_file_problem
 from generator.errors import UserError
 from generator.lock.store import ChecksumMismatch, Store
 from generator.safefile import UnsafeFile, open_regular, read_regular
@@ -31,6 +31,15 @@ DOCKER_HUB_API = "registry-1.docker.io"
 DEFAULT_FORMATS = {"kernel": "pxe", "initramfs": "pxe", "rootfs": "pxe", "disk": "raw.gz"}
 TIMEOUT = 30.0
 MAX_STREAM_BYTES = 64 << 20  # CoreOS stream metadata is ~100 KiB
+MAX_MANIFEST_BYTES = 4 << 20  # OCI indexes are a few KiB; a PR-named registry must not fill RAM
+MAX_TOKEN_BYTES = 64 << 10  # a token reply is one small JSON object
+MAX_URL = 2048
+# http(s), or file:// with a path relative to the environment's (or blueprint's) folder: the
+# same rule as the schema's `url` type, for values that do not pass through the schema
+LOCATION = re.compile(r"https?://[^\s\"'\\<>`\x00-\x1f\x7f]+|file://[^/\s\"'\\<>`\x00-\x1f\x7f]"
+                      r"[^\s\"'\\<>`\x00-\x1f\x7f]*")
+SECRET_MARKER = "@@gen-secret:"
+TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # goes into an Authorization header as is
 Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
 
 
@@ -94,7 +103,7 @@ def resolve_image(ref: str, insecure: frozenset[str] = frozenset(), offline: boo
     scheme = "http" if _plain_http(image.api_host, insecure) else "https"
     url = f"{scheme}://{image.api_host}/v2/{image.repository}/manifests/{image.tag}"
     headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-    status, reply_headers, body = _registry_get(url, headers, ref)
+    status, reply_headers, body = _registry_get(url, headers, ref, insecure)
     digest = reply_headers.get("docker-content-digest") or ""
     computed = "sha256:" + hashlib.sha256(body).hexdigest()
     if digest and digest.startswith("sha256:") and digest != computed:
@@ -109,24 +118,30 @@ def _plain_http(host: str, insecure: frozenset[str]) -> bool:
 
 
 def _registry_get(url: str, headers: dict[str, str], what: str,
-                  ) -> tuple[int, dict[str, str], bytes]:
+                  insecure: frozenset[str] = frozenset()) -> tuple[int, dict[str, str], bytes]:
     """GET with the anonymous bearer-token dance real registries (Docker Hub, quay) need."""
     from urllib.error import HTTPError
 
     try:
-        return _http_get(url, headers, what)
+        return _http_get(url, headers, what, MAX_MANIFEST_BYTES)
     except HTTPError as exc:
         challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
         if not challenge.lower().startswith("bearer "):
             raise _http_error(what, url, exc) from None
-    token = _anonymous_token(challenge, what)
+    token = _anonymous_token(challenge, what, insecure)
     try:
-        return _http_get(url, {**headers, "Authorization": f"Bearer {token}"}, what)
+        return _http_get(url, {**headers, "Authorization": f"Bearer {token}"}, what,
+                         MAX_MANIFEST_BYTES)
     except HTTPError as exc:
         raise _http_error(what, url, exc) from None
 
 
-def _anonymous_token(challenge: str, what: str) -> str:
+def _anonymous_token(challenge: str, what: str, insecure: frozenset[str] = frozenset()) -> str:
+    """The token a registry's `WWW-Authenticate: Bearer realm=...` grants anonymously.
+
+    The registry is named by the environment (a pull request), so its realm is hostile
+    input: an https URL (http only where the registry itself may be plain http), and the
+    reply a small JSON object whose token fits an HTTP header."""
     from urllib.error import HTTPError
     from urllib.parse import urlencode
 
@@ -134,25 +149,82 @@ def _anonymous_token(challenge: str, what: str) -> str:
     realm = params.pop("realm", "")
     if not realm:
         raise UserError(f"image {what}: the registry asked for a token without a realm")
+    problem = realm_problem(realm, insecure)
+    if problem:
+        raise UserError(f"image {what}: the registry's token realm {problem}",
+                        "a registry's realm must be an https:// URL (http:// only for "
+                        "loopback or --insecure-registry hosts)")
     try:
-        _, _, body = _http_get(f"{realm}?{urlencode(params)}", {}, what)
+        _, _, body = _http_get(f"{realm}?{urlencode(params)}", {}, what, MAX_TOKEN_BYTES)
     except HTTPError as exc:
         raise _http_error(what, realm, exc) from None
-    reply = json.loads(body)
-    return str(reply.get("token") or reply.get("access_token") or "")
+    return _token_from(body, what, realm)
 
 
-def _http_get(url: str, headers: dict[str, str], what: str,
+def realm_problem(realm: str, insecure: frozenset[str]) -> str | None:
+    """Why a Bearer realm may not be asked for a token, or None."""
+    from urllib.parse import urlsplit
+
+    shown = repr(realm[:200])
+    if len(realm) > MAX_URL or not re.fullmatch(r"https?://[\x21-\x7e]+", realm):
+        return f"{shown} is not an http(s) URL"
+    try:
+        parts = urlsplit(realm)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return f"{shown} is not an http(s) URL"
+    if not host or "@" in parts.netloc:
+        return f"{shown} names no plain host"
+    if parts.scheme == "http" and not _plain_http(f"{host}:{port}" if port else host, insecure):
+        return f"{shown} is plain http to a host that is not loopback or --insecure-registry"
+    return None
+
+
+def _token_from(body: bytes, what: str, realm: str) -> str:
+    hint = "check the registry: its token endpoint must answer a JSON object with a token"
+    try:
+        reply = json.loads(body)
+    except (ValueError, RecursionError):
+        raise UserError(f"image {what}: the token reply of {realm} is not JSON", hint) from None
+    if not isinstance(reply, dict):
+        raise UserError(f"image {what}: the token reply of {realm} is not a JSON object", hint)
+    token = reply.get("token") or reply.get("access_token")
+    if not isinstance(token, str) or not TOKEN.fullmatch(token):
+        raise UserError(f"image {what}: the token reply of {realm} holds no usable token", hint)
+    return token
+
+
+def _opener() -> Any:
+    """A urllib opener that speaks http and https only: without the default file, ftp and
+    data handlers, no URL and no redirect a registry or stream server sends can make gen
+    read a local file."""
+    from urllib import request
+
+    opener = request.OpenerDirector()
+    for handler in (request.ProxyHandler(), request.UnknownHandler(), request.HTTPHandler(),
+                    request.HTTPSHandler(), request.HTTPDefaultErrorHandler(),
+                    request.HTTPRedirectHandler(), request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+def _http_get(url: str, headers: dict[str, str], what: str, limit: int,
               ) -> tuple[int, dict[str, str], bytes]:
+    """GET `url` (http or https only), reading at most `limit` bytes of the reply."""
     from urllib.error import HTTPError, URLError
-    from urllib.request import Request, urlopen
+    from urllib.request import Request
 
     try:
-        with urlopen(Request(url, headers=headers), timeout=TIMEOUT) as reply:
-            return reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read()
+        with _opener().open(Request(url, headers=headers), timeout=TIMEOUT) as reply:
+            body = reply.read(limit + 1)
+            if len(body) > limit:
+                raise UserError(f"{what}: {url} sent more than {limit >> 10} KiB",
+                                "check the registry or server; gen reads small replies only")
+            return reply.status, {k.lower(): v for k, v in reply.headers.items()}, body
     except HTTPError:
         raise
-    except (URLError, OSError) as exc:
+    except (URLError, OSError, ValueError) as exc:
         raise _unreachable(what, url, exc) from None
 
 
@@ -178,7 +250,8 @@ def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False
         if offline:
             raise Offline(f"stream metadata {source} needs the network",
                           "ship a copy beside env.yaml and use `stream: {file: ...}`")
-        _, _, body = _http_get(source, {"Accept": "application/json"}, f"stream {source}")
+        _, _, body = _http_get(source, {"Accept": "application/json"}, f"stream {source}",
+                               MAX_STREAM_BYTES)
         text, where = body, source
     else:
         found = confined_file(source.removeprefix("file://"), base_dirs)
@@ -222,19 +295,52 @@ def stream_artifact(stream: dict[str, Any], arch: str, platform: str, fmt: str |
     location, sha256 = node.get("location"), node.get("sha256")
     if not isinstance(location, str) or not re.fullmatch(r"[0-9a-f]{64}", str(sha256)):
         raise UserError(f"{where}: {'.'.join(keys)} lacks a location or a sha256")
+    problem = location_problem(location)
+    if problem:
+        raise UserError(f"{where}: {'.'.join(keys)}.location {problem}",
+                        "the stream file is input like env.yaml: fix or re-download it")
     return location, str(sha256)
+
+
+def location_problem(location: str) -> str | None:
+    """Why `location` may not be locked, fetched or copied into a rendered file, or None.
+
+    Stream files are PR-controlled but bypass the schema, so their locations get the
+    schema's `url` rule here, plus the secret-marker rule env.yaml gets."""
+    shown = repr(location[:200])
+    if len(location) > MAX_URL or not LOCATION.fullmatch(location):
+        return (f"{shown} is not an http(s) URL or a file:// path relative to the "
+                "environment's folder (one line, no quotes or control characters)")
+    if SECRET_MARKER in location:
+        return f"{shown} holds a secret marker (@@gen-secret:...@@), which is not allowed here"
+    if location.startswith("file://"):
+        return relative_file_problem(location.removeprefix("file://"))
+    return None
 
 
 # --- plain URLs ------------------------------------------------------------------------------
 
 def download(url: str, store: Store, expected: str | None, what: str,
-             progress: Progress | None = None, offline: bool = False) -> str:
-    """Download `url` into the store, verifying `expected` when given; return its sha256."""
+             progress: Progress | None = None, offline: bool = False,
+             bases: tuple[Path, ...] = ()) -> str:
+    """Download `url` into the store, verifying `expected` when given; return its sha256.
+
+    A file:// URL names a file relative to, and confined in, the first of `bases` (the
+    environment's folder, then its blueprint's) that holds it, like `stream: {file:}`:
+    an absolute path would let a pull request copy any file of the CI host into the store."""
     if offline:
         raise Offline(f"{what}: downloading {url} needs the network",
                       "run `gen fetch` where the network is reachable, or copy the store")
+    problem = location_problem(url)
+    if problem:
+        raise UserError(f"{what}: {problem}", "write an https:// URL, or file://PATH relative "
+                        "to the environment's folder")
     if url.startswith("file://"):
-        path = Path(url.removeprefix("file://"))
+        found = confined_file(url.removeprefix("file://"), bases)
+        if isinstance(found, str):
+            raise UserError(f"{what}: file:// URL {found}",
+                            "ship the file beside env.yaml and name it relative to that folder")
+        path = found
         try:
             return store.put_chunks(_file_chunks(path, progress), expected, what)
         except UnsafeFile as exc:
@@ -243,10 +349,10 @@ def download(url: str, store: Store, expected: str | None, what: str,
             raise UserError(f"{what}: cannot read {path}: {exc.strerror or exc}",
                             "fix the file:// URL or copy the file there") from None
     from urllib.error import HTTPError, URLError
-    from urllib.request import Request, urlopen
+    from urllib.request import Request
 
     try:
-        with urlopen(Request(url), timeout=TIMEOUT) as reply:
+        with _opener().open(Request(url), timeout=TIMEOUT) as reply:
             total = reply.headers.get("Content-Length")
             chunks = _reply_chunks(reply, int(total) if total else None, progress)
             return store.put_chunks(chunks, expected, what)
@@ -254,7 +360,7 @@ def download(url: str, store: Store, expected: str | None, what: str,
         raise
     except HTTPError as exc:
         raise _http_error(what, url, exc) from None
-    except (URLError, OSError) as exc:
+    except (URLError, OSError, ValueError) as exc:
         raise _unreachable(what, url, exc) from None
 
 
