@@ -37,7 +37,14 @@ class Result:
     err: str
 
 
+# The test-driver state the `host` fixture made: env.yaml holds test:///default (a state
+# file's path is operator-only), so plan and converge get it as an operator passes it.
+OPERATOR: dict[str, str] = {}
+
+
 def run(*argv: str) -> Result:
+    if argv[:1] in (("plan",), ("converge",)) and "uri" in OPERATOR:
+        argv = (*argv, "--uri-override", f"hv1={OPERATOR['uri']}")
     runner = CliRunner()
     code = 0
     with runner.isolation() as (out, err, _):
@@ -62,6 +69,7 @@ def host(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "pool").mkdir()
     state = tmp_path / "state.xml"
     state.write_text(driver_state(str(tmp_path / "pool")))
+    monkeypatch.setitem(OPERATOR, "uri", f"test://{state}")
     return f"test://{state}"
 
 
