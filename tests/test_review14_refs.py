@@ -109,3 +109,39 @@ def _commit(repo: Path, message: str) -> None:
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.net"}
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", message], cwd=repo, check=True, env=env)
+
+
+# --- B5: an SSH key reference cannot publish a private key ---------------------------------
+
+PRIVATE_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
+               "-----END OPENSSH PRIVATE KEY-----\n")
+
+
+@pytest.mark.parametrize("content, published", [
+    (PRIVATE_KEY, False),
+    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIT lab@test\n", True),
+])
+def test_ssh_key_reference_publishes_only_a_public_key(repo: Path, tmp_path: Path,
+                                                       content: str, published: bool) -> None:
+    """A pull request points sshAuthorizedKeys at a private key: converge refuses to fill it
+    into the Ignition the helper serves over HTTP, names the reference, never the value."""
+    key = tmp_path / "key"
+    key.write_text(content)
+    env_file = repo / "environments/lab/env.yaml"
+    env_file.write_text(env_file.read_text().replace("{file: ~/.ssh/id_rsa.pub}",
+                                                     f"{{file: {key}}}"))
+    root = tmp_path / "root"
+    result = gen("converge", "env/lab", "--auto-approve", "--provider", "files",
+                 "--files-target", f"helper={root}", "--state-dir", str(tmp_path / "state"),
+                 cwd=repo, env={**os.environ, "HOME": str(tmp_path)})
+    served = b"".join(p.read_bytes() for p in root.rglob("*.ign"))
+    assert b"PRIVATE KEY" not in served and "PRIVATE KEY" not in result.out + result.err
+    if published:
+        assert result.code == 0, result.err
+        assert b"lab@test" in served
+    else:
+        assert result.code == 1, result.out + result.err
+        assert result.err.strip().splitlines()[-1] == (
+            f"secret 'sshAuthorizedKeys[0]' (file {key}) is not one OpenSSH public key line, so "
+            "it is not published (point sshAuthorizedKeys at a public key such as "
+            "~/.ssh/id_ed25519.pub)")

@@ -43,7 +43,13 @@ from typing import Any
 from generator.errors import UserError
 from generator.model import SECRET_MARKER_PREFIX, Environment, SecretRef
 from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
-from generator.reconcile.secrets import MARKER_BYTES, check_places, declared, places
+from generator.reconcile.secrets import (
+    MARKER_BYTES,
+    check_places,
+    checked_value,
+    declared,
+    places,
+)
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
@@ -371,7 +377,7 @@ class FilesProvider:
             marker = ref.marker().encode()
             if marker in content:
                 if ref.name not in values:
-                    values[ref.name] = _read_secret(target, ref)
+                    values[ref.name] = checked_value(ref, _read_secret(target, ref))
                 content = content.replace(marker, values[ref.name])
         return content
 

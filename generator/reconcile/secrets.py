@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from pathlib import Path, PurePosixPath
 
 from generator.errors import UserError
@@ -40,6 +41,24 @@ def read_local(ref: SecretRef) -> bytes:
         where = f"environment variable {ref.ref}" if ref.source == "env" else f"file {ref.ref}"
         raise UserError(f"secret '{ref.name}' is not available ({where} is missing)",
                         "provide it before plan/converge") from None
+
+
+# An SSH key reference fills a public place (Ignition served over HTTP, cloud-init
+# user-data): its value must be one OpenSSH public key line, so a pull request that points
+# the reference at a private key or another secret file cannot publish it.
+_PUBLIC_KEY = re.compile(rb"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|"
+                         rb"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+                         rb" [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?")
+
+
+def checked_value(ref: SecretRef, value: bytes) -> bytes:
+    """`value` if it fits the place its reference fills; the value is never named."""
+    if ref.name.startswith("sshAuthorizedKeys[") and not _PUBLIC_KEY.fullmatch(value):
+        where = f"environment variable {ref.ref}" if ref.source == "env" else f"file {ref.ref}"
+        raise UserError(f"secret '{ref.name}' ({where}) is not one OpenSSH public key line, "
+                        "so it is not published",
+                        "point sshAuthorizedKeys at a public key such as ~/.ssh/id_ed25519.pub")
+    return value
 
 
 # Where gen's renderers put each secret's marker, by file name (families/openshift.py,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from generator.errors import UserError
 from generator.model import SecretRef
-from generator.reconcile.secrets import MARKER_BYTES, read_local
+from generator.reconcile.secrets import MARKER_BYTES, checked_value, read_local
 from generator.tree import Tree
 
 SEED = re.compile(r"^clusters/[^/]+/cloud-init/([^/]+)/seed\.json$")
@@ -69,7 +69,7 @@ def fill_secrets(content: bytes, refs: Iterable[SecretRef],
         if name not in by_name:
             raise UserError(f"seed refers to unknown secret '{name}'",
                             "declare it in the environment")
-        return reader(by_name[name])
+        return checked_value(by_name[name], reader(by_name[name]))
 
     return MARKER_BYTES.sub(value, content)
 
