@@ -46,9 +46,9 @@ def test_input_yaml_symlinked_outside_the_repo_is_refused_unread(
 def test_input_yaml_symlinked_inside_the_repo_still_reads(repo: Path) -> None:
     """A link that stays in the repo (a shared env.yaml) is not a leak: it keeps working."""
     env = repo / "environments/lab/env.yaml"
-    (repo / "shared").mkdir()
-    env.rename(repo / "shared/lab.yaml")
-    env.symlink_to(Path("../../shared/lab.yaml"))
+    (repo / "common").mkdir()
+    env.rename(repo / "common/lab.yaml")
+    env.symlink_to(Path("../../common/lab.yaml"))
     result = gen("validate", "env/lab", cwd=repo)
     assert result.code == 0, result.err
 
