@@ -7,13 +7,12 @@ and hand the provider the hostile tree directly."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
 from clirun import gen
+from fstree import snapshot
 
 from generator.errors import UserError
 from generator.families import Pins
@@ -22,24 +21,6 @@ from generator.reconcile.files import FilesProvider, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 PXELINUX = "/usr/lib/PXELINUX/pxelinux.0"
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every entry under root (no link followed): content hash, link target or 'dir'."""
-    found = {}
-    if not root.exists():
-        return found
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                found[rel] = f"-> {path.readlink()}"
-            elif path.is_dir():
-                found[rel] = "dir"
-            else:
-                found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
 
 
 @pytest.fixture(scope="module")

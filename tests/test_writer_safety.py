@@ -4,7 +4,6 @@ never hang it, a SIGKILLed first render resumes, and concurrent renders never co
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -19,25 +18,10 @@ from clirun import gen
 from generator.writer import MARKER, read_tree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from fstree import snapshot
 from genenv import write_environment  # noqa: E402
 
 SECRET = "pull-secret-7f3a9c-do-not-print"
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every entry under root (no link followed): content hash, link target or 'dir'."""
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                found[rel] = f"-> {path.readlink()}"
-            elif path.is_dir():
-                found[rel] = "dir"
-            else:
-                found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
 
 
 def temporaries(root: Path) -> list[str]:
