@@ -89,6 +89,18 @@ def test_every_string_in_the_schema_is_bounded() -> None:
 
 # --- #6: files the loader refuses without reading them --------------------------------------
 
+def test_100000_nested_brackets_are_one_clean_line(repo: Path) -> None:
+    """The issue's segfault: which bound stops it first depends on the libyaml PyYAML
+    bundles (6.0.4's stops flow nesting at 1,000 levels itself, before gen's 64), so this
+    asserts the contract, not the wording: exit 1, one located line, nothing written."""
+    (repo / "environments/lab/env.yaml").write_text("[" * 100_000 + "\n")
+    proc = runner.run_gen(repo, "validate", "env/lab")
+    _, err = proc.communicate(timeout=60)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, err
+    assert lines[0].startswith("environments/lab/env.yaml:1:") and "nesting" in lines[0]
+
+
 def test_fifo_device_directory_and_huge_files_are_refused_unread(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)  # nobody writes: reading it would block forever

@@ -296,11 +296,11 @@ def blueprints_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     documents: dict[tuple[Path, str], Any] = {}
     checked: dict[int, Any] = {}
 
-    def read_once(path: Path, display: str) -> Any:
+    def read_once(path: Path, display: str, *within: Any) -> Any:
         if path.name != "blueprint.yaml":
-            return read(path, display)
+            return read(path, display, *within)
         if (path, display) not in documents:
-            documents[(path, display)] = read(path, display)
+            documents[(path, display)] = read(path, display, *within)
         return documents[(path, display)]
 
     def check_once(doc: Any) -> Any:
