@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from lab_by_hand import LAB, domain_xml, driver_state, network_xml, pool_xml, volume_xml
+from test_reconcile_plan import run as run_in_process
 
-from generator.cli import main
 from generator.reconcile import libvirt as provider
 
 GEN_NS = "https://gen.invalid/xmlns/libvirt/1"
@@ -45,14 +44,7 @@ OPERATOR: dict[str, str] = {}
 def run(*argv: str) -> Result:
     if argv[:1] in (("plan",), ("converge",)) and "uri" in OPERATOR:
         argv = (*argv, "--uri-override", f"hv1={OPERATOR['uri']}")
-    runner = CliRunner()
-    code = 0
-    with runner.isolation() as (out, err, _):
-        try:
-            main(list(argv))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return Result(code, out.getvalue().decode(), err.getvalue().decode())
+    return run_in_process(*argv)
 
 
 @pytest.fixture(autouse=True)
