@@ -573,32 +573,24 @@ def summarize_nfs(changes: Sequence[FileChange]) -> list[Finding]:
     return keyed_changes("export", old, new) + keyed_changes("directory", old_dirs, new_dirs)
 
 
-# --- registry ------------------------------------------------------------------------------
+# --- routing -------------------------------------------------------------------------------
+# Which section a changed file lands in comes from the family descriptors
+# (generator.families): the paths each family renders and its summariser.
 
-FAMILIES: tuple[Family, ...] = (
-    Family("libvirt", "VMs and libvirt objects", ("hypervisors/*",), summarize_libvirt),
-    Family("dns", "DNS records", ("hosts/*/dns/*", "hosts/*/bind/*", "hosts/*/named/*",
-                                  "*.zone", "*/db.*", "hosts/*/dnsmasq/*"), summarize_dns),
-    Family("dhcp", "DHCP reservations", ("hosts/*/dhcp/*", "hosts/*/dhcpd/*", "hosts/*/kea/*",
-                                         "hosts/*/dnsmasq/*", "*dhcpd.conf", "*kea-dhcp4*"),
-           summarize_dhcp),
-    Family("pxe", "PXE boot entries", ("hosts/*/pxe/*", "hosts/*/tftp/*", "hosts/*/tftpboot/*",
-                                       "*pxelinux.cfg/*", "*.ipxe", "*grub.cfg*"),
-           summarize_pxe),
-    Family("haproxy", "HAProxy", ("hosts/*/haproxy/*", "*haproxy.cfg"), summarize_haproxy),
-    Family("nfs", "NFS exports", ("hosts/*/nfs/*", "*/exports", "*.exports"), summarize_nfs),
-    Family("ignition", "Ignition", ("*.ign",), summarize_ignition),
-    Family("kubernetes", "Kubernetes objects",
-           ("clusters/*/kubernetes/*.yaml", "clusters/*/kubernetes/*.yml",
-            "clusters/*/kubernetes/*.json", "clusters/*/manifests/*.yaml"),
-           summarize_kubernetes),
-)
 OTHER = Family("other", "Other files", ("*",), file_findings)
 
 
-def families_of(path: str) -> list[Family]:
-    """Every family that claims a path (dnsmasq serves DNS and DHCP); Other when none."""
-    claimed = [f for f in FAMILIES if f.claims(path)]
+def summarised_families() -> tuple[Family, ...]:
+    """One diff section per family that has a summariser, in the descriptors' order."""
+    from generator.families import descriptors
+
+    return tuple(Family(d.name, d.title, d.patterns, d.summarise) for d in descriptors()
+                 if d.summarise is not None)
+
+
+def families_of(path: str, families: Sequence[Family] | None = None) -> list[Family]:
+    """Every family that claims a path; Other when none."""
+    claimed = [f for f in families or summarised_families() if f.claims(path)]
     return claimed or [OTHER]
 
 
