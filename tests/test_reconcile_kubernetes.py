@@ -33,6 +33,7 @@ from generator.reconcile import kubernetes as k
 from generator.reconcile.converge import Journal, apply_plan
 from generator.reconcile.output import format_text, to_json
 from generator.reconcile.plan import Desired, Plan, Settings, build_plan, check_approval
+from generator.reconcile.providers import KubernetesOptions, by_name
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "clusters/k8s/kubernetes"
@@ -128,7 +129,7 @@ def lab_b() -> Desired:
 
 def settings(kube_config: Path | str, **extra: Any) -> Settings:
     options = {"kubeconfig": str(kube_config), **extra.pop("options", {})}
-    return Settings(providers=("kubernetes",), options=tuple(options.items()), **extra)
+    return Settings(providers=("kubernetes",), options=(KubernetesOptions(**options),), **extra)
 
 
 def converge(desired: Desired, config: Settings, state: Path) -> Plan:
@@ -454,7 +455,7 @@ def _res(group: str, version: str, plural: str) -> Any:
 
 def test_wait_for_deployment_health(kube: Kube, tmp_path: Path) -> None:
     desired = lab_b()
-    fast = settings(kube.kubeconfig, options={"kube_wait": True, "kube_wait_timeout": 1.5})
+    fast = settings(kube.kubeconfig, options={"wait": True, "wait_timeout": 1.5})
     plan = build_plan(desired, fast)
     began = time.monotonic()
     with pytest.raises(Exception, match="not available after"):
@@ -480,7 +481,7 @@ def test_wait_for_deployment_health(kube: Kube, tmp_path: Path) -> None:
     thread = threading.Thread(target=controller, daemon=True)
     thread.start()
     try:
-        patient = settings(kube.kubeconfig, options={"kube_wait": True, "kube_wait_timeout": 20})
+        patient = settings(kube.kubeconfig, options={"wait": True, "wait_timeout": 20})
         converge(desired, patient, tmp_path / "state")
     finally:
         stop.set()
@@ -493,18 +494,19 @@ def test_unreachable_server_and_missing_kubeconfig(tmp_path: Path,
     desired = lab_b()
     closed = _kubeconfig(tmp_path / "closed", "http://127.0.0.1:9")
     # Not asked for explicitly (all providers): a notice, so VMs can be planned first.
-    provider = k.kubernetes_provider(Settings(options=(("kube_context", None),)))
+    kubernetes = by_name()["kubernetes"]
+    provider = kubernetes.start(Settings(), KubernetesOptions())
     provider.api = k.connect(str(closed), None)
-    assert provider.plan(desired.env, provider.scope(desired.tree)) == []
-    assert "unreachable" in provider.notices[0]
+    found = kubernetes.plan(provider, desired.env, kubernetes.scope(desired.tree), desired.tree)
+    assert found.actions == () and "unreachable" in found.notices[0]
     # Asked for: an error naming the cause.
     with pytest.raises(UserError, match="unreachable"):
         build_plan(desired, settings(closed))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    quiet = k.kubernetes_provider(Settings())
-    assert quiet.plan(desired.env, quiet.scope(desired.tree)) == []
-    assert "no kubeconfig" in quiet.notices[0]
+    quiet = kubernetes.plan(kubernetes.start(Settings(), KubernetesOptions()), desired.env,
+                            kubernetes.scope(desired.tree), desired.tree)
+    assert quiet.actions == () and "no kubeconfig" in quiet.notices[0]
     with pytest.raises(UserError, match="kubeconfig"):
         build_plan(desired, Settings(providers=("kubernetes",)))
 

@@ -63,24 +63,19 @@ class Action:
 class Provider(Protocol):
     """A live system gen converges. Reads are side-effect free; apply does one action.
 
-    Contract (plan.py relies on it; see docs/decisions/0044-safety-rules.md):
-    - `scope(tree)` returns the part of the rendered tree the provider converges; plan.py
-      passes only that to `plan`, and drops every delete when it is empty (an empty desired
-      set never prunes).
+    Contract (plan.py relies on it; see docs/decisions/0044-safety-rules.md): its
+    descriptor (providers.py) hands `plan` the part of the rendered tree the family
+    descriptors route to it, and plan.py drops every delete when that part is empty (an
+    empty desired set never prunes).
     - `plan` returns creates/updates/replaces for desired objects and deletes for objects the
       provider can prove this environment owns (plan.py removes deletes without --prune and
-      refuses destructive or protected ones). It appends human-readable lines to `notices`
-      and to `conflicts` (a desired name held by a foreign object: converge refuses).
+      refuses destructive or protected ones). What it has to say (notices, conflicts: a
+      desired name held by a foreign object, refused by converge) reaches the plan as the
+      descriptor's ProviderPlan value.
     - `apply` gets back one of its own actions (payload intact) and must be idempotent.
     """
 
     name: str
-    notices: list[str]
-    conflicts: list[str]
-
-    def scope(self, tree: Tree) -> Tree:
-        """The rendered files this provider is responsible for."""
-        ...
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         """Actions that would make live state match `tree` (deletes only for owned objects)."""

@@ -603,33 +603,3 @@ def _by_service(tree: Tree) -> dict[tuple[str, str], dict[str, bytes]]:
         _, host, service, rel = path.split("/", 3)
         grouped.setdefault((host, service), {})[rel] = content
     return grouped
-
-
-def files_provider(settings: Any) -> FilesProvider:
-    """Factory for plan.PROVIDERS: targets, reloads and the store from Settings.options."""
-    targets = targets_from(settings)
-    reloads = {svc: tuple(shlex.split(cmd)) for svc, cmd in
-               dict(settings.option("files_reloads", ())).items()}
-    store = settings.option("store")
-    ignition = settings.option("ignition_dir")
-    return FilesProvider(targets=targets, reloads=reloads, prune=settings.prune,
-                         store_root=Path(store) if store else None,
-                         ignition_dir=Path(ignition) if ignition else None)
-
-
-LOCAL = "local"  # --files-exec HOST=local: run HOST's commands on this machine, on purpose
-
-
-def targets_from(settings: Any) -> dict[str, Target]:
-    """Each target host's root and command prefix, from --files-target / --files-exec."""
-    return {host: _target(root, prefix)
-            for host, (root, prefix) in dict(settings.option("files_targets", ())).items()}
-
-
-def _target(root: str, prefix: str) -> Target:
-    """No --files-exec: files under ROOT here, checks here, reloads not run at all."""
-    if prefix == LOCAL:
-        return Target(root)
-    if not prefix:
-        return Target(root, reloads=False)
-    return Target(root, tuple(shlex.split(prefix)))
