@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from clirun import gen
 
-from generator.commands.reconcile import _click_option, provider_options
+from generator.commands.reconcile import click_option, provider_options
 from generator.diff import Side, build_report
 from generator.diff.semantic import OTHER, Finding, families_of, summarised_families
 from generator.environment import load_environment
@@ -204,7 +204,7 @@ def test_provider_flags_are_generated_and_read_back_typed() -> None:
         click.echo(repr(BELL.read(values)))
 
     for name, spec in reversed(specs(BellOptions)):
-        command = _click_option(BELL.prefix + name, spec)(command)
+        command = click_option(BELL.prefix + name, spec)(command)
     runner = CliRunner()
     result = runner.invoke(command, ["--bell", "helper=3", "--bell", "hv=1", "--loud"])
     assert result.output.strip() == (

@@ -14,7 +14,7 @@ from generator.errors import EXIT_CHANGES, UsageError, UserError
 from generator.reconcile.providers import PROVIDERS, OptionSpec, specs
 
 
-def _click_option(param: str, spec: OptionSpec) -> Any:
+def click_option(param: str, spec: OptionSpec) -> Any:
     """The click option a provider's OptionSpec describes, its value under `param`."""
     decls = [spec.flag]
     extra: dict[str, Any] = {}
@@ -36,7 +36,7 @@ def _click_option(param: str, spec: OptionSpec) -> Any:
 
 def provider_options() -> list[Any]:
     """Every provider's flags, generated from its options dataclass (providers.py)."""
-    return [_click_option(descriptor.prefix + name, spec) for descriptor in PROVIDERS
+    return [click_option(descriptor.prefix + name, spec) for descriptor in PROVIDERS
             for name, spec in specs(descriptor.options)]
 
 

@@ -31,7 +31,6 @@ from generator.tree import Tree
 T = TypeVar("T")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Settings:
     """What the user allowed and where to look (from the command line)."""
