@@ -171,7 +171,7 @@ def test_a_family_name_is_registered_once(motd: FamilyDescriptor) -> None:
 @dataclasses.dataclass(frozen=True, slots=True)
 class BellOptions:
     rings: tuple[tuple[str, str], ...] = option(
-        "--bell", pairs="HOST=TIMES", metavar="HOST=TIMES", help="Ring HOST's bell.")
+        "--bell", pairs="HOST=TIMES", help="Ring HOST's bell.")
     loud: bool = option("--loud", kind="flag", default=False, help="Ring loudly.")
 
 

@@ -61,6 +61,8 @@ class OptionSpec:
 
 def option(flag: str, help: str, **spec: Any) -> Any:
     """A field of a provider's options dataclass, carrying its OptionSpec."""
+    if spec.get("pairs") and not spec.get("metavar"):
+        spec["metavar"] = spec["pairs"]  # the flag's usage line shows the pair it wants
     made = OptionSpec(flag, help, **spec)
     default: Any = () if made.multiple else made.default
     return field(default=default, metadata={"option": made})
@@ -209,18 +211,16 @@ def check_prefix(host: str, prefix: str) -> None:
 class FilesOptions:
     targets: tuple[tuple[str, str], ...] = option(
         "--files-target", pairs="HOST=ROOT", names="host", check=check_root,
-        metavar="HOST=ROOT",
         help="Install HOST's boot-service files under ROOT (default: /). Hosts with neither "
              "this nor --files-exec are skipped (and reported). Without --files-exec, ROOT "
              "is on this machine and no service is reloaded. Repeatable.")
     execs: tuple[tuple[str, str], ...] = option(
         "--files-exec", pairs="HOST=PREFIX", names="host", check=check_prefix,
-        metavar="HOST=PREFIX",
         help="Run HOST's file operations, checkers and reloads through PREFIX, e.g. "
              "'ssh root@192.168.20.111' or 'ip netns exec helper'; the word 'local' runs "
              "them (reloads included) on this machine. Repeatable.")
     reloads: tuple[tuple[str, str], ...] = option(
-        "--reload", pairs="SERVICE=COMMAND", names="service", metavar="SERVICE=COMMAND",
+        "--reload", pairs="SERVICE=COMMAND", names="service",
         help="Command that makes SERVICE (dns, dhcp, kea, dnsmasq, tftp, http, haproxy, nfs) "
              "pick up new files, instead of the systemctl default. Runs where HOST's "
              "--files-exec says. Repeatable.")
