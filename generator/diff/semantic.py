@@ -1,6 +1,7 @@
 """Per-family semantic summaries of changed rendered files.
 
-Each family is matched by path pattern and summarizes the changed files it claims into
+Each family claims changed files by its descriptor's output patterns (generator.families:
+the paths it really renders) and summarizes the files it claims into
 Findings (`+ domain hv1/worker2`, `~ domain hv1/master0: vcpu 4 -> 8`). Families are
 written by different modules and evolve; a summarizer that cannot parse a file falls back to
 `~ file PATH`, and files no family claims land under "Other files". The unified diff of
