@@ -56,7 +56,8 @@ def _common(func: Any) -> Any:
                      help="Which domains converge keeps running (started in order helper, "
                           "bootstrap, masters, workers). Domains are never stopped."),
         click.option("--provider", "providers", multiple=True, metavar="NAME",
-                     help="Only these providers (default: all). Repeatable."),
+                     help=f"Only these providers ({', '.join(d.name for d in PROVIDERS)}; "
+                          "default: all). Repeatable."),
         click.option("--verbose", "-v", is_flag=True,
                      help="List every field of objects to create, too."),
         *provider_options(),
