@@ -235,4 +235,15 @@ def load_environment_dir(env_dir: Path, env_text: str | None = None) -> Loaded:
     if errors:
         raise InvalidInput(problems)
     env = expand(doc, source.name)
+    problems += family_problems(env)
+    if any(not p.warning for p in problems):
+        raise InvalidInput(problems)
     return Loaded(source, env, tuple(sorted(problems, key=Problem.sort_key)), doc.locate)
+
+
+def family_problems(env: m.Environment) -> list[Problem]:
+    """What each output family refuses (its `check` hook), on the typed model: run by
+    `gen validate` and before every render, so no renderer refuses input later."""
+    from generator.families import checks
+
+    return [problem for check in checks().values() for problem in check(env)]

@@ -15,7 +15,6 @@ from typing import Any
 
 from generator.errors import Problem
 from generator.expand import artifact_kind, service_host
-from generator.families.common import COREOS_FLAVOURS
 from generator.loader import Document, FieldPath, format_path
 from generator.model import SECRET_MARKER_PREFIX
 from generator.units import MIB, parse_size
@@ -482,44 +481,6 @@ def _srv_ok(value: str) -> bool:
 
 # --- PXE, HAProxy and NFS (boot services) ----------------------------------------------
 
-_PXE_ROLES = ("bootstrap", "master", "worker")
-
-
-def _pxe_nodes(c: Checker) -> list[tuple[int, dict[str, Any]]]:
-    return [(i, n) for i, n in c.nodes() if n.get("boot", "pxe") == "pxe"]
-
-
-def _artifact_kinds(c: Checker) -> set[str]:
-    artifacts = c.data.get("artifacts", {}).get("os", {})
-    return {artifact_kind(a) for a in artifacts.values()}
-
-
-def check_pxe_services(c: Checker) -> None:
-    """PXE nodes need DHCP (whose host serves TFTP), services.pxe, HTTP and boot artifacts."""
-    nodes = _pxe_nodes(c)
-    if not nodes:
-        return
-    flavour, (i, first) = c.data.get("cluster", {}).get("flavour"), nodes[0]
-    for j, node in nodes:
-        if flavour not in COREOS_FLAVOURS or node["role"] not in _PXE_ROLES:
-            c.error(("nodes", j, "boot"), f"node '{node['name']}' ({node['role']}, {flavour}) "
-                    "cannot PXE-boot: gen PXE-installs CoreOS bootstrap, master and worker nodes",
-                    "set boot: image for this node")
-    services = c.data.get("services", {})
-    for key, why in (("dhcp", "DHCP and TFTP (served by the DHCP host)"),
-                     ("pxe", "PXE settings"), ("http", "the HTTP server for Ignition")):
-        if not services.get(key):
-            c.error(("nodes", i, "boot"), f"PXE node '{first['name']}' needs {why}, but no "
-                    f"services.{key} is declared", f"declare services.{key} or set boot: image")
-    pxe = services.get("pxe") or {}
-    rootfs = "rootfs" if pxe.get("rootfs", "live") == "live" else "disk"
-    kinds = _artifact_kinds(c)
-    for kind in ("kernel", "initramfs", rootfs):
-        if kind not in kinds and not (kind == "disk" and "image" in kinds):
-            c.error(("artifacts", "os"), f"PXE nodes need an OS artifact of kind {kind}",
-                    f"add one (stream artifact: {kind}) under artifacts.os")
-
-
 DISK_IMAGE_KINDS = ("image", "disk")  # a disk image either way (kind: disk, or the default)
 
 
@@ -598,35 +559,6 @@ def check_shared_ports(c: Checker) -> None:
             and _service_host(c, http) == _service_host(c, dns):
         c.error(("services", "http", "port"), "HTTP port 53 is taken by DNS on the same host",
                 "use 8080")
-
-
-def check_nfs_exports(c: Checker) -> None:
-    """Export paths, clients and options exportfs would accept (exports(5))."""
-    from generator.families import nfs
-
-    exports = (c.data.get("services", {}).get("nfs") or {}).get("exports", [])
-    for i, export in enumerate(exports):
-        if not nfs.path_ok(export["path"]):
-            c.error(("services", "nfs", "exports", i, "path"),
-                    f"export path '{export['path']}' has whitespace or quotes",
-                    "use a plain absolute path")
-        elif nfs.system_path(export["path"]):
-            # converge creates the export directory and sets its owner and mode
-            c.error(("services", "nfs", "exports", i, "path"),
-                    f"export path '{export['path']}' is a system directory that converge "
-                    "would re-own", "export a directory of its own, like /exports/NAME")
-        for j, client in enumerate(export["clients"]):
-            path = ("services", "nfs", "exports", i, "clients", j)
-            if not nfs.client_ok(client["host"]):
-                c.error(path + ("host",), f"'{client['host']}' is not an NFS client",
-                        "use a host, a wildcard, a @netgroup or an address with /prefix")
-            options = client.get("options", [])
-            for k, option in enumerate(options):
-                problem = nfs.option_problem(option)
-                if problem:
-                    c.error(path + ("options", k), problem, "see exports(5)")
-            if "rw" in options and "ro" in options:
-                c.error(path + ("options",), "both rw and ro", "choose one")
 
 
 # --- hostile input: what the schema's types cannot say ---------------------------------
@@ -722,30 +654,6 @@ def check_secret_names(c: Checker) -> None:
             taken.add(name)
 
 
-def check_pull_secret(c: Checker) -> None:
-    cluster = c.data.get("cluster", {})
-    if cluster.get("flavour") == "openshift" and "pullSecret" not in cluster:
-        c.error(("cluster",), "OpenShift needs a pull secret: cluster.pullSecret is not set",
-                "add `pullSecret: {env: GEN_PULL_SECRET}` (or {file: path}) under cluster")
-
-
-_GEN_KERNEL_ARGS = ("ip", "nameserver", "coreos.inst.install_dev", "coreos.live.rootfs_url",
-                    "coreos.inst", "coreos.inst.image_url", "coreos.inst.ignition_url",
-                    "ignition.config.url", "initrd")
-
-
-def check_kernel_args(c: Checker) -> None:
-    """Extra kernel arguments add to gen's; they never replace where a node gets its
-    Ignition, its disk or its address (the reviewer sees those fields, not a kernel arg)."""
-    pxe = c.data.get("services", {}).get("pxe") or {}
-    for k, arg in enumerate(pxe.get("kernelArgs", [])):
-        key = arg.split("=", 1)[0]
-        if key in _GEN_KERNEL_ARGS:
-            c.error(("services", "pxe", "kernelArgs", k), f"kernel argument '{key}' is set by "
-                    "gen", "set it through its own field (installDev, ipMode, artifacts, "
-                    "services.http)")
-
-
 def check_interfaces(c: Checker) -> None:
     """Each NIC of a node configures its own interface (one keyfile, one netplan entry)."""
     for i, node in c.nodes():
@@ -788,8 +696,8 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
           check_openstack, check_load_balancer, check_dhcp_network, check_record_values,
           check_service_host_known,
-          check_pxe_services, check_haproxy_ports, check_nfs_exports, check_gateways,
+          check_haproxy_ports, check_gateways,
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
-          check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
+          check_interfaces, check_kubernetes_refs,
           check_unique_volumes, check_node_images, check_pool_paths,
           check_dnsmasq_host_names, check_shared_ports)

@@ -169,11 +169,19 @@ def test_second_nic_gets_no_default_route_and_still_validates(
 
 
 def test_two_nics_with_one_interface_name_fail_cleanly(lab: Environment) -> None:
+    """The check hook refuses it at the node's place (validate sees it); the renderer
+    never gets such a model, so it asserts instead of refusing input."""
     node = lab.node("worker0")
     node = dataclasses.replace(node, nics=(node.nic, dataclasses.replace(node.nic)))
-    with pytest.raises(UserError) as caught:
+    nodes = tuple(node if n.name == "worker0" else n for n in lab.nodes)
+    broken = dataclasses.replace(lab, nodes=nodes)
+    (problem,) = ignition.check(broken)
+    assert "worker0" in problem.message and "ens3.nmconnection twice" in problem.message
+    assert problem.location is not None
+    assert problem.location.path == f"nodes[{nodes.index(node)}]"
+    assert ignition.check(lab) == []
+    with pytest.raises(AssertionError):
         ignition.node_config(lab, node, Pins())
-    assert "worker0" in caught.value.message and "ens3.nmconnection" in caught.value.message
 
 
 def test_render_time_schema_rejects_a_broken_config_with_one_line() -> None:

@@ -66,6 +66,16 @@ def registry() -> dict[str, Family]:
     }
 
 
+def checks() -> dict[str, Callable[[Environment], list[Problem]]]:
+    """Family name -> its `check(env)`: what only that family can refuse, found on the
+    typed model before anything renders, so `gen validate` refuses it as `gen render` would.
+    A family without a hook has nothing of its own to refuse."""
+    from generator.families import ignition, nfs, openshift, pxe
+
+    return {"ignition": ignition.check, "openshift": openshift.check, "pxe": pxe.check,
+            "nfs": nfs.check}
+
+
 def render_all(env: Environment, pins: Pins, only: tuple[str, ...] = (),
                locate: Callable[[FieldPath], Location] | None = None) -> Tree:
     """Every family's tree merged into one; two families writing one path is a bug.
