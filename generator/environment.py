@@ -23,7 +23,7 @@ from generator.loader import (
 )
 from generator.resources import BUILTIN, builtin_blueprint, builtin_blueprint_names
 from generator.schema import schema_problems
-from generator.semantic import semantic_problems
+from generator.semantic import model_problems, semantic_problems
 
 # `gen init` writes this file at a repo's root, so gen finds the root before the first
 # environment exists (an `environments/` folder marks it too).
@@ -235,7 +235,7 @@ def load_environment_dir(env_dir: Path, env_text: str | None = None) -> Loaded:
     if errors:
         raise InvalidInput(problems)
     env = expand(doc, source.name)
-    problems += family_problems(env)
+    problems += model_problems(doc, env) + family_problems(env)
     if any(not p.warning for p in problems):
         raise InvalidInput(problems)
     return Loaded(source, env, tuple(sorted(problems, key=Problem.sort_key)), doc.locate)

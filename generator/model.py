@@ -92,6 +92,11 @@ class Node:
     def ip(self) -> IPv4Address:
         return self.nics[0].ip
 
+    def volume_name(self, disk_index: int) -> str:
+        """`<node>-<disk>.<format>`, or the name of a volume made by hand (`volume:`)."""
+        disk = self.disks[disk_index]
+        return disk.volume or f"{self.name}-{disk.name}.{disk.format}"
+
 
 @dataclass(frozen=True, slots=True)
 class Network:
