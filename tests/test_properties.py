@@ -163,13 +163,12 @@ def traceback_of(repo: Path, argv: list[str]) -> str:
     return ""
 
 
-def check_clean(repo: Path, text: str, env: str = "lab") -> None:
+def check_clean(repo: Path, text: str, env: str = "lab") -> int:
     """`gen validate` through the real entry point; when it exits 0, `gen render` must too."""
     (repo / "environments" / env / "env.yaml").write_text(text)
     os.environ.pop("GEN_DEBUG", None)
     validate = ["validate", f"env/{env}"]
     code, err = run_cli(repo, validate)
-    event(f"{env}: validate exit {code}")  # --hypothesis-show-statistics: how many render
     assert code in (0, 1), (f"validate exit {code} for {env}/env.yaml:\n{text}\n{err}\n"
                             f"{traceback_of(repo, validate)}")
     assert "Traceback" not in err, err
@@ -179,13 +178,14 @@ def check_clean(repo: Path, text: str, env: str = "lab") -> None:
         for line in lines:
             assert line.strip() == line and line, f"malformed message line {line!r}"
             assert line.startswith(("environments/", "blueprints/", "warning: ")), line
-        return
+        return code
     # Valid: the real `gen render`, writer included, must succeed. Any refusal now (exit 1)
     # is one validate missed, and exit 70 a crash; both are bugs.
     render = ["render", f"env/{env}", "--out", str(repo / "out" / env)]
     code, err = run_cli(repo, render)
     assert code == 0, (f"validate exited 0 but render exited {code} for {env}/env.yaml:\n"
                        f"{text}\n{err}\n{traceback_of(repo, render) if code == 70 else ''}")
+    return 0
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,
@@ -194,7 +194,8 @@ def check_clean(repo: Path, text: str, env: str = "lab") -> None:
 def test_mutated_environment_renders_or_fails_cleanly(scratch: Path, data: st.DataObject,
                                                       ) -> None:
     env = data.draw(st.sampled_from(ENVS), label="environment")
-    check_clean(scratch, dump(data.draw(mutated_documents(base_of(scratch, env)))), env)
+    code = check_clean(scratch, dump(data.draw(mutated_documents(base_of(scratch, env)))), env)
+    event(f"{env}: validate exit {code}")  # --hypothesis-show-statistics: how many rendered
 
 
 @pytest.mark.parametrize("env", ENVS)
