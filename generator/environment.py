@@ -245,5 +245,14 @@ def family_problems(env: m.Environment) -> list[Problem]:
     """What each output family refuses (its `check` hook), on the typed model: run by
     `gen validate` and before every render, so no renderer refuses input later."""
     from generator.families import checks
+    from generator.families.escape import UnsafeValue
 
-    return [problem for check in checks().values() for problem in check(env)]
+    problems = []
+    for check in checks().values():
+        try:
+            problems += check(env)
+        except UnsafeValue as refused:  # an emitter a check builds with refused a value
+            where = (env.where(refused.field) if refused.field is not None
+                     else Location(f"environments/{env.name}"))
+            problems.append(Problem(refused.reason, where, refused.hint))
+    return problems
