@@ -179,6 +179,13 @@ def family_of(name: str) -> FamilyDescriptor:
     return next(d for d in descriptors() if d.name == name)
 
 
+def checks() -> dict[str, Check]:
+    """Family name -> its `check(env)`: what only that family can refuse, found on the
+    typed model before anything renders, so `gen validate` refuses it as `gen render` would.
+    A family without a hook has nothing of its own to refuse."""
+    return {d.name: d.check for d in descriptors() if d.check is not None}
+
+
 def render_all(env: Environment, pins: Pins, only: tuple[str, ...] = (),
                locate: Callable[[FieldPath], Location] | None = None) -> Tree:
     """Every family's tree merged into one; two families writing one path is a bug.
