@@ -7,8 +7,9 @@ idempotent: an interrupted converge re-plans and resumes from the journal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from generator.model import Environment
 from generator.tree import Tree
@@ -88,4 +89,18 @@ class Provider(Protocol):
 
     def apply(self, action: Action) -> None:
         """Carry out one action; must be safe to repeat after an interruption."""
+        ...
+
+
+# Cluster name -> the Kubernetes objects the kubernetes family built in the same render.
+BuiltObjects = Mapping[str, Sequence[dict[str, Any]]]
+
+
+@runtime_checkable
+class UsesBuiltObjects(Protocol):
+    """A provider whose desired state is the objects a family built, handed over as data
+    (plan.py calls `use_built` before `plan`), not files it would have to parse back."""
+
+    def use_built(self, objects: BuiltObjects) -> None:
+        """Take the render's built objects; `plan` then reads the ones its scope names."""
         ...

@@ -1,10 +1,11 @@
-"""The kubernetes provider: the rendered kustomize tree of the cluster against its API server.
+"""The kubernetes provider: the objects the kubernetes family built against the API server.
 
-Desired objects come from `clusters/<cluster>/kubernetes/`: the files named by each
-`kustomization.yaml` `resources` list (recursively through sub-kustomizations), with the two
-transformers gen's kubernetes family writes applied here (`labels` without selectors, inline
-strategic-merge `patches` of maps). Anything else kustomize could do is refused with a clear
-error instead of being half-understood; kubectl is never run.
+Desired objects are the ones `families.kubernetes.built_objects` returns for the render the
+plan runs on (`plan.Desired.objects`, per cluster): the family hands them over as data, so
+nothing here reads kustomizations back. The kustomize tree under `clusters/<c>/kubernetes/`
+stays the committed, reviewable form; a test checks that `kubectl kustomize` builds exactly
+these objects from it. A cluster is planned when its kustomization is in the provider's
+scope of the rendered tree.
 
 Live objects are read with the `kubernetes` client's ApiClient (kubeconfig from --kubeconfig,
 KUBECONFIG or ~/.kube/config; imported lazily) as plain JSON. A live object is compared on
@@ -21,14 +22,14 @@ from __future__ import annotations
 
 import base64
 import json
-import posixpath
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from generator.errors import UserError
+from generator.errors import GenError, UserError
 from generator.families.kubernetes import (
     ENVIRONMENT,
     MANAGED_BY,
@@ -45,6 +46,7 @@ FIELD_MANAGER = "gen"
 SENSITIVE = "(sensitive value)"
 SENSITIVE_CHANGED = "(sensitive value changed)"
 _SCOPE = re.compile(r"^clusters/[^/]+/kubernetes/")
+_ROOT = re.compile(r"clusters/[^/]+/kubernetes/kustomization.yaml")
 # Order inside the Kubernetes wave: Namespaces and CRDs, then cluster-scoped, then namespaced.
 ORDER_FIRST, ORDER_CLUSTER, ORDER_NAMESPACED = 0, 1, 2
 FIRST_KINDS = {("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
@@ -84,10 +86,9 @@ _SUFFIX: dict[str | None, int | Decimal] = {
     None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
     "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3,
     "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
-_KUSTOMIZE_KEYS = {"apiVersion", "kind", "resources", "labels", "patches"}
 
 
-# --- desired objects: the rendered kustomize tree ------------------------------------------
+# --- desired objects: what the kubernetes family built ------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Ref:
@@ -115,7 +116,7 @@ def ref_of(obj: Obj) -> Ref:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """One desired object and the rendered file it came from."""
+    """One desired object and the kustomization that lists it (for error messages)."""
 
     obj: Obj
     source: str
@@ -129,146 +130,20 @@ def scope_of(tree: Tree) -> Tree:
     return {p: c for p, c in tree.items() if _SCOPE.match(p)}
 
 
-def manifest_objects(tree: Tree) -> list[Manifest]:
-    """Every object the clusters' kustomizations list, labels and patches applied. Pure."""
-    roots = sorted(p for p in tree if re.fullmatch(r"clusters/[^/]+/kubernetes/kustomization.yaml",
-                                                   p))
+def manifest_objects(tree: Tree, built: Mapping[str, Sequence[Obj]]) -> list[Manifest]:
+    """The built objects of every cluster whose kustomization is in `tree`. Pure."""
     out: list[Manifest] = []
-    for root in roots:
-        out += _kustomize(tree, posixpath.dirname(root), ())
-    seen: dict[Ref, str] = {}
+    for root in sorted(p for p in tree if _ROOT.fullmatch(p)):
+        cluster = root.split("/")[1]
+        if cluster not in built:
+            raise GenError(f"{root} is rendered but the render handed over no objects for "
+                           f"cluster {cluster} (plan.Desired.objects)")
+        out += [Manifest(obj, root) for obj in built[cluster]]
+    seen: set[Ref] = set()
     for item in out:
         if item.ref in seen:
-            raise UserError(f"{item.source}: {item.ref.kind} {item.ref.label} is also defined in "
-                            f"{seen[item.ref]}", "each object may be rendered once")
-        seen[item.ref] = item.source
-    return out
-
-
-def _kustomize(tree: Tree, directory: str, stack: tuple[str, ...]) -> list[Manifest]:
-    path = f"{directory}/kustomization.yaml"
-    if path in stack:
-        raise UserError(f"{path}: kustomization includes itself", "remove the cycle")
-    if path not in tree:
-        raise UserError(f"{path}: no kustomization.yaml in a directory listed as a resource",
-                        "list files or directories holding a kustomization.yaml")
-    docs = _load_yaml(tree[path], path)
-    if len(docs) != 1 or not isinstance(docs[0], dict):
-        raise UserError(f"{path}: a kustomization is one YAML mapping", "fix the file")
-    spec: Obj = docs[0]
-    unknown = sorted(set(spec) - _KUSTOMIZE_KEYS)
-    if unknown:
-        raise UserError(f"{path}: kustomize field(s) {', '.join(unknown)} are not supported by "
-                        "gen's reconciler", "keep kustomizations to resources, labels and "
-                        "inline strategic-merge patches (what gen renders)")
-    objects: list[Manifest] = []
-    for entry in spec.get("resources") or []:
-        target = posixpath.normpath(posixpath.join(directory, str(entry)))
-        if target in tree:
-            objects += [Manifest(obj, target) for obj in _objects(tree[target], target)]
-        elif f"{target}/kustomization.yaml" in tree:
-            objects += _kustomize(tree, target, (*stack, path))
-        else:
-            raise UserError(f"{path}: resource '{entry}' is not in the rendered tree",
-                            "render again (gen render) or fix the resources list")
-    for index, patch in enumerate(spec.get("patches") or []):
-        objects = _patch(objects, patch, f"{path}: patches[{index}]")
-    for index, label in enumerate(spec.get("labels") or []):
-        objects = _label(objects, label, f"{path}: labels[{index}]")
-    return objects
-
-
-def _load_yaml(content: bytes, source: str) -> list[Any]:
-    import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML: YAML 1.1, as Go reads
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        return [doc for doc in yaml.load_all(content.decode(), Loader=loader) if doc is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})",
-                        "render again with gen render") from None
-
-
-def _objects(content: bytes, source: str) -> list[Obj]:
-    out = []
-    for index, doc in enumerate(_load_yaml(content, source)):
-        if doc.get("kind") == "List" if isinstance(doc, dict) else False:
-            items = doc.get("items") or []
-        else:
-            items = [doc]
-        for obj in items:
-            if not (isinstance(obj, dict) and obj.get("apiVersion") and obj.get("kind")
-                    and isinstance(obj.get("metadata"), dict) and obj["metadata"].get("name")):
-                raise UserError(f"{source}: document {index + 1} is not a Kubernetes object "
-                                "(apiVersion, kind and metadata.name are required)",
-                                "fix the manifest")
-            out.append(obj)
-    return out
-
-
-def _patch(objects: list[Manifest], entry: Any, where: str) -> list[Manifest]:
-    if not isinstance(entry, dict) or set(entry) != {"patch"}:
-        raise UserError(f"{where}: only inline patches without `target` are supported",
-                        "write the patch as a strategic-merge document naming its object")
-    docs = _load_yaml(str(entry["patch"]).encode(), where)
-    if len(docs) != 1 or not isinstance(docs[0], dict) or "metadata" not in docs[0]:
-        raise UserError(f"{where}: the patch must be one strategic-merge document",
-                        "use apiVersion, kind, metadata.name (and namespace) and the fields")
-    patch = docs[0]
-    want = ref_of(patch)
-    matches = [i for i, m in enumerate(objects) if m.ref == want
-               or (not want.namespace and Ref(m.ref.group, m.ref.kind, "", m.ref.name) == want)]
-    if len(matches) != 1:
-        raise UserError(f"{where}: patch target {want.kind} {want.label} is not one of the "
-                        "kustomization's objects", "fix the patch's kind, name or namespace")
-    body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")}
-    meta = {k: v for k, v in patch["metadata"].items() if k not in ("name", "namespace")}
-    target = objects[matches[0]]
-    merged = _merge(target.obj, {**body, **({"metadata": meta} if meta else {})}, where)
-    return [*objects[:matches[0]], Manifest(merged, target.source), *objects[matches[0] + 1:]]
-
-
-def _merge(base: Any, patch: Any, where: str) -> Any:
-    """Strategic merge restricted to maps (all gen renders): lists would need the schema."""
-    if isinstance(patch, list):
-        raise UserError(f"{where}: patches that touch lists are not supported",
-                        "patch map fields only (e.g. ConfigMap data)")
-    if not isinstance(patch, dict) or not isinstance(base, dict):
-        return patch
-    out = dict(base)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge(base.get(key), value, where) if key in base else _check_maps(
-                value, where)
-    return out
-
-
-def _check_maps(value: Any, where: str) -> Any:
-    if isinstance(value, list):
-        raise UserError(f"{where}: patches that touch lists are not supported",
-                        "patch map fields only (e.g. ConfigMap data)")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_maps(item, where)
-    return value
-
-
-def _label(objects: list[Manifest], entry: Any, where: str) -> list[Manifest]:
-    if not isinstance(entry, dict) or not isinstance(entry.get("pairs"), dict) or \
-            entry.get("includeSelectors") or entry.get("includeTemplates") or \
-            set(entry) - {"pairs", "includeSelectors", "includeTemplates"}:
-        raise UserError(f"{where}: only `labels` with pairs and no selectors/templates are "
-                        "supported", "set includeSelectors: false")
-    pairs = {str(k): str(v) for k, v in entry["pairs"].items()}
-    out = []
-    for item in objects:
-        meta = dict(item.obj["metadata"])
-        meta["labels"] = {**(meta.get("labels") or {}), **pairs}
-        out.append(Manifest({**item.obj, "metadata": meta}, item.source))
+            raise GenError(f"{item.source}: {item.ref.kind} {item.ref.label} is built twice")
+        seen.add(item.ref)
     return out
 
 
@@ -621,6 +496,11 @@ class KubernetesProvider:
     skipped: list[str] = field(default_factory=list)  # scopes not looked at (plan.Plan)
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     read_seconds: float = 0.0
+    built: Mapping[str, Sequence[Obj]] = field(default_factory=dict)  # cluster -> objects
+
+    def use_built(self, objects: Mapping[str, Sequence[Obj]]) -> None:
+        """The objects the kubernetes family built in the render being planned."""
+        self.built = objects
 
     def scope(self, tree: Tree) -> Tree:
         return scope_of(tree)
@@ -633,7 +513,7 @@ class KubernetesProvider:
     # -- plan -----------------------------------------------------------------------------
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
-        manifests = manifest_objects(tree)
+        manifests = manifest_objects(tree, self.built)
         if not manifests:
             return []
         self.secrets = declared(env)
