@@ -33,6 +33,7 @@ from generator.model import Environment
 from generator.pipeline import render_environment
 from generator.reconcile import kubernetes as k
 from generator.reconcile.converge import Journal, apply_plan
+from generator.reconcile.essence import DiffItem, kubernetes_diff
 from generator.reconcile.output import format_text, to_json
 from generator.reconcile.plan import Desired, Plan, Settings, build_plan, check_approval
 
@@ -445,7 +446,6 @@ def test_indexed_secret_references_are_masked_and_filled(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """`sshAuthorizedKeys[0]` is a reference name too: its marker is hidden and filled."""
     from generator.model import SecretRef
-    from generator.reconcile.base import DiffItem
 
     marker = "@@gen-secret:sshAuthorizedKeys[0]@@"
     shown = k.masked([DiffItem("change", "data.key", "old", f"key {marker}")], "ConfigMap",
@@ -545,13 +545,13 @@ def test_diff_compares_rendered_fields_only_with_quantities_by_value() -> None:
     live = {"spec": {"replicas": 2, "paused": False, "template": {"spec": {"containers": [
         {"name": "c", "terminationMessagePath": "/dev/termination-log",
          "resources": {"requests": {"cpu": "0.1", "memory": "1073741824"}}}]}}}}
-    assert k.diff(want, live) == []
+    assert kubernetes_diff(want, live) == []
     live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "200m"
-    assert k.diff(want, live) == [k.DiffItem(
+    assert kubernetes_diff(want, live) == [DiffItem(
         "change", "spec.template.spec.containers[c].resources.requests.cpu", "200m", "100m")]
-    assert k.diff({"a": [1, 2]}, {"a": [1]}) == [k.DiffItem("change", "a", [1], [1, 2])]
-    assert k.diff({"a": {"b": "x"}}, {}) == [k.DiffItem("add", "a", None, {"b": "x"})]
-    assert k.diff({"a": "1"}, {"a": 1}) == [k.DiffItem("change", "a", 1, "1")]
+    assert kubernetes_diff({"a": [1, 2]}, {"a": [1]}) == [DiffItem("change", "a", [1], [1, 2])]
+    assert kubernetes_diff({"a": {"b": "x"}}, {}) == [DiffItem("add", "a", None, {"b": "x"})]
+    assert kubernetes_diff({"a": "1"}, {"a": 1}) == [DiffItem("change", "a", 1, "1")]
 
 
 def test_fields_gen_owned_but_no_longer_renders_are_removals() -> None:

@@ -95,23 +95,15 @@ def _describe(value: Any) -> str:
 
 def field_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
     """`a.b: 1 -> 2`, `+ a.c: 3`, `- a.d` for nested dicts/lists (lists compared by index)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        rows = []
-        for key in sorted(set(old) | set(new), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old:
-                rows.append(f"+ {path}: {_short(new[key])}")
-            elif key not in new:
-                rows.append(f"- {path}")
-            else:
-                rows.extend(field_changes(old[key], new[key], path))
-        return rows
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [row for i, (a, b) in enumerate(zip(old, new, strict=True))
-                for row in field_changes(a, b, f"{prefix}[{i}]")]
-    if old != new:
-        return [f"{prefix or 'value'}: {_short(old)} -> {_short(new)}"]
-    return []
+    return [_change_row(item) for item in essence.compare(old, new, essence.REVIEW, prefix)]
+
+
+def _change_row(item: essence.DiffItem) -> str:
+    if item.op == "add":
+        return f"+ {item.path}: {_short(item.new)}"
+    if item.op == "remove":
+        return f"- {item.path}"
+    return f"{item.path or 'value'}: {_short(item.old)} -> {_short(item.new)}"
 
 
 def _sides(changes: Sequence[FileChange], parse: Callable[[FileChange, bytes], dict[str, Any]]

@@ -1,4 +1,5 @@
-"""The reconciler's data: diff items, plan actions, and the Provider protocol.
+"""The reconciler's data: plan actions and the Provider protocol (DiffItem, the one diff
+type `gen diff` and `gen plan` share, is essence.py's).
 
 A provider reads live state for its part of the rendered tree, normalizes it to an essence
 comparable with the rendered essence, and returns Actions. Applying an action must be
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from generator.model import Environment
+from generator.reconcile.essence import DiffItem as DiffItem  # the one diff type, re-exported
 from generator.tree import Tree
 
 Op = Literal["create", "update", "replace", "delete", "adopt"]
@@ -26,16 +28,6 @@ WAVE_SERVICES = 20
 WAVE_VOLUMES = 30
 WAVE_DOMAINS = 40
 WAVE_KUBERNETES = 50
-
-
-@dataclass(frozen=True, slots=True)
-class DiffItem:
-    """One field-level difference: `op` is add | remove | change."""
-
-    op: str
-    path: str
-    old: Any = None
-    new: Any = None
 
 
 @dataclass(frozen=True, slots=True)

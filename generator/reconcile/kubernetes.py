@@ -20,13 +20,11 @@ tests prove and what only the `live` test can.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from generator.errors import GenError, UserError
@@ -38,6 +36,13 @@ from generator.families.kubernetes import (
 )
 from generator.model import Environment, SecretRef
 from generator.reconcile.base import WAVE_KUBERNETES, Action, DiffItem
+from generator.reconcile.essence import (
+    KUBERNETES,
+    added,
+    group_of,
+    kubernetes_diff,
+    kubernetes_object,
+)
 from generator.reconcile.secrets import MARKER, declared, read_local
 from generator.tree import Tree
 
@@ -79,13 +84,7 @@ FORCING: dict[str, tuple[str, ...]] = {
 }
 # Replacing these loses data (a claim's volume, a volume's binding): needs --allow-destroy.
 DESTRUCTIVE_KINDS = {"PersistentVolumeClaim", "PersistentVolume", "Namespace"}
-# Quantities the server canonicalizes ("0.5" -> "500m"): compared by value under these keys.
-_QUANTITY_PARENTS = {"requests", "limits", "capacity", "hard", "allocatable"}
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
-_SUFFIX: dict[str | None, int | Decimal] = {
-    None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3,
-    "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+
 
 
 # --- desired objects: what the kubernetes family built ------------------------------------------
@@ -102,10 +101,6 @@ class Ref:
     @property
     def label(self) -> str:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
-
-
-def group_of(api_version: str) -> str:
-    return api_version.split("/")[0] if "/" in api_version else ""
 
 
 def ref_of(obj: Obj) -> Ref:
@@ -147,83 +142,7 @@ def manifest_objects(tree: Tree, built: Mapping[str, Sequence[Obj]]) -> list[Man
     return out
 
 
-# --- comparing: the essence of a live object -----------------------------------------------
-
-def desired_essence(obj: Obj) -> Obj:
-    """What is compared: the rendered object without status and server-owned metadata; a
-    Secret's stringData folded into data (the server stores only base64 data)."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
-            if k not in ("resourceVersion", "uid", "creationTimestamp", "generation",
-                         "managedFields", "selfLink")}
-    out["metadata"] = meta
-    if obj.get("kind") == "Secret" and group_of(obj.get("apiVersion", "")) == "" and \
-            "stringData" in obj:
-        data = dict(obj.get("data") or {})
-        for key, value in (obj.get("stringData") or {}).items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
-        out = {k: v for k, v in out.items() if k != "stringData"}
-        out["data"] = data
-    return out
-
-
-def diff(desired: Any, live: Any, path: str = "") -> list[DiffItem]:
-    """Field-level differences on the fields `desired` has (live extras are server defaults
-    or other managers' fields, not drift)."""
-    if isinstance(desired, dict):
-        if not isinstance(live, dict):
-            return [DiffItem("change", path or ".", live, desired)]
-        items: list[DiffItem] = []
-        for key, value in desired.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in live or (live[key] is None and value is not None):
-                items.append(DiffItem("add", sub, None, value))
-            else:
-                items += diff(value, live[key], sub)
-        return items
-    if isinstance(desired, list):
-        if not isinstance(live, list) or len(live) != len(desired):
-            return [DiffItem("change", path, live, desired)]
-        items = []
-        for index, (want, have) in enumerate(zip(desired, live, strict=True)):
-            items += diff(want, have, f"{path}[{_item_label(want, index)}]")
-        return items
-    if _same_scalar(desired, live, path):
-        return []
-    return [DiffItem("change", path, live, desired)]
-
-
-def _item_label(item: Any, index: int) -> str:
-    return str(item["name"]) if isinstance(item, dict) and isinstance(item.get("name"), str) \
-        else str(index)
-
-
-def _same_scalar(desired: Any, live: Any, path: str) -> bool:
-    if desired == live and type(desired) is type(live):
-        return True
-    if isinstance(desired, int | float) and isinstance(live, int | float) and \
-            not isinstance(desired, bool) and not isinstance(live, bool):
-        return bool(desired == live)
-    parent = path.rsplit(".", 2)[-2] if path.count(".") >= 1 else ""
-    if parent in _QUANTITY_PARENTS:
-        a, b = _quantity(desired), _quantity(live)
-        return a is not None and a == b
-    return False
-
-
-def _quantity(value: Any) -> Decimal | None:
-    match = _QUANTITY.match(str(value))
-    if match is None:
-        return None
-    try:
-        number = Decimal(match.group(1))
-    except InvalidOperation:
-        return None
-    suffix = match.group(2)
-    if suffix and suffix[0] in "eE":
-        return number * Decimal(10) ** int(suffix[1:])
-    return number * Decimal(_SUFFIX[suffix])
-
+# --- comparing: rendered against live (the normaliser and walk are essence.py's) --------
 
 def owned_but_not_rendered(live: Obj, desired: Obj) -> list[DiffItem]:
     """Fields manager `gen` applied earlier (managedFields) that the render no longer has:
@@ -286,15 +205,6 @@ def masked(items: list[DiffItem], kind: str, markers: bool) -> tuple[DiffItem, .
 
 def _has_marker(value: Any) -> bool:
     return bool(MARKER.search(json.dumps(value))) if value is not None else False
-
-
-def flatten(obj: Any, path: str = "") -> list[DiffItem]:
-    """Every leaf of a new object as an `add` (shown with --verbose)."""
-    if isinstance(obj, dict) and obj:
-        return [i for k, v in obj.items() for i in flatten(v, f"{path}.{k}" if path else k)]
-    if isinstance(obj, list) and obj:
-        return [i for n, v in enumerate(obj) for i in flatten(v, f"{path}[{_item_label(v, n)}]")]
-    return [DiffItem("add", path, None, obj)]
 
 
 def forcing_field(kind: str, items: list[DiffItem]) -> str | None:
@@ -585,7 +495,7 @@ class KubernetesProvider:
         order = order_of(ref, resource.namespaced)
         if live is None:
             return Action("create", self.name, ref.kind, ref.label, WAVE_KUBERNETES,
-                          masked(flatten(desired_essence(obj)), ref.kind, markers),
+                          masked(added(kubernetes_object(obj), KUBERNETES), ref.kind, markers),
                           note=note, order=order, payload=payload)
         if not owned_by(live, env):
             self.conflicts.append(f"kubernetes: {ref.kind} {ref.label} exists without gen's "
@@ -593,10 +503,10 @@ class KubernetesProvider:
                                   "take it over (delete or relabel it by hand)")
             return None
         filled = self._filled(obj) if markers else obj
-        essence = desired_essence(filled)
+        essence = kubernetes_object(filled)
         # Ownership is checked against both spellings of a Secret's values (stringData as
         # applied, data as stored), whichever the server recorded in managedFields.
-        items = diff(essence, live) + owned_but_not_rendered(live, {**filled, **essence})
+        items = kubernetes_diff(essence, live) + owned_but_not_rendered(live, {**filled, **essence})
         if not items:
             return None
         changes = masked(items, ref.kind, markers)
