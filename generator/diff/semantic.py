@@ -78,12 +78,25 @@ def _text(content: bytes | None) -> str:
 
 def keyed_changes(subject: str, old: dict[str, Any], new: dict[str, Any]) -> list[Finding]:
     """Findings for two keyed maps of descriptions: added, removed, and changed fields."""
-    found = [Finding("+", f"{subject} {k}", _describe(new[k])) for k in sorted(set(new) - set(old))]
-    found += [Finding("-", f"{subject} {k}") for k in sorted(set(old) - set(new))]
-    for key in sorted(set(old) & set(new)):
-        details = field_changes(old[key], new[key])
-        if details:
-            found.append(Finding("~", f"{subject} {key}", "; ".join(details)))
+    return member_findings(subject, old, new, _describe, lambda _k, a, b: field_changes(a, b))
+
+
+def member_findings(subject: str, old: dict[str, Any], new: dict[str, Any],
+                    added: Callable[[Any], str],
+                    changed: Callable[[str, Any, Any], list[str]]) -> list[Finding]:
+    """`+ SUBJECT key: added(value)` for new members, `- SUBJECT key` for removed ones, then
+    `~ SUBJECT key: rows` for changed ones (none when `changed` finds nothing to say)."""
+    found = []
+    for item in essence.members(old, new):
+        name = f"{subject} {item.path}" if subject else item.path
+        if item.op == "add":
+            found.append(Finding("+", name, added(item.new)))
+        elif item.op == "remove":
+            found.append(Finding("-", name))
+        else:
+            rows = changed(item.path, item.old, item.new)
+            if rows:
+                found.append(Finding("~", name, "; ".join(rows)))
     return found
 
 
@@ -388,14 +401,8 @@ def kernel_lines(change: FileChange, content: bytes) -> dict[str, Any]:
 
 def summarize_pxe(changes: Sequence[FileChange]) -> list[Finding]:
     old, new = _sides(changes, kernel_lines)
-    found = [Finding("+", f"boot entry {k}", f"{len(new[k])} kernel argument(s)")
-             for k in sorted(set(new) - set(old))]
-    found += [Finding("-", f"boot entry {k}") for k in sorted(set(old) - set(new))]
-    for key in sorted(set(old) & set(new)):
-        rows = _arg_changes(old[key], new[key])
-        if rows:
-            found.append(Finding("~", f"boot entry {key}", "; ".join(rows)))
-    return found
+    return member_findings("boot entry", old, new, lambda v: f"{len(v)} kernel argument(s)",
+                           lambda _k, a, b: _arg_changes(a, b))
 
 
 def _arg_changes(old: list[str], new: list[str]) -> list[str]:
@@ -515,13 +522,7 @@ def k8s_objects(change: FileChange, content: bytes) -> dict[str, Any]:
 
 def summarize_kubernetes(changes: Sequence[FileChange]) -> list[Finding]:
     old, new = _sides(changes, k8s_objects)
-    found = [Finding("+", key) for key in sorted(set(new) - set(old))]
-    found += [Finding("-", key) for key in sorted(set(old) - set(new))]
-    for key in sorted(set(old) & set(new)):
-        if old[key] == new[key]:
-            continue
-        found.append(Finding("~", key, "; ".join(_object_changes(key, old[key], new[key]))))
-    return found
+    return member_findings("", old, new, lambda _v: "", _object_changes)
 
 
 def _object_changes(key: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:

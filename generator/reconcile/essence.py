@@ -134,6 +134,16 @@ def _label(rules: Rules, item: Any, index: int) -> str:
     return str(index)
 
 
+def members(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[DiffItem]:
+    """A keyed collection member by member: added, removed, then changed (each sorted by key),
+    the way `gen diff` lists resources."""
+    items = [DiffItem("add", k, None, new[k]) for k in sorted(set(new) - set(old))]
+    items += [DiffItem("remove", k, old[k], None) for k in sorted(set(old) - set(new))]
+    items += [DiffItem("change", k, old[k], new[k]) for k in sorted(set(old) & set(new))
+              if old[k] != new[k]]
+    return items
+
+
 def named_items(items: list[Any]) -> dict[str, Any] | None:
     """Items by their `name` when every item has a distinct one (nodes, networks...)."""
     if not items or not all(isinstance(i, dict) and isinstance(i.get("name"), str)
