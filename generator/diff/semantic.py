@@ -17,7 +17,7 @@ import re
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -81,7 +81,7 @@ def keyed_changes(subject: str, old: dict[str, Any], new: dict[str, Any]) -> lis
     return member_findings(subject, old, new, _describe, lambda _k, a, b: field_changes(a, b))
 
 
-def member_findings(subject: str, old: dict[str, Any], new: dict[str, Any],
+def member_findings(subject: str, old: Mapping[str, Any], new: Mapping[str, Any],
                     added: Callable[[Any], str],
                     changed: Callable[[str, Any, Any], list[str]]) -> list[Finding]:
     """`+ SUBJECT key: added(value)` for new members, `- SUBJECT key` for removed ones, then
