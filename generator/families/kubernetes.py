@@ -72,7 +72,7 @@ def built_objects(env: Environment, pins: Pins) -> dict[str, list[Obj]]:
         return {}
     objects = [build.parent]
     if build.cni is not None:
-        objects += cni_objects(env, *build.cni)
+        objects += cni_objects(env, build.cni[0], build.upstream)
     objects += [obj for objs in build.files.values() for obj in objs]
     return {env.cluster.name: objects}
 
@@ -80,10 +80,12 @@ def built_objects(env: Environment, pins: Pins) -> dict[str, list[Obj]]:
 @dataclass(frozen=True, slots=True)
 class _Build:
     """What one render builds: gen's own files (path -> objects), the pinned CNI manifest
-    (name, upstream content) and the ApplySet parent naming every member."""
+    (name, upstream content) and its objects as upstream wrote them, and the ApplySet parent
+    naming every member."""
 
     files: dict[str, list[Obj]]
     cni: tuple[str, bytes] | None
+    upstream: list[Obj]
     parent: Obj
 
 
@@ -101,12 +103,10 @@ def _build(env: Environment, pins: Pins) -> _Build | None:
         files[f"apps/{app.name}.yaml"] = application(env, pins, app)
     if not files and content is None:
         return None
-    members = [obj for objs in files.values() for obj in objs]
-    cni = None
-    if content is not None:
-        cni = (k8s.cni or "cni", content)
-        members += _parse_objects(content)
-    return _Build(files, cni, applyset_parent(env, members))
+    upstream = _parse_objects(content) if content is not None else []
+    cni = (k8s.cni or "cni", content) if content is not None else None
+    members = [obj for objs in files.values() for obj in objs] + upstream
+    return _Build(files, cni, upstream, applyset_parent(env, members))
 
 
 # --- ownership -----------------------------------------------------------------------------
@@ -190,12 +190,12 @@ def cni_tree(env: Environment, name: str, content: bytes) -> Tree:
                                                                            **extra))}
 
 
-def cni_objects(env: Environment, name: str, content: bytes) -> list[Obj]:
+def cni_objects(env: Environment, name: str, upstream: list[Obj]) -> list[Obj]:
     """The upstream objects as `cni_tree`'s kustomization builds them: gen's owner labels
     added to each object's own labels (not selectors or templates), the patch merged."""
     patch = _cni_patch(env, name)
     out = []
-    for obj in _parse_objects(content):
+    for obj in upstream:
         meta = {**obj["metadata"], "labels": {**(obj["metadata"].get("labels") or {}),
                                               **owner_labels(env)}}
         built = {**obj, "metadata": meta}
