@@ -28,6 +28,7 @@ from generator.diff.semantic import (
     Finding,
     families_of,
     field_changes,
+    member_findings,
     summarised_families,
     summarize,
 )
@@ -170,8 +171,4 @@ def _repin(old: Any, new: Any) -> str:
 def secret_changes(old: Mapping[str, tuple[str, str]], new: Mapping[str, tuple[str, str]]
                    ) -> list[Finding]:
     """Secret references by name; a changed reference is only ever `(sensitive value changed)`."""
-    found = [Finding("+", f"secret {k}") for k in sorted(set(new) - set(old))]
-    found += [Finding("-", f"secret {k}") for k in sorted(set(old) - set(new))]
-    found += [Finding("~", f"secret {k}", SENSITIVE) for k in sorted(set(old) & set(new))
-              if old[k] != new[k]]
-    return found
+    return member_findings("secret", old, new, lambda _ref: "", lambda _k, _a, _b: [SENSITIVE])

@@ -18,7 +18,7 @@ import re
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -79,12 +79,25 @@ def _text(content: bytes | None) -> str:
 
 def keyed_changes(subject: str, old: dict[str, Any], new: dict[str, Any]) -> list[Finding]:
     """Findings for two keyed maps of descriptions: added, removed, and changed fields."""
-    found = [Finding("+", f"{subject} {k}", _describe(new[k])) for k in sorted(set(new) - set(old))]
-    found += [Finding("-", f"{subject} {k}") for k in sorted(set(old) - set(new))]
-    for key in sorted(set(old) & set(new)):
-        details = field_changes(old[key], new[key])
-        if details:
-            found.append(Finding("~", f"{subject} {key}", "; ".join(details)))
+    return member_findings(subject, old, new, _describe, lambda _k, a, b: field_changes(a, b))
+
+
+def member_findings(subject: str, old: Mapping[str, Any], new: Mapping[str, Any],
+                    added: Callable[[Any], str],
+                    changed: Callable[[str, Any, Any], list[str]]) -> list[Finding]:
+    """`+ SUBJECT key: added(value)` for new members, `- SUBJECT key` for removed ones, then
+    `~ SUBJECT key: rows` for changed ones (none when `changed` finds nothing to say)."""
+    found = []
+    for item in essence.members(old, new):
+        name = f"{subject} {item.path}" if subject else item.path
+        if item.op == "add":
+            found.append(Finding("+", name, added(item.new)))
+        elif item.op == "remove":
+            found.append(Finding("-", name))
+        else:
+            rows = changed(item.path, item.old, item.new)
+            if rows:
+                found.append(Finding("~", name, "; ".join(rows)))
     return found
 
 
@@ -96,23 +109,15 @@ def _describe(value: Any) -> str:
 
 def field_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
     """`a.b: 1 -> 2`, `+ a.c: 3`, `- a.d` for nested dicts/lists (lists compared by index)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        rows = []
-        for key in sorted(set(old) | set(new), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old:
-                rows.append(f"+ {path}: {_short(new[key])}")
-            elif key not in new:
-                rows.append(f"- {path}")
-            else:
-                rows.extend(field_changes(old[key], new[key], path))
-        return rows
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [row for i, (a, b) in enumerate(zip(old, new, strict=True))
-                for row in field_changes(a, b, f"{prefix}[{i}]")]
-    if old != new:
-        return [f"{prefix or 'value'}: {_short(old)} -> {_short(new)}"]
-    return []
+    return [_change_row(item) for item in essence.compare(old, new, essence.REVIEW, prefix)]
+
+
+def _change_row(item: essence.DiffItem) -> str:
+    if item.op == "add":
+        return f"+ {item.path}: {_short(item.new)}"
+    if item.op == "remove":
+        return f"- {item.path}"
+    return f"{item.path or 'value'}: {_short(item.old)} -> {_short(item.new)}"
 
 
 def _sides(changes: Sequence[FileChange], parse: Callable[[FileChange, bytes], dict[str, Any]]
@@ -397,14 +402,8 @@ def kernel_lines(change: FileChange, content: bytes) -> dict[str, Any]:
 
 def summarize_pxe(changes: Sequence[FileChange]) -> list[Finding]:
     old, new = _sides(changes, kernel_lines)
-    found = [Finding("+", f"boot entry {k}", f"{len(new[k])} kernel argument(s)")
-             for k in sorted(set(new) - set(old))]
-    found += [Finding("-", f"boot entry {k}") for k in sorted(set(old) - set(new))]
-    for key in sorted(set(old) & set(new)):
-        rows = _arg_changes(old[key], new[key])
-        if rows:
-            found.append(Finding("~", f"boot entry {key}", "; ".join(rows)))
-    return found
+    return member_findings("boot entry", old, new, lambda v: f"{len(v)} kernel argument(s)",
+                           lambda _k, a, b: _arg_changes(a, b))
 
 
 def _arg_changes(old: list[str], new: list[str]) -> list[str]:
@@ -524,13 +523,7 @@ def k8s_objects(change: FileChange, content: bytes) -> dict[str, Any]:
 
 def summarize_kubernetes(changes: Sequence[FileChange]) -> list[Finding]:
     old, new = _sides(changes, k8s_objects)
-    found = [Finding("+", key) for key in sorted(set(new) - set(old))]
-    found += [Finding("-", key) for key in sorted(set(old) - set(new))]
-    for key in sorted(set(old) & set(new)):
-        if old[key] == new[key]:
-            continue
-        found.append(Finding("~", key, "; ".join(_object_changes(key, old[key], new[key]))))
-    return found
+    return member_findings("", old, new, lambda _v: "", _object_changes)
 
 
 def _object_changes(key: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -27,7 +27,6 @@ symlink, so a link there cannot carry a write or a deletion elsewhere.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import posixpath
@@ -43,8 +42,8 @@ from typing import Any
 from generator.errors import UserError
 from generator.model import SECRET_MARKER_PREFIX, Environment, SecretRef
 from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
+from generator.reconcile.essence import file_digest, fills
 from generator.reconcile.secrets import (
-    MARKER_BYTES,
     check_places,
     checked_value,
     declared,
@@ -273,14 +272,14 @@ class FilesProvider:
         live = target.read_files([managed_path, *[p for p, v in desired.items()
                                                   if isinstance(v, bytes)]])
         managed = json.loads(live.get(managed_path, b"{}") or b"{}")
-        digests = {p: _digest(v) for p, v in desired.items()}
+        digests = {p: file_digest(v) for p, v in desired.items()}
         changes = []
         for path, digest in sorted(digests.items()):
             was = managed.get("files", {}).get(path)
             content = desired[path]
             current = live.get(path)
             if isinstance(content, bytes) and current is not None:
-                same = current == content or _fills(content, current)
+                same = current == content or fills(content, current)
             else:
                 same = was == digest
             if not same:
@@ -405,20 +404,6 @@ class FilesProvider:
                     target.path(staging), *paths])
         if stale:
             target.run(["rm", "-f", *[target.path(p) for p in stale]])
-
-
-def _digest(source: bytes | tuple[str, str]) -> str:
-    if isinstance(source, bytes):
-        return "sha256:" + hashlib.sha256(source).hexdigest()
-    return f"{source[0]}:{source[1]}"
-
-
-def _fills(rendered: bytes, live: bytes) -> bool:
-    """True when `live` is `rendered` with its secret markers filled in."""
-    if MARKER_PREFIX not in rendered:
-        return False
-    parts = MARKER_BYTES.split(rendered)[::2]  # split keeps the group: names at odd places
-    return re.fullmatch(rb"(?s:.+?)".join(re.escape(p) for p in parts), live) is not None
 
 
 def _fill(arg: str, target: Target, spec: ServiceSpec, staging: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from generator.errors import DestructiveNotApproved, UsageError, UserError
 from generator.model import Environment
-from generator.reconcile.base import Action, Provider
+from generator.reconcile.base import Action, BuiltObjects, Provider, UsesBuiltObjects
 from generator.reconcile.providers import (
     ProviderDescriptor,
     ProviderPlan,
@@ -55,6 +55,7 @@ class Desired:
     tree: Tree
     tree_hash: str
     locked: bool  # True when the render was checked against lock/<env>.lock
+    objects: BuiltObjects = field(default_factory=dict)  # built with the tree, per cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,8 @@ def build_plan(desired: Desired, settings: Settings,
     read = 0.0
     for descriptor, provider in started:
         scope = descriptor.scope(desired.tree)
+        if isinstance(provider, UsesBuiltObjects):
+            provider.use_built(desired.objects)
         found: ProviderPlan = descriptor.plan(provider, desired.env, scope, desired.tree)
         notices += found.notices
         conflicts += found.conflicts
@@ -200,6 +203,7 @@ def load_desired(ref: str, cwd: Path | None = None) -> Desired:
     """Render ENV the way `gen render --locked` does when lock/<env>.lock exists (a render
     that would change the lock raises LockMismatch, exit 4); unlocked when it does not."""
     from generator.environment import find_root, resolve_env_dir
+    from generator.families.kubernetes import built_objects
     from generator.lock.lockfile import lock_path
     from generator.lock.nar import tree_hash
     from generator.pipeline import render_with_lock
@@ -207,4 +211,6 @@ def load_desired(ref: str, cwd: Path | None = None) -> Desired:
     env_dir = resolve_env_dir(ref, cwd)
     locked = lock_path(find_root(env_dir.parent), env_dir.name).is_file()
     rendered = render_with_lock(ref, cwd, locked=locked)
-    return Desired(rendered.loaded.model, rendered.tree, tree_hash(rendered.tree), locked)
+    model = rendered.loaded.model
+    return Desired(model, rendered.tree, tree_hash(rendered.tree), locked,
+                   built_objects(model, rendered.pins))
