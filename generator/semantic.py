@@ -726,7 +726,8 @@ def check_pull_secret(c: Checker) -> None:
     cluster = c.data.get("cluster", {})
     if cluster.get("flavour") == "openshift" and "pullSecret" not in cluster:
         c.error(("cluster",), "OpenShift needs a pull secret: cluster.pullSecret is not set",
-                "add `pullSecret: {env: GEN_PULL_SECRET}` (or {file: path}) under cluster")
+                "add `pullSecret: {env: GEN_SECRET_PULL}` (or {file: NAME} in the secrets "
+                "directory) under cluster")
 
 
 _GEN_KERNEL_ARGS = ("ip", "nameserver", "coreos.inst.install_dev", "coreos.live.rootfs_url",
@@ -783,6 +784,34 @@ def check_kubernetes_refs(c: Checker) -> None:
                     f"is not the host of services.nfs ({host})", f"use {host}")
 
 
+
+def _secret_refs(data: dict[str, Any]) -> Iterator[tuple[FieldPath, dict[str, Any]]]:
+    cluster = data.get("cluster") or {}
+    if isinstance(cluster.get("pullSecret"), dict):
+        yield ("cluster", "pullSecret"), cluster["pullSecret"]
+    for i, key in enumerate(cluster.get("sshAuthorizedKeys") or []):
+        yield ("cluster", "sshAuthorizedKeys", i), key
+    for section in (("secrets",), ("openstack", "passwords")):
+        holder: Any = data
+        for part in section:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        for name, ref in (holder or {}).items():
+            yield section + (name,), ref
+
+
+def check_secret_refs(c: Checker) -> None:
+    """A reference names only what the operator set aside for gen: a file inside the
+    secrets directory or a GEN_SECRET_* variable (reconcile/secrets.ref_problem), never
+    ~/.ssh/id_rsa or another variable CI or root happens to hold."""
+    from generator.reconcile.secrets import REF_HINT, ref_problem
+
+    for path, ref in _secret_refs(c.data):
+        for source in ("env", "file"):
+            if isinstance(ref, dict) and isinstance(ref.get(source), str):
+                problem = ref_problem(source, ref[source])
+                if problem is not None:
+                    c.error(path, problem, REF_HINT)
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
@@ -792,4 +821,4 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
           check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
           check_unique_volumes, check_node_images, check_pool_paths,
-          check_dnsmasq_host_names, check_shared_ports)
+          check_dnsmasq_host_names, check_shared_ports, check_secret_refs)

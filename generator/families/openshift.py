@@ -78,7 +78,8 @@ def pull_secret(env: Environment) -> str:
     if env.cluster.flavour == "okd":
         return OKD_FAKE_PULL_SECRET
     raise UserError("OpenShift needs a pull secret: cluster.pullSecret is not set",
-                    "add `pullSecret: {env: GEN_PULL_SECRET}` (or {file: path}) under cluster")
+                    "add `pullSecret: {env: GEN_SECRET_PULL}` (or {file: NAME} in the secrets "
+                    "directory) under cluster")
 
 
 def scheduler_manifest(env: Environment) -> dict[str, Any]:

@@ -223,8 +223,8 @@ def _cluster(r: _Reader) -> CommentedMap:
         r.mapped(("ssh_gen_key",), "no cluster.sshAuthorizedKeys (add your own key)")
     else:
         if gen_key is True:
-            r.mapped(("ssh_gen_key",), "cluster.sshAuthorizedKeys (~/.ssh/helper_rsa.pub)")
-        cluster["sshAuthorizedKeys"] = cseq([cmap(("file", "~/.ssh/helper_rsa.pub"),
+            r.mapped(("ssh_gen_key",), "cluster.sshAuthorizedKeys (helper_rsa.pub)")
+        cluster["sshAuthorizedKeys"] = cseq([cmap(("file", "helper_rsa.pub"),
                                                   flow=True)])
         note(cluster, "sshAuthorizedKeys", "the key the playbook generates (ssh_gen_key)")
     return cluster

@@ -48,7 +48,10 @@ from generator.reconcile.secrets import (
     check_places,
     checked_value,
     declared,
+    kinds,
     places,
+    target_read_argv,
+    target_read_error,
 )
 from generator.tree import Tree
 
@@ -195,6 +198,7 @@ class FilesProvider:
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         self.secrets = declared(env)
         self.places = places(env)
+        self.kinds = kinds(env)
         actions = []
         for (host, service), files in sorted(_by_service(tree).items()):
             spec = SERVICES.get(service)
@@ -377,7 +381,8 @@ class FilesProvider:
             marker = ref.marker().encode()
             if marker in content:
                 if ref.name not in values:
-                    values[ref.name] = checked_value(ref, _read_secret(target, ref))
+                    values[ref.name] = checked_value(ref, _read_secret(target, ref),
+                                                    self.kinds.get(ref.name))
                 content = content.replace(marker, values[ref.name])
         return content
 
@@ -428,16 +433,11 @@ def _fill(arg: str, target: Target, spec: ServiceSpec, staging: str) -> str:
 
 
 def _read_secret(target: Target, ref: SecretRef) -> bytes:
-    # the path is an argument, never shell text: only a leading ~/ is expanded (to the
-    # target's $HOME), so a reference like `x; rm -rf /` or `$(...)` is just a missing file
-    argv = (["printenv", ref.ref] if ref.source == "env" else
-            ["sh", "-c", 'f=$1; case $f in "~/"*) f="$HOME/${f#"~/"}";; esac; exec cat -- "$f"',
-             "sh", ref.ref])
-    proc = target.run(argv, check=False)
+    # confined to the secrets directory (or a GEN_SECRET_* variable) on the target; the
+    # reference is an argument, never shell text (reconcile/secrets.target_read_argv)
+    proc = target.run(target_read_argv(ref), check=False)
     if proc.returncode != 0:
-        where = f"environment variable {ref.ref}" if ref.source == "env" else f"file {ref.ref}"
-        raise UserError(f"secret '{ref.name}' is not available on the target ({where} "
-                        "is missing)", "provide it there before converging")
+        raise target_read_error(ref, proc.returncode)
     return proc.stdout.rstrip(b"\n")
 
 
