@@ -216,8 +216,9 @@ def _cluster(r: _Reader) -> CommentedMap:
     version = _version(r)
     if version:
         cluster["version"] = version
-    cluster["pullSecret"] = cmap(("file", "~/.openshift/pull-secret"), flow=True)
-    note(cluster, "pullSecret", "not in the vars file: where the helper-node docs keep it")
+    cluster["pullSecret"] = cmap(("file", "pull-secret"), flow=True)
+    note(cluster, "pullSecret", "not in the vars file: copy ~/.openshift/pull-secret into "
+         "the secrets directory")
     gen_key = r.boolean(("ssh_gen_key",))
     if gen_key is False:
         r.mapped(("ssh_gen_key",), "no cluster.sshAuthorizedKeys (add your own key)")
