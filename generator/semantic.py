@@ -812,6 +812,41 @@ def check_secret_refs(c: Checker) -> None:
                 if problem is not None:
                     c.error(path, problem, REF_HINT)
 
+
+def _boot_file_clash(name: str) -> str | None:
+    """What a TFTP boot file name would replace, or None (families/pxe.py's layout)."""
+    from generator.families.pxe import BOOTLOADERS, GRUB_PREFIX, IMAGES
+
+    first = name.split("/", 1)[0]
+    if first.lower().startswith(".gen"):
+        return "gen's own state"
+    if first in ("pxelinux.cfg", "ipxe", GRUB_PREFIX, IMAGES) or name in (
+            "boot.ipxe", "manifest.json", *BOOTLOADERS):
+        return "a file gen renders or publishes in the TFTP root"
+    return None
+
+
+def check_boot_files(c: Checker) -> None:
+    """DHCP boot files are published into the TFTP root beside gen's rendered files; a name
+    equal to one of those (`grub/grub.cfg`, `boot.ipxe`, `.gen-managed.json`) would let the
+    boot loader's bytes replace it, so each is its own file."""
+    dhcp = (c.data.get("services") or {}).get("dhcp") or {}
+    names = dhcp.get("bootFiles") or {}
+    for key in ("bios", "uefi"):
+        name = names.get(key)
+        if not isinstance(name, str):
+            continue
+        clash = _boot_file_clash(name)
+        if clash is not None:
+            c.error(("services", "dhcp", "bootFiles", key), f"boot file '{name}' is {clash}",
+                    "name the boot loader's own file, such as pxelinux.0 or grubx64.efi")
+    # expand.py's defaults when a name is not given
+    bios, uefi = names.get("bios", "pxelinux.0"), names.get("uefi", "grubx64.efi")
+    if bios == uefi:
+        key = "uefi" if "uefi" in names else "bios"
+        c.error(("services", "dhcp", "bootFiles", key), "the UEFI boot file is the BIOS "
+                "boot file", "give each its own name, such as pxelinux.0 and grubx64.efi")
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
@@ -821,4 +856,5 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
           check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
           check_unique_volumes, check_node_images, check_pool_paths,
-          check_dnsmasq_host_names, check_shared_ports, check_secret_refs)
+          check_dnsmasq_host_names, check_shared_ports, check_secret_refs,
+          check_boot_files)

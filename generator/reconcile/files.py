@@ -56,6 +56,9 @@ from generator.reconcile.secrets import (
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
+# gen's instructions to itself (what to publish, which directories to make); read from the
+# rendered tree, never installed: in a served root (TFTP) it would show anyone the layout.
+MANIFEST = "manifest.json"
 STAGING = ".gen-staging"
 MARKER_PREFIX = SECRET_MARKER_PREFIX.encode()
 KOLLA_PASSWORDS = (
@@ -238,11 +241,12 @@ class FilesProvider:
         """Install path -> content, or ("store", sha256) / ("package", path) to publish."""
         desired: dict[str, bytes | tuple[str, str]] = {
             confined(spec.install, rel, "a rendered file"): content
-            for rel, content in files.items()}
-        if spec.publish is not None and "manifest.json" in files:
+            for rel, content in files.items() if rel != MANIFEST}
+        if spec.publish is not None and MANIFEST in files:
             base = f"{spec.install}/{spec.publish}".rstrip("/")
-            for rel, entry in json.loads(files["manifest.json"]).get("files", {}).items():
+            for rel, entry in json.loads(files[MANIFEST]).get("files", {}).items():
                 path = confined(base, rel, "a file manifest.json publishes")
+                _refuse_publish_over(spec, path, desired)
                 source = self._publish_source(entry, tree)
                 if source is not None:
                     desired[path] = source
@@ -297,12 +301,14 @@ class FilesProvider:
                                 f"are not inside {spec.install} and are never pruned: "
                                 f"{', '.join(map(_shown, outside))}")
             stale = {p: d for p, d in stale.items() if p not in outside}
-        if stale and not self.prune:  # deleting needs --prune, as for every provider
-            self.notices.append(f"{host}/{service}: {len(stale)} file(s) gen installed are no "
+        # an earlier gen installed its manifest into served roots: removed without --prune
+        kept = {p: d for p, d in stale.items() if p != f"{spec.install}/{MANIFEST}"}
+        if kept and not self.prune:  # deleting needs --prune, as for every provider
+            self.notices.append(f"{host}/{service}: {len(kept)} file(s) gen installed are no "
                                 f"longer rendered and are kept (run with --prune to delete "
-                                f"them): {', '.join(stale)}")
-            digests = {**digests, **stale}
-            stale = {}
+                                f"them): {', '.join(kept)}")
+            digests = {**digests, **kept}
+            stale = {p: d for p, d in stale.items() if p not in kept}
         changes += [DiffItem("remove", p, d, None) for p, d in stale.items()]
         directory_changes = _directory_changes(target, exported)
         changes += directory_changes
@@ -344,8 +350,9 @@ class FilesProvider:
         self._check(target, spec, staging, values)
         self._swap(target, staging, list(p["desired"]), p["stale"])
         managed = {"files": p["digests"], "service": service}
+        # 0600: in a TFTP root a world-readable list of every file would be served
         target.write_files({f"{spec.install}/{MANAGED}": json.dumps(
-            managed, indent=2, sort_keys=True).encode()})
+            managed, indent=2, sort_keys=True).encode()}, 0o600)
         target.run(["rm", "-rf", target.path(staging)])
         target.run(["rmdir", target.path(f"/{STAGING}")], check=False)  # others may be busy
         _make_export_directories(target, p.get("exported", []))
@@ -443,9 +450,9 @@ def _read_secret(target: Target, ref: SecretRef) -> bytes:
 
 def _directories(spec: ServiceSpec, files: dict[str, bytes]) -> list[str]:
     """Directories a manifest.json asks for (logs, run, ...), as absolute target paths."""
-    if "manifest.json" not in files:
+    if MANIFEST not in files:
         return []
-    wanted = json.loads(files["manifest.json"]).get("directories", [])
+    wanted = json.loads(files[MANIFEST]).get("directories", [])
     return [confined(spec.install, d, "a directory manifest.json asks for") for d in wanted]
 
 
@@ -553,6 +560,20 @@ def inside(base: str, path: str) -> bool:
     """True when the absolute `path` is normalised and strictly below `base`."""
     return (isinstance(path, str) and not CONTROL.search(path)
             and posixpath.normpath(path) == path and path.startswith(base.rstrip("/") + "/"))
+
+
+def _refuse_publish_over(spec: ServiceSpec, path: str,
+                         desired: Mapping[str, bytes | tuple[str, str]]) -> None:
+    """A published file never replaces a rendered one, gen's own state or a directory gen
+    renders into (defence in depth: validation refuses such boot file names first)."""
+    managed = f"{spec.install}/{MANAGED}"
+    clash = next((p for p in [*desired, managed, f"{spec.install}/{MANIFEST}"]
+                  if p == path or p.startswith(path + "/") or path.startswith(p + "/")), None)
+    if clash is not None:
+        raise UserError(f"manifest.json publishes {_shown(path)}, which would replace "
+                        f"{_shown(clash)} that gen renders or keeps there; nothing was changed "
+                        "on the target", "give the published file (a DHCP boot file) its own "
+                        "name")
 
 
 def _package_path(path: str) -> str:
