@@ -847,6 +847,33 @@ def check_boot_files(c: Checker) -> None:
         c.error(("services", "dhcp", "bootFiles", key), "the UEFI boot file is the BIOS "
                 "boot file", "give each its own name, such as pxelinux.0 and grubx64.efi")
 
+
+MAX_NETWORKS = 64  # each network is a libvirt network per hypervisor, DHCP subnets, zones
+
+
+def check_network_count(c: Checker) -> None:
+    """Bounded output: at most MAX_NETWORKS networks and dns.MAX_REVERSE_ZONES reverse zones
+    (a /9 or /17 network alone needs 128), so a pull request cannot make a render write
+    tens of thousands of files."""
+    from generator.families.dns import MAX_REVERSE_ZONES, reverse_zone_blocks
+
+    networks = c.data.get("networks") or []
+    if len(networks) > MAX_NETWORKS:
+        c.error(("networks",), f"{len(networks)} networks are more than {MAX_NETWORKS} per "
+                "environment", "split the site into several environments")
+        return
+    blocks: set[IPv4Network] = set()
+    for net in networks:
+        try:
+            blocks.update(reverse_zone_blocks(IPv4Network(net["cidr"])))
+        except (ValueError, KeyError, TypeError):
+            continue  # check_network_cidrs names it
+        if len(blocks) > MAX_REVERSE_ZONES:
+            c.error(("networks",), f"the networks need more than {MAX_REVERSE_ZONES} "
+                    "reverse DNS zones", "use networks aligned on /8, /16 or /24 (or "
+                    "smaller than /24), or fewer of them")
+            return
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
@@ -857,4 +884,4 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
           check_unique_volumes, check_node_images, check_pool_paths,
           check_dnsmasq_host_names, check_shared_ports, check_secret_refs,
-          check_boot_files)
+          check_boot_files, check_network_count)
