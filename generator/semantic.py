@@ -874,6 +874,23 @@ def check_network_count(c: Checker) -> None:
                     "smaller than /24), or fewer of them")
             return
 
+
+# Kernel arguments that make the node run a program the argument names, or drop to a root
+# shell on its console, before Ignition or the installer: code from data on every node.
+_PROGRAM_KERNEL_ARGS = ("init", "rdinit", "rd.break", "rd.shell", "rd.emergency",
+                        "systemd.unit", "systemd.debug_shell", "systemd.debug-shell",
+                        "emergency", "rescue", "single")
+
+
+def check_kernel_args_run_nothing(c: Checker) -> None:
+    pxe = (c.data.get("services") or {}).get("pxe") or {}
+    for k, arg in enumerate(pxe.get("kernelArgs") or []):
+        key = arg.split("=", 1)[0] if isinstance(arg, str) else ""
+        if key.lower() in _PROGRAM_KERNEL_ARGS:
+            c.error(("services", "pxe", "kernelArgs", k), f"kernel argument '{key}' runs a "
+                    "program or a shell on the node instead of the installer",
+                    "debug a node from its console; gen never passes it")
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
@@ -884,4 +901,4 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
           check_unique_volumes, check_node_images, check_pool_paths,
           check_dnsmasq_host_names, check_shared_ports, check_secret_refs,
-          check_boot_files, check_network_count)
+          check_boot_files, check_network_count, check_kernel_args_run_nothing)
