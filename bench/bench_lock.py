@@ -38,7 +38,7 @@ def big_environment(repo: Path, nodes: int) -> None:
     hvs = 20
     lines = ["apiVersion: gen/v1", "kind: Environment", "metadata: {name: big}",
              "blueprint: openshift-upi", "cluster:", "  name: big", "  baseDomain: example.com",
-             "  networkType: OVNKubernetes", "  pullSecret: {env: GEN_PULL_SECRET}",
+             "  networkType: OVNKubernetes", "  pullSecret: {env: GEN_SECRET_PULL}",
              "networks:", "  - {name: lan, cidr: 10.20.0.0/16, gateway: 10.20.0.1, "
              "dns: [10.20.0.10], bridge: br0}", "hypervisors:"]
     lines += [f"  - {{name: hv{i}, uri: 'qemu+ssh://root@hv{i}/system', domainType: kvm, "

@@ -82,8 +82,8 @@ def openshift_env(nodes: int) -> str:
         "apiVersion: gen/v1", "kind: Environment", "metadata: {name: big-openshift}",
         "blueprint: openshift-upi",
         "cluster:", "  name: big", "  baseDomain: example.com",
-        "  pullSecret: {env: GEN_PULL_SECRET}",
-        "  sshAuthorizedKeys: [{file: ~/.ssh/id_rsa.pub}]",
+        "  pullSecret: {env: GEN_SECRET_PULL}",
+        "  sshAuthorizedKeys: [{file: id_rsa.pub}]",
         "networks:", f"  - {{name: lan, cidr: {NET}, gateway: {NET[1]}, dns: [{helper}], "
         "bridge: br0}", *hypervisor_lines(hv_count), "nodes:", *node_lines(names, hv_count),
     ]) + artifacts

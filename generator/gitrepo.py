@@ -38,8 +38,11 @@ def resolve(repo: Any, ref: str) -> str:
     import git
 
     try:
+        if ref.startswith("-"):  # never an option to any git command
+            raise ValueError(ref)
         return str(repo.commit(ref).hexsha)
-    except (git.BadName, ValueError, git.GitCommandError):
+    # KeyError: `REV:PATH` naming a path the tree does not hold (GitPython's rev_parse)
+    except (git.BadName, ValueError, KeyError, IndexError, git.GitCommandError):
         raise UserError(f"unknown git revision '{ref}'",
                         "pass a branch, tag or commit that exists locally (git fetch first)"
                         ) from None

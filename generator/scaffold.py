@@ -256,7 +256,7 @@ def _generate_sandboxed(template: Path, context: dict[str, Any], scratch: Path) 
     import cookiecutter.generate as cc_generate
     from cookiecutter.environment import ExtensionLoaderMixin
     from jinja2 import StrictUndefined
-    from jinja2.exceptions import SecurityError
+    from jinja2.exceptions import SecurityError, TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class SandboxedStrictEnvironment(ExtensionLoaderMixin,  # type: ignore[misc]
@@ -274,11 +274,61 @@ def _generate_sandboxed(template: Path, context: dict[str, Any], scratch: Path) 
     try:
         cc_generate.generate_files(repo_dir=str(template), context=context,
                                    output_dir=str(scratch), accept_hooks=False)
-    except SecurityError as exc:
+    except (SecurityError, OverflowError) as exc:  # OverflowError: the sandbox's range()
         raise UserError(f"{template}: the template does something gen's sandbox refuses: "
                         f"{exc}", "templates may only insert cookiecutter.NAME values") from None
+    except TemplateError as exc:  # an include of a file outside the template, bad syntax
+        first = str(exc.message or type(exc).__name__).splitlines()[0][:200]
+        raise UserError(f"{template}: the template cannot be rendered: {first!r}",
+                        "templates may only insert cookiecutter.NAME values") from None
     finally:
         cc_generate.create_env_with_context = original
+
+
+# The sandbox stops Python's internals, not work: `'x' * 10**10`, `|center(10**9)` or a
+# long loop in a template from a pull request would exhaust memory or never end. The
+# template is rendered in a forked child with an address-space and a CPU-time limit.
+TEMPLATE_MEMORY = 2 << 30
+TEMPLATE_SECONDS = 10
+
+
+def _generate_bounded(template: Path, context: dict[str, Any], scratch: Path) -> None:
+    import os
+    import resource
+    import signal
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: render, report one JSON line, never return into gen
+        os.close(read_end)
+        code, report = 0, {}
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (TEMPLATE_MEMORY, TEMPLATE_MEMORY))
+            resource.setrlimit(resource.RLIMIT_CPU, (TEMPLATE_SECONDS, TEMPLATE_SECONDS + 5))
+            _generate_sandboxed(template, context, scratch)
+        except UserError as exc:
+            code, report = 1, {"message": "\n".join(exc.lines())}
+        except MemoryError:
+            code, report = 1, {"message": f"{template}: the template needs more than "
+                               f"{TEMPLATE_MEMORY >> 30} GiB of memory to render",
+                               "hint": "templates may only insert cookiecutter.NAME values"}
+        except BaseException as exc:  # noqa: BLE001 - reported by the parent as exit 70
+            code, report = 70, {"message": f"{type(exc).__name__}: {exc}"[:500]}
+        finally:
+            os.write(write_end, json.dumps(report).encode())
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        raw = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    report = json.loads(raw or b"{}")
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL):
+        raise UserError(f"{template}: the template takes more than {TEMPLATE_SECONDS} s of "
+                        "CPU to render", "templates may only insert cookiecutter.NAME values")
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1:
+        raise UserError(report["message"], report.get("hint", ""))
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        raise RuntimeError(report.get("message", f"template rendering ended with {status}"))
 
 
 def _generate_and_move(root: Path, template: Path, context: dict[str, Any],
@@ -290,7 +340,7 @@ def _generate_and_move(root: Path, template: Path, context: dict[str, Any],
     scratch = Path(tempfile.mkdtemp(prefix=".gen-new-", dir=root))
     try:
         # No hooks: a template's pre/post-generate scripts would be code from the repo.
-        _generate_sandboxed(template, context, scratch)
+        _generate_bounded(template, context, scratch)
         made = scratch / env_name
         target = root / "environments" / env_name
         load_environment_dir(target, (made / ENV_FILE).read_text(encoding="utf-8"))

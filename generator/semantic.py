@@ -699,12 +699,121 @@ def check_nfs_storage(c: Checker) -> None:
                 f"use {host}")
 
 
+
+def _secret_refs(data: dict[str, Any]) -> Iterator[tuple[FieldPath, dict[str, Any]]]:
+    cluster = data.get("cluster") or {}
+    if isinstance(cluster.get("pullSecret"), dict):
+        yield ("cluster", "pullSecret"), cluster["pullSecret"]
+    for i, key in enumerate(cluster.get("sshAuthorizedKeys") or []):
+        yield ("cluster", "sshAuthorizedKeys", i), key
+    for section in (("secrets",), ("openstack", "passwords")):
+        holder: Any = data
+        for part in section:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        for name, ref in (holder or {}).items():
+            yield section + (name,), ref
+
+
+def check_secret_refs(c: Checker) -> None:
+    """A reference names only what the operator set aside for gen: a file inside the
+    secrets directory or a GEN_SECRET_* variable (reconcile/secrets.ref_problem), never
+    ~/.ssh/id_rsa or another variable CI or root happens to hold."""
+    from generator.reconcile.secrets import REF_HINT, ref_problem
+
+    for path, ref in _secret_refs(c.data):
+        for source in ("env", "file"):
+            if isinstance(ref, dict) and isinstance(ref.get(source), str):
+                problem = ref_problem(source, ref[source])
+                if problem is not None:
+                    c.error(path, problem, REF_HINT)
+
+
+def _boot_file_clash(name: str) -> str | None:
+    """What a TFTP boot file name would replace, or None (families/pxe.py's layout)."""
+    from generator.families.pxe import BOOTLOADERS, GRUB_PREFIX, IMAGES
+
+    first = name.split("/", 1)[0]
+    if first.lower().startswith(".gen"):
+        return "gen's own state"
+    if first in ("pxelinux.cfg", "ipxe", GRUB_PREFIX, IMAGES) or name in (
+            "boot.ipxe", "manifest.json", *BOOTLOADERS):
+        return "a file gen renders or publishes in the TFTP root"
+    return None
+
+
+def check_boot_files(c: Checker) -> None:
+    """DHCP boot files are published into the TFTP root beside gen's rendered files; a name
+    equal to one of those (`grub/grub.cfg`, `boot.ipxe`, `.gen-managed.json`) would let the
+    boot loader's bytes replace it, so each is its own file."""
+    dhcp = (c.data.get("services") or {}).get("dhcp") or {}
+    names = dhcp.get("bootFiles") or {}
+    for key in ("bios", "uefi"):
+        name = names.get(key)
+        if not isinstance(name, str):
+            continue
+        clash = _boot_file_clash(name)
+        if clash is not None:
+            c.error(("services", "dhcp", "bootFiles", key), f"boot file '{name}' is {clash}",
+                    "name the boot loader's own file, such as pxelinux.0 or grubx64.efi")
+    # expand.py's defaults when a name is not given
+    bios, uefi = names.get("bios", "pxelinux.0"), names.get("uefi", "grubx64.efi")
+    if bios == uefi:
+        key = "uefi" if "uefi" in names else "bios"
+        c.error(("services", "dhcp", "bootFiles", key), "the UEFI boot file is the BIOS "
+                "boot file", "give each its own name, such as pxelinux.0 and grubx64.efi")
+
+
+MAX_NETWORKS = 64  # each network is a libvirt network per hypervisor, DHCP subnets, zones
+
+
+def check_network_count(c: Checker) -> None:
+    """Bounded output: at most MAX_NETWORKS networks and dns.MAX_REVERSE_ZONES reverse zones
+    (a /9 or /17 network alone needs 128), so a pull request cannot make a render write
+    tens of thousands of files."""
+    from generator.families.dns import MAX_REVERSE_ZONES, reverse_zone_blocks
+
+    networks = c.data.get("networks") or []
+    if len(networks) > MAX_NETWORKS:
+        c.error(("networks",), f"{len(networks)} networks are more than {MAX_NETWORKS} per "
+                "environment", "split the site into several environments")
+        return
+    blocks: set[IPv4Network] = set()
+    for net in networks:
+        try:
+            blocks.update(reverse_zone_blocks(IPv4Network(net["cidr"])))
+        except (ValueError, KeyError, TypeError):
+            continue  # check_network_cidrs names it
+        if len(blocks) > MAX_REVERSE_ZONES:
+            c.error(("networks",), f"the networks need more than {MAX_REVERSE_ZONES} "
+                    "reverse DNS zones", "use networks aligned on /8, /16 or /24 (or "
+                    "smaller than /24), or fewer of them")
+            return
+
+
+# Kernel arguments that make the node run a program the argument names, or drop to a root
+# shell on its console, before Ignition or the installer: code from data on every node.
+_PROGRAM_KERNEL_ARGS = ("init", "rdinit", "rd.break", "rd.shell", "rd.emergency",
+                        "systemd.unit", "systemd.debug_shell", "systemd.debug-shell",
+                        "emergency", "rescue", "single")
+
+
+def check_kernel_args_run_nothing(c: Checker) -> None:
+    pxe = (c.data.get("services") or {}).get("pxe") or {}
+    for k, arg in enumerate(pxe.get("kernelArgs") or []):
+        key = arg.split("=", 1)[0] if isinstance(arg, str) else ""
+        if key.lower() in _PROGRAM_KERNEL_ARGS:
+            c.error(("services", "pxe", "kernelArgs", k), f"kernel argument '{key}' runs a "
+                    "program or a shell on the node instead of the installer",
+                    "debug a node from its console; gen never passes it")
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
           check_openstack, check_record_values, check_gateways,
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
-          check_kubernetes_refs, check_pool_paths, check_dnsmasq_host_names)
+          check_kubernetes_refs, check_pool_paths, check_dnsmasq_host_names,
+          check_secret_refs, check_boot_files, check_network_count,
+          check_kernel_args_run_nothing)
 MODEL_CHECKS = (check_load_balancer, check_dhcp_network, check_service_host_known,
                 check_haproxy_ports, check_interfaces, check_nfs_storage, check_unique_volumes,
                 check_node_images, check_openstack_host, check_shared_ports)

@@ -103,14 +103,14 @@ def test_input_field_changes_mask_secret_references(tmp_path: Path,
     repo = _site(tmp_path, with_generator=False)
     env_file = repo / "environments" / "lab" / "env.yaml"
     text = env_file.read_text()
-    env_file.write_text(text.replace("pullSecret: {env: GEN_PULL_SECRET}",
-                                     "pullSecret: {env: SOME_OTHER_VARIABLE}")
-                        .replace("{file: ~/.ssh/id_rsa.pub}", "{file: /secret/place.pub}"))
+    env_file.write_text(text.replace("pullSecret: {env: GEN_SECRET_PULL}",
+                                     "pullSecret: {env: GEN_SECRET_OTHER_VARIABLE}")
+                        .replace("{file: id_rsa.pub}", "{file: secret/place.pub}"))
     result = gen("diff", "env/lab", "--base", "HEAD", "--no-color", "--format", "json",
                  cwd=repo, env=run_env)
     assert result.code == 0, result.err
-    assert "SOME_OTHER_VARIABLE" not in result.out and "/secret/place.pub" not in result.out
-    assert "GEN_PULL_SECRET" not in result.out and "id_rsa" not in result.out
+    assert "OTHER_VARIABLE" not in result.out and "secret/place.pub" not in result.out
+    assert "GEN_SECRET_PULL" not in result.out and "id_rsa" not in result.out
     assert '"subject": "environments/lab/env.yaml: cluster.pullSecret"' in result.out
     assert '"subject": "environments/lab/env.yaml: cluster.sshAuthorizedKeys"' in result.out
     assert result.out.count("(sensitive value changed)") >= 2

@@ -119,7 +119,7 @@ def image_bumped(repo: Path) -> str:
 
 
 def secret_changed(repo: Path) -> str:
-    edit(repo, "lab", "pullSecret: {env: GEN_PULL_SECRET}", "pullSecret: {env: GEN_PULL_SECRET_V2}")
+    edit(repo, "lab", "pullSecret: {env: GEN_SECRET_PULL}", "pullSecret: {env: GEN_SECRET_PULL_V2}")
     return "lab"
 
 
@@ -150,7 +150,7 @@ def test_scripted_history_matches_golden_markdown(history: Path, scenario: str,
                                                   update_golden: bool) -> None:
     env = SCENARIOS[scenario](history)
     commit_all(history, scenario)
-    run_env = {**os.environ, "GEN_PULL_SECRET": SECRET_VALUE, "GEN_PULL_SECRET_V2": SECRET_VALUE}
+    run_env = {**os.environ, "GEN_SECRET_PULL": SECRET_VALUE, "GEN_SECRET_PULL_V2": SECRET_VALUE}
     result = gen("diff", f"env/{env}", "--base", "HEAD~1", "--head", "HEAD", "--format",
                  "markdown", cwd=history, env=run_env)
     assert result.code == 0, result.err
@@ -171,10 +171,10 @@ def test_secret_change_is_sensitive_and_never_shows_the_reference(history: Path)
     commit_all(history, "rotate")
     for fmt in ("text", "json", "markdown"):
         result = gen("diff", "env/lab", "--base", "HEAD~1", "--head", "HEAD", "--format", fmt,
-                     cwd=history, env={**os.environ, "GEN_PULL_SECRET_V2": SECRET_VALUE})
+                     cwd=history, env={**os.environ, "GEN_SECRET_PULL_V2": SECRET_VALUE})
         assert result.code == 0, result.err
         assert "(sensitive value changed)" in result.out
-        assert "GEN_PULL_SECRET" not in result.out and SECRET_VALUE not in result.out
+        assert "GEN_SECRET_PULL" not in result.out and SECRET_VALUE not in result.out
 
 
 def test_working_tree_is_the_default_head_and_detailed_exitcode(history: Path) -> None:

@@ -17,7 +17,7 @@ cluster:
     # four-space mapping indent on purpose
     name: 'ocp4'          # single-quoted
     baseDomain: "example.com"   # double-quoted
-    pullSecret: {env: GEN_PULL_SECRET}
+    pullSecret: {env: GEN_SECRET_PULL}
 
 networks:
 -   name: lan     # dash at column 0, four-space sequence indent

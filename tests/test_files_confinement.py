@@ -215,7 +215,7 @@ def test_a_secret_file_reference_is_a_path_never_shell_text(lab, places, tmp_pat
                                    "secrets": (ref,)})
     files = FilesProvider(targets={"helper": Target(str(root))}, reloads={"nfs": ("true",)})
     (action,) = files.plan(hostile_env, files.scope(hostile))
-    with pytest.raises(UserError, match="secret 'nfsToken' is not available on the target"):
+    with pytest.raises(UserError, match="secret 'nfsToken': a file secret reference must be"):
         files.apply(action)
     assert not pwned.exists(), "the reference ran as shell code"
     assert not (root / "etc/exports.d/gen.exports").exists()

@@ -33,9 +33,9 @@ def lab():
 def target_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The target (this machine) holds the SSH key the Ignition files reference."""
     home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
+    (home / ".config/gen/secrets").mkdir(parents=True)
     key = target_secrets_key()
-    (home / ".ssh" / "id_rsa.pub").write_text(key + "\n")
+    (home / ".config/gen/secrets" / "id_rsa.pub").write_text(key + "\n")
     monkeypatch.setenv("HOME", str(home))
     return key
 
@@ -116,8 +116,8 @@ def test_broken_haproxy_config_is_refused_and_old_one_keeps_serving(tmp_path: Pa
 def test_secret_markers_are_filled_on_the_target_only(tmp_path: Path, lab,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     env, tree = lab
-    ref = SecretRef("nfsToken", "env", "GEN_TEST_NFS_TOKEN")
-    monkeypatch.setenv("GEN_TEST_NFS_TOKEN", "s3cr3t-value")
+    ref = SecretRef("nfsToken", "env", "GEN_SECRET_TEST_NFS_TOKEN")
+    monkeypatch.setenv("GEN_SECRET_TEST_NFS_TOKEN", "s3cr3t-value")
     with_marker = dict(tree)
     exports = "hosts/helper/nfs/gen.exports"
     with_marker[exports] = tree[exports] + f"# token {ref.marker()}\n".encode()
@@ -129,7 +129,7 @@ def test_secret_markers_are_filled_on_the_target_only(tmp_path: Path, lab,
     assert "# token s3cr3t-value" in installed
     again = _provider(tmp_path)
     assert again.plan(provider_env, again.scope(with_marker)) == []
-    monkeypatch.delenv("GEN_TEST_NFS_TOKEN")
+    monkeypatch.delenv("GEN_SECRET_TEST_NFS_TOKEN")
     changed = dict(with_marker)
     changed[exports] += b"# more\n"
     third = _provider(tmp_path)
@@ -141,8 +141,8 @@ def test_secret_markers_are_filled_on_the_target_only(tmp_path: Path, lab,
 def test_a_rejected_config_never_echoes_a_filled_secret(tmp_path: Path, lab,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     env, tree = lab
-    ref = SecretRef("statsPassword", "env", "GEN_TEST_STATS_PASSWORD")
-    monkeypatch.setenv("GEN_TEST_STATS_PASSWORD", "pw-s3cr3t-value")
+    ref = SecretRef("statsPassword", "env", "GEN_SECRET_TEST_STATS_PASSWORD")
+    monkeypatch.setenv("GEN_SECRET_TEST_STATS_PASSWORD", "pw-s3cr3t-value")
     broken = dict(tree)
     cfg = "hosts/helper/haproxy/haproxy.cfg"
     broken[cfg] = tree[cfg] + f"\nfrontend oops\n    bind {ref.marker()}:1\n".encode()

@@ -99,8 +99,9 @@ def test_plan_that_looked_everywhere_is_complete(repo: Path, tmp_path: Path) -> 
 
 def _converge_files(repo: Path, tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
     home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True, exist_ok=True)
-    (home / ".ssh" / "id_rsa.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIT t\n")
+    (home / ".config/gen/secrets").mkdir(parents=True, exist_ok=True)
+    (home / ".config/gen/secrets" / "id_rsa.pub").write_text(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIT t\n")
     marker = tmp_path / "reloaded"
     reloads = [f"--reload={s}=true" for s in SERVICES if s not in ("dns", "tftp")]
     env = {**os.environ, "HOME": str(home)}

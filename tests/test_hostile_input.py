@@ -66,7 +66,7 @@ PATTERNS = sorted({n["pattern"] for n in _schema_nodes(RAW_SCHEMA) if "pattern" 
 # Values valid for some pattern: each pattern that accepts one must refuse it with a newline.
 SAMPLES = ["worker1", "192.168.20.162", "192.168.20.0/24", "52:54:00:aa:bb:cc", "example.com",
            "16GiB", "4.16", "v1.30.2", "2024.1", "/var/named", "pxelinux.0", "efi/grubx64.efi",
-           "br0", "ens3", "/dev/vda", "console=ttyS0", "registry:2", "x86_64", "GEN_PULL_SECRET",
+           "br0", "ens3", "/dev/vda", "console=ttyS0", "registry:2", "x86_64", "GEN_SECRET_PULL",
            "~/.ssh/id_rsa.pub", "qemu:///system", "https://example.com/x", "a" * 64,
            "rw", "192.168.111.0/255.255.255.0", "*.apps", "0" * 64, "pullSecret"]
 

@@ -221,10 +221,12 @@ def listed_exports(listing: str) -> dict[tuple[str, str], set[str]]:
 
 @pytest.fixture
 def ssh_key_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Lab A's Ignition references ~/.ssh/id_rsa.pub, read on the target (this machine)."""
+    """Lab A's Ignition references id_rsa.pub in the secrets directory, read on the
+    target (this machine)."""
     home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh/id_rsa.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINfsTest t\n")
+    (home / ".config/gen/secrets").mkdir(parents=True)
+    (home / ".config/gen/secrets/id_rsa.pub").write_text(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINfsTest t\n")
     monkeypatch.setenv("HOME", str(home))
 
 

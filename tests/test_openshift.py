@@ -98,21 +98,21 @@ def test_control_plane_replicas_count_the_masters(repo: Path) -> None:
 
 
 def test_several_ssh_keys_become_one_marker_per_line(repo: Path) -> None:
-    edit_env(repo, "    - {file: ~/.ssh/id_rsa.pub}\n",
-             "    - {file: ~/.ssh/id_rsa.pub}\n    - {env: GEN_SECOND_KEY}\n")
+    edit_env(repo, "    - {file: id_rsa.pub}\n",
+             "    - {file: id_rsa.pub}\n    - {env: GEN_SECRET_SECOND_KEY}\n")
     config = parse(render_tree(repo)[f"{BASE}/install-config.yaml"])
     assert config["sshKey"].splitlines() == ["@@gen-secret:sshAuthorizedKeys[0]@@",
                                              "@@gen-secret:sshAuthorizedKeys[1]@@"]
 
 
 def test_okd_without_pull_secret_gets_the_documented_fake(repo: Path) -> None:
-    edit_env(repo, "  pullSecret: {env: GEN_PULL_SECRET}\n", "  flavour: okd\n")
+    edit_env(repo, "  pullSecret: {env: GEN_SECRET_PULL}\n", "  flavour: okd\n")
     config = parse(render_tree(repo)[f"{BASE}/install-config.yaml"])
     assert config["pullSecret"] == '{"auths":{"fake":{"auth":"aWQ6cGFzcwo="}}}'
 
 
 def test_openshift_without_pull_secret_fails_cleanly(repo: Path) -> None:
-    edit_env(repo, "  pullSecret: {env: GEN_PULL_SECRET}\n", "")
+    edit_env(repo, "  pullSecret: {env: GEN_SECRET_PULL}\n", "")
     with pytest.raises(UserError) as caught:
         render_tree(repo)
     assert "pullSecret" in caught.value.lines()[0]

@@ -452,8 +452,8 @@ def test_indexed_secret_references_are_masked_and_filled(
     shown = k.masked([DiffItem("change", "data.key", "old", f"key {marker}")], "ConfigMap",
                      markers=True)
     assert marker not in str(shown) and k.SENSITIVE_CHANGED in str(shown)
-    monkeypatch.setenv("GEN_TEST_SSH_KEY", "ssh-ed25519 AAAA gen-test")
-    ref = SecretRef("sshAuthorizedKeys[0]", "env", "GEN_TEST_SSH_KEY")
+    monkeypatch.setenv("GEN_SECRET_TEST_SSH_KEY", "ssh-ed25519 AAAA gen-test")
+    ref = SecretRef("sshAuthorizedKeys[0]", "env", "GEN_SECRET_TEST_SSH_KEY")
     assert k._fill({"data": {"key": f"key {marker}"}}, {ref.name: ref}) == {
         "data": {"key": "key ssh-ed25519 AAAA gen-test"}}
 
@@ -592,8 +592,9 @@ def test_api_errors_never_carry_a_filled_secret(monkeypatch: pytest.MonkeyPatch)
     from generator.model import SecretRef
     from generator.reconcile.kubernetes import KubeError, KubernetesProvider
 
-    monkeypatch.setenv("GEN_TEST_TOKEN", "hunter2-secret")
-    provider = KubernetesProvider(secrets={"token": SecretRef("token", "env", "GEN_TEST_TOKEN")})
+    monkeypatch.setenv("GEN_SECRET_TEST_TOKEN", "hunter2-secret")
+    provider = KubernetesProvider(
+        secrets={"token": SecretRef("token", "env", "GEN_SECRET_TEST_TOKEN")})
     obj = {"kind": "Secret", "stringData": {"t": "@@gen-secret:token@@"}}
     echoed = KubeError(422, "Invalid", 'Secret "x" is invalid: data: "hunter2-secret" bad')
     hidden = echoed.redacted(provider._values_in(obj))

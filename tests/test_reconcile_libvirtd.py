@@ -185,8 +185,8 @@ def test_cloud_init_seed_isos_are_reproducible_and_uploaded(
     from generator.reconcile.plan import Desired, Settings, build_plan
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / ".ssh").mkdir()
-    (tmp_path / ".ssh" / "id_rsa.pub").write_text("ssh-ed25519 AAAAtest gen@test\n")
+    (tmp_path / ".config/gen/secrets").mkdir(parents=True)
+    (tmp_path / ".config/gen/secrets" / "id_rsa.pub").write_text("ssh-ed25519 AAAAtest gen@test\n")
     rendered = render_environment("env/k8s-lab", cwd=Path(__file__).parent.parent)
     tree = {p: c for p, c in rendered.tree.items()
             if "/cloud-init/" in p or p.startswith("hypervisors/hv1/pools/")}

@@ -125,10 +125,11 @@ def test_ssh_key_reference_publishes_only_a_public_key(repo: Path, tmp_path: Pat
                                                        content: str, published: bool) -> None:
     """A pull request points sshAuthorizedKeys at a private key: converge refuses to fill it
     into the Ignition the helper serves over HTTP, names the reference, never the value."""
-    key = tmp_path / "key"
-    key.write_text(content)
+    (tmp_path / ".config/gen/secrets").mkdir(parents=True)
+    (tmp_path / ".config/gen/secrets/key").write_text(content)
+    key = "key"
     env_file = repo / "environments/lab/env.yaml"
-    env_file.write_text(env_file.read_text().replace("{file: ~/.ssh/id_rsa.pub}",
+    env_file.write_text(env_file.read_text().replace("{file: id_rsa.pub}",
                                                      f"{{file: {key}}}"))
     root = tmp_path / "root"
     result = gen("converge", "env/lab", "--auto-approve", "--provider", "files",
@@ -144,4 +145,4 @@ def test_ssh_key_reference_publishes_only_a_public_key(repo: Path, tmp_path: Pat
         assert result.err.strip().splitlines()[-1] == (
             f"secret 'sshAuthorizedKeys[0]' (file {key}) is not one OpenSSH public key line, so "
             "it is not published (point sshAuthorizedKeys at a public key such as "
-            "~/.ssh/id_ed25519.pub)")
+            "id_ed25519.pub in the secrets directory)")

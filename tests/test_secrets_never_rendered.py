@@ -132,14 +132,14 @@ def scratch(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Plan
 
 def test_planting_found_the_labs_secrets(scratch: Planted) -> None:
     """Guard against a vacuous pass: lab A's pull secret and SSH key must be planted."""
-    assert "env:GEN_PULL_SECRET" in scratch.values
+    assert "env:GEN_SECRET_PULL" in scratch.values
     assert any(ref.startswith("file:") for ref in scratch.values)
-    assert os.environ["GEN_PULL_SECRET"] == scratch.values["env:GEN_PULL_SECRET"]
+    assert os.environ["GEN_SECRET_PULL"] == scratch.values["env:GEN_SECRET_PULL"]
     assert all(f.read_text() for f in scratch.files)
 
 
 def test_leak_detector_sees_every_encoding(scratch: Planted) -> None:
-    value = scratch.values["env:GEN_PULL_SECRET"]
+    value = scratch.values["env:GEN_SECRET_PULL"]
     for form in encodings(value).values():
         assert leaks(b"prefix " + form.encode() + b" suffix", scratch)
     assert not leaks(b"@@gen-secret:pullSecret@@", scratch)

@@ -117,7 +117,7 @@ lock/           one lockfile per environment; commit it with every change
 gen-requirements.txt   which gen CI installs
 ```
 
-Secrets never go into the repo: `pullSecret: {env: GEN_PULL_SECRET}` or `{file: PATH}`
+Secrets never go into the repo: `pullSecret: {env: GEN_SECRET_PULL}` or `{file: PATH}`
 references are filled in on the target at converge.
 """
 

@@ -40,6 +40,24 @@ def provider_options() -> list[Any]:
             for name, spec in specs(descriptor.options)]
 
 
+def _use_secrets_dir(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """--secrets-dir is $GEN_SECRETS_DIR for this run (reconcile/secrets.secrets_dir)."""
+    if value:
+        import os
+
+        from generator.reconcile.secrets import SECRETS_DIR_VARIABLE
+
+        os.environ[SECRETS_DIR_VARIABLE] = value
+    return value
+
+
+_SECRETS_DIR_OPTION = click.option(
+    "--secrets-dir", "secrets_dir", metavar="DIR", expose_value=False, callback=_use_secrets_dir,
+    help="The only directory {file: NAME} secret references are read from, on the machine "
+         "that fills them (default: $GEN_SECRETS_DIR or ~/.config/gen/secrets; ~/ is that "
+         "machine's home).")
+
+
 def _common(func: Any) -> Any:
     options = [
         click.argument("env"),
@@ -61,6 +79,7 @@ def _common(func: Any) -> Any:
         click.option("--verbose", "-v", is_flag=True,
                      help="List every field of objects to create, too."),
         *provider_options(),
+        _SECRETS_DIR_OPTION,
         FORMAT,
     ]
     for option in reversed(options):

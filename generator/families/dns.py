@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from generator.errors import UserError
 from generator.families import Pins, escape
 from generator.families.common import COREOS_FLAVOURS, load_balancer_ip
 from generator.model import DnsService, Environment
@@ -31,6 +32,10 @@ ETCD_SRV = "_etcd-server-ssl._tcp"
 ETCD_PORT = 2380
 # SOA timers (refresh, retry, expire, negative-cache TTL); the serial comes from content.
 SOA_TIMERS = (3600, 900, 1209600, 300)
+# Each network not aligned on an octet needs one reverse zone per aligned block (a /9 or
+# a /17 makes 128); 100 such networks made ~12,800 zone files. semantic.check_network_count
+# refuses more first, with these limits in the message.
+MAX_REVERSE_ZONES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,10 @@ def reverse_records(env: Environment) -> dict[str, tuple[Record, ...]]:
     """Reverse zone name -> PTR records of the nodes' primary addresses, for every network."""
     blocks = sorted({b for net in env.networks for b in reverse_zone_blocks(net.cidr)},
                     key=lambda b: (int(b.network_address), b.prefixlen))
+    if len(blocks) > MAX_REVERSE_ZONES:
+        raise UserError(f"the networks need more than {MAX_REVERSE_ZONES} reverse DNS "
+                        "zones", "use networks aligned on /8, /16 or /24 (or smaller than "
+                        "/24), or fewer of them")
     zones: dict[str, list[Record]] = {reverse_zone_name(b): [] for b in blocks}
     by_prefix = {b.prefixlen for b in blocks}
     named: list[tuple[IPv4Address, str, escape.FieldPath]] = [

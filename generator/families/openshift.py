@@ -38,8 +38,8 @@ def check(env: Environment) -> list[Problem]:
     """OpenShift (unlike OKD) has no stand-in pull secret: the installer needs the real one."""
     if env.cluster.flavour == "openshift" and env.cluster.pull_secret is None:
         return [Problem("OpenShift needs a pull secret: cluster.pullSecret is not set",
-                        env.where(("cluster",)), "add `pullSecret: {env: GEN_PULL_SECRET}` "
-                        "(or {file: path}) under cluster")]
+                        env.where(("cluster",)), "add `pullSecret: {env: GEN_SECRET_PULL}` "
+                        "(or {file: NAME} in the secrets directory) under cluster")]
     return []
 
 

@@ -216,15 +216,16 @@ def _cluster(r: _Reader) -> CommentedMap:
     version = _version(r)
     if version:
         cluster["version"] = version
-    cluster["pullSecret"] = cmap(("file", "~/.openshift/pull-secret"), flow=True)
-    note(cluster, "pullSecret", "not in the vars file: where the helper-node docs keep it")
+    cluster["pullSecret"] = cmap(("file", "pull-secret"), flow=True)
+    note(cluster, "pullSecret", "not in the vars file: copy ~/.openshift/pull-secret into "
+         "the secrets directory")
     gen_key = r.boolean(("ssh_gen_key",))
     if gen_key is False:
         r.mapped(("ssh_gen_key",), "no cluster.sshAuthorizedKeys (add your own key)")
     else:
         if gen_key is True:
-            r.mapped(("ssh_gen_key",), "cluster.sshAuthorizedKeys (~/.ssh/helper_rsa.pub)")
-        cluster["sshAuthorizedKeys"] = cseq([cmap(("file", "~/.ssh/helper_rsa.pub"),
+            r.mapped(("ssh_gen_key",), "cluster.sshAuthorizedKeys (helper_rsa.pub)")
+        cluster["sshAuthorizedKeys"] = cseq([cmap(("file", "helper_rsa.pub"),
                                                   flow=True)])
         note(cluster, "sshAuthorizedKeys", "the key the playbook generates (ssh_gen_key)")
     return cluster

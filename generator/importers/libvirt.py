@@ -158,7 +158,7 @@ def _cluster(opts: Options) -> CommentedMap:
     note(cluster, "name", "not in libvirt: the cluster's name (check it)")
     note(cluster, "baseDomain", "not in libvirt: the cluster's base domain (check it)")
     if opts.blueprint in ("openshift-upi",):
-        cluster["pullSecret"] = cmap(("env", "GEN_PULL_SECRET"), flow=True)
+        cluster["pullSecret"] = cmap(("env", "GEN_SECRET_PULL"), flow=True)
         note(cluster, "pullSecret", "not in libvirt: a reference, read at converge")
     return cluster
 

@@ -47,11 +47,17 @@ from generator.reconcile.secrets import (
     check_places,
     checked_value,
     declared,
+    kinds,
     places,
+    target_read_argv,
+    target_read_error,
 )
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
+# gen's instructions to itself (what to publish, which directories to make); read from the
+# rendered tree, never installed: in a served root (TFTP) it would show anyone the layout.
+MANIFEST = "manifest.json"
 STAGING = ".gen-staging"
 MARKER_PREFIX = SECRET_MARKER_PREFIX.encode()
 KOLLA_PASSWORDS = (
@@ -194,6 +200,7 @@ class FilesProvider:
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         self.secrets = declared(env)
         self.places = places(env)
+        self.kinds = kinds(env)
         actions = []
         for (host, service), files in sorted(_by_service(tree).items()):
             spec = SERVICES.get(service)
@@ -233,11 +240,12 @@ class FilesProvider:
         """Install path -> content, or ("store", sha256) / ("package", path) to publish."""
         desired: dict[str, bytes | tuple[str, str]] = {
             confined(spec.install, rel, "a rendered file"): content
-            for rel, content in files.items()}
-        if spec.publish is not None and "manifest.json" in files:
+            for rel, content in files.items() if rel != MANIFEST}
+        if spec.publish is not None and MANIFEST in files:
             base = f"{spec.install}/{spec.publish}".rstrip("/")
-            for rel, entry in json.loads(files["manifest.json"]).get("files", {}).items():
+            for rel, entry in json.loads(files[MANIFEST]).get("files", {}).items():
                 path = confined(base, rel, "a file manifest.json publishes")
+                _refuse_publish_over(spec, path, desired)
                 source = self._publish_source(entry, tree)
                 if source is not None:
                     desired[path] = source
@@ -292,12 +300,14 @@ class FilesProvider:
                                 f"are not inside {spec.install} and are never pruned: "
                                 f"{', '.join(map(_shown, outside))}")
             stale = {p: d for p, d in stale.items() if p not in outside}
-        if stale and not self.prune:  # deleting needs --prune, as for every provider
-            self.notices.append(f"{host}/{service}: {len(stale)} file(s) gen installed are no "
+        # an earlier gen installed its manifest into served roots: removed without --prune
+        kept = {p: d for p, d in stale.items() if p != f"{spec.install}/{MANIFEST}"}
+        if kept and not self.prune:  # deleting needs --prune, as for every provider
+            self.notices.append(f"{host}/{service}: {len(kept)} file(s) gen installed are no "
                                 f"longer rendered and are kept (run with --prune to delete "
-                                f"them): {', '.join(stale)}")
-            digests = {**digests, **stale}
-            stale = {}
+                                f"them): {', '.join(kept)}")
+            digests = {**digests, **kept}
+            stale = {p: d for p, d in stale.items() if p not in kept}
         changes += [DiffItem("remove", p, d, None) for p, d in stale.items()]
         directory_changes = _directory_changes(target, exported)
         changes += directory_changes
@@ -339,8 +349,9 @@ class FilesProvider:
         self._check(target, spec, staging, values)
         self._swap(target, staging, list(p["desired"]), p["stale"])
         managed = {"files": p["digests"], "service": service}
+        # 0600: in a TFTP root a world-readable list of every file would be served
         target.write_files({f"{spec.install}/{MANAGED}": json.dumps(
-            managed, indent=2, sort_keys=True).encode()})
+            managed, indent=2, sort_keys=True).encode()}, 0o600)
         target.run(["rm", "-rf", target.path(staging)])
         target.run(["rmdir", target.path(f"/{STAGING}")], check=False)  # others may be busy
         _make_export_directories(target, p.get("exported", []))
@@ -376,7 +387,8 @@ class FilesProvider:
             marker = ref.marker().encode()
             if marker in content:
                 if ref.name not in values:
-                    values[ref.name] = checked_value(ref, _read_secret(target, ref))
+                    values[ref.name] = checked_value(ref, _read_secret(target, ref),
+                                                    self.kinds.get(ref.name))
                 content = content.replace(marker, values[ref.name])
         return content
 
@@ -413,24 +425,19 @@ def _fill(arg: str, target: Target, spec: ServiceSpec, staging: str) -> str:
 
 
 def _read_secret(target: Target, ref: SecretRef) -> bytes:
-    # the path is an argument, never shell text: only a leading ~/ is expanded (to the
-    # target's $HOME), so a reference like `x; rm -rf /` or `$(...)` is just a missing file
-    argv = (["printenv", ref.ref] if ref.source == "env" else
-            ["sh", "-c", 'f=$1; case $f in "~/"*) f="$HOME/${f#"~/"}";; esac; exec cat -- "$f"',
-             "sh", ref.ref])
-    proc = target.run(argv, check=False)
+    # confined to the secrets directory (or a GEN_SECRET_* variable) on the target; the
+    # reference is an argument, never shell text (reconcile/secrets.target_read_argv)
+    proc = target.run(target_read_argv(ref), check=False)
     if proc.returncode != 0:
-        where = f"environment variable {ref.ref}" if ref.source == "env" else f"file {ref.ref}"
-        raise UserError(f"secret '{ref.name}' is not available on the target ({where} "
-                        "is missing)", "provide it there before converging")
+        raise target_read_error(ref, proc.returncode)
     return proc.stdout.rstrip(b"\n")
 
 
 def _directories(spec: ServiceSpec, files: dict[str, bytes]) -> list[str]:
     """Directories a manifest.json asks for (logs, run, ...), as absolute target paths."""
-    if "manifest.json" not in files:
+    if MANIFEST not in files:
         return []
-    wanted = json.loads(files["manifest.json"]).get("directories", [])
+    wanted = json.loads(files[MANIFEST]).get("directories", [])
     return [confined(spec.install, d, "a directory manifest.json asks for") for d in wanted]
 
 
@@ -538,6 +545,20 @@ def inside(base: str, path: str) -> bool:
     """True when the absolute `path` is normalised and strictly below `base`."""
     return (isinstance(path, str) and not CONTROL.search(path)
             and posixpath.normpath(path) == path and path.startswith(base.rstrip("/") + "/"))
+
+
+def _refuse_publish_over(spec: ServiceSpec, path: str,
+                         desired: Mapping[str, bytes | tuple[str, str]]) -> None:
+    """A published file never replaces a rendered one, gen's own state or a directory gen
+    renders into (defence in depth: validation refuses such boot file names first)."""
+    managed = f"{spec.install}/{MANAGED}"
+    clash = next((p for p in [*desired, managed, f"{spec.install}/{MANIFEST}"]
+                  if p == path or p.startswith(path + "/") or path.startswith(p + "/")), None)
+    if clash is not None:
+        raise UserError(f"manifest.json publishes {_shown(path)}, which would replace "
+                        f"{_shown(clash)} that gen renders or keeps there; nothing was changed "
+                        "on the target", "give the published file (a DHCP boot file) its own "
+                        "name")
 
 
 def _package_path(path: str) -> str:

@@ -92,7 +92,7 @@ class Run:
 
     def gen(self, *args: str, check: bool = True,
             codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "GEN_STORE": self.store, "GEN_PULL_SECRET": "unused"}
+        env = {**os.environ, "GEN_STORE": self.store, "GEN_SECRET_PULL": "unused"}
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "generator", *args], cwd=self.repo,
                               env=env, capture_output=True, text=True, timeout=240)
