@@ -60,8 +60,9 @@ mount --rbind /dev {t}/host-dev
 mount -t overlay overlay -o lowerdir={t}/host-dev,upperdir={t}/dev-upper,workdir={t}/dev-work /dev
 mount --rbind {t}/host-dev/pts /dev/pts
 mount --rbind {t}/host-dev/shm /dev/shm
-busybox syslogd -n -s 0 -O {t}/logs/syslog.log &
+busybox syslogd -n -O {t}/logs/syslog.log &
 i=0; while [ ! -S /dev/log ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+[ -S /dev/log ]
 echo ready $$
 exec sleep infinity
 """
