@@ -8,10 +8,11 @@ apply `ip=`, resolve `api-int.<cluster domain>` through `nameserver=`, fetch
 so a second converge must find every VM running and change nothing.
 
 Like coreos-installer it installs to `coreos.inst.install_dev` when that disk exists: it
-writes a BIOS boot sector (`boot_sector()`) carrying `GEN-DISK: booted from disk, installed
-as <host>` and reboots the VM. Booted by SeaBIOS from the disk, that sector prints the line
-on the serial port and halts, so the test sees a node come up from its disk, not from PXE.
-A diskless node (no such disk) stays in the live system, as before.
+writes a tiny bootable disk (tests/e2e/standin_disk.py: an MBR boot sector for SeaBIOS and
+an EFI system partition with `\EFI\BOOT\BOOTX64.EFI` for OVMF) whose two programs print
+`GEN-DISK: booted from disk, installed as <host>` on the serial console and halt, then
+reboots the VM, so the test sees a node come up from its disk, not from PXE. A diskless
+node (no such disk) stays in the live system, as before.
 
 The initramfs is a gzip'd newc cpio written here in Python with fixed mtimes, owners and
 order, so the same inputs always give the same bytes (and the same sha256 in the lock).
@@ -35,6 +36,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import standin_disk
+
 BUSYBOX = Path("/bin/busybox")
 # In dependency order (modinfo -F depends): insmod resolves nothing by itself.
 MODULES = ("kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
@@ -44,7 +47,6 @@ MODULES = ("kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio
            "kernel/drivers/net/net_failover.ko", "kernel/drivers/net/virtio_net.ko",
            "kernel/drivers/block/virtio_blk.ko")
 DISK_MARKER = "GEN-DISK: booted from disk, installed as"
-MESSAGE_OFFSET = 128  # where the stand-in writes the sector's message (NUL-terminated)
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /bin
@@ -133,10 +135,12 @@ fi
 n=0; while [ -n "$DEV" ] && [ ! -b "$DEV" ] && [ -e /sys/block/"${DEV#/dev/}" ] \
   && [ $n -lt 25 ]; do sleep 0.2; n=$((n+1)); done
 if [ -n "$DEV" ] && [ -b "$DEV" ]; then
-  # "install": the boot sector, then its message; reboot into the disk
-  dd if=/lib/gen-boot-sector of="$DEV" bs=512 count=1 conv=notrunc 2>/dev/null
-  printf '\r\n%s %.100s\r\n' "DISK_MARKER" "$HOST" \
-    | dd of="$DEV" bs=1 seek=MESSAGE_OFFSET conv=notrunc 2>/dev/null
+  # "install": the disk, then the message its BIOS and EFI programs print; reboot into it
+  dd if=/lib/gen-disk of="$DEV" bs=512 conv=notrunc 2>/dev/null
+  for at in BIOS_MESSAGE EFI_MESSAGE; do
+    printf '\r\n%s %.100s\r\n' "DISK_MARKER" "$HOST" \
+      | dd of="$DEV" bs=1 seek=$at conv=notrunc 2>/dev/null
+  done
   sync
   say installed "$DEV"
   say done
@@ -179,40 +183,16 @@ def build_initramfs(kernel_release: str) -> bytes:
     entries.append(_Entry("bin/busybox", stat.S_IFREG | 0o755, BUSYBOX.read_bytes()))
     entries += [_Entry(f"lib/modules/{Path(m).name}", stat.S_IFREG | 0o644,
                        (modules_dir / m).read_bytes()) for m in MODULES]
-    entries.append(_Entry("lib/gen-boot-sector", stat.S_IFREG | 0o644, boot_sector()))
+    entries.append(_Entry("lib/gen-disk", stat.S_IFREG | 0o644, standin_disk.disk_image()))
     init = INIT.replace("MODULE_LIST", names).replace("DISK_MARKER", DISK_MARKER)
-    entries.append(_Entry("init", stat.S_IFREG | 0o755,
-                          init.replace("MESSAGE_OFFSET", str(MESSAGE_OFFSET)).encode()))
+    init = init.replace("BIOS_MESSAGE EFI_MESSAGE", f"{standin_disk.BIOS_MESSAGE} "
+                                                    f"{standin_disk.EFI_MESSAGE}")
+    entries.append(_Entry("init", stat.S_IFREG | 0o755, init.encode()))
     raw = _cpio_newc(sorted(entries, key=lambda e: e.name))
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as handle:
         handle.write(raw)
     return buffer.getvalue()
-
-
-def boot_sector() -> bytes:
-    """A 512-byte MBR that writes the NUL-terminated string at MESSAGE_OFFSET to COM1 and
-    halts: 16-bit real mode code, loaded by the BIOS at 0000:7C00."""
-    message = 0x7C00 + MESSAGE_OFFSET
-    code = bytes([
-        0xFA,                                    # cli
-        0x31, 0xC0,                              # xor ax, ax
-        0x8E, 0xD8,                              # mov ds, ax
-        0xFC,                                    # cld
-        0xBE, message & 0xFF, message >> 8,      # mov si, message
-        0xBA, 0xF8, 0x03,                        # mov dx, 0x3f8 (COM1's data port)
-        0xAC,                                    # next: lodsb
-        0x84, 0xC0,                              # test al, al
-        0x74, 0x03,                              # jz halt
-        0xEE,                                    # out dx, al
-        0xEB, 0xF8,                              # jmp next
-        0xF4,                                    # halt: hlt
-        0xEB, 0xFD,                              # jmp halt
-    ])
-    sector = bytearray(512)
-    sector[:len(code)] = code
-    sector[510:] = b"\x55\xaa"  # the BIOS boots a sector only with this signature
-    return bytes(sector)
 
 
 def cloud_kernel() -> tuple[Path, str]:

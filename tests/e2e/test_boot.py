@@ -11,11 +11,13 @@ A node passes when its serial console shows that the stand-in applied its `ip=`,
 api-int to the load balancer and fetched its own Ignition with the locked bytes, and the
 helper's access log shows that GET from the node's reserved address.
 
-Boot once, then from disk: master0 has a disk (empty: its domain boots disk first, so the
-firmware falls through to PXE). After fetching its Ignition the stand-in "installs" a boot
-sector to `coreos.inst.install_dev` and reboots; master0 passes when its console then shows
-the disk's `GEN-DISK: booted from disk` line, and the helper's TFTP log (tftpd -v) and
-HTTP access log show one fetch of each node's PXE config, kernel and Ignition, not two.
+Boot once, then from disk: master0 and worker0 have a disk (empty: their domains boot disk
+first, so the firmware falls through to PXE). After fetching its Ignition the stand-in
+"installs" a bootable disk to `coreos.inst.install_dev` (an MBR program for SeaBIOS, an
+EFI system partition with BOOTX64.EFI for OVMF) and reboots; such a node passes when its
+console then shows the disk's `GEN-DISK: booted from disk` line, and for every node the
+helper's TFTP log (tftpd -v) and HTTP access log show one fetch of its kernel and
+Ignition, not two.
 
 Then: a second converge changes nothing and restarts no VM; a memory change of the worker,
 relocked, touches only the worker.
@@ -48,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV_DIR = Path(__file__).resolve().parent / "lab-boot"
 NODES = {"bootstrap": "192.168.20.150", "master0": "192.168.20.151",
          "worker0": "192.168.20.161"}
-DISKFUL = ("master0",)  # installs to its disk, reboots, comes up from the disk
+DISKFUL = ("master0", "worker0")  # install to their disk, reboot, come up from the disk
 KERNEL = "images/rhcos-live-kernel"
 BOOT_TIMEOUT = 180.0  # per wave; a node takes 10-25 s under TCG here, several times that when
 # the 2 cores are shared with other test runs
