@@ -1,4 +1,4 @@
-"""A stand-in for CoreOS in the end-to-end boot test, built deterministically.
+r"""A stand-in for CoreOS in the end-to-end boot test, built deterministically.
 
 CoreOS cannot be downloaded here, so Debian's cloud kernel boots a tiny busybox initramfs
 whose /init does what the CoreOS installer's first steps do with gen's kernel arguments:
