@@ -210,6 +210,9 @@ def wait_done(run: Run, nodes: list[str], started: float) -> None:
 
     def check() -> bool:
         for node in nodes:
+            if run.console(node).count("GEN-STANDIN: boot ") > 1:  # a reinstall loop
+                pytest.fail(f"{node} booted the installer again after installing:\n"
+                            + explain(run, [node]))
             if node not in done and finished(node):
                 done[node] = time.monotonic() - started
             if node in DISKFUL and f"{node} install" not in run.timings \
