@@ -210,9 +210,11 @@ def wait_done(run: Run, nodes: list[str], started: float) -> None:
 
     def check() -> bool:
         for node in nodes:
-            if run.console(node).count("GEN-STANDIN: boot ") > 1:  # a reinstall loop
-                pytest.fail(f"{node} booted the installer again after installing:\n"
-                            + explain(run, [node]))
+            # a reinstall loop: the installer's kernel fetched, or booted, a second time
+            if len(kernel_reads(run, NODES[node])) > 1 \
+                    or run.console(node).count("GEN-STANDIN: boot ") > 1:
+                pytest.fail(f"{node} fetched the installer again after installing: "
+                            f"{kernel_reads(run, NODES[node])}\n" + explain(run, [node]))
             if node not in done and finished(node):
                 done[node] = time.monotonic() - started
             if node in DISKFUL and f"{node} install" not in run.timings \
@@ -226,14 +228,19 @@ def wait_done(run: Run, nodes: list[str], started: float) -> None:
     run.timings.update(done)
 
 
+def kernel_reads(run: Run, ip: str) -> list[str]:
+    """The helper's TFTP log lines of `ip` reading the installer's kernel."""
+    return [r for r in run.helper.tftp_reads()
+            if re.fullmatch(rf"RRQ from {re.escape(ip)} filename /?{re.escape(KERNEL)}", r)]
+
+
 def assert_booted_once(run: Run, node: str, ip: str) -> None:
     """Exactly one PXE boot per node; a diskful node then came up from its disk."""
     console = run.console(node)
     assert console.count("GEN-STANDIN: boot ") == 1, console
-    reads = run.helper.tftp_reads()
-    kernels = [r for r in reads if re.fullmatch(rf"RRQ from {re.escape(ip)} filename "
-                                                rf"/?{re.escape(KERNEL)}", r)]
-    assert len(kernels) == 1, f"{node}: TFTP kernel reads {kernels} of all reads {reads}"
+    kernels = kernel_reads(run, ip)
+    assert len(kernels) == 1, \
+        f"{node}: TFTP kernel reads {kernels} of all reads {run.helper.tftp_reads()}"
     ignition = [line for line in run.helper.access_log().splitlines()
                 if f'"GET /ignition/{node}.ign ' in line]
     assert len(ignition) == 1, f"{node}: Ignition GETs {ignition}"
