@@ -5,7 +5,7 @@ apic, a serial console, virtio disk and NIC). No gen marker anywhere."""
 
 from __future__ import annotations
 
-LAB = {  # name: (ip, mac, has a root disk, PXE first)
+LAB = {  # name: (ip, mac, has a root disk, PXE after the disk)
     "helper": ("192.168.20.111", "52:54:00:a0:00:11", True, False),
     "bootstrap": ("192.168.20.150", "52:54:00:a0:00:50", True, True),
     "master0": ("192.168.20.151", "52:54:00:a0:00:51", False, True),
@@ -54,7 +54,8 @@ def domain_xml(name: str, domain_type: str = "qemu", virt_install: bool = False)
     ip, mac, disk, pxe = LAB[name]
     machine = "q35" if virt_install else "pc"
     del ip
-    boot = ("<boot dev='network'/>" if pxe else "") + "<boot dev='hd'/>"
+    # as UPI guides set it up: the disk first, an empty one falls through to PXE
+    boot = "<boot dev='hd'/>" + ("<boot dev='network'/>" if pxe else "")
     disk_xml = (f"<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
                 f"<source pool='default' volume='{volume_name(name, virt_install)}'/>"
                 f"<target dev='vda' bus='virtio'/></disk>") if disk else ""

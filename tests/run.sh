@@ -24,6 +24,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils ipxe-qemu
   # end-to-end PXE boot
   pxelinux syslinux-common ovmf grub-efi-amd64-bin busybox-static linux-image-cloud-amd64 cpio
+  openssh-server openssh-client  # the files provider over SSH (tests/test_files_ssh.py)
 )
 
 install_apt() {

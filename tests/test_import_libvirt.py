@@ -131,12 +131,12 @@ def test_bad_role_is_a_usage_error(host: str) -> None:
      "<source file='/srv/helper.qcow2'/>",
      "domains.helper.disk[0]: refused: a file disk (file=/srv/helper.qcow2): gen attaches "
      "pool volumes only"),
-    ("<type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/>",
-     "<type arch='x86_64' machine='isapc'>hvm</type><boot dev='hd'/>",
+    ("<type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>",
+     "<type arch='x86_64' machine='isapc'>hvm</type><boot dev='hd'/></os>",
      "domains.helper.os.machine: refused: machine isapc"),
-    ("<type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/>",
+    ("<type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>",
      "<type arch='x86_64' machine='q35'>hvm</type><loader readonly='yes' type='pflash'>"
-     "/usr/share/OVMF/OVMF_CODE.secboot.fd</loader><boot dev='hd'/>",
+     "/usr/share/OVMF/OVMF_CODE.secboot.fd</loader><boot dev='hd'/></os>",
      "domains.helper.os.loader: refused: loader /usr/share/OVMF/OVMF_CODE.secboot.fd"),
 ])
 def test_definitions_gen_cannot_reproduce_are_refused(host: str, repo: Path, old: str,

@@ -126,11 +126,11 @@ def test_built_in_labs_are_accepted_by_libvirt(env: str, tmp_path: Path) -> None
 
 
 def test_lab_domain_details(tmp_path: Path) -> None:
-    """PXE nodes boot network then disk; MACs and memory survive libvirt's parser."""
+    """PXE nodes boot disk then network; MACs and memory survive libvirt's parser."""
     tree = render("lab")
     live = define_on_test_driver(tmp_path, tree)
     master = ET.fromstring(live["master0"])
-    assert [b.get("dev") for b in master.iter("boot")] == ["network", "hd"]
+    assert [b.get("dev") for b in master.iter("boot")] == ["hd", "network"]
     assert master.findtext("memory") == str(16 * 1024 * 1024)
     assert master.find("devices/interface/model").get("type") == "virtio"
     rendered = ET.fromstring(tree["hypervisors/hv1/domains/master0.xml"])

@@ -173,9 +173,12 @@ def _os(root: ET.Element, node: Node) -> None:
         _sub(os, "loader", OVMF_CODE, readonly="yes", type="pflash")
         _sub(os, "nvram", f"/var/lib/libvirt/qemu/nvram/{node.name}_VARS.fd",
              template=OVMF_VARS)
+    # Disk first, then the network, as UPI guides set nodes up: an empty disk falls through
+    # to PXE and installs; an installed node boots its disk and never reinstalls by itself
+    # (docs/decisions/0076-boot-once-disk-first.md).
+    _sub(os, "boot", dev="hd")
     if node.boot == "pxe":
         _sub(os, "boot", dev="network")
-    _sub(os, "boot", dev="hd")
 
 
 def seed_cdrom(node: Node, hv: Hypervisor) -> ET.Element:

@@ -337,7 +337,8 @@ def _node(name: str, root: ET.Element, snap: Snapshot, opts: Options, pool_name:
     node["firmware"] = "uefi" if loader is not None and loader.get("type") == "pflash" \
         else "bios"
     boots = [b.get("dev") for b in os.findall("boot")] if os is not None else []
-    node["boot"] = "pxe" if boots[:1] == ["network"] else "image"
+    # gen renders PXE nodes disk first (an empty disk falls through to the network)
+    node["boot"] = "pxe" if "network" in boots else "image"
     disks = _disks(name, root, snap, pool_name, pool_path, report, where)
     node["disks"] = cseq(disks)
     node["nics"] = cseq(_nics(root, dhcp_hosts, opts, report, where))

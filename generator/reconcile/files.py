@@ -134,6 +134,14 @@ class Target:
     def run(self, argv: list[str], data: bytes | None = None,
             check: bool = True) -> subprocess.CompletedProcess[bytes]:
         proc = subprocess.run(self.command(argv), input=data, capture_output=True, timeout=600)
+        if proc.returncode == 255 and self.prefix[:1] == ("ssh",):
+            # ssh's own failure (host key, authentication, connection): nothing ran there, so
+            # even a read that may fail (check=False) must not pass for "no such files"
+            message = proc.stderr.decode(errors="replace").strip()
+            raise UserError(f"cannot reach the target through `{shlex.join(self.prefix)}`: "
+                            f"{message.splitlines()[-1] if message else 'ssh exited 255'}",
+                            "check that the host is up, that its host key is the one in the "
+                            "known-hosts file ssh reads, and that it accepts your key")
         if check and proc.returncode != 0:
             message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             raise UserError(f"`{shlex.join(argv)}` failed on the target: "

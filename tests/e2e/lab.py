@@ -6,7 +6,9 @@
                                  ens3 192.168.20.111/24
 
 The helper is lab A's bare-metal helper played by namespaces: `/etc` is an overlay whose
-upper dir is in tmp, `/var` and `/run` are bind mounts of tmp dirs, so the files provider
+upper dir is in tmp, `/var` and `/run` are bind mounts of tmp dirs, `/dev` is an overlay
+holding the helper's own `/dev/log` (a busybox syslogd writing `logs/syslog.log`: tftpd logs
+each read request there, so the test can count kernel fetches), so the files provider
 installs configs at their real absolute paths (`--files-target helper=/` through
 `--files-exec helper='nsenter -t PID -m -n'`) while nothing is written outside tmp. The
 daemons are started by the `--reload` commands gen runs after installing each service
@@ -54,6 +56,13 @@ _HELPER = """set -e
 mount -t overlay overlay -o lowerdir=/etc,upperdir={t}/etc-upper,workdir={t}/etc-work /etc
 mount --bind {t}/var /var
 mount --bind {t}/run /run
+mount --rbind /dev {t}/host-dev
+mount -t overlay overlay -o lowerdir={t}/host-dev,upperdir={t}/dev-upper,workdir={t}/dev-work /dev
+mount --rbind {t}/host-dev/pts /dev/pts
+mount --rbind {t}/host-dev/shm /dev/shm
+busybox syslogd -n -O {t}/logs/syslog.log &
+i=0; while [ ! -S /dev/log ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+[ -S /dev/log ]
 echo ready $$
 exec sleep infinity
 """
@@ -66,7 +75,7 @@ RELOADS = {
     "dnsmasq": "dnsmasq -k -C /dev/null --conf-dir=/etc/dnsmasq.d --user=root "
                "--log-facility=- --log-dhcp --dhcp-leasefile=/var/lib/dhcp/dnsmasq.leases "
                "--pid-file=/run/dnsmasq.pid",
-    "tftp": f"in.tftpd -L -s /var/lib/tftpboot -a {HELPER_IP}:69",
+    "tftp": f"in.tftpd -L -v -s /var/lib/tftpboot -a {HELPER_IP}:69",
     "http": "apache2 -d /var/lib/gen/http -f /var/lib/gen/http/httpd.conf -DFOREGROUND",
     "haproxy": "haproxy -db -f /etc/haproxy/haproxy.cfg",
 }
@@ -94,6 +103,12 @@ class Helper:
         path = self.root / "logs" / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def tftp_reads(self) -> list[str]:
+        """`RRQ from <client> filename <path>` of each TFTP read the helper served."""
+        path = self.root / "logs" / "syslog.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return [m.group(1) for m in re.finditer(r"in\.tftpd\[\d+\]: (RRQ from .*)", text)]
+
     def access_log(self) -> str:
         path = self.root / "var/lib/gen/http/logs/access.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -118,7 +133,8 @@ def helper_host(libvirtd_netns: str, tmp: Path, router_advert: bool = True) -> I
     """br0 in libvirtd's netns, and the helper attached to it; torn down on exit."""
     root = tmp / "helper"
     for sub in ("etc-upper", "etc-work", "var/lib/dhcp", "var/named", "var/lib/tftpboot",
-                "var/lib/gen/http", "var/cache/bind", "var/lock", "run/named", "logs"):
+                "var/lib/gen/http", "var/cache/bind", "var/lock", "run/named", "logs",
+                "host-dev", "dev-upper", "dev-work"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "var/run").symlink_to("/run")
     (root / "var/lib/dhcp/dhcpd.leases").touch()

@@ -1,4 +1,4 @@
-"""A stand-in for CoreOS in the end-to-end boot test, built deterministically.
+r"""A stand-in for CoreOS in the end-to-end boot test, built deterministically.
 
 CoreOS cannot be downloaded here, so Debian's cloud kernel boots a tiny busybox initramfs
 whose /init does what the CoreOS installer's first steps do with gen's kernel arguments:
@@ -6,6 +6,13 @@ apply `ip=`, resolve `api-int.<cluster domain>` through `nameserver=`, fetch
 `coreos.inst.ignition_url`, and report each step on the serial console as
 `GEN-STANDIN: <step> ...` lines the test reads. It then idles (a real node keeps running),
 so a second converge must find every VM running and change nothing.
+
+Like coreos-installer it installs to `coreos.inst.install_dev` when that disk exists: it
+writes a tiny bootable disk (tests/e2e/standin_disk.py: an MBR boot sector for SeaBIOS and
+an EFI system partition with `\EFI\BOOT\BOOTX64.EFI` for OVMF) whose two programs print
+`GEN-DISK: booted from disk, installed as <host>` on the serial console and halt, then
+reboots the VM, so the test sees a node come up from its disk, not from PXE. A diskless
+node (no such disk) stays in the live system, as before.
 
 The initramfs is a gzip'd newc cpio written here in Python with fixed mtimes, owners and
 order, so the same inputs always give the same bytes (and the same sha256 in the lock).
@@ -29,13 +36,17 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import standin_disk
+
 BUSYBOX = Path("/bin/busybox")
 # In dependency order (modinfo -F depends): insmod resolves nothing by itself.
 MODULES = ("kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
            "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
            "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
            "kernel/drivers/virtio/virtio_pci.ko", "kernel/net/core/failover.ko",
-           "kernel/drivers/net/net_failover.ko", "kernel/drivers/net/virtio_net.ko")
+           "kernel/drivers/net/net_failover.ko", "kernel/drivers/net/virtio_net.ko",
+           "kernel/drivers/block/virtio_blk.ko")
+DISK_MARKER = "GEN-DISK: booted from disk, installed as"
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /bin
@@ -61,6 +72,7 @@ for arg in $(cat /proc/cmdline); do
     ip=*) IPARG="${arg#ip=}" ;;
     nameserver=*) NS="${arg#nameserver=}" ;;
     coreos.inst.ignition_url=*) IGN="${arg#coreos.inst.ignition_url=}" ;;
+    coreos.inst.install_dev=*) DEV="${arg#coreos.inst.install_dev=}" ;;
   esac
 done
 OLDIFS="$IFS"; IFS=:
@@ -120,6 +132,20 @@ if timeout 60 wget -q -O /tmp/ignition "$IGN"; then
 else
   say ignition-failed "$IGN"
 fi
+n=0; while [ -n "$DEV" ] && [ ! -b "$DEV" ] && [ -e /sys/block/"${DEV#/dev/}" ] \
+  && [ $n -lt 25 ]; do sleep 0.2; n=$((n+1)); done
+if [ -n "$DEV" ] && [ -b "$DEV" ]; then
+  # "install": the disk, then the message its BIOS and EFI programs print; reboot into it
+  dd if=/lib/gen-disk of="$DEV" bs=512 conv=notrunc 2>/dev/null
+  for at in BIOS_MESSAGE EFI_MESSAGE; do
+    printf '\r\n%s %.100s\r\n' "DISK_MARKER" "$HOST" \
+      | dd of="$DEV" bs=1 seek=$at conv=notrunc 2>/dev/null
+  done
+  sync
+  say installed "$DEV"
+  say done
+  reboot -f
+fi
 say done
 while true; do sleep 3600; done
 """
@@ -157,8 +183,11 @@ def build_initramfs(kernel_release: str) -> bytes:
     entries.append(_Entry("bin/busybox", stat.S_IFREG | 0o755, BUSYBOX.read_bytes()))
     entries += [_Entry(f"lib/modules/{Path(m).name}", stat.S_IFREG | 0o644,
                        (modules_dir / m).read_bytes()) for m in MODULES]
-    entries.append(_Entry("init", stat.S_IFREG | 0o755,
-                          INIT.replace("MODULE_LIST", names).encode()))
+    entries.append(_Entry("lib/gen-disk", stat.S_IFREG | 0o644, standin_disk.disk_image()))
+    init = INIT.replace("MODULE_LIST", names).replace("DISK_MARKER", DISK_MARKER)
+    init = init.replace("BIOS_MESSAGE EFI_MESSAGE", f"{standin_disk.BIOS_MESSAGE} "
+                                                    f"{standin_disk.EFI_MESSAGE}")
+    entries.append(_Entry("init", stat.S_IFREG | 0o755, init.encode()))
     raw = _cpio_newc(sorted(entries, key=lambda e: e.name))
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as handle:
