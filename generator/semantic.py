@@ -18,6 +18,7 @@ from generator.expand import artifact_kind, service_host
 from generator.families.common import COREOS_FLAVOURS
 from generator.loader import Document, FieldPath, format_path
 from generator.model import SECRET_MARKER_PREFIX
+from generator.rules import version_problems
 from generator.units import MIB, parse_size
 
 # (vcpu, memory MiB) minimums per flavour family and role, from reference/labs.md.
@@ -54,7 +55,7 @@ def semantic_problems(doc: Document) -> list[Problem]:
     checker = Checker(doc)
     for check in CHECKS:
         check(checker)
-    return checker.problems
+    return checker.problems + version_problems(doc)
 
 
 def _unique(c: Checker, items: Sequence[tuple[FieldPath, str]], what: str,
