@@ -17,8 +17,18 @@ import pytest
 from clirun import gen
 from netns import Netns, netns
 from test_dns import install_bind
-from test_haproxy import (ask, ask_api, haproxy_check, lab_network, rendered_config, routes,
-                          start_api_backends, start_backends, start_haproxy, wait_states)
+from test_haproxy import (
+    ask,
+    ask_api,
+    haproxy_check,
+    lab_network,
+    rendered_config,
+    routes,
+    start_api_backends,
+    start_backends,
+    start_haproxy,
+    wait_states,
+)
 from test_reconcile_plan import Lab, converged, fresh_connections, lab  # noqa: F401
 
 from generator.environment import load_environment
