@@ -36,6 +36,7 @@ from generator.families.kubernetes import (
     applyset_id,
 )
 from generator.model import Environment, SecretRef
+from generator.reconcile import csr
 from generator.reconcile.base import WAVE_KUBERNETES, Action, DiffItem
 from generator.reconcile.secrets import MARKER, declared, read_local
 from generator.tree import Tree
@@ -635,7 +636,7 @@ class KubernetesProvider:
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         manifests = manifest_objects(tree)
         if not manifests:
-            return []
+            return csr.provider_plan(self, env)  # nodes ask for certificates all the same
         self.secrets = declared(env)
         began = time.monotonic()
         try:
@@ -648,7 +649,7 @@ class KubernetesProvider:
             self.skipped.append("kubernetes: cluster objects (no kubeconfig)")
             return []
         try:
-            return self._plan(env, manifests)
+            return self._plan(env, manifests) + csr.provider_plan(self, env)
         except KubeError as exc:
             raise UserError(f"kubernetes: the API server refused a read: {exc}",
                             "check the kubeconfig's credentials and RBAC") from None
@@ -760,6 +761,8 @@ class KubernetesProvider:
 
     def apply(self, action: Action) -> None:
         api = self._api()
+        if action.kind == csr.KIND:
+            return csr.approve(api, action)
         resource: Resource = action.payload["resource"]
         if action.op == "delete":
             api.delete(resource, action.payload["namespace"], action.payload["name"])
