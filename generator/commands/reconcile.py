@@ -68,6 +68,30 @@ _KUBE_OPTIONS = [
 ]
 
 
+def _remember_installer(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta[f"installer:{param.name}"] = value
+    return value
+
+
+_INSTALLER_OPTIONS = [
+    click.option("--openshift-install", "openshift_install", metavar="PATH=SHA256",
+                 expose_value=False, callback=_remember_installer,
+                 help="The pinned openshift-install binary and its sha256; with it, the "
+                      "installer phases (assets, wait-for gates) are planned and run."),
+    click.option("--installer-state-dir", "installer_state_dir",
+                 type=click.Path(file_okay=False), expose_value=False,
+                 callback=_remember_installer,
+                 help="Where the installer's assets live, one 0700 folder per environment "
+                      "(default: $XDG_STATE_HOME/gen/installer)."),
+]
+
+
+def _installer_options() -> tuple[tuple[str, Any], ...]:
+    meta = click.get_current_context().meta
+    return tuple((key, meta.get(f"installer:{key}"))
+                 for key in ("openshift_install", "installer_state_dir"))
+
+
 def _remember_adopt(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     ctx.meta["libvirt:adopt"] = value
     return value
@@ -193,6 +217,7 @@ def _common(func: Any) -> Any:
                      help="List every field of objects to create, too."),
         *_FILES_OPTIONS,
         *_KUBE_OPTIONS,
+        *_INSTALLER_OPTIONS,
         _ADOPT_OPTION,
         FORMAT,
     ]
@@ -216,7 +241,7 @@ def _settings(prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...], 
         () if start == "none" else (r.strip() for r in start.split(",") if r.strip()))
     return Settings(prune=prune, allow_destroy=allow_destroy, uri_overrides=tuple(pairs),
                     start_roles=roles, providers=providers,
-                    options=_files_options() + _kube_options()
+                    options=_files_options() + _kube_options() + _installer_options()
                     + (("adopt", bool(click.get_current_context().meta.get("libvirt:adopt"))),))
 
 

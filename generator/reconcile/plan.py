@@ -27,6 +27,7 @@ PROVIDERS: dict[str, str] = {
     "libvirt": "generator.reconcile.plan:libvirt_provider",
     "files": "generator.reconcile.files:files_provider",
     "kubernetes": "generator.reconcile.kubernetes:kubernetes_provider",
+    "installer": "generator.reconcile.installer:installer_provider",
 }
 
 
