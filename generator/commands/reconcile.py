@@ -310,6 +310,7 @@ def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[st
         target_locks,
     )
     from generator.reconcile.files import targets_from
+    from generator.reconcile.installer import replan_point
     from generator.reconcile.output import format_text, summary_line, to_json
     from generator.reconcile.plan import build_plan, check_approval, load_desired
 
@@ -341,7 +342,11 @@ def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[st
             return
         if not auto_approve:
             _confirm(len(result.actions))
-        applied = apply_plan(result, journal, resume, say)
+        applied = apply_plan(result, journal, resume, say, limit=replan_point(result))
+        if len(applied) < len(result.actions):  # the installer wrote the role configs
+            result = build_plan(desired, settings)
+            check_approval(result, settings)
+            applied += apply_plan(result, journal, journal.unfinished(), say)
     live = sum(a.seconds for a in applied)
     total = time.monotonic() - began
     emit(fmt, {"plan": to_json(result, settings),

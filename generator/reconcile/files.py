@@ -173,6 +173,7 @@ class FilesProvider:
     reloads: dict[str, tuple[str, ...]] = field(default_factory=dict)
     store_root: Path | None = None
     ignition_dir: Path | None = None
+    installer_root: Path | None = None  # the installer provider's state: role configs
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     rendered: Tree = field(default_factory=dict)
     prune: bool = False
@@ -193,6 +194,8 @@ class FilesProvider:
     # -- plan -----------------------------------------------------------------------------
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
+        if self.ignition_dir is None and self.installer_root is not None:
+            self.ignition_dir = self.installer_root / env.name / "assets"  # --ignition-dir wins
         self.secrets = declared(env)
         self.places = places(env)
         actions = []
@@ -612,9 +615,12 @@ def files_provider(settings: Any) -> FilesProvider:
                dict(settings.option("files_reloads", ())).items()}
     store = settings.option("store")
     ignition = settings.option("ignition_dir")
+    from generator.reconcile.installer import installer_root
+
     return FilesProvider(targets=targets, reloads=reloads, prune=settings.prune,
                          store_root=Path(store) if store else None,
-                         ignition_dir=Path(ignition) if ignition else None)
+                         ignition_dir=Path(ignition) if ignition else None,
+                         installer_root=installer_root(settings))
 
 
 LOCAL = "local"  # --files-exec HOST=local: run HOST's commands on this machine, on purpose

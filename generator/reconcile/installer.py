@@ -293,12 +293,28 @@ def _note(phase: str) -> str:
             "install-complete": "waits with the installer's timeout (about 40 minutes)"}[phase]
 
 
+def installer_root(settings: Any) -> Path | None:
+    """The installer state root when the installer phases are in use, else None."""
+    root = settings.option("installer_state_dir")
+    if root:
+        return Path(root)
+    return default_root() if settings.option("openshift_install") else None
+
+
 def installer_provider(settings: Any) -> InstallerProvider:
     """Factory for plan.PROVIDERS: --openshift-install PATH=SHA256, --installer-state-dir."""
     import click
 
     tool = settings.option("openshift_install")
-    root = settings.option("installer_state_dir")
     return InstallerProvider(tool=Tool.parse(tool) if tool else None,
-                             root=Path(root) if root else default_root(),
+                             root=installer_root(settings) or default_root(),
                              say=lambda line: click.echo(line, err=True))
+
+
+def replan_point(plan: Any) -> int | None:
+    """How many actions to apply before planning again: up to the assets phase, whose role
+    configs the files provider publishes (it could not read them at plan time)."""
+    for index, action in enumerate(plan.actions):
+        if action.provider == "installer" and action.payload.get("phase") == ASSETS:
+            return index + 1 if index + 1 < len(plan.actions) else None
+    return None
