@@ -187,3 +187,25 @@ def test_sigkill_in_any_phase_resumes_to_the_same_end(site: Site, hang: str) -> 
         assert (site.assets / "bootstrap.ign").read_bytes() == before
     settled = len(calls)
     assert site.converge().code == 0 and len(site.called()) == settled
+
+
+def test_one_converge_publishes_the_role_configs_it_created(site: Site) -> None:
+    """Installer and files providers together: the role configs do not exist when the plan
+    is made; converge re-plans after the assets phase, and the same run publishes them
+    under the helper's HTTP root (no --ignition-dir), then a second converge does nothing."""
+    from test_files_provider import NO_RELOAD
+
+    root = site.tmp / "helper-root"
+    files = ["--provider", "files", "--files-target", f"helper={root}", "--files-exec",
+             "helper=local",
+             *[f"--reload={svc}=true" for svc in NO_RELOAD if svc not in ("kea", "dnsmasq")]]
+    first = site.converge(*files)
+    assert first.code == 0, first.out + first.err
+    assert "is not published" in first.out  # the first plan could not see them yet
+    served = root / "var/lib/gen/http/htdocs/ignition/roles"
+    for role in ("bootstrap", "master", "worker"):
+        assert (served / f"{role}.ign").read_bytes() == \
+            (site.assets / f"{role}.ign").read_bytes(), role
+    second = site.converge("--detailed-exitcode", *files)
+    assert second.code == 0, second.out + second.err
+    assert site.called() == SEQUENCE
