@@ -28,7 +28,7 @@ from generator.pipeline import render_environment
 from generator.reconcile import csr
 from generator.reconcile.converge import Journal, apply_plan
 from generator.reconcile.output import format_text
-from generator.reconcile.plan import Desired, build_plan
+from generator.reconcile.plan import Desired, Settings, build_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
@@ -180,3 +180,18 @@ def test_forged_and_garbage_requests_are_refused() -> None:
     assert csr.parse_request(good) is not None
     assert csr.parse_request(base64.b64encode(bytes(raw)).decode()) is None
     assert csr.parse_request("not base64 !") is None
+
+
+def test_the_installers_kubeconfig_is_the_default(kube: Kube, tmp_path: Path) -> None:  # noqa: F811
+    """With the installer phases in use, the kubeconfig openshift-install wrote into the
+    state dir is the kubernetes provider's default (no --kubeconfig)."""
+    rendered = render_environment("env/lab", cwd=ROOT)
+    desired = Desired(rendered.loaded.model, rendered.tree, "test", False)
+    client(kube, "csr-master1", "master1.ocp4.example.com")
+    auth = tmp_path / "installer" / "lab" / "assets" / "auth"
+    auth.mkdir(parents=True)
+    (auth / "kubeconfig").write_bytes(kube.kubeconfig.read_bytes())
+    installer = Settings(providers=("kubernetes",),
+                         options=(("installer_state_dir", str(tmp_path / "installer")),))
+    plan = build_plan(desired, installer)
+    assert [a.name for a in plan.actions if a.kind == csr.KIND] == ["csr-master1"]

@@ -301,6 +301,12 @@ def installer_root(settings: Any) -> Path | None:
     return default_root() if settings.option("openshift_install") else None
 
 
+def installer_kubeconfig(root: Path | None, env_name: str) -> str | None:
+    """The cluster's kubeconfig the installer wrote, when the installer phases are in use."""
+    path = State(root / env_name).kubeconfig if root is not None else None
+    return str(path) if path is not None and path.is_file() else None
+
+
 def installer_provider(settings: Any) -> InstallerProvider:
     """Factory for plan.PROVIDERS: --openshift-install PATH=SHA256, --installer-state-dir."""
     import click

@@ -38,6 +38,7 @@ from generator.families.kubernetes import (
 from generator.model import Environment, SecretRef
 from generator.reconcile import csr
 from generator.reconcile.base import WAVE_KUBERNETES, Action, DiffItem
+from generator.reconcile.installer import installer_kubeconfig, installer_root
 from generator.reconcile.secrets import MARKER, declared, read_local
 from generator.tree import Tree
 
@@ -622,6 +623,7 @@ class KubernetesProvider:
     skipped: list[str] = field(default_factory=list)  # scopes not looked at (plan.Plan)
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     read_seconds: float = 0.0
+    installer_root: Any = None  # the installer provider's state: its kubeconfig by default
 
     def scope(self, tree: Tree) -> Tree:
         return scope_of(tree)
@@ -634,6 +636,7 @@ class KubernetesProvider:
     # -- plan -----------------------------------------------------------------------------
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
+        self.kubeconfig = self.kubeconfig or installer_kubeconfig(self.installer_root, env.name)
         manifests = manifest_objects(tree)
         if not manifests:
             return csr.provider_plan(self, env)  # nodes ask for certificates all the same
@@ -911,4 +914,5 @@ def kubernetes_provider(settings: Any) -> KubernetesProvider:
         kubeconfig=kubeconfig, context=settings.option("kube_context"),
         wait=bool(settings.option("kube_wait", False)),
         wait_timeout=float(settings.option("kube_wait_timeout") or 300.0),
-        required=bool(kubeconfig) or "kubernetes" in tuple(settings.providers or ()))
+        required=bool(kubeconfig) or "kubernetes" in tuple(settings.providers or ()),
+        installer_root=installer_root(settings))
