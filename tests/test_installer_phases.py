@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from clirun import Result, gen
+from test_csr_approval import client, conditions, route_approval  # noqa: F401
+from test_reconcile_kubernetes import Kube, kube  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "standins" / "openshift-install"
@@ -209,3 +211,20 @@ def test_one_converge_publishes_the_role_configs_it_created(site: Site) -> None:
     second = site.converge("--detailed-exitcode", *files)
     assert second.code == 0, second.out + second.err
     assert site.called() == SEQUENCE
+
+
+def test_the_install_gate_approves_the_workers_csrs_while_it_waits(
+        site: Site, kube: Kube) -> None:  # noqa: F811
+    """The installer's kubeconfig points at the kmock API server holding a worker's real CSR
+    and a stranger's; install-complete succeeds only once the worker's is approved, which
+    gen does while the gate waits. The stranger's stays pending."""
+    client(kube, "csr-worker0", "worker0.ocp4.example.com")
+    client(kube, "csr-stranger", "intruder.ocp4.example.com")
+    result = site.converge(STANDIN_KUBECONFIG=str(kube.kubeconfig),
+                           STANDIN_NEEDS_CSR="csr-worker0")
+    assert result.code == 0, result.out + result.err
+    assert ("installer: approved CertificateSigningRequest csr-worker0 (kubelet client "
+            "certificate of worker worker0)") in result.err
+    assert "CertificateSigningRequest csr-stranger left pending" in result.err
+    assert [c["type"] for c in conditions(kube, "csr-worker0")] == ["Approved"]
+    assert conditions(kube, "csr-stranger") == []

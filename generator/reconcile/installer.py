@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -183,7 +184,8 @@ class InstallerProvider:
         if phase == ASSETS:
             self._assets(env, state)
         else:
-            self._run(state, phase, ["wait-for", phase, "--dir", str(state.assets)])
+            with CsrApprover(state.kubeconfig, env, self.say):
+                self._run(state, phase, ["wait-for", phase, "--dir", str(state.assets)])
         state.mark(phase)
         if phase == "bootstrap-complete" and not env.cluster.bootstrap_complete:
             self.say(f"installer: bootstrap complete; retire the bootstrap node with "
@@ -279,6 +281,51 @@ class InstallerProvider:
                 else ""
             raise UserError(f"installer phase {phase} failed: openshift-install "
                             f"{' '.join(args[:2])} exited {code}{why}", f"log: {log}")
+
+
+class CsrApprover:
+    """While a gate waits, approve the node CSRs `reconcile/csr.py` allows, as the UPI
+    procedure does by hand: the workers' CSRs appear during `wait-for install-complete`,
+    and the cluster cannot complete without them. Until the API answers, it retries."""
+
+    POLL_SECONDS = 5.0
+
+    def __init__(self, kubeconfig: Path, env: Environment, say: Callable[[str], None]) -> None:
+        self.kubeconfig, self.env, self.say = kubeconfig, env, say
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.told: set[str] = set()
+
+    def __enter__(self) -> CsrApprover:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(30)
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.POLL_SECONDS):
+            self.once()
+
+    def once(self) -> None:
+        from generator.reconcile import csr
+        from generator.reconcile.kubernetes import connect
+
+        if not self.kubeconfig.is_file():
+            return
+        try:
+            api = connect(str(self.kubeconfig), None)
+            actions, notices = csr.plan(api, self.env, "installer")
+            for action in actions:
+                csr.approve(api, action)
+                self.say(f"installer: approved {action.kind} {action.name} ({action.note})")
+        except Exception:  # noqa: BLE001 - the API is not up yet: the installer waits for it
+            return
+        for notice in notices:
+            if notice not in self.told:
+                self.told.add(notice)
+                self.say(f"installer: {notice}")
 
 
 def _command(phase: str) -> str:
