@@ -639,7 +639,9 @@ class KubernetesProvider:
         self.kubeconfig = self.kubeconfig or installer_kubeconfig(self.installer_root, env.name)
         manifests = manifest_objects(tree)
         if not manifests:
-            return csr.provider_plan(self, env)  # nodes ask for certificates all the same
+            # Nodes ask for certificates all the same; only a cluster named for this
+            # environment (--kubeconfig, the installer's) is asked, never $KUBECONFIG's.
+            return csr.provider_plan(self, env) if self.kubeconfig else []
         self.secrets = declared(env)
         began = time.monotonic()
         try:
