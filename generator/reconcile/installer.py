@@ -36,7 +36,12 @@ from typing import Any
 from generator.errors import UserError
 from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment
-from generator.reconcile.base import WAVE_DOMAINS, WAVE_SERVICES, Action, DiffItem
+from generator.reconcile.base import (
+    WAVE_INSTALLER_ASSETS,
+    WAVE_INSTALLER_GATES,
+    Action,
+    DiffItem,
+)
 from generator.reconcile.secrets import (
     MARKER,
     check_places,
@@ -49,8 +54,6 @@ from generator.tree import Tree
 
 ASSETS, GATES = "installer-assets", ("bootstrap-complete", "install-complete")
 PHASES = (ASSETS, *GATES)
-WAVE_ASSETS = WAVE_SERVICES - 5  # the role configs exist before the boot services publish
-WAVE_GATES = WAVE_DOMAINS + 5  # the machines run before anything waits for them
 ROLE_CONFIGS = ("bootstrap.ign", "master.ign", "worker.ign")
 CERT_WINDOW = 24 * 3600  # openshift-install's bootstrap certificates expire after 24 hours
 _SECRET_LINE = re.compile(r"password", re.IGNORECASE)
@@ -168,7 +171,7 @@ class InstallerProvider:
         for order, phase in enumerate(PHASES):
             if phase in done:
                 continue
-            wave = WAVE_ASSETS if phase == ASSETS else WAVE_GATES
+            wave = WAVE_INSTALLER_ASSETS if phase == ASSETS else WAVE_INSTALLER_GATES
             actions.append(Action("create", self.name, "phase", f"{env.name}/{phase}", wave,
                                   (DiffItem("add", "command", None, _command(phase)),),
                                   note=_note(phase), order=order,
@@ -336,8 +339,8 @@ def _command(phase: str) -> str:
 
 def _note(phase: str) -> str:
     return {ASSETS: "install-config secrets filled in the state dir, rendered manifests added",
-            "bootstrap-complete": "waits with the installer's timeouts (about 50 minutes)",
-            "install-complete": "waits with the installer's timeout (about 40 minutes)"}[phase]
+            "bootstrap-complete": "waits up to the installer's own timeouts, about 50 minutes",
+            "install-complete": "waits up to the installer's own timeout, about 40 minutes"}[phase]
 
 
 def installer_root(settings: Any) -> Path | None:
