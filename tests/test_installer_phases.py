@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,3 +229,31 @@ def test_the_install_gate_approves_the_workers_csrs_while_it_waits(
     assert "CertificateSigningRequest csr-stranger left pending" in result.err
     assert [c["type"] for c in conditions(kube, "csr-worker0")] == ["Approved"]
     assert conditions(kube, "csr-stranger") == []
+
+
+def test_plan_warns_when_the_bootstrap_certificates_are_about_to_expire(site: Site) -> None:
+    assert site.converge(STANDIN_FAIL="wait-for bootstrap-complete").code == 1
+    phases = site.installer / "lab" / "phases.json"
+    done = json.loads(phases.read_text())
+    fresh = gen("plan", "env/lab", "--provider", "installer", "--installer-state-dir",
+                str(site.installer), "--openshift-install", pin(), cwd=site.repo,
+                env=site.env())
+    assert fresh.code == 0 and "24-hour certificate window" not in fresh.out, fresh.out
+    phases.write_text(json.dumps({**done, "installer-assets": time.time() - 25 * 3600}))
+    stale = gen("plan", "env/lab", "--provider", "installer", "--installer-state-dir",
+                str(site.installer), "--openshift-install", pin(), cwd=site.repo,
+                env=site.env())
+    assert stale.code == 0, stale.err
+    assert ("note: installer: warning: the bootstrap Ignition is older than the installer's "
+            "24-hour certificate window") in stale.out
+    assert "+ installer phase lab/installer-assets" not in stale.out  # never regenerated
+
+
+def test_assets_of_a_bootstrapped_cluster_are_never_regenerated(site: Site) -> None:
+    assert site.converge().code == 0
+    shutil.rmtree(site.assets)
+    result = site.converge()
+    assert result.code == 1
+    assert (f"installer: the assets of lab are gone from {site.assets}, but its cluster has "
+            "bootstrapped") in result.err
+    assert site.called() == SEQUENCE and not site.assets.exists()
