@@ -133,13 +133,34 @@ def find_node(data: Any, name: str) -> int:
 
 
 def remove_node(data: Any, name: str) -> None:
-    """Delete a node; comment lines written above it stay, above the node that follows."""
+    """Delete a node; comment lines written above it stay, above the node that follows.
+
+    Removing the bootstrap node also records that bootstrap is complete: an OpenShift/OKD
+    cluster without a bootstrap is only valid once it has bootstrapped, and the reviewer sees
+    both lines in one change."""
     nodes, index = data["nodes"], find_node(data, name)
+    if nodes[index].get("role") == "bootstrap":
+        retire_bootstrap(data)
     above = nodes.ca.items.get(index, [None, None])[1]
     del nodes[index]
     if above and index < len(nodes):
         entry = nodes.ca.items.setdefault(index, [None, None, None, None])
         entry[1] = list(above) + list(entry[1] or [])
+
+
+def retire_bootstrap(data: Any) -> None:
+    """cluster.bootstrapComplete: true (boot services drop the bootstrap node)."""
+    cluster = data.get("cluster")
+    if not isinstance(cluster, CommentedMap):
+        cluster = data["cluster"] = CommentedMap()
+    if "bootstrapComplete" in cluster:
+        cluster["bootstrapComplete"] = True
+        return
+    # Beside the release it belongs to; appended last it would land after the blank line
+    # that ends the section (ruamel keeps that line with the last key).
+    keys = list(cluster)
+    anchor = next((k for k in ("version", "baseDomain", "name") if k in cluster), None)
+    cluster.insert(keys.index(anchor) + 1 if anchor else 0, "bootstrapComplete", True)
 
 
 def add_node(data: Any, fields: dict[str, Any]) -> None:

@@ -155,6 +155,7 @@ def _cluster(raw: dict[str, Any], secrets: dict[str, Any]) -> m.Cluster:
         pull_secret=_secret("pullSecret", raw["pullSecret"]) if "pullSecret" in raw else None,
         ssh_keys=tuple(_secret(f"sshAuthorizedKeys[{i}]", k)
                        for i, k in enumerate(raw.get("sshAuthorizedKeys", []))),
+        bootstrap_complete=raw.get("bootstrapComplete", False),
     )
 
 

@@ -140,6 +140,8 @@ class Cluster:
     masters_schedulable: bool
     pull_secret: SecretRef | None
     ssh_keys: tuple[SecretRef, ...]
+    # The bootstrap node's job is done: boot services stop naming it (families/common.py).
+    bootstrap_complete: bool = False
 
     @property
     def domain(self) -> str:

@@ -21,6 +21,7 @@ from generator import model as m
 from generator.errors import Problem
 from generator.loader import Document, FieldPath, format_path
 from generator.model import SECRET_MARKER_PREFIX
+from generator.rules import version_problems
 from generator.units import MIB, parse_size
 
 # (vcpu, memory MiB) minimums per flavour family and role, from reference/labs.md.
@@ -66,7 +67,7 @@ def semantic_problems(doc: Document) -> list[Problem]:
     checker = Checker(doc)
     for check in CHECKS:
         check(checker)
-    return checker.problems
+    return checker.problems + version_problems(doc)
 
 
 def model_problems(doc: Document, env: m.Environment) -> list[Problem]:
@@ -292,9 +293,15 @@ def check_control_plane(c: Checker) -> None:
         c.warn(("nodes",), "a single control-plane node has no etcd redundancy",
                "use 3 masters for anything but a lab")
     bootstraps = roles.count("bootstrap")
-    if flavour in ("openshift", "okd") and bootstraps != 1:
+    # A retired bootstrap (cluster.bootstrapComplete) may stay declared or be removed.
+    retired = c.data.get("cluster", {}).get("bootstrapComplete", False)
+    if flavour in ("openshift", "okd") and bootstraps not in ((0, 1) if retired else (1,)):
         c.error(("nodes",), f"{flavour} UPI needs exactly one bootstrap node, found {bootstraps}",
-                "declare one node with role bootstrap")
+                "declare one node with role bootstrap" + ("" if bootstraps else ", or set "
+                "cluster.bootstrapComplete: true once the cluster has bootstrapped"))
+    if retired and flavour not in ("openshift", "okd"):
+        c.error(("cluster", "bootstrapComplete"), f"{flavour} clusters have no bootstrap to "
+                "retire", "remove cluster.bootstrapComplete")
     if flavour == "kubeadm" and bootstraps:
         c.error(("nodes",), "kubeadm clusters have no bootstrap node",
                 "use role master for the first control plane")

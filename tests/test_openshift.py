@@ -53,7 +53,7 @@ def test_install_config_for_lab_a(lab_tree: dict[str, bytes]) -> None:
     assert config["networking"] == {
         "clusterNetwork": [{"cidr": "10.254.0.0/16", "hostPrefix": 24}],
         "serviceNetwork": ["172.30.0.0/16"],
-        "networkType": "OpenShiftSDN",
+        "networkType": "OVNKubernetes",
         "machineNetwork": [{"cidr": "192.168.20.0/24"}],
     }
     assert config["platform"] == {"none": {}}
@@ -82,8 +82,8 @@ def test_scheduler_patch_keeps_masters_unschedulable(lab_tree: dict[str, bytes])
 
 
 def test_masters_schedulable_follows_the_blueprint(repo: Path) -> None:
-    edit_env(repo, "  networkType: OpenShiftSDN\n",
-             "  networkType: OpenShiftSDN\n  mastersSchedulable: true\n")
+    edit_env(repo, "  networkType: OVNKubernetes\n",
+             "  networkType: OVNKubernetes\n  mastersSchedulable: true\n")
     manifest = parse(render_tree(repo)[f"{BASE}/manifests/cluster-scheduler-02-config.yml"])
     assert manifest["spec"]["mastersSchedulable"] is True
 

@@ -48,8 +48,9 @@ class Outputs:
 
     `patterns` are fnmatch patterns (`*` crosses `/`) of paths the family renders; a test
     renders every built-in environment and holds each pattern to a real path. `provider`
-    names the reconcile provider that converges these paths (None: nobody, e.g. inputs of
-    openshift-install); `service` is the `hosts/<host>/<service>/` directory they fill.
+    names the reconcile provider that converges these paths (None: nobody; the openshift
+    inputs go to the `installer` provider); `service` is the `hosts/<host>/<service>/`
+    directory they fill.
     """
 
     patterns: tuple[str, ...]
@@ -136,7 +137,7 @@ def builtin() -> tuple[FamilyDescriptor, ...]:
                "Ignition"),
         family(kubernetes, (Outputs(("clusters/*/kubernetes/*",), "kubernetes"),),
                s.summarize_kubernetes, "Kubernetes objects"),
-        family(openshift, unconverged("clusters/*/openshift/*")),
+        family(openshift, (Outputs(("clusters/*/openshift/*",), "installer"),)),
         family(kolla, KOLLA_OUTPUTS),
         family(http, files("http", "hosts/*/http/*")),
         family(kubeadm, unconverged("clusters/*/kubeadm/*")),

@@ -14,6 +14,12 @@ from generator.model import Environment, Node, OsArtifact
 COREOS_FLAVOURS = ("openshift", "okd")  # clusters whose nodes install CoreOS from Ignition
 
 
+def retired(env: Environment, node: Node) -> bool:
+    """The bootstrap node of a cluster that has bootstrapped (cluster.bootstrapComplete): the
+    load balancer, DNS and DHCP stop naming it, whether or not it is still declared."""
+    return env.cluster.bootstrap_complete and node.role == "bootstrap"
+
+
 def service_ip(env: Environment, host: str) -> IPv4Address:
     """The primary address of the node that runs a service."""
     return env.node(host).ip

@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from generator.families import Pins, escape
-from generator.families.common import dns_server
+from generator.families.common import dns_server, retired
 from generator.model import DhcpService, Environment
 from generator.tree import Tree, canonical_json, lines
 
@@ -73,7 +73,7 @@ def subnet_of(env: Environment, dhcp: DhcpService) -> Subnet:
     host_nic = next((n for n in host.nics if n.network == network.name), host.nic)
     reservations = tuple(
         Reservation(node.name, node.fqdn, nic.mac, nic.ip, ("nodes", i, "nics", j))
-        for i, node in enumerate(env.nodes) if node.name != dhcp.host
+        for i, node in enumerate(env.nodes) if node.name != dhcp.host and not retired(env, node)
         for j, nic in enumerate(node.nics) if nic.network == network.name)
     return Subnet(cidr=network.cidr, routers=(network.gateway,) if network.gateway else (),
                   dns_servers=tuple(servers), domain=env.cluster.domain,

@@ -24,7 +24,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from generator.errors import UserError
 from generator.families import Pins, escape
-from generator.families.common import COREOS_FLAVOURS, load_balancer_ip
+from generator.families.common import COREOS_FLAVOURS, load_balancer_ip, retired
 from generator.model import DnsService, Environment
 from generator.tree import Tree, lines
 
@@ -67,7 +67,7 @@ def render(env: Environment, pins: Pins) -> Tree:
 def forward_records(env: Environment) -> tuple[Record, ...]:
     """Every record of the cluster domain, in a stable order (nodes first)."""
     records = [Record(node.name, "A", str(node.ip), ("nodes", i, "name"))
-               for i, node in enumerate(env.nodes)]
+               for i, node in enumerate(env.nodes) if not retired(env, node)]
     lb = load_balancer_ip(env)
     if lb is not None:
         records += [Record(name, "A", str(lb)) for name in ("api", "api-int", "*.apps")]
@@ -118,7 +118,8 @@ def reverse_records(env: Environment) -> dict[str, tuple[Record, ...]]:
     zones: dict[str, list[Record]] = {reverse_zone_name(b): [] for b in blocks}
     by_prefix = {b.prefixlen for b in blocks}
     named: list[tuple[IPv4Address, str, escape.FieldPath]] = [
-        (node.ip, node.fqdn, ("nodes", index, "name")) for index, node in enumerate(env.nodes)]
+        (node.ip, node.fqdn, ("nodes", index, "name")) for index, node in enumerate(env.nodes)
+        if not retired(env, node)]
     named += [(vip, f"{name}.{env.cluster.domain}", ("services", "haproxy", "address"))
               for vip, name in _vip_names(env)]
     for ip, fqdn, field in named:

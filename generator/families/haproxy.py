@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generator.families import escape
-from generator.families.common import COREOS_FLAVOURS
+from generator.families.common import COREOS_FLAVOURS, retired
 from generator.model import Environment, HaproxyService, Node
 from generator.tree import Tree, lines
 
@@ -66,7 +66,7 @@ def proxies(env: Environment, service: HaproxyService) -> tuple[Proxy, ...]:
     masters = env.nodes_with_role("master")
     ingress = env.nodes_with_role("worker") or masters
     if env.cluster.flavour in COREOS_FLAVOURS:
-        bootstrap = env.nodes_with_role("bootstrap")
+        bootstrap = tuple(n for n in env.nodes_with_role("bootstrap") if not retired(env, n))
         return (
             Proxy("api", API_PORT, masters, API_PORT,
                   "Kubernetes API: masters, bootstrap while no master is ready",

@@ -175,7 +175,7 @@ def _os(root: ET.Element, node: Node) -> None:
              template=OVMF_VARS)
     # Disk first, then the network, as UPI guides set nodes up: an empty disk falls through
     # to PXE and installs; an installed node boots its disk and never reinstalls by itself
-    # (docs/decisions/0076-boot-once-disk-first.md).
+    # (docs/decisions/0077-boot-once-disk-first.md).
     _sub(os, "boot", dev="hd")
     if node.boot == "pxe":
         _sub(os, "boot", dev="network")

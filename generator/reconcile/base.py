@@ -28,6 +28,10 @@ WAVE_SERVICES = 20
 WAVE_VOLUMES = 30
 WAVE_DOMAINS = 40
 WAVE_KUBERNETES = 50
+# The installer provider's phases (reconcile/installer.py): its assets exist before the boot
+# services publish them; its gates wait once the machines run.
+WAVE_INSTALLER_ASSETS = 15
+WAVE_INSTALLER_GATES = 45
 
 
 @dataclass(frozen=True, slots=True)

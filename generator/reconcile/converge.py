@@ -344,6 +344,7 @@ def converge(desired: Desired, settings: Settings, state: Path, *, lock_timeout:
 
     `show`, `confirm` and `say` are the command line's: this function prints nothing.
     """
+    from generator.reconcile.installer import replan_point
     from generator.reconcile.plan import build_plan, check_approval
     from generator.reconcile.providers import FilesOptions
 
@@ -365,7 +366,11 @@ def converge(desired: Desired, settings: Settings, state: Path, *, lock_timeout:
                 journal.complete()
             return Converged(result)
         confirm(len(result.actions))
-        applied = apply_plan(result, journal, resume, say)
+        applied = apply_plan(result, journal, resume, say, limit=replan_point(result))
+        if len(applied) < len(result.actions):  # the installer wrote the role configs
+            result = build_plan(desired, settings)
+            check_approval(result, settings)
+            applied += apply_plan(result, journal, journal.unfinished(), say)
     live = sum(a.seconds for a in applied)
     return Converged(result, tuple(applied), {
         "total": time.monotonic() - began, "apply": live, "plan": planned - began,

@@ -186,6 +186,7 @@ class FilesProvider:
     reloads: dict[str, tuple[str, ...]] = field(default_factory=dict)
     store_root: Path | None = None
     ignition_dir: Path | None = None
+    installer_root: Path | None = None  # the installer provider's state: role configs
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     rendered: Tree = field(default_factory=dict)
     prune: bool = False
@@ -206,6 +207,8 @@ class FilesProvider:
     # -- plan -----------------------------------------------------------------------------
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
+        if self.ignition_dir is None and self.installer_root is not None:
+            self.ignition_dir = self.installer_root / env.name / "assets"  # --ignition-dir wins
         self.secrets = declared(env)
         self.places = places(env)
         self.kinds = kinds(env)

@@ -35,6 +35,7 @@ from generator.families.kubernetes import (
     applyset_id,
 )
 from generator.model import Environment, SecretRef
+from generator.reconcile import csr
 from generator.reconcile.base import WAVE_KUBERNETES, Action, DiffItem
 from generator.reconcile.essence import (
     KUBERNETES,
@@ -43,6 +44,7 @@ from generator.reconcile.essence import (
     kubernetes_diff,
     kubernetes_object,
 )
+from generator.reconcile.installer import installer_kubeconfig
 from generator.reconcile.secrets import MARKER, declared, read_local
 from generator.tree import Tree
 
@@ -411,6 +413,7 @@ class KubernetesProvider:
     def use_built(self, objects: Mapping[str, Sequence[Obj]]) -> None:
         """The objects the kubernetes family built in the render being planned."""
         self.built = objects
+    installer_root: Any = None  # the installer provider's state: its kubeconfig by default
 
     def scope(self, tree: Tree) -> Tree:
         return scope_of(tree)
@@ -424,8 +427,11 @@ class KubernetesProvider:
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         manifests = manifest_objects(tree, self.built)
+        self.kubeconfig = self.kubeconfig or installer_kubeconfig(self.installer_root, env.name)
         if not manifests:
-            return []
+            # Nodes ask for certificates all the same; only a cluster named for this
+            # environment (--kubeconfig, the installer's) is asked, never $KUBECONFIG's.
+            return csr.provider_plan(self, env) if self.kubeconfig else []
         self.secrets = declared(env)
         began = time.monotonic()
         try:
@@ -438,7 +444,7 @@ class KubernetesProvider:
             self.skipped.append("kubernetes: cluster objects (no kubeconfig)")
             return []
         try:
-            return self._plan(env, manifests)
+            return self._plan(env, manifests) + csr.provider_plan(self, env)
         except KubeError as exc:
             raise UserError(f"kubernetes: the API server refused a read: {exc}",
                             "check the kubeconfig's credentials and RBAC") from None
@@ -550,6 +556,8 @@ class KubernetesProvider:
 
     def apply(self, action: Action) -> None:
         api = self._api()
+        if action.kind == csr.KIND:
+            return csr.approve(api, action)
         resource: Resource = action.payload["resource"]
         if action.op == "delete":
             api.delete(resource, action.payload["namespace"], action.payload["name"])

@@ -8,6 +8,8 @@ from generator.reconcile.base import (
     SYMBOL,
     WAVE_DOMAINS,
     WAVE_INFRA,
+    WAVE_INSTALLER_ASSETS,
+    WAVE_INSTALLER_GATES,
     WAVE_KUBERNETES,
     WAVE_SERVICES,
     WAVE_VOLUMES,
@@ -17,7 +19,8 @@ from generator.reconcile.plan import Plan, Settings
 
 WAVE_TITLES = {WAVE_INFRA: "networks and pools", WAVE_SERVICES: "boot services",
                WAVE_VOLUMES: "volumes", WAVE_DOMAINS: "domains",
-               WAVE_KUBERNETES: "Kubernetes objects"}
+               WAVE_KUBERNETES: "Kubernetes objects", WAVE_INSTALLER_ASSETS: "installer assets",
+               WAVE_INSTALLER_GATES: "installer gates"}
 _SIGN = {"add": "+", "remove": "-", "change": "~"}
 
 

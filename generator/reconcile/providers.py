@@ -257,7 +257,8 @@ def start_files(settings: Settings, options: FilesOptions) -> Provider:
         targets=options.hosts(), prune=settings.prune,
         reloads={svc: tuple(shlex.split(cmd)) for svc, cmd in options.reloads},
         store_root=Path(options.store) if options.store else None,
-        ignition_dir=Path(options.ignition_dir) if options.ignition_dir else None)
+        ignition_dir=Path(options.ignition_dir) if options.ignition_dir else None,
+        installer_root=settings.options_of(InstallerOptions).root())
 
 
 def plan_files(provider: Provider, env: Environment, scope: Tree, tree: Tree) -> ProviderPlan:
@@ -293,7 +294,44 @@ def start_kubernetes(settings: Settings, options: KubernetesOptions) -> Provider
         kubeconfig=options.kubeconfig, context=options.context, wait=options.wait,
         wait_timeout=options.wait_timeout,
         # asked for by name or given a kubeconfig: a cluster it cannot reach is an error
-        required=bool(options.kubeconfig) or "kubernetes" in settings.providers)
+        required=bool(options.kubeconfig) or "kubernetes" in settings.providers,
+        installer_root=settings.options_of(InstallerOptions).root())
+
+
+# -- installer -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstallerOptions:
+    openshift_install: str | None = option(
+        "--openshift-install", metavar="PATH=SHA256",
+        help="The pinned openshift-install binary and its sha256; with it, the installer "
+             "phases (assets, wait-for gates) are planned and run.")
+    state_dir: str | None = option(
+        "--installer-state-dir", kind="dir",
+        help="Where the installer's assets live, one 0700 folder per environment (default: "
+             "$XDG_STATE_HOME/gen/installer).")
+
+    def root(self) -> Path | None:
+        """The installer state root when the installer phases are in use, else None."""
+        if self.state_dir:
+            return Path(self.state_dir)
+        if not self.openshift_install:
+            return None
+        from generator.reconcile.installer import default_root
+
+        return default_root()
+
+
+def start_installer(settings: Settings, options: InstallerOptions) -> Provider:
+    import click
+
+    from generator.reconcile.installer import InstallerProvider, Tool, default_root
+
+    tool = options.openshift_install
+    return InstallerProvider(tool=Tool.parse(tool) if tool else None,
+                             root=options.root() or default_root(),
+                             say=lambda line: click.echo(line, err=True))
 
 
 # -- the registry --------------------------------------------------------------------------
@@ -302,6 +340,7 @@ PROVIDERS: tuple[ProviderDescriptor, ...] = (
     ProviderDescriptor("libvirt", LibvirtOptions, start_libvirt),
     ProviderDescriptor("files", FilesOptions, start_files, plan_files),
     ProviderDescriptor("kubernetes", KubernetesOptions, start_kubernetes),
+    ProviderDescriptor("installer", InstallerOptions, start_installer),
 )
 
 T = TypeVar("T")
