@@ -29,6 +29,7 @@ from generator.reconcile import csr
 from generator.reconcile.converge import Journal, apply_plan
 from generator.reconcile.output import format_text
 from generator.reconcile.plan import Desired, Settings, build_plan
+from generator.reconcile.providers import InstallerOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
@@ -192,6 +193,6 @@ def test_the_installers_kubeconfig_is_the_default(kube: Kube, tmp_path: Path) ->
     auth.mkdir(parents=True)
     (auth / "kubeconfig").write_bytes(kube.kubeconfig.read_bytes())
     installer = Settings(providers=("kubernetes",),
-                         options=(("installer_state_dir", str(tmp_path / "installer")),))
+                         options=(InstallerOptions(state_dir=str(tmp_path / "installer")),))
     plan = build_plan(desired, installer)
     assert [a.name for a in plan.actions if a.kind == csr.KIND] == ["csr-master1"]

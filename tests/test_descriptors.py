@@ -218,7 +218,8 @@ def test_every_builtin_flag_is_generated_once() -> None:
     flags = [spec.flag for d in PROVIDERS for _, spec in specs(d.options)]
     assert len(flags) == len(set(flags)) == len(provider_options())
     assert {"--files-target", "--files-exec", "--reload", "--ignition-dir", "--store",
-            "--kubeconfig", "--context", "--wait", "--wait-timeout", "--adopt"} == set(flags)
+            "--kubeconfig", "--context", "--wait", "--wait-timeout", "--adopt",
+            "--openshift-install", "--installer-state-dir"} == set(flags)
 
 
 CHIME = FamilyDescriptor("chime", lambda env, pins: {"bells/chime.txt": b"ding\n"},
