@@ -281,7 +281,8 @@ def test_converge_puts_the_kolla_files_on_the_host(kolla: Path, tmp_path: Path) 
     tools = str(Path(shutil.which("kolla-genpwd") or "kolla-genpwd-missing").parent)
     env = {**os.environ, "PATH": f"{os.environ['PATH']}:{tools}",
            "GEN_SECRET_KOLLA_KEYSTONE_ADMIN_PASSWORD": "ks-admin-secret",
-           "GEN_SECRET_KOLLA_DATABASE_PASSWORD": "db-secret", "GEN_SECRET_KOLLA_RABBITMQ_PASSWORD": "rmq-secret"}
+           "GEN_SECRET_KOLLA_DATABASE_PASSWORD": "db-secret",
+           "GEN_SECRET_KOLLA_RABBITMQ_PASSWORD": "rmq-secret"}
     flags = ["--provider", "files", "--files-target", f"aio={root}", "--files-exec", "aio=local",
              "--state-dir", str(tmp_path / "state")]
     first = gen("converge", "env/aio", "--auto-approve", *flags, cwd=repo, env=env)
