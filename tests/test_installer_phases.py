@@ -37,7 +37,8 @@ def pin(path: Path = STANDIN) -> str:
 
 
 class Site:
-    """A scratch repo, a HOME whose secrets directory holds the SSH key lab A names, and the state directories."""
+    """A scratch repo, a HOME whose secrets directory holds the SSH key lab A names, and
+    the state directories."""
 
     def __init__(self, repo: Path, tmp: Path) -> None:
         self.repo, self.tmp = repo, tmp
