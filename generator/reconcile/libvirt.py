@@ -10,11 +10,14 @@ deletes a pool; volumes are gen's when an owned domain of this environment uses 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from generator.errors import UserError
@@ -23,6 +26,7 @@ from generator.model import BOOT_ORDER, Environment
 from generator.reconcile import essence, secrets, seed
 from generator.reconcile.base import (
     WAVE_DOMAINS,
+    WAVE_IMAGES,
     WAVE_INFRA,
     WAVE_VOLUMES,
     Action,
@@ -31,6 +35,7 @@ from generator.reconcile.base import (
 from generator.tree import Tree
 
 PATH = re.compile(r"^hypervisors/([^/]+)/(networks|pools|volumes|domains)/([^/]+)\.xml$")
+IMAGE = re.compile(r"^hypervisors/([^/]+)/images/([^/]+)\.json$")
 NEXT_BOOT = "takes effect at next boot"
 NET_RESTART = "takes effect when the network restarts (gen restarts it if no guest uses it)"
 
@@ -87,6 +92,17 @@ def forget_connections() -> None:
     _CONNECTIONS.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class BaseImage:
+    """A pinned disk image the pool must hold before overlays back onto it (rendered by
+    families/libvirt.py as `hypervisors/<hv>/images/<name>.json`)."""
+
+    volume: str
+    pool: str
+    artifact: str
+    sha256: str | None  # None: not pinned, so it cannot be uploaded or verified
+
+
 @dataclass(slots=True)
 class Desired:
     """The rendered libvirt objects of one hypervisor, parsed."""
@@ -97,6 +113,7 @@ class Desired:
     domains: dict[str, ET.Element] = field(default_factory=dict)
     xml: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> text
     seeds: dict[str, seed.Seed] = field(default_factory=dict)  # cloud-init seed volumes
+    images: dict[str, BaseImage] = field(default_factory=dict)  # base images to upload
 
     def empty(self) -> bool:
         return not (self.networks or self.pools or self.volumes or self.domains)
@@ -132,6 +149,11 @@ def desired_objects(tree: Tree, hv: str) -> Desired:
     """Parse `hypervisors/<hv>/...` of the rendered tree (seed ISOs come from seed.py)."""
     out = Desired()
     for path in sorted(tree):
+        image = IMAGE.match(path)
+        if image and image.group(1) == hv:
+            info = json.loads(tree[path])
+            out.images[info["volume"]] = BaseImage(info["volume"], info["pool"],
+                                                   info["artifact"], info.get("sha256"))
         match = PATH.match(path)
         if not match or match.group(1) != hv:
             continue
@@ -171,8 +193,10 @@ class LibvirtProvider:
 
     def __init__(self, uri_overrides: dict[str, str] | None = None,
                  start_roles: frozenset[str] | None = None,
-                 connect: Callable[[str], Any] = open_connection, adopt: bool = False) -> None:
+                 connect: Callable[[str], Any] = open_connection, adopt: bool = False,
+                 store_root: Path | None = None) -> None:
         self.uri_overrides = dict(uri_overrides or {})
+        self.store_root = store_root  # where pinned base images are uploaded from
         self.adopt = adopt  # take over unmarked objects the environment describes
         self.start_roles = start_roles  # None: start every domain
         self.connect = connect
@@ -186,7 +210,7 @@ class LibvirtProvider:
     def scope(self, tree: Tree) -> Tree:
         """The part of the tree this provider converges: libvirt XML and cloud-init seeds."""
         return {p: c for p, c in tree.items()
-                if PATH.match(p) or p.split("/")[2:3] == ["cloud-init"]}
+                if PATH.match(p) or IMAGE.match(p) or p.split("/")[2:3] == ["cloud-init"]}
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         actions: list[Action] = []
@@ -205,6 +229,11 @@ class LibvirtProvider:
         conn = self.connect(self._uris[action.payload["hv"]])
         handler: Callable[[Any, Action], None] = getattr(self, f"_{action.kind}_{action.op}")
         handler(conn, action)
+
+    def store(self) -> Any:
+        from generator.lock.store import Store, default_root
+
+        return Store(self.store_root or default_root())
 
     def should_run(self, role: str) -> bool:
         return self.start_roles is None or role in self.start_roles
@@ -269,6 +298,9 @@ class LibvirtProvider:
             return  # created before an interruption
         except libvirt.libvirtError:
             pass
+        if "image" in action.payload:
+            upload_image(conn, pool, action.payload["image"], self.store())
+            return
         wanted: seed.Seed | None = action.payload.get("seed")
         if wanted is None:
             pool.createXML(action.payload["xml"], 0)
@@ -378,6 +410,65 @@ def _upload(conn: Any, volume: Any, content: bytes) -> None:
     stream.finish()
 
 
+def store_object(store: Any, image: BaseImage) -> Path:
+    """The verified store object of a pinned base image: a missing or corrupt object is
+    refused (one line, exit 4) before anything reaches the hypervisor."""
+    from generator.lock.store import StoreMissing
+
+    assert image.sha256 is not None
+    if not store.has(image.sha256):
+        raise StoreMissing(image.sha256, f"base image {image.artifact}", store.root)
+    return Path(store.verify(image.sha256))
+
+
+def upload_image(conn: Any, pool: Any, image: BaseImage, store: Any) -> None:
+    """Stream a base image from the store into a new volume, then hash the volume as the
+    hypervisor holds it (streamed back): a volume that does not hash to the pin is deleted
+    and the upload refused, so an overlay never backs onto a wrong base."""
+    source = store_object(store, image)
+    size = source.stat().st_size
+    # raw: libvirt makes a sparse file of exactly this size and the upload fills it (a new
+    # qcow2 volume would carry libvirt's own header, possibly longer than the image).
+    volume = pool.createXML(f"<volume type='file'><name>{image.volume}</name>"
+                            f"<capacity unit='bytes'>{size}</capacity>"
+                            "<target><format type='raw'/></target></volume>", 0)
+    sent = hashlib.sha256()
+    stream = conn.newStream(0)
+    volume.upload(stream, 0, size, 0)
+    with source.open("rb") as handle:
+        def chunk(_stream: Any, nbytes: int, _opaque: Any) -> bytes:
+            piece = handle.read(nbytes)
+            sent.update(piece)
+            return piece
+
+        stream.sendAll(chunk, None)
+    stream.finish()
+    held = volume_sha256(volume)
+    if sent.hexdigest() != image.sha256 or held != image.sha256:
+        volume.delete(0)
+        raise UserError(f"base image {image.artifact}: the uploaded volume {image.volume} hashes "
+                        f"to sha256:{held}, not the pinned sha256:{image.sha256}; deleted it",
+                        "check the store object (gen fetch) and the pool's disk, then converge "
+                        "again")
+    with contextlib.suppress(Exception):  # let libvirt probe the format it now holds
+        pool.refresh(0)
+
+
+def volume_sha256(volume: Any) -> str:
+    """sha256 of a volume's bytes as the hypervisor holds them, streamed back."""
+    digest = hashlib.sha256()
+    stream = volume.connect().newStream(0)
+    volume.download(stream, 0, 0, 0)
+
+    def take(_stream: Any, data: bytes, _opaque: Any) -> int:
+        digest.update(data)
+        return 0
+
+    stream.recvAll(take, None)
+    stream.finish()
+    return digest.hexdigest()
+
+
 # -- reading live state ------------------------------------------------------------------
 
 
@@ -394,7 +485,7 @@ def read_live(conn: Any, desired: Desired) -> Live:
     for dom in conn.listAllDomains(0):
         live.domains[dom.name()] = _live_domain(libvirt, dom)
     wanted = {p for p, _ in desired.volumes.values()} | {
-        s.pool for s in desired.seeds.values()} | {
+        s.pool for s in desired.seeds.values()} | {i.pool for i in desired.images.values()} | {
         s.get("pool") for d in live.domains.values() for s in d.config.iter("source")
         if s.get("pool")}
     for name in sorted(p for p in wanted if p in live.pools and live.pools[p][2]):
@@ -443,7 +534,7 @@ def _asked_kib(libvirt: Any, dom: Any) -> int | None:
 def _plan_hypervisor(provider: LibvirtProvider, env: Environment, hv: str, desired: Desired,
                      live: Live) -> list[Action]:
     ctx = _Ctx(provider, env, hv, desired, live)
-    actions = ctx.networks() + ctx.pools() + ctx.volumes() + ctx.domains()
+    actions = ctx.networks() + ctx.pools() + ctx.images() + ctx.volumes() + ctx.domains()
     if desired.empty():
         provider.notices.append(f"{hv}: nothing rendered for this hypervisor; "
                                 "an empty desired set never prunes")
@@ -576,6 +667,37 @@ class _Ctx:
                 out.append(self.action("update", "pool", name, WAVE_INFRA, changes))
         return out
 
+    # base images -----------------------------------------------------------------------
+
+    def images(self) -> list[Action]:
+        """Upload each pinned base image its pool lacks; check the ones it holds by hash."""
+        out = []
+        for name, image in self.desired.images.items():
+            held = self.live.volumes.get(image.pool, {}).get(name)
+            where = f"{self.hv}: base image {image.artifact} (volume {name} in pool {image.pool})"
+            if held is None and image.sha256 is None:
+                self.provider.conflicts.append(
+                    f"{where} is not in the pool and not pinned, so converge cannot upload it: "
+                    f"run `gen lock env/{self.env.name}` and `gen fetch env/{self.env.name}`")
+            elif held is None:
+                size = store_object(self.provider.store(), image).stat().st_size
+                out.append(self.action(
+                    "create", "volume", name, WAVE_IMAGES,
+                    [DiffItem("add", "image", None, f"{image.artifact} sha256:{image.sha256}")],
+                    note=f"upload volume {name} sha256:{image.sha256} ({size} bytes from the "
+                         "store, verified on the hypervisor)",
+                    payload={"pool": image.pool, "image": image}))
+            elif image.sha256 is None:
+                self.provider.notices.append(f"{where} is not pinned, so gen cannot verify it")
+            else:
+                actual = volume_sha256(self.live.pools[image.pool][0].storageVolLookupByName(name))
+                if actual != image.sha256:
+                    self.provider.conflicts.append(
+                        f"{where} holds sha256:{actual}, the lock pins sha256:{image.sha256}; "
+                        "overlays back onto it, so gen never overwrites it: once no VM uses it, "
+                        "delete it (virsh vol-delete) and converge again")
+        return out
+
     # volumes ---------------------------------------------------------------------------
 
     def volumes(self) -> list[Action]:
@@ -697,7 +819,8 @@ class _Ctx:
         """Deletes for owned objects no longer rendered (plan.py drops them without --prune)."""
         out = []
         protected = self._protected_volumes()
-        wanted_volumes = set(self.desired.volumes) | set(self.desired.seeds)
+        wanted_volumes = set(self.desired.volumes) | set(self.desired.seeds) | set(
+            self.desired.images)
         for name, dom in sorted(self.live.domains.items()):
             mark = essence.owner(dom.config)
             if mark.get("env") != self.env.name:

@@ -87,8 +87,10 @@ class Plan:
 def libvirt_provider(settings: Settings) -> Provider:
     from generator.reconcile.libvirt import LibvirtProvider
 
+    store = settings.option("store")  # --store: base images are uploaded from it
     return LibvirtProvider(dict(settings.uri_overrides), settings.start_roles,
-                           adopt=bool(settings.option("adopt")))
+                           adopt=bool(settings.option("adopt")),
+                           store_root=Path(store) if store else None)
 
 
 def make_providers(settings: Settings) -> list[Provider]:
