@@ -97,8 +97,10 @@ def _served(name: str) -> list[str]:
 def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
     """Files (path under the document root -> where it comes from) and directories to create."""
     files: dict[str, dict[str, Any]] = {}
+    base_images = common.node_images(env)
     for artifact in env.os_artifacts:
-        files[f"install/{artifact.name}"] = common.artifact_source(artifact, pins)
+        if artifact.name not in base_images:
+            files[f"install/{artifact.name}"] = common.artifact_source(artifact, pins)
     nodes = ignition.coreos_nodes(env)
     for node in nodes:
         files[f"ignition/{node.name}.ign"] = {

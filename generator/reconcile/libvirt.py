@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import UserError
+from generator.families.common import service_hosts
 from generator.families.libvirt import GEN_NS, volume_name
 from generator.model import BOOT_ORDER, Environment
 from generator.reconcile import essence, secrets, seed
 from generator.reconcile.base import (
     WAVE_DOMAINS,
+    WAVE_HOSTS,
     WAVE_IMAGES,
     WAVE_INFRA,
     WAVE_VOLUMES,
@@ -562,6 +564,16 @@ class _Ctx:
     def owned(self, root: ET.Element) -> bool:
         return essence.owner(root).get("env") == self.env.name
 
+    def host_volumes(self) -> set[str]:
+        """Disks and seeds of the VMs that run boot services (they come up first)."""
+        hosts = service_hosts(self.env)
+        return {v for name, root in self.desired.domains.items() if name in hosts
+                for v in _volumes_of(root)}
+
+    def volume_wave(self, name: str, hosts: set[str]) -> dict[str, int]:
+        """A service host's volume goes in the service hosts' wave, ahead of its domain."""
+        return {"wave": WAVE_HOSTS, "order": -1} if name in hosts else {"wave": WAVE_VOLUMES}
+
     def conflict(self, kind: str, name: str, root: ET.Element) -> None:
         other = essence.owner(root).get("env")
         who = f"environment {other!r}" if other else "nobody (no gen marker)"
@@ -617,8 +629,8 @@ class _Ctx:
         payload["marker"] = _marker_xml(root)
         note = update.note if update and update.note else (
             "marker added, nothing else changed" if not drift else "")
-        return [self.action("adopt", "domain", name, WAVE_DOMAINS,
-                            [_owner_item(root)] + drift, note=note, payload=payload, **kw)]
+        return [self.action("adopt", "domain", name, changes=[_owner_item(root)] + drift,
+                            note=note, payload=payload, **kw)]
 
     # networks --------------------------------------------------------------------------
 
@@ -703,32 +715,36 @@ class _Ctx:
     def volumes(self) -> list[Action]:
         out = []
         protected = self._protected_volumes()
+        hosts = self.host_volumes()
         for name, (pool, root) in self.desired.volumes.items():
             want = essence.volume(root)
             payload = {"pool": pool, "capacity": int(want["capacity"])}
             current = self.live.volumes.get(pool, {}).get(name)
+            place = self.volume_wave(name, hosts)
             if current is None:
-                out.append(self.action("create", "volume", name, WAVE_VOLUMES, _summary(want),
-                                       payload=payload))
+                out.append(self.action("create", "volume", name, changes=_summary(want),
+                                       payload=payload, **place))
                 continue
             out += self._volume_diff(name, essence.volume(current), want, payload,
-                                     name in protected)
-        return out + self.seed_volumes()
+                                     name in protected, place)
+        return out + self.seed_volumes(hosts)
 
-    def seed_volumes(self) -> list[Action]:
+    def seed_volumes(self, hosts: set[str]) -> list[Action]:
         """Missing seed ISOs are built and uploaded; existing ones are left as they are
         (cloud-init reads a seed once, at first boot; volumes carry no marker to compare)."""
         refs = tuple(secrets.declared(self.env).values())
-        return [self.action("create", "volume", name, WAVE_VOLUMES,
-                            [DiffItem("add", "cloud-init seed", None,
-                                      ", ".join(f for f, _ in wanted.files))],
+        return [self.action("create", "volume", name,
+                            changes=[DiffItem("add", "cloud-init seed", None,
+                                              ", ".join(f for f, _ in wanted.files))],
                             note="NoCloud seed ISO, built now with secrets filled in",
-                            payload={"pool": wanted.pool, "seed": wanted, "secrets": refs})
+                            payload={"pool": wanted.pool, "seed": wanted, "secrets": refs},
+                            **self.volume_wave(name, hosts))
                 for name, wanted in self.desired.seeds.items()
                 if name not in self.live.volumes.get(wanted.pool, {})]
 
     def _volume_diff(self, name: str, have: essence.Essence, want: essence.Essence,
-                     payload: dict[str, Any], protected: bool) -> list[Action]:
+                     payload: dict[str, Any], protected: bool,
+                     place: dict[str, int]) -> list[Action]:
         changes = _changes(have, want)
         if not changes:
             return []
@@ -738,12 +754,12 @@ class _Ctx:
         if forcing is not None:
             note = ("volumes never shrink: recreating wipes the disk" if forcing == "capacity"
                     else "recreating wipes the disk")
-            return [self.action("replace", "volume", name, WAVE_VOLUMES, changes,
+            return [self.action("replace", "volume", name, changes=changes,
                                 forcing_field=forcing, destructive=True, note=note,
-                                protected=protected, payload=payload)]
-        return [self.action("update", "volume", name, WAVE_VOLUMES, changes,
+                                protected=protected, payload=payload, **place)]
+        return [self.action("update", "volume", name, changes=changes,
                             note="grown in place; the guest sees the new size at next boot",
-                            payload=payload)]
+                            payload=payload, **place)]
 
     def _protected_volumes(self) -> set[str]:
         """Disks marked protect in the model or on a live owned domain's marker."""
@@ -761,16 +777,18 @@ class _Ctx:
 
     def domains(self) -> list[Action]:
         out = []
+        hosts = service_hosts(self.env)
         for name, root in self.desired.domains.items():
             mark = essence.owner(root)
             role = mark.get("role", "")
             start = self.provider.should_run(role)
-            kw = {"order": role_order(role), "protected": mark.get("protect") == "true"}
+            kw = {"order": role_order(role), "protected": mark.get("protect") == "true",
+                  "wave": WAVE_HOSTS if name in hosts else WAVE_DOMAINS}
             have = self.live.domains.get(name)
             if have is None:
                 note = "define and start" if start else "define (not started: --start)"
-                out.append(self.action("create", "domain", name, WAVE_DOMAINS,
-                                       _summary(essence.domain(root)), note=note,
+                out.append(self.action("create", "domain", name,
+                                       changes=_summary(essence.domain(root)), note=note,
                                        payload={"start": start}, **kw))
             elif not self.owned(have.config) and self.adoptable(have.config):
                 out += self.adopt_domain(name, root, have, start, kw)
@@ -786,7 +804,7 @@ class _Ctx:
         changes = _changes(essence.domain(have.config), want)
         forcing = next((c.path for c in changes if c.path in essence.DOMAIN_FORCING), None)
         if forcing is not None:
-            return [self.action("replace", "domain", name, WAVE_DOMAINS, changes,
+            return [self.action("replace", "domain", name, changes=changes,
                                 forcing_field=forcing, destructive=True,
                                 note="the VM is stopped, undefined and defined anew",
                                 payload={"start": start}, **kw)]
@@ -810,7 +828,7 @@ class _Ctx:
             changes.append(DiffItem("change", "state", "shut off", "running"))
         if not changes:
             return []
-        return [self.action("update", "domain", name, WAVE_DOMAINS, changes, note=note,
+        return [self.action("update", "domain", name, changes=changes, note=note,
                             payload=payload, **kw)]
 
     # prune -----------------------------------------------------------------------------
