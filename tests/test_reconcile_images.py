@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from clirun import gen
-from reconcile_fixtures import private_libvirtd, wipe_libvirt
+from reconcile_fixtures import private_libvirtd, scale_lab, wipe_libvirt
 
 pytestmark = pytest.mark.libvirtd
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVuLXRlc3Qta2V5LWZvci1pbWFnZXMtaW4tdGhlLXBvb2w gen@test"
@@ -159,3 +160,83 @@ def test_a_corrupt_store_object_is_refused_before_upload(lab: dict[str, object])
     # Refused while planning: nothing was applied, not even the network or the pool.
     assert virsh(lab, "pool-list", "--all", "--name").split() == []
     assert virsh(lab, "list", "--all", "--name").split() == []
+
+
+# -- a helper from nothing -----------------------------------------------------------------
+
+def test_the_helper_comes_up_from_its_cloud_image_and_seed(
+        libvirtd: str, repo: Path, tmp_path: Path) -> None:
+    """Lab A on an empty hypervisor: the helper's base image is uploaded, its overlay and
+    its NoCloud seed are created and it is started, all before the boot-services wave; the
+    seed's network-config is accepted by cloud-init's own renderer for its distribution."""
+    import os
+
+    from generator.lock.store import Store
+
+    image = repo / "environments" / "lab" / "helper-base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "1M"], check=True)
+    sha = Store(tmp_path / "store").put_bytes(image.read_bytes())  # what `gen fetch` does
+    pool = tmp_path / "pool"
+    scale_lab(repo, pool, helper_image=(image.name, sha))
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa.pub").write_text(KEY + "\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "GEN_PULL_SECRET": '{"auths":{}}',
+           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
+    args = ["--uri-override", f"hv1={libvirtd}", "--provider", "libvirt", "--start", "helper",
+            "--store", str(tmp_path / "store")]
+    try:
+        plan = gen("plan", "env/lab", *args, cwd=repo, env=env)
+        assert plan.code == 0, plan.out + plan.err
+        text = plan.out
+        assert "Wave 16: service hosts" in text
+        order = [text.index(f"hv1/{name}") for name in (
+            "centos-stream-9-genericcloud", "helper-root.qcow2", "helper-seed.iso",
+            "helper  (define and start)", "bootstrap-root.qcow2")]
+        assert order == sorted(order), text
+        done = gen("converge", "env/lab", *args, "--state-dir", str(tmp_path / "state"),
+                   "--auto-approve", cwd=repo, env=env, timeout=300)
+        assert done.code == 0, done.out + done.err
+        again = gen("plan", "env/lab", *args, "--detailed-exitcode", cwd=repo, env=env)
+        assert again.code == 0 and "No changes." in again.out, again.out + again.err
+
+        virsh = ["virsh", "-c", libvirtd]
+        dom = ET.fromstring(subprocess.run([*virsh, "dumpxml", "helper"], capture_output=True,
+                                           text=True, check=True).stdout)
+        disks = {d.get("device"): d.find("source").get("volume")  # type: ignore[union-attr]
+                 for d in dom.iter("disk")}
+        assert disks == {"disk": "helper-root.qcow2", "cdrom": "helper-seed.iso"}
+        assert subprocess.run([*virsh, "domstate", "helper"], capture_output=True, text=True,
+                              check=True).stdout.strip() == "running"
+        info = subprocess.run(["qemu-img", "info", "-U", "--output", "json",
+                               str(pool / "helper-root.qcow2")], capture_output=True, text=True,
+                              check=True).stdout
+        assert f'"backing-filename": "{pool}/centos-stream-9-genericcloud"' in info, info
+
+        iso = tmp_path / "seed.iso"
+        subprocess.run([*virsh, "vol-download", "--pool", "default", "helper-seed.iso",
+                        str(iso)], check=True, capture_output=True)
+        seed_dir = tmp_path / "seed"
+        seed_dir.mkdir()
+        for name in ("user-data", "meta-data", "network-config"):
+            (seed_dir / name).write_bytes(subprocess.run(
+                ["isoinfo", "-R", "-x", f"/{name}", "-i", str(iso)], capture_output=True,
+                check=True).stdout)
+        user_data = (seed_dir / "user-data").read_text()
+        assert KEY in user_data and "@@gen-secret" not in user_data
+        assert "- bind\n" in user_data and "- dhcp-server\n" in user_data  # el9 names
+        schema = subprocess.run(["cloud-init", "schema", "--config-file",
+                                 str(seed_dir / "user-data")], capture_output=True, text=True)
+        assert schema.returncode == 0, schema.stdout + schema.stderr
+        out = tmp_path / "sysconfig"
+        converted = subprocess.run(["cloud-init", "devel", "net-convert", "-p",
+                                    str(seed_dir / "network-config"), "-k", "yaml", "-d",
+                                    str(out), "-D", "centos", "-O", "sysconfig"],
+                                   capture_output=True, text=True, timeout=120)
+        assert converted.returncode == 0, converted.stdout + converted.stderr
+        ifcfg = (out / "etc/sysconfig/network-scripts/ifcfg-ens3").read_text()
+        assert "IPADDR=192.168.20.111" in ifcfg and "GATEWAY=192.168.20.1" in ifcfg, ifcfg
+        # Its own named is not up at first boot: it resolves through the forwarders.
+        assert "DNS1=8.8.8.8" in ifcfg, ifcfg
+    finally:
+        wipe_libvirt(libvirtd)
