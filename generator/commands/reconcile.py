@@ -44,6 +44,11 @@ _FILES_OPTIONS = [
     click.option("--store", "store", type=click.Path(file_okay=False), expose_value=False,
                  callback=_remember, help="gen's store (default: $GEN_STORE or "
                  "~/.cache/gen/store); pinned OS artifacts are published from it."),
+    click.option("--ssh-wait", "ssh_wait", type=click.FloatRange(min=0), default=300,
+                 show_default=True, expose_value=False, callback=_remember,
+                 help="Seconds converge waits for a host reached over ssh (--files-exec "
+                      "HOST='ssh ...') to answer before it installs files there: a helper "
+                      "VM created by this converge is still booting."),
 ]
 
 
@@ -133,7 +138,8 @@ def _files_options() -> tuple[tuple[str, Any], ...]:
                     for host in sorted(set(roots) | set(execs)))
     reloads = _pairs(meta.get("files:reload", ()), "--reload", "SERVICE=COMMAND")
     return (("files_targets", targets), ("files_reloads", tuple(sorted(reloads.items()))),
-            ("store", meta.get("files:store")), ("ignition_dir", meta.get("files:ignition_dir")))
+            ("store", meta.get("files:store")), ("ignition_dir", meta.get("files:ignition_dir")),
+            ("ssh_wait", meta.get("files:ssh_wait")))
 
 
 def check_names(desired: Any, settings: Any) -> None:
@@ -295,7 +301,7 @@ def converge(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[st
     state = state_dir or default_state_dir()
     say = _stderr
     with converge_lock(state, desired.env.name, lock_timeout, lock_wait, say), \
-            target_locks(targets_from(settings), desired.env.name, lock_wait):
+            target_locks(targets_from(settings), desired.env.name, lock_wait, say):
         journal = Journal(state, desired.env.name)
         resume = journal.unfinished()
         if resume is not None:
