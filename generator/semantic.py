@@ -490,8 +490,10 @@ def _pxe_nodes(c: Checker) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _artifact_kinds(c: Checker) -> set[str]:
+    """Kinds of the artifacts PXE can use: a VM's base image (a node's `image:`) is not one."""
     artifacts = c.data.get("artifacts", {}).get("os", {})
-    return {artifact_kind(a) for a in artifacts.values()}
+    base_images = {node.get("image") for _, node in c.nodes()}
+    return {artifact_kind(a) for name, a in artifacts.items() if name not in base_images}
 
 
 def check_pxe_services(c: Checker) -> None:

@@ -86,6 +86,14 @@ def node_images(env: Environment) -> set[str]:
         d.backing_image for n in env.nodes for d in n.disks if d.backing_image}
 
 
+def metal_image(env: Environment) -> OsArtifact | None:
+    """The raw metal image old installers write: a `disk` artifact, else an `image` one
+    that is no VM's base image."""
+    bases = node_images(env)
+    return os_artifact(env, "disk") or next(
+        (a for a in env.os_artifacts if a.kind == "image" and a.name not in bases), None)
+
+
 def os_artifact(env: Environment, kind: str) -> OsArtifact | None:
     """The first OS artifact of a kind (kernel, initramfs, rootfs, disk, image)."""
     return next((a for a in env.os_artifacts if a.kind == kind), None)

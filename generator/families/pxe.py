@@ -186,8 +186,12 @@ def _install_dev(env: Environment, service: PxeService, node: Node) -> str:
 
 
 def metal_image(env: Environment) -> OsArtifact:
-    """The raw metal image old installers write (`disk`, else an `image` artifact)."""
-    return common.os_artifact(env, "disk") or artifact(env, "image")
+    """The raw metal image old installers write (`disk`, else an `image` artifact that is
+    no VM's base image); semantic.check_pxe_services guarantees one in that mode."""
+    found = common.metal_image(env)
+    if found is None:
+        raise ValueError("no metal image artifact")
+    return found
 
 
 def _title(node: Node) -> str:
