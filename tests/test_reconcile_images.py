@@ -240,3 +240,25 @@ def test_the_helper_comes_up_from_its_cloud_image_and_seed(
         assert "DNS1=8.8.8.8" in ifcfg, ifcfg
     finally:
         wipe_libvirt(libvirtd)
+
+
+def test_a_base_nothing_backs_onto_is_uploaded_again(lab: dict[str, object],
+                                                     tmp_path: Path) -> None:
+    """A copy that does not hash to the pin and that no overlay uses (an interrupted upload)
+    is replaced by the pinned image."""
+    assert run(lab, "converge")[0] == 0
+    for node in ("test-master", "test-storage1"):
+        virsh(lab, "destroy", node)
+        virsh(lab, "undefine", node)
+        virsh(lab, "vol-delete", "--pool", "default", f"{node}-root.qcow2")
+    torn = tmp_path / "torn"
+    torn.write_bytes(b"\0" * 4096)  # what a killed upload leaves: the start of the volume
+    virsh(lab, "vol-upload", "--pool", "default", VOLUME, str(torn))
+    code, out, err = run(lab, "plan")
+    assert code == 0, out + err
+    assert f"-/+ libvirt volume hv1/{VOLUME}  (nothing backs onto the pool's copy: upload " \
+           f"volume {VOLUME} sha256:{lab['sha']}" in out, out
+    code, out, err = run(lab, "converge")
+    assert code == 0, out + err
+    code, out, err = run(lab, "plan", "--detailed-exitcode")
+    assert code == 0 and "No changes." in out, out + err

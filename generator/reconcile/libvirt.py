@@ -431,9 +431,7 @@ def upload_image(conn: Any, pool: Any, image: BaseImage, store: Any) -> None:
     size = source.stat().st_size
     # raw: libvirt makes a sparse file of exactly this size and the upload fills it (a new
     # qcow2 volume would carry libvirt's own header, possibly longer than the image).
-    volume = pool.createXML(f"<volume type='file'><name>{image.volume}</name>"
-                            f"<capacity unit='bytes'>{size}</capacity>"
-                            "<target><format type='raw'/></target></volume>", 0)
+    volume = pool.createXML(raw_volume_xml(image.volume, size), 0)
     sent = hashlib.sha256()
     stream = conn.newStream(0)
     volume.upload(stream, 0, size, 0)
@@ -454,6 +452,14 @@ def upload_image(conn: Any, pool: Any, image: BaseImage, store: Any) -> None:
                         "again")
     with contextlib.suppress(Exception):  # let libvirt probe the format it now holds
         pool.refresh(0)
+
+
+def raw_volume_xml(name: str, size: int) -> str:
+    root = ET.Element("volume", type="file")
+    ET.SubElement(root, "name").text = name
+    ET.SubElement(root, "capacity", unit="bytes").text = str(size)
+    ET.SubElement(ET.SubElement(root, "target"), "format", type="raw")
+    return ET.tostring(root, encoding="unicode")
 
 
 def volume_sha256(volume: Any) -> str:
@@ -692,23 +698,37 @@ class _Ctx:
                     f"{where} is not in the pool and not pinned, so converge cannot upload it: "
                     f"run `gen lock env/{self.env.name}` and `gen fetch env/{self.env.name}`")
             elif held is None:
-                size = store_object(self.provider.store(), image).stat().st_size
-                out.append(self.action(
-                    "create", "volume", name, WAVE_IMAGES,
-                    [DiffItem("add", "image", None, f"{image.artifact} sha256:{image.sha256}")],
-                    note=f"upload volume {name} sha256:{image.sha256} ({size} bytes from the "
-                         "store, verified on the hypervisor)",
-                    payload={"pool": image.pool, "image": image}))
+                out.append(self.upload(image, "create", [
+                    DiffItem("add", "image", None, f"{image.artifact} sha256:{image.sha256}")]))
             elif image.sha256 is None:
                 self.provider.notices.append(f"{where} is not pinned, so gen cannot verify it")
             else:
                 actual = volume_sha256(self.live.pools[image.pool][0].storageVolLookupByName(name))
-                if actual != image.sha256:
-                    self.provider.conflicts.append(
-                        f"{where} holds sha256:{actual}, the lock pins sha256:{image.sha256}; "
-                        "overlays back onto it, so gen never overwrites it: once no VM uses it, "
-                        "delete it (virsh vol-delete) and converge again")
+                if actual == image.sha256:
+                    continue
+                if not self.backed_onto(image):  # an interrupted upload, or a stale copy
+                    out.append(self.upload(image, "replace", [DiffItem(
+                        "change", "image", f"sha256:{actual}", f"sha256:{image.sha256}")]))
+                    continue
+                self.provider.conflicts.append(
+                    f"{where} holds sha256:{actual}, the lock pins sha256:{image.sha256}; "
+                    "overlays back onto it, so gen never overwrites it: once no VM uses it, "
+                    "delete it (virsh vol-delete) and converge again")
         return out
+
+    def upload(self, image: BaseImage, op: str, changes: list[DiffItem]) -> Action:
+        size = store_object(self.provider.store(), image).stat().st_size
+        again = "" if op == "create" else "nothing backs onto the pool's copy: "
+        return self.action(op, "volume", image.volume, WAVE_IMAGES, changes,
+                           note=f"{again}upload volume {image.volume} sha256:{image.sha256} "
+                                f"({size} bytes from the store, verified on the hypervisor)",
+                           payload={"pool": image.pool, "image": image})
+
+    def backed_onto(self, image: BaseImage) -> bool:
+        """Whether a volume of the pool is an overlay of this base image."""
+        path_end = f"/{image.volume}"
+        return any((xml.findtext("backingStore/path") or "").endswith(path_end)
+                   for xml in self.live.volumes.get(image.pool, {}).values())
 
     # volumes ---------------------------------------------------------------------------
 
