@@ -23,7 +23,7 @@ from generator.loader import (
 )
 from generator.resources import BUILTIN, builtin_blueprint, builtin_blueprint_names
 from generator.schema import schema_problems
-from generator.semantic import semantic_problems
+from generator.semantic import model_problems, semantic_problems
 
 # `gen init` writes this file at a repo's root, so gen finds the root before the first
 # environment exists (an `environments/` folder marks it too).
@@ -235,4 +235,24 @@ def load_environment_dir(env_dir: Path, env_text: str | None = None) -> Loaded:
     if errors:
         raise InvalidInput(problems)
     env = expand(doc, source.name)
+    problems += model_problems(doc, env) + family_problems(env)
+    if any(not p.warning for p in problems):
+        raise InvalidInput(problems)
     return Loaded(source, env, tuple(sorted(problems, key=Problem.sort_key)), doc.locate)
+
+
+def family_problems(env: m.Environment) -> list[Problem]:
+    """What each output family refuses (its `check` hook), on the typed model: run by
+    `gen validate` and before every render, so no renderer refuses input later."""
+    from generator.families import checks
+    from generator.families.escape import UnsafeValue
+
+    problems = []
+    for check in checks().values():
+        try:
+            problems += check(env)
+        except UnsafeValue as refused:  # an emitter a check builds with refused a value
+            where = (env.where(refused.field) if refused.field is not None
+                     else Location(f"environments/{env.name}"))
+            problems.append(Problem(refused.reason, where, refused.hint))
+    return problems

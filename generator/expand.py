@@ -58,6 +58,7 @@ def expand(doc: Document, env_name: str) -> m.Environment:
         images=tuple(sorted(data.get("artifacts", {}).get("images", {}).items())),
         secrets=tuple(_secret(k, v) for k, v in sorted(data.get("secrets", {}).items())),
         openstack=_openstack(data["openstack"]) if "openstack" in data else None,
+        locate=doc.locate,
     )
 
 
@@ -207,8 +208,7 @@ def _hypervisor(raw: dict[str, Any]) -> m.Hypervisor:
 
 def service_host(services: dict[str, Any], section: dict[str, Any],
                  helpers: Iterable[str]) -> str | None:
-    """Who runs a service: its own host, else services.host, else the first helper node.
-    The semantic checks ask the same question of the raw document."""
+    """Who runs a service: its own host, else services.host, else the first helper node."""
     host = section.get("host") or services.get("host") or next(iter(helpers), None)
     return str(host) if host is not None else None
 
@@ -290,7 +290,7 @@ def _kubernetes(raw: dict[str, Any], artifacts: dict[str, Any]) -> m.Kubernetes:
 
 def artifact_kind(raw: dict[str, Any]) -> str:
     """What an OS artifact is: `kind`, else its stream artifact (even when a direct url
-    replaces the stream as the source), else a disk image. Semantic checks use it too."""
+    replaces the stream as the source), else a disk image."""
     return str(raw.get("kind") or raw.get("stream", {}).get("artifact") or "image")
 
 

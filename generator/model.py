@@ -7,8 +7,15 @@ has a MAC and an IP, every node an FQDN, every size is in bytes or MiB.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from typing import TYPE_CHECKING
+
+from generator.errors import Location
+
+if TYPE_CHECKING:
+    from generator.loader import FieldPath
 
 BOOT_ORDER = ("bootstrap", "master", "worker")
 
@@ -84,6 +91,11 @@ class Node:
     @property
     def ip(self) -> IPv4Address:
         return self.nics[0].ip
+
+    def volume_name(self, disk_index: int) -> str:
+        """`<node>-<disk>.<format>`, or the name of a volume made by hand (`volume:`)."""
+        disk = self.disks[disk_index]
+        return disk.volume or f"{self.name}-{disk.name}.{disk.format}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +342,16 @@ class Environment:
     images: tuple[tuple[str, str], ...]
     secrets: tuple[SecretRef, ...]
     openstack: OpenStack | None = None
+    # Where each value was written (the merged document's locate): a check reports a
+    # problem at the value's own file, line and column. Not part of the model's value.
+    locate: Callable[[FieldPath], Location] | None = field(default=None, compare=False,
+                                                            repr=False)
+
+    def where(self, path: FieldPath) -> Location:
+        """The source position of the value at document path `path`."""
+        if self.locate is None:
+            return Location(f"environments/{self.name}")
+        return self.locate(path)
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.environment import Loaded, load_environment
@@ -15,6 +15,7 @@ class Rendered:
     loaded: Loaded
     tree: Tree
     notes: tuple[str, ...] = ()  # lock warnings (stale or unfetched pins)
+    pins: Pins = field(default_factory=Pins)  # what the tree was rendered with
 
     @property
     def env_name(self) -> str:
@@ -26,7 +27,8 @@ class Rendered:
 
 def render_environment(ref: str, cwd: Path | None = None, pins: Pins | None = None) -> Rendered:
     loaded = load_environment(ref, cwd)
-    return Rendered(loaded, render_all(loaded.model, pins or Pins(), locate=loaded.locate))
+    pins = pins or Pins()
+    return Rendered(loaded, render_all(loaded.model, pins, locate=loaded.locate), pins=pins)
 
 
 def render_with_lock(ref: str, cwd: Path | None = None, store_root: Path | None = None,
@@ -53,4 +55,4 @@ def render_with_lock(ref: str, cwd: Path | None = None, store_root: Path | None 
     tree = render_all(loaded.model, pins, locate=loaded.locate)
     if locked and lock is not None:
         check_locked(loaded, lock, tree, where)
-    return Rendered(loaded, tree, tuple(notes))
+    return Rendered(loaded, tree, tuple(notes), pins)

@@ -1,6 +1,10 @@
 """Checks the schema cannot express: uniqueness, address plans, quorum, references.
 
-Pure: takes a schema-valid Document, returns Problems (errors and warnings) in any order.
+Pure, in two steps. Document rules run on the schema-valid Document: what must hold before
+the typed model can be built (unique names, references that resolve, well-formed CIDRs).
+Model rules run on the typed model `expand` built from it, so every default they compare
+is expand's own, never re-applied here; each reports at the source position the model
+keeps. Both return Problems (errors and warnings) in any order.
 Role minimums (docs/architecture.md): a missing or duplicated bootstrap, or zero control
 planes, is an error; nodes smaller than the reference labs' minimums only warn, so scaled
 down test labs still render.
@@ -13,9 +17,8 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network, ip_network
 from typing import Any
 
+from generator import model as m
 from generator.errors import Problem
-from generator.expand import artifact_kind, service_host
-from generator.families.common import COREOS_FLAVOURS
 from generator.loader import Document, FieldPath, format_path
 from generator.model import SECRET_MARKER_PREFIX
 from generator.units import MIB, parse_size
@@ -28,12 +31,20 @@ MINIMUMS = {
 
 
 class Checker:
-    """Collects problems against one document."""
+    """Collects problems against one document, and its typed model once expanded."""
 
-    def __init__(self, doc: Document) -> None:
+    def __init__(self, doc: Document, env: m.Environment | None = None) -> None:
         self.doc = doc
         self.data: dict[str, Any] = doc.data
         self.problems: list[Problem] = []
+        self._env = env
+
+    @property
+    def env(self) -> m.Environment:
+        """The typed model, expand's defaults filled in (model rules only)."""
+        if self._env is None:
+            raise AssertionError("a model rule ran before expand")
+        return self._env
 
     def error(self, path: FieldPath, message: str, hint: str = "") -> None:
         self.problems.append(Problem(message, self.doc.locate(path), hint))
@@ -51,8 +62,17 @@ class Checker:
 
 
 def semantic_problems(doc: Document) -> list[Problem]:
+    """The document rules; when they find no error, `expand` can build the model."""
     checker = Checker(doc)
     for check in CHECKS:
+        check(checker)
+    return checker.problems
+
+
+def model_problems(doc: Document, env: m.Environment) -> list[Problem]:
+    """The model rules, on the model `expand` built from `doc`."""
+    checker = Checker(doc, env)
+    for check in MODEL_CHECKS:
         check(checker)
     return checker.problems
 
@@ -85,18 +105,12 @@ def check_unique_addresses(c: Checker) -> None:
 def check_unique_volumes(c: Checker) -> None:
     """Two disks on one volume (an explicit `volume:` of an adopted lab, or one colliding
     with another node's default name) would share, and wipe, each other's data."""
-    pools = {hv.get("name"): hv.get("pool", {}).get("name", "default")
-             for hv in c.data.get("hypervisors", [])}
-    items, names = [], set()
-    for i, node in c.nodes():
-        if not node.get("hypervisor") or node["name"] in names:
-            continue  # a second node of one name is reported by check_unique_names
-        names.add(node["name"])
-        for j, disk in enumerate(node.get("disks", [])):
-            default = f"{node['name']}-{disk['name']}.{disk.get('format', 'qcow2')}"
-            pool = disk.get("pool", pools.get(node["hypervisor"], "default"))
-            items.append((("nodes", i, "disks", j),
-                          f"{node['hypervisor']}/{pool}/{disk.get('volume', default)}"))
+    items = []
+    for i, node in enumerate(c.env.nodes):
+        if node.hypervisor:
+            items += [(("nodes", i, "disks", j),
+                       f"{node.hypervisor}/{disk.pool}/{node.volume_name(j)}")
+                      for j, disk in enumerate(node.disks)]
     _unique(c, items, "volume", "give each disk its own volume")
 
 
@@ -130,7 +144,9 @@ def check_network_cidrs(c: Checker) -> None:
         for key in ("start", "end"):
             _check_in_subnet(c, ("networks", i, "range", key),
                              net.get("range", {}).get(key), network, "range address")
-        _check_range_order(c, ("networks", i, "range"), net.get("range"))
+        if "range" in net:
+            _check_range_order(c, ("networks", i, "range"), net["range"]["start"],
+                               net["range"]["end"])
         for j, server in enumerate(net.get("dns", [])):
             _check_server(c, ("networks", i, "dns", j), server, "DNS server")
         if "bridge" not in net and "libvirt" not in net:
@@ -138,10 +154,9 @@ def check_network_cidrs(c: Checker) -> None:
                     "set bridge: <host bridge> or libvirt: {mode: nat}")
 
 
-def _check_range_order(c: Checker, path: FieldPath, pool: dict[str, str] | None) -> None:
-    if pool and IPv4Address(pool["start"]) > IPv4Address(pool["end"]):
-        c.error(path, f"range starts at {pool['start']}, after its end {pool['end']}",
-                "swap start and end")
+def _check_range_order(c: Checker, path: FieldPath, start: str, end: str) -> None:
+    if IPv4Address(start) > IPv4Address(end):
+        c.error(path, f"range starts at {start}, after its end {end}", "swap start and end")
 
 
 def _check_server(c: Checker, path: FieldPath, value: str, what: str) -> None:
@@ -379,80 +394,74 @@ def check_openstack(c: Checker) -> None:
     if any(nic.get("ip") == str(vip) for _, _, nic in c.nics()):
         c.error(("openstack", "internalVip"), f"internal VIP {vip} is a node's address",
                 "the VIP must be a free address keepalived can claim")
-    disk = stack.get("cinderDisk", "cinder")
-    if disk not in [d["name"] for d in host.get("disks", [])]:
-        c.error(("openstack", "cinderDisk"), f"node '{host['name']}' has no disk '{disk}'",
-                "add a second disk for the cinder-volumes LVM group")
-    _check_kolla_release(c, stack)
 
 
-def _check_kolla_release(c: Checker, stack: dict[str, Any]) -> None:
-    """kolla-ansible's data must be that of the release deployed (families/kolla.py)."""
-    release, kolla = stack.get("release", "2024.1"), stack.get("kollaAnsible")
+def check_openstack_host(c: Checker) -> None:
+    """The all-in-one host has the cinder disk, and kolla-ansible's data is that of the
+    release deployed (families/kolla.py)."""
+    stack, hosts = c.env.openstack, c.env.nodes_with_role("master")
+    if c.env.cluster.flavour != "kolla" or stack is None or len(hosts) != 1:
+        return  # reported by check_openstack
+    if stack.cinder_disk not in [d.name for d in hosts[0].disks]:
+        c.error(("openstack", "cinderDisk"), f"node '{hosts[0].name}' has no disk "
+                f"'{stack.cinder_disk}'", "add a second disk for the cinder-volumes LVM group")
+    kolla = stack.kolla_ansible
     if kolla is None:
         c.error(("openstack",), "no kolla-ansible data for the inventory and passwords",
                 "use a blueprint that ships openstack.kollaAnsible (blueprints/kolla-aio)")
-    elif kolla["openstackRelease"] != release:
-        c.error(("openstack", "release"), f"release {release} does not match kolla-ansible "
-                f"{kolla['version']}, which deploys {kolla['openstackRelease']}",
-                f"use release {kolla['openstackRelease']} or the blueprint data of the "
+    elif kolla.openstack_release != stack.release:
+        c.error(("openstack", "release"), f"release {stack.release} does not match "
+                f"kolla-ansible {kolla.version}, which deploys {kolla.openstack_release}",
+                f"use release {kolla.openstack_release} or the blueprint data of the "
                 "kolla-ansible release that deploys it")
 
 
 def check_load_balancer(c: Checker) -> None:
     """A load-balancer VIP must lie in a declared network and not be another node's address."""
-    haproxy = c.data.get("services", {}).get("haproxy") or {}
-    if "address" not in haproxy:
+    haproxy = c.env.services.haproxy
+    if haproxy is None or haproxy.address is None:
         return
-    path, vip = ("services", "haproxy", "address"), IPv4Address(haproxy["address"])
-    networks = [net for _, net in _networks(c).values()]
+    path, vip = ("services", "haproxy", "address"), haproxy.address
+    networks = [net.cidr for net in c.env.networks]
     if not any(vip in net for net in networks):
         known = ", ".join(map(str, networks)) or "none declared"
         c.error(path, f"load-balancer address {vip} is outside every declared network",
                 f"use a free address in one of: {known}")
-    host = _service_host(c, haproxy)
-    for _, node, nic in c.nics():
-        if nic.get("ip") == str(vip) and node["name"] != host:
-            c.error(path, f"load-balancer address {vip} is the address of node '{node['name']}'",
-                    "use a free address, or the HAProxy host's own")
+    for node in c.env.nodes:
+        for nic in node.nics:
+            if nic.ip == vip and node.name != haproxy.host:
+                c.error(path, f"load-balancer address {vip} is the address of node "
+                        f"'{node.name}'", "use a free address, or the HAProxy host's own")
 
 
 def check_dhcp_network(c: Checker) -> None:
     """The DHCP network must exist, hold the pool and have the DHCP host on it."""
-    services = c.data.get("services", {})
-    dhcp = services.get("dhcp")
-    if not dhcp:
-        return
-    networks = _networks(c)
-    host = _service_host(c, dhcp)
-    node = next((n for _, n in c.nodes() if n["name"] == host), None)
-    name = dhcp.get("network") or (node["nics"][0]["network"] if node else None)
-    if name is None:
+    dhcp = c.env.services.dhcp
+    if dhcp is None or not dhcp.network:
         return  # no host: reported by check_service_host_known
+    networks = {net.name: net.cidr for net in c.env.networks}
+    name = dhcp.network
     if name not in networks:
         c.error(("services", "dhcp", "network"), f"unknown network '{name}'",
                 f"declared networks: {', '.join(sorted(networks)) or 'none'}")
-    else:
-        for key in ("start", "end"):
-            _check_in_subnet(c, ("services", "dhcp", "pool", key),
-                             dhcp.get("pool", {}).get(key), networks[name][1], "pool address")
-        _check_range_order(c, ("services", "dhcp", "pool"), dhcp.get("pool"))
-        if node is not None and all(nic["network"] != name for nic in node["nics"]):
-            c.error(("services", "dhcp", "host"), f"DHCP host '{host}' has no NIC on '{name}'",
-                    "serve DHCP from a node on that network")
-
-
-def _service_host(c: Checker, section: dict[str, Any]) -> str | None:
-    """Who runs a service, as expand decides."""
-    helpers = (node["name"] for _, node in c.nodes() if node["role"] == "helper")
-    return service_host(c.data.get("services", {}), section, helpers)
+        return
+    if dhcp.pool is not None:
+        for key, address in zip(("start", "end"), dhcp.pool, strict=True):
+            _check_in_subnet(c, ("services", "dhcp", "pool", key), str(address),
+                             networks[name], "pool address")
+        _check_range_order(c, ("services", "dhcp", "pool"), *map(str, dhcp.pool))
+    node = next((n for n in c.env.nodes if n.name == dhcp.host), None)
+    if node is not None and all(nic.network != name for nic in node.nics):
+        c.error(("services", "dhcp", "host"), f"DHCP host '{dhcp.host}' has no NIC on '{name}'",
+                "serve DHCP from a node on that network")
 
 
 def check_service_host_known(c: Checker) -> None:
     """Every declared service needs a node to run on (renderers address files to it)."""
-    services = c.data.get("services", {})
+    services = c.env.services
     for key in ("dns", "dhcp", "http", "haproxy", "nfs"):
-        if key in services and _service_host(c, services[key] or {}) is None:
+        service = getattr(services, key)
+        if service is not None and not service.host:
             c.error(("services", key), f"services.{key} has no host",
                     f"set services.{key}.host or services.host to a node, or add a helper node")
 
@@ -482,79 +491,37 @@ def _srv_ok(value: str) -> bool:
 
 # --- PXE, HAProxy and NFS (boot services) ----------------------------------------------
 
-_PXE_ROLES = ("bootstrap", "master", "worker")
-
-
-def _pxe_nodes(c: Checker) -> list[tuple[int, dict[str, Any]]]:
-    return [(i, n) for i, n in c.nodes() if n.get("boot", "pxe") == "pxe"]
-
-
-def _artifact_kinds(c: Checker) -> set[str]:
-    """Kinds of the artifacts PXE can use: a VM's base image (a node's `image:`) is not one."""
-    artifacts = c.data.get("artifacts", {}).get("os", {})
-    base_images = {node.get("image") for _, node in c.nodes()}
-    return {artifact_kind(a) for name, a in artifacts.items() if name not in base_images}
-
-
-def check_pxe_services(c: Checker) -> None:
-    """PXE nodes need DHCP (whose host serves TFTP), services.pxe, HTTP and boot artifacts."""
-    nodes = _pxe_nodes(c)
-    if not nodes:
-        return
-    flavour, (i, first) = c.data.get("cluster", {}).get("flavour"), nodes[0]
-    for j, node in nodes:
-        if flavour not in COREOS_FLAVOURS or node["role"] not in _PXE_ROLES:
-            c.error(("nodes", j, "boot"), f"node '{node['name']}' ({node['role']}, {flavour}) "
-                    "cannot PXE-boot: gen PXE-installs CoreOS bootstrap, master and worker nodes",
-                    "set boot: image for this node")
-    services = c.data.get("services", {})
-    for key, why in (("dhcp", "DHCP and TFTP (served by the DHCP host)"),
-                     ("pxe", "PXE settings"), ("http", "the HTTP server for Ignition")):
-        if not services.get(key):
-            c.error(("nodes", i, "boot"), f"PXE node '{first['name']}' needs {why}, but no "
-                    f"services.{key} is declared", f"declare services.{key} or set boot: image")
-    pxe = services.get("pxe") or {}
-    rootfs = "rootfs" if pxe.get("rootfs", "live") == "live" else "disk"
-    kinds = _artifact_kinds(c)
-    for kind in ("kernel", "initramfs", rootfs):
-        if kind not in kinds and not (kind == "disk" and "image" in kinds):
-            c.error(("artifacts", "os"), f"PXE nodes need an OS artifact of kind {kind}",
-                    f"add one (stream artifact: {kind}) under artifacts.os")
-
-
 DISK_IMAGE_KINDS = ("image", "disk")  # a disk image either way (kind: disk, or the default)
 
 
 def check_node_images(c: Checker) -> None:
     """A node's `image:` names a disk-image artifact of artifacts.os: converge uploads that
     pinned image into the pool, and the node's root disk backs onto it."""
-    artifacts = c.data.get("artifacts", {}).get("os", {})
-    images = sorted(name for name, a in artifacts.items()
-                    if artifact_kind(a) in DISK_IMAGE_KINDS)
+    kinds = {a.name: a.kind for a in c.env.os_artifacts}
+    images = sorted(name for name, kind in kinds.items() if kind in DISK_IMAGE_KINDS)
     choices = f"use one of: {', '.join(images)}" if images else \
         "declare the image under artifacts.os with its url and sha256"
-    for i, node in c.nodes():
-        image = node.get("image")
-        if image is None or image in images:
+    for i, node in enumerate(c.env.nodes):
+        if node.image is None or node.image in images:
             continue
-        why = (f"is an OS artifact of kind {artifact_kind(artifacts[image])}, not a disk image"
-               if image in artifacts else "names no artifact under artifacts.os")
-        c.error(("nodes", i, "image"), f"image '{image}' of node '{node['name']}' {why}",
+        why = (f"is an OS artifact of kind {kinds[node.image]}, not a disk image"
+               if node.image in kinds else "names no artifact under artifacts.os")
+        c.error(("nodes", i, "image"), f"image '{node.image}' of node '{node.name}' {why}",
                 choices)
 
 
 def check_haproxy_ports(c: Checker) -> None:
     """Ingress NodePorts: distinct, never crossed with the cluster's own, and ports free."""
-    services = c.data.get("services", {})
-    haproxy = services.get("haproxy")
-    if not haproxy:
+    haproxy, k8s_model = c.env.services.haproxy, c.env.kubernetes
+    if haproxy is None:
         return
     path = ("services", "haproxy", "ingressNodePorts")
-    lb = haproxy.get("ingressNodePorts")
+    # Whether each side names its NodePorts is in the document; their values, defaults
+    # filled in, in the model.
+    lb = c.data["services"]["haproxy"].get("ingressNodePorts")
     ingress = c.data.get("kubernetes", {}).get("ingress", {})
-    # expand's defaults for the one of the two NodePorts the environment leaves out
-    k8s = ({"http": 30080, "https": 30443, **ingress["nodePorts"]}
-           if ingress.get("enabled") and ingress.get("nodePorts") else None)
+    k8s = ({"http": k8s_model.ingress_http_nodeport, "https": k8s_model.ingress_https_nodeport}
+           if k8s_model.ingress and ingress.get("nodePorts") else None)
     if lb and lb["http"] == lb["https"]:
         c.error(path, f"http and https both go to NodePort {lb['http']}",
                 "give the https NodePort its own number")
@@ -568,67 +535,35 @@ def check_haproxy_ports(c: Checker) -> None:
     elif k8s and not lb:
         c.error(("services", "haproxy"), "HAProxy does not know the ingress NodePorts",
                 f"set ingressNodePorts: {{http: {k8s['http']}, https: {k8s['https']}}}")
-    _check_port_clash(c, services, haproxy)
+    _check_port_clash(c, haproxy)
 
 
-def _check_port_clash(c: Checker, services: dict[str, Any], haproxy: dict[str, Any]) -> None:
-    default = services.get("host")
-    http = services.get("http")
-    if not http or (http.get("host") or default) != (haproxy.get("host") or default):
+def _check_port_clash(c: Checker, haproxy: m.HaproxyService) -> None:
+    http = c.env.services.http
+    if http is None or http.host != haproxy.host:
         return
-    port = http.get("port", 8080)
-    if port in (80, 443, 6443, 22623, haproxy.get("statsPort", 9000)):
-        c.error(("services", "http", "port"), f"HTTP port {port} is taken by HAProxy on the "
-                "same host", "use 8080")
+    if http.port in (80, 443, 6443, 22623, haproxy.stats_port):
+        c.error(("services", "http", "port"), f"HTTP port {http.port} is taken by HAProxy on "
+                "the same host", "use 8080")
 
 
 def check_shared_ports(c: Checker) -> None:
     """Two listeners on one port of one host: HAProxy binds with SO_REUSEPORT, so a stats
     page on a frontend's port silently takes a share of that frontend's connections."""
-    services = c.data.get("services", {})
-    haproxy = services.get("haproxy")
-    if haproxy and "statsPort" in haproxy:
-        kubeadm = c.data.get("cluster", {}).get("flavour") == "kubeadm"
+    services = c.env.services
+    haproxy = services.haproxy
+    if haproxy is not None:
+        kubeadm = c.env.cluster.flavour == "kubeadm"
         frontends = {80: "ingress-http", 443: "ingress-https", 6443: "api",
                      **({} if kubeadm else {22623: "machine-config"})}
-        if haproxy["statsPort"] in frontends:
-            c.error(("services", "haproxy", "statsPort"), f"stats port {haproxy['statsPort']} "
-                    f"is the port of HAProxy's {frontends[haproxy['statsPort']]} frontend",
+        if haproxy.stats_port in frontends:
+            c.error(("services", "haproxy", "statsPort"), f"stats port {haproxy.stats_port} "
+                    f"is the port of HAProxy's {frontends[haproxy.stats_port]} frontend",
                     "use 9000")
-    http, dns = services.get("http"), services.get("dns")
-    if http and dns and http.get("port", 8080) == 53 \
-            and _service_host(c, http) == _service_host(c, dns):
+    http, dns = services.http, services.dns
+    if http and dns and http.port == 53 and http.host == dns.host:
         c.error(("services", "http", "port"), "HTTP port 53 is taken by DNS on the same host",
                 "use 8080")
-
-
-def check_nfs_exports(c: Checker) -> None:
-    """Export paths, clients and options exportfs would accept (exports(5))."""
-    from generator.families import nfs
-
-    exports = (c.data.get("services", {}).get("nfs") or {}).get("exports", [])
-    for i, export in enumerate(exports):
-        if not nfs.path_ok(export["path"]):
-            c.error(("services", "nfs", "exports", i, "path"),
-                    f"export path '{export['path']}' has whitespace or quotes",
-                    "use a plain absolute path")
-        elif nfs.system_path(export["path"]):
-            # converge creates the export directory and sets its owner and mode
-            c.error(("services", "nfs", "exports", i, "path"),
-                    f"export path '{export['path']}' is a system directory that converge "
-                    "would re-own", "export a directory of its own, like /exports/NAME")
-        for j, client in enumerate(export["clients"]):
-            path = ("services", "nfs", "exports", i, "clients", j)
-            if not nfs.client_ok(client["host"]):
-                c.error(path + ("host",), f"'{client['host']}' is not an NFS client",
-                        "use a host, a wildcard, a @netgroup or an address with /prefix")
-            options = client.get("options", [])
-            for k, option in enumerate(options):
-                problem = nfs.option_problem(option)
-                if problem:
-                    c.error(path + ("options", k), problem, "see exports(5)")
-            if "rw" in options and "ro" in options:
-                c.error(path + ("options",), "both rw and ro", "choose one")
 
 
 # --- hostile input: what the schema's types cannot say ---------------------------------
@@ -724,41 +659,16 @@ def check_secret_names(c: Checker) -> None:
             taken.add(name)
 
 
-def check_pull_secret(c: Checker) -> None:
-    cluster = c.data.get("cluster", {})
-    if cluster.get("flavour") == "openshift" and "pullSecret" not in cluster:
-        c.error(("cluster",), "OpenShift needs a pull secret: cluster.pullSecret is not set",
-                "add `pullSecret: {env: GEN_PULL_SECRET}` (or {file: path}) under cluster")
-
-
-_GEN_KERNEL_ARGS = ("ip", "nameserver", "coreos.inst.install_dev", "coreos.live.rootfs_url",
-                    "coreos.inst", "coreos.inst.image_url", "coreos.inst.ignition_url",
-                    "ignition.config.url", "initrd")
-
-
-def check_kernel_args(c: Checker) -> None:
-    """Extra kernel arguments add to gen's; they never replace where a node gets its
-    Ignition, its disk or its address (the reviewer sees those fields, not a kernel arg)."""
-    pxe = c.data.get("services", {}).get("pxe") or {}
-    for k, arg in enumerate(pxe.get("kernelArgs", [])):
-        key = arg.split("=", 1)[0]
-        if key in _GEN_KERNEL_ARGS:
-            c.error(("services", "pxe", "kernelArgs", k), f"kernel argument '{key}' is set by "
-                    "gen", "set it through its own field (installDev, ipMode, artifacts, "
-                    "services.http)")
-
-
 def check_interfaces(c: Checker) -> None:
     """Each NIC of a node configures its own interface (one keyfile, one netplan entry)."""
-    for i, node in c.nodes():
+    for i, node in enumerate(c.env.nodes):
         seen: set[str] = set()
-        for j, nic in enumerate(node["nics"]):
-            name = nic.get("interface", "ens3")
-            if name in seen:
-                c.error(("nodes", i, "nics", j), f"node '{node['name']}' has two NICs on "
-                        f"interface {name}", "give each of the node's nics a distinct "
+        for j, nic in enumerate(node.nics):
+            if nic.interface in seen:
+                c.error(("nodes", i, "nics", j), f"node '{node.name}' has two NICs on "
+                        f"interface {nic.interface}", "give each of the node's nics a distinct "
                         "interface name")
-            seen.add(name)
+            seen.add(nic.interface)
 
 
 def check_kubernetes_refs(c: Checker) -> None:
@@ -772,26 +682,29 @@ def check_kubernetes_refs(c: Checker) -> None:
             if key not in registry:
                 c.error(("kubernetes", "registry"), f"an enabled registry needs {key}",
                         f"add kubernetes.registry.{key}")
-    nfs = (k8s.get("storage") or {}).get("nfs")
-    if nfs:
-        services = c.data.get("services", {})
-        host = _service_host(c, services["nfs"]) if services.get("nfs") else None
-        names = {node["name"] for _, node in c.nodes()}
-        if nfs["server"] not in names:
-            c.error(("kubernetes", "storage", "nfs", "server"), f"NFS server '{nfs['server']}' "
-                    "is not a node", f"name the NFS host{f' ({host})' if host else ''}")
-        elif host is not None and nfs["server"] != host:
-            c.error(("kubernetes", "storage", "nfs", "server"), f"NFS server '{nfs['server']}' "
-                    f"is not the host of services.nfs ({host})", f"use {host}")
+
+
+def check_nfs_storage(c: Checker) -> None:
+    """The NFS storage class mounts from the node that serves services.nfs."""
+    nfs, service = c.env.kubernetes.nfs, c.env.services.nfs
+    if nfs is None:
+        return
+    host = service.host if service is not None and service.host else None
+    path = ("kubernetes", "storage", "nfs", "server")
+    if nfs.server not in {node.name for node in c.env.nodes}:
+        c.error(path, f"NFS server '{nfs.server}' is not a node",
+                f"name the NFS host{f' ({host})' if host else ''}")
+    elif host is not None and nfs.server != host:
+        c.error(path, f"NFS server '{nfs.server}' is not the host of services.nfs ({host})",
+                f"use {host}")
 
 
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
-          check_openstack, check_load_balancer, check_dhcp_network, check_record_values,
-          check_service_host_known,
-          check_pxe_services, check_haproxy_ports, check_nfs_exports, check_gateways,
+          check_openstack, check_record_values, check_gateways,
           check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
-          check_pull_secret, check_kernel_args, check_interfaces, check_kubernetes_refs,
-          check_unique_volumes, check_node_images, check_pool_paths,
-          check_dnsmasq_host_names, check_shared_ports)
+          check_kubernetes_refs, check_pool_paths, check_dnsmasq_host_names)
+MODEL_CHECKS = (check_load_balancer, check_dhcp_network, check_service_host_known,
+                check_haproxy_ports, check_interfaces, check_nfs_storage, check_unique_volumes,
+                check_node_images, check_openstack_host, check_shared_ports)

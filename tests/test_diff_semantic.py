@@ -66,14 +66,14 @@ def test_dhcp_isc_kea_and_dnsmasq_reservations() -> None:
         {"hostname": "w1", "hw-address": "52:54:00:00:00:01", "ip-address": "10.0.0.21"}]}]}}
     old = {"hosts/h/dhcp/dhcpd.conf": isc.format(n="w1", m="aa:aa:aa:aa:aa:01",
                                                  ip="10.0.0.1").encode(),
-           "hosts/h/kea/kea-dhcp4.conf": json.dumps(kea).encode(),
-           "hosts/h/dnsmasq/dhcp.conf": b"dhcp-host=52:54:00:00:00:09,10.0.0.9,w9,infinite\n"}
+           "hosts/h/dhcp/kea-dhcp4.conf": json.dumps(kea).encode(),
+           "hosts/h/dhcp/dnsmasq.conf": b"dhcp-host=52:54:00:00:00:09,10.0.0.9,w9,infinite\n"}
     kea["Dhcp4"]["subnet4"][0]["reservations"][0]["ip-address"] = "10.0.0.22"
     new = {"hosts/h/dhcp/dhcpd.conf": (isc.format(n="w1", m="aa:aa:aa:aa:aa:01", ip="10.0.0.2")
                                        + isc.format(n="w2", m="aa:aa:aa:aa:aa:02",
                                                     ip="10.0.0.3")).encode(),
-           "hosts/h/kea/kea-dhcp4.conf": json.dumps(kea).encode(),
-           "hosts/h/dnsmasq/dhcp.conf": b""}
+           "hosts/h/dhcp/kea-dhcp4.conf": json.dumps(kea).encode(),
+           "hosts/h/dhcp/dnsmasq.conf": b""}
     rows = lines_of(old, new)["dhcp"]
     assert "+ reservation w2: mac aa:aa:aa:aa:aa:02, ip 10.0.0.3" in rows
     assert "- reservation w9" in rows

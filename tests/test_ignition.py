@@ -169,11 +169,23 @@ def test_second_nic_gets_no_default_route_and_still_validates(
 
 
 def test_two_nics_with_one_interface_name_fail_cleanly(lab: Environment) -> None:
+    """The config would write one keyfile twice: refused with one line (validate reports
+    it at the NIC, test_hostile_input's two-nics-one-interface); the renderer never gets
+    such a model, so it asserts instead of refusing input."""
     node = lab.node("worker0")
     node = dataclasses.replace(node, nics=(node.nic, dataclasses.replace(node.nic)))
+    config = ignition.build_config(lab, node, Pins(), "3.3.0")
     with pytest.raises(UserError) as caught:
+        ignition.check_config(config, "3.3.0", "worker0")
+    assert "worker0" in caught.value.message and "ens3.nmconnection twice" in caught.value.message
+    with pytest.raises(AssertionError):
         ignition.node_config(lab, node, Pins())
-    assert "worker0" in caught.value.message and "ens3.nmconnection" in caught.value.message
+
+
+def test_check_hook_passes_the_lab_and_builds_every_config(lab: Environment) -> None:
+    """ignition.check builds and checks the config of every PXE CoreOS node of lab A."""
+    assert ignition.check(lab) == []
+    assert len(ignition.coreos_nodes(lab)) == 6
 
 
 def test_render_time_schema_rejects_a_broken_config_with_one_line() -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from generator.environment import load_environment
-from generator.families import Pins, kubernetes, yamlout
+from generator.families import Pins, kubernetes, render_all, yamlout
 from generator.model import ClusterNetwork, Environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,6 +284,71 @@ def test_subdir_provisioner_variant_builds_and_validates(lab_b, tmp_path):
     built_file.write_text(pyyaml.safe_dump_all(built))
     result = validate(built_file)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the objects handed to the reconciler: kubectl kustomize is the oracle -------------------
+
+def _identity(obj: dict) -> tuple[str, str, str, str]:
+    meta = obj["metadata"]
+    return (obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"])
+
+
+def _variants() -> list[tuple[str, Environment, Pins]]:
+    """Every built-in environment, unpinned and with the CNI pinned, plus the two renderer
+    branches they do not take (another pod network: flannel patched; dynamic NFS)."""
+    out = []
+    for name in sorted(p.name for p in (ROOT / "environments").iterdir()):
+        model = load_environment(f"env/{name}", ROOT).model
+        out += [(f"{name} unpinned", model, Pins()), (f"{name} pinned", model, pinned())]
+    lab = load_environment("env/k8s-lab", ROOT).model
+    other_network = dataclasses.replace(lab, cluster=dataclasses.replace(
+        lab.cluster, cluster_network=(ClusterNetwork(IPv4Network("10.32.0.0/16"), None),)))
+    assert lab.kubernetes.nfs is not None
+    subdir = dataclasses.replace(lab, kubernetes=dataclasses.replace(
+        lab.kubernetes, nfs=dataclasses.replace(lab.kubernetes.nfs, provisioner="subdir")))
+    return [*out, ("k8s-lab pod network 10.32.0.0/16", other_network, pinned()),
+            ("k8s-lab subdir provisioner", subdir, pinned())]
+
+
+@pytest.mark.parametrize(("label", "env", "pins"), _variants(), ids=lambda v: str(v)
+                         if isinstance(v, str) else "")
+def test_built_objects_are_what_kubectl_kustomize_builds(label, env, pins, tmp_path):
+    """The reconciler converges `built_objects`, reviewers read the kustomize tree: the real
+    `kubectl kustomize` on every rendered kustomization must build exactly those objects."""
+    tree = render_all(env, pins)
+    roots = sorted(p for p in tree if p.startswith("clusters/")
+                   and p.endswith("/kubernetes/kustomization.yaml"))
+    built = kubernetes.built_objects(env, pins)
+    assert sorted(f"clusters/{c}/kubernetes/kustomization.yaml" for c in built) == roots
+    for path, content in tree.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(content)
+    for cluster, objects in built.items():
+        ours = {_identity(o): o for o in objects}
+        assert len(ours) == len(objects), f"{label}: an object is built twice"
+        theirs = {_identity(o): o for o in kustomize(tmp_path / f"clusters/{cluster}/kubernetes")}
+        assert sorted(ours) == sorted(theirs), label
+        for key, obj in ours.items():
+            assert obj == theirs[key], f"{label}: {key}"
+
+
+def test_the_oracle_sees_a_difference(tmp_path):
+    """The comparison above is not vacuous: a tree that lists one file fewer, or objects
+    built without what the CNI's kustomization adds, no longer match."""
+    env = load_environment("env/k8s-lab", ROOT).model
+    (_cluster, objects), = kubernetes.built_objects(env, pinned()).items()
+    tree = kubernetes.render(env, pinned())
+    tree[f"{BASE}/kustomization.yaml"] = tree[f"{BASE}/kustomization.yaml"].replace(
+        b"- apps/test-was.yaml\n", b"")
+    theirs = {_identity(o): o for o in kustomize(write(tree, tmp_path))}
+    missing = sorted(key[1:] for key in {_identity(o) for o in objects} - set(theirs))
+    assert missing == [("Deployment", "default", "test-was"), ("Ingress", "default", "test-was"),
+                       ("PersistentVolume", "", "pv-testwas"),
+                       ("PersistentVolumeClaim", "default", "pvc-testwas"),
+                       ("Service", "default", "svc-tomcat")]
+    flannel_ns = next(o for o in objects if o["metadata"]["name"] == "kube-flannel")
+    unlabelled = {**flannel_ns, "metadata": {"name": "kube-flannel"}}
+    assert unlabelled != theirs[_identity(flannel_ns)] == flannel_ns
 
 
 _RENDER_IN_A_CHILD = """

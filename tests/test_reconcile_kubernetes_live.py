@@ -24,13 +24,12 @@ from typing import Any
 import pytest
 
 from generator.families.kubernetes import owner_labels
-from generator.families.yamlout import dump_all, dump_one
 from generator.reconcile import kubernetes as k
 from generator.reconcile.plan import Desired, build_plan
 from tests.test_reconcile_kubernetes import (
-    BASE,
     Kube,
     converge,
+    handed_over,
     kube,  # noqa: F401  (fixture)
     lab_b,
     names,
@@ -38,8 +37,8 @@ from tests.test_reconcile_kubernetes import (
 )
 
 
-def small_tree(env: Any, namespace: str, *, with_secret: bool, service: bool = True,
-               tier_label: bool = True) -> dict[str, bytes]:
+def small_objects(env: Any, namespace: str, *, with_secret: bool, service: bool = True,
+                  tier_label: bool = True) -> list[dict[str, Any]]:
     labels = owner_labels(env)
     app = {"app": "hello", **({"tier": "web"} if tier_label else {})}
     objs: list[dict[str, Any]] = [
@@ -66,10 +65,7 @@ def small_tree(env: Any, namespace: str, *, with_secret: bool, service: bool = T
         objs.append({"apiVersion": "v1", "kind": "Secret",
                      "metadata": {"name": "hello", "namespace": namespace, "labels": labels},
                      "type": "Opaque", "stringData": {"token": "not-a-real-secret"}})
-    return {f"{BASE}/hello.yaml": dump_all(objs),
-            f"{BASE}/kustomization.yaml": dump_one({
-                "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                "resources": ["hello.yaml"]})}
+    return objs
 
 
 def cycle(kubeconfig: str, state: Path, real: bool) -> None:
@@ -77,7 +73,8 @@ def cycle(kubeconfig: str, state: Path, real: bool) -> None:
     suffix = uuid.uuid4().hex[:8]
     env = replace(base.env, name=f"gen-live-{suffix}")
     namespace = f"gen-live-{suffix}"
-    desired = Desired(env, small_tree(env, namespace, with_secret=real), "live", False)
+    desired = handed_over(Desired(env, {}, "live", False),
+                          small_objects(env, namespace, with_secret=real))
     config = settings(kubeconfig)
     api = k.connect(kubeconfig, None)
     ns_path = f"/api/v1/namespaces/{namespace}"
@@ -101,8 +98,8 @@ def cycle(kubeconfig: str, state: Path, real: bool) -> None:
         converge(desired, config, state)
         assert api.request("GET", deploy)["spec"]["replicas"] == 2
 
-        smaller = replace(desired, tree=small_tree(env, namespace, with_secret=real,
-                                                   service=False, tier_label=not real))
+        smaller = handed_over(desired, small_objects(env, namespace, with_secret=real,
+                                                     service=False, tier_label=not real))
         plan = build_plan(smaller, config)
         expected = [("update", "Deployment", f"{namespace}/hello")] if real else []
         assert names(plan) == expected

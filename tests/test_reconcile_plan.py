@@ -397,3 +397,31 @@ def test_stale_lock_refuses_with_exit_4(lab: Lab) -> None:
     assert result.code == 4 and "would change" in result.err
     assert lab.gen("converge", "--auto-approve").code == 4
     assert lab.conn().listAllDomains(0) == []
+
+
+def test_converge_flow_runs_without_the_command_line(lab: Lab) -> None:
+    """reconcile.converge.converge is the whole flow (locks, journal, plan, approval, apply);
+    the click command only parses flags and prints what it is handed."""
+    from generator.errors import UserError
+    from generator.reconcile.converge import converge
+
+    settings = Settings(uri_overrides=(("hv1", lab.uri),), providers=("libvirt",))
+    shown: list[object] = []
+    said: list[str] = []
+
+    def refuse(count: int) -> None:
+        raise UserError(f"declined {count}")
+
+    with pytest.raises(UserError, match="declined 11"):
+        converge(load_desired(lab.env), settings, lab.state, lock_timeout=60, lock_wait=0,
+                 show=shown.append, confirm=refuse, say=said.append)
+    assert lab.conn().listAllDomains(0) == [] and said == []
+    done = converge(load_desired(lab.env), settings, lab.state, lock_timeout=60, lock_wait=0,
+                    show=shown.append, confirm=lambda count: None, say=said.append)
+    assert shown[-1] is done.plan and len(done.applied) == len(done.plan.actions) == 11
+    assert said[-1].startswith("[11/11] + libvirt domain ")
+    assert set(done.summary) == {"total", "apply", "plan", "liveRead"}
+    assert len(lab.conn().listAllDomains(0)) == len(LAB_NODES)
+    again = converge(load_desired(lab.env), settings, lab.state, lock_timeout=60, lock_wait=0,
+                     show=shown.append, confirm=refuse, say=said.append)
+    assert again.plan.empty and again.applied == () and again.seconds is None

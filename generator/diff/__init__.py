@@ -22,13 +22,14 @@ from generator.diff.inputs import (
     input_changes,
 )
 from generator.diff.semantic import (
-    FAMILIES,
     OTHER,
     SENSITIVE,
     Family,
     Finding,
     families_of,
     field_changes,
+    member_findings,
+    summarised_families,
     summarize,
 )
 from generator.diff.trees import FileChange, compare_trees
@@ -115,13 +116,14 @@ def sections(changes: tuple[FileChange, ...]) -> list[Section]:
     """Group changed files by family (first claimant shows the file's diff) and summarize."""
     claimed: dict[str, list[FileChange]] = {}
     shown: dict[str, list[FileChange]] = {}
+    families = summarised_families()
     for change in changes:
-        owners = families_of(change.path)
+        owners = families_of(change.path, families)
         shown.setdefault(owners[0].key, []).append(change)
         for family in owners:
             claimed.setdefault(family.key, []).append(change)
     out = []
-    for family in (*FAMILIES, OTHER):
+    for family in (*families, OTHER):
         if family.key in claimed:
             files = tuple(shown.get(family.key, ()))
             findings = tuple(summarize(family, claimed[family.key], files))
@@ -169,8 +171,4 @@ def _repin(old: Any, new: Any) -> str:
 def secret_changes(old: Mapping[str, tuple[str, str]], new: Mapping[str, tuple[str, str]]
                    ) -> list[Finding]:
     """Secret references by name; a changed reference is only ever `(sensitive value changed)`."""
-    found = [Finding("+", f"secret {k}") for k in sorted(set(new) - set(old))]
-    found += [Finding("-", f"secret {k}") for k in sorted(set(old) - set(new))]
-    found += [Finding("~", f"secret {k}", SENSITIVE) for k in sorted(set(old) & set(new))
-              if old[k] != new[k]]
-    return found
+    return member_findings("secret", old, new, lambda _ref: "", lambda _k, _a, _b: [SENSITIVE])

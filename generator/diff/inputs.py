@@ -15,6 +15,7 @@ never reviewed blind.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,14 @@ from typing import Any
 
 from generator.diff.semantic import SENSITIVE, Finding
 from generator.model import SECRET_MARKER_PREFIX
+from generator.reconcile import essence
 
 # Keys whose whole subtree refers to a secret (a {env: VAR} or {file: PATH} reference).
 SECRET_KEYS = frozenset({"pullSecret", "sshAuthorizedKeys", "passwords", "secrets"})
 ENV_FILE, BLUEPRINT_FILE = "env.yaml", "blueprint.yaml"
+# Inputs are read as a reviewer reads them: sorted keys, nodes and networks matched by name.
+INPUTS = essence.Rules(lists="named")
+OPS = {"add": "+", "remove": "-", "change": "~"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,73 +104,53 @@ def input_changes(old: Inputs, new: Inputs) -> list[Finding]:
 
 
 def field_diff(old: Any, new: Any, path: str = "") -> list[tuple[str, str, str]]:
-    """(op, field path, detail) rows; lists of named items are matched by name."""
-    if old == new:
-        return []
-    if _is_secret(path):
-        return [("~", path or "(document)", SENSITIVE)]
-    if isinstance(old, dict) and isinstance(new, dict):
-        return _dict_diff(old, new, path)
-    if isinstance(old, list) and isinstance(new, list):
-        names_a, names_b = _names(old), _names(new)
-        if names_a is not None and names_b is not None:
-            return _dict_diff(names_a, names_b, path, listed=True)
-        if len(old) == len(new):
-            return [row for i, (a, b) in enumerate(zip(old, new, strict=True))
-                    for row in field_diff(a, b, f"{path}[{i}]")]
-    if _mentions_secret(old) or _mentions_secret(new):  # masked where it is, not above
-        return [("~", path or "(document)", SENSITIVE)]
-    return [("~", path or "(document)", f"{_show(old)} -> {_show(new)}")]
-
-
-def _dict_diff(old: Mapping[str, Any], new: Mapping[str, Any], path: str,
-               listed: bool = False) -> list[tuple[str, str, str]]:
-    rows = []
-    for key in sorted(set(old) | set(new), key=str):
-        sub = f"{path}[{key}]" if listed else f"{path}.{key}" if path else str(key)
-        if key not in old:
-            rows += _added(sub, new[key])
-        elif key not in new:
-            rows.append(("-", sub, ""))
+    """(op, field path, detail) rows; lists of named items are matched by name. An added
+    mapping or named list is shown leaf by leaf: as one object, the key that sorts last (a
+    new hypervisor's `uri`) would sit at the far end of a long line. A secret reference's
+    subtree is one row."""
+    rows: list[tuple[str, str, str]] = []
+    for item in essence.compare(old, new, INPUTS, path):
+        secret = _secret_part(item.path)
+        if secret is not None:  # the reference itself added or removed, else changed
+            op = OPS[item.op] if item.path == secret else "~"
+            found = [(op, secret, "" if op == "-" else SENSITIVE)]
+        elif item.op == "add":
+            found = [_added_row(leaf) for leaf in essence.added(item.new, INPUTS, item.path)]
+        elif item.op == "remove":
+            found = [("-", item.path, "")]
         else:
-            rows += field_diff(old[key], new[key], sub)
+            found = [("~", item.path or "(document)", _masked(item.old, item.new))]
+        for row in found:  # a secret's leaves become one row
+            if not rows or rows[-1] != row:
+                rows.append(row)
     return rows
 
 
-def _added(path: str, value: Any) -> list[tuple[str, str, str]]:
-    """An added mapping or named list, leaf by leaf: shown as one object, the key that sorts
-    last (a new hypervisor's `uri`) would sit at the far end of a long line."""
-    if _is_secret(path):
-        return [("+", path, SENSITIVE)]
-    named = _names(value) if isinstance(value, list) else None
-    if isinstance(value, dict) and value:
-        return [row for key in sorted(value, key=str)
-                for row in _added(f"{path}.{key}", value[key])]
-    if named is not None:
-        return [row for name, item in named.items() for row in _added(f"{path}[{name}]", item)]
-    return [("+", path, _masked(path, value))]
+def _added_row(leaf: essence.DiffItem) -> tuple[str, str, str]:
+    secret = _secret_part(leaf.path)
+    if secret is not None:
+        return ("+", secret, SENSITIVE)
+    return ("+", leaf.path, _masked(leaf.new))
 
 
-def _names(items: list[Any]) -> dict[str, Any] | None:
-    """Items by their `name` when every item has a distinct one (nodes, networks...)."""
-    if not items or not all(isinstance(i, dict) and isinstance(i.get("name"), str)
-                            for i in items):
-        return None
-    named = {i["name"]: i for i in items}
-    return named if len(named) == len(items) else None
-
-
-def _is_secret(path: str) -> bool:
-    parts = path.replace("[", ".").replace("]", "").split(".")
-    return any(part in SECRET_KEYS for part in parts)
+def _secret_part(path: str) -> str | None:
+    """The leading part of `path` that names a secret reference (`nodes[a].passwords`)."""
+    for part in re.finditer(r"[^.\[\]]+", path):
+        if part.group() in SECRET_KEYS:
+            end = part.end() + (path[part.end():part.end() + 1] == "]")
+            return path[:end]
+    return None
 
 
 def _mentions_secret(value: Any) -> bool:
     return SECRET_MARKER_PREFIX in repr(value)
 
 
-def _masked(path: str, value: Any) -> str:
-    return SENSITIVE if _is_secret(path) or _mentions_secret(value) else _show(value)
+def _masked(*values: Any) -> str:
+    """`old -> new` (or the one added value), unless a secret marker is in it."""
+    if any(_mentions_secret(value) for value in values):
+        return SENSITIVE
+    return " -> ".join(_show(value) for value in values)
 
 
 def _show(value: Any) -> str:

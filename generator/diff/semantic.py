@@ -1,6 +1,7 @@
 """Per-family semantic summaries of changed rendered files.
 
-Each family is matched by path pattern and summarizes the changed files it claims into
+Each family claims changed files by its descriptor's output patterns (generator.families:
+the paths it really renders) and summarizes the files it claims into
 Findings (`+ domain hv1/worker2`, `~ domain hv1/master0: vcpu 4 -> 8`). Families are
 written by different modules and evolve; a summarizer that cannot parse a file falls back to
 `~ file PATH`, and files no family claims land under "Other files". The unified diff of
@@ -17,7 +18,7 @@ import re
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -78,12 +79,25 @@ def _text(content: bytes | None) -> str:
 
 def keyed_changes(subject: str, old: dict[str, Any], new: dict[str, Any]) -> list[Finding]:
     """Findings for two keyed maps of descriptions: added, removed, and changed fields."""
-    found = [Finding("+", f"{subject} {k}", _describe(new[k])) for k in sorted(set(new) - set(old))]
-    found += [Finding("-", f"{subject} {k}") for k in sorted(set(old) - set(new))]
-    for key in sorted(set(old) & set(new)):
-        details = field_changes(old[key], new[key])
-        if details:
-            found.append(Finding("~", f"{subject} {key}", "; ".join(details)))
+    return member_findings(subject, old, new, _describe, lambda _k, a, b: field_changes(a, b))
+
+
+def member_findings(subject: str, old: Mapping[str, Any], new: Mapping[str, Any],
+                    added: Callable[[Any], str],
+                    changed: Callable[[str, Any, Any], list[str]]) -> list[Finding]:
+    """`+ SUBJECT key: added(value)` for new members, `- SUBJECT key` for removed ones, then
+    `~ SUBJECT key: rows` for changed ones (none when `changed` finds nothing to say)."""
+    found = []
+    for item in essence.members(old, new):
+        name = f"{subject} {item.path}" if subject else item.path
+        if item.op == "add":
+            found.append(Finding("+", name, added(item.new)))
+        elif item.op == "remove":
+            found.append(Finding("-", name))
+        else:
+            rows = changed(item.path, item.old, item.new)
+            if rows:
+                found.append(Finding("~", name, "; ".join(rows)))
     return found
 
 
@@ -95,23 +109,15 @@ def _describe(value: Any) -> str:
 
 def field_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
     """`a.b: 1 -> 2`, `+ a.c: 3`, `- a.d` for nested dicts/lists (lists compared by index)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        rows = []
-        for key in sorted(set(old) | set(new), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old:
-                rows.append(f"+ {path}: {_short(new[key])}")
-            elif key not in new:
-                rows.append(f"- {path}")
-            else:
-                rows.extend(field_changes(old[key], new[key], path))
-        return rows
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [row for i, (a, b) in enumerate(zip(old, new, strict=True))
-                for row in field_changes(a, b, f"{prefix}[{i}]")]
-    if old != new:
-        return [f"{prefix or 'value'}: {_short(old)} -> {_short(new)}"]
-    return []
+    return [_change_row(item) for item in essence.compare(old, new, essence.REVIEW, prefix)]
+
+
+def _change_row(item: essence.DiffItem) -> str:
+    if item.op == "add":
+        return f"+ {item.path}: {_short(item.new)}"
+    if item.op == "remove":
+        return f"- {item.path}"
+    return f"{item.path or 'value'}: {_short(item.old)} -> {_short(item.new)}"
 
 
 def _sides(changes: Sequence[FileChange], parse: Callable[[FileChange, bytes], dict[str, Any]]
@@ -396,14 +402,8 @@ def kernel_lines(change: FileChange, content: bytes) -> dict[str, Any]:
 
 def summarize_pxe(changes: Sequence[FileChange]) -> list[Finding]:
     old, new = _sides(changes, kernel_lines)
-    found = [Finding("+", f"boot entry {k}", f"{len(new[k])} kernel argument(s)")
-             for k in sorted(set(new) - set(old))]
-    found += [Finding("-", f"boot entry {k}") for k in sorted(set(old) - set(new))]
-    for key in sorted(set(old) & set(new)):
-        rows = _arg_changes(old[key], new[key])
-        if rows:
-            found.append(Finding("~", f"boot entry {key}", "; ".join(rows)))
-    return found
+    return member_findings("boot entry", old, new, lambda v: f"{len(v)} kernel argument(s)",
+                           lambda _k, a, b: _arg_changes(a, b))
 
 
 def _arg_changes(old: list[str], new: list[str]) -> list[str]:
@@ -523,13 +523,7 @@ def k8s_objects(change: FileChange, content: bytes) -> dict[str, Any]:
 
 def summarize_kubernetes(changes: Sequence[FileChange]) -> list[Finding]:
     old, new = _sides(changes, k8s_objects)
-    found = [Finding("+", key) for key in sorted(set(new) - set(old))]
-    found += [Finding("-", key) for key in sorted(set(old) - set(new))]
-    for key in sorted(set(old) & set(new)):
-        if old[key] == new[key]:
-            continue
-        found.append(Finding("~", key, "; ".join(_object_changes(key, old[key], new[key]))))
-    return found
+    return member_findings("", old, new, lambda _v: "", _object_changes)
 
 
 def _object_changes(key: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -573,32 +567,24 @@ def summarize_nfs(changes: Sequence[FileChange]) -> list[Finding]:
     return keyed_changes("export", old, new) + keyed_changes("directory", old_dirs, new_dirs)
 
 
-# --- registry ------------------------------------------------------------------------------
+# --- routing -------------------------------------------------------------------------------
+# Which section a changed file lands in comes from the family descriptors
+# (generator.families): the paths each family renders and its summariser.
 
-FAMILIES: tuple[Family, ...] = (
-    Family("libvirt", "VMs and libvirt objects", ("hypervisors/*",), summarize_libvirt),
-    Family("dns", "DNS records", ("hosts/*/dns/*", "hosts/*/bind/*", "hosts/*/named/*",
-                                  "*.zone", "*/db.*", "hosts/*/dnsmasq/*"), summarize_dns),
-    Family("dhcp", "DHCP reservations", ("hosts/*/dhcp/*", "hosts/*/dhcpd/*", "hosts/*/kea/*",
-                                         "hosts/*/dnsmasq/*", "*dhcpd.conf", "*kea-dhcp4*"),
-           summarize_dhcp),
-    Family("pxe", "PXE boot entries", ("hosts/*/pxe/*", "hosts/*/tftp/*", "hosts/*/tftpboot/*",
-                                       "*pxelinux.cfg/*", "*.ipxe", "*grub.cfg*"),
-           summarize_pxe),
-    Family("haproxy", "HAProxy", ("hosts/*/haproxy/*", "*haproxy.cfg"), summarize_haproxy),
-    Family("nfs", "NFS exports", ("hosts/*/nfs/*", "*/exports", "*.exports"), summarize_nfs),
-    Family("ignition", "Ignition", ("*.ign",), summarize_ignition),
-    Family("kubernetes", "Kubernetes objects",
-           ("clusters/*/kubernetes/*.yaml", "clusters/*/kubernetes/*.yml",
-            "clusters/*/kubernetes/*.json", "clusters/*/manifests/*.yaml"),
-           summarize_kubernetes),
-)
 OTHER = Family("other", "Other files", ("*",), file_findings)
 
 
-def families_of(path: str) -> list[Family]:
-    """Every family that claims a path (dnsmasq serves DNS and DHCP); Other when none."""
-    claimed = [f for f in FAMILIES if f.claims(path)]
+def summarised_families() -> tuple[Family, ...]:
+    """One diff section per family that has a summariser, in the descriptors' order."""
+    from generator.families import descriptors
+
+    return tuple(Family(d.name, d.title, d.patterns, d.summarise) for d in descriptors()
+                 if d.summarise is not None)
+
+
+def families_of(path: str, families: Sequence[Family] | None = None) -> list[Family]:
+    """Every family that claims a path; Other when none."""
+    claimed = [f for f in families or summarised_families() if f.claims(path)]
     return claimed or [OTHER]
 
 

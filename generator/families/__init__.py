@@ -1,13 +1,20 @@
-"""Renderer families: one pure function per output family, listed in a plain registry.
+"""Renderer families: one module and one descriptor per output family, in one registry.
 
 A family takes the typed model and the lock's pins and returns a Tree. It never writes,
 never reads the clock, the network or the environment, and never sees a secret value.
+Its FamilyDescriptor also says which paths it renders, who converges them, what it alone
+refuses, and how `gen diff` summarises its changes: adding a family is one module plus
+one line in `descriptors()` (docs/architecture.md, "Adding a family or a provider").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from types import ModuleType
+from typing import Any
 
 from generator.errors import InvalidInput, Location, Problem
 from generator.loader import FieldPath
@@ -29,10 +36,79 @@ class Pins:
 
 
 Family = Callable[[Environment, Pins], Tree]
+# What a family may refuse that only it can see (None: nothing beyond the semantic rules).
+Check = Callable[[Environment], list[Problem]]
+# gen diff's reading aid for the changed files a family claims (diff/semantic.py's Finding).
+Summariser = Callable[[Sequence[Any]], list[Any]]
 
 
-def registry() -> dict[str, Family]:
-    """Family name -> render function. Imported lazily so `gen --help` stays fast."""
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """Some of a family's output paths and who converges them.
+
+    `patterns` are fnmatch patterns (`*` crosses `/`) of paths the family renders; a test
+    renders every built-in environment and holds each pattern to a real path. `provider`
+    names the reconcile provider that converges these paths (None: nobody, e.g. inputs of
+    openshift-install); `service` is the `hosts/<host>/<service>/` directory they fill.
+    """
+
+    patterns: tuple[str, ...]
+    provider: str | None = None
+    service: str | None = None
+
+    def claims(self, path: str) -> bool:
+        return any(fnmatchcase(path, pattern) for pattern in self.patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyDescriptor:
+    """Everything gen knows about one output family, in one place.
+
+    `render` writes its files, `outputs` says which paths those are and who converges them
+    (reconcile scopes come from here), `check` is what only this family can refuse,
+    `summarise`/`title` are its `gen diff` section (None: its files are listed under
+    "Other files").
+    """
+
+    name: str
+    render: Family
+    outputs: tuple[Outputs, ...]
+    check: Check | None = None
+    summarise: Summariser | None = None
+    title: str = ""
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return tuple(p for out in self.outputs for p in out.patterns)
+
+    def claims(self, path: str) -> bool:
+        return any(out.claims(path) for out in self.outputs)
+
+    def services(self) -> tuple[str, ...]:
+        return tuple(out.service for out in self.outputs if out.service)
+
+
+_REGISTERED: list[FamilyDescriptor] = []
+
+
+def descriptors() -> tuple[FamilyDescriptor, ...]:
+    """Every family: the built-in ones, then any `register`ed (an out-of-tree family)."""
+    return (*builtin(), *_REGISTERED)
+
+
+def register(descriptor: FamilyDescriptor) -> Callable[[], None]:
+    """Add a family from outside this package; returns the function that removes it."""
+    if any(d.name == descriptor.name for d in descriptors()):
+        raise ValueError(f"a family named {descriptor.name!r} is already registered")
+    _REGISTERED.append(descriptor)
+    return lambda: _REGISTERED.remove(descriptor)
+
+
+@functools.cache
+def builtin() -> tuple[FamilyDescriptor, ...]:
+    """The built-in families, in `gen diff` section order (rendering is order-free: the
+    tree is sorted). Imported lazily so `gen --help` stays fast."""
+    from generator.diff import semantic as s
     from generator.families import (
         cloudinit,
         dhcp,
@@ -49,21 +125,67 @@ def registry() -> dict[str, Family]:
         pxe,
     )
 
-    return {
-        "libvirt": libvirt.render,
-        "dns": dns.render,
-        "dhcp": dhcp.render,
-        "ignition": ignition.render,
-        "openshift": openshift.render,
-        "kolla": kolla.render,
-        "pxe": pxe.render,
-        "http": http.render,
-        "haproxy": haproxy.render,
-        "nfs": nfs.render,
-        "kubeadm": kubeadm.render,
-        "cloud-init": cloudinit.render,
-        "kubernetes": kubernetes.render,
-    }
+    return (
+        family(libvirt, LIBVIRT_OUTPUTS, s.summarize_libvirt, "VMs and libvirt objects"),
+        family(dns, files("dns", "hosts/*/dns/*"), s.summarize_dns, "DNS records"),
+        family(dhcp, files("dhcp", "hosts/*/dhcp/*"), s.summarize_dhcp, "DHCP reservations"),
+        family(pxe, files("tftp", "hosts/*/tftp/*"), s.summarize_pxe, "PXE boot entries"),
+        family(haproxy, files("haproxy", "hosts/*/haproxy/*"), s.summarize_haproxy, "HAProxy"),
+        family(nfs, files("nfs", "hosts/*/nfs/*"), s.summarize_nfs, "NFS exports"),
+        family(ignition, unconverged("clusters/*/ignition/*.ign"), s.summarize_ignition,
+               "Ignition"),
+        family(kubernetes, (Outputs(("clusters/*/kubernetes/*",), "kubernetes"),),
+               s.summarize_kubernetes, "Kubernetes objects"),
+        family(openshift, unconverged("clusters/*/openshift/*")),
+        family(kolla, KOLLA_OUTPUTS),
+        family(http, files("http", "hosts/*/http/*")),
+        family(kubeadm, unconverged("clusters/*/kubeadm/*")),
+        family(cloudinit, SEED_OUTPUTS, name="cloud-init"),
+    )
+
+
+# libvirt objects per hypervisor, the base images it uploads into the pools, and the
+# cloud-init seed ISOs it attaches to domains.
+LIBVIRT_OUTPUTS = (Outputs(tuple(f"hypervisors/*/{kind}/*.xml" for kind in
+                                 ("domains", "networks", "pools", "volumes"))
+                           + ("hypervisors/*/images/*.json",), "libvirt"),)
+SEED_OUTPUTS = (Outputs(("clusters/*/cloud-init/*",), "libvirt"),)
+# kolla-ansible's inputs (run by the operator), its files on the deploy host, and its seeds.
+KOLLA_OUTPUTS = (Outputs(("clusters/*/kolla/*",)),
+                 Outputs(("hosts/*/kolla/*",), "files", "kolla"), *SEED_OUTPUTS)
+
+
+def family(module: ModuleType, outputs: tuple[Outputs, ...], summarise: Summariser | None = None,
+           title: str = "", name: str | None = None) -> FamilyDescriptor:
+    """A family module's descriptor: its `render`, and its `check` when it defines one."""
+    return FamilyDescriptor(name or module.__name__.rsplit(".", 1)[-1], module.render, outputs,
+                            getattr(module, "check", None), summarise, title)
+
+
+def files(service: str, *patterns: str) -> tuple[Outputs, ...]:
+    """Outputs the files provider installs on a host: `hosts/<host>/<service>/...`."""
+    return (Outputs(patterns, "files", service),)
+
+
+def unconverged(*patterns: str) -> tuple[Outputs, ...]:
+    """Outputs no provider converges (an installer or the operator consumes them)."""
+    return (Outputs(patterns),)
+
+
+def registry() -> dict[str, Family]:
+    """Family name -> render function."""
+    return {d.name: d.render for d in descriptors()}
+
+
+def family_of(name: str) -> FamilyDescriptor:
+    return next(d for d in descriptors() if d.name == name)
+
+
+def checks() -> dict[str, Check]:
+    """Family name -> its `check(env)`: what only that family can refuse, found on the
+    typed model before anything renders, so `gen validate` refuses it as `gen render` would.
+    A family without a hook has nothing of its own to refuse."""
+    return {d.name: d.check for d in descriptors() if d.check is not None}
 
 
 def render_all(env: Environment, pins: Pins, only: tuple[str, ...] = (),
@@ -87,10 +209,11 @@ def render_all(env: Environment, pins: Pins, only: tuple[str, ...] = (),
 
 def _render_all(env: Environment, pins: Pins, only: tuple[str, ...]) -> Tree:
     tree: Tree = {}
-    for name, family in registry().items():
+    for family in descriptors():
+        name = family.name
         if only and name not in only:
             continue
-        for path, content in family(env, pins).items():
+        for path, content in family.render(env, pins).items():
             check_path(path)
             if path in tree:
                 raise AssertionError(f"families collide on {path} ({name})")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from generator.errors import UserError
+from generator.errors import Problem, UserError
 from generator.families import Pins, common, escape
 from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, Network, Nic, Node
@@ -63,6 +63,21 @@ def render(env: Environment, pins: Pins, spec: str = DEFAULT_SPEC) -> Tree:
     return tree
 
 
+def check(env: Environment) -> list[Problem]:
+    """Every node's config must be valid Ignition: built and checked here, refused at the
+    node's place in the environment, so rendering it cannot fail later."""
+    problems = []
+    for node in coreos_nodes(env):  # PXE nodes: pxe.check refuses them without services.http
+        config = build_config(env, node, Pins(), DEFAULT_SPEC)
+        where = env.where(("nodes", env.nodes.index(node)))
+        # A path written twice can only be two NICs on one interface name, which the
+        # semantic rule check_interfaces reports at the NIC; not reported twice here.
+        problems += [Problem(message, where, hint) for message, hint
+                     in config_problems(config, DEFAULT_SPEC, node.name)
+                     if not message.endswith(" twice")]
+    return problems
+
+
 def coreos_nodes(env: Environment) -> tuple[Node, ...]:
     """The nodes that PXE-boot CoreOS from the helper, so need an Ignition file (none unless
     the cluster is OpenShift/OKD)."""
@@ -73,7 +88,17 @@ def coreos_nodes(env: Environment) -> tuple[Node, ...]:
 
 def node_config(env: Environment, node: Node, pins: Pins,
                 spec: str = DEFAULT_SPEC) -> dict[str, Any]:
-    """One node's Ignition config as a dict, validated against gen's schema for `spec`."""
+    """One node's Ignition config as a dict, valid against gen's schema for `spec`
+    (`check` refused every environment that would make it invalid)."""
+    config = build_config(env, node, pins, spec)
+    problems = config_problems(config, spec, node.name)
+    if problems:
+        raise AssertionError(f"{problems[0][0]}: ignition.check passes no such environment")
+    return config
+
+
+def build_config(env: Environment, node: Node, pins: Pins, spec: str) -> dict[str, Any]:
+    """The config as built, before any check."""
     config: dict[str, Any] = {
         "ignition": {"version": spec_row(spec).version,
                      "config": {"merge": [merge_resource(env, node.role, pins, spec)]}},
@@ -86,9 +111,21 @@ def node_config(env: Environment, node: Node, pins: Pins,
         config["passwd"] = {"users": [{
             "name": CORE_USER,
             "sshAuthorizedKeys": [ref.marker() for ref in env.cluster.ssh_keys]}]}
-    check_config(config, spec, node.name)
-    _check_unique_paths(config, node.name)
     return config
+
+
+def config_problems(config: dict[str, Any], spec: str, node: str) -> list[tuple[str, str]]:
+    """(message, hint) for each reason `config` is not valid Ignition `spec`."""
+    invalid = schema_problem(config, spec)
+    if invalid is not None:
+        return [(f"Ignition config for node '{node}' is not valid spec {spec}: {invalid}",
+                 "check that node's name, interface and addresses in the environment")]
+    # Ignition rejects a config that writes one path twice (two NICs with one interface name).
+    paths = [f.get("path") for f in config.get("storage", {}).get("files", [])]
+    problems = [(f"Ignition config for node '{node}' writes {path} twice",
+                 "give each of the node's nics a distinct interface name")
+                for path in sorted({p for p in paths if paths.count(p) > 1})]
+    return problems
 
 
 def _hostname(env: Environment, node: Node) -> str:
@@ -102,21 +139,11 @@ def _keyfile_mac(env: Environment, nic: Nic) -> str:
         for j, x in enumerate(n.nics) if x is nic), KEYFILE).upper()
 
 
-def _check_unique_paths(config: dict[str, Any], node: str) -> None:
-    # Ignition rejects a config that writes one path twice (two NICs with one interface name).
-    paths = [f["path"] for f in config["storage"]["files"]]
-    for path in sorted({p for p in paths if paths.count(p) > 1}):
-        raise UserError(f"Ignition config for node '{node}' writes {path} twice",
-                        "give each of the node's nics a distinct interface name")
-
-
 def merge_resource(env: Environment, role: str, pins: Pins,
                    spec: str = DEFAULT_SPEC) -> dict[str, Any]:
     """The role config on the helper, with its hash when the lock holds its content."""
     if env.services.http is None:
-        raise UserError(f"{env.cluster.flavour} nodes fetch Ignition over HTTP, but no "
-                        "services.http is declared",
-                        "add `services: {http: {port: 8080}}` (served by the helper)")
+        raise AssertionError("a PXE node without services.http: pxe.check refuses it")
     resource: dict[str, Any] = {"source": common.role_ignition_url(env, role)}
     content = pins.manifests.get(f"ignition/{role}")
     if content is not None:
@@ -215,15 +242,20 @@ def _fast_validator(spec: str) -> Any:
 
 def check_config(config: dict[str, Any], spec: str, node: str) -> None:
     """Raise a one-line UserError if `config` is not valid Ignition `spec` (gen's subset)."""
+    problems = config_problems(config, spec, node)
+    if problems:
+        raise UserError(*problems[0])
+
+
+def schema_problem(config: dict[str, Any], spec: str) -> str | None:
+    """Why `config` fails gen's schema for `spec`, or None when it passes."""
     import fastjsonschema
 
     try:
         _fast_validator(spec)(config)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise UserError(f"Ignition config for node '{node}' is not valid spec {spec}: "
-                        f"{_explain(config, spec) or exc.message}",
-                        "check that node's name, interface and addresses in the environment"
-                        ) from None
+        return _explain(config, spec) or exc.message
+    return None
 
 
 def _explain(config: dict[str, Any], spec: str) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -46,8 +47,51 @@ Obj = dict[str, Any]
 
 def render(env: Environment, pins: Pins) -> Tree:
     """The cluster's kustomize tree; nothing when the environment declares no objects."""
+    build = _build(env, pins)
+    if build is None:
+        return {}
+    base = f"clusters/{env.cluster.name}/kubernetes"
+    tree: Tree = {f"{base}/{path}": dump_all(objs) for path, objs in build.files.items()}
+    resources = ["applyset.yaml"]
+    if build.cni is not None:
+        name, content = build.cni
+        tree.update({f"{base}/cni/{name}/{p}": c for p, c in cni_tree(env, name, content).items()})
+        resources.append(f"cni/{name}")
+    resources += list(build.files)
+    tree[f"{base}/applyset.yaml"] = dump_all([build.parent])
+    tree[f"{base}/kustomization.yaml"] = dump_one(_kustomization(resources))
+    return tree
+
+
+def built_objects(env: Environment, pins: Pins) -> dict[str, list[Obj]]:
+    """Cluster name -> the objects `kubectl kustomize` builds from the tree `render` writes
+    (the CNI's upstream objects with gen's labels and patch applied): what the reconciler
+    converges, handed over as data so it never has to read kustomizations back."""
+    build = _build(env, pins)
+    if build is None:
+        return {}
+    objects = [build.parent]
+    if build.cni is not None:
+        objects += cni_objects(env, build.cni[0], build.upstream)
+    objects += [obj for objs in build.files.values() for obj in objs]
+    return {env.cluster.name: objects}
+
+
+@dataclass(frozen=True, slots=True)
+class _Build:
+    """What one render builds: gen's own files (path -> objects), the pinned CNI manifest
+    (name, upstream content) and its objects as upstream wrote them, and the ApplySet parent
+    naming every member."""
+
+    files: dict[str, list[Obj]]
+    cni: tuple[str, bytes] | None
+    upstream: list[Obj]
+    parent: Obj
+
+
+def _build(env: Environment, pins: Pins) -> _Build | None:
     k8s = env.kubernetes
-    cni = _cni_content(env, pins)
+    content = _cni_content(env, pins)
     files: dict[str, list[Obj]] = {}
     if k8s.ingress:
         files["ingress-nginx.yaml"] = ingress_nginx(env, pins)
@@ -57,21 +101,12 @@ def render(env: Environment, pins: Pins) -> Tree:
         files["registry.yaml"] = registry(env, pins)
     for app in k8s.apps:
         files[f"apps/{app.name}.yaml"] = application(env, pins, app)
-    if not files and cni is None:
-        return {}
-    base = f"clusters/{env.cluster.name}/kubernetes"
-    tree: Tree = {f"{base}/{path}": dump_all(objs) for path, objs in files.items()}
-    members = [obj for objs in files.values() for obj in objs]
-    resources = ["applyset.yaml"]
-    if cni is not None:
-        name = k8s.cni or "cni"
-        tree.update({f"{base}/cni/{name}/{p}": c for p, c in cni_tree(env, name, cni).items()})
-        members += _parse_objects(cni)
-        resources.append(f"cni/{name}")
-    resources += list(files)
-    tree[f"{base}/applyset.yaml"] = dump_all([applyset_parent(env, members)])
-    tree[f"{base}/kustomization.yaml"] = dump_one(_kustomization(resources))
-    return tree
+    if not files and content is None:
+        return None
+    upstream = _parse_objects(content) if content is not None else []
+    cni = (k8s.cni or "cni", content) if content is not None else None
+    members = [obj for objs in files.values() for obj in objs] + upstream
+    return _Build(files, cni, upstream, applyset_parent(env, members))
 
 
 # --- ownership -----------------------------------------------------------------------------
@@ -148,16 +183,41 @@ def cni_tree(env: Environment, name: str, content: bytes) -> Tree:
     network when it differs from flannel's default)."""
     upstream = f"kube-{name}.yml"
     extra: Obj = {"labels": [{"pairs": owner_labels(env), "includeSelectors": False}]}
-    pod_network = env.cluster.cluster_network[0].cidr
-    if name == "flannel" and pod_network != FLANNEL_DEFAULT_NETWORK:
-        net_conf = json.dumps({"Network": str(pod_network), "EnableNFTables": False,
-                               "Backend": {"Type": "vxlan"}}, indent=2) + "\n"
-        extra["patches"] = [{"patch": dump_one({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel"},
-            "data": {"net-conf.json": net_conf}}).decode()}]
+    patch = _cni_patch(env, name)
+    if patch is not None:
+        extra["patches"] = [{"patch": dump_one(patch).decode()}]
     return {upstream: content, "kustomization.yaml": dump_one(_kustomization([upstream],
                                                                            **extra))}
+
+
+def cni_objects(env: Environment, name: str, upstream: list[Obj]) -> list[Obj]:
+    """The upstream objects as `cni_tree`'s kustomization builds them: gen's owner labels
+    added to each object's own labels (not selectors or templates), the patch merged."""
+    patch = _cni_patch(env, name)
+    out = []
+    for obj in upstream:
+        meta = {**obj["metadata"], "labels": {**(obj["metadata"].get("labels") or {}),
+                                              **owner_labels(env)}}
+        built = {**obj, "metadata": meta}
+        if patch is not None and (obj["kind"], meta.get("name"), meta.get("namespace")) == (
+                patch["kind"], patch["metadata"]["name"], patch["metadata"]["namespace"]):
+            built["data"] = {**(obj.get("data") or {}), **patch["data"]}
+        out.append(built)
+    return out
+
+
+def _cni_patch(env: Environment, name: str) -> Obj | None:
+    """Flannel's net-conf.json for a pod network other than flannel's default. No trailing
+    newline: kustomize drops it from a patch's block scalar, and the reconciler must apply
+    exactly what `kubectl kustomize` builds."""
+    pod_network = env.cluster.cluster_network[0].cidr
+    if name != "flannel" or pod_network == FLANNEL_DEFAULT_NETWORK:
+        return None
+    net_conf = json.dumps({"Network": str(pod_network), "EnableNFTables": False,
+                           "Backend": {"Type": "vxlan"}}, indent=2)
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel"},
+            "data": {"net-conf.json": net_conf}}
 
 
 def _parse_objects(content: bytes) -> list[Obj]:

@@ -119,8 +119,7 @@ def pool_xml(env: Environment, hv: Hypervisor) -> ET.Element:
 
 def volume_name(node: Node, disk_index: int) -> str:
     """`<node>-<disk>.<format>`, or the name of a volume made by hand (`volume:`)."""
-    disk = node.disks[disk_index]
-    return disk.volume or f"{node.name}-{disk.name}.{disk.format}"
+    return node.volume_name(disk_index)
 
 
 def volume_xml(env: Environment, node: Node, disk_index: int) -> ET.Element:

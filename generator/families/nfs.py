@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 
+from generator.errors import Problem
 from generator.families import escape
+from generator.loader import FieldPath
 from generator.model import Environment, NfsExport
 from generator.tree import Tree, canonical_json, lines
 
@@ -57,6 +59,38 @@ def render(env: Environment, pins: object) -> Tree:
     return {f"{base}/{EXPORTS_FILE}": lines(header, *body),
             f"{base}/manifest.json": canonical_json({"exportDirectories": [
                 export_directory(e) for e in service.exports]})}
+
+
+def check(env: Environment) -> list[Problem]:
+    """Export paths, clients and options exportfs would accept (exports(5)), and no system
+    directory, which converge would create and re-own as an export directory."""
+    service = env.services.nfs
+    problems: list[Problem] = []
+
+    def error(path: FieldPath, message: str, hint: str) -> None:
+        problems.append(Problem(message, env.where(path), hint))
+
+    for i, export in enumerate(service.exports if service else ()):
+        field = ("services", "nfs", "exports", i)
+        if not path_ok(export.path):
+            error((*field, "path"), f"export path '{export.path}' has whitespace or quotes",
+                  "use a plain absolute path")
+        elif system_path(export.path):
+            error((*field, "path"), f"export path '{export.path}' is a system directory "
+                  "that converge would re-own", "export a directory of its own, like "
+                  "/exports/NAME")
+        for j, client in enumerate(export.clients):
+            at = (*field, "clients", j)
+            if not client_ok(client.host):
+                error((*at, "host"), f"'{client.host}' is not an NFS client",
+                      "use a host, a wildcard, a @netgroup or an address with /prefix")
+            for k, option in enumerate(client.options):
+                problem = option_problem(option)
+                if problem:
+                    error((*at, "options", k), problem, "see exports(5)")
+            if "rw" in client.options and "ro" in client.options:
+                error((*at, "options"), "both rw and ro", "choose one")
+    return problems
 
 
 def export_directory(export: NfsExport) -> dict[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from generator.errors import UserError
+from generator.errors import Problem
 from generator.families import yamlout
 from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, Node
@@ -32,6 +32,15 @@ def render(env: Environment, pins: Any) -> Tree:
         f"{base}/install-config.yaml": yaml_bytes(install_config(env)),
         f"{base}/manifests/{SCHEDULER_MANIFEST}": yaml_bytes(scheduler_manifest(env)),
     }
+
+
+def check(env: Environment) -> list[Problem]:
+    """OpenShift (unlike OKD) has no stand-in pull secret: the installer needs the real one."""
+    if env.cluster.flavour == "openshift" and env.cluster.pull_secret is None:
+        return [Problem("OpenShift needs a pull secret: cluster.pullSecret is not set",
+                        env.where(("cluster",)), "add `pullSecret: {env: GEN_PULL_SECRET}` "
+                        "(or {file: path}) under cluster")]
+    return []
 
 
 def install_config(env: Environment) -> dict[str, Any]:
@@ -77,8 +86,7 @@ def pull_secret(env: Environment) -> str:
         return ref.marker()
     if env.cluster.flavour == "okd":
         return OKD_FAKE_PULL_SECRET
-    raise UserError("OpenShift needs a pull secret: cluster.pullSecret is not set",
-                    "add `pullSecret: {env: GEN_PULL_SECRET}` (or {file: path}) under cluster")
+    raise AssertionError("no pull secret: openshift.check refuses this before rendering")
 
 
 def scheduler_manifest(env: Environment) -> dict[str, Any]:

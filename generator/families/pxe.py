@@ -29,10 +29,13 @@ then the blueprint's extra `kernelArgs`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from generator.errors import Problem
 from generator.expand import DEFAULT_INTERFACE
 from generator.families import Pins, common, escape, ignition
+from generator.loader import FieldPath
 from generator.model import Environment, Node, OsArtifact, PxeService
 from generator.tree import Tree, canonical_json, lines
 
@@ -52,7 +55,7 @@ def render(env: Environment, pins: Pins) -> Tree:
     nodes = ignition.coreos_nodes(env)
     service, dhcp = env.services.pxe, env.services.dhcp
     if not nodes or service is None or dhcp is None or env.services.http is None:
-        return {}  # semantic.check_pxe_services reports what is missing
+        return {}  # check() refuses PXE nodes without these
     base = f"hosts/{dhcp.host}/tftp"
     _check_artifact_names(env, service)
     tree: Tree = {f"{base}/boot.ipxe": boot_ipxe()}
@@ -67,16 +70,63 @@ def render(env: Environment, pins: Pins) -> Tree:
     return tree
 
 
+PXE_ROLES = ("bootstrap", "master", "worker")
+
+
+def check(env: Environment) -> list[Problem]:
+    """PXE nodes need DHCP (whose host serves TFTP), services.pxe, HTTP and boot artifacts;
+    only CoreOS nodes PXE-boot; extra kernel arguments never replace gen's own."""
+    problems: list[Problem] = []
+
+    def error(path: FieldPath, message: str, hint: str) -> None:
+        problems.append(Problem(message, env.where(path), hint))
+
+    nodes = [(i, n) for i, n in enumerate(env.nodes) if n.boot == "pxe"]
+    if nodes:
+        _check_pxe_nodes(env, nodes, error)
+    service = env.services.pxe
+    for k, arg in enumerate(service.kernel_args if service else ()):
+        key = arg.split("=", 1)[0]
+        if key in OWN_ARGS:
+            error(("services", "pxe", "kernelArgs", k), f"kernel argument '{key}' is set by "
+                  "gen", "set it through its own field (installDev, ipMode, artifacts, "
+                  "services.http)")
+    return problems
+
+
+def _check_pxe_nodes(env: Environment, nodes: list[tuple[int, Node]],
+                     error: Callable[[FieldPath, str, str], None]) -> None:
+    flavour, (i, first) = env.cluster.flavour, nodes[0]
+    for j, node in nodes:
+        if flavour not in common.COREOS_FLAVOURS or node.role not in PXE_ROLES:
+            error(("nodes", j, "boot"), f"node '{node.name}' ({node.role}, {flavour}) "
+                  "cannot PXE-boot: gen PXE-installs CoreOS bootstrap, master and worker nodes",
+                  "set boot: image for this node")
+    services = env.services
+    for key, why in (("dhcp", "DHCP and TFTP (served by the DHCP host)"),
+                     ("pxe", "PXE settings"), ("http", "the HTTP server for Ignition")):
+        if getattr(services, key) is None:
+            error(("nodes", i, "boot"), f"PXE node '{first.name}' needs {why}, but no "
+                  f"services.{key} is declared", f"declare services.{key} or set boot: image")
+    live = services.pxe is None or services.pxe.rootfs == "live"
+    bases = common.node_images(env)  # a VM's cloud image is no PXE artifact
+    kinds = {a.kind for a in env.os_artifacts if not (a.kind == "image" and a.name in bases)}
+    for kind in ("kernel", "initramfs", "rootfs" if live else "disk"):
+        if kind not in kinds and not (kind == "disk" and "image" in kinds):
+            error(("artifacts", "os"), f"PXE nodes need an OS artifact of kind {kind}",
+                  f"add one (stream artifact: {kind}) under artifacts.os")
+
+
 def dashed(mac: str) -> str:
     """`52:54:00:aa:bb:cc` -> `52-54-00-aa-bb-cc`, as pxelinux, GRUB and iPXE spell it."""
     return mac.lower().replace(":", "-")
 
 
 def artifact(env: Environment, kind: str) -> OsArtifact:
-    """The OS artifact of a kind; semantic.check_pxe_services guarantees one exists."""
+    """The OS artifact of a kind; check() guarantees one exists."""
     found = common.os_artifact(env, kind)
     if found is None:
-        raise ValueError(f"no OS artifact of kind {kind}")
+        raise AssertionError(f"no OS artifact of kind {kind}: pxe.check refuses this")
     return found
 
 
@@ -160,10 +210,12 @@ def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str,
 
 
 # Arguments gen writes itself from the environment; an extra argument repeating one would
-# override it (a second `coreos.inst.ignition_url` wins), so extras may not name them.
+# override it (a second `coreos.inst.ignition_url` wins), so extras may not name them; nor
+# `ignition.config.url`, which would give the live system another Ignition config.
 OWN_ARGS = frozenset({"ifname", "ip", "nameserver", "initrd", "coreos.inst",
                       "coreos.inst.install_dev", "coreos.inst.image_url",
-                      "coreos.inst.ignition_url", "coreos.live.rootfs_url"})
+                      "coreos.inst.ignition_url", "coreos.live.rootfs_url",
+                      "ignition.config.url"})
 
 
 def extra_arg(arg: str, index: int) -> str:

@@ -1,4 +1,5 @@
-"""The reconciler's data: diff items, plan actions, and the Provider protocol.
+"""The reconciler's data: plan actions and the Provider protocol (DiffItem, the one diff
+type `gen diff` and `gen plan` share, is essence.py's).
 
 A provider reads live state for its part of the rendered tree, normalizes it to an essence
 comparable with the rendered essence, and returns Actions. Applying an action must be
@@ -7,10 +8,12 @@ idempotent: an interrupted converge re-plans and resumes from the journal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from generator.model import Environment
+from generator.reconcile.essence import DiffItem as DiffItem  # the one diff type, re-exported
 from generator.tree import Tree
 
 Op = Literal["create", "update", "replace", "delete", "adopt"]
@@ -27,16 +30,6 @@ WAVE_SERVICES = 20
 WAVE_VOLUMES = 30
 WAVE_DOMAINS = 40
 WAVE_KUBERNETES = 50
-
-
-@dataclass(frozen=True, slots=True)
-class DiffItem:
-    """One field-level difference: `op` is add | remove | change."""
-
-    op: str
-    path: str
-    old: Any = None
-    new: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,24 +58,19 @@ class Action:
 class Provider(Protocol):
     """A live system gen converges. Reads are side-effect free; apply does one action.
 
-    Contract (plan.py relies on it; see docs/decisions/0044-safety-rules.md):
-    - `scope(tree)` returns the part of the rendered tree the provider converges; plan.py
-      passes only that to `plan`, and drops every delete when it is empty (an empty desired
-      set never prunes).
+    Contract (plan.py relies on it; see docs/decisions/0044-safety-rules.md): its
+    descriptor (providers.py) hands `plan` the part of the rendered tree the family
+    descriptors route to it, and plan.py drops every delete when that part is empty (an
+    empty desired set never prunes).
     - `plan` returns creates/updates/replaces for desired objects and deletes for objects the
       provider can prove this environment owns (plan.py removes deletes without --prune and
-      refuses destructive or protected ones). It appends human-readable lines to `notices`
-      and to `conflicts` (a desired name held by a foreign object: converge refuses).
+      refuses destructive or protected ones). What it has to say (notices, conflicts: a
+      desired name held by a foreign object, refused by converge) reaches the plan as the
+      descriptor's ProviderPlan value.
     - `apply` gets back one of its own actions (payload intact) and must be idempotent.
     """
 
     name: str
-    notices: list[str]
-    conflicts: list[str]
-
-    def scope(self, tree: Tree) -> Tree:
-        """The rendered files this provider is responsible for."""
-        ...
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         """Actions that would make live state match `tree` (deletes only for owned objects)."""
@@ -90,4 +78,18 @@ class Provider(Protocol):
 
     def apply(self, action: Action) -> None:
         """Carry out one action; must be safe to repeat after an interruption."""
+        ...
+
+
+# Cluster name -> the Kubernetes objects the kubernetes family built in the same render.
+BuiltObjects = Mapping[str, Sequence[dict[str, Any]]]
+
+
+@runtime_checkable
+class UsesBuiltObjects(Protocol):
+    """A provider whose desired state is the objects a family built, handed over as data
+    (plan.py calls `use_built` before `plan`), not files it would have to parse back."""
+
+    def use_built(self, objects: BuiltObjects) -> None:
+        """Take the render's built objects; `plan` then reads the ones its scope names."""
         ...

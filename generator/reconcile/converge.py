@@ -23,7 +23,8 @@ from typing import Any
 
 from generator.errors import GenError, UserError
 from generator.reconcile.base import Action
-from generator.reconcile.plan import Plan
+from generator.reconcile.plan import Desired, Plan, Settings
+from generator.reconcile.providers import by_name
 
 DEFAULT_LOCK_TTL = 2 * 3600.0  # seconds after which a lock is considered abandoned
 
@@ -327,7 +328,7 @@ def apply_plan(plan: Plan, journal: Journal, resume: Resume | None = None,
         journal.write(event="begin", key=action.key, time=time.time())
         began = time.monotonic()
         try:
-            plan.providers[action.provider].apply(action)
+            by_name()[action.provider].apply(plan.providers[action.provider], action)
         except GenError:
             raise
         except Exception as exc:  # a live-system error: report it, keep the journal open
@@ -348,3 +349,55 @@ def action_label(action: Action) -> str:
     from generator.reconcile.base import SYMBOL
 
     return f"{SYMBOL[action.op]} {action.provider} {action.kind} {action.name}"
+
+
+# -- one converge, end to end ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Converged:
+    """What a converge did: its plan, the actions applied, and where the time went."""
+
+    plan: Plan
+    applied: tuple[Applied, ...] = ()
+    seconds: dict[str, float] | None = None  # None: nothing was applied
+
+    @property
+    def summary(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in (self.seconds or {}).items()}
+
+
+def converge(desired: Desired, settings: Settings, state: Path, *, lock_timeout: float,
+             lock_wait: float, show: Callable[[Plan], None], confirm: Callable[[int], None],
+             say: Progress, began: float | None = None) -> Converged:
+    """Lock the environment (here and on every target host), resume or start a journal,
+    plan, `show` the plan, refuse what is not approved, `confirm`, then apply in order.
+
+    `show`, `confirm` and `say` are the command line's: this function prints nothing.
+    """
+    from generator.reconcile.plan import build_plan, check_approval
+    from generator.reconcile.providers import FilesOptions
+
+    began = time.monotonic() if began is None else began
+    targets = settings.options_of(FilesOptions).hosts()
+    with converge_lock(state, desired.env.name, lock_timeout, lock_wait, say), \
+            target_locks(targets, desired.env.name, lock_wait, say):
+        journal = Journal(state, desired.env.name)
+        resume = journal.unfinished()
+        if resume is not None:
+            say(resume.describe())
+        result = build_plan(desired, settings)
+        planned = time.monotonic()
+        show(result)
+        check_approval(result, settings)
+        if result.empty:
+            if resume is not None:
+                journal.start(result, resume)
+                journal.complete()
+            return Converged(result)
+        confirm(len(result.actions))
+        applied = apply_plan(result, journal, resume, say)
+    live = sum(a.seconds for a in applied)
+    return Converged(result, tuple(applied), {
+        "total": time.monotonic() - began, "apply": live, "plan": planned - began,
+        "liveRead": result.read_seconds})

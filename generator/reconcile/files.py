@@ -27,7 +27,6 @@ symlink, so a link there cannot carry a write or a deletion elsewhere.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import posixpath
@@ -44,8 +43,8 @@ from typing import Any
 from generator.errors import UserError
 from generator.model import SECRET_MARKER_PREFIX, Environment, SecretRef
 from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
+from generator.reconcile.essence import file_digest, fills
 from generator.reconcile.secrets import (
-    MARKER_BYTES,
     check_places,
     checked_value,
     declared,
@@ -311,14 +310,14 @@ class FilesProvider:
         live = {} if down else target.read_files(
             [managed_path, *[p for p, v in desired.items() if isinstance(v, bytes)]])
         managed = json.loads(live.get(managed_path, b"{}") or b"{}")
-        digests = {p: _digest(v) for p, v in desired.items()}
+        digests = {p: file_digest(v) for p, v in desired.items()}
         changes = []
         for path, digest in sorted(digests.items()):
             was = managed.get("files", {}).get(path)
             content = desired[path]
             current = live.get(path)
             if isinstance(content, bytes) and current is not None:
-                same = current == content or _fills(content, current)
+                same = current == content or fills(content, current)
             else:
                 same = was == digest
             if not same:
@@ -464,20 +463,6 @@ class FilesProvider:
                     target.path(staging), *paths])
         if stale:
             target.run(["rm", "-f", *[target.path(p) for p in stale]])
-
-
-def _digest(source: bytes | tuple[str, str]) -> str:
-    if isinstance(source, bytes):
-        return "sha256:" + hashlib.sha256(source).hexdigest()
-    return f"{source[0]}:{source[1]}"
-
-
-def _fills(rendered: bytes, live: bytes) -> bool:
-    """True when `live` is `rendered` with its secret markers filled in."""
-    if MARKER_PREFIX not in rendered:
-        return False
-    parts = MARKER_BYTES.split(rendered)[::2]  # split keeps the group: names at odd places
-    return re.fullmatch(rb"(?s:.+?)".join(re.escape(p) for p in parts), live) is not None
 
 
 def _fill(arg: str, target: Target, spec: ServiceSpec, staging: str) -> str:
@@ -666,34 +651,3 @@ def _by_service(tree: Tree) -> dict[tuple[str, str], dict[str, bytes]]:
         _, host, service, rel = path.split("/", 3)
         grouped.setdefault((host, service), {})[rel] = content
     return grouped
-
-
-def files_provider(settings: Any) -> FilesProvider:
-    """Factory for plan.PROVIDERS: targets, reloads and the store from Settings.options."""
-    targets = targets_from(settings)
-    reloads = {svc: tuple(shlex.split(cmd)) for svc, cmd in
-               dict(settings.option("files_reloads", ())).items()}
-    store = settings.option("store")
-    ignition = settings.option("ignition_dir")
-    return FilesProvider(targets=targets, reloads=reloads, prune=settings.prune,
-                         store_root=Path(store) if store else None,
-                         ignition_dir=Path(ignition) if ignition else None,
-                         ssh_wait=float(settings.option("ssh_wait") or 300.0))
-
-
-LOCAL = "local"  # --files-exec HOST=local: run HOST's commands on this machine, on purpose
-
-
-def targets_from(settings: Any) -> dict[str, Target]:
-    """Each target host's root and command prefix, from --files-target / --files-exec."""
-    return {host: _target(root, prefix)
-            for host, (root, prefix) in dict(settings.option("files_targets", ())).items()}
-
-
-def _target(root: str, prefix: str) -> Target:
-    """No --files-exec: files under ROOT here, checks here, reloads not run at all."""
-    if prefix == LOCAL:
-        return Target(root)
-    if not prefix:
-        return Target(root, reloads=False)
-    return Target(root, tuple(shlex.split(prefix)))

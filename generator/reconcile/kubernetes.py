@@ -1,10 +1,11 @@
-"""The kubernetes provider: the rendered kustomize tree of the cluster against its API server.
+"""The kubernetes provider: the objects the kubernetes family built against the API server.
 
-Desired objects come from `clusters/<cluster>/kubernetes/`: the files named by each
-`kustomization.yaml` `resources` list (recursively through sub-kustomizations), with the two
-transformers gen's kubernetes family writes applied here (`labels` without selectors, inline
-strategic-merge `patches` of maps). Anything else kustomize could do is refused with a clear
-error instead of being half-understood; kubectl is never run.
+Desired objects are the ones `families.kubernetes.built_objects` returns for the render the
+plan runs on (`plan.Desired.objects`, per cluster): the family hands them over as data, so
+nothing here reads kustomizations back. The kustomize tree under `clusters/<c>/kubernetes/`
+stays the committed, reviewable form; a test checks that `kubectl kustomize` builds exactly
+these objects from it. A cluster is planned when its kustomization is in the provider's
+scope of the rendered tree.
 
 Live objects are read with the `kubernetes` client's ApiClient (kubeconfig from --kubeconfig,
 KUBECONFIG or ~/.kube/config; imported lazily) as plain JSON. A live object is compared on
@@ -19,16 +20,14 @@ tests prove and what only the `live` test can.
 
 from __future__ import annotations
 
-import base64
 import json
-import posixpath
 import re
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from generator.errors import UserError
+from generator.errors import GenError, UserError
 from generator.families.kubernetes import (
     ENVIRONMENT,
     MANAGED_BY,
@@ -37,6 +36,13 @@ from generator.families.kubernetes import (
 )
 from generator.model import Environment, SecretRef
 from generator.reconcile.base import WAVE_KUBERNETES, Action, DiffItem
+from generator.reconcile.essence import (
+    KUBERNETES,
+    added,
+    group_of,
+    kubernetes_diff,
+    kubernetes_object,
+)
 from generator.reconcile.secrets import MARKER, declared, read_local
 from generator.tree import Tree
 
@@ -45,6 +51,7 @@ FIELD_MANAGER = "gen"
 SENSITIVE = "(sensitive value)"
 SENSITIVE_CHANGED = "(sensitive value changed)"
 _SCOPE = re.compile(r"^clusters/[^/]+/kubernetes/")
+_ROOT = re.compile(r"clusters/[^/]+/kubernetes/kustomization.yaml")
 # Order inside the Kubernetes wave: Namespaces and CRDs, then cluster-scoped, then namespaced.
 ORDER_FIRST, ORDER_CLUSTER, ORDER_NAMESPACED = 0, 1, 2
 FIRST_KINDS = {("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
@@ -77,17 +84,10 @@ FORCING: dict[str, tuple[str, ...]] = {
 }
 # Replacing these loses data (a claim's volume, a volume's binding): needs --allow-destroy.
 DESTRUCTIVE_KINDS = {"PersistentVolumeClaim", "PersistentVolume", "Namespace"}
-# Quantities the server canonicalizes ("0.5" -> "500m"): compared by value under these keys.
-_QUANTITY_PARENTS = {"requests", "limits", "capacity", "hard", "allocatable"}
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
-_SUFFIX: dict[str | None, int | Decimal] = {
-    None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": 10**3,
-    "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
-_KUSTOMIZE_KEYS = {"apiVersion", "kind", "resources", "labels", "patches"}
 
 
-# --- desired objects: the rendered kustomize tree ------------------------------------------
+
+# --- desired objects: what the kubernetes family built ------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Ref:
@@ -103,10 +103,6 @@ class Ref:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
-def group_of(api_version: str) -> str:
-    return api_version.split("/")[0] if "/" in api_version else ""
-
-
 def ref_of(obj: Obj) -> Ref:
     meta = obj.get("metadata") or {}
     return Ref(group_of(str(obj.get("apiVersion", ""))), str(obj.get("kind", "")),
@@ -115,7 +111,7 @@ def ref_of(obj: Obj) -> Ref:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """One desired object and the rendered file it came from."""
+    """One desired object and the kustomization that lists it (for error messages)."""
 
     obj: Obj
     source: str
@@ -129,226 +125,24 @@ def scope_of(tree: Tree) -> Tree:
     return {p: c for p, c in tree.items() if _SCOPE.match(p)}
 
 
-def manifest_objects(tree: Tree) -> list[Manifest]:
-    """Every object the clusters' kustomizations list, labels and patches applied. Pure."""
-    roots = sorted(p for p in tree if re.fullmatch(r"clusters/[^/]+/kubernetes/kustomization.yaml",
-                                                   p))
+def manifest_objects(tree: Tree, built: Mapping[str, Sequence[Obj]]) -> list[Manifest]:
+    """The built objects of every cluster whose kustomization is in `tree`. Pure."""
     out: list[Manifest] = []
-    for root in roots:
-        out += _kustomize(tree, posixpath.dirname(root), ())
-    seen: dict[Ref, str] = {}
+    for root in sorted(p for p in tree if _ROOT.fullmatch(p)):
+        cluster = root.split("/")[1]
+        if cluster not in built:
+            raise GenError(f"{root} is rendered but the render handed over no objects for "
+                           f"cluster {cluster} (plan.Desired.objects)")
+        out += [Manifest(obj, root) for obj in built[cluster]]
+    seen: set[Ref] = set()
     for item in out:
         if item.ref in seen:
-            raise UserError(f"{item.source}: {item.ref.kind} {item.ref.label} is also defined in "
-                            f"{seen[item.ref]}", "each object may be rendered once")
-        seen[item.ref] = item.source
+            raise GenError(f"{item.source}: {item.ref.kind} {item.ref.label} is built twice")
+        seen.add(item.ref)
     return out
 
 
-def _kustomize(tree: Tree, directory: str, stack: tuple[str, ...]) -> list[Manifest]:
-    path = f"{directory}/kustomization.yaml"
-    if path in stack:
-        raise UserError(f"{path}: kustomization includes itself", "remove the cycle")
-    if path not in tree:
-        raise UserError(f"{path}: no kustomization.yaml in a directory listed as a resource",
-                        "list files or directories holding a kustomization.yaml")
-    docs = _load_yaml(tree[path], path)
-    if len(docs) != 1 or not isinstance(docs[0], dict):
-        raise UserError(f"{path}: a kustomization is one YAML mapping", "fix the file")
-    spec: Obj = docs[0]
-    unknown = sorted(set(spec) - _KUSTOMIZE_KEYS)
-    if unknown:
-        raise UserError(f"{path}: kustomize field(s) {', '.join(unknown)} are not supported by "
-                        "gen's reconciler", "keep kustomizations to resources, labels and "
-                        "inline strategic-merge patches (what gen renders)")
-    objects: list[Manifest] = []
-    for entry in spec.get("resources") or []:
-        target = posixpath.normpath(posixpath.join(directory, str(entry)))
-        if target in tree:
-            objects += [Manifest(obj, target) for obj in _objects(tree[target], target)]
-        elif f"{target}/kustomization.yaml" in tree:
-            objects += _kustomize(tree, target, (*stack, path))
-        else:
-            raise UserError(f"{path}: resource '{entry}' is not in the rendered tree",
-                            "render again (gen render) or fix the resources list")
-    for index, patch in enumerate(spec.get("patches") or []):
-        objects = _patch(objects, patch, f"{path}: patches[{index}]")
-    for index, label in enumerate(spec.get("labels") or []):
-        objects = _label(objects, label, f"{path}: labels[{index}]")
-    return objects
-
-
-def _load_yaml(content: bytes, source: str) -> list[Any]:
-    import yaml  # type: ignore[import-untyped,unused-ignore]  # PyYAML: YAML 1.1, as Go reads
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        return [doc for doc in yaml.load_all(content.decode(), Loader=loader) if doc is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})",
-                        "render again with gen render") from None
-
-
-def _objects(content: bytes, source: str) -> list[Obj]:
-    out = []
-    for index, doc in enumerate(_load_yaml(content, source)):
-        if doc.get("kind") == "List" if isinstance(doc, dict) else False:
-            items = doc.get("items") or []
-        else:
-            items = [doc]
-        for obj in items:
-            if not (isinstance(obj, dict) and obj.get("apiVersion") and obj.get("kind")
-                    and isinstance(obj.get("metadata"), dict) and obj["metadata"].get("name")):
-                raise UserError(f"{source}: document {index + 1} is not a Kubernetes object "
-                                "(apiVersion, kind and metadata.name are required)",
-                                "fix the manifest")
-            out.append(obj)
-    return out
-
-
-def _patch(objects: list[Manifest], entry: Any, where: str) -> list[Manifest]:
-    if not isinstance(entry, dict) or set(entry) != {"patch"}:
-        raise UserError(f"{where}: only inline patches without `target` are supported",
-                        "write the patch as a strategic-merge document naming its object")
-    docs = _load_yaml(str(entry["patch"]).encode(), where)
-    if len(docs) != 1 or not isinstance(docs[0], dict) or "metadata" not in docs[0]:
-        raise UserError(f"{where}: the patch must be one strategic-merge document",
-                        "use apiVersion, kind, metadata.name (and namespace) and the fields")
-    patch = docs[0]
-    want = ref_of(patch)
-    matches = [i for i, m in enumerate(objects) if m.ref == want
-               or (not want.namespace and Ref(m.ref.group, m.ref.kind, "", m.ref.name) == want)]
-    if len(matches) != 1:
-        raise UserError(f"{where}: patch target {want.kind} {want.label} is not one of the "
-                        "kustomization's objects", "fix the patch's kind, name or namespace")
-    body = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "metadata")}
-    meta = {k: v for k, v in patch["metadata"].items() if k not in ("name", "namespace")}
-    target = objects[matches[0]]
-    merged = _merge(target.obj, {**body, **({"metadata": meta} if meta else {})}, where)
-    return [*objects[:matches[0]], Manifest(merged, target.source), *objects[matches[0] + 1:]]
-
-
-def _merge(base: Any, patch: Any, where: str) -> Any:
-    """Strategic merge restricted to maps (all gen renders): lists would need the schema."""
-    if isinstance(patch, list):
-        raise UserError(f"{where}: patches that touch lists are not supported",
-                        "patch map fields only (e.g. ConfigMap data)")
-    if not isinstance(patch, dict) or not isinstance(base, dict):
-        return patch
-    out = dict(base)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge(base.get(key), value, where) if key in base else _check_maps(
-                value, where)
-    return out
-
-
-def _check_maps(value: Any, where: str) -> Any:
-    if isinstance(value, list):
-        raise UserError(f"{where}: patches that touch lists are not supported",
-                        "patch map fields only (e.g. ConfigMap data)")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_maps(item, where)
-    return value
-
-
-def _label(objects: list[Manifest], entry: Any, where: str) -> list[Manifest]:
-    if not isinstance(entry, dict) or not isinstance(entry.get("pairs"), dict) or \
-            entry.get("includeSelectors") or entry.get("includeTemplates") or \
-            set(entry) - {"pairs", "includeSelectors", "includeTemplates"}:
-        raise UserError(f"{where}: only `labels` with pairs and no selectors/templates are "
-                        "supported", "set includeSelectors: false")
-    pairs = {str(k): str(v) for k, v in entry["pairs"].items()}
-    out = []
-    for item in objects:
-        meta = dict(item.obj["metadata"])
-        meta["labels"] = {**(meta.get("labels") or {}), **pairs}
-        out.append(Manifest({**item.obj, "metadata": meta}, item.source))
-    return out
-
-
-# --- comparing: the essence of a live object -----------------------------------------------
-
-def desired_essence(obj: Obj) -> Obj:
-    """What is compared: the rendered object without status and server-owned metadata; a
-    Secret's stringData folded into data (the server stores only base64 data)."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
-            if k not in ("resourceVersion", "uid", "creationTimestamp", "generation",
-                         "managedFields", "selfLink")}
-    out["metadata"] = meta
-    if obj.get("kind") == "Secret" and group_of(obj.get("apiVersion", "")) == "" and \
-            "stringData" in obj:
-        data = dict(obj.get("data") or {})
-        for key, value in (obj.get("stringData") or {}).items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
-        out = {k: v for k, v in out.items() if k != "stringData"}
-        out["data"] = data
-    return out
-
-
-def diff(desired: Any, live: Any, path: str = "") -> list[DiffItem]:
-    """Field-level differences on the fields `desired` has (live extras are server defaults
-    or other managers' fields, not drift)."""
-    if isinstance(desired, dict):
-        if not isinstance(live, dict):
-            return [DiffItem("change", path or ".", live, desired)]
-        items: list[DiffItem] = []
-        for key, value in desired.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in live or (live[key] is None and value is not None):
-                items.append(DiffItem("add", sub, None, value))
-            else:
-                items += diff(value, live[key], sub)
-        return items
-    if isinstance(desired, list):
-        if not isinstance(live, list) or len(live) != len(desired):
-            return [DiffItem("change", path, live, desired)]
-        items = []
-        for index, (want, have) in enumerate(zip(desired, live, strict=True)):
-            items += diff(want, have, f"{path}[{_item_label(want, index)}]")
-        return items
-    if _same_scalar(desired, live, path):
-        return []
-    return [DiffItem("change", path, live, desired)]
-
-
-def _item_label(item: Any, index: int) -> str:
-    return str(item["name"]) if isinstance(item, dict) and isinstance(item.get("name"), str) \
-        else str(index)
-
-
-def _same_scalar(desired: Any, live: Any, path: str) -> bool:
-    if desired == live and type(desired) is type(live):
-        return True
-    if isinstance(desired, int | float) and isinstance(live, int | float) and \
-            not isinstance(desired, bool) and not isinstance(live, bool):
-        return bool(desired == live)
-    parent = path.rsplit(".", 2)[-2] if path.count(".") >= 1 else ""
-    if parent in _QUANTITY_PARENTS:
-        a, b = _quantity(desired), _quantity(live)
-        return a is not None and a == b
-    return False
-
-
-def _quantity(value: Any) -> Decimal | None:
-    match = _QUANTITY.match(str(value))
-    if match is None:
-        return None
-    try:
-        number = Decimal(match.group(1))
-    except InvalidOperation:
-        return None
-    suffix = match.group(2)
-    if suffix and suffix[0] in "eE":
-        return number * Decimal(10) ** int(suffix[1:])
-    return number * Decimal(_SUFFIX[suffix])
-
+# --- comparing: rendered against live (the normaliser and walk are essence.py's) --------
 
 def owned_but_not_rendered(live: Obj, desired: Obj) -> list[DiffItem]:
     """Fields manager `gen` applied earlier (managedFields) that the render no longer has:
@@ -411,15 +205,6 @@ def masked(items: list[DiffItem], kind: str, markers: bool) -> tuple[DiffItem, .
 
 def _has_marker(value: Any) -> bool:
     return bool(MARKER.search(json.dumps(value))) if value is not None else False
-
-
-def flatten(obj: Any, path: str = "") -> list[DiffItem]:
-    """Every leaf of a new object as an `add` (shown with --verbose)."""
-    if isinstance(obj, dict) and obj:
-        return [i for k, v in obj.items() for i in flatten(v, f"{path}.{k}" if path else k)]
-    if isinstance(obj, list) and obj:
-        return [i for n, v in enumerate(obj) for i in flatten(v, f"{path}[{_item_label(v, n)}]")]
-    return [DiffItem("add", path, None, obj)]
 
 
 def forcing_field(kind: str, items: list[DiffItem]) -> str | None:
@@ -621,6 +406,11 @@ class KubernetesProvider:
     skipped: list[str] = field(default_factory=list)  # scopes not looked at (plan.Plan)
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     read_seconds: float = 0.0
+    built: Mapping[str, Sequence[Obj]] = field(default_factory=dict)  # cluster -> objects
+
+    def use_built(self, objects: Mapping[str, Sequence[Obj]]) -> None:
+        """The objects the kubernetes family built in the render being planned."""
+        self.built = objects
 
     def scope(self, tree: Tree) -> Tree:
         return scope_of(tree)
@@ -633,7 +423,7 @@ class KubernetesProvider:
     # -- plan -----------------------------------------------------------------------------
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
-        manifests = manifest_objects(tree)
+        manifests = manifest_objects(tree, self.built)
         if not manifests:
             return []
         self.secrets = declared(env)
@@ -705,7 +495,7 @@ class KubernetesProvider:
         order = order_of(ref, resource.namespaced)
         if live is None:
             return Action("create", self.name, ref.kind, ref.label, WAVE_KUBERNETES,
-                          masked(flatten(desired_essence(obj)), ref.kind, markers),
+                          masked(added(kubernetes_object(obj), KUBERNETES), ref.kind, markers),
                           note=note, order=order, payload=payload)
         if not owned_by(live, env):
             self.conflicts.append(f"kubernetes: {ref.kind} {ref.label} exists without gen's "
@@ -713,10 +503,10 @@ class KubernetesProvider:
                                   "take it over (delete or relabel it by hand)")
             return None
         filled = self._filled(obj) if markers else obj
-        essence = desired_essence(filled)
+        essence = kubernetes_object(filled)
         # Ownership is checked against both spellings of a Secret's values (stringData as
         # applied, data as stored), whichever the server recorded in managedFields.
-        items = diff(essence, live) + owned_but_not_rendered(live, {**filled, **essence})
+        items = kubernetes_diff(essence, live) + owned_but_not_rendered(live, {**filled, **essence})
         if not items:
             return None
         changes = masked(items, ref.kind, markers)
@@ -899,13 +689,3 @@ def _parent_kinds(api: Api, objs: list[Obj]) -> set[tuple[str, str]]:
             kind, _, group = entry.partition(".")
             kinds.add((group, kind))
     return kinds
-
-
-def kubernetes_provider(settings: Any) -> KubernetesProvider:
-    """Factory for plan.PROVIDERS; kubeconfig, context and waiting from Settings.options."""
-    kubeconfig = settings.option("kubeconfig")
-    return KubernetesProvider(
-        kubeconfig=kubeconfig, context=settings.option("kube_context"),
-        wait=bool(settings.option("kube_wait", False)),
-        wait_timeout=float(settings.option("kube_wait_timeout") or 300.0),
-        required=bool(kubeconfig) or "kubernetes" in tuple(settings.providers or ()))

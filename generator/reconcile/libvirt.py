@@ -919,7 +919,7 @@ def _volume_sources(root: ET.Element) -> list[tuple[str, str]]:
 
 
 def _changes(have: essence.Essence, want: essence.Essence) -> list[DiffItem]:
-    return [DiffItem(op, path, old, new) for op, path, old, new in essence.diff(have, want)]
+    return essence.diff(have, want)
 
 
 def _summary(want: essence.Essence) -> list[DiffItem]:

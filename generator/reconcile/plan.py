@@ -5,29 +5,30 @@ Order: creates/updates/replaces by wave (networks/pools -> boot services -> volu
 domains -> Kubernetes), inside a wave by `Action.order` (boot order) then name; deletes
 after everything else, in reverse wave order (domains before their volumes before networks).
 
-Adding a provider: write a class meeting `base.Provider`, then add one line to `PROVIDERS`
-(name -> "module:factory"); the factory takes `Settings` and returns the provider.
+Providers are described in providers.py (`PROVIDERS`): each one's options, how it starts,
+its plan (a ProviderPlan value) and its apply; its scope comes from the family descriptors.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from generator.errors import DestructiveNotApproved, UserError
+from generator.errors import DestructiveNotApproved, UsageError, UserError
 from generator.model import Environment
-from generator.reconcile.base import Action, Provider
+from generator.reconcile.base import Action, BuiltObjects, Provider, UsesBuiltObjects
+from generator.reconcile.providers import (
+    ProviderDescriptor,
+    ProviderPlan,
+    by_name,
+    options_of,
+    specs,
+)
 from generator.tree import Tree
 
-# name -> "module:factory(settings) -> Provider"; imported only when a plan runs.
-PROVIDERS: dict[str, str] = {
-    "libvirt": "generator.reconcile.plan:libvirt_provider",
-    "files": "generator.reconcile.files:files_provider",
-    "kubernetes": "generator.reconcile.kubernetes:kubernetes_provider",
-}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,11 @@ class Settings:
     uri_overrides: tuple[tuple[str, str], ...] = ()  # (hypervisor, uri)
     start_roles: frozenset[str] | None = None  # None: start every domain
     providers: tuple[str, ...] = ()  # empty: all registered
-    options: tuple[tuple[str, Any], ...] = ()  # provider-specific extras (key, value)
+    # each provider's typed options (providers.FilesOptions, ...); defaults when absent
+    options: tuple[Any, ...] = ()
 
-    def option(self, key: str, default: Any = None) -> Any:
-        return dict(self.options).get(key, default)
+    def options_of(self, kind: type[T]) -> T:
+        return options_of(self.options, kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class Desired:
     tree: Tree
     tree_hash: str
     locked: bool  # True when the render was checked against lock/<env>.lock
+    objects: BuiltObjects = field(default_factory=dict)  # built with the tree, per cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class Plan:
     conflicts: tuple[str, ...] = ()
     providers: dict[str, Provider] = field(default_factory=dict, compare=False)
     skipped: tuple[str, ...] = ()  # "provider: scope" that could not be looked at
+    read_seconds: float = 0.0  # time the providers spent reading live state
 
     @property
     def complete(self) -> bool:
@@ -84,49 +88,45 @@ class Plan:
                 and (a.protected or (a.destructive and not settings.allow_destroy))]
 
 
-def libvirt_provider(settings: Settings) -> Provider:
-    from generator.reconcile.libvirt import LibvirtProvider
-
-    store = settings.option("store")  # --store: base images are uploaded from it
-    return LibvirtProvider(dict(settings.uri_overrides), settings.start_roles,
-                           adopt=bool(settings.option("adopt")),
-                           store_root=Path(store) if store else None)
-
-
-def make_providers(settings: Settings) -> list[Provider]:
-    names = settings.providers or tuple(PROVIDERS)
-    unknown = sorted(set(names) - set(PROVIDERS))
+def chosen(settings: Settings) -> list[ProviderDescriptor]:
+    """The providers --provider names (all when none), refusing an unknown name."""
+    known = by_name()
+    names = settings.providers or tuple(known)
+    unknown = sorted(set(names) - set(known))
     if unknown:
         raise UserError(f"unknown provider(s): {', '.join(unknown)}",
-                        f"choose from {', '.join(sorted(PROVIDERS))}")
-    out = []
-    for name in names:
-        module, attr = PROVIDERS[name].split(":")
-        factory: Callable[[Settings], Provider] = getattr(importlib.import_module(module), attr)
-        out.append(factory(settings))
-    return out
+                        f"choose from {', '.join(sorted(known))}")
+    return [known[name] for name in names]
+
+
+def make_providers(settings: Settings) -> list[tuple[ProviderDescriptor, Provider]]:
+    return [(d, d.start(settings, settings.options_of(d.options))) for d in chosen(settings)]
 
 
 def build_plan(desired: Desired, settings: Settings,
-               providers: Sequence[Provider] | None = None) -> Plan:
+               providers: Sequence[tuple[ProviderDescriptor, Provider]] | None = None) -> Plan:
     """Ask every provider for actions on its scope, apply the safety rules, order them."""
-    providers = list(providers) if providers is not None else make_providers(settings)
+    started = list(providers) if providers is not None else make_providers(settings)
     actions: list[Action] = []
     notices: list[str] = []
     conflicts: list[str] = []
     skipped: list[str] = []
-    for provider in providers:
-        scope = provider.scope(desired.tree)
-        found = provider.plan(desired.env, scope)
-        notices += provider.notices
-        conflicts += provider.conflicts
-        skipped += getattr(provider, "skipped", [])
-        kept, why = safety(found, settings, desired_empty=not scope)
+    read = 0.0
+    for descriptor, provider in started:
+        scope = descriptor.scope(desired.tree)
+        if isinstance(provider, UsesBuiltObjects):
+            provider.use_built(desired.objects)
+        found: ProviderPlan = descriptor.plan(provider, desired.env, scope, desired.tree)
+        notices += found.notices
+        conflicts += found.conflicts
+        skipped += found.skipped
+        read += found.read_seconds
+        kept, why = safety(list(found.actions), settings, desired_empty=not scope)
         actions += kept
-        notices += [f"{provider.name}: {line}" for line in why]
+        notices += [f"{descriptor.name}: {line}" for line in why]
     return Plan(desired.env.name, desired.tree_hash, desired.locked, tuple(ordered(actions)),
-                tuple(notices), tuple(conflicts), {p.name: p for p in providers},
-                tuple(skipped))
+                tuple(notices), tuple(conflicts), {d.name: p for d, p in started},
+                tuple(skipped), read)
 
 
 def safety(actions: list[Action], settings: Settings,
@@ -174,10 +174,36 @@ def check_approval(plan: Plan, settings: Settings) -> None:
             "approve)")
 
 
+def check_names(desired: Desired, settings: Settings) -> None:
+    """Every HOST=, HV= and SERVICE= flag must name something the environment has: a typo
+    would otherwise be ignored and the environment's own value used in its place."""
+    tree_parts = [p.split("/") for p in desired.tree if p.startswith("hosts/")]
+    known = {"hypervisor": sorted(hv.name for hv in desired.env.hypervisors),
+             "host": sorted({parts[1] for parts in tree_parts}),
+             "service": sorted({parts[2] for parts in tree_parts if len(parts) > 3}),
+             "node role": sorted({node.role for node in desired.env.nodes})}
+    given = [("--uri-override", "hypervisor", [hv for hv, _ in settings.uri_overrides])]
+    for descriptor in by_name().values():
+        options: Any = settings.options_of(descriptor.options)
+        given += [(spec.flag, spec.names, [key for key, _ in getattr(options, name)])
+                  for name, spec in specs(descriptor.options) if spec.names]
+    given.append(("--start", "node role", sorted(settings.start_roles or ())))
+    for flag, what, names in given:
+        unknown = sorted(set(names) - set(known[what]))
+        if unknown:
+            raise UsageError(f"{flag}: {env_has_no(desired.env.name, what, unknown)} "
+                             f"(known {what}s: {', '.join(known[what]) or 'none'})")
+
+
+def env_has_no(env: str, what: str, names: list[str]) -> str:
+    return f"environment {env} has no {what} named {', '.join(repr(n) for n in names)}"
+
+
 def load_desired(ref: str, cwd: Path | None = None) -> Desired:
     """Render ENV the way `gen render --locked` does when lock/<env>.lock exists (a render
     that would change the lock raises LockMismatch, exit 4); unlocked when it does not."""
     from generator.environment import find_root, resolve_env_dir
+    from generator.families.kubernetes import built_objects
     from generator.lock.lockfile import lock_path
     from generator.lock.nar import tree_hash
     from generator.pipeline import render_with_lock
@@ -185,4 +211,6 @@ def load_desired(ref: str, cwd: Path | None = None) -> Desired:
     env_dir = resolve_env_dir(ref, cwd)
     locked = lock_path(find_root(env_dir.parent), env_dir.name).is_file()
     rendered = render_with_lock(ref, cwd, locked=locked)
-    return Desired(rendered.loaded.model, rendered.tree, tree_hash(rendered.tree), locked)
+    model = rendered.loaded.model
+    return Desired(model, rendered.tree, tree_hash(rendered.tree), locked,
+                   built_objects(model, rendered.pins))
