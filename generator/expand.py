@@ -303,4 +303,5 @@ def _os_artifact(name: str, raw: dict[str, Any]) -> m.OsArtifact:
     return m.OsArtifact(name=name, kind=kind, url=raw.get("url"), sha256=raw.get("sha256"),
                         stream_url=stream.get("url"), stream_artifact=stream.get("artifact"),
                         arch=stream.get("arch", "x86_64"), platform=stream.get("platform", "metal"),
-                        format=stream.get("format"), stream_file=stream.get("file"))
+                        format=stream.get("format"), stream_file=stream.get("file"),
+                        checksums_file=(raw.get("checksums") or {}).get("file"))

@@ -298,6 +298,7 @@ class OsArtifact:
     platform: str
     format: str | None
     stream_file: str | None = None  # stream metadata shipped beside env.yaml
+    checksums_file: str | None = None  # an upstream checksum-file excerpt naming the url's sha256
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@
 `scale_lab` turns a scratch copy of lab A into something a test machine can run: an isolated
 libvirt network (no host bridge), TCG domains (`type='qemu'`), 256 MiB per node, a pool in a
 temp directory, tiny disks for helper and bootstrap and diskless PXE masters and workers.
+The helper keeps a blank disk unless `helper_image` is given: tests about the PXE side need
+no booted helper, and an image-booted one needs its base image in gen's store.
 """
 
 from __future__ import annotations
@@ -17,12 +19,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 LAB_NODES = ("helper", "bootstrap", "master0", "master1", "master2", "worker0", "worker1")
+HELPER_IMAGE = "centos-stream-9-genericcloud"
 
 
-def scale_lab(repo: Path, pool_dir: Path, memory: str = "256MiB") -> Path:
-    """Rewrite `repo/environments/lab/env.yaml` in place; returns the env.yaml path."""
+def scale_lab(repo: Path, pool_dir: Path, memory: str = "256MiB",
+              helper_image: tuple[str, str] | None = None) -> Path:
+    """Rewrite `repo/environments/lab/env.yaml` in place; returns the env.yaml path.
+
+    `helper_image` (file name beside env.yaml, sha256) stands in for the helper's cloud
+    image; without it the helper boots nothing from a blank disk."""
     path = repo / "environments" / "lab" / "env.yaml"
     text = path.read_text()
+    assert text.count(f"image: {HELPER_IMAGE}, ") == 1, "lab A's helper line changed"
+    if helper_image is None:
+        text = text.replace(f"image: {HELPER_IMAGE}, ", "", 1)
+    else:
+        name, sha256 = helper_image
+        text = text.replace("  os:\n", f"  os:\n    {HELPER_IMAGE}: "
+                            f"{{url: \"file://{name}\", sha256: {sha256}}}\n", 1)
     text = text.replace("    bridge: br0\n\nhypervisors:",
                         "    libvirt: {mode: isolated}\n\nhypervisors:", 1)
     text = text.replace("domainType: kvm", "domainType: qemu", 1)

@@ -218,9 +218,19 @@ def test_libvirt_domain_attaches_the_seed_and_still_validates(lab_b, tmp_path):
         assert defined.returncode == 0, defined.stderr
 
 
-def test_openshift_nodes_get_no_seed():
+def test_only_lab_as_cloud_image_helper_gets_a_seed():
+    """CoreOS nodes get Ignition; the helper, booted from a cloud image, gets a seed with
+    its services' packages (el9 names for its CentOS image) and root's keys."""
     lab_a = load_environment("env/lab", ROOT).model
-    assert cloudinit.render(lab_a, Pins()) == {}
-    assert not any(cloudinit.needs_seed(lab_a, n) for n in lab_a.nodes)
-    xml = b"".join(libvirt.render(lab_a, Pins()).values())
-    assert b"cdrom" not in xml
+    tree = cloudinit.render(lab_a, Pins())
+    assert sorted(tree) == [f"clusters/ocp4/cloud-init/helper/{name}" for name in (
+        "meta-data", "network-config", "seed.json", "user-data")]
+    assert [n.name for n in lab_a.nodes if cloudinit.needs_seed(lab_a, n)] == ["helper"]
+    user_data = pyyaml.safe_load(tree["clusters/ocp4/cloud-init/helper/user-data"])
+    assert user_data["packages"] == [
+        "curl", "ca-certificates", "bind", "bind-utils", "dhcp-server", "tftp-server",
+        "syslinux-tftpboot", "grub2-efi-x64", "shim-x64", "httpd", "nfs-utils", "haproxy"]
+    assert user_data["disable_root"] is False
+    domains = libvirt.render(lab_a, Pins())
+    assert [p for p, xml in domains.items() if b"cdrom" in xml] == [
+        "hypervisors/hv1/domains/helper.xml"]

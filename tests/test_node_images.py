@@ -16,11 +16,10 @@ import pytest
      "environments/k8s-lab/env.yaml:35:45: at nodes[2].image: image 'debian-12-genericclod' "
      "of node 'test-node2' names no artifact under artifacts.os (use one of: "
      "debian-12-genericcloud)"),
-    ("lab", "  - {name: helper, role: helper, hypervisor: hv1,",
-     "  - {name: helper, role: helper, image: rhcos-live-kernel, hypervisor: hv1,",
-     "environments/lab/env.yaml:40:41: at nodes[0].image: image 'rhcos-live-kernel' of node "
-     "'helper' is an OS artifact of kind kernel, not a disk image (declare the image "
-     "under artifacts.os with its url and sha256)"),
+    ("lab", "image: centos-stream-9-genericcloud,", "image: rhcos-live-kernel,",
+     "environments/lab/env.yaml:40:58: at nodes[0].image: image 'rhcos-live-kernel' of node "
+     "'helper' is an OS artifact of kind kernel, not a disk image (use one of: "
+     "centos-stream-9-genericcloud)"),
 ])
 def test_a_wrong_node_image_is_a_validation_error(repo: Path, env: str, old: str, new: str,
                                                   message: str) -> None:

@@ -139,7 +139,8 @@ def test_sigkill_midway_resumes_to_the_same_end_state(lab: dict[str, object]) ->
         seen = []
         for line in proc.stderr:  # type: ignore[union-attr]
             seen.append(line)
-            if "domain hv1/helper ..." in line:  # mid-way: infra and volumes done
+            # mid-way: infra, the helper (service hosts' wave) and bootstrap's disk done
+            if "domain hv1/bootstrap ..." in line:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
         proc.wait(timeout=30)

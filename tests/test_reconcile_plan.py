@@ -19,7 +19,7 @@ from reconcile_fixtures import LAB_NODES, edit_node, scale_lab, state_file
 
 from generator.cli import main
 from generator.reconcile import libvirt as provider
-from generator.reconcile.base import WAVE_DOMAINS, WAVE_INFRA, WAVE_VOLUMES, Action
+from generator.reconcile.base import WAVE_DOMAINS, WAVE_HOSTS, WAVE_INFRA, WAVE_VOLUMES, Action
 from generator.reconcile.converge import Journal, apply_plan, converge_lock
 from generator.reconcile.plan import Settings, build_plan, load_desired, safety
 
@@ -105,13 +105,18 @@ def test_plan_on_empty_host_creates_everything_in_wave_order(lab: Lab) -> None:
     assert names(plan, kind="pool") == ["hv1/default"]
     assert sorted(names(plan, kind="volume")) == ["hv1/bootstrap-root.qcow2",
                                                   "hv1/helper-root.qcow2"]
-    assert {a["wave"] for a in plan["actions"] if a["kind"] == "volume"} == {WAVE_VOLUMES}
+    # The helper runs the boot services: its disk and domain come up in their own wave,
+    # before the services are installed and before every other VM.
+    assert {a["name"]: a["wave"] for a in plan["actions"] if a["kind"] == "volume"} == {
+        "hv1/helper-root.qcow2": WAVE_HOSTS, "hv1/bootstrap-root.qcow2": WAVE_VOLUMES}
+    assert {a["wave"] for a in plan["actions"] if a["name"] == "hv1/helper"} == {WAVE_HOSTS}
     # Boot order: the helper (boot services) first, then bootstrap, masters, workers.
     assert names(plan, kind="domain") == [f"hv1/{n}" for n in LAB_NODES]
     text = lab.gen("plan")
     assert text.code == 0
     assert "Plan: 11 to add, 0 to change, 0 to replace, 0 to destroy." in text.out
-    assert text.out.index("Wave 10") < text.out.index("Wave 30") < text.out.index("Wave 40")
+    assert text.out.index("Wave 10") < text.out.index("Wave 16: service hosts") < \
+        text.out.index("Wave 30") < text.out.index("Wave 40")
     assert "  + libvirt domain hv1/bootstrap" in text.out
     assert lab.gen("plan", "--detailed-exitcode").code == 2
 

@@ -145,9 +145,11 @@ def builtin() -> tuple[FamilyDescriptor, ...]:
     )
 
 
-# libvirt objects per hypervisor, and the cloud-init seed ISOs it attaches to domains.
+# libvirt objects per hypervisor, the base images it uploads into the pools, and the
+# cloud-init seed ISOs it attaches to domains.
 LIBVIRT_OUTPUTS = (Outputs(tuple(f"hypervisors/*/{kind}/*.xml" for kind in
-                                 ("domains", "networks", "pools", "volumes")), "libvirt"),)
+                                 ("domains", "networks", "pools", "volumes"))
+                           + ("hypervisors/*/images/*.json",), "libvirt"),)
 SEED_OUTPUTS = (Outputs(("clusters/*/cloud-init/*",), "libvirt"),)
 # kolla-ansible's inputs (run by the operator), its files on the deploy host, and its seeds.
 KOLLA_OUTPUTS = (Outputs(("clusters/*/kolla/*",)),

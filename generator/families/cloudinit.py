@@ -1,4 +1,5 @@
-"""cloud-init NoCloud seeds for the image-booted nodes of a kubeadm cluster (lab B).
+"""cloud-init NoCloud seeds for the image-booted nodes of a kubeadm cluster (lab B), and for
+any node booted from a cloud image (`image:`), such as lab A's helper.
 
 Per node, `clusters/<c>/cloud-init/<node>/` holds `user-data` (#cloud-config), `meta-data`
 and `network-config` (version 2), plus `seed.json`: a deterministic description of the
@@ -11,7 +12,9 @@ permissive and firewalld off where present, swap off (also in fstab), the bridge
 containerd with systemd cgroups, pinned kubelet/kubeadm/kubectl from pkgs.k8s.io and
 kubelet enabled. Nodes with other roles (storage, lb) get the same base (hosts, keys,
 network) and the packages of the services they run. `kubeadm init`/`join` is not run here:
-its token exists only at converge (see kubeadm.py).
+its token exists only at converge (see kubeadm.py). A node that runs boot services also gets
+those services' packages (SERVICE_PACKAGES, by the image's package family) and root's SSH
+keys, since converge's files provider logs in as root to install the services' files.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 from typing import Any
 
 from generator.families import Pins, escape
-from generator.families.common import load_balancer_ip
+from generator.families.common import load_balancer_ip, service_hosts
 from generator.families.kubeadm import kubernetes_version, minor
 from generator.families.yamlout import dump, dump_one
 from generator.model import Environment, Node
@@ -37,10 +40,29 @@ RPM_IMAGES = ("centos", "rocky", "alma", "rhel", "fedora")
 SEEDED_FLAVOURS = ("kubeadm", "kolla")  # kolla.py renders its own host's seed content
 
 
+# Packages a service host needs per service (and provider), by the package family of its
+# image: what the cloud image lacks to run what the files provider installs.
+SERVICE_PACKAGES: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
+    ("dns", "bind"): {"rpm": ("bind", "bind-utils"), "deb": ("bind9", "bind9-utils")},
+    ("dns", "dnsmasq"): {"rpm": ("dnsmasq",), "deb": ("dnsmasq",)},
+    ("dhcp", "isc"): {"rpm": ("dhcp-server",), "deb": ("isc-dhcp-server",)},
+    ("dhcp", "kea"): {"rpm": ("kea",), "deb": ("kea-dhcp4-server",)},
+    ("dhcp", "dnsmasq"): {"rpm": ("dnsmasq",), "deb": ("dnsmasq",)},
+    # The DHCP host also serves TFTP: the server, and the PXE loaders it hands out.
+    ("tftp", ""): {"rpm": ("tftp-server", "syslinux-tftpboot", "grub2-efi-x64", "shim-x64"),
+                   "deb": ("tftpd-hpa", "pxelinux", "syslinux-common",
+                           "grub-efi-amd64-signed", "shim-signed")},
+    ("http", ""): {"rpm": ("httpd",), "deb": ("apache2",)},
+    ("nfs", ""): {"rpm": ("nfs-utils",), "deb": ("nfs-kernel-server",)},
+    ("haproxy", ""): {"rpm": ("haproxy",), "deb": ("haproxy",)},
+}
+
+
 def needs_seed(env: Environment, node: Node) -> bool:
-    """Image-booted nodes of a kubeadm or kolla cluster configure themselves from a NoCloud
-    seed."""
-    return env.cluster.flavour in SEEDED_FLAVOURS and node.boot == "image"
+    """Image-booted nodes of a kubeadm or kolla cluster, and every node booted from a cloud
+    image, configure themselves from a NoCloud seed."""
+    return node.boot == "image" and (env.cluster.flavour in SEEDED_FLAVOURS
+                                     or node.image is not None)
 
 
 def seed_volume(node: Node) -> str:
@@ -51,7 +73,7 @@ def seed_volume(node: Node) -> str:
 def render(env: Environment, pins: Pins) -> Tree:
     """user-data, meta-data, network-config and seed.json for every seeded node."""
     nodes = [n for n in env.nodes if needs_seed(env, n)]
-    if not nodes or env.cluster.flavour != "kubeadm":
+    if not nodes or env.cluster.flavour == "kolla":
         return {}
     shared = _Shared(env)
     tree: Tree = {}
@@ -81,11 +103,24 @@ def network_config(env: Environment, node: Node) -> bytes:
                                  "addresses": [f"{nic.ip}/{net.cidr.prefixlen}"]}
         if index == 0 and net.gateway is not None:
             entry["routes"] = [{"to": "0.0.0.0/0", "via": str(net.gateway)}]
-        if net.dns:
-            entry["nameservers"] = {"addresses": [str(d) for d in net.dns],
+        resolvers = _resolvers(env, node, net.dns)
+        if resolvers:
+            entry["nameservers"] = {"addresses": [str(d) for d in resolvers],
                                     "search": [env.cluster.domain]}
         ethernets[nic.interface] = entry
     return dump_one({"version": 2, "ethernets": ethernets})
+
+
+def _resolvers(env: Environment, node: Node, dns: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The network's DNS servers; on the node that IS the DNS server, its forwarders: at
+    first boot its own named is not configured yet, and cloud-init must reach the package
+    mirrors."""
+    service = env.services.dns
+    if service is not None and service.host == node.name and service.forwarders:
+        mine = {nic.ip for nic in node.nics}
+        if set(dns) <= mine:
+            return service.forwarders
+    return dns
 
 
 def seed_description(env: Environment, node: Node, files: dict[str, bytes]) -> bytes:
@@ -110,20 +145,24 @@ class _Shared:
     def __init__(self, env: Environment) -> None:
         self.env = env
         self.hosts = etc_hosts(env)
+        self.hosts_services = service_hosts(env)
         self.parts: dict[tuple[bool, bool], str] = {}
 
     def user_data(self, node: Node) -> bytes:
         env = self.env
         rpm = any(word in (node.image or "").lower() for word in RPM_IMAGES)
         kube = node.role in KUBERNETES_ROLES
-        own = dump_one({
+        config: dict[str, Any] = {
             "hostname": node.name, "fqdn": node.fqdn, "prefer_fqdn_over_hostname": False,
             # gen writes /etc/hosts itself; cloud-init must not regenerate it on boot.
             "manage_etc_hosts": False,
             "ssh_authorized_keys": [ref.marker() for ref in env.cluster.ssh_keys],
             "package_update": True,
             "packages": _packages(env, node, kube, rpm),
-        }, header="#cloud-config")
+        }
+        if node.name in self.hosts_services:
+            config["disable_root"] = False  # the files provider logs in as root
+        own = dump_one(config, header="#cloud-config")
         if (kube, rpm) not in self.parts:
             shared: dict[str, Any] = {"write_files": [_file("/etc/hosts", self.hosts)]}
             if kube:
@@ -173,17 +212,31 @@ def _file(path: str, content: str, **extra: Any) -> dict[str, Any]:
 
 
 def _packages(env: Environment, node: Node, kube: bool, rpm: bool) -> list[str]:
-    services = env.services
     packages = ["curl", "ca-certificates"]
     if kube:
         packages += ["containerd", "conntrack", "socat"] + ([] if rpm else ["gpg"])
         if env.kubernetes.nfs is not None:
             packages.append("nfs-utils" if rpm else "nfs-common")  # kubelet mounts NFS PVs
-    if services.nfs is not None and services.nfs.host == node.name:
-        packages.append("nfs-utils" if rpm else "nfs-kernel-server")
-    if services.haproxy is not None and services.haproxy.host == node.name:
-        packages.append("haproxy")
+    family = "rpm" if rpm else "deb"
+    for key in _services_on(env, node):
+        packages += [p for p in SERVICE_PACKAGES[key][family] if p not in packages]
     return packages
+
+
+def _services_on(env: Environment, node: Node) -> list[tuple[str, str]]:
+    """(service, provider) of every boot service this node runs, in SERVICE_PACKAGES."""
+    services = env.services
+    on = [("dns", services.dns.provider) if services.dns and services.dns.host == node.name
+          else None,
+          ("dhcp", services.dhcp.provider) if services.dhcp and services.dhcp.host == node.name
+          else None,
+          ("tftp", "") if services.dhcp and services.pxe and services.dhcp.host == node.name
+          else None,
+          ("http", "") if services.http and services.http.host == node.name else None,
+          ("nfs", "") if services.nfs and services.nfs.host == node.name else None,
+          ("haproxy", "") if services.haproxy and services.haproxy.host == node.name
+          else None]
+    return [key for key in on if key is not None and key in SERVICE_PACKAGES]
 
 
 def package_repo(env: Environment, rpm: bool) -> str:

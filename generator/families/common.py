@@ -77,6 +77,29 @@ def artifact_source(artifact: OsArtifact, pins: Pins) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if v is not None}
 
 
+def service_hosts(env: Environment) -> set[str]:
+    """The nodes that run boot services (the helper, lab B's storage node): converge brings
+    their VMs up before it installs the services' files on them."""
+    services = env.services
+    return {s.host for s in (services.dns, services.dhcp, services.http, services.haproxy,
+                             services.nfs) if s is not None}
+
+
+def node_images(env: Environment) -> set[str]:
+    """Artifacts that are VM base images (a node's `image:`, a disk's `backingImage`):
+    converge uploads them into the pool; nothing serves them over HTTP."""
+    return {n.image for n in env.nodes if n.image} | {
+        d.backing_image for n in env.nodes for d in n.disks if d.backing_image}
+
+
+def metal_image(env: Environment) -> OsArtifact | None:
+    """The raw metal image old installers write: a `disk` artifact, else an `image` one
+    that is no VM's base image."""
+    bases = node_images(env)
+    return os_artifact(env, "disk") or next(
+        (a for a in env.os_artifacts if a.kind == "image" and a.name not in bases), None)
+
+
 def os_artifact(env: Environment, kind: str) -> OsArtifact | None:
     """The first OS artifact of a kind (kernel, initramfs, rootfs, disk, image)."""
     return next((a for a in env.os_artifacts if a.kind == kind), None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from generator.families import Pins, common, escape, ignition
-from generator.model import Environment, HttpService
+from generator.model import Environment, HttpService, OsArtifact
 from generator.tree import Tree, canonical_json, lines
 
 SERVER_ROOT = "/var/lib/gen/http"
@@ -94,10 +94,19 @@ def _served(name: str) -> list[str]:
             "</Location>"]
 
 
+def served_artifacts(env: Environment) -> list[OsArtifact]:
+    """What PXE installs fetch: kernel, initramfs, rootfs and disk artifacts, and an `image`
+    artifact only as the metal image of a non-live install. A VM's cloud image (the
+    helper's, lab B's nodes') is uploaded into the pool instead, never served."""
+    pxe = env.services.pxe
+    metal = common.metal_image(env) if pxe is not None and pxe.rootfs != "live" else None
+    return [a for a in env.os_artifacts if a.kind != "image" or a == metal]
+
+
 def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
     """Files (path under the document root -> where it comes from) and directories to create."""
     files: dict[str, dict[str, Any]] = {}
-    for artifact in env.os_artifacts:
+    for artifact in served_artifacts(env):
         files[f"install/{artifact.name}"] = common.artifact_source(artifact, pins)
     nodes = ignition.coreos_nodes(env)
     for node in nodes:

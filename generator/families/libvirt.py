@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from generator.families import cloudinit
+from generator.families import Pins, cloudinit
 from generator.model import Environment, Hypervisor, Network, Node
-from generator.tree import Tree, lines
+from generator.tree import Tree, canonical_json, lines
 
 GEN_NS = "https://gen.invalid/xmlns/libvirt/1"
 ET.register_namespace("gen", GEN_NS)
@@ -25,7 +25,7 @@ OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 TCG_CPU_MODEL = "Nehalem"
 
 
-def render(env: Environment, pins: object) -> Tree:
+def render(env: Environment, pins: Pins) -> Tree:
     tree: Tree = {}
     for hv in env.hypervisors:
         nodes = [n for n in env.nodes if n.hypervisor == hv.name]
@@ -42,7 +42,26 @@ def render(env: Environment, pins: object) -> Tree:
                 vol = volume_xml(env, node, disk_index)
                 tree[f"{base}/volumes/{volume_name(node, disk_index)}.xml"] = _xml(vol)
             tree[f"{base}/domains/{node.name}.xml"] = _xml(domain_xml(env, node, hv))
+        for name in base_images(env, nodes):
+            tree[f"{base}/images/{name}.json"] = base_image(env, hv, name, pins)
     return tree
+
+
+def base_images(env: Environment, nodes: list[Node]) -> list[str]:
+    """The disk-image artifacts these nodes' disks back onto: converge uploads each one,
+    pinned, into the hypervisor's pool before it creates the overlays."""
+    declared = {a.name for a in env.os_artifacts}
+    used = {_backing(node, i) for node in nodes for i in range(len(node.disks))}
+    return sorted(name for name in used if name in declared)
+
+
+def base_image(env: Environment, hv: Hypervisor, name: str, pins: Pins) -> bytes:
+    """What converge uploads: the volume, and the sha256 it must hash to (the lock's pin,
+    else the one the artifact declares; null when neither: converge then refuses)."""
+    artifact = next(a for a in env.os_artifacts if a.name == name)
+    location, sha256 = pins.os.get(name, (artifact.url, artifact.sha256))
+    return canonical_json({"volume": name, "pool": hv.pool_name, "format": "qcow2",
+                           "artifact": name, "location": location, "sha256": sha256})
 
 
 def _xml(element: ET.Element) -> bytes:
@@ -111,13 +130,20 @@ def volume_xml(env: Environment, node: Node, disk_index: int) -> ET.Element:
     # Thin qcow2: allocate nothing up front (libvirt would otherwise assume full allocation).
     _sub(root, "allocation", "0", unit="bytes")
     _sub(_sub(root, "target"), "format", type=disk.format)
-    backing = disk.backing_image or (node.image if disk_index == 0 and node.boot == "image"
-                                     else None)
+    backing = _backing(node, disk_index)
     if backing:
         store = _sub(root, "backingStore")
         _sub(store, "path", f"{_pool_path(env, node)}/{backing}")
         _sub(store, "format", type="qcow2")
     return root
+
+
+def _backing(node: Node, disk_index: int) -> str | None:
+    """The image a disk is an overlay of: its own `backingImage`, or the node's `image:`
+    for the root disk of an image-booted node."""
+    disk = node.disks[disk_index]
+    return disk.backing_image or (node.image if disk_index == 0 and node.boot == "image"
+                                  else None)
 
 
 def _pool_path(env: Environment, node: Node) -> str:

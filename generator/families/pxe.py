@@ -109,7 +109,8 @@ def _check_pxe_nodes(env: Environment, nodes: list[tuple[int, Node]],
             error(("nodes", i, "boot"), f"PXE node '{first.name}' needs {why}, but no "
                   f"services.{key} is declared", f"declare services.{key} or set boot: image")
     live = services.pxe is None or services.pxe.rootfs == "live"
-    kinds = {a.kind for a in env.os_artifacts}
+    bases = common.node_images(env)  # a VM's cloud image is no PXE artifact
+    kinds = {a.kind for a in env.os_artifacts if not (a.kind == "image" and a.name in bases)}
     for kind in ("kernel", "initramfs", "rootfs" if live else "disk"):
         if kind not in kinds and not (kind == "disk" and "image" in kinds):
             error(("artifacts", "os"), f"PXE nodes need an OS artifact of kind {kind}",
@@ -237,8 +238,12 @@ def _install_dev(env: Environment, service: PxeService, node: Node) -> str:
 
 
 def metal_image(env: Environment) -> OsArtifact:
-    """The raw metal image old installers write (`disk`, else an `image` artifact)."""
-    return common.os_artifact(env, "disk") or artifact(env, "image")
+    """The raw metal image old installers write (`disk`, else an `image` artifact that is
+    no VM's base image); semantic.check_pxe_services guarantees one in that mode."""
+    found = common.metal_image(env)
+    if found is None:
+        raise ValueError("no metal image artifact")
+    return found
 
 
 def _title(node: Node) -> str:

@@ -67,9 +67,11 @@ def _os_original(art: Any) -> dict[str, Any]:
         return {"stream": {**source, "artifact": artifact, "arch": art.arch,
                            "platform": art.platform,
                            "format": art.format or DEFAULT_FORMATS.get(artifact, "raw.gz")}}
-    original = {"url": art.url}
+    original: dict[str, Any] = {"url": art.url}
     if art.sha256:
         original["sha256"] = art.sha256
+    elif art.checksums_file:
+        original["checksums"] = {"file": art.checksums_file}
     return original
 
 
@@ -152,6 +154,10 @@ class Resolver:
             return {"version": original["version"], "url": original["url"], "sha256": sha256}
         if kind == "os" and original.get("sha256"):
             return {"location": original["url"], "sha256": original["sha256"]}
+        if kind == "os" and "checksums" in original:
+            sha256 = r.listed_sha256(original["checksums"]["file"], original["url"], bases,
+                                     key)
+            return {"location": original["url"], "sha256": sha256}
         sha256 = r.download(original["url"], self.store, original.get("sha256"), key,
                             self.progress(key) if self.progress else None, self.offline, bases)
         if kind == "os":

@@ -318,6 +318,38 @@ def location_problem(location: str) -> str | None:
     return None
 
 
+# --- upstream checksum files ------------------------------------------------------------------
+
+# CentOS/Fedora `CHECKSUM` (BSD tag style) and sha256sum(1) output (`*` marks binary mode).
+CHECKSUM_LINE = re.compile(r"SHA256 \((?P<tagged>[^()\s]+)\) = (?P<hex1>[0-9a-f]{64})"
+                           r"|(?P<hex2>[0-9a-f]{64}) [ *](?P<plain>\S+)")
+MAX_CHECKSUM_BYTES = 1 << 20  # an upstream checksum file is a few KiB
+
+
+def listed_sha256(source: str, url: str, base_dirs: tuple[Path, ...], what: str) -> str:
+    """The sha256 a checksum file shipped beside env.yaml (or the blueprint) lists for the
+    url's file name: an excerpt of the distribution's own file pins its image offline."""
+    found = confined_file(source, base_dirs)
+    if isinstance(found, str):
+        raise UserError(f"{what}: checksum file {found}",
+                        "ship the excerpt beside env.yaml and name it relative to that folder")
+    try:
+        text = read_regular(found, MAX_CHECKSUM_BYTES).decode("utf-8", errors="replace")
+    except UnsafeFile as exc:
+        raise UserError(f"{what}: checksum file {exc}", "ship it as a plain file") from None
+    except OSError as exc:
+        raise UserError(f"{what}: checksum file {found}: {exc.strerror}",
+                        "write a path relative to the environment dir") from None
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    for line in text.splitlines():
+        match = CHECKSUM_LINE.fullmatch(line.strip())
+        if match and name in (match.group("tagged"), match.group("plain")):
+            return str(match.group("hex1") or match.group("hex2"))
+    raise UserError(f"{what}: {found.name} lists no sha256 for {name}",
+                    "copy that file's line from the distribution's checksum file, or point "
+                    "url at a file it lists")
+
+
 # --- plain URLs ------------------------------------------------------------------------------
 
 def download(url: str, store: Store, expected: str | None, what: str,

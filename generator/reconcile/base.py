@@ -21,9 +21,11 @@ Op = Literal["create", "update", "replace", "delete", "adopt"]
 SYMBOL: dict[str, str] = {"create": "+", "update": "~", "replace": "-/+", "delete": "-",
                           "adopt": "<="}
 
-# Waves (docs/design.md): networks/pools -> boot services -> volumes/domains -> Kubernetes.
-# Deletes run last, in reverse wave order.
+# Waves (docs/design.md): networks/pools -> base images -> the service hosts' VMs -> boot
+# services -> volumes/domains -> Kubernetes. Deletes run last, in reverse wave order.
 WAVE_INFRA = 10
+WAVE_IMAGES = 14  # pinned base images uploaded into their pools, before any overlay
+WAVE_HOSTS = 16  # disks, seeds and domains of the VMs that run the boot services
 WAVE_SERVICES = 20
 WAVE_VOLUMES = 30
 WAVE_DOMAINS = 40

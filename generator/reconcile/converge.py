@@ -10,6 +10,7 @@ operator sees what is being resumed; a completed journal is kept as `last.jsonl`
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -129,6 +130,7 @@ def _busy(env: str, holder: Holder | None, ttl: float, where: str) -> ConvergeLo
 
 TARGET_LOCK = "/run/lock/gen/converge-{env}.lock"
 LOCK_BUSY = 75  # EX_TEMPFAIL: what the lock script exits with when another runner holds it
+SSH_FAILED = 255  # ssh's own exit code when it cannot connect
 
 # Runs on the target through its command prefix. flock(1) holds fd 9 for as long as this
 # shell's last command (`cat`) runs, and `cat` ends when gen closes its stdin or dies (the
@@ -142,6 +144,14 @@ exec cat >/dev/null
 """
 
 
+class TargetUnreachable(UserError):
+    """ssh could not reach a target host (its VM may not exist yet)."""
+
+
+# Hosts whose lock waits until they answer: host -> takes the lock (for the files provider).
+_DEFERRED: dict[str, Callable[[], None]] = {}
+
+
 @contextlib.contextmanager
 def target_locks(targets: dict[str, Any], env: str, wait: float = 0.0,
                  say: Callable[[str], None] = lambda _: None) -> Iterator[None]:
@@ -149,14 +159,31 @@ def target_locks(targets: dict[str, Any], env: str, wait: float = 0.0,
 
     The local flock only stops runners on this machine; two CI runners on different
     machines meet on the targets, so each target is locked too, in host order (a fixed
-    order, so two runners cannot deadlock), before anything is read from it.
+    order, so two runners cannot deadlock), before anything is read from it. A host ssh
+    cannot reach yet (a helper VM this converge creates) is locked when it first answers,
+    before anything is written to it (`take_deferred_lock`).
     """
     me = _me()
     record = json.dumps({"host": me.host, "pid": me.pid, "started": me.started, "id": me.id})
     with contextlib.ExitStack() as stack:
         for host in sorted(targets):
-            stack.enter_context(_target_lock(host, targets[host], env, record, wait))
-        yield
+            try:
+                stack.enter_context(_target_lock(host, targets[host], env, record, wait))
+            except TargetUnreachable as exc:
+                say(f"{exc.message}; its converge lock is taken when it answers")
+                _DEFERRED[host] = functools.partial(
+                    stack.enter_context, _target_lock(host, targets[host], env, record, wait))
+        try:
+            yield
+        finally:
+            _DEFERRED.clear()
+
+
+def take_deferred_lock(host: str) -> None:
+    """Take the converge lock of a host that did not answer when the converge began."""
+    take = _DEFERRED.pop(host, None)
+    if take is not None:
+        take()
 
 
 @contextlib.contextmanager
@@ -172,6 +199,10 @@ def _target_lock(host: str, target: Any, env: str, record: str,
         first = proc.stdout.readline() if proc.stdout else b""  # blocks until held or refused
         if first.strip() != b"locked":
             out, err = proc.communicate(timeout=60)
+            if proc.returncode == SSH_FAILED and target.over_ssh:
+                said = err.decode(errors="replace").strip().splitlines() or ["no answer"]
+                raise TargetUnreachable(f"host {host} does not answer over ssh yet: "
+                                        f"{said[-1][:200]}")
             raise _target_refused(host, env, where, proc.returncode, first + out, err)
         yield
     finally:
@@ -351,7 +382,7 @@ def converge(desired: Desired, settings: Settings, state: Path, *, lock_timeout:
     began = time.monotonic() if began is None else began
     targets = settings.options_of(FilesOptions).hosts()
     with converge_lock(state, desired.env.name, lock_timeout, lock_wait, say), \
-            target_locks(targets, desired.env.name, lock_wait):
+            target_locks(targets, desired.env.name, lock_wait, say):
         journal = Journal(state, desired.env.name)
         resume = journal.unfinished()
         if resume is not None:

@@ -34,6 +34,7 @@ import re
 import shlex
 import subprocess
 import tarfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -121,6 +122,21 @@ class Target:
     # reloads would run on the machine that runs gen; that needs --files-exec HOST=local.
     reloads: bool = True
 
+    @property
+    def over_ssh(self) -> bool:
+        """Reached through ssh: the host may be a VM that is still coming up."""
+        return self.prefix[:1] == ("ssh",)
+
+    def answers(self, timeout: float = 20) -> str | None:
+        """None when a no-op runs through the prefix, else the reason it did not."""
+        try:
+            proc = subprocess.run(self.command(["true"]), capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return f"no answer within {timeout:.0f} s"
+        message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
+        return None if proc.returncode == 0 else (
+            message.splitlines()[-1] if message else f"exit {proc.returncode}")
+
     def path(self, absolute: str) -> str:
         """Where an absolute target path lives under the root."""
         return str(PurePosixPath(self.root) / absolute.lstrip("/"))
@@ -194,6 +210,11 @@ class FilesProvider:
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # hosts not looked at (no target)
+    ssh_wait: float = 300.0  # seconds apply waits for a host reached over ssh to answer
+    addresses: dict[str, str] = field(default_factory=dict)  # host -> its node's address
+    down: set[str] = field(default_factory=set)  # ssh hosts that did not answer at plan
+    answered: set[str] = field(default_factory=set)  # ssh hosts that did
+    ready: set[str] = field(default_factory=set)  # hosts that answered during apply
 
     def scope(self, tree: Tree) -> Tree:
         # Manifests publish rendered files from outside hosts/ (per-node Ignition).
@@ -212,6 +233,7 @@ class FilesProvider:
         self.secrets = declared(env)
         self.places = places(env)
         self.kinds = kinds(env)
+        self.addresses = {n.name: str(n.ip) for n in env.nodes}
         actions = []
         for (host, service), files in sorted(_by_service(tree).items()):
             spec = SERVICES.get(service)
@@ -225,12 +247,27 @@ class FilesProvider:
                 continue
             if not target.reloads:
                 self._no_reload(host, target)
+            self._look_up(host, target)
             desired = self._desired_files(spec, files, self.rendered or tree)
             action = self._plan_service(host, service, spec, target, desired,
                                         _directories(spec, files), _export_directories(files))
             if action is not None:
                 actions.append(action)
         return actions
+
+    def _look_up(self, host: str, target: Target) -> None:
+        """A host reached over ssh that does not answer is planned as empty: on an empty
+        hypervisor converge creates its VM in an earlier wave, and apply waits for it."""
+        if not target.over_ssh or host in self.down or host in self.answered:
+            return
+        reason = target.answers()
+        if reason is None:
+            self.answered.add(host)
+        if reason is not None:
+            self.down.add(host)
+            self.notices.append(f"{host} ({self.addresses.get(host, '?')}) does not answer over "
+                                f"ssh yet ({reason}): its files are planned as new; converge "
+                                f"waits up to {self.ssh_wait:.0f} s for it")
 
     def _skip(self, env: Environment, host: str) -> None:
         note = (f"{host}: boot services not converged: no target given (pass --files-exec "
@@ -288,8 +325,9 @@ class FilesProvider:
                       desired: dict[str, bytes | tuple[str, str]], directories: list[str],
                       exported: tuple[ExportDirectory, ...] = ()) -> Action | None:
         managed_path = f"{spec.install}/{MANAGED}"
-        live = target.read_files([managed_path, *[p for p, v in desired.items()
-                                                  if isinstance(v, bytes)]])
+        down = host in self.down
+        live = {} if down else target.read_files(
+            [managed_path, *[p for p, v in desired.items() if isinstance(v, bytes)]])
         managed = json.loads(live.get(managed_path, b"{}") or b"{}")
         digests = {p: file_digest(v) for p, v in desired.items()}
         changes = []
@@ -320,7 +358,7 @@ class FilesProvider:
             digests = {**digests, **kept}
             stale = {p: d for p, d in stale.items() if p not in kept}
         changes += [DiffItem("remove", p, d, None) for p, d in stale.items()]
-        directory_changes = _directory_changes(target, exported)
+        directory_changes = _directory_changes(target, exported, down)
         changes += directory_changes
         if not changes:
             return None
@@ -342,6 +380,7 @@ class FilesProvider:
         target: Target = p["target"]
         spec: ServiceSpec = p["spec"]
         service: str = p["service"]
+        self._await(p["host"], target)
         staging = f"/{STAGING}/{service}"
         _refuse_symlinks(target, "/", [staging])
         _refuse_symlinks(target, spec.install, [*p["desired"], *p["stale"], *p["directories"],
@@ -369,6 +408,26 @@ class FilesProvider:
         reload = self.reloads.get(service, spec.reload)
         if reload and target.reloads:
             target.run([_fill(a, target, spec, staging) for a in reload])
+
+    def _await(self, host: str, target: Target) -> None:
+        """Before the first file goes to a host reached over ssh: wait until it answers
+        (its VM may be booting from its cloud image), then take its converge lock if the
+        converge could not take it at the start."""
+        if host in self.ready or not target.over_ssh:
+            return
+        from generator.reconcile.converge import take_deferred_lock
+
+        deadline = time.monotonic() + self.ssh_wait
+        while (reason := target.answers()) is not None:
+            if time.monotonic() >= deadline:
+                raise UserError(
+                    f"{host} ({self.addresses.get(host, '?')}) did not answer over ssh within "
+                    f"{self.ssh_wait:.0f} s: {reason}",
+                    f"check that its VM runs (virsh console {host}) and that its seed gave it "
+                    "that address and your key; converge again resumes here")
+            time.sleep(2)
+        take_deferred_lock(host)
+        self.ready.add(host)
 
     def _materialize(self, target: Target, desired: dict[str, Any],
                      ) -> tuple[dict[str, bytes], list[bytes]]:
@@ -504,8 +563,12 @@ for d; do
 done"""
 
 
-def _directory_changes(target: Target, wanted: tuple[ExportDirectory, ...]) -> list[DiffItem]:
-    """A DiffItem per export directory that is missing or has another owner or mode."""
+def _directory_changes(target: Target, wanted: tuple[ExportDirectory, ...],
+                       down: bool = False) -> list[DiffItem]:
+    """A DiffItem per export directory that is missing or has another owner or mode (all
+    of them on a host that is not up yet)."""
+    if down:
+        return [DiffItem("add", d.path, None, d.shown()) for d in wanted]
     if not wanted:
         return []
     proc = target.run(["sh", "-c", STAT_DIRECTORIES, "sh", target.root.rstrip("/"),

@@ -10,19 +10,25 @@ deletes a pool; volumes are gen's when an owned domain of this environment uses 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from generator.errors import UserError
+from generator.families.common import service_hosts
 from generator.families.libvirt import GEN_NS, volume_name
 from generator.model import BOOT_ORDER, Environment
 from generator.reconcile import essence, secrets, seed
 from generator.reconcile.base import (
     WAVE_DOMAINS,
+    WAVE_HOSTS,
+    WAVE_IMAGES,
     WAVE_INFRA,
     WAVE_VOLUMES,
     Action,
@@ -31,6 +37,7 @@ from generator.reconcile.base import (
 from generator.tree import Tree
 
 PATH = re.compile(r"^hypervisors/([^/]+)/(networks|pools|volumes|domains)/([^/]+)\.xml$")
+IMAGE = re.compile(r"^hypervisors/([^/]+)/images/([^/]+)\.json$")
 NEXT_BOOT = "takes effect at next boot"
 NET_RESTART = "takes effect when the network restarts (gen restarts it if no guest uses it)"
 
@@ -87,6 +94,17 @@ def forget_connections() -> None:
     _CONNECTIONS.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class BaseImage:
+    """A pinned disk image the pool must hold before overlays back onto it (rendered by
+    families/libvirt.py as `hypervisors/<hv>/images/<name>.json`)."""
+
+    volume: str
+    pool: str
+    artifact: str
+    sha256: str | None  # None: not pinned, so it cannot be uploaded or verified
+
+
 @dataclass(slots=True)
 class Desired:
     """The rendered libvirt objects of one hypervisor, parsed."""
@@ -97,6 +115,7 @@ class Desired:
     domains: dict[str, ET.Element] = field(default_factory=dict)
     xml: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> text
     seeds: dict[str, seed.Seed] = field(default_factory=dict)  # cloud-init seed volumes
+    images: dict[str, BaseImage] = field(default_factory=dict)  # base images to upload
 
     def empty(self) -> bool:
         return not (self.networks or self.pools or self.volumes or self.domains)
@@ -132,6 +151,11 @@ def desired_objects(tree: Tree, hv: str) -> Desired:
     """Parse `hypervisors/<hv>/...` of the rendered tree (seed ISOs come from seed.py)."""
     out = Desired()
     for path in sorted(tree):
+        image = IMAGE.match(path)
+        if image and image.group(1) == hv:
+            info = json.loads(tree[path])
+            out.images[info["volume"]] = BaseImage(info["volume"], info["pool"],
+                                                   info["artifact"], info.get("sha256"))
         match = PATH.match(path)
         if not match or match.group(1) != hv:
             continue
@@ -171,8 +195,10 @@ class LibvirtProvider:
 
     def __init__(self, uri_overrides: dict[str, str] | None = None,
                  start_roles: frozenset[str] | None = None,
-                 connect: Callable[[str], Any] = open_connection, adopt: bool = False) -> None:
+                 connect: Callable[[str], Any] = open_connection, adopt: bool = False,
+                 store_root: Path | None = None) -> None:
         self.uri_overrides = dict(uri_overrides or {})
+        self.store_root = store_root  # where pinned base images are uploaded from
         self.adopt = adopt  # take over unmarked objects the environment describes
         self.start_roles = start_roles  # None: start every domain
         self.connect = connect
@@ -186,7 +212,7 @@ class LibvirtProvider:
     def scope(self, tree: Tree) -> Tree:
         """The part of the tree this provider converges: libvirt XML and cloud-init seeds."""
         return {p: c for p, c in tree.items()
-                if PATH.match(p) or p.split("/")[2:3] == ["cloud-init"]}
+                if PATH.match(p) or IMAGE.match(p) or p.split("/")[2:3] == ["cloud-init"]}
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         actions: list[Action] = []
@@ -205,6 +231,11 @@ class LibvirtProvider:
         conn = self.connect(self._uris[action.payload["hv"]])
         handler: Callable[[Any, Action], None] = getattr(self, f"_{action.kind}_{action.op}")
         handler(conn, action)
+
+    def store(self) -> Any:
+        from generator.lock.store import Store, default_root
+
+        return Store(self.store_root or default_root())
 
     def should_run(self, role: str) -> bool:
         return self.start_roles is None or role in self.start_roles
@@ -269,6 +300,9 @@ class LibvirtProvider:
             return  # created before an interruption
         except libvirt.libvirtError:
             pass
+        if "image" in action.payload:
+            upload_image(conn, pool, action.payload["image"], self.store())
+            return
         wanted: seed.Seed | None = action.payload.get("seed")
         if wanted is None:
             pool.createXML(action.payload["xml"], 0)
@@ -378,6 +412,71 @@ def _upload(conn: Any, volume: Any, content: bytes) -> None:
     stream.finish()
 
 
+def store_object(store: Any, image: BaseImage) -> Path:
+    """The verified store object of a pinned base image: a missing or corrupt object is
+    refused (one line, exit 4) before anything reaches the hypervisor."""
+    from generator.lock.store import StoreMissing
+
+    assert image.sha256 is not None
+    if not store.has(image.sha256):
+        raise StoreMissing(image.sha256, f"base image {image.artifact}", store.root)
+    return Path(store.verify(image.sha256))
+
+
+def upload_image(conn: Any, pool: Any, image: BaseImage, store: Any) -> None:
+    """Stream a base image from the store into a new volume, then hash the volume as the
+    hypervisor holds it (streamed back): a volume that does not hash to the pin is deleted
+    and the upload refused, so an overlay never backs onto a wrong base."""
+    source = store_object(store, image)
+    size = source.stat().st_size
+    # raw: libvirt makes a sparse file of exactly this size and the upload fills it (a new
+    # qcow2 volume would carry libvirt's own header, possibly longer than the image).
+    volume = pool.createXML(raw_volume_xml(image.volume, size), 0)
+    sent = hashlib.sha256()
+    stream = conn.newStream(0)
+    volume.upload(stream, 0, size, 0)
+    with source.open("rb") as handle:
+        def chunk(_stream: Any, nbytes: int, _opaque: Any) -> bytes:
+            piece = handle.read(nbytes)
+            sent.update(piece)
+            return piece
+
+        stream.sendAll(chunk, None)
+    stream.finish()
+    held = volume_sha256(volume)
+    if sent.hexdigest() != image.sha256 or held != image.sha256:
+        volume.delete(0)
+        raise UserError(f"base image {image.artifact}: the uploaded volume {image.volume} hashes "
+                        f"to sha256:{held}, not the pinned sha256:{image.sha256}; deleted it",
+                        "check the store object (gen fetch) and the pool's disk, then converge "
+                        "again")
+    with contextlib.suppress(Exception):  # let libvirt probe the format it now holds
+        pool.refresh(0)
+
+
+def raw_volume_xml(name: str, size: int) -> str:
+    root = ET.Element("volume", type="file")
+    ET.SubElement(root, "name").text = name
+    ET.SubElement(root, "capacity", unit="bytes").text = str(size)
+    ET.SubElement(ET.SubElement(root, "target"), "format", type="raw")
+    return ET.tostring(root, encoding="unicode")
+
+
+def volume_sha256(volume: Any) -> str:
+    """sha256 of a volume's bytes as the hypervisor holds them, streamed back."""
+    digest = hashlib.sha256()
+    stream = volume.connect().newStream(0)
+    volume.download(stream, 0, 0, 0)
+
+    def take(_stream: Any, data: bytes, _opaque: Any) -> int:
+        digest.update(data)
+        return 0
+
+    stream.recvAll(take, None)
+    stream.finish()
+    return digest.hexdigest()
+
+
 # -- reading live state ------------------------------------------------------------------
 
 
@@ -394,7 +493,7 @@ def read_live(conn: Any, desired: Desired) -> Live:
     for dom in conn.listAllDomains(0):
         live.domains[dom.name()] = _live_domain(libvirt, dom)
     wanted = {p for p, _ in desired.volumes.values()} | {
-        s.pool for s in desired.seeds.values()} | {
+        s.pool for s in desired.seeds.values()} | {i.pool for i in desired.images.values()} | {
         s.get("pool") for d in live.domains.values() for s in d.config.iter("source")
         if s.get("pool")}
     for name in sorted(p for p in wanted if p in live.pools and live.pools[p][2]):
@@ -443,7 +542,7 @@ def _asked_kib(libvirt: Any, dom: Any) -> int | None:
 def _plan_hypervisor(provider: LibvirtProvider, env: Environment, hv: str, desired: Desired,
                      live: Live) -> list[Action]:
     ctx = _Ctx(provider, env, hv, desired, live)
-    actions = ctx.networks() + ctx.pools() + ctx.volumes() + ctx.domains()
+    actions = ctx.networks() + ctx.pools() + ctx.images() + ctx.volumes() + ctx.domains()
     if desired.empty():
         provider.notices.append(f"{hv}: nothing rendered for this hypervisor; "
                                 "an empty desired set never prunes")
@@ -470,6 +569,16 @@ class _Ctx:
 
     def owned(self, root: ET.Element) -> bool:
         return essence.owner(root).get("env") == self.env.name
+
+    def host_volumes(self) -> set[str]:
+        """Disks and seeds of the VMs that run boot services (they come up first)."""
+        hosts = service_hosts(self.env)
+        return {v for name, root in self.desired.domains.items() if name in hosts
+                for v in _volumes_of(root)}
+
+    def volume_wave(self, name: str, hosts: set[str]) -> dict[str, int]:
+        """A service host's volume goes in the service hosts' wave, ahead of its domain."""
+        return {"wave": WAVE_HOSTS, "order": -1} if name in hosts else {"wave": WAVE_VOLUMES}
 
     def conflict(self, kind: str, name: str, root: ET.Element) -> None:
         other = essence.owner(root).get("env")
@@ -526,8 +635,8 @@ class _Ctx:
         payload["marker"] = _marker_xml(root)
         note = update.note if update and update.note else (
             "marker added, nothing else changed" if not drift else "")
-        return [self.action("adopt", "domain", name, WAVE_DOMAINS,
-                            [_owner_item(root)] + drift, note=note, payload=payload, **kw)]
+        return [self.action("adopt", "domain", name, changes=[_owner_item(root)] + drift,
+                            note=note, payload=payload, **kw)]
 
     # networks --------------------------------------------------------------------------
 
@@ -576,37 +685,86 @@ class _Ctx:
                 out.append(self.action("update", "pool", name, WAVE_INFRA, changes))
         return out
 
+    # base images -----------------------------------------------------------------------
+
+    def images(self) -> list[Action]:
+        """Upload each pinned base image its pool lacks; check the ones it holds by hash."""
+        out = []
+        for name, image in self.desired.images.items():
+            held = self.live.volumes.get(image.pool, {}).get(name)
+            where = f"{self.hv}: base image {image.artifact} (volume {name} in pool {image.pool})"
+            if held is None and image.sha256 is None:
+                self.provider.conflicts.append(
+                    f"{where} is not in the pool and not pinned, so converge cannot upload it: "
+                    f"run `gen lock env/{self.env.name}` and `gen fetch env/{self.env.name}`")
+            elif held is None:
+                out.append(self.upload(image, "create", [
+                    DiffItem("add", "image", None, f"{image.artifact} sha256:{image.sha256}")]))
+            elif image.sha256 is None:
+                self.provider.notices.append(f"{where} is not pinned, so gen cannot verify it")
+            else:
+                actual = volume_sha256(self.live.pools[image.pool][0].storageVolLookupByName(name))
+                if actual == image.sha256:
+                    continue
+                if not self.backed_onto(image):  # an interrupted upload, or a stale copy
+                    out.append(self.upload(image, "replace", [DiffItem(
+                        "change", "image", f"sha256:{actual}", f"sha256:{image.sha256}")]))
+                    continue
+                self.provider.conflicts.append(
+                    f"{where} holds sha256:{actual}, the lock pins sha256:{image.sha256}; "
+                    "overlays back onto it, so gen never overwrites it: once no VM uses it, "
+                    "delete it (virsh vol-delete) and converge again")
+        return out
+
+    def upload(self, image: BaseImage, op: str, changes: list[DiffItem]) -> Action:
+        size = store_object(self.provider.store(), image).stat().st_size
+        again = "" if op == "create" else "nothing backs onto the pool's copy: "
+        return self.action(op, "volume", image.volume, WAVE_IMAGES, changes,
+                           note=f"{again}upload volume {image.volume} sha256:{image.sha256} "
+                                f"({size} bytes from the store, verified on the hypervisor)",
+                           payload={"pool": image.pool, "image": image})
+
+    def backed_onto(self, image: BaseImage) -> bool:
+        """Whether a volume of the pool is an overlay of this base image."""
+        path_end = f"/{image.volume}"
+        return any((xml.findtext("backingStore/path") or "").endswith(path_end)
+                   for xml in self.live.volumes.get(image.pool, {}).values())
+
     # volumes ---------------------------------------------------------------------------
 
     def volumes(self) -> list[Action]:
         out = []
         protected = self._protected_volumes()
+        hosts = self.host_volumes()
         for name, (pool, root) in self.desired.volumes.items():
             want = essence.volume(root)
             payload = {"pool": pool, "capacity": int(want["capacity"])}
             current = self.live.volumes.get(pool, {}).get(name)
+            place = self.volume_wave(name, hosts)
             if current is None:
-                out.append(self.action("create", "volume", name, WAVE_VOLUMES, _summary(want),
-                                       payload=payload))
+                out.append(self.action("create", "volume", name, changes=_summary(want),
+                                       payload=payload, **place))
                 continue
             out += self._volume_diff(name, essence.volume(current), want, payload,
-                                     name in protected)
-        return out + self.seed_volumes()
+                                     name in protected, place)
+        return out + self.seed_volumes(hosts)
 
-    def seed_volumes(self) -> list[Action]:
+    def seed_volumes(self, hosts: set[str]) -> list[Action]:
         """Missing seed ISOs are built and uploaded; existing ones are left as they are
         (cloud-init reads a seed once, at first boot; volumes carry no marker to compare)."""
         refs = tuple(secrets.declared(self.env).values())
-        return [self.action("create", "volume", name, WAVE_VOLUMES,
-                            [DiffItem("add", "cloud-init seed", None,
-                                      ", ".join(f for f, _ in wanted.files))],
+        return [self.action("create", "volume", name,
+                            changes=[DiffItem("add", "cloud-init seed", None,
+                                              ", ".join(f for f, _ in wanted.files))],
                             note="NoCloud seed ISO, built now with secrets filled in",
-                            payload={"pool": wanted.pool, "seed": wanted, "secrets": refs})
+                            payload={"pool": wanted.pool, "seed": wanted, "secrets": refs},
+                            **self.volume_wave(name, hosts))
                 for name, wanted in self.desired.seeds.items()
                 if name not in self.live.volumes.get(wanted.pool, {})]
 
     def _volume_diff(self, name: str, have: essence.Essence, want: essence.Essence,
-                     payload: dict[str, Any], protected: bool) -> list[Action]:
+                     payload: dict[str, Any], protected: bool,
+                     place: dict[str, int]) -> list[Action]:
         changes = _changes(have, want)
         if not changes:
             return []
@@ -616,12 +774,12 @@ class _Ctx:
         if forcing is not None:
             note = ("volumes never shrink: recreating wipes the disk" if forcing == "capacity"
                     else "recreating wipes the disk")
-            return [self.action("replace", "volume", name, WAVE_VOLUMES, changes,
+            return [self.action("replace", "volume", name, changes=changes,
                                 forcing_field=forcing, destructive=True, note=note,
-                                protected=protected, payload=payload)]
-        return [self.action("update", "volume", name, WAVE_VOLUMES, changes,
+                                protected=protected, payload=payload, **place)]
+        return [self.action("update", "volume", name, changes=changes,
                             note="grown in place; the guest sees the new size at next boot",
-                            payload=payload)]
+                            payload=payload, **place)]
 
     def _protected_volumes(self) -> set[str]:
         """Disks marked protect in the model or on a live owned domain's marker."""
@@ -639,16 +797,18 @@ class _Ctx:
 
     def domains(self) -> list[Action]:
         out = []
+        hosts = service_hosts(self.env)
         for name, root in self.desired.domains.items():
             mark = essence.owner(root)
             role = mark.get("role", "")
             start = self.provider.should_run(role)
-            kw = {"order": role_order(role), "protected": mark.get("protect") == "true"}
+            kw = {"order": role_order(role), "protected": mark.get("protect") == "true",
+                  "wave": WAVE_HOSTS if name in hosts else WAVE_DOMAINS}
             have = self.live.domains.get(name)
             if have is None:
                 note = "define and start" if start else "define (not started: --start)"
-                out.append(self.action("create", "domain", name, WAVE_DOMAINS,
-                                       _summary(essence.domain(root)), note=note,
+                out.append(self.action("create", "domain", name,
+                                       changes=_summary(essence.domain(root)), note=note,
                                        payload={"start": start}, **kw))
             elif not self.owned(have.config) and self.adoptable(have.config):
                 out += self.adopt_domain(name, root, have, start, kw)
@@ -664,7 +824,7 @@ class _Ctx:
         changes = _changes(essence.domain(have.config), want)
         forcing = next((c.path for c in changes if c.path in essence.DOMAIN_FORCING), None)
         if forcing is not None:
-            return [self.action("replace", "domain", name, WAVE_DOMAINS, changes,
+            return [self.action("replace", "domain", name, changes=changes,
                                 forcing_field=forcing, destructive=True,
                                 note="the VM is stopped, undefined and defined anew",
                                 payload={"start": start}, **kw)]
@@ -688,7 +848,7 @@ class _Ctx:
             changes.append(DiffItem("change", "state", "shut off", "running"))
         if not changes:
             return []
-        return [self.action("update", "domain", name, WAVE_DOMAINS, changes, note=note,
+        return [self.action("update", "domain", name, changes=changes, note=note,
                             payload=payload, **kw)]
 
     # prune -----------------------------------------------------------------------------
@@ -697,7 +857,8 @@ class _Ctx:
         """Deletes for owned objects no longer rendered (plan.py drops them without --prune)."""
         out = []
         protected = self._protected_volumes()
-        wanted_volumes = set(self.desired.volumes) | set(self.desired.seeds)
+        wanted_volumes = set(self.desired.volumes) | set(self.desired.seeds) | set(
+            self.desired.images)
         for name, dom in sorted(self.live.domains.items()):
             mark = essence.owner(dom.config)
             if mark.get("env") != self.env.name:

@@ -7,6 +7,8 @@ from typing import Any
 from generator.reconcile.base import (
     SYMBOL,
     WAVE_DOMAINS,
+    WAVE_HOSTS,
+    WAVE_IMAGES,
     WAVE_INFRA,
     WAVE_INSTALLER_ASSETS,
     WAVE_INSTALLER_GATES,
@@ -17,7 +19,8 @@ from generator.reconcile.base import (
 )
 from generator.reconcile.plan import Plan, Settings
 
-WAVE_TITLES = {WAVE_INFRA: "networks and pools", WAVE_SERVICES: "boot services",
+WAVE_TITLES = {WAVE_INFRA: "networks and pools", WAVE_IMAGES: "base images",
+               WAVE_HOSTS: "service hosts", WAVE_SERVICES: "boot services",
                WAVE_VOLUMES: "volumes", WAVE_DOMAINS: "domains",
                WAVE_KUBERNETES: "Kubernetes objects", WAVE_INSTALLER_ASSETS: "installer assets",
                WAVE_INSTALLER_GATES: "installer gates"}

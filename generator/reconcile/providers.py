@@ -171,8 +171,9 @@ class LibvirtOptions:
 def start_libvirt(settings: Settings, options: LibvirtOptions) -> Provider:
     from generator.reconcile.libvirt import LibvirtProvider
 
+    store = settings.options_of(FilesOptions).store  # --store: base images come from it
     return LibvirtProvider(dict(settings.uri_overrides), settings.start_roles,
-                           adopt=options.adopt)
+                           adopt=options.adopt, store_root=Path(store) if store else None)
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -230,7 +231,12 @@ class FilesOptions:
     store: str | None = option(
         "--store", kind="dir",
         help="gen's store (default: $GEN_STORE or ~/.cache/gen/store); pinned OS artifacts "
-             "are published from it.")
+             "are published from it, and base images uploaded into the pools.")
+    ssh_wait: float = option(
+        "--ssh-wait", kind="float", default=300, show_default=True,
+        help="Seconds converge waits for a host reached over ssh (--files-exec HOST='ssh "
+             "...') to answer before it installs files there: a helper VM created by this "
+             "converge is still booting.")
 
     def hosts(self) -> dict[str, Target]:
         """Each target host's root and command prefix, from --files-target / --files-exec."""
@@ -258,7 +264,8 @@ def start_files(settings: Settings, options: FilesOptions) -> Provider:
         reloads={svc: tuple(shlex.split(cmd)) for svc, cmd in options.reloads},
         store_root=Path(options.store) if options.store else None,
         ignition_dir=Path(options.ignition_dir) if options.ignition_dir else None,
-        installer_root=settings.options_of(InstallerOptions).root())
+        installer_root=settings.options_of(InstallerOptions).root(),
+        ssh_wait=float(options.ssh_wait))
 
 
 def plan_files(provider: Provider, env: Environment, scope: Tree, tree: Tree) -> ProviderPlan:
