@@ -44,7 +44,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 # the key files live under pytest's tmp dir, below the world-writable /tmp
 StrictModes no
-# the far side's home: where `~/.ssh/id_rsa.pub` (lab A's sshAuthorizedKeys) is read
+# the far side's home: its secrets directory holds lab A's sshAuthorizedKeys file
 SetEnv HOME={dir}/far-home
 """
 # sshd wants its privilege separation directory /run/sshd: give it a /run of its own
@@ -82,8 +82,9 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
     assert SSHD.is_file(), "openssh-server missing (tests/run.sh APT_PACKAGES)"
     work = tmp_path / "sshd"
     (work / "run").mkdir(parents=True)
-    (work / "far-home" / ".ssh").mkdir(parents=True)
-    (work / "far-home" / ".ssh" / "id_rsa.pub").write_text(FAR_KEY + "\n")
+    secrets = work / "far-home" / ".config" / "gen" / "secrets"  # the default secrets dir
+    secrets.mkdir(parents=True)
+    (secrets / "id_rsa.pub").write_text(FAR_KEY + "\n")
     _keygen(work / "host_key", "gen-test-host")
     _keygen(work / "other_host_key", "gen-test-impostor")
     _keygen(work / "client_key", "gen-test-client")
@@ -130,8 +131,8 @@ def test_converge_over_ssh_installs_checks_reloads_then_plan_is_empty(
     for svc in RELOADED:
         sessions = (reloads / svc).read_text().split("\n")
         assert sessions[0].endswith(f" {ADDRESS} 22"), (svc, sessions)
-    # the secret came from the far side's HOME: gen's own has no ~/.ssh at all
-    assert not (home / ".ssh").exists()
+    # the secret came from the far side's secrets directory: gen's own HOME has none
+    assert not (home / ".config" / "gen" / "secrets").exists()
     ignition = next(far.rglob("master0.ign")).read_bytes()
     assert FAR_KEY.encode() in ignition and b"@@gen-secret:" not in ignition
 

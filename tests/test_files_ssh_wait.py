@@ -72,10 +72,11 @@ def converge_argv(tmp_path: Path, client: Path, *extra: str) -> list[str]:
 
 def gen_env(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True, exist_ok=True)
-    (home / ".ssh" / "id_rsa.pub").write_text(
+    secrets = home / ".config" / "gen" / "secrets"  # the default secrets directory
+    secrets.mkdir(parents=True, exist_ok=True)
+    (secrets / "id_rsa.pub").write_text(
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVuLXNzaC10ZXN0LWtleS1mb3ItdGhlLWhlbHBlcg gen\n")
-    return {"PATH": os.environ["PATH"], "HOME": str(home), "GEN_PULL_SECRET": '{"auths":{}}',
+    return {"PATH": os.environ["PATH"], "HOME": str(home), "GEN_SECRET_PULL": '{"auths":{}}',
             **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
 
 

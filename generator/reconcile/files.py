@@ -112,6 +112,19 @@ SERVICES: dict[str, ServiceSpec] = {
 }
 
 
+# ssh's messages for a host that is not reachable yet (its VM still boots): worth waiting for
+_NOT_UP_YET = re.compile(r"Connection refused|No route to host|Connection timed out|"
+                         r"Network is unreachable|Connection reset|Connection closed|"
+                         r"Operation timed out|Could not resolve hostname")
+
+
+def _unreachable(prefix: tuple[str, ...], reason: str) -> UserError:
+    """ssh's own failure: nothing ran on the far side."""
+    return UserError(f"cannot reach the target through `{shlex.join(prefix)}`: {reason}",
+                     "check that the host is up, that its host key is the one in the "
+                     "known-hosts file ssh reads, and that it accepts your key")
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A host's filesystem root, reached through an optional command prefix."""
@@ -128,14 +141,23 @@ class Target:
         return self.prefix[:1] == ("ssh",)
 
     def answers(self, timeout: float = 20) -> str | None:
-        """None when a no-op runs through the prefix, else the reason it did not."""
+        """None when a no-op runs through the prefix, else why the host is not up yet.
+
+        Only a host that cannot be reached yet (refused, no route, no answer) is "not up":
+        a VM still booting. Anything else ssh refuses (a host key that is not the known one,
+        a key the host does not accept) will not change by waiting and fails at once.
+        """
         try:
             proc = subprocess.run(self.command(["true"]), capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return f"no answer within {timeout:.0f} s"
+        if proc.returncode == 0:
+            return None
         message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-        return None if proc.returncode == 0 else (
-            message.splitlines()[-1] if message else f"exit {proc.returncode}")
+        reason = message.splitlines()[-1] if message else f"exit {proc.returncode}"
+        if self.over_ssh and proc.returncode == 255 and not _NOT_UP_YET.search(message):
+            raise _unreachable(self.prefix, reason)
+        return reason
 
     def path(self, absolute: str) -> str:
         """Where an absolute target path lives under the root."""
@@ -154,10 +176,8 @@ class Target:
             # ssh's own failure (host key, authentication, connection): nothing ran there, so
             # even a read that may fail (check=False) must not pass for "no such files"
             message = proc.stderr.decode(errors="replace").strip()
-            raise UserError(f"cannot reach the target through `{shlex.join(self.prefix)}`: "
-                            f"{message.splitlines()[-1] if message else 'ssh exited 255'}",
-                            "check that the host is up, that its host key is the one in the "
-                            "known-hosts file ssh reads, and that it accepts your key")
+            raise _unreachable(self.prefix, message.splitlines()[-1] if message
+                               else "ssh exited 255")
         if check and proc.returncode != 0:
             message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             raise UserError(f"`{shlex.join(argv)}` failed on the target: "
