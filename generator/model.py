@@ -1,7 +1,8 @@
-"""The typed model: frozen, slotted dataclasses built from a validated, expanded document.
+"""The typed model: frozen, slotted dataclasses built from a schema-valid, expanded document.
 
-Renderers read only this model. Everything here is already checked and expanded: every NIC
-has a MAC and an IP, every node an FQDN, every size is in bytes or MiB.
+Everything here is expanded: every NIC has a MAC and an IP, every node an FQDN, every size
+is in bytes or MiB, every default filled in. The model rules and the families' check hooks
+run on it (reporting at `Environment.where(path)`); renderers read it only once they passed.
 """
 
 from __future__ import annotations

@@ -194,7 +194,11 @@ def check_clean(repo: Path, text: str, env: str = "lab") -> int:
 def test_mutated_environment_renders_or_fails_cleanly(scratch: Path, data: st.DataObject,
                                                       ) -> None:
     env = data.draw(st.sampled_from(ENVS), label="environment")
-    code = check_clean(scratch, dump(data.draw(mutated_documents(base_of(scratch, env)))), env)
+    base = base_of(scratch, env)
+    try:
+        code = check_clean(scratch, dump(data.draw(mutated_documents(base))), env)
+    finally:  # the other tests of this module find the environment as shipped
+        shutil.copyfile(scratch / f"{env}.base.yaml", scratch / "environments" / env / "env.yaml")
     event(f"{env}: validate exit {code}")  # --hypothesis-show-statistics: how many rendered
 
 
@@ -225,3 +229,55 @@ def test_late_refusal_fails_the_property(scratch: Path) -> None:
             check_clean(scratch, ENV_FILE.read_text())
     finally:
         shutil.rmtree(out)
+
+
+def test_unreadable_blueprint_is_a_clean_error(scratch: Path) -> None:
+    """A blueprint that is not UTF-8 is a one-line user error, not an internal one."""
+    broken = scratch / "blueprints" / "openshift-upi" / "blueprint.yaml"
+    saved = broken.read_bytes()
+    broken.write_bytes(b"\xff\xfe not utf-8")
+    try:
+        code, err = run_cli(scratch, ["validate", "env/lab"])
+    finally:
+        broken.write_bytes(saved)
+    assert code == 1 and "cannot read" in err and "Traceback" not in err
+
+
+def _merged_lab(data: Any) -> Any:
+    from generator.loader import Document, apply_role_defaults, deep_merge, read_yaml_file
+
+    blueprint = read_yaml_file(ROOT / "blueprints" / "openshift-upi" / "blueprint.yaml", "bp")
+    defaults = Document(blueprint.data["defaults"], {}, blueprint.files)
+    doc = deep_merge(defaults, Document(data, {}, ("env.yaml",)))
+    apply_role_defaults(doc)
+    return doc
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mutated_documents())
+def test_compiled_fast_path_never_accepts_what_jsonschema_rejects(data: Any) -> None:
+    """Large documents are first checked by a compiled validator (schema._quickly_valid);
+    it may be stricter than jsonschema, never more lenient."""
+    from generator import schema
+
+    doc = _merged_lab(data)
+    explained = schema._validator().is_valid(doc.data)
+    try:
+        schema._compiled()(doc.data)
+        fast = not schema._has_float(doc.data)
+    except Exception:  # noqa: BLE001 - a rejection of any kind
+        fast = False
+    assert explained or not fast, f"fast path accepts an invalid document: {doc.data}"
+
+
+def test_whole_number_floats_are_not_integers() -> None:
+    """`vcpu: 4.0` would render `<vcpu>4.0</vcpu>`: the schema rejects it."""
+    from generator import schema
+    from generator.loader import load_yaml
+
+    text = ENV_FILE.read_text().replace("{name: master0, role: master,",
+                                        "{name: master0, role: master, vcpu: 4.0,")
+    doc = _merged_lab(load_yaml(text, "env.yaml").data)
+    messages = [p.message for p in schema.schema_problems(doc)]
+    assert messages == ["expected an integer, got 4.0"]
