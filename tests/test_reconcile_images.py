@@ -78,8 +78,8 @@ def lab(libvirtd: str, repo: Path, tmp_path: Path) -> Iterator[dict[str, object]
     pool = tmp_path / "pool"
     sha = scale_k8s_lab(repo, pool)
     home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh" / "id_rsa.pub").write_text(KEY + "\n")
+    (home / ".config" / "gen" / "secrets").mkdir(parents=True)  # the default secrets dir
+    (home / ".config" / "gen" / "secrets" / "id_rsa.pub").write_text(KEY + "\n")
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "GEN_STORE": str(tmp_path / "store"),
            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
     for verb in ("lock", "fetch"):
@@ -179,9 +179,9 @@ def test_the_helper_comes_up_from_its_cloud_image_and_seed(
     pool = tmp_path / "pool"
     scale_lab(repo, pool, helper_image=(image.name, sha))
     home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh" / "id_rsa.pub").write_text(KEY + "\n")
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "GEN_PULL_SECRET": '{"auths":{}}',
+    (home / ".config" / "gen" / "secrets").mkdir(parents=True)  # the default secrets dir
+    (home / ".config" / "gen" / "secrets" / "id_rsa.pub").write_text(KEY + "\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "GEN_SECRET_PULL": '{"auths":{}}',
            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
     args = ["--uri-override", f"hv1={libvirtd}", "--provider", "libvirt", "--start", "helper",
             "--store", str(tmp_path / "store")]

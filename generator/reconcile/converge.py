@@ -191,6 +191,8 @@ def _target_lock(host: str, target: Any, env: str, record: str,
                  wait: float) -> Iterator[None]:
     import subprocess
 
+    from generator.reconcile.files import not_up_yet, unreachable
+
     where = target.path(TARGET_LOCK.format(env=env))
     argv = ["sh", "-c", _LOCK_SCRIPT, "sh", where, record, str(max(wait, 0.0))]
     proc = subprocess.Popen(target.command(argv), stdin=subprocess.PIPE,
@@ -201,6 +203,8 @@ def _target_lock(host: str, target: Any, env: str, record: str,
             out, err = proc.communicate(timeout=60)
             if proc.returncode == SSH_FAILED and target.over_ssh:
                 said = err.decode(errors="replace").strip().splitlines() or ["no answer"]
+                if not not_up_yet(err.decode(errors="replace")):
+                    raise unreachable(target.prefix, said[-1][:200])  # waiting will not help
                 raise TargetUnreachable(f"host {host} does not answer over ssh yet: "
                                         f"{said[-1][:200]}")
             raise _target_refused(host, env, where, proc.returncode, first + out, err)

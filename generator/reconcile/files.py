@@ -118,7 +118,12 @@ _NOT_UP_YET = re.compile(r"Connection refused|No route to host|Connection timed 
                          r"Operation timed out|Could not resolve hostname")
 
 
-def _unreachable(prefix: tuple[str, ...], reason: str) -> UserError:
+def not_up_yet(ssh_says: str) -> bool:
+    """Whether ssh's message means the host cannot be reached yet (worth waiting for)."""
+    return _NOT_UP_YET.search(ssh_says) is not None
+
+
+def unreachable(prefix: tuple[str, ...], reason: str) -> UserError:
     """ssh's own failure: nothing ran on the far side."""
     return UserError(f"cannot reach the target through `{shlex.join(prefix)}`: {reason}",
                      "check that the host is up, that its host key is the one in the "
@@ -155,8 +160,8 @@ class Target:
             return None
         message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
         reason = message.splitlines()[-1] if message else f"exit {proc.returncode}"
-        if self.over_ssh and proc.returncode == 255 and not _NOT_UP_YET.search(message):
-            raise _unreachable(self.prefix, reason)
+        if self.over_ssh and proc.returncode == 255 and not not_up_yet(message):
+            raise unreachable(self.prefix, reason)
         return reason
 
     def path(self, absolute: str) -> str:
@@ -176,7 +181,7 @@ class Target:
             # ssh's own failure (host key, authentication, connection): nothing ran there, so
             # even a read that may fail (check=False) must not pass for "no such files"
             message = proc.stderr.decode(errors="replace").strip()
-            raise _unreachable(self.prefix, message.splitlines()[-1] if message
+            raise unreachable(self.prefix, message.splitlines()[-1] if message
                                else "ssh exited 255")
         if check and proc.returncode != 0:
             message = (proc.stderr or proc.stdout).decode(errors="replace").strip()
