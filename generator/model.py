@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from generator.profiles import HostPaths, profile
+
 BOOT_ORDER = ("bootstrap", "master", "worker")
 
 
@@ -75,6 +77,7 @@ class Node:
     install_dev: str | None = None
     protect: bool = False
     machine: str | None = None  # libvirt machine type; None: by firmware (pc / q35)
+    os: str | None = None  # host OS profile (generator/profiles.py); None: profiles.DEFAULT
 
     @property
     def nic(self) -> Nic:
@@ -149,7 +152,8 @@ class DnsService:
     forwarders: tuple[IPv4Address, ...]
     ttl: int
     records: tuple[DnsRecord, ...]
-    directory: str = "/var/named"  # BIND's working directory; zone paths are relative to it
+    directory: str = "/var/named"  # BIND's working directory
+    os: HostPaths = profile(None).paths  # of the DNS host: where its zone files go
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +166,7 @@ class DhcpService:
     lease_time: int
     bios_file: str
     uefi_file: str
+    os: HostPaths = profile(None).paths  # of the DHCP (and TFTP) host: its PXE loaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +182,7 @@ class PxeService:
 class HttpService:
     host: str
     port: int
+    os: HostPaths = profile(None).paths  # of the HTTP host: Apache's modules and user
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,10 @@ _FILES_OPTIONS = [
     click.option("--store", "store", type=click.Path(file_okay=False), expose_value=False,
                  callback=_remember, help="gen's store (default: $GEN_STORE or "
                  "~/.cache/gen/store); pinned OS artifacts are published from it."),
+    click.option("--no-install-packages", "no_install_packages", is_flag=True,
+                 expose_value=False, callback=_remember,
+                 help="Do not install the services' packages on their hosts (nor run the OS "
+                      "profile's post-install steps: SELinux labels, firewall)."),
 ]
 
 
@@ -133,7 +137,8 @@ def _files_options() -> tuple[tuple[str, Any], ...]:
                     for host in sorted(set(roots) | set(execs)))
     reloads = _pairs(meta.get("files:reload", ()), "--reload", "SERVICE=COMMAND")
     return (("files_targets", targets), ("files_reloads", tuple(sorted(reloads.items()))),
-            ("store", meta.get("files:store")), ("ignition_dir", meta.get("files:ignition_dir")))
+            ("store", meta.get("files:store")), ("ignition_dir", meta.get("files:ignition_dir")),
+            ("install_packages", not meta.get("files:no_install_packages")))
 
 
 def check_names(desired: Any, settings: Any) -> None:
