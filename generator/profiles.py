@@ -42,6 +42,9 @@ class ServiceSpec:
     # (el9's named reads /etc/named.conf, its zones from /var/named)
     placed: tuple[tuple[str, str], ...] = ()
     post_install: tuple[tuple[str, ...], ...] = ()  # run after files change, before reload
+    # directories the checker needs in the staging root (the package made them on the host:
+    # named-checkconf changes into BIND's working directory)
+    check_dirs: tuple[str, ...] = ()
 
     def place(self, rel: str) -> str | None:
         """The absolute path of a rendered file the profile installs outside `install`."""
@@ -199,7 +202,8 @@ DEBIAN12 = Profile(
         grub_efi="/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi", grub_prefix="grub"),
     services=MappingProxyType({
         "dns": ServiceSpec("/etc/bind", _named_check("/etc/bind/named.conf"),
-                           _reload("named"), packages=("bind9",)),
+                           _reload("named"), packages=("bind9",),
+                           check_dirs=("/var/cache/bind",)),
         "dhcp": ServiceSpec("/etc/dhcp", ("dhcpd", "-t", "-q", "-cf", "{staged}/dhcpd.conf"),
                             _restart("isc-dhcp-server"), packages=("isc-dhcp-server",)),
         "kea": ServiceSpec("/etc/kea", ("kea-dhcp4", "-t", "{staged}/kea-dhcp4.conf"),

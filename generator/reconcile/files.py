@@ -322,6 +322,8 @@ class FilesProvider:
         if p["directories"]:
             target.run(["mkdir", "-p", *[target.path(f"{where}{d}") for d in p["directories"]
                                          for where in (staging, "")]])
+        if spec.check_dirs:
+            target.run(["mkdir", "-p", *[target.path(f"{staging}{d}") for d in spec.check_dirs]])
         self._check(target, spec, staging, values)
         self._swap(target, staging, list(p["desired"]), p["stale"])
         managed = {"files": p["digests"], "service": service}
@@ -437,7 +439,16 @@ def host_profile(env: Environment, host: str) -> Profile:
 def installed(target: Target, os_profile: Profile, names: list[str]) -> set[str]:
     """Which of `names` the target has installed, asked of its package database (the query
     prints `NAME installed` per installed package; a missing package is no error)."""
-    proc = target.run([*os_profile.query, *names], check=False)
+    try:
+        proc = target.run([*os_profile.query, *names], check=False)
+    except FileNotFoundError:  # no prefix: the query runs on this machine
+        proc = subprocess.CompletedProcess([], 127, b"", b"")
+    if proc.returncode == 127:  # the shell's "command not found"
+        raise UserError(f"cannot ask the target which packages are installed: "
+                        f"`{os_profile.query[0]}` is not there (is the host's os "
+                        f"'{os_profile.name}' right?)",
+                        "set the node's os: to its distribution, or pass "
+                        "--no-install-packages")
     found = set()
     for line in proc.stdout.decode(errors="replace").splitlines():
         words = line.split()
