@@ -42,7 +42,10 @@ def render(env: Environment, pins: Pins) -> Tree:
 def config(env: Environment, service: HttpService) -> bytes:
     """Apache httpd configuration serving the document root read-only on the service port."""
     paths = service.os
-    modules = [f"LoadModule {name}_module {paths.httpd_module_dir}/{so}"
+    # Guarded: a module one build links in (Debian: unixd, log_config) is a module file on
+    # another (el9), and loading a linked-in module is an error.
+    modules = [f"<IfModule !{name}_module>\n    LoadModule {name}_module "
+               f"{paths.httpd_module_dir}/{so}\n</IfModule>"
                for name, so in paths.httpd_modules]
     host = env.node(service.host)
     server_name = escape.fqdn(host.fqdn, host.name,
