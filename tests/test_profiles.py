@@ -46,6 +46,7 @@ from generator.profiles import DEBIAN12, EL9, PROFILES
 from generator.reconcile.files import FilesProvider, Target
 
 ROOT = Path(__file__).resolve().parent.parent
+HELPER_IP = "192.168.20.111"  # lab A's helper, on lo: in.tftpd wants an address to bind
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIProfilesTestKey gen-test"
 
 # Packages CentOS Stream 9's BaseOS/AppStream ship (a stand-in dnf knows no others)
@@ -154,6 +155,7 @@ exec chroot {merged} sleep infinity
         proc = ns.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                         stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
+        ns.run(["ip", "addr", "add", f"{HELPER_IP}/32", "dev", "lo"], check=True)
         line = proc.stdout.readline().decode()
         assert line.strip() == "ready", proc.stderr.read().decode()
         deadline = time.monotonic() + 10
@@ -186,7 +188,7 @@ def converge_flags(root: DistroRoot, tmp: Path, os_name: str) -> list[str]:
             "--files-exec", f"helper={root.prefix}",
             f"--reload=dns=named -c {conf}", "--reload=dhcp=true",
             "--reload=haproxy=haproxy -D -p /run/haproxy.pid -f /etc/haproxy/haproxy.cfg",
-            f"--reload=tftp=in.tftpd -l -4 -s {tftp} -a 127.0.0.1:69",
+            f"--reload=tftp=in.tftpd -l -4 -s {tftp} -a {HELPER_IP}:69",
             "--state-dir", str(tmp / "state")]
 
 
@@ -238,7 +240,7 @@ def test_boot_services_installed_where_the_distribution_reads_them(os_name: str,
         assert ign.returncode == 0 and SSH_KEY in ign.stdout, ign.stderr
         root.ns.wait_port(6443)
         tftp_got = root.ns.run(["curl", "-sS", "--max-time", "10",
-                                "tftp://127.0.0.1/ldlinux.c32"], text=False)
+                                f"tftp://{HELPER_IP}/ldlinux.c32"], text=False)
         assert tftp_got.stdout == Path(profile.paths.ldlinux if os_name == "debian12"
                                        else DEBIAN12.paths.ldlinux).read_bytes()
         exports = root.run("exportfs", "-v")
