@@ -17,6 +17,7 @@ from generator import model as m
 from generator.addresses import Allocator
 from generator.errors import InvalidInput, Location, Problem
 from generator.loader import Document
+from generator.profiles import HostPaths, profile
 from generator.units import parse_size
 
 DEFAULT_INTERFACE = "ens3"
@@ -184,7 +185,7 @@ def _node(raw: dict[str, Any], macs: _Macs, cluster: m.Cluster,
         disks=disks, nics=tuple(nics), fqdn=f"{raw['name']}.{cluster.domain}",
         firmware=raw.get("firmware", "bios"), boot=raw.get("boot", "pxe"),
         image=raw.get("image"), install_dev=raw.get("installDev"),
-        protect=raw.get("protect", False), machine=raw.get("machine"))
+        protect=raw.get("protect", False), machine=raw.get("machine"), os=raw.get("os"))
     return node, missing
 
 
@@ -220,14 +221,20 @@ def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
     def host(section: dict[str, Any]) -> str:
         return service_host(raw, section, helpers) or ""
 
+    def paths(section: dict[str, Any]) -> HostPaths:
+        """The paths the service host's OS profile gives its configs."""
+        node = by_name.get(host(section))
+        return profile(node.os if node else None).paths
+
+    by_name = {n.name: n for n in nodes}
     dns, dhcp, pxe, http, haproxy, nfs = (raw.get(k) for k in
                                           ("dns", "dhcp", "pxe", "http", "haproxy", "nfs"))
-    by_name = {n.name: n for n in nodes}
     return m.Services(
         dns=m.DnsService(
             provider=dns["provider"], host=host(dns),
             forwarders=tuple(IPv4Address(f) for f in dns.get("forwarders", [])),
-            ttl=dns.get("ttl", 300), directory=dns.get("directory", "/var/named"),
+            ttl=dns.get("ttl", 300), os=paths(dns),
+            directory=dns.get("directory", paths(dns).bind_directory),
             records=tuple(m.DnsRecord(r["name"], r["type"], r["value"])
                           for r in dns.get("records", []))) if dns else None,
         dhcp=m.DhcpService(
@@ -239,12 +246,14 @@ def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
             deny_unknown_clients=dhcp.get("denyUnknownClients", True),
             lease_time=dhcp.get("leaseTime", 3600),
             bios_file=dhcp.get("bootFiles", {}).get("bios", "pxelinux.0"),
-            uefi_file=dhcp.get("bootFiles", {}).get("uefi", "grubx64.efi")) if dhcp else None,
+            uefi_file=dhcp.get("bootFiles", {}).get("uefi", "grubx64.efi"),
+            os=paths(dhcp)) if dhcp else None,
         pxe=m.PxeService(
             ip_mode=pxe.get("ipMode", "static"), install_dev=pxe.get("installDev", "/dev/vda"),
             rootfs=pxe.get("rootfs", "live"), interface=pxe.get("interface", DEFAULT_INTERFACE),
             kernel_args=tuple(pxe.get("kernelArgs", []))) if pxe else None,
-        http=m.HttpService(host=host(http), port=http.get("port", 8080)) if http else None,
+        http=m.HttpService(host=host(http), port=http.get("port", 8080), os=paths(http))
+        if http else None,
         haproxy=m.HaproxyService(
             host=host(haproxy), stats_port=haproxy.get("statsPort", 9000),
             balance=haproxy.get("balance", "roundrobin"),

@@ -18,6 +18,8 @@ from generator.errors import Location
 if TYPE_CHECKING:
     from generator.loader import FieldPath
 
+from generator.profiles import HostPaths, profile
+
 BOOT_ORDER = ("bootstrap", "master", "worker")
 
 
@@ -83,6 +85,7 @@ class Node:
     install_dev: str | None = None
     protect: bool = False
     machine: str | None = None  # libvirt machine type; None: by firmware (pc / q35)
+    os: str | None = None  # host OS profile (generator/profiles.py); None: profiles.DEFAULT
 
     @property
     def nic(self) -> Nic:
@@ -164,7 +167,8 @@ class DnsService:
     forwarders: tuple[IPv4Address, ...]
     ttl: int
     records: tuple[DnsRecord, ...]
-    directory: str = "/var/named"  # BIND's working directory; zone paths are relative to it
+    directory: str = "/var/named"  # BIND's working directory
+    os: HostPaths = profile(None).paths  # of the DNS host: where its zone files go
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +181,7 @@ class DhcpService:
     lease_time: int
     bios_file: str
     uefi_file: str
+    os: HostPaths = profile(None).paths  # of the DHCP (and TFTP) host: its PXE loaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +197,7 @@ class PxeService:
 class HttpService:
     host: str
     port: int
+    os: HostPaths = profile(None).paths  # of the HTTP host: Apache's modules and user
 
 
 @dataclass(frozen=True, slots=True)

@@ -736,14 +736,15 @@ def check_secret_refs(c: Checker) -> None:
 
 
 def _boot_file_clash(name: str) -> str | None:
-    """What a TFTP boot file name would replace, or None (families/pxe.py's layout)."""
-    from generator.families.pxe import BOOTLOADERS, GRUB_PREFIX, IMAGES
+    """What a TFTP boot file name would replace, or None (families/pxe.py's layout under
+    every OS profile: GRUB's configs sit in `grub/` on Debian, in the root on el9)."""
+    from generator.families.pxe import IMAGES
 
     first = name.split("/", 1)[0]
     if first.lower().startswith(".gen"):
         return "gen's own state"
-    if first in ("pxelinux.cfg", "ipxe", GRUB_PREFIX, IMAGES) or name in (
-            "boot.ipxe", "manifest.json", *BOOTLOADERS):
+    if first in ("pxelinux.cfg", "ipxe", "grub", IMAGES) or first.startswith("grub.cfg") \
+            or name in ("boot.ipxe", "manifest.json", "ldlinux.c32"):
         return "a file gen renders or publishes in the TFTP root"
     return None
 

@@ -31,3 +31,13 @@ def replace_in_lab(repo: Path, old: str, new: str) -> str:
     env_file.write_text(text.replace(old, new))
     number = text[: text.index(old)].count("\n") + 1
     return f"environments/lab/env.yaml:{number}"
+
+
+def helper_on_debian(repo: Path) -> None:
+    """Lab A's helper with `os: debian12`: tests that run its services' real checkers and
+    daemons on this Debian machine install them where Debian's packages expect them."""
+    env_file = repo / "environments/lab/env.yaml"
+    text = env_file.read_text()
+    old = "{name: helper, role: helper, hypervisor: hv1,"
+    assert text.count(old) == 1, old
+    env_file.write_text(text.replace(old, old[:-1] + ", os: debian12,"))

@@ -40,7 +40,8 @@ def runner_a(repo: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
 def flags(tmp_path: Path, machine: str) -> list[str]:
     """Only the files provider, onto one helper root reached through a real prefix (`env`)."""
     return ["--provider", "files", "--files-target", f"helper={tmp_path / 'helper-root'}",
-            "--files-exec", "helper=env", "--state-dir", str(tmp_path / machine)]
+            "--no-install-packages", "--files-exec", "helper=env", "--state-dir",
+            str(tmp_path / machine)]
 
 
 def wait_for_prompt(proc: subprocess.Popen[str]) -> None:

@@ -8,10 +8,11 @@ and hand the provider the hostile tree directly."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import gen, helper_on_debian
 from fstree import snapshot
 
 from generator.errors import UserError
@@ -24,8 +25,18 @@ PXELINUX = "/usr/lib/PXELINUX/pxelinux.0"
 
 
 @pytest.fixture(scope="module")
-def lab():
-    rendered = render_environment("env/lab", cwd=ROOT, pins=Pins())
+def debian_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lab A with a Debian helper: this machine's checkers at Debian's paths."""
+    repo = tmp_path_factory.mktemp("repo")
+    for name in ("environments", "blueprints"):
+        shutil.copytree(ROOT / name, repo / name)
+    helper_on_debian(repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def lab(debian_repo: Path):
+    rendered = render_environment("env/lab", cwd=debian_repo, pins=Pins())
     return rendered.loaded.model, rendered.tree
 
 
@@ -89,7 +100,7 @@ def test_a_published_path_that_leaves_the_root_is_refused_before_any_change(
     env, tree = tftp
     hostile = with_manifest(tree, files={rel: {"source": "package", "path": PXELINUX}})
     assert_refused_untouched(provider(places[0]), env, hostile, places,
-                             "is not a plain relative path inside /var/lib/tftpboot")
+                             "is not a plain relative path inside /srv/tftp")
 
 
 @pytest.mark.parametrize("rel", ESCAPES[:3])
@@ -97,7 +108,7 @@ def test_a_rendered_file_path_that_leaves_the_root_is_refused(tftp, places, rel:
     env, tree = tftp
     hostile = {**tree, f"hosts/helper/tftp/{rel.lstrip('/')}": b"overwritten\n"}
     assert_refused_untouched(provider(places[0]), env, hostile, places,
-                             "is not a plain relative path inside /var/lib/tftpboot")
+                             "is not a plain relative path inside /srv/tftp")
 
 
 def test_a_manifest_directory_that_leaves_the_root_is_refused(tftp, places) -> None:
@@ -114,7 +125,7 @@ def test_a_package_file_outside_usr_is_never_copied_into_a_served_root(tftp, pla
     env, tree = tftp
     hostile = with_manifest(tree, files={"shadow": {"source": "package", "path": str(secret)}})
     assert_refused_untouched(provider(places[0]), env, hostile, places, "is not below /usr")
-    assert not (places[0] / "var/lib/tftpboot/shadow").exists()
+    assert not (places[0] / "srv/tftp/shadow").exists()
 
 
 # ---- prune -----------------------------------------------------------------------------------
@@ -124,10 +135,10 @@ def test_prune_never_deletes_a_managed_path_outside_the_root(tftp, places) -> No
     root, victim = places
     env, tree = tftp
     converge(provider(root), env, tree)
-    managed_file = root / "var/lib/tftpboot/.gen-managed.json"
+    managed_file = root / "srv/tftp/.gen-managed.json"
     managed = json.loads(managed_file.read_text())
     # what an earlier hostile render (or an edit on the target) recorded as installed
-    escape = "/var/lib/tftpboot/../../../../../victim/victim.txt"
+    escape = "/srv/tftp/../../../../../victim/victim.txt"
     managed["files"][escape] = "sha256:" + "0" * 64
     managed_file.write_text(json.dumps(managed))
     files = provider(root, prune=True)
@@ -142,10 +153,10 @@ def test_prune_never_deletes_a_managed_path_outside_the_root(tftp, places) -> No
 def test_a_symlinked_directory_in_the_install_dir_is_not_written_through(tftp, places) -> None:
     root, victim = places
     env, tree = tftp
-    (root / "var/lib/tftpboot").mkdir(parents=True)
-    (root / "var/lib/tftpboot/pxelinux.cfg").symlink_to(victim)
+    (root / "srv/tftp").mkdir(parents=True)
+    (root / "srv/tftp/pxelinux.cfg").symlink_to(victim)
     assert_refused_untouched(provider(root), env, tree, places,
-                             "/var/lib/tftpboot/pxelinux.cfg.* is a symlink on the target")
+                             "/srv/tftp/pxelinux.cfg.* is a symlink on the target")
 
 
 def test_a_symlinked_staging_directory_is_not_followed(tftp, places) -> None:
@@ -162,7 +173,7 @@ def test_prune_does_not_delete_through_a_symlinked_directory(tftp, places) -> No
     root, victim = places
     env, tree = tftp
     converge(provider(root), env, tree)
-    ipxe = root / "var/lib/tftpboot/ipxe"
+    ipxe = root / "srv/tftp/ipxe"
     gone = sorted(p for p in tree if "/ipxe/" in p)[0]
     name = gone.rsplit("/", 1)[1]
     # the directory holding a file that is about to be pruned becomes a link elsewhere

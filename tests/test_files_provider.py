@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
 import pytest
+from clirun import helper_on_debian
 from netns import netns
 
 from generator.errors import UserError
@@ -24,8 +26,18 @@ NO_RELOAD = {s: ("true",) for s in ("dns", "dhcp", "kea", "dnsmasq", "haproxy", 
 
 
 @pytest.fixture(scope="module")
-def lab():
-    rendered = render_environment("env/lab", cwd=ROOT, pins=Pins())
+def debian_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lab A with a Debian helper: this machine's checkers at Debian's paths."""
+    repo = tmp_path_factory.mktemp("repo")
+    for name in ("environments", "blueprints"):
+        shutil.copytree(ROOT / name, repo / name)
+    helper_on_debian(repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def lab(debian_repo: Path):
+    rendered = render_environment("env/lab", cwd=debian_repo, pins=Pins())
     return rendered.loaded.model, rendered.tree
 
 
@@ -58,9 +70,9 @@ def test_install_then_zero_changes(tmp_path: Path, lab) -> None:
     assert {a.name for a in first} >= {"helper/dns", "helper/dhcp", "helper/haproxy",
                                        "helper/http", "helper/tftp", "helper/nfs"}
     assert all(a.op == "create" for a in first)
-    named = tmp_path / "var/named/named.conf"
+    named = tmp_path / "etc/bind/named.conf"
     assert named.read_bytes() == tree["hosts/helper/dns/named.conf"]
-    assert (tmp_path / "var/named/zones/ocp4.example.com.zone").is_file()
+    assert (tmp_path / "etc/bind/zones/ocp4.example.com.zone").is_file()
     assert (tmp_path / "etc/haproxy/haproxy.cfg").read_bytes() == \
         tree["hosts/helper/haproxy/haproxy.cfg"]
     # the rendered per-node Ignition is published into the HTTP document root
@@ -68,7 +80,7 @@ def test_install_then_zero_changes(tmp_path: Path, lab) -> None:
     assert published == tree["clusters/ocp4/ignition/master0.ign"].replace(
         b"@@gen-secret:sshAuthorizedKeys[0]@@", target_secrets_key().encode())
     # boot loaders are copied from the installed package paths on the target
-    assert (tmp_path / "var/lib/tftpboot/pxelinux.0").read_bytes() == \
+    assert (tmp_path / "srv/tftp/pxelinux.0").read_bytes() == \
         Path("/usr/lib/PXELINUX/pxelinux.0").read_bytes()
     assert not (tmp_path / ".gen-staging").exists()
     again = _provider(tmp_path)
@@ -158,22 +170,22 @@ def test_a_rejected_config_never_echoes_a_filled_secret(tmp_path: Path, lab,
     assert "s3cr3t" not in str(failure.value)
 
 
-def test_os_artifacts_are_published_from_the_store(tmp_path: Path) -> None:
+def test_os_artifacts_are_published_from_the_store(tmp_path: Path, debian_repo: Path) -> None:
     store = Store(tmp_path / "store")
     kernel = b"stand-in kernel bytes"
     sha = store.put_bytes(kernel)
     # The kernel pinned as a lock would pin it; the rootfs left unpinned.
     pins = Pins(os={"rhcos-live-kernel": ("https://example.invalid/kernel", sha)})
-    rendered = render_environment("env/lab", cwd=ROOT, pins=pins)
+    rendered = render_environment("env/lab", cwd=debian_repo, pins=pins)
     env, tree = rendered.loaded.model, rendered.tree
     provider = _provider(tmp_path / "root", store_root=tmp_path / "store")
     _converge(provider, env, tree)
     assert (tmp_path / "root/var/lib/gen/http/htdocs/install/rhcos-live-kernel").read_bytes() \
         == kernel
-    assert (tmp_path / "root/var/lib/tftpboot/images/rhcos-live-kernel").read_bytes() == kernel
+    assert (tmp_path / "root/srv/tftp/images/rhcos-live-kernel").read_bytes() == kernel
     assert any("rhcos-live-rootfs is not locked" in n for n in provider.notices)
-    managed = json.loads((tmp_path / "root/var/lib/tftpboot/.gen-managed.json").read_text())
-    assert managed["files"]["/var/lib/tftpboot/images/rhcos-live-kernel"] == f"store:{sha}"
+    managed = json.loads((tmp_path / "root/srv/tftp/.gen-managed.json").read_text())
+    assert managed["files"]["/srv/tftp/images/rhcos-live-kernel"] == f"store:{sha}"
     assert hashlib.sha256(kernel).hexdigest() == sha
 
 
@@ -221,9 +233,11 @@ def target_secrets_key() -> str:
 def test_cli_converge_then_plan_shows_no_changes(repo: Path, tmp_path: Path) -> None:
     from clirun import gen
 
+    helper_on_debian(repo)
     root = tmp_path / "helper-root"
     flags = ["--provider", "files", "--files-target", f"helper={root}",
              "--files-exec", "helper=local",  # reloads run here only when asked for
+             "--no-install-packages",  # never apt-get on the test machine (test_profiles)
              *[f"--reload={svc}=true" for svc in NO_RELOAD if svc not in ("kea", "dnsmasq")],
              "--state-dir", str(tmp_path / "state")]
     first = gen("converge", "env/lab", "--auto-approve", *flags, cwd=repo)
@@ -249,7 +263,7 @@ def test_files_no_longer_rendered_are_deleted_only_with_prune(tmp_path: Path, la
     gone = "hosts/helper/tftp/pxelinux.cfg/" + next(
         p.rsplit("/", 1)[1] for p in tree if "/pxelinux.cfg/" in p)
     smaller = {p: c for p, c in tree.items() if p != gone}
-    installed = tmp_path / "var/lib/tftpboot" / gone.split("/tftp/", 1)[1]
+    installed = tmp_path / "srv/tftp" / gone.split("/tftp/", 1)[1]
     keep = _provider(tmp_path)
     assert keep.plan(env, keep.scope(smaller)) == []
     assert any("no longer rendered and are kept (run with --prune" in n for n in keep.notices)
@@ -258,6 +272,6 @@ def test_files_no_longer_rendered_are_deleted_only_with_prune(tmp_path: Path, la
     prune.prune = True
     (action,) = prune.plan(env, prune.scope(smaller))
     assert [(c.op, c.path) for c in action.changes] == [
-        ("remove", "/var/lib/tftpboot/" + gone.split("/tftp/", 1)[1])]
+        ("remove", "/srv/tftp/" + gone.split("/tftp/", 1)[1])]
     prune.apply(action)
     assert not installed.exists()

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import helper_on_debian
 
 from generator.tree import Executable, Tree
 from generator.writer import compare, read_tree
@@ -22,14 +23,17 @@ from generator.writer import compare, read_tree
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 ENVIRONMENTS = ("lab", "k8s-lab")
+# Variants: a built-in environment rendered after one edit, so the golden trees cover every
+# host OS profile (lab A's helper is el9 by its blueprint; k8s-lab's hosts are debian12).
+VARIANTS = {"lab-debian12": ("lab", helper_on_debian)}
 MAX_DIFF_LINES = 400
 
 
-def render_cli(env: str, out: Path) -> Tree:
+def render_cli(env: str, out: Path, cwd: Path = ROOT) -> Tree:
     """Render through the real CLI, as a user would, and read back what it wrote."""
     result = subprocess.run(
         [sys.executable, "-m", "generator", "render", f"env/{env}", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "GEN_DEBUG": ""},
+        cwd=cwd, capture_output=True, text=True, env={**os.environ, "GEN_DEBUG": ""},
         check=False)
     assert result.returncode == 0, f"gen render env/{env} failed:\n{result.stderr}"
     return read_tree(out)
@@ -70,9 +74,16 @@ def write_golden(target: Path, tree: Tree) -> None:
         file.chmod(0o755 if isinstance(content, Executable) else 0o644)
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("env", [*ENVIRONMENTS, *VARIANTS])
 def test_golden_tree(env: str, tmp_path: Path, update_golden: bool) -> None:
-    rendered = render_cli(env, tmp_path / "out")
+    cwd = ROOT
+    if env in VARIANTS:
+        base, edit = VARIANTS[env]
+        cwd = tmp_path / "repo"
+        for name in ("environments", "blueprints"):
+            shutil.copytree(ROOT / name, cwd / name)
+        edit(cwd)
+    rendered = render_cli(VARIANTS[env][0] if env in VARIANTS else env, tmp_path / "out", cwd)
     assert rendered, f"gen render env/{env} wrote nothing"
     target = GOLDEN / env
     if update_golden:

@@ -224,6 +224,9 @@ def check_bind(env: Environment, tree: Tree, tmp: Path) -> None:
     chroot = tmp / "chroot"
     inside = chroot / dns.directory.lstrip("/")
     write(tree, f"hosts/{dns.host}/dns", inside)
+    # zones named by absolute path (a `directory` the zones are not below) are where the
+    # host's profile installs them
+    write(tree, f"hosts/{dns.host}/dns", chroot / dns.os.bind_zones.lstrip("/") / "..")
     shutil.copy(inside / "named.conf", chroot / "named.conf")
     result = subprocess.run(["named-checkconf", "-t", chroot, "-z", "/named.conf"],
                             capture_output=True, text=True)
@@ -303,7 +306,7 @@ def run_checkers(env: Environment, clean: Tree, tree: Tree, changed: list[str],
         elif path.endswith("haproxy.cfg"):
             check_haproxy(tree[path], tmp)
             ran.append("haproxy")
-        elif "/grub/grub.cfg" in path:
+        elif "/grub.cfg" in path:  # in grub/ (Debian) or the TFTP root (el9)
             check_grub(tree[path], tmp)
             ran.append("grub")
     dnsmasq_hosts = sorted({p.split("/")[1] for p in changed if "/dnsmasq/" in p})

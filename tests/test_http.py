@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from clirun import helper_on_debian
 from netns import Netns, netns
 
 from generator.environment import load_environment
@@ -27,8 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = "hosts/helper/http"
 
 
-def model(ref: str) -> Environment:
-    return load_environment(ref, ROOT).model
+def model(ref: str, cwd: Path = ROOT) -> Environment:
+    return load_environment(ref, cwd).model
+
+
+def debian_lab(repo: Path) -> Environment:
+    """Lab A with a Debian helper: this machine's apache2 runs its config as it is (the el9
+    config is proven at el9's paths in test_profiles.py)."""
+    helper_on_debian(repo)
+    return model("env/lab", repo)
 
 
 def test_paths_and_listen_port() -> None:
@@ -119,8 +127,8 @@ def check(ns: Netns, root: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.daemons
-def test_apache_accepts_config(server_root: Path) -> None:
-    install(model("env/lab"), server_root)
+def test_apache_accepts_config(server_root: Path, repo: Path) -> None:
+    install(debian_lab(repo), server_root)
     with netns("httpc") as ns:
         result = check(ns, server_root)
         assert result.returncode == 0, result.stderr
@@ -131,8 +139,8 @@ def test_apache_accepts_config(server_root: Path) -> None:
 
 
 @pytest.mark.daemons
-def test_apache_serves_manifest_files(server_root: Path) -> None:
-    env = model("env/lab")
+def test_apache_serves_manifest_files(server_root: Path, repo: Path) -> None:
+    env = debian_lab(repo)
     served = install(env, server_root)
     (server_root / "htdocs" / "secret.txt").write_text("not for nodes\n")
     helper, base = lab_http_base()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.families.libvirt import GEN_NS, OVMF_CODE, OVMF_VARS
+from generator.families.libvirt import GEN_NS
 from generator.pipeline import render_environment
 from generator.tree import Tree
 
@@ -160,14 +160,14 @@ def test_uefi_node_and_nat_network_with_dhcp_hosts(repo: Path, tmp_path: Path) -
     hosts = {h.get("name"): (h.get("mac"), h.get("ip")) for h in network.iter("host")}
     assert len(hosts) == 7 and hosts["master0"][1] == "192.168.20.151"
     worker = ET.fromstring(tree["hypervisors/hv1/domains/worker1.xml"])
-    loader, nvram = worker.find("os/loader"), worker.find("os/nvram")
-    # The firmware files the XML names exist on this Debian machine (package ovmf).
-    assert Path(OVMF_CODE).is_file() and Path(OVMF_VARS).is_file()
-    assert loader.text == OVMF_CODE and nvram.get("template") == OVMF_VARS
+    # libvirt picks the UEFI firmware: the XML names no distribution's OVMF files
+    assert worker.find("os").get("firmware") == "efi"
+    assert worker.find("os/loader") is None and worker.find("os/nvram") is None
+    assert worker.find("os/firmware/feature[@name='secure-boot']").get("enabled") == "no"
     assert worker.find("os/type").get("machine") == "q35"
     validate_with_rng(tmp_path, tree)
     live = define_on_test_driver(tmp_path, tree)
-    assert ET.fromstring(live["worker1"]).findtext("os/loader") == OVMF_CODE
+    assert ET.fromstring(live["worker1"]).find("os").get("firmware") == "efi"
     state = tmp_path / "net-state.xml"
     state.write_text("<node/>\n")
     libvirt = _import_libvirt()

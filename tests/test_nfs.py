@@ -180,8 +180,10 @@ NFS_HOSTS = {"env/lab": "helper", "env/k8s-lab": "test-storage1"}
 def converge_nfs(repo: Path, ref: str, root: Path, *extra: str) -> tuple[int, str]:
     """`gen converge REF` with the files provider into `root` (no reloads: exportfs runs
     below, in a private namespace); (exit code, output)."""
-    from clirun import gen
+    from clirun import gen, helper_on_debian
 
+    if ref == "env/lab":
+        helper_on_debian(repo)  # the other services' checkers run here, at Debian's paths
     result = gen("converge", ref, "--auto-approve", "--provider", "files", "--files-target",
                  f"{NFS_HOSTS[ref]}={root}", "--state-dir", str(root.parent / "state"), *extra,
                  cwd=repo, timeout=300)

@@ -16,15 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clirun import helper_on_debian
 from netns import netns
 
 from generator.environment import load_environment
 from generator.families import Pins, pxe
 from generator.model import Environment
+from generator.profiles import DEBIAN12, EL9
 from generator.tree import Tree
 
 ROOT = Path(__file__).resolve().parent.parent
 TFTP = "hosts/helper/tftp"
+GRUB = TFTP  # lab A's helper runs el9: its grubx64.efi reads grub.cfg beside itself, in the root
 # Lab A's bootstrap, as the seed typed it at the installer prompt, modernised: virtio disk
 # (/dev/vda), live rootfs instead of the metal image, consoles for a VM's serial port, and
 # the interface name pinned to the NIC's MAC (udev would name it ens2 on i440fx).
@@ -65,10 +68,10 @@ def test_one_file_set_per_pxe_node() -> None:
     booted = [n for n in env.nodes if n.boot == "pxe"]
     assert [n.name for n in booted] == ["bootstrap", "master0", "master1", "master2",
                                         "worker0", "worker1"]
-    expected = {f"{TFTP}/boot.ipxe", f"{TFTP}/manifest.json", f"{TFTP}/grub/grub.cfg"}
+    expected = {f"{TFTP}/boot.ipxe", f"{TFTP}/manifest.json", f"{GRUB}/grub.cfg"}
     for node in booted:
         mac = node.nic.mac.replace(":", "-")
-        expected |= {f"{TFTP}/pxelinux.cfg/01-{mac}", f"{TFTP}/grub/grub.cfg-01-{mac}",
+        expected |= {f"{TFTP}/pxelinux.cfg/01-{mac}", f"{GRUB}/grub.cfg-01-{mac}",
                      f"{TFTP}/ipxe/{mac}.ipxe"}
     assert set(tree) == expected
     helper_mac = env.node("helper").nic.mac.replace(":", "-")
@@ -83,7 +86,7 @@ def test_bootstrap_kernel_arguments_match_lab_a() -> None:
     assert "  KERNEL images/rhcos-live-kernel\n" in pxelinux
     args = BOOTSTRAP_ARGS.replace("MAC", env.node("bootstrap").nic.mac)
     assert f"  APPEND initrd=images/rhcos-live-initramfs {args}\n" in pxelinux
-    grub = text(tree, f"{TFTP}/grub/grub.cfg-01-{mac}")
+    grub = text(tree, f"{GRUB}/grub.cfg-01-{mac}")
     assert f"  linux /images/rhcos-live-kernel {args}\n" in grub
     assert "  initrd /images/rhcos-live-initramfs\n" in grub
     ipxe = text(tree, f"{TFTP}/ipxe/{mac}.ipxe")
@@ -107,7 +110,7 @@ def test_each_node_gets_its_own_address_and_ignition() -> None:
 def test_nameserver_is_the_helper_never_the_forwarders() -> None:
     tree = render("env/lab")
     for path, content in tree.items():
-        if "/ipxe/" in path or ("cfg" in path and not path.endswith("grub/grub.cfg")):
+        if "/ipxe/" in path or ("cfg" in path and not path.endswith("/grub.cfg")):
             assert b"nameserver=192.168.20.111 " in content, path
             assert b"8.8.8.8" not in content and b"8.8.4.4" not in content
 
@@ -147,10 +150,17 @@ def test_manifest_pins_kernel_and_initramfs() -> None:
     assert manifest["files"]["images/rhcos-live-kernel"] == {
         "artifact": "rhcos-live-kernel", "sha256": digest, "source": "os-artifact",
         "url": "https://mirror.invalid/kernel"}
-    assert manifest["files"]["pxelinux.0"]["path"] == pxe.PXELINUX
-    for entry in manifest["files"].values():  # the boot loaders are where Debian puts them
-        if entry["source"] == "package":
-            assert Path(entry["path"]).is_file(), entry
+    assert manifest["files"]["pxelinux.0"]["path"] == EL9.paths.pxelinux
+
+
+def test_debian_boot_loaders_are_where_debian_puts_them(repo: Path) -> None:
+    helper_on_debian(repo)
+    manifest = json.loads(render("env/lab", repo)[f"{TFTP}/manifest.json"])
+    loaders = [e["path"] for e in manifest["files"].values() if e["source"] == "package"]
+    assert sorted(loaders) == sorted((DEBIAN12.paths.pxelinux, DEBIAN12.paths.ldlinux,
+                                      DEBIAN12.paths.grub_efi))
+    for path in loaders:  # this machine runs Debian: its packages installed them there
+        assert Path(path).is_file(), path
 
 
 def test_no_pxe_files_for_image_booted_lab_b() -> None:
@@ -181,7 +191,7 @@ def write_tree(tree: Tree, prefix: str, target: Path) -> None:
 @pytest.mark.daemons
 def test_grub_configs_parse() -> None:
     tree = render("env/lab")
-    grubs = [p for p in tree if "/grub/grub.cfg-01-" in p]
+    grubs = [p for p in tree if "/grub.cfg-01-" in p]
     assert len(grubs) == 6
     for path in grubs:
         result = subprocess.run(["grub-script-check"], input=tree[path], capture_output=True)
@@ -212,7 +222,7 @@ def test_tftpd_serves_per_mac_files(served_dir: Path) -> None:
 
         for node in (n for n in env.nodes if n.boot == "pxe"):
             mac = node.nic.mac.replace(":", "-")
-            for path in (f"pxelinux.cfg/01-{mac}", f"grub/grub.cfg-01-{mac}",
+            for path in (f"pxelinux.cfg/01-{mac}", f"grub.cfg-01-{mac}",
                          f"ipxe/{mac}.ipxe"):
                 got = fetch(path)
                 assert got.returncode == 0, (path, got.stderr)
@@ -263,10 +273,15 @@ def test_bare_metal_pxe_node_needs_a_mac(repo: Path) -> None:
     assert "at nodes[6].nics[0]: PXE node 'worker1' has no MAC" in errors[0]
 
 
-def test_grub_cfg_chains_each_mac_to_its_own_config() -> None:
-    # Debian's grubnetx64.efi sources only $prefix/grub.cfg, never grub.cfg-01-<mac>
-    env = model("env/lab")
-    chain = pxe.render(env, Pins())[f"{TFTP}/grub/grub.cfg"].decode()
+@pytest.mark.parametrize("debian", [False, True])
+def test_grub_cfg_chains_each_mac_to_its_own_config(repo: Path, debian: bool) -> None:
+    # Debian's grubnetx64.efi sources only $prefix/grub.cfg (its prefix: /grub), never
+    # grub.cfg-01-<mac>; el9's grubx64.efi looks in the TFTP root, beside itself
+    if debian:
+        helper_on_debian(repo)
+    env = model("env/lab", repo)
+    chain = pxe.render(env, Pins())[f"{TFTP}/grub/grub.cfg" if debian else
+                                    f"{GRUB}/grub.cfg"].decode()
     for node in (n for n in env.nodes if n.boot == "pxe"):
         mac = node.nic.mac
         assert (f'if [ "$net_default_mac" = "{mac}" ]; then configfile '

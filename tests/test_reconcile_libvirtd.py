@@ -243,3 +243,19 @@ def test_lowering_memory_of_a_guest_without_balloon_driver_converges(
         again.stdout + again.stderr
     inactive = ET.fromstring(virsh(lab, "dumpxml", "--inactive", "bootstrap"))
     assert inactive.findtext("currentMemory") == str(256 * 1024)
+
+
+def test_uefi_firmware_is_chosen_by_libvirt_and_boots(lab: dict[str, object]) -> None:
+    """`<os firmware='efi'>` names no OVMF file: the real libvirtd picks one from its
+    firmware descriptors, the domain starts, and the expanded XML is no change on re-plan."""
+    env_yaml = Path(str(lab["env"])) / "env.yaml"
+    edit_node(env_yaml, "bootstrap", "vcpu: 1,", "vcpu: 1, firmware: uefi,")
+    result = gen(lab, "converge")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert virsh(lab, "domstate", "bootstrap").strip() == "running"
+    live = ET.fromstring(virsh(lab, "dumpxml", "bootstrap"))
+    loader = live.find("os/loader")
+    assert loader is not None and loader.get("type") == "pflash", ET.tostring(live.find("os"))
+    assert Path((loader.text or "").strip()).is_file()  # a firmware file of this host
+    plan = gen(lab, "plan", "--detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout + plan.stderr

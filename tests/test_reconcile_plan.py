@@ -219,10 +219,10 @@ def test_firmware_change_forces_replace_which_needs_allow_destroy(lab: Lab) -> N
     plan = lab.plan_json()
     (action,) = plan["actions"]
     assert (action["op"], action["forcingField"], action["refused"]) == (
-        "replace", "os.loader", True)
+        "replace", "os.firmware", True)
     text = lab.gen("plan")
     assert text.code == 3 and "--allow-destroy" in text.err
-    assert "-/+ libvirt domain hv1/worker1  (forced by os.loader;" in text.out
+    assert "-/+ libvirt domain hv1/worker1  (forced by os.firmware;" in text.out
     assert "Plan: 0 to add, 0 to change, 1 to replace, 0 to destroy." in text.out
     refused = lab.gen("converge", "--auto-approve")
     assert refused.code == 3

@@ -153,12 +153,11 @@ def domain_essence(root: ET.Element) -> dict[str, Any]:
         target = disk.find("target")
         disks[target.get("dev", "?") if target is not None else "?"] = {
             "device": fields["device"], "source": fields["source"]}
-    os_el = root.find("os")
     return {
         "vcpu": whole["vcpu"],
         "memory": f"{memory // MIB} MiB" if memory is not None else None,
-        "firmware": (os_el.get("firmware") if os_el is not None else None) or (
-            "uefi" if root.find("os/loader") is not None else "bios"),
+        # as env.yaml spells it, whether the XML names the loader or lets libvirt choose
+        "firmware": "uefi" if whole["os.firmware"] == "efi" else "bios",
         "boot": whole["os.boot"].replace(",", " "),
         "nics": nics,
         "disks": disks,

@@ -3,9 +3,12 @@
 Both providers render the same record set (`forward_records`, `reverse_records`), so they
 answer every name alike. Output lives on the DNS host:
 
-- BIND: `hosts/<h>/dns/named.conf` and `hosts/<h>/dns/zones/<zone>.zone`; every path inside
-  named.conf is relative to its `directory` (services.dns.directory, default /var/named),
-  so a converge can install the zones under any root by rewriting that one statement.
+- BIND: `hosts/<h>/dns/named.conf` and `hosts/<h>/dns/zones/<zone>.zone`. The DNS host's
+  OS profile says where converge installs the zones (`/var/named/zones` on el9,
+  `/etc/bind/zones` on Debian) and named's working `directory` (services.dns.directory,
+  default the profile's: /var/named, /var/cache/bind). A zone's `file` is relative to
+  `directory` when the zones lie below it (el9: a test can move them by rewriting that one
+  statement), else absolute.
 - dnsmasq: `hosts/<h>/dnsmasq/dns.conf`, a conf-dir fragment that coexists with the DHCP
   family's `dhcp.conf` in one dnsmasq process.
 
@@ -19,6 +22,7 @@ it, so classless delegation would only add CNAMEs.
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
@@ -181,8 +185,16 @@ def render_bind(env: Environment, dns: DnsService) -> Tree:
 
 
 def zone_file(zone: str) -> str:
-    """A zone's file, relative to named.conf's `directory`."""
+    """A zone's file under the rendered dns/ directory (and under the install dir)."""
     return f"zones/{zone}.zone"
+
+
+def zone_path(dns: DnsService, zone: str) -> str:
+    """A zone's file as named.conf names it: where the host's profile installs the zones,
+    relative to `directory` when below it."""
+    installed = posixpath.join(dns.os.bind_zones, f"{zone}.zone")
+    directory = dns.directory.rstrip("/") + "/"
+    return installed[len(directory):] if installed.startswith(directory) else installed
 
 
 def named_conf(env: Environment, dns: DnsService, zones: tuple[str, ...]) -> bytes:
@@ -193,7 +205,7 @@ def named_conf(env: Environment, dns: DnsService, zones: tuple[str, ...]) -> byt
     return lines(
         f"// Rendered by gen for environment {_env_name(env, 'a named.conf comment')}: "
         f"DNS for {_domain(env, 'a named.conf comment')}.",
-        "// Paths are relative to `directory`; a converge may point it at its install root.",
+        "// Relative paths are relative to `directory`.",
         "options {",
         f"\tdirectory {directory};",
         '\tpid-file "/run/named/named.pid";',
@@ -212,7 +224,7 @@ def named_conf(env: Environment, dns: DnsService, zones: tuple[str, ...]) -> byt
         "};",
         "",
         *(f"zone {escape.bind_string(zone, _CLUSTER_DOMAIN)} IN {{ type master; "
-          f"file {escape.bind_string(zone_file(zone), _CLUSTER_DOMAIN)}; "
+          f"file {escape.bind_string(zone_path(dns, zone), _CLUSTER_DOMAIN)}; "
           "allow-update { none; }; notify no; };" for zone in zones),
     )
 

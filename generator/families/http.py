@@ -1,11 +1,13 @@
 """The helper's web server: Apache httpd on services.http.port serving /install and /ignition.
 
 Two files under `hosts/<http host>/http/`:
-- `httpd.conf`: a self-contained Apache httpd 2.4 configuration (Debian's `apache2` binary
-  and module paths) for a dedicated instance, so it never fights the distribution's default
-  site on port 80 (where HAProxy listens on the helper). Every relative path in it is
-  relative to the ServerRoot, which the config does not set: converge starts it as
-  `apache2 -d <dir> -f <dir>/httpd.conf` with <dir> = the synced `http/` directory
+- `httpd.conf`: a self-contained Apache httpd 2.4 configuration for a dedicated instance,
+  so it never fights the distribution's default site on port 80 (where HAProxy listens on
+  the helper). The HTTP host's OS profile names the module directory, the modules to load
+  and the user (Debian's `apache2` and /usr/lib/apache2/modules, www-data; el9's `httpd`,
+  /usr/lib64/httpd/modules, apache). Every relative path in it is relative to the
+  ServerRoot, which the config does not set: converge starts it as
+  `<apache2|httpd> -d <dir> -f <dir>/httpd.conf` with <dir> = the synced `http/` directory
   (SERVER_ROOT on the helper), and tests do the same with a temporary directory.
 - `manifest.json`: what must be present under the document root before nodes boot:
   every OS artifact under `install/<name>` (with its sha256 when the lock pins it) and the
@@ -19,14 +21,12 @@ from typing import Any
 
 from generator.families import Pins, common, escape, ignition
 from generator.model import Environment, HttpService, OsArtifact
+from generator.profiles import HTTP_ROOT
 from generator.tree import Tree, canonical_json, lines
 
-SERVER_ROOT = "/var/lib/gen/http"
+SERVER_ROOT = HTTP_ROOT
 DOCUMENT_ROOT = "htdocs"  # relative to the ServerRoot
 DIRECTORIES = ("htdocs/install", "htdocs/ignition", "htdocs/ignition/roles", "logs", "run")
-MODULE_DIR = "/usr/lib/apache2/modules"
-MODULES = (("mpm_event", "mod_mpm_event.so"), ("authz_core", "mod_authz_core.so"),
-           ("mime", "mod_mime.so"), ("dir", "mod_dir.so"))
 
 
 def render(env: Environment, pins: Pins) -> Tree:
@@ -41,7 +41,12 @@ def render(env: Environment, pins: Pins) -> Tree:
 
 def config(env: Environment, service: HttpService) -> bytes:
     """Apache httpd configuration serving the document root read-only on the service port."""
-    modules = [f"LoadModule {name}_module {MODULE_DIR}/{so}" for name, so in MODULES]
+    paths = service.os
+    # Guarded: a module one build links in (Debian: unixd, log_config) is a module file on
+    # another (el9), and loading a linked-in module is an error.
+    modules = [f"<IfModule !{name}_module>\n    LoadModule {name}_module "
+               f"{paths.httpd_module_dir}/{so}\n</IfModule>"
+               for name, so in paths.httpd_modules]
     host = env.node(service.host)
     server_name = escape.fqdn(host.fqdn, host.name,
                               lambda: ("nodes", env.nodes.index(host), "name"),
@@ -49,14 +54,14 @@ def config(env: Environment, service: HttpService) -> bytes:
     return lines(
         f"# Rendered by gen for environment {escape.comment(env.name, None, HTTPD)}; "
         "do not edit by hand.",
-        f"# Start: apache2 -d {SERVER_ROOT} -f {SERVER_ROOT}/httpd.conf -k start",
+        f"# Start: {paths.httpd_start} -d {SERVER_ROOT} -f {SERVER_ROOT}/httpd.conf -k start",
         "# Relative paths below are relative to that ServerRoot (-d).",
         *modules,
         "",
         f"ServerName {server_name}",
         f"Listen {escape.number(service.port, ('services', 'http', 'port'), HTTPD)}",
-        "User www-data",
-        "Group www-data",
+        f"User {paths.httpd_user}",
+        f"Group {paths.httpd_user}",
         "DefaultRuntimeDir run",
         "PidFile run/httpd.pid",
         "ErrorLog logs/error.log",

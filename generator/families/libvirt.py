@@ -15,8 +15,6 @@ from generator.tree import Tree, canonical_json, lines
 
 GEN_NS = "https://gen.invalid/xmlns/libvirt/1"
 ET.register_namespace("gen", GEN_NS)
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 # Without <cpu> libvirt gives qemu64, which lacks the x86-64-v2 instructions (cx16, lahf_lm,
 # popcnt, sse4_1, sse4_2, ssse3) that RHEL 9 userspace, so RHCOS 4.13+, requires. Under KVM
 # the host's own model is the best fit; QEMU 7.2's TCG has no host model to copy and no
@@ -192,13 +190,15 @@ def _protection(node: Node) -> dict[str, str]:
 
 
 def _os(root: ET.Element, node: Node) -> None:
-    os = _sub(root, "os")
+    # UEFI: libvirt picks the firmware (and the NVRAM template) from the hypervisor's own
+    # firmware descriptors, so the XML names no distribution's OVMF paths. Without Secure
+    # Boot: network boot loaders such as Debian's grubnetx64.efi are not signed.
+    os = _sub(root, "os", firmware="efi") if node.firmware == "uefi" else _sub(root, "os")
     machine = node.machine or ("q35" if node.firmware == "uefi" else "pc")
     _sub(os, "type", "hvm", arch="x86_64", machine=machine)
     if node.firmware == "uefi":
-        _sub(os, "loader", OVMF_CODE, readonly="yes", type="pflash")
-        _sub(os, "nvram", f"/var/lib/libvirt/qemu/nvram/{node.name}_VARS.fd",
-             template=OVMF_VARS)
+        features = _sub(os, "firmware")
+        _sub(features, "feature", enabled="no", name="secure-boot")
     # Disk first, then the network, as UPI guides set nodes up: an empty disk falls through
     # to PXE and installs; an installed node boots its disk and never reinstalls by itself
     # (docs/decisions/0077-boot-once-disk-first.md).

@@ -2,15 +2,17 @@
 
 Under `hosts/<dhcp host>/tftp/` (the DHCP server's next-server is itself):
 - `pxelinux.cfg/01-<mac with dashes>`: BIOS clients (pxelinux.0).
-- `grub/grub.cfg-01-<mac with dashes>`: UEFI clients. GRUB looks for it in its prefix:
-  `/grub` on the TFTP server for Debian's signed-compatible network image
-  (grub-efi-amd64-bin's `monolithic/grubnetx64.efi`), which converge installs under the
-  DHCP service's UEFI boot file name. That image's embedded config sources only
-  `$prefix/grub.cfg`, so `grub/grub.cfg` chains each MAC to its own file.
+- `grub/grub.cfg-01-<mac with dashes>`: UEFI clients. GRUB looks for it in its prefix,
+  which the DHCP host's OS profile names: `/grub` on the TFTP server for Debian's network
+  image (grub-efi-amd64-bin's `monolithic/grubnetx64.efi`), the TFTP root for el9's
+  grubx64.efi (it looks beside itself); converge installs the image under the DHCP
+  service's UEFI boot file name. Debian's image sources only `$prefix/grub.cfg`, so
+  `grub/grub.cfg` chains each MAC to its own file (el9's tries the per-MAC file first).
 - `ipxe/<mac with dashes>.ipxe`: iPXE clients, reached through `boot.ipxe`, which chains
   `ipxe/${mac:hexhyp}.ipxe`.
-- `manifest.json`: the files converge puts next to them (boot loaders from Debian packages,
-  kernel and initramfs from the artifact store, with their pinned sha256).
+- `manifest.json`: the files converge puts next to them (boot loaders from the packages
+  the DHCP host's OS profile names, kernel and initramfs from the artifact store, with
+  their pinned sha256).
 
 Where the kernel and initramfs come from: pxelinux.0 and GRUB fetch them over TFTP from
 `images/<artifact name>` (plain pxelinux.0 cannot speak HTTP; lpxelinux.0 could, but
@@ -41,13 +43,7 @@ from generator.tree import Tree, canonical_json, lines
 
 IMAGES = "images"
 CONSOLES = ("console=tty0", "console=ttyS0,115200n8")
-BOOTLOADERS = {  # TFTP path -> file shipped by a Debian package on the helper
-    "ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32",
-}
-PXELINUX = "/usr/lib/PXELINUX/pxelinux.0"
-GRUB_EFI = "/usr/lib/grub/x86_64-efi/monolithic/grubnetx64.efi"
 TFTP = "a TFTP file name"
-GRUB_PREFIX = "grub"  # the prefix compiled into GRUB_EFI
 
 
 def render(env: Environment, pins: Pins) -> Tree:
@@ -59,13 +55,14 @@ def render(env: Environment, pins: Pins) -> Tree:
     base = f"hosts/{dhcp.host}/tftp"
     _check_artifact_names(env, service)
     tree: Tree = {f"{base}/boot.ipxe": boot_ipxe()}
+    grub = "/".join(filter(None, (base, dhcp.os.grub_prefix)))  # GRUB looks here
     for node in nodes:
         args = kernel_args(env, service, node)
         mac = dashed(_mac(env, node))
         tree[f"{base}/pxelinux.cfg/01-{mac}"] = pxelinux_cfg(env, node, args)
-        tree[f"{base}/{GRUB_PREFIX}/grub.cfg-01-{mac}"] = grub_cfg(env, node, args)
+        tree[f"{grub}/grub.cfg-01-{mac}"] = grub_cfg(env, node, args)
         tree[f"{base}/ipxe/{mac}.ipxe"] = ipxe_script(env, node, args)
-    tree[f"{base}/{GRUB_PREFIX}/grub.cfg"] = grub_chain(env, nodes)
+    tree[f"{grub}/grub.cfg"] = grub_chain(env, nodes)
     tree[f"{base}/manifest.json"] = canonical_json(manifest(env, pins))
     return tree
 
@@ -303,8 +300,8 @@ def grub_cfg(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
 
 
 def grub_chain(env: Environment, nodes: tuple[Node, ...]) -> bytes:
-    """`grub/grub.cfg`: Debian's grubnetx64.efi sources only `$prefix/grub.cfg` (its embedded
-    config), never the per-MAC files, so this one hands each client its own."""
+    """`grub.cfg` in GRUB's prefix: Debian's grubnetx64.efi sources only `$prefix/grub.cfg`
+    (its embedded config), never the per-MAC files, so this one hands each client its own."""
     return lines(
         "# Rendered by gen, do not edit by hand: each client boots its own grub.cfg-01-<mac>.",
         *(f'if [ "$net_default_mac" = "{_mac(env, node).lower()}" ]; then '
@@ -341,14 +338,14 @@ def boot_ipxe() -> bytes:
 def manifest(env: Environment, pins: Pins) -> dict[str, Any]:
     """Files converge copies into the TFTP root beside the rendered ones."""
     dhcp = env.services.dhcp
-    files: dict[str, dict[str, Any]] = {
-        path: {"source": "package", "path": source} for path, source in BOOTLOADERS.items()}
+    files: dict[str, dict[str, Any]] = {}
     if dhcp is not None:
+        files["ldlinux.c32"] = {"source": "package", "path": dhcp.os.ldlinux}
         # The DHCP boot file names are TFTP paths here: one line each.
         bios = escape.line(dhcp.bios_file, ("services", "dhcp", "bootFiles", "bios"), TFTP)
         uefi = escape.line(dhcp.uefi_file, ("services", "dhcp", "bootFiles", "uefi"), TFTP)
-        files[bios] = {"source": "package", "path": PXELINUX}
-        files[uefi] = {"source": "package", "path": GRUB_EFI}
+        files[bios] = {"source": "package", "path": dhcp.os.pxelinux}
+        files[uefi] = {"source": "package", "path": dhcp.os.grub_efi}
     for kind in ("kernel", "initramfs"):
         item = artifact(env, kind)
         files[f"{IMAGES}/{item.name}"] = common.artifact_source(item, pins)

@@ -19,7 +19,6 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from ruamel.yaml.comments import CommentedMap
 
 from generator.errors import Location
-from generator.families.libvirt import OVMF_CODE
 from generator.importers import Imported, Line, cmap, cseq, note
 from generator.model import BOOT_ORDER
 from generator.reconcile import essence
@@ -334,8 +333,8 @@ def _node(name: str, root: ET.Element, snap: Snapshot, opts: Options, pool_name:
     node["memory"] = _memory(root, report, where)
     os = root.find("os")
     loader = os.find("loader") if os is not None else None
-    node["firmware"] = "uefi" if loader is not None and loader.get("type") == "pflash" \
-        else "bios"
+    node["firmware"] = "uefi" if (loader is not None and loader.get("type") == "pflash") or (
+        os is not None and os.get("firmware") == "efi") else "bios"
     boots = [b.get("dev") for b in os.findall("boot")] if os is not None else []
     # gen renders PXE nodes disk first (an empty disk falls through to the network)
     node["boot"] = "pxe" if "network" in boots else "image"
@@ -360,6 +359,12 @@ def _role(name: str, opts: Options) -> tuple[str, bool]:
         if word in name:
             return role, True
     return "worker", False
+
+
+def _secure_boot(loader: str) -> bool:
+    """A firmware image built for Secure Boot (OVMF_CODE.secboot.fd, OVMF_CODE_4M.ms.fd)."""
+    name = loader.rsplit("/", 1)[-1].lower()
+    return "secboot" in name or ".ms." in name or ".sb." in name
 
 
 def _memory(root: ET.Element, report: _Report, where: str) -> str:
@@ -532,9 +537,10 @@ def _drift(root: ET.Element, node: CommentedMap, report: _Report, where: str) ->
         report.add(where + ".os.machine", "refused", f"machine {machine}: gen defines pc "
                    "and q35 machines, and a machine change replaces the VM")
     loader = root.findtext("os/loader")
-    if node["firmware"] == "uefi" and loader and loader.strip() != OVMF_CODE:
+    if node["firmware"] == "uefi" and loader and _secure_boot(loader.strip()):
         report.add(where + ".os.loader", "refused", f"loader {loader.strip()}: gen boots "
-                   f"UEFI guests from {OVMF_CODE}, and a loader change replaces the VM")
+                   "UEFI guests without Secure Boot (libvirt picks the firmware), and a "
+                   "loader change replaces the VM")
     features = sorted(child.tag for child in root.findall("features/*"))
     if features != ["acpi", "apic"]:
         shown = ", ".join(features) or "none"

@@ -158,7 +158,7 @@ def named_items(items: list[Any]) -> dict[str, Any] | None:
 OWNER = f"{{{GEN_NS}}}owner"
 # Domain fields libvirt cannot change on an existing definition without losing the VM's
 # identity (firmware vars, machine type, accelerator): changing them is a replace.
-DOMAIN_FORCING = ("type", "os.arch", "os.machine", "os.loader", "os.loader.type")
+DOMAIN_FORCING = ("type", "os.arch", "os.machine", "os.firmware")
 # Volume fields that can only change by recreating (wiping) the volume.
 VOLUME_FORCING = ("format", "backingStore")
 
@@ -200,8 +200,10 @@ def domain(root: ET.Element) -> Essence:
         "vcpu": (root.findtext("vcpu") or "1").strip(),
         "os.arch": os_type.get("arch", "x86_64") if os_type is not None else "",
         "os.machine": machine(os_type.get("machine") if os_type is not None else None),
-        "os.loader": (loader.text or "").strip() if loader is not None else "",
-        "os.loader.type": loader.get("type", "") if loader is not None else "",
+        # UEFI as rendered (`<os firmware='efi'>`, libvirt picks the file) or as libvirt
+        # expands it (a pflash loader): the same firmware either way
+        "os.firmware": "efi" if root.find("os[@firmware='efi']") is not None
+        or (loader is not None and loader.get("type") == "pflash") else "bios",
         "os.boot": ",".join(b.get("dev", "") for b in root.findall("os/boot")),
         "features": ",".join(sorted(child.tag for child in root.findall("features/*"))),
         # The guest's CPU model decides whether the OS boots at all (x86-64-v2), so a
@@ -225,7 +227,7 @@ def domain(root: ET.Element) -> Essence:
 # redefine from the environment would drop it: adoption refuses such a domain instead.
 RENDERED_DEVICES = frozenset({"disk", "interface", "serial", "console", "emulator",
                               "controller", "input", "memballoon"})
-RENDERED_OS = frozenset({"type", "loader", "nvram", "boot"})
+RENDERED_OS = frozenset({"type", "loader", "nvram", "boot", "firmware"})
 
 
 def unmanaged(root: ET.Element) -> list[str]:

@@ -17,6 +17,11 @@ openshift-install, the rendered per-node Ignition). They are published from gen'
 (artifacts by the sha256 the manifest carries: the locked pin, since plan renders with the
 lock), from the rendered tree, or copied on the target from an installed package path.
 
+Host OS profiles (generator/profiles.py) decide per host where each service's files go,
+how they are checked and reloaded, which packages provide it (converge installs missing ones
+through the same prefix: one `packages` action per host, before its services, unless
+--no-install-packages) and what runs after new files land (SELinux labels, firewalld).
+
 Confinement: every path gen writes, stages or prunes is a plain relative path under its
 service's install directory (no `..`, no empty or `.` parts, no control characters),
 checked when planning, before anything on the target changes; paths in a target's
@@ -42,6 +47,7 @@ from typing import Any
 
 from generator.errors import UserError
 from generator.model import SECRET_MARKER_PREFIX, Environment, SecretRef
+from generator.profiles import Profile, ServiceSpec, profile
 from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
 from generator.reconcile.essence import file_digest, fills
 from generator.reconcile.secrets import (
@@ -61,55 +67,6 @@ MANAGED = ".gen-managed.json"
 MANIFEST = "manifest.json"
 STAGING = ".gen-staging"
 MARKER_PREFIX = SECRET_MARKER_PREFIX.encode()
-KOLLA_PASSWORDS = (
-    'cd "$1" && if [ -f passwords.yml ]; then kolla-mergepwd --clean --old passwords.yml '
-    "--new passwords.gen.yml --final passwords.next.yml; else cp passwords.gen.yml "
-    "passwords.next.yml; fi && kolla-genpwd -p passwords.next.yml && chmod 600 "
-    "passwords.next.yml && mv -f passwords.next.yml passwords.yml")
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceSpec:
-    """Where a service's files go, how they are checked, and how the daemon picks them up.
-
-    Check and reload are argv templates: `{staged}` is the staged copy of the install dir,
-    `{staging}` the staging root that mirrors the target's absolute layout (for chroot-style
-    checkers such as `named-checkconf -t`), `{install}` the install dir under the target's
-    root, and `{absolute}` the install dir as configs name it (inside that chroot).
-    """
-
-    install: str
-    check: tuple[str, ...] = ()
-    reload: tuple[str, ...] = ()
-    publish: str | None = None  # subdir of install that manifest.json entries are relative to
-    mode: int = 0o644  # of every file installed (0o600 where they carry secrets)
-
-
-SERVICES: dict[str, ServiceSpec] = {
-    "dns": ServiceSpec("/var/named", ("named-checkconf", "-t", "{staging}", "-z",
-                                      "{absolute}/named.conf"),
-                       ("systemctl", "reload-or-restart", "named")),
-    "dhcp": ServiceSpec("/etc/dhcp", ("dhcpd", "-t", "-q", "-cf", "{staged}/dhcpd.conf"),
-                        ("systemctl", "restart", "dhcpd")),
-    "kea": ServiceSpec("/etc/kea", ("kea-dhcp4", "-t", "{staged}/kea-dhcp4.conf"),
-                       ("systemctl", "restart", "kea-dhcp4")),
-    "dnsmasq": ServiceSpec("/etc/dnsmasq.d", ("dnsmasq", "--test", "--conf-dir={staged}"),
-                           ("systemctl", "restart", "dnsmasq")),
-    "haproxy": ServiceSpec("/etc/haproxy", ("haproxy", "-c", "-f",
-                                            "{staged}/haproxy.cfg"),
-                           ("systemctl", "reload-or-restart", "haproxy")),
-    "http": ServiceSpec("/var/lib/gen/http", ("apache2", "-t", "-d", "{staged}", "-f",
-                                              "{staged}/httpd.conf"),
-                        ("apache2", "-d", "{install}", "-f", "{install}/httpd.conf", "-k",
-                         "graceful"), publish="htdocs"),
-    "tftp": ServiceSpec("/var/lib/tftpboot", publish=""),
-    "nfs": ServiceSpec("/etc/exports.d", (), ("exportfs", "-ra")),
-    # kolla-ansible's inputs on the all-in-one host (families/kolla.py). gen's passwords
-    # arrive as passwords.gen.yml; kolla's own tools merge them into passwords.yml (values
-    # already there win, as in kolla's upgrade procedure) and generate what is still empty.
-    "kolla": ServiceSpec("/etc/kolla", (), ("sh", "-c", KOLLA_PASSWORDS, "sh", "{install}"),
-                         publish="", mode=0o600),
-}
 
 
 # ssh's messages for a host that is not reachable yet (its VM still boots): worth waiting for
@@ -231,6 +188,7 @@ class FilesProvider:
     secrets: dict[str, SecretRef] = field(default_factory=dict)
     rendered: Tree = field(default_factory=dict)
     prune: bool = False
+    install_packages: bool = True  # False: --no-install-packages (no post-install steps either)
     name: str = "files"
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
@@ -260,11 +218,13 @@ class FilesProvider:
         self.kinds = kinds(env)
         self.addresses = {n.name: str(n.ip) for n in env.nodes}
         actions = []
+        packages: dict[str, list[str]] = {}  # host -> packages its services need
         for (host, service), files in sorted(_by_service(tree).items()):
-            spec = SERVICES.get(service)
+            os_profile = host_profile(env, host)
+            spec = os_profile.service(service)
             if spec is None:
-                self.notices.append(f"no install rule for service '{service}' on {host}; "
-                                    "its files are not converged")
+                self.notices.append(f"no install rule for service '{service}' on {host} "
+                                    f"({os_profile.name}); its files are not converged")
                 continue
             target = self.target(env, host)
             if target is None:
@@ -273,9 +233,15 @@ class FilesProvider:
             if not target.reloads:
                 self._no_reload(host, target)
             self._look_up(host, target)
+            packages.setdefault(host, []).extend(spec.packages)
             desired = self._desired_files(spec, files, self.rendered or tree)
             action = self._plan_service(host, service, spec, target, desired,
                                         _directories(spec, files), _export_directories(files))
+            if action is not None:
+                action.payload["ports"] = _listening_ports(env, service)
+                actions.append(action)
+        for host, wanted in sorted(packages.items()):
+            action = self._plan_packages(env, host, wanted)
             if action is not None:
                 actions.append(action)
         return actions
@@ -293,6 +259,23 @@ class FilesProvider:
             self.notices.append(f"{host} ({self.addresses.get(host, '?')}) does not answer over "
                                 f"ssh yet ({reason}): its files are planned as new; converge "
                                 f"waits up to {self.ssh_wait:.0f} s for it")
+
+    def _plan_packages(self, env: Environment, host: str, wanted: list[str]) -> Action | None:
+        """A `packages` action for what the host's services need and it lacks. Only where
+        gen runs the host's commands (as for reloads), and not with --no-install-packages."""
+        target = self.targets[host]
+        if not (self.install_packages and target.reloads and wanted):
+            return None
+        os_profile = host_profile(env, host)
+        names = sorted(set(wanted))
+        missing = [n for n in names if n not in installed(target, os_profile, names)]
+        if not missing:
+            return None
+        return Action("create", self.name, "packages", host, WAVE_SERVICES,
+                      tuple(DiffItem("add", n, None, "installed") for n in missing),
+                      note=f"{shlex.join(os_profile.install)} (before {host}'s services)",
+                      order=-1, payload={"target": target, "install": os_profile.install,
+                                         "missing": missing})
 
     def _skip(self, env: Environment, host: str) -> None:
         note = (f"{host}: boot services not converged: no target given (pass --files-exec "
@@ -312,7 +295,7 @@ class FilesProvider:
                        tree: Tree) -> dict[str, bytes | tuple[str, str]]:
         """Install path -> content, or ("store", sha256) / ("package", path) to publish."""
         desired: dict[str, bytes | tuple[str, str]] = {
-            confined(spec.install, rel, "a rendered file"): content
+            spec.place(rel) or confined(spec.install, rel, "a rendered file"): content
             for rel, content in files.items() if rel != MANIFEST}
         if spec.publish is not None and MANIFEST in files:
             base = f"{spec.install}/{spec.publish}".rstrip("/")
@@ -368,7 +351,8 @@ class FilesProvider:
                 changes.append(DiffItem("change" if was or current is not None else "add",
                                         path, was, digest))
         stale = {p: d for p, d in sorted(managed.get("files", {}).items()) if p not in digests}
-        outside = [p for p in stale if not inside(spec.install, p)]
+        outside = [p for p in stale if not (inside(spec.install, p)
+                                            or p in dict(spec.placed).values())]
         if outside:  # never delete what a hostile earlier render or edit recorded there
             self.notices.append(f"{host}/{service}: {len(outside)} path(s) in {managed_path} "
                                 f"are not inside {spec.install} and are never pruned: "
@@ -403,6 +387,9 @@ class FilesProvider:
     def apply(self, action: Action) -> None:
         p = action.payload
         target: Target = p["target"]
+        if action.kind == "packages":
+            target.run([*p["install"], *p["missing"]])
+            return
         spec: ServiceSpec = p["spec"]
         service: str = p["service"]
         self._await(p["host"], target)
@@ -421,6 +408,8 @@ class FilesProvider:
         if p["directories"]:
             target.run(["mkdir", "-p", *[target.path(f"{where}{d}") for d in p["directories"]
                                          for where in (staging, "")]])
+        if spec.check_dirs:
+            target.run(["mkdir", "-p", *[target.path(f"{staging}{d}") for d in spec.check_dirs]])
         self._check(target, spec, staging, values)
         self._swap(target, staging, list(p["desired"]), p["stale"])
         managed = {"files": p["digests"], "service": service}
@@ -430,6 +419,9 @@ class FilesProvider:
         target.run(["rm", "-rf", target.path(staging)])
         target.run(["rmdir", target.path(f"/{STAGING}")], check=False)  # others may be busy
         _make_export_directories(target, p.get("exported", []))
+        if self.install_packages and target.reloads:
+            for step in spec.post_install:
+                target.run(_fill_all(step, target, spec, staging, p.get("ports", ())))
         reload = self.reloads.get(service, spec.reload)
         if reload and target.reloads:
             target.run([_fill(a, target, spec, staging) for a in reload])
@@ -517,6 +509,59 @@ def _fill(arg: str, target: Target, spec: ServiceSpec, staging: str) -> str:
     return arg.format(staged=target.path(f"{staging}{spec.install}"),
                       staging=target.path(staging), install=target.path(spec.install),
                       absolute=spec.install)
+
+
+def _fill_all(argv: tuple[str, ...], target: Target, spec: ServiceSpec, staging: str,
+              ports: tuple[int, ...]) -> list[str]:
+    """A post-install argv with its templates filled; `{ports}` becomes one argument per
+    port the service listens on (none: no argument)."""
+    out: list[str] = []
+    for arg in argv:
+        if arg == "{ports}":
+            out += [f"--add-port={port}/tcp" for port in ports]
+        else:
+            out.append(_fill(arg, target, spec, staging))
+    return out
+
+
+def host_profile(env: Environment, host: str) -> Profile:
+    """The OS profile of a host by its node's `os` (the default for a name no node has)."""
+    node = next((n for n in env.nodes if n.name == host), None)
+    return profile(node.os if node else None)
+
+
+def installed(target: Target, os_profile: Profile, names: list[str]) -> set[str]:
+    """Which of `names` the target has installed, asked of its package database (the query
+    prints `NAME installed` per installed package; a missing package is no error)."""
+    try:
+        proc = target.run([*os_profile.query, *names], check=False)
+    except FileNotFoundError:  # no prefix: the query runs on this machine
+        proc = subprocess.CompletedProcess([], 127, b"", b"")
+    if proc.returncode == 127:  # the shell's "command not found"
+        raise UserError(f"cannot ask the target which packages are installed: "
+                        f"`{os_profile.query[0]}` is not there (is the host's os "
+                        f"'{os_profile.name}' right?)",
+                        "set the node's os: to its distribution, or pass "
+                        "--no-install-packages")
+    found = set()
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1] == "installed":
+            found.add(words[0])
+    return found
+
+
+def _listening_ports(env: Environment, service: str) -> tuple[int, ...]:
+    """The TCP ports a service listens on that its environment chooses (for the firewall;
+    well-known ports are opened by service name in the profile)."""
+    from generator.families import haproxy
+
+    if service == "http" and env.services.http is not None:
+        return (env.services.http.port,)
+    if service == "haproxy" and env.services.haproxy is not None:
+        lb = env.services.haproxy
+        return tuple(sorted({p.port for p in haproxy.proxies(env, lb)} | {lb.stats_port}))
+    return ()
 
 
 def _read_secret(target: Target, ref: SecretRef) -> bytes:
@@ -660,12 +705,16 @@ def _refuse_publish_over(spec: ServiceSpec, path: str,
                         "name")
 
 
+PACKAGE_TREES = ("/usr", "/boot/efi/EFI")  # el9's grub2-efi-x64 installs under the ESP
+
+
 def _package_path(path: str) -> str:
-    """Package files are copied from the target's /usr only (defence in depth: the code
-    names them, but a manifest must not copy /etc/shadow into a served directory)."""
-    if not inside("/usr", path):
-        raise UserError(f"a package file to publish, {_shown(path)}, is not below /usr",
-                        "boot loaders are copied from installed packages only")
+    """Package files are copied from the target's /usr or EFI tree only (defence in depth:
+    the profiles name them, but a manifest must not copy /etc/shadow into a served
+    directory)."""
+    if not any(inside(tree, path) for tree in PACKAGE_TREES):
+        raise UserError(f"a package file to publish, {_shown(path)}, is not below /usr or "
+                        "/boot/efi/EFI", "boot loaders are copied from installed packages only")
     return path
 
 

@@ -238,6 +238,12 @@ class FilesOptions:
              "...') to answer before it installs files there: a helper VM created by this "
              "converge is still booting.")
 
+    install_packages: bool = option(
+        "--install-packages", kind="switch", default=True,
+        help="Install the services' packages on their hosts and run the OS profile's "
+             "post-install steps (SELinux labels, firewall); --no-install-packages skips "
+             "both.")
+
     def hosts(self) -> dict[str, Target]:
         """Each target host's root and command prefix, from --files-target / --files-exec."""
         roots, execs = dict(self.targets), dict(self.execs)
@@ -265,7 +271,7 @@ def start_files(settings: Settings, options: FilesOptions) -> Provider:
         store_root=Path(options.store) if options.store else None,
         ignition_dir=Path(options.ignition_dir) if options.ignition_dir else None,
         installer_root=settings.options_of(InstallerOptions).root(),
-        ssh_wait=float(options.ssh_wait))
+        ssh_wait=float(options.ssh_wait), install_packages=options.install_packages)
 
 
 def plan_files(provider: Provider, env: Environment, scope: Tree, tree: Tree) -> ProviderPlan:

@@ -55,6 +55,7 @@ echo $! > "$pidfile"
 _HELPER = """set -e
 mount -t overlay overlay -o lowerdir=/etc,upperdir={t}/etc-upper,workdir={t}/etc-work /etc
 mount --bind {t}/var /var
+mount --bind {t}/srv /srv
 mount --bind {t}/run /run
 mount --rbind /dev {t}/host-dev
 mount -t overlay overlay -o lowerdir={t}/host-dev,upperdir={t}/dev-upper,workdir={t}/dev-work /dev
@@ -69,13 +70,13 @@ exec sleep infinity
 
 # Each daemon in the foreground (so `svc` holds its pid), logging to stderr.
 RELOADS = {
-    "dns": "named -g -c /var/named/named.conf",
+    "dns": "named -g -c /etc/bind/named.conf",
     "dhcp": "dhcpd -f -d -cf /etc/dhcp/dhcpd.conf -lf /var/lib/dhcp/dhcpd.leases "
             "-pf /run/dhcpd.pid ens3",
     "dnsmasq": "dnsmasq -k -C /dev/null --conf-dir=/etc/dnsmasq.d --user=root "
                "--log-facility=- --log-dhcp --dhcp-leasefile=/var/lib/dhcp/dnsmasq.leases "
                "--pid-file=/run/dnsmasq.pid",
-    "tftp": f"in.tftpd -L -v -s /var/lib/tftpboot -a {HELPER_IP}:69",
+    "tftp": f"in.tftpd -L -v -s /srv/tftp -a {HELPER_IP}:69",
     "http": "apache2 -d /var/lib/gen/http -f /var/lib/gen/http/httpd.conf -DFOREGROUND",
     "haproxy": "haproxy -db -f /etc/haproxy/haproxy.cfg",
 }
@@ -132,7 +133,7 @@ def _sysctl(ns: str, *settings: str) -> None:
 def helper_host(libvirtd_netns: str, tmp: Path, router_advert: bool = True) -> Iterator[Helper]:
     """br0 in libvirtd's netns, and the helper attached to it; torn down on exit."""
     root = tmp / "helper"
-    for sub in ("etc-upper", "etc-work", "var/lib/dhcp", "var/named", "var/lib/tftpboot",
+    for sub in ("etc-upper", "etc-work", "var/lib/dhcp", "srv/tftp",
                 "var/lib/gen/http", "var/cache/bind", "var/lock", "run/named", "logs",
                 "host-dev", "dev-upper", "dev-work"):
         (root / sub).mkdir(parents=True, exist_ok=True)

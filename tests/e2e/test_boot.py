@@ -121,6 +121,8 @@ class Run:
         return ["converge", self.env, "--auto-approve", "--uri-override", f"hv1={self.uri}",
                 "--start", start, "--files-exec", f"helper={self.helper.exec_prefix}",
                 "--files-target", "helper=/", *self.helper.reload_flags(self.services),
+                # the helper's /var is a tmp dir: no package database to ask
+                "--no-install-packages",
                 "--store", self.store, "--state-dir", str(self.tmp / "state"),
                 "--format", "json"]
 
