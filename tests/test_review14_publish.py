@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import gen, helper_on_debian
 from fstree import snapshot
 
 from generator.errors import UserError
@@ -26,7 +26,16 @@ from generator.reconcile.files import FilesProvider, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 TFTP = "hosts/helper/tftp/manifest.json"
+# lab A's helper as a Debian host (helper_on_debian): its TFTP root and GRUB's grub/ prefix
+TFTP_ROOT = "srv/tftp"
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDummyKeyForTests gen@test"
+
+
+@pytest.fixture
+def debian(repo: Path) -> Path:
+    """The scratch repo with lab A's helper on Debian, this machine's layout."""
+    helper_on_debian(repo)
+    return repo
 
 
 @pytest.fixture
@@ -46,12 +55,12 @@ def _converge(repo: Path, root: Path, home: Path, *extra: str):  # type: ignore[
 
 
 def test_manifest_is_never_installed_and_state_is_not_world_readable(
-        repo: Path, tmp_path: Path, home: Path) -> None:
+        debian: Path, tmp_path: Path, home: Path) -> None:
     root = tmp_path / "root"
-    result = _converge(repo, root, home)
+    result = _converge(debian, root, home)
     assert result.code == 0, result.err
-    assert (root / "var/lib/tftpboot/pxelinux.0").is_file()  # publishing still works
-    assert (root / "var/lib/tftpboot/grub/grub.cfg").is_file()
+    assert (root / TFTP_ROOT / "pxelinux.0").is_file()  # publishing still works
+    assert (root / TFTP_ROOT / "grub/grub.cfg").is_file()
     assert sorted(root.rglob("manifest.json")) == []
     managed = sorted(root.rglob(".gen-managed.json"))
     assert managed, "converge keeps its ownership record"
@@ -61,16 +70,16 @@ def test_manifest_is_never_installed_and_state_is_not_world_readable(
                        for p in json.loads(record.read_text())["files"])
 
 
-def test_a_manifest_an_earlier_gen_installed_is_removed(repo: Path, tmp_path: Path,
+def test_a_manifest_an_earlier_gen_installed_is_removed(debian: Path, tmp_path: Path,
                                                         home: Path) -> None:
     root = tmp_path / "root"
-    assert _converge(repo, root, home).code == 0
-    tftp = root / "var/lib/tftpboot"
+    assert _converge(debian, root, home).code == 0
+    tftp = root / TFTP_ROOT
     (tftp / "manifest.json").write_text('{"files": {}}')  # what earlier versions left
     record = json.loads((tftp / ".gen-managed.json").read_text())
-    record["files"]["/var/lib/tftpboot/manifest.json"] = "sha256:" + "0" * 64
+    record["files"][f"/{TFTP_ROOT}/manifest.json"] = "sha256:" + "0" * 64
     (tftp / ".gen-managed.json").write_text(json.dumps(record))
-    result = _converge(repo, root, home)  # no --prune: this one file is gen's own leak
+    result = _converge(debian, root, home)  # no --prune: this one file is gen's own leak
     assert result.code == 0, result.err
     assert not (tftp / "manifest.json").exists()
     assert (tftp / "pxelinux.0").is_file()
@@ -78,12 +87,13 @@ def test_a_manifest_an_earlier_gen_installed_is_removed(repo: Path, tmp_path: Pa
 
 @pytest.mark.parametrize("published", ["grub/grub.cfg", "boot.ipxe", ".gen-managed.json",
                                        "manifest.json", "grub", "pxelinux.cfg"])
-def test_the_provider_never_publishes_over_what_gen_renders(tmp_path: Path, home: Path,
+def test_the_provider_never_publishes_over_what_gen_renders(debian: Path, tmp_path: Path,
+                                                            home: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             published: str) -> None:
     """A manifest that got past validation (a hand-edited tree, a future renderer bug)."""
     monkeypatch.setenv("HOME", str(home))
-    rendered = render_environment("env/lab", cwd=ROOT, pins=Pins())
+    rendered = render_environment("env/lab", cwd=debian, pins=Pins())
     tree = dict(rendered.tree)
     manifest = json.loads(tree[TFTP])
     manifest["files"][published] = {"source": "package",
@@ -96,6 +106,6 @@ def test_the_provider_never_publishes_over_what_gen_renders(tmp_path: Path, home
     with pytest.raises(UserError) as caught:
         files.plan(rendered.loaded.model, files.scope(tree))
     (line,) = caught.value.lines()
-    assert line.startswith(f'manifest.json publishes "/var/lib/tftpboot/{published}", which '
+    assert line.startswith(f'manifest.json publishes "/{TFTP_ROOT}/{published}", which '
                            "would replace")
     assert snapshot(tmp_path) == before
