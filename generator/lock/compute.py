@@ -263,6 +263,13 @@ def pins_from(inputs: dict[str, Input], store: Store, strict: bool) -> tuple[Pin
     return Pins(images=images, os=os_pins, manifests=manifests), notes
 
 
+def pinned_tools(loaded: Loaded, lock: Lock) -> dict[str, str]:
+    """Tool name -> the sha256 of its archive, for the lock's `tool/` entries that still
+    match the environment (converge runs only these)."""
+    return {key.partition("/")[2]: str(entry.locked["sha256"])
+            for key, entry in _usable(loaded, lock).items() if key.startswith("tool/")}
+
+
 def render_pins(loaded: Loaded, lock: Lock | None, store: Store, strict: bool,
                 ) -> tuple[Pins, list[str]]:
     """Pins for `gen render`: the lock's entries that still match the environment."""
