@@ -215,3 +215,13 @@ def test_without_a_pinned_installer_the_plan_says_so(repo: Path, tmp_path: Path)
     assert "the lock pins no openshift-install" in plan.out + plan.err
     assert "installer phase" not in plan.out
     assert env_file.exists()
+
+
+def test_a_malformed_tool_entry_is_one_line_at_its_field(repo: Path) -> None:
+    env_file = repo / "environments/lab/env.yaml"
+    env_file.write_text(env_file.read_text() + "  tools:\n    oc: {version: '4.16 20', "
+                        "url: 'https://example.test/oc.tar.gz'}\n")
+    result = gen("validate", "env/lab", cwd=repo, env={**os.environ, "HOME": str(repo)})
+    assert result.code == 1, result.out + result.err
+    assert "environments/lab/env.yaml:" in result.err
+    assert "at artifacts.tools.oc.version: " in result.err and "is not a version" in result.err
