@@ -225,3 +225,19 @@ def test_a_malformed_tool_entry_is_one_line_at_its_field(repo: Path) -> None:
     assert result.code == 1, result.out + result.err
     assert "environments/lab/env.yaml:" in result.err
     assert "at artifacts.tools.oc.version: " in result.err and "is not a version" in result.err
+
+
+def test_a_pinned_installer_of_another_release_is_refused(repo: Path) -> None:
+    env_file = repo / "environments/lab/env.yaml"
+    env_file.write_text(env_file.read_text() + "  tools:\n    openshift-install:\n"
+                        "      version: 4.17.3\n"
+                        "      url: https://example.test/openshift-install-linux-4.17.3.tar.gz\n"
+                        "      sha256: " + "ab" * 32 + "\n")
+    result = gen("validate", "env/lab", cwd=repo, env={**os.environ, "HOME": str(repo)})
+    assert result.code == 1, result.out + result.err
+    line = next(n for n, text in enumerate(env_file.read_text().splitlines(), 1)
+                if "version: 4.17.3" in text)
+    assert f"environments/lab/env.yaml:{line}:" in result.err
+    assert "at artifacts.tools.openshift-install.version: openshift-install 4.17.3 is not " \
+           "of release 4.16 (cluster.version)" in result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err
