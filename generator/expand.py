@@ -59,6 +59,9 @@ def expand(doc: Document, env_name: str) -> m.Environment:
         images=tuple(sorted(data.get("artifacts", {}).get("images", {}).items())),
         secrets=tuple(_secret(k, v) for k, v in sorted(data.get("secrets", {}).items())),
         openstack=_openstack(data["openstack"]) if "openstack" in data else None,
+        tools=tuple(m.ToolArtifact(name, raw["version"], raw["url"], raw.get("sha256"),
+                                   (raw.get("checksums") or {}).get("file"))
+                    for name, raw in sorted(data.get("artifacts", {}).get("tools", {}).items())),
         locate=doc.locate,
     )
 

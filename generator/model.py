@@ -309,6 +309,18 @@ class OsArtifact:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolArtifact:
+    """A client tool archive converge runs (openshift-install, oc), pinned like an OS
+    artifact: by sha256, written or listed in the release's checksum-file excerpt."""
+
+    name: str
+    version: str
+    url: str
+    sha256: str | None = None
+    checksums_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class KollaAnsible:
     """kolla-ansible's own data for one release, shipped by the blueprint: the pinned
     package, its all-in-one inventory layout and its passwords.yml keys."""
@@ -351,6 +363,7 @@ class Environment:
     images: tuple[tuple[str, str], ...]
     secrets: tuple[SecretRef, ...]
     openstack: OpenStack | None = None
+    tools: tuple[ToolArtifact, ...] = ()
     # Where each value was written (the merged document's locate): a check reports a
     # problem at the value's own file, line and column. Not part of the model's value.
     locate: Callable[[FieldPath], Location] | None = field(default=None, compare=False,

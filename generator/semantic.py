@@ -423,6 +423,25 @@ def check_openstack_host(c: Checker) -> None:
                 "kolla-ansible release that deploys it")
 
 
+OPENSHIFT_TOOLS = ("openshift-install", "oc")  # their release must be the cluster's
+
+
+def check_tool_versions(c: Checker) -> None:
+    """openshift-install installs the release it was built for: a pinned installer of
+    another release than `cluster.version` would install that release instead."""
+    version = c.env.cluster.version
+    if version is None:
+        return
+    for tool in c.env.tools:
+        if tool.name in OPENSHIFT_TOOLS and not (
+                tool.version == version or tool.version.startswith((f"{version}.",
+                                                                    f"{version}-"))):
+            c.error(("artifacts", "tools", tool.name, "version"),
+                    f"{tool.name} {tool.version} is not of release {version} "
+                    "(cluster.version)", f"pin the {tool.name} archive of a {version} "
+                    "release, or change cluster.version")
+
+
 def check_load_balancer(c: Checker) -> None:
     """A load-balancer VIP must lie in a declared network and not be another node's address."""
     haproxy = c.env.services.haproxy
@@ -824,4 +843,5 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_kernel_args_run_nothing)
 MODEL_CHECKS = (check_load_balancer, check_dhcp_network, check_service_host_known,
                 check_haproxy_ports, check_interfaces, check_nfs_storage, check_unique_volumes,
-                check_node_images, check_openstack_host, check_shared_ports)
+                check_node_images, check_openstack_host, check_shared_ports,
+                check_tool_versions)

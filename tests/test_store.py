@@ -25,6 +25,7 @@ from generator.lock.store import ChecksumMismatch, Store, StoreCorrupt, StoreMis
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = {"kernel": b"K" * 3_000_001, "initramfs": b"I" * 1024, "rootfs": b"R" * 70_000}
 BOGUS = "ab" * 32
+HELPER = b"H" * 512  # the helper node's cloud image
 MANIFEST = b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-flannel\n"
 
 
@@ -48,6 +49,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     for name, data in ARTIFACTS.items():
         (docroot / name).write_bytes(data)
     (docroot / "flannel.yml").write_bytes(MANIFEST)
+    (docroot / "helper.qcow2").write_bytes(HELPER)
     pxe = {name: {"location": f"{base}/{name}", "sha256": sha(data)}
            for name, data in ARTIFACTS.items()}
     stream = {"stream": "test", "architectures": {"x86_64": {"artifacts": {"metal": {
@@ -67,9 +69,18 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def point_lab_at(repo: Path, base: str) -> None:
+    """Lab A's boot artifacts from the test server's stream, the helper's image from the
+    server too, and the blueprint's client tools (on the internet) left out."""
     env_yaml = repo / "environments" / "lab" / "env.yaml"
     env_yaml.write_text(env_yaml.read_text().replace("{file: rhcos-4.16.json,",
                                                      f"{{url: {base}/stream.json,"))
+    blueprint = repo / "blueprints" / "openshift-upi" / "blueprint.yaml"
+    text = blueprint.read_text()
+    text = text[:text.index("    # The client tools")] + text[text.index("  services:\n"):]
+    centos = text.index("        url: https://cloud.centos.org/")
+    blueprint.write_text(text[:centos] + f"        url: {base}/helper.qcow2\n"
+                         f"        sha256: {sha(HELPER)}\n"
+                         + text[text.index("  services:\n"):])
 
 
 def test_store_verifies_on_write_and_read(tmp_path: Path) -> None:
@@ -111,7 +122,7 @@ def test_lock_from_stream_url_then_fetch_with_progress(server: tuple[str, Path],
     fetched = gen("fetch", "env/lab", cwd=repo, env=env)
     assert fetched.code == EXIT_OK, fetched.err
     assert "os/rhcos-live-kernel: fetched" in fetched.out
-    assert "[1/3] os/rhcos-live-initramfs: 1.0 KiB / 1.0 KiB at" in fetched.err
+    assert "[2/4] os/rhcos-live-initramfs: 1.0 KiB / 1.0 KiB at" in fetched.err
     assert "MiB / 2.9 MiB" in fetched.err  # the kernel: bytes, rate, what is left
     for data_ in ARTIFACTS.values():
         assert (tmp_path / "store" / "sha256" / sha(data_)).read_bytes() == data_

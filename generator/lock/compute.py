@@ -45,6 +45,13 @@ def wanted_inputs(loaded: Loaded) -> dict[str, Any]:
         wanted["tool/kolla-ansible"] = {"pypi": "kolla-ansible", "version": kolla.version,
                                         "url": kolla.url,
                                         **({"sha256": kolla.sha256} if kolla.sha256 else {})}
+    for tool in env.tools:
+        # A client tool converge runs (openshift-install, oc), by the sha256 the release's
+        # checksum file lists for its archive (an excerpt ships with the blueprint).
+        wanted[f"tool/{tool.name}"] = {"version": tool.version, "url": tool.url,
+                                       **({"sha256": tool.sha256} if tool.sha256 else {}),
+                                       **({"checksums": {"file": tool.checksums_file}}
+                                          if tool.checksums_file and not tool.sha256 else {})}
     for ref in _manifest_refs(env):
         original = {"url": ref.url}
         if ref.sha256:
@@ -147,6 +154,10 @@ class Resolver:
                                                  spec["platform"], spec["format"],
                                                  spec["artifact"], f"{key} ({source})")
             return {"location": location, "sha256": sha256}
+        if kind == "tool" and not original.get("sha256") and "checksums" in original:
+            sha256 = r.listed_sha256(original["checksums"]["file"], original["url"], bases,
+                                     key)
+            return {"version": original["version"], "url": original["url"], "sha256": sha256}
         if kind == "tool":
             sha256 = original.get("sha256") or r.download(
                 original["url"], self.store, None, key,
@@ -250,6 +261,13 @@ def pins_from(inputs: dict[str, Input], store: Store, strict: bool) -> tuple[Pin
                     raise
                 notes.append(f"{key}: {exc} ; rendering without it")
     return Pins(images=images, os=os_pins, manifests=manifests), notes
+
+
+def pinned_tools(loaded: Loaded, lock: Lock) -> dict[str, str]:
+    """Tool name -> the sha256 of its archive, for the lock's `tool/` entries that still
+    match the environment (converge runs only these)."""
+    return {key.partition("/")[2]: str(entry.locked["sha256"])
+            for key, entry in _usable(loaded, lock).items() if key.startswith("tool/")}
 
 
 def render_pins(loaded: Loaded, lock: Lock | None, store: Store, strict: bool,

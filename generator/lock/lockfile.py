@@ -243,7 +243,7 @@ def consistency_problems(data: dict[str, Any]) -> list[str]:
         if key.startswith("manifest/") and entry["original"].get("sha256") not in (
                 None, entry["locked"]["sha256"]):
             found.append(f"at inputs.{key}: locked sha256 differs from the one in the blueprint")
-        if key.startswith("os/") and entry["original"].get("sha256") not in (
+        if key.startswith(("os/", "tool/")) and entry["original"].get("sha256") not in (
                 None, entry["locked"]["sha256"]):
             found.append(f"at inputs.{key}: locked sha256 differs from the one in the blueprint")
     return found

@@ -90,6 +90,15 @@ BuiltObjects = Mapping[str, Sequence[dict[str, Any]]]
 
 
 @runtime_checkable
+class UsesPinnedTools(Protocol):
+    """A provider that runs client tools the lock pins (`tool/NAME` inputs): plan.py hands
+    it tool name -> the sha256 of its archive in the store before `plan`."""
+
+    def use_tools(self, tools: dict[str, str]) -> None:
+        ...
+
+
+@runtime_checkable
 class UsesBuiltObjects(Protocol):
     """A provider whose desired state is the objects a family built, handed over as data
     (plan.py calls `use_built` before `plan`), not files it would have to parse back."""

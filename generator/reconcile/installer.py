@@ -55,6 +55,7 @@ from generator.tree import Tree
 ASSETS, GATES = "installer-assets", ("bootstrap-complete", "install-complete")
 PHASES = (ASSETS, *GATES)
 ROLE_CONFIGS = ("bootstrap.ign", "master.ign", "worker.ign")
+LOCKED_TOOL = "openshift-install"  # the lock input tool/openshift-install
 CERT_WINDOW = 24 * 3600  # openshift-install's bootstrap certificates expire after 24 hours
 _SECRET_LINE = re.compile(r"password", re.IGNORECASE)
 _LEVEL = re.compile(r'level=(error|fatal) msg="?(.*?)"?$')
@@ -135,10 +136,14 @@ class State:
 class InstallerProvider:
     """Runs openshift-install's phases for the environment's cluster (see module doc)."""
 
-    tool: Tool | None = None
+    tool: Tool | None = None  # --openshift-install: overrides the locked archive
     root: Path = field(default_factory=default_root)
     say: Callable[[str], None] = lambda line: None
+    enabled: bool = False  # --installer-state-dir: run the phases with the locked binary
+    store_root: Path | None = None  # gen's store (--store), where `gen fetch` put the archive
+    pinned: dict[str, str] = field(default_factory=dict)  # tool name -> archive sha256
     name: str = "installer"
+    _member_sha: str | None = None  # sha256 of the binary inside the verified archive
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     env_name: str = ""
@@ -147,9 +152,20 @@ class InstallerProvider:
     def state(self) -> State:
         return State(self.root / self.env_name)
 
+    def use_tools(self, tools: dict[str, str]) -> None:
+        self.pinned = dict(tools)
+
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
-        if env.cluster.flavour not in COREOS_FLAVOURS or not tree or self.tool is None:
-            return []  # phases run only with a pinned installer (--openshift-install)
+        if env.cluster.flavour not in COREOS_FLAVOURS or not tree:
+            return []
+        if self.tool is None and not (self.enabled and LOCKED_TOOL in self.pinned):
+            if self.enabled:
+                self.notices.append(f"installer: the lock pins no {LOCKED_TOOL}; add "
+                                    f"artifacts.tools.{LOCKED_TOOL}, run `gen lock` and "
+                                    "`gen fetch`, or pass --openshift-install PATH=SHA256")
+            return []  # phases run only with a pinned installer
+        if self.tool is None:
+            self._stored_archive()  # a missing or tampered archive stops the plan itself
         self.env_name, self.tree = env.name, tree
         state = self.state()
         done = state.done()
@@ -240,7 +256,8 @@ class InstallerProvider:
     def _binary(self, state: State) -> Path:
         """The pinned binary, copied into the state dir and checked before every run (the
         copy, so nothing can swap the file between the check and the exec)."""
-        assert self.tool is not None
+        if self.tool is None:
+            return self._locked_binary(state)
         local = state.root / "bin" / f"openshift-install-{self.tool.sha256[:16]}"
         if not local.is_file():
             if not self.tool.path.is_file():
@@ -257,6 +274,35 @@ class InstallerProvider:
             raise UserError(f"installer: {self.tool.path} has sha256 {found}, not the pinned "
                             f"{self.tool.sha256}; it was not run",
                             "use the binary the release's checksum file lists")
+        return local
+
+    def _stored_archive(self) -> Path:
+        """The pinned archive's store object, re-hashed (StoreMissing / StoreCorrupt)."""
+        from generator.lock.store import Store, StoreMissing
+        from generator.lock.store import default_root as store_root
+
+        archive_sha = self.pinned[LOCKED_TOOL]
+        store = Store(self.store_root or store_root())
+        if not store.has(archive_sha):
+            raise StoreMissing(archive_sha, f"tool/{LOCKED_TOOL}", store.root)
+        return store.verify(archive_sha)
+
+    def _locked_binary(self, state: State) -> Path:
+        """`openshift-install` from the archive the lock pins: the store object is re-hashed
+        before every run (a tampered archive stops everything), the binary extracted from
+        it once into the state dir, and that copy checked against the archive's member."""
+        archive_sha = self.pinned[LOCKED_TOOL]
+        archive = self._stored_archive()
+        local = state.root / "bin" / f"{LOCKED_TOOL}-{archive_sha[:16]}"
+        if self._member_sha is None:
+            self._member_sha = _extract_member(archive, LOCKED_TOOL, local)
+        found = sha256_of(local) if local.is_file() else "nothing"
+        if found != self._member_sha:
+            local.unlink(missing_ok=True)
+            raise UserError(f"installer: {local} has sha256 {found}, not that of "
+                            f"{LOCKED_TOOL} in the pinned archive sha256:{archive_sha}; it "
+                            "was not run", "run converge again: the binary is re-extracted "
+                            "from the store")
         return local
 
     def _run(self, state: State, phase: str, args: list[str]) -> None:
@@ -280,6 +326,34 @@ class InstallerProvider:
                 else ""
             raise UserError(f"installer phase {phase} failed: openshift-install "
                             f"{' '.join(args[:2])} exited {code}{why}", f"log: {log}")
+
+
+def _extract_member(archive: Path, member: str, target: Path) -> str:
+    """Extract the regular file `member` (top level, as the release's client archives hold
+    it) from a tar.gz into `target` (mode 0700); return its sha256."""
+    import tarfile
+
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    digest = hashlib.sha256()
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            info = next((i for i in tar if i.name.lstrip("./") == member and i.isreg()), None)
+            source = tar.extractfile(info) if info is not None else None
+            if source is None:
+                raise UserError(f"installer: the pinned archive {archive} holds no {member}",
+                                "pin the release's openshift-install-linux-*.tar.gz")
+            with source, tmp.open("wb") as out:
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+    except (tarfile.TarError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"installer: cannot read the pinned archive {archive}: {exc}",
+                        "run `gen fetch` again") from None
+    tmp.chmod(0o700)
+    tmp.replace(target)
+    return digest.hexdigest()
 
 
 class CsrApprover:

@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 
 from generator.errors import DestructiveNotApproved, UsageError, UserError
 from generator.model import Environment
-from generator.reconcile.base import Action, BuiltObjects, Provider, UsesBuiltObjects
+from generator.reconcile.base import (
+    Action,
+    BuiltObjects,
+    Provider,
+    UsesBuiltObjects,
+    UsesPinnedTools,
+)
 from generator.reconcile.providers import (
     ProviderDescriptor,
     ProviderPlan,
@@ -56,6 +62,7 @@ class Desired:
     tree_hash: str
     locked: bool  # True when the render was checked against lock/<env>.lock
     objects: BuiltObjects = field(default_factory=dict)  # built with the tree, per cluster
+    tools: tuple[tuple[str, str], ...] = ()  # (tool name, archive sha256) the lock pins
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +123,8 @@ def build_plan(desired: Desired, settings: Settings,
         scope = descriptor.scope(desired.tree)
         if isinstance(provider, UsesBuiltObjects):
             provider.use_built(desired.objects)
+        if isinstance(provider, UsesPinnedTools):
+            provider.use_tools(dict(desired.tools))
         found: ProviderPlan = descriptor.plan(provider, desired.env, scope, desired.tree)
         notices += found.notices
         conflicts += found.conflicts
@@ -204,13 +213,17 @@ def load_desired(ref: str, cwd: Path | None = None) -> Desired:
     that would change the lock raises LockMismatch, exit 4); unlocked when it does not."""
     from generator.environment import find_root, resolve_env_dir
     from generator.families.kubernetes import built_objects
-    from generator.lock.lockfile import lock_path
+    from generator.lock.compute import pinned_tools
+    from generator.lock.lockfile import lock_path, read_lock
     from generator.lock.nar import tree_hash
     from generator.pipeline import render_with_lock
 
     env_dir = resolve_env_dir(ref, cwd)
-    locked = lock_path(find_root(env_dir.parent), env_dir.name).is_file()
+    path = lock_path(find_root(env_dir.parent), env_dir.name)
+    locked = path.is_file()
     rendered = render_with_lock(ref, cwd, locked=locked)
     model = rendered.loaded.model
+    lock = read_lock(path, rendered.loaded.source.display(path)) if locked else None
+    tools = pinned_tools(rendered.loaded, lock) if lock is not None else {}
     return Desired(model, rendered.tree, tree_hash(rendered.tree), locked,
-                   built_objects(model, rendered.pins))
+                   built_objects(model, rendered.pins), tuple(sorted(tools.items())))

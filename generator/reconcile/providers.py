@@ -318,12 +318,14 @@ def start_kubernetes(settings: Settings, options: KubernetesOptions) -> Provider
 class InstallerOptions:
     openshift_install: str | None = option(
         "--openshift-install", metavar="PATH=SHA256",
-        help="The pinned openshift-install binary and its sha256; with it, the installer "
-             "phases (assets, wait-for gates) are planned and run.")
+        help="An openshift-install binary and its sha256, overriding the one the lock pins "
+             "(tool/openshift-install); with it, the installer phases (assets, wait-for "
+             "gates) are planned and run.")
     state_dir: str | None = option(
         "--installer-state-dir", kind="dir",
         help="Where the installer's assets live, one 0700 folder per environment (default: "
-             "$XDG_STATE_HOME/gen/installer).")
+             "$XDG_STATE_HOME/gen/installer); with it, the installer phases run the "
+             "openshift-install the lock pins, from gen's store.")
 
     def root(self) -> Path | None:
         """The installer state root when the installer phases are in use, else None."""
@@ -342,9 +344,12 @@ def start_installer(settings: Settings, options: InstallerOptions) -> Provider:
     from generator.reconcile.installer import InstallerProvider, Tool, default_root
 
     tool = options.openshift_install
+    store = settings.options_of(FilesOptions).store  # --store: the pinned archive is there
     return InstallerProvider(tool=Tool.parse(tool) if tool else None,
                              root=options.root() or default_root(),
-                             say=lambda line: click.echo(line, err=True))
+                             say=lambda line: click.echo(line, err=True),
+                             enabled=options.root() is not None,
+                             store_root=Path(store) if store else None)
 
 
 # -- the registry --------------------------------------------------------------------------

@@ -1,0 +1,243 @@
+"""The client tools as lock inputs: `tool/openshift-install` and `tool/oc` pinned offline
+from the release's checksum-file excerpt the openshift-upi blueprint ships, fetched into the
+store from a local HTTP server in a lo-only network namespace, and the installer provider
+running the locked, stored `openshift-install` (no --openshift-install).
+
+The archives served are stand-ins: tests/standins/openshift-install packed into a tar.gz the
+way the release packs the real binary (a top-level `openshift-install` member), pinned by the
+sha256 of that archive as the release's sha256sum.txt pins the real one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from clirun import gen
+from netns import Netns, netns
+from test_installer_phases import SEQUENCE, Site
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDIN = ROOT / "tests" / "standins" / "openshift-install"
+EXCERPT = ROOT / "blueprints" / "openshift-upi" / "openshift-client-sha256sum.txt"
+PORT = 8719
+BASE = f"http://127.0.0.1:{PORT}"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def archive(member: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+        readme = b"stand-in release archive\n"
+        info = tarfile.TarInfo("README.md")
+        info.size = len(readme)
+        tar.addfile(info, io.BytesIO(readme))
+    return out.getvalue()
+
+
+def read_lock(repo: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((repo / "lock" / "lab.lock").read_text())  # type: ignore[no-any-return]
+
+
+def lock_offline(repo: Path, tmp: Path) -> None:
+    result = gen("lock", "--offline", "env/lab", cwd=repo,
+                 env={**os.environ, "GEN_STORE": str(tmp / "store"), "HOME": str(tmp)})
+    assert result.code == 0, result.err
+
+
+def test_lock_pins_the_client_tools_offline_from_the_excerpt(repo: Path,
+                                                             tmp_path: Path) -> None:
+    lock_offline(repo, tmp_path)
+    inputs = read_lock(repo)["inputs"]
+    listed = dict(reversed(line.split()) for line in EXCERPT.read_text().splitlines()
+                  if re.fullmatch(r"[0-9a-f]{64}  \S+", line))
+    blueprint = yaml.safe_load((ROOT / "blueprints/openshift-upi/blueprint.yaml").read_text())
+    for name in ("openshift-install", "oc"):
+        declared = blueprint["defaults"]["artifacts"]["tools"][name]
+        locked = inputs[f"tool/{name}"]["locked"]
+        assert locked["url"] == declared["url"] and locked["version"] == declared["version"]
+        assert locked["sha256"] == listed[declared["url"].rsplit("/", 1)[1]]
+    # an excerpt that does not list the archive stops the lock with one line
+    (repo / "blueprints/openshift-upi/openshift-client-sha256sum.txt").write_text(
+        "".join(line + "\n" for line in EXCERPT.read_text().splitlines()
+                if "openshift-client" in line))
+    (repo / "lock" / "lab.lock").unlink()
+    result = gen("lock", "--offline", "env/lab", cwd=repo,
+                 env={**os.environ, "GEN_STORE": str(tmp_path / "store"), "HOME": str(tmp_path)})
+    assert result.code == 1
+    assert "tool/openshift-install: openshift-client-sha256sum.txt lists no sha256 for " \
+           "openshift-install-linux-" in result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+class Served:
+    """Stand-ins for every artifact lab A pins, served from a docroot; env.yaml points at
+    them by URL and sha256 (OS artifacts included, so `gen fetch` needs nothing else)."""
+
+    def __init__(self, repo: Path, tmp: Path) -> None:
+        self.docroot = tmp / "www"
+        self.docroot.mkdir()
+        self.installer = archive("openshift-install", STANDIN.read_bytes())
+        files = {"openshift-install-linux-4.16.20.tar.gz": self.installer,
+                 "openshift-client-linux-4.16.20.tar.gz": archive("oc", b"#!/bin/sh\n")}
+        for name, data in files.items():
+            (self.docroot / name).write_bytes(data)
+        env_file = repo / "environments/lab/env.yaml"
+        env = yaml.safe_load(env_file.read_text())
+        tools = {"openshift-install": "openshift-install-linux-4.16.20.tar.gz",
+                 "oc": "openshift-client-linux-4.16.20.tar.gz"}
+        env.setdefault("artifacts", {})["tools"] = {
+            name: {"version": "4.16.20", "url": f"{BASE}/{file}", "sha256": sha(files[file])}
+            for name, file in tools.items()}
+        blueprint = yaml.safe_load((repo / "blueprints/openshift-upi/blueprint.yaml")
+                                   .read_text())
+        names = set(env["artifacts"].get("os", {})) | set(
+            blueprint["defaults"]["artifacts"]["os"])
+        os_entries = {}
+        for name in sorted(names):
+            data = f"stand-in {name}\n".encode()
+            (self.docroot / name).write_bytes(data)
+            os_entries[name] = {"url": f"{BASE}/{name}", "sha256": sha(data)}
+        env["artifacts"]["os"] = os_entries
+        env_file.write_text(yaml.safe_dump(env, sort_keys=False))
+        self.installer_sha = sha(self.installer)
+
+
+@pytest.fixture
+def served(repo: Path, tmp_path: Path) -> Served:
+    return Served(repo, tmp_path)
+
+
+@pytest.fixture
+def www(served: Served) -> Iterator[Netns]:
+    with netns("tools") as ns:
+        ns.popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(PORT),
+                  "--directory", str(served.docroot)])
+        ns.wait_port(PORT)
+        yield ns
+
+
+def fetch(ns: Netns, repo: Path, store: Path) -> tuple[int, str, str]:
+    env = {**os.environ, "GEN_STORE": str(store), "HOME": str(repo)}
+    proc = ns.run([sys.executable, "-m", "generator", "fetch", "env/lab"], cwd=repo, env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_fetch_stores_and_verifies_the_tool_archives(served: Served, www: Netns, repo: Path,
+                                                     tmp_path: Path) -> None:
+    lock_offline(repo, tmp_path)
+    store = tmp_path / "store"
+    code, out, err = fetch(www, repo, store)
+    assert code == 0, err
+    assert "tool/openshift-install: fetched" in out and "tool/oc: fetched" in out
+    stored = store / "sha256" / served.installer_sha
+    assert stored.read_bytes() == served.installer
+    # the server now sends another archive under the pinned name: fetch refuses it
+    stored.unlink()
+    (served.docroot / "openshift-install-linux-4.16.20.tar.gz").write_bytes(
+        archive("openshift-install", b"#!/bin/sh\necho swapped\n"))
+    code, out, err = fetch(www, repo, store)
+    assert code != 0
+    assert "tool/openshift-install" in err and served.installer_sha in err, err
+    assert not stored.exists()
+
+
+def test_converge_runs_the_locked_stored_installer(served: Served, www: Netns, repo: Path,
+                                                   tmp_path: Path) -> None:
+    lock_offline(repo, tmp_path)
+    store = tmp_path / "store"
+    assert fetch(www, repo, store)[0] == 0
+    site = Site(repo, tmp_path)
+    argv = ["converge", "env/lab", "--provider", "installer", "--auto-approve",
+            "--state-dir", str(site.state), "--installer-state-dir", str(site.installer),
+            "--store", str(store)]
+    first = gen(*argv, cwd=repo, env=site.env())
+    assert first.code == 0, first.out + first.err
+    assert site.called() == SEQUENCE
+    binary = site.installer / "lab" / "bin" / f"openshift-install-{served.installer_sha[:16]}"
+    assert binary.read_bytes() == STANDIN.read_bytes()
+    second = gen(*argv, "--detailed-exitcode", cwd=repo, env=site.env())
+    assert second.code == 0 and "No changes." in second.out, second.out + second.err
+
+
+def test_a_tampered_store_archive_is_refused_before_anything_runs(
+        served: Served, www: Netns, repo: Path, tmp_path: Path) -> None:
+    lock_offline(repo, tmp_path)
+    store = tmp_path / "store"
+    assert fetch(www, repo, store)[0] == 0
+    stored = store / "sha256" / served.installer_sha
+    stored.chmod(0o644)
+    stored.write_bytes(stored.read_bytes() + b"tampered")
+    site = Site(repo, tmp_path)
+    result = gen("converge", "env/lab", "--provider", "installer", "--auto-approve",
+                 "--state-dir", str(site.state), "--installer-state-dir", str(site.installer),
+                 "--store", str(store), cwd=repo, env=site.env())
+    assert result.code == 4, result.out + result.err
+    assert f"store object {stored} is corrupt" in result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert site.called() == []
+    assert not (site.installer / "lab" / "bin").exists()
+
+
+def test_without_a_pinned_installer_the_plan_says_so(repo: Path, tmp_path: Path) -> None:
+    """The phases need a pin: the lock's, or --openshift-install."""
+    lock_offline(repo, tmp_path)
+    lock = read_lock(repo)
+    assert "tool/openshift-install" in lock["inputs"]
+    env_file = repo / "environments/lab/env.yaml"
+    blueprint = repo / "blueprints/openshift-upi/blueprint.yaml"
+    text = blueprint.read_text()
+    start = text.index("    tools:\n")
+    end = text.index("  services:\n")
+    blueprint.write_text(text[:start] + text[end:])
+    lock_offline(repo, tmp_path)
+    assert "tool/openshift-install" not in read_lock(repo)["inputs"]
+    site = Site(repo, tmp_path)
+    plan = gen("plan", "env/lab", "--provider", "installer", "--installer-state-dir",
+               str(site.installer), cwd=repo, env=site.env())
+    assert plan.code == 0, plan.err
+    assert "the lock pins no openshift-install" in plan.out + plan.err
+    assert "installer phase" not in plan.out
+    assert env_file.exists()
+
+
+def test_a_malformed_tool_entry_is_one_line_at_its_field(repo: Path) -> None:
+    env_file = repo / "environments/lab/env.yaml"
+    env_file.write_text(env_file.read_text() + "  tools:\n    oc: {version: '4.16 20', "
+                        "url: 'https://example.test/oc.tar.gz'}\n")
+    result = gen("validate", "env/lab", cwd=repo, env={**os.environ, "HOME": str(repo)})
+    assert result.code == 1, result.out + result.err
+    assert "environments/lab/env.yaml:" in result.err
+    assert "at artifacts.tools.oc.version: " in result.err and "is not a version" in result.err
+
+
+def test_a_pinned_installer_of_another_release_is_refused(repo: Path) -> None:
+    env_file = repo / "environments/lab/env.yaml"
+    env_file.write_text(env_file.read_text() + "  tools:\n    openshift-install:\n"
+                        "      version: 4.17.3\n"
+                        "      url: https://example.test/openshift-install-linux-4.17.3.tar.gz\n"
+                        "      sha256: " + "ab" * 32 + "\n")
+    result = gen("validate", "env/lab", cwd=repo, env={**os.environ, "HOME": str(repo)})
+    assert result.code == 1, result.out + result.err
+    line = next(n for n, text in enumerate(env_file.read_text().splitlines(), 1)
+                if "version: 4.17.3" in text)
+    assert f"environments/lab/env.yaml:{line}:" in result.err
+    assert "at artifacts.tools.openshift-install.version: openshift-install 4.17.3 is not " \
+           "of release 4.16 (cluster.version)" in result.err
+    assert len(result.err.strip().splitlines()) == 1, result.err
