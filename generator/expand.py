@@ -58,6 +58,8 @@ def expand(doc: Document, env_name: str) -> m.Environment:
         images=tuple(sorted(data.get("artifacts", {}).get("images", {}).items())),
         secrets=tuple(_secret(k, v) for k, v in sorted(data.get("secrets", {}).items())),
         openstack=_openstack(data["openstack"]) if "openstack" in data else None,
+        mirror=m.Mirror(data["mirror"]["registry"], data["mirror"].get("ca"))
+        if "mirror" in data else None,
         locate=doc.locate,
     )
 
