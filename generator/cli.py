@@ -39,6 +39,7 @@ COMMANDS = {
     "update": "generator.commands.lock:update_cmd",
     "verify": "generator.commands.lock:verify_cmd",
     "fetch": "generator.commands.lock:fetch_cmd",
+    "store": "generator.commands.store:store_group",
     "diff": "generator.commands.diff:diff",
     "set": "generator.commands.edit:set_field",
     "node": "generator.commands.edit:node",
@@ -86,7 +87,8 @@ def complete_node(ctx: click.Context, param: click.Parameter,
 
 
 # Which arguments complete how: (command path, parameter name) -> completer.
-_COMPLETERS = {"env": complete_env, "node remove:name": complete_node}
+_COMPLETERS = {"env": complete_env, "store export:env": complete_env,
+               "node remove:name": complete_node}
 
 
 def _add_completion(command: click.Command, path: str = "") -> None:

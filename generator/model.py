@@ -350,6 +350,21 @@ class OpenStack:
 
 
 @dataclass(frozen=True, slots=True)
+class Mirror:
+    """The site's registry that serves every pinned image; nodes pull through it.
+
+    An upstream `host/repository` is mirrored at `registry/host/repository` (so images from
+    two upstreams never collide), the layout `skopeo copy` or a push from the store writes."""
+
+    registry: str  # host[:port]
+    ca: str | None = None  # PEM of the CA that signed the mirror's certificate
+
+    def repository(self, upstream: str) -> str:
+        """Where the mirror keeps `upstream` (`host/repository`, no tag or digest)."""
+        return f"{self.registry}/{upstream}"
+
+
+@dataclass(frozen=True, slots=True)
 class Environment:
     name: str
     blueprint: str
@@ -364,6 +379,7 @@ class Environment:
     secrets: tuple[SecretRef, ...]
     openstack: OpenStack | None = None
     tools: tuple[ToolArtifact, ...] = ()
+    mirror: Mirror | None = None
     # Where each value was written (the merged document's locate): a check reports a
     # problem at the value's own file, line and column. Not part of the model's value.
     locate: Callable[[FieldPath], Location] | None = field(default=None, compare=False,

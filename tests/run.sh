@@ -16,6 +16,7 @@ APT_PACKAGES=(
   nodejs  # runs the GitHub workflow's github-script step in tests/test_ci_templates.py
   # node configs
   ignition cloud-init genisoimage xorriso
+  containerd openssl  # the mirror's hosts.toml pulled through by a real containerd
   # lockfile: real registry, skopeo, nix for NAR hashes
   docker-registry skopeo nix-bin
   # libvirt: test driver, real libvirtd with qemu, libvirt-python build deps

@@ -24,10 +24,10 @@ import json
 from typing import Any
 
 from generator.families import Pins, escape
-from generator.families.common import load_balancer_ip, service_hosts
+from generator.families.common import load_balancer_ip, mirrored_repositories, service_hosts
 from generator.families.kubeadm import kubernetes_version, minor
 from generator.families.yamlout import dump, dump_one
-from generator.model import Environment, Node
+from generator.model import Environment, Mirror, Node
 from generator.tree import Tree, canonical_json, lines
 
 KUBERNETES_ROLES = ("master", "worker")
@@ -257,6 +257,8 @@ def kube_files(env: Environment, rpm: bool) -> list[dict[str, Any]]:
         host = _host(env.kubernetes.registry.host, ("kubernetes", "registry", "host"))
         files.append(_file(f"/etc/containerd/certs.d/{host}/hosts.toml",
                            registry_hosts_toml(host), defer=True))
+    if env.mirror is not None:
+        files += mirror_files(env, env.mirror)
     if rpm:
         files.append(_file("/etc/yum.repos.d/kubernetes.repo", yum_repo(env)))
     else:
@@ -295,6 +297,41 @@ def registry_hosts_toml(host: str) -> str:
     url = json.dumps(f"http://{host}")
     return lines(f"server = {url}", "", f"[host.{url}]",
                  '  capabilities = ["pull", "resolve", "push"]', "  skip_verify = true").decode()
+
+
+# kubeadm pulls the control-plane images and the pause image from here.
+KUBE_UPSTREAM = "registry.k8s.io"
+MIRROR_CA = "/etc/containerd/certs.d/mirror-ca.crt"
+
+
+def mirror_files(env: Environment, mirror: Mirror) -> list[dict[str, Any]]:
+    """One containerd hosts.toml per upstream registry, pointing at the site's mirror."""
+    hosts = {KUBE_UPSTREAM} | {_registry_dir(r.split("/", 1)[0])
+                               for r in mirrored_repositories(env)}
+    files = [_file(MIRROR_CA, mirror.ca, defer=True)] if mirror.ca else []
+    files += [_file(f"/etc/containerd/certs.d/{host}/hosts.toml",
+                    mirror_hosts_toml(host, mirror), defer=True) for host in sorted(hosts)]
+    return files
+
+
+def _registry_dir(registry: str) -> str:
+    """`host[:port]` as a directory name under certs.d (never `..` or a path)."""
+    host, _, port = registry.partition(":")
+    _host(host, ("artifacts", "images"))
+    if port and not port.isdigit():
+        _host(registry, ("artifacts", "images"))  # names the bad character
+    return registry
+
+
+def mirror_hosts_toml(upstream: str, mirror: Mirror) -> str:
+    """The mirror first, by its full API path (`override_path`: the mirror keeps each
+    upstream under its own prefix); the upstream itself stays the fallback `server`."""
+    server = json.dumps("https://registry-1.docker.io" if upstream == "docker.io"
+                        else f"https://{upstream}")
+    url = json.dumps(f"https://{mirror.registry}/v2/{upstream}")
+    ca = [f"  ca = {json.dumps(MIRROR_CA)}"] if mirror.ca else []
+    return lines(f"server = {server}", "", f"[host.{url}]", '  capabilities = ["pull", "resolve"]',
+                 "  override_path = true", *ca).decode()
 
 
 def yum_repo(env: Environment) -> str:

@@ -103,3 +103,11 @@ def metal_image(env: Environment) -> OsArtifact | None:
 def os_artifact(env: Environment, kind: str) -> OsArtifact | None:
     """The first OS artifact of a kind (kernel, initramfs, rootfs, disk, image)."""
     return next((a for a in env.os_artifacts if a.kind == kind), None)
+
+
+def mirrored_repositories(env: Environment) -> list[str]:
+    """`host/repository` of every image the environment names: what its mirror must serve."""
+    from generator.lock.resolve import parse_image
+
+    return sorted({f"{ref.registry}/{ref.repository}"
+                   for ref in (parse_image(image) for _, image in env.images)})

@@ -14,8 +14,8 @@ from typing import Any
 
 from generator.errors import Problem
 from generator.families import yamlout
-from generator.families.common import COREOS_FLAVOURS
-from generator.model import Environment, Node
+from generator.families.common import COREOS_FLAVOURS, mirrored_repositories
+from generator.model import Environment, Mirror, Node
 from generator.tree import Tree
 
 # OKD runs without Red Hat's registries; its documented stand-in pull secret is not secret.
@@ -63,7 +63,27 @@ def install_config(env: Environment) -> dict[str, Any]:
         "platform": {"none": {}},
         "pullSecret": pull_secret(env),
         "sshKey": "\n".join(ref.marker() for ref in cluster.ssh_keys),
+        **(mirror_settings(env, env.mirror) if env.mirror is not None else {}),
     }
+
+
+# The release payload's repositories: the release image and the content it references.
+RELEASE_REPOSITORIES = {
+    "openshift": ("quay.io/openshift-release-dev/ocp-release",
+                  "quay.io/openshift-release-dev/ocp-v4.0-art-dev"),
+    "okd": ("quay.io/okd/scos-release", "quay.io/okd/scos-content"),
+}
+
+
+def mirror_settings(env: Environment, mirror: Mirror) -> dict[str, Any]:
+    """`imageDigestSources` sending every pinned repository to the site's mirror (images are
+    pulled by digest, so a mirror can serve them unchanged), and the mirror's CA."""
+    sources = sorted({*RELEASE_REPOSITORIES[env.cluster.flavour], *mirrored_repositories(env)})
+    settings: dict[str, Any] = {"imageDigestSources": [
+        {"source": source, "mirrors": [mirror.repository(source)]} for source in sources]}
+    if mirror.ca:
+        settings["additionalTrustBundle"] = mirror.ca
+    return settings
 
 
 def _cluster_network(net: Any) -> dict[str, Any]:

@@ -168,5 +168,21 @@ def check_version_known(report: Report) -> None:
                      "a release gen knows the installer rules of", "use a 4.x release")
 
 
+# install-config's imageDigestSources replaced imageContentSources in 4.14; earlier
+# installers refuse the field as unknown.
+DIGEST_SOURCES = (4, 14)
+
+
+def check_mirror_release(report: Report) -> None:
+    """gen renders the mirror as imageDigestSources, which older installers do not know."""
+    version = release(report)
+    if version is not None and "mirror" in report.data and version < DIGEST_SOURCES:
+        shown = ".".join(map(str, version))
+        report.error(("mirror",), f"openshift-install {shown} does not read imageDigestSources "
+                     "(the field gen renders the mirror into; it exists from 4.14 on)",
+                     "pin cluster.version 4.14 or later")
+
+
 CHECKS = (check_version_known, check_network_type, check_flavour_network_type,
-          check_host_prefix, check_service_network, check_ovn_subnets, check_cluster_domain)
+          check_host_prefix, check_service_network, check_ovn_subnets, check_cluster_domain,
+          check_mirror_release)
