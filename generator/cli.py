@@ -40,6 +40,7 @@ COMMANDS = {
     "verify": "generator.commands.lock:verify_cmd",
     "fetch": "generator.commands.lock:fetch_cmd",
     "diff": "generator.commands.diff:diff",
+    "graph": "generator.commands.graph:graph",
     "set": "generator.commands.edit:set_field",
     "node": "generator.commands.edit:node",
     "init": "generator.commands.init:init",
