@@ -36,6 +36,8 @@ class Element:
     label: str
     parent: str | None = None  # the key of the box it is drawn inside (a hypervisor)
     members: tuple[str, ...] = ()  # a group: the VM names it stands for
+    group: str = ""  # a VM: the group it joins when collapsed (`group:<hv>:<role>`)
+    size: str = ""  # a VM: "vCPU, memory", for its group's label
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,51 +68,63 @@ def vm_label(node: Node) -> str:
 
 def build(env: Environment, expand: Iterable[str] | None = None,
           collapse_at: int = COLLAPSE_AT) -> Topology:
-    """The topology of `env`. `expand`: VM names kept individual when collapsing; None
-    with a small environment keeps every VM individual."""
-    collapse = len(env.nodes) > collapse_at
-    keep = set(expand or ()) if collapse else {n.name for n in env.nodes}
+    """The topology of `env`, collapsed above `collapse_at` VMs (`expand`: VM names kept
+    individual)."""
+    full = build_full(env)
+    if len(env.nodes) <= collapse_at:
+        return full
+    return collapse(full, {f"vm:{name}" for name in expand or ()})
+
+
+def build_full(env: Environment) -> Topology:
+    """Every VM as its own box."""
     elements: list[Element] = []
     edges: list[Edge] = []
     elements += [Element(f"hv:{hv.name}", "hypervisor", f"hypervisor {hv.name}")
                  for hv in env.hypervisors]
     elements += [Element(f"net:{net.name}", "network", f"network {net.name}\n{net.cidr}")
                  for net in env.networks]
-    box = _vm_boxes(env, keep, elements)
-    for (vm_box, network) in sorted({(box[n.name], nic.network) for n in env.nodes
-                                     for nic in n.nics}):
-        edges.append(Edge(vm_box, f"net:{network}"))
+    elements += [Element(f"vm:{n.name}", "vm", vm_label(n), parent=f"hv:{n.hypervisor}",
+                         group=f"group:{n.hypervisor}:{n.role}",
+                         size=f"{n.vcpu} vCPU, {_mib(n.memory_mib)}") for n in env.nodes]
+    box = {n.name: f"vm:{n.name}" for n in env.nodes}
+    edges += [Edge(box[n.name], f"net:{nic.network}") for n in env.nodes for nic in n.nics]
     _services(env, box, elements, edges)
     return Topology(tuple(elements), tuple(_unique(edges)))
 
 
-def _vm_boxes(env: Environment, keep: set[str], elements: list[Element]) -> dict[str, str]:
-    """Add one box per kept VM and one group per (hypervisor, role) for the rest; return
-    each VM's box key."""
-    box: dict[str, str] = {}
-    groups: dict[tuple[str, str], list[Node]] = {}
-    for node in env.nodes:
-        if node.name in keep:
-            box[node.name] = f"vm:{node.name}"
-            elements.append(Element(box[node.name], "vm", vm_label(node),
-                                    parent=f"hv:{node.hypervisor}"))
-        else:
-            groups.setdefault((node.hypervisor, node.role), []).append(node)
-    for (hypervisor, role), nodes in groups.items():
+def collapse(topology: Topology, keep: set[str], max_kept: int | None = None) -> Topology:
+    """The VMs not in `keep` grouped per hypervisor and role (a group of one stays a VM);
+    beyond `max_kept` kept VMs, the rest of `keep` is grouped too. A group takes the
+    strongest mark of its members (removed members count as changed)."""
+    vms = [e for e in topology.elements if e.kind == "vm"]
+    kept = [e.key for e in vms if e.key in keep][:max_kept]
+    members: dict[str, list[Element]] = {}
+    for vm in vms:
+        if vm.key not in kept and vm.group:
+            members.setdefault(vm.group, []).append(vm)
+    where: dict[str, str] = {}
+    groups: list[Element] = []
+    marks = dict(topology.marks)
+    for key, nodes in members.items():
         if len(nodes) == 1:  # a group of one says less than the VM itself
-            box[nodes[0].name] = f"vm:{nodes[0].name}"
-            elements.append(Element(box[nodes[0].name], "vm", vm_label(nodes[0]),
-                                    parent=f"hv:{hypervisor}"))
             continue
-        key = f"group:{hypervisor}:{role}"
-        sizes = sorted({(n.vcpu, n.memory_mib) for n in nodes})
-        size = (f"{sizes[0][0]} vCPU, {_mib(sizes[0][1])} each" if len(sizes) == 1
-                else "mixed sizes")
-        elements.append(Element(key, "group", f"{len(nodes)} x {role}\n{size}",
-                                parent=f"hv:{hypervisor}",
-                                members=tuple(n.name for n in nodes)))
-        box.update((n.name, key) for n in nodes)
-    return box
+        where.update((vm.key, key) for vm in nodes)
+        role = key.rsplit(":", 1)[1]
+        sizes = sorted({vm.size for vm in nodes})
+        size = f"{sizes[0]} each" if len(sizes) == 1 else "mixed sizes"
+        groups.append(Element(key, "group", f"{len(nodes)} x {role}\n{size}",
+                              parent=nodes[0].parent, members=tuple(
+                                  vm.key.removeprefix("vm:") for vm in nodes)))
+        member_marks = {marks.pop(vm.key) for vm in nodes if vm.key in marks}
+        if member_marks:
+            marks[key] = "added" if member_marks == {"added"} else "changed"
+    elements = [e for e in topology.elements if e.key not in where]
+    first_vm = next((i for i, e in enumerate(elements) if e.kind == "vm"), len(elements))
+    elements[first_vm:first_vm] = groups
+    edges = [Edge(where.get(e.source, e.source), where.get(e.target, e.target), e.label)
+             for e in topology.edges]
+    return Topology(tuple(elements), tuple(_unique(edges)), marks)
 
 
 def _services(env: Environment, box: dict[str, str], elements: list[Element],
@@ -204,6 +218,19 @@ def compare(base: Topology | None, head: Topology) -> Topology:
                  or e.target in marks and marks[e.target] == "removed")]
     return Topology(head.elements + tuple(removed), tuple(_unique(list(head.edges) + gone)),
                     marks)
+
+
+MAX_EXPANDED = 120  # changed VMs drawn one by one in a review; more join their groups
+
+
+def review(base: Topology | None, head: Topology, collapse_at: int = COLLAPSE_AT,
+           max_expanded: int = MAX_EXPANDED) -> Topology:
+    """The head revision's full topology marked against the base's; in a large environment
+    only the changed VMs (up to `max_expanded`) stay expanded, the rest is grouped."""
+    marked = compare(base, head)
+    if sum(1 for e in marked.elements if e.kind == "vm") <= collapse_at:
+        return marked
+    return collapse(marked, set(marked.marks), max_expanded)
 
 
 # --- Mermaid ----------------------------------------------------------------------------
