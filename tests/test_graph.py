@@ -9,6 +9,7 @@ import shutil
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clirun import gen
@@ -22,15 +23,22 @@ sys.path.insert(0, str(ROOT / "bench"))
 from genenv import build, dump  # noqa: E402
 
 
-def write_big(root: Path, nodes: int, hypervisors: int) -> None:
+def big_document(nodes: int, hypervisors: int) -> dict[str, Any]:
     """bench/genenv's environment with a cluster network wide enough for its nodes."""
     data = build(nodes, hypervisors)
     data["cluster"]["clusterNetwork"] = [{"cidr": "10.252.0.0/14", "hostPrefix": 24}]
+    return data
+
+
+def write_big(root: Path, nodes: int = 0, hypervisors: int = 0,
+              data: dict[str, Any] | None = None) -> None:
+    """environments/big/env.yaml under `root`, and the blueprints beside it."""
     env_dir = root / "environments" / "big"
-    env_dir.mkdir(parents=True)
-    (env_dir / "env.yaml").write_text(dump(data))
-    shutil.copytree(ROOT / "blueprints", root / "blueprints",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    env_dir.mkdir(parents=True, exist_ok=True)
+    (env_dir / "env.yaml").write_text(dump(data or big_document(nodes, hypervisors)))
+    if not (root / "blueprints").exists():
+        shutil.copytree(ROOT / "blueprints", root / "blueprints",
+                        ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def label_of(chart_labels: dict[str, str], start: str) -> tuple[str, str]:
