@@ -205,7 +205,7 @@ def compare(base: Topology | None, head: Topology) -> Topology:
             marks[key] = "added"
         elif before[key].label != element.label or before[key].members != element.members:
             marks[key] = "changed"
-    for key in touched:
+    for key in sorted(touched):
         marks.setdefault(key, "changed")
     gone_keys = set(before) - set(after)
     removed = [e if e.parent is None or e.parent in after or e.parent in gone_keys
@@ -280,7 +280,7 @@ def to_mermaid(topology: Topology, legend: bool = False) -> str:
         lines.append("  end")
     for mark in used:
         lines.append(f"  classDef {mark} {MARK_STYLE[mark]}")
-        members = [ids[k] for k, m in topology.marks.items() if m == mark]
+        members = [ids[e.key] for e in topology.elements if topology.marks.get(e.key) == mark]
         if legend:
             members.append(f"legend_{mark}")
         lines.append(f"  class {','.join(members)} {mark}")

@@ -235,9 +235,10 @@ def _picture(report: Report) -> Iterable[Unit]:
                              {e.key: "removed" for e in base.elements}))
     grouped = any(e.kind == "group" for e in picture.elements)
     note = ("; unchanged VMs grouped per hypervisor and role" if grouped else "")
+    marks = ("added, changed and removed elements marked as in the legend" if picture.marks
+             else "no element of it changed")
     yield Unit(None, f"```mermaid\n{graph.to_mermaid(picture, legend=True)}```\n\n"
-                     f"<sub>Topology of the head revision: added, changed and removed "
-                     f"elements marked as in the legend{note}.</sub>\n\n")
+                     f"<sub>Topology of the head revision: {marks}{note}.</sub>\n\n")
 
 
 def _md(text: str) -> str:
