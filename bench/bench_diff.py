@@ -30,7 +30,9 @@ def environment(nodes: int, extra: int = 0, bigger: int = 0) -> str:
     hvs = 20
     lines = ["apiVersion: gen/v1", "kind: Environment", "metadata: {name: big}",
              "blueprint: openshift-upi", "cluster:", "  name: big", "  baseDomain: example.com",
-             "  pullSecret: {env: GEN_SECRET_PULL}", "networks:",
+             "  pullSecret: {env: GEN_SECRET_PULL}",
+             # one /24 per node: the blueprint's /14 holds too few for 1,000 nodes
+             "  clusterNetwork: [{cidr: 10.128.0.0/13, hostPrefix: 24}]", "networks:",
              "  - {name: lan, cidr: 10.20.0.0/16, gateway: 10.20.0.1, dns: [10.20.0.12], "
              "bridge: br0}", "hypervisors:"]
     lines += [f"  - {{name: hv{i}, uri: 'qemu+ssh://root@hv{i}/system', domainType: kvm, "
