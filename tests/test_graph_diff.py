@@ -1,7 +1,8 @@
 """The topology picture at the top of `gen diff --format markdown`, through the real CLI over
 real git histories: lab A with worker1's address changed, and a generated 1,000-node
 environment with 100 workers changed, each checked with the strict Mermaid subset parser
-(tests/mermaidcheck.py; no browser here to run the Mermaid library itself)."""
+(tests/mermaidcheck.py); tests/test_graph_mermaid.py runs the real Mermaid parser on the
+same kinds of picture."""
 
 from __future__ import annotations
 
