@@ -41,6 +41,7 @@ COMMANDS = {
     "fetch": "generator.commands.lock:fetch_cmd",
     "store": "generator.commands.store:store_group",
     "diff": "generator.commands.diff:diff",
+    "graph": "generator.commands.graph:graph",
     "set": "generator.commands.edit:set_field",
     "node": "generator.commands.edit:node",
     "init": "generator.commands.init:init",

@@ -14,6 +14,7 @@ APT_PACKAGES=(
   bind9 bind9-dnsutils dnsmasq-base isc-dhcp-server kea-dhcp4-server isc-dhcp-client
   haproxy tftpd-hpa nfs-kernel-server apache2 curl iproute2 iptables
   nodejs  # runs the GitHub workflow's github-script step in tests/test_ci_templates.py
+  npm graphviz  # the mermaid npm package (tests/mermaid_parse.mjs); `dot` for gen graph svg
   # node configs
   ignition cloud-init genisoimage xorriso
   containerd openssl  # the mirror's hosts.toml pulled through by a real containerd
@@ -45,6 +46,9 @@ install_apt() {
 }
 
 install_apt
+# The real Mermaid parser for tests/test_graph_mermaid.py, pinned, into tests/.mermaid.
+[ -d tests/.mermaid/node_modules/mermaid ] || npm install --prefix tests/.mermaid --no-audit \
+  --no-fund --silent mermaid@11.17.2 jsdom@29.1.1
 ./install.sh test
 # Tools the test extra installs (kubectl, ansible-inventory, kolla-genpwd) live in the venv.
 export PATH="$PWD/.venv/bin:$PATH"

@@ -51,6 +51,7 @@ class Side:
     secrets: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (kind, ref)
     inputs: Inputs | None = None  # the environment's and blueprint's files as read
     generator: GeneratorId | None = None  # who rendered this side
+    topology: Any = None  # graph.Topology of its model: the picture of a markdown diff
 
     @property
     def short(self) -> str:

@@ -198,6 +198,8 @@ def _pack(pieces: Iterable[Unit], budget: int) -> list[str]:
 
 
 def _units(report: Report) -> Iterable[Unit]:
+    if not report.empty:
+        yield from _picture(report)
     yield Unit(None, f"**base** {_md(report.base.short)} &rarr; **head** "
                      f"{_md(report.head.short)}: {summary_line(report)}\n\n")
     if report.empty:
@@ -218,6 +220,25 @@ def _units(report: Report) -> Iterable[Unit]:
         for change in section.files:
             yield Unit(group, f"`{change.path}` ({change.status})\n\n")
             yield from _fenced(group, "diff", change.unified().splitlines())
+
+
+def _picture(report: Report) -> Iterable[Unit]:
+    """The head revision's topology (the base's when the environment was removed) as a
+    Mermaid diagram, changed elements marked; GitHub and GitLab draw it in the comment."""
+    from generator import graph
+
+    head, base = report.head.topology, report.base.topology
+    if head is None and base is None:
+        return
+    picture = graph.review(base, head) if head is not None else graph.review(
+        None, graph.Topology(base.elements, base.edges,
+                             {e.key: "removed" for e in base.elements}))
+    grouped = any(e.kind == "group" for e in picture.elements)
+    note = ("; unchanged VMs grouped per hypervisor and role" if grouped else "")
+    marks = ("added, changed and removed elements marked as in the legend" if picture.marks
+             else "no element of it changed")
+    yield Unit(None, f"```mermaid\n{graph.to_mermaid(picture, legend=True)}```\n\n"
+                     f"<sub>Topology of the head revision: {marks}{note}.</sub>\n\n")
 
 
 def _md(text: str) -> str:

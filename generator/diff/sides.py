@@ -25,6 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from generator import graph
 from generator.diff import Report, Side, build_report
 from generator.diff.inputs import GeneratorId, generator_id, read_inputs
 from generator.errors import GenError, UserError
@@ -171,11 +172,15 @@ def _finish_render(args: SideArgs, proc: subprocess.Popen[bytes], out: Path) -> 
     name = rel.name
     path = lock_path(root, name)
     lock = json.loads(path.read_bytes()) if path.is_file() else None
+    topology = None
     try:  # secret references come from the inputs; the running gen reads them if it can
-        secrets = secret_refs(load_environment(str(root / rel), cwd=root).model)
+        model = load_environment(str(root / rel), cwd=root).model
+        secrets = secret_refs(model)
+        topology = graph.build_full(model)
     except GenError:
         secrets = {}
-    return Side(label, sha, name, read_tree(out), lock, secrets, read_inputs(root, str(rel)))
+    return Side(label, sha, name, read_tree(out), lock, secrets, read_inputs(root, str(rel)),
+                topology=topology)
 
 
 def _render_side_safely(*args: Any) -> Side | tuple[int, list[str]]:
@@ -227,7 +232,8 @@ def render_side(label: str, sha: str | None, root: Path, rel: PurePosixPath) -> 
     path = lock_path(rendered.loaded.source.root, rendered.env_name)
     lock = json.loads(path.read_bytes()) if path.is_file() else None
     return Side(label, sha, rendered.env_name, rendered.tree, lock,
-                secret_refs(rendered.loaded.model), read_inputs(root, str(rel)))
+                secret_refs(rendered.loaded.model), read_inputs(root, str(rel)),
+                topology=graph.build_full(rendered.loaded.model))
 
 
 def secret_refs(model: Any) -> dict[str, tuple[str, str]]:
