@@ -62,7 +62,17 @@ def build(nodes: int, hypervisors: int, name: str = "big",
     first_ip = IPv4Address(data["nodes"][0]["nics"][0]["ip"])
     network.update(cidr=str(NETWORK), gateway=str(gateway), dns=[str(first_ip)])
     _retarget_nfs_clients(data)
+    _widen_cluster_network(data, len(specs))
     return data
+
+
+def _widen_cluster_network(data: dict[str, Any], nodes: int) -> None:
+    """One node subnet per node (the installer's rule, as `gen validate` checks it): a
+    cluster network wide enough for `nodes`, from 10.128.0.0 up."""
+    for entry in (data.get("cluster") or {}).get("clusterNetwork") or []:
+        host_prefix = int(entry.get("hostPrefix", 23))
+        prefix = host_prefix - max(nodes - 1, 1).bit_length()
+        entry["cidr"] = f"10.128.0.0/{min(prefix, 14)}"
 
 
 def _retarget_nfs_clients(data: dict[str, Any]) -> None:

@@ -48,15 +48,28 @@ from generator.tree import Tree
 
 ROOT = Path(__file__).resolve().parent.parent
 BLUEPRINTS = ("kolla-aio", "kubeadm", "openshift-upi")
+# lab A with the other DNS/DHCP servers gen renders for (no built-in environment uses them)
+LAB_SERVICES = "services:\n  dns:\n    provider: bind\n"
+PROVIDER_VARIANTS = {
+    "lab-dnsmasq": "services:\n  dhcp: {provider: dnsmasq}\n  dns:\n    provider: dnsmasq\n",
+    "lab-kea": "services:\n  dhcp: {provider: kea}\n  dns:\n    provider: bind\n",
+}
 
 
 @pytest.fixture(scope="module")
 def builtin_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Environment]:
-    """lab, k8s-lab and one environment per built-in blueprint, with their defaults."""
+    """lab (also with dnsmasq and with Kea), k8s-lab and one environment per built-in
+    blueprint, with their defaults."""
     repo = tmp_path_factory.mktemp("repo")
     for name in ("environments", "blueprints"):
         shutil.copytree(ROOT / name, repo / name)
     (repo / "lock").mkdir()
+    lab = (repo / "environments/lab/env.yaml").read_text()
+    assert lab.count(LAB_SERVICES) == 1
+    for name, services in PROVIDER_VARIANTS.items():
+        shutil.copytree(repo / "environments/lab", repo / "environments" / name)
+        (repo / "environments" / name / "env.yaml").write_text(
+            lab.replace(LAB_SERVICES, services).replace("name: lab\n", f"name: {name}\n", 1))
     for blueprint in BLUEPRINTS:
         made = gen("new", f"bp-{blueprint}", "--blueprint", blueprint, "--no-input",
                    "--no-lock", cwd=repo)

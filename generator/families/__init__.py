@@ -128,8 +128,11 @@ def builtin() -> tuple[FamilyDescriptor, ...]:
 
     return (
         family(libvirt, LIBVIRT_OUTPUTS, s.summarize_libvirt, "VMs and libvirt objects"),
-        family(dns, files("dns", "hosts/*/dns/*"), s.summarize_dns, "DNS records"),
-        family(dhcp, files("dhcp", "hosts/*/dhcp/*"), s.summarize_dhcp, "DHCP reservations"),
+        family(dns, files("dns", "hosts/*/dns/*") + files("dnsmasq", "hosts/*/dnsmasq/dns.conf"),
+               s.summarize_dns, "DNS records"),
+        family(dhcp, files("dhcp", "hosts/*/dhcp/*") + files("kea", "hosts/*/kea/*")
+               + files("dnsmasq", "hosts/*/dnsmasq/dhcp.conf"),
+               s.summarize_dhcp, "DHCP reservations"),
         family(pxe, files("tftp", "hosts/*/tftp/*"), s.summarize_pxe, "PXE boot entries"),
         family(haproxy, files("haproxy", "hosts/*/haproxy/*"), s.summarize_haproxy, "HAProxy"),
         family(nfs, files("nfs", "hosts/*/nfs/*"), s.summarize_nfs, "NFS exports"),
