@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 from ignition_proof import SSH_KEY, Expected, expected, problems, role_config
+from lab import lab_boot_env
 from netns import Netns, netns
 from standin_os import APPLY_IGNITION, IGNITION, SETFILES, SYSROOT
 
@@ -46,9 +47,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "blueprints", repo / "blueprints",
                     ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "environments" / "lab-boot").mkdir(parents=True)
-    text = (Path(__file__).parent / "lab-boot" / "env.yaml").read_text()
-    (repo / "environments/lab-boot/env.yaml").write_text(
-        text.replace("ARTIFACTS", "http://127.0.0.1:9"))
+    (repo / "environments/lab-boot/env.yaml").write_text(lab_boot_env("http://127.0.0.1:9"))
     proc = subprocess.run([sys.executable, "-m", "generator", "render",
                            "environments/lab-boot", "--out", "out"], cwd=repo,
                           capture_output=True, text=True, timeout=120)
