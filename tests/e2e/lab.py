@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import http.server
 import os
 import re
@@ -38,6 +39,18 @@ from netns import Netns, netns
 
 HELPER_IP = "192.168.20.111"
 BRIDGE = "br0"
+ENV_YAML = Path(__file__).resolve().parent / "lab-boot" / "env.yaml"
+# The blueprint's helper image, unused by lab-boot's bare-metal helper: a stand-in the
+# artifact server serves, pinned in env.yaml by its sha256 so `gen fetch` needs no network.
+HELPER_IMAGE = "centos-stream-9-genericcloud.qcow2"
+HELPER_IMAGE_BYTES = b"gen e2e stand-in helper image\n" * 64
+
+
+def lab_boot_env(artifacts_url: str) -> str:
+    """tests/e2e/lab-boot/env.yaml with its artifact server and stand-in image pinned."""
+    sha256 = hashlib.sha256(HELPER_IMAGE_BYTES).hexdigest()
+    return ENV_YAML.read_text().replace("ARTIFACTS", artifacts_url) \
+        .replace("HELPER_IMAGE_SHA256", sha256)
 
 _SVC = r"""#!/bin/sh
 # svc NAME CMD...: (re)start daemon NAME in the background inside the helper.

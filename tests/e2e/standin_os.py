@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,21 @@ MODULES = ("kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio
            "kernel/drivers/net/net_failover.ko", "kernel/drivers/net/virtio_net.ko",
            "kernel/drivers/block/virtio_blk.ko")
 DISK_MARKER = "GEN-DISK: booted from disk, installed as"
+IGNITION = Path("/usr/lib/dracut/modules.d/30ignition/ignition")  # Debian's ignition 2.14
+USERADD = Path("/usr/sbin/useradd")  # the files stage creates user `core` with it
+# What the OS image ships that Ignition's files stage reads: the account databases useradd
+# extends, and SELinux's config (the stand-in kernel enforces no SELinux policy).
+SYSROOT = {
+    "lib/gen-sysroot/etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+    "lib/gen-sysroot/etc/group": "root:x:0:\nusers:x:100:\n",
+    "lib/gen-sysroot/etc/selinux/config": "SELINUX=disabled\nSELINUXTYPE=targeted\n",
+}
+# Debian builds Ignition to relabel every file it writes with `setfiles` from the sysroot's
+# policy. The stand-in kernel runs no SELinux, so there is no label to set: this `setfiles`
+# only records the paths Ignition hands it (NUL-separated on stdin) and succeeds.
+SETFILES = """#!/bin/busybox sh
+cat > "${RUN:-/run}/setfiles.paths"
+"""
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /bin
@@ -132,6 +149,13 @@ if timeout 60 wget -q -O /tmp/ignition "$IGN"; then
 else
   say ignition-failed "$IGN"
 fi
+# Real Ignition applies that config (APPLY_IGNITION)
+APPLY_IGNITION_FUNCTION
+if [ -x /usr/bin/ignition ]; then
+  export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+  SYSROOT=/sysroot RUN=/run SKELETON=/lib/gen-sysroot IGNITION=/usr/bin/ignition \
+    apply_ignition "$IGN"
+fi
 n=0; while [ -n "$DEV" ] && [ ! -b "$DEV" ] && [ -e /sys/block/"${DEV#/dev/}" ] \
   && [ $n -lt 25 ]; do sleep 0.2; n=$((n+1)); done
 if [ -n "$DEV" ] && [ -b "$DEV" ]; then
@@ -149,6 +173,43 @@ fi
 say done
 while true; do sleep 3600; done
 """
+
+
+# What the node does with its config, as Ignition does on its first boot from disk: the URL
+# coreos-installer would hand on becomes `ignition.config.url` on the command line Ignition
+# reads (metal platform: /proc/cmdline, bind-mounted over), the sysroot is a tmpfs holding
+# what the OS image ships (SKELETON), then real Ignition runs its fetch and files stages and
+# the node reports what landed as `GEN-STANDIN: landed <what> ...` lines (parsed by
+# tests/e2e/ignition_proof.py). A shell function so tests/e2e/test_ignition_apply.py runs the
+# very same steps on the host, in a private mount namespace.
+APPLY_IGNITION = r"""apply_ignition() {  # $1: the config URL; SYSROOT RUN SKELETON IGNITION
+  mkdir -p "$SYSROOT" "$RUN/ignition"
+  mount -t tmpfs sysroot "$SYSROOT" && cp -a "$SKELETON/." "$SYSROOT/"
+  echo "$(cat /proc/cmdline) ignition.config.url=$1" > "$RUN/gen-cmdline"
+  mount -o bind "$RUN/gen-cmdline" /proc/cmdline
+  for stage in fetch files; do
+    if "$IGNITION" -platform metal -stage $stage -root "$SYSROOT" -log-to-stdout \
+        -fetch-timeout 60s -config-cache "$RUN/ignition.json" \
+        -state-file "$RUN/ignition/state" > "$RUN/ignition-$stage.log" 2>&1; then
+      say ignition-$stage ok
+    else
+      say ignition-$stage-failed $(grep -m 1 CRITICAL "$RUN/ignition-$stage.log")
+      return
+    fi
+  done
+  say landed hostname $(cat "$SYSROOT/etc/hostname")
+  for keyfile in "$SYSROOT"/etc/NetworkManager/system-connections/*.nmconnection; do
+    [ -f "$keyfile" ] || continue
+    say landed keyfile "$(basename "$keyfile")" mode=$(stat -c %a "$keyfile") \
+      mac=$(sed -n 's/^mac-address=//p' "$keyfile") \
+      address=$(sed -n 's/^address1=//p' "$keyfile") \
+      gateway=$(sed -n 's/^gateway=//p' "$keyfile") \
+      dns=$(sed -n 's/^dns=//p' "$keyfile") search=$(sed -n 's/^dns-search=//p' "$keyfile")
+  done
+  say landed role-file $(cat "$SYSROOT/etc/gen-role" 2>/dev/null || echo -)
+  say landed ssh-key $(grep '^core:' "$SYSROOT/etc/passwd" | cut -d: -f1,6) \
+    $(cat "$SYSROOT/home/core/.ssh/authorized_keys.d/ignition" 2>/dev/null || echo -)
+}"""
 
 
 @dataclass(frozen=True)
@@ -179,12 +240,14 @@ def build_initramfs(kernel_release: str) -> bytes:
     names = " ".join(Path(m).stem for m in MODULES)
     directory = stat.S_IFDIR | 0o755
     entries = [_Entry(d, directory) for d in ("bin", "dev", "etc", "lib", "lib/modules",
-                                              "proc", "sys", "tmp")]
+                                              "proc", "run", "sys", "tmp")]
     entries.append(_Entry("bin/busybox", stat.S_IFREG | 0o755, BUSYBOX.read_bytes()))
     entries += [_Entry(f"lib/modules/{Path(m).name}", stat.S_IFREG | 0o644,
                        (modules_dir / m).read_bytes()) for m in MODULES]
     entries.append(_Entry("lib/gen-disk", stat.S_IFREG | 0o644, standin_disk.disk_image()))
-    init = INIT.replace("MODULE_LIST", names).replace("DISK_MARKER", DISK_MARKER)
+    entries += _ignition_entries()
+    init = INIT.replace("APPLY_IGNITION_FUNCTION", APPLY_IGNITION)
+    init = init.replace("MODULE_LIST", names).replace("DISK_MARKER", DISK_MARKER)
     init = init.replace("BIOS_MESSAGE EFI_MESSAGE", f"{standin_disk.BIOS_MESSAGE} "
                                                     f"{standin_disk.EFI_MESSAGE}")
     entries.append(_Entry("init", stat.S_IFREG | 0o755, init.encode()))
@@ -193,6 +256,33 @@ def build_initramfs(kernel_release: str) -> bytes:
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as handle:
         handle.write(raw)
     return buffer.getvalue()
+
+
+def _ignition_entries() -> list[_Entry]:
+    """Debian's real Ignition and the useradd it runs, with every library `ldd` lists, and
+    the sysroot skeleton: the few files of the OS image Ignition's files stage reads."""
+    files: dict[str, Path] = {}
+    for binary, at in ((IGNITION, "usr/bin/ignition"), (USERADD, "usr/sbin/useradd")):
+        files[at] = binary
+        for library in _libraries(binary):
+            files[str(library).lstrip("/")] = library.resolve()
+    directory = stat.S_IFDIR | 0o755
+    dirs = sorted({str(parent) for at in [*files, *SYSROOT]
+                   for parent in Path(at).parents if str(parent) != "."} - {"lib"})
+    entries = [_Entry(d, directory) for d in dirs]
+    entries += [_Entry(at, stat.S_IFREG | 0o755, path.read_bytes())
+                for at, path in sorted(files.items())]
+    entries += [_Entry(at, stat.S_IFREG | 0o644, text.encode())
+                for at, text in sorted(SYSROOT.items())]
+    entries.append(_Entry("usr/sbin/setfiles", stat.S_IFREG | 0o755, SETFILES.encode()))
+    return entries
+
+
+def _libraries(binary: Path) -> list[Path]:
+    """The shared libraries (and the loader) `ldd` resolves for `binary`, as paths."""
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True,
+                         timeout=30).stdout
+    return sorted({Path(m) for m in re.findall(r"(/\S+) \(0x", out)})
 
 
 def cloud_kernel() -> tuple[Path, str]:

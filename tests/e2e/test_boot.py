@@ -41,15 +41,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from lab import HELPER_IP, Helper, artifact_server, helper_host, wait_for
+from ignition_proof import SSH_KEY, expected, problems, role_config
+from lab import (
+    HELPER_IMAGE,
+    HELPER_IMAGE_BYTES,
+    HELPER_IP,
+    Helper,
+    artifact_server,
+    helper_host,
+    lab_boot_env,
+    wait_for,
+)
 from reconcile_fixtures import private_libvirtd, wipe_libvirt
 from standin_os import DISK_MARKER, build_initramfs, cloud_kernel
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-ENV_DIR = Path(__file__).resolve().parent / "lab-boot"
 NODES = {"bootstrap": "192.168.20.150", "master0": "192.168.20.151",
          "worker0": "192.168.20.161"}
+ROLES = {"bootstrap": "bootstrap", "master0": "master", "worker0": "worker"}
+MARKER = b"@@gen-secret:sshAuthorizedKeys[0]@@"  # filled with SSH_KEY on the helper
 DISKFUL = ("master0", "worker0")  # install to their disk, reboot, come up from the disk
 KERNEL = "images/rhcos-live-kernel"
 BOOT_TIMEOUT = 180.0  # per wave; a node takes 10-25 s under TCG here, several times that when
@@ -71,6 +82,7 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copyfile(vmlinuz, directory / "rhcos-live-kernel")
     (directory / "rhcos-live-initramfs").write_bytes(build_initramfs(release))
     (directory / "rhcos-live-rootfs").write_bytes(b"gen e2e stand-in rootfs\n" * 64)
+    (directory / HELPER_IMAGE).write_bytes(HELPER_IMAGE_BYTES)
     return directory
 
 
@@ -104,7 +116,8 @@ class Run:
 
     def gen(self, *args: str, check: bool = True,
             codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "GEN_STORE": self.store, "GEN_SECRET_PULL": "unused"}
+        env = {**os.environ, "GEN_STORE": self.store, "GEN_SECRET_PULL": "unused",
+               "GEN_SECRET_SSH": SSH_KEY}
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "generator", *args], cwd=self.repo,
                               env=env, capture_output=True, text=True, timeout=240)
@@ -124,7 +137,7 @@ class Run:
                 # the helper's /var is a tmp dir: no package database to ask
                 "--no-install-packages",
                 "--store", self.store, "--state-dir", str(self.tmp / "state"),
-                "--format", "json"]
+                "--ignition-dir", str(self.tmp / "roles"), "--format", "json"]
 
     def plan_args(self) -> list[str]:
         args = self.converge_args("all")
@@ -146,7 +159,7 @@ def make_repo(tmp: Path, artifacts_url: str, dnsmasq: bool, uefi: bool) -> Path:
     (repo / "lock").mkdir()
     env_dir = repo / "environments" / "lab-boot"
     env_dir.mkdir(parents=True)
-    text = (ENV_DIR / "env.yaml").read_text().replace("ARTIFACTS", artifacts_url)
+    text = lab_boot_env(artifacts_url)
     if dnsmasq:
         # Lab A's forwarders stay as written: the helper namespace has no uplink (only a veth
         # to br0 inside libvirtd's namespace), so a forwarded query cannot leave the machine.
@@ -159,6 +172,10 @@ def make_repo(tmp: Path, artifacts_url: str, dnsmasq: bool, uefi: bool) -> Path:
         assert old in text
         text = text.replace(old, old + "firmware: uefi, ")
     (env_dir / "env.yaml").write_text(text)
+    # openshift-install's role configs, as --ignition-dir: each writes one recognisable file
+    (tmp / "roles").mkdir()
+    for role in set(ROLES.values()):
+        (tmp / "roles" / f"{role}.ign").write_text(json.dumps(role_config(role)))
     return repo
 
 
@@ -191,8 +208,11 @@ def explain(run: Run, waiting: list[str]) -> str:
     out = []
     for node in waiting:
         found = evidence(run, node, NODES[node])
-        missing = next((s for s in STEPS if not found[s]), "done")
-        out.append(f"{node}: first missing step: {missing}")
+        missing = next((s for s in STEPS if not found[s]), None)
+        applied = problems(run.console(node), expected(run.tmp / "rendered", node, ROLES[node],
+                                                       NODES[node]))
+        out.append(f"{node}: first missing step: {missing}" if missing else
+                   applied[0] if applied else f"{node}: every step done")
         out += [f"  {step}: {found[step] or '-'}" for step in STEPS]
         tail = run.console(node).splitlines()[-15:]
         out += ["  console tail:", *[f"    | {line}" for line in tail]]
@@ -245,7 +265,8 @@ def assert_booted_once(run: Run, node: str, ip: str) -> None:
         f"{node}: TFTP kernel reads {kernels} of all reads {run.helper.tftp_reads()}"
     ignition = [line for line in run.helper.access_log().splitlines()
                 if f'"GET /ignition/{node}.ign ' in line]
-    assert len(ignition) == 1, f"{node}: Ignition GETs {ignition}"
+    # two: the installer's fetch (the stand-in's wget), then Ignition's own
+    assert len(ignition) == 2, f"{node}: Ignition GETs {ignition}"
     if node in DISKFUL:
         installed = console.find("GEN-STANDIN: installed /dev/vda")
         from_disk = console.find(f"{DISK_MARKER} {node}.ocp4.example.com")
@@ -263,6 +284,8 @@ def assert_booted(run: Run, node: str, ip: str, rendered: Path) -> None:
     assert found["dns"] == f"GEN-STANDIN: dns api-int.ocp4.example.com {HELPER_IP}", \
         found["dns"]
     locked = (rendered / "clusters/ocp4/ignition" / f"{node}.ign").read_bytes()
+    assert MARKER in locked and SSH_KEY.encode() not in locked
+    locked = locked.replace(MARKER, SSH_KEY.encode())  # as converge published it
     url = f"http://{HELPER_IP}:8080/ignition/{node}.ign"
     assert found["ignition"] == (f"GEN-STANDIN: ignition {url} "
                                  f"sha256={hashlib.sha256(locked).hexdigest()} "
@@ -271,6 +294,12 @@ def assert_booted(run: Run, node: str, ip: str, rendered: Path) -> None:
             if f'"GET /ignition/{node}.ign ' in line]
     assert gets and all(line.startswith(f"{ip} ") and '" 200 ' in line for line in gets), \
         f"access log for {node}.ign: {gets}"
+    # real Ignition applied it: hostname, keyfile, the merged role config, core's SSH key
+    applied = problems(run.console(node), expected(rendered, node, ROLES[node], ip))
+    assert applied == [], "\n".join(applied) + "\n" + explain(run, [node])
+    role = [line for line in run.helper.access_log().splitlines()
+            if f'"GET /ignition/roles/{ROLES[node]}.ign ' in line and line.startswith(f"{ip} ")]
+    assert role and all('" 200 ' in line for line in role), f"role config GETs: {role}"
 
 
 def domain_ids(uri: str) -> dict[str, int]:
