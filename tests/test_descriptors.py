@@ -34,6 +34,7 @@ from generator.families import (
     render_all,
 )
 from generator.model import Environment
+from generator.profiles import ServiceSpec
 from generator.reconcile.base import Action
 from generator.reconcile.plan import Desired, Settings, build_plan, check_names
 from generator.reconcile.providers import (
@@ -141,7 +142,10 @@ def summarise_motd(changes: list[object]) -> list[Finding]:
     return [Finding("~", "message of the day", c.path) for c in changes]  # type: ignore[attr-defined]
 
 
-MOTD = FamilyDescriptor("motd", render_motd, files("motd", "hosts/*/motd/*"),
+# where the files provider installs it on any host OS profile (no profile table knows motd)
+MOTD_INSTALL = ServiceSpec("/etc/motd.d", check=("test", "-s", "{staged}/motd"))
+MOTD = FamilyDescriptor("motd", render_motd,
+                        files("motd", "hosts/*/motd/*", install={"*": MOTD_INSTALL}),
                         summarise=summarise_motd, title="Messages of the day")
 
 
@@ -171,6 +175,23 @@ def test_a_registered_family_is_rendered_diffed_and_routed(motd: FamilyDescripto
     # `--reload motd=...` names a service the environment now has
     from generator.reconcile.providers import FilesOptions
     check_names(desired, Settings(options=(FilesOptions(reloads=(("motd", "true"),)),)))
+
+
+def test_a_registered_family_is_converged_with_its_own_install_rule(
+        motd: FamilyDescriptor, tmp_path: Path) -> None:
+    """No profile row, no edit of reconcile/files.py: the descriptor's install rule is used."""
+    from generator.reconcile.providers import FilesOptions
+
+    env = load_environment("env/lab", ROOT).model
+    tree = render_all(env, Pins())
+    root = tmp_path / "root"
+    settings = Settings(providers=("files",),
+                        options=(FilesOptions(targets=(("helper", str(root)),)),))
+    plan = build_plan(Desired(env, tree, "test", False), settings)
+    assert not [n for n in plan.notices if "'motd'" in n], plan.notices
+    (action,) = [a for a in plan.actions if a.name == "helper/motd"]
+    plan.providers["files"].apply(action)
+    assert (root / "etc/motd.d/motd").read_bytes() == b"Welcome to helper of lab\n"
 
 
 def test_a_family_name_is_registered_once(motd: FamilyDescriptor) -> None:

@@ -10,7 +10,7 @@ one line in `descriptors()` (docs/architecture.md, "Adding a family or a provide
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from types import ModuleType
@@ -19,6 +19,7 @@ from typing import Any
 from generator.errors import InvalidInput, Location, Problem
 from generator.loader import FieldPath
 from generator.model import Environment
+from generator.profiles import ServiceSpec
 from generator.tree import Tree, check_path
 
 
@@ -50,12 +51,15 @@ class Outputs:
     renders every built-in environment and holds each pattern to a real path. `provider`
     names the reconcile provider that converges these paths (None: nobody; the openshift
     inputs go to the `installer` provider); `service` is the `hosts/<host>/<service>/`
-    directory they fill.
+    directory they fill. `install` says where the files provider installs a service the
+    host OS profiles (generator/profiles.py) do not know, such as one a family registered
+    from outside brings: (profile name or "*", ServiceSpec) pairs; a profile's own row wins.
     """
 
     patterns: tuple[str, ...]
     provider: str | None = None
     service: str | None = None
+    install: tuple[tuple[str, ServiceSpec], ...] = ()
 
     def claims(self, path: str) -> bool:
         return any(fnmatchcase(path, pattern) for pattern in self.patterns)
@@ -166,9 +170,23 @@ def family(module: ModuleType, outputs: tuple[Outputs, ...], summarise: Summaris
                             getattr(module, "check", None), summarise, title)
 
 
-def files(service: str, *patterns: str) -> tuple[Outputs, ...]:
-    """Outputs the files provider installs on a host: `hosts/<host>/<service>/...`."""
-    return (Outputs(patterns, "files", service),)
+def files(service: str, *patterns: str,
+          install: Mapping[str, ServiceSpec] | None = None) -> tuple[Outputs, ...]:
+    """Outputs the files provider installs on a host: `hosts/<host>/<service>/...`;
+    `install` (profile name or "*" -> ServiceSpec) for a service the profiles lack."""
+    return (Outputs(patterns, "files", service, tuple(sorted((install or {}).items()))),)
+
+
+def service_install(service: str, os_profile: str) -> ServiceSpec | None:
+    """Where a family's descriptor installs `service` on `os_profile` (or on every
+    profile), when the profile's own table has no row for it."""
+    for descriptor in descriptors():
+        for out in descriptor.outputs:
+            found = dict(out.install) if out.service == service else {}
+            spec = found.get(os_profile) or found.get("*")
+            if spec is not None:
+                return spec
+    return None
 
 
 def unconverged(*patterns: str) -> tuple[Outputs, ...]:

@@ -46,6 +46,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from generator.errors import UserError
+from generator.families import service_install
 from generator.model import SECRET_MARKER_PREFIX, Environment, SecretRef
 from generator.profiles import Profile, ServiceSpec, profile
 from generator.reconcile.base import WAVE_SERVICES, Action, DiffItem, Op
@@ -221,7 +222,7 @@ class FilesProvider:
         packages: dict[str, list[str]] = {}  # host -> packages its services need
         for (host, service), files in sorted(_by_service(tree).items()):
             os_profile = host_profile(env, host)
-            spec = os_profile.service(service)
+            spec = os_profile.service(service) or service_install(service, os_profile.name)
             if spec is None:
                 self.notices.append(f"no install rule for service '{service}' on {host} "
                                     f"({os_profile.name}); its files are not converged")
