@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
+from generator.errors import UserError
 from generator.families import Pins
 from generator.families.yamlout import dump_all, dump_one
-from generator.model import App, Environment
+from generator.model import SECRET_MARKER_BYTES, SECRET_MARKER_PREFIX, App, Environment
 from generator.tree import Tree
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -175,7 +176,14 @@ def image(env: Environment, pins: Pins, name: str) -> str:
 def _cni_content(env: Environment, pins: Pins) -> bytes | None:
     """The pinned upstream manifest from gen's store; never fetched while rendering."""
     ref = env.kubernetes.cni_manifest
-    return pins.manifests.get(ref.name) if ref is not None else None
+    content = pins.manifests.get(ref.name) if ref is not None else None
+    if ref is not None and content is not None and SECRET_MARKER_BYTES.search(content):
+        # An upstream manifest is not gen's output: a marker in it would make the
+        # kubernetes provider publish a secret into whatever object it sits in.
+        raise UserError(f"kubernetes: the CNI manifest {ref.name} carries a secret marker "
+                        f"({SECRET_MARKER_PREFIX}...@@), which gen never fills in an upstream "
+                        "manifest", "use a manifest without markers")
+    return content
 
 
 def cni_tree(env: Environment, name: str, content: bytes) -> Tree:

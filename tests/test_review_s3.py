@@ -1,0 +1,72 @@
+"""Review s3 findings: each test failed on the main this branch started from.
+
+Environments are the reference labs (optionally with one extra block appended to their
+env.yaml text); the checks are gen's own, with no mock of gen's code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generator.environment import load_environment_dir
+from generator.errors import UserError
+from generator.families import Pins
+from generator.families.kubernetes import built_objects
+from generator.model import Environment
+from generator.reconcile.kubernetes import KubernetesProvider, object_secrets
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S_LAB = ROOT / "environments" / "k8s-lab"
+OWN_SECRET = "secrets:\n  app-token: {env: GEN_SECRET_TEST_APP_TOKEN}\n"
+
+
+def _k8s_lab(extra: str = "") -> Environment:
+    text = (K8S_LAB / "env.yaml").read_text() + extra
+    return load_environment_dir(K8S_LAB, text).model
+
+
+def _configmap(value: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "x", "namespace": "kube-system"}, "data": {"v": value}}
+
+
+# --- 1. the kubernetes provider fills a marker only where its secret is declared for ------
+
+@pytest.mark.parametrize("name, place", [
+    ("kubeadm-token", "init.yaml"), ("sshAuthorizedKeys[0]", "install-config.yaml")])
+def test_kubernetes_provider_refuses_secrets_placed_in_files(
+        monkeypatch: pytest.MonkeyPatch, name: str, place: str) -> None:
+    """gen's own secrets (join token, SSH keys, pull secret) go only into the files their
+    renderers write: a Kubernetes object carrying their marker is refused, not filled."""
+    monkeypatch.setenv("GEN_SECRET_TEST_APP_TOKEN", "app-token-value")
+    provider = KubernetesProvider()
+    provider.secrets, provider.placed = object_secrets(_k8s_lab(OWN_SECRET))
+    with pytest.raises(UserError) as refused:
+        provider._filled(_configmap(f"@@gen-secret:{name}@@"))
+    assert f"secret '{name}', which gen fills only in" in refused.value.message
+    assert place in refused.value.message
+    # the operator's own secret still goes into objects
+    assert provider._filled(_configmap("@@gen-secret:app-token@@"))["data"] == {
+        "v": "app-token-value"}
+
+
+def test_kubernetes_provider_undeclared_secret_message_kept() -> None:
+    provider = KubernetesProvider()
+    provider.secrets, provider.placed = object_secrets(_k8s_lab())
+    with pytest.raises(UserError, match="which the environment does not declare"):
+        provider._filled(_configmap("@@gen-secret:nobody@@"))
+
+
+def test_cni_manifest_with_a_secret_marker_is_refused() -> None:
+    """The CNI manifest is upstream text a pull request chooses: never a carrier of markers."""
+    env = _k8s_lab(OWN_SECRET)
+    assert env.kubernetes.cni_manifest is not None
+    evil = (b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: leak, namespace: kube-system}\n"
+            b"data: {value: '@@gen-secret:app-token@@'}\n")
+    with pytest.raises(UserError) as refused:
+        built_objects(env, Pins(manifests={env.kubernetes.cni_manifest.name: evil}))
+    assert "CNI manifest" in refused.value.message and "secret marker" in refused.value.message
+    assert "\n" not in refused.value.lines()[0]
+    clean = evil.replace(b"@@gen-secret:app-token@@", b"plain")
+    assert built_objects(env, Pins(manifests={env.kubernetes.cni_manifest.name: clean}))
