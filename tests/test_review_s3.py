@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from generator.environment import load_environment_dir
-from generator.errors import UserError
+from generator.errors import InvalidInput, UserError
 from generator.families import Pins
 from generator.families.kubernetes import built_objects
 from generator.model import Environment
@@ -70,3 +70,41 @@ def test_cni_manifest_with_a_secret_marker_is_refused() -> None:
     assert "\n" not in refused.value.lines()[0]
     clean = evil.replace(b"@@gen-secret:app-token@@", b"plain")
     assert built_objects(env, Pins(manifests={env.kubernetes.cni_manifest.name: clean}))
+
+
+# --- 2. NFS exports live under an export root --------------------------------------------
+
+def _with_export(path: str) -> str:
+    text = (K8S_LAB / "env.yaml").read_text()
+    old = "      - path: /share_storage\n"
+    assert old in text
+    return text.replace(old, f"      - path: {path}\n", 1)
+
+
+@pytest.mark.parametrize("path", [
+    "/var/spool/cron", "/var/named", "/var/lib/tftpboot", "/var/lib/gen", "/var/log",
+    "/home/alice", "/exportsX", "/var/nfsd"])
+def test_export_outside_the_export_roots_is_refused(path: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        load_environment_dir(K8S_LAB, _with_export(path))
+    (shown,) = [line for line in refused.value.lines() if not line.startswith("warning:")]
+    assert shown.startswith("environments/k8s-lab/env.yaml:48:15: at services.nfs.exports[0].path:")
+    assert f"export path '{path}' is not a plain path under an export root" in shown
+
+
+@pytest.mark.parametrize("path", ["/share_storage", "/exports/registry", "/srv/nfs/a",
+                                  "/data", "/var/nfs/k8s"])
+def test_export_under_an_export_root_is_accepted(path: str) -> None:
+    assert load_environment_dir(K8S_LAB, _with_export(path)).model.services.nfs is not None
+
+
+def test_files_provider_refuses_a_manifest_export_outside_the_roots() -> None:
+    """Defence in depth: a rendered manifest naming /var/spool/cron is refused at converge."""
+    import json
+
+    from generator.reconcile.files import _export_directories
+
+    manifest = {"exportDirectories": [{"path": "/var/spool/cron", "owner": "nobody",
+                                       "group": "nogroup", "mode": "0777"}]}
+    with pytest.raises(UserError, match="is not a plain directory outside the system trees"):
+        _export_directories({"manifest.json": json.dumps(manifest).encode()})
