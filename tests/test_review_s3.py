@@ -108,3 +108,17 @@ def test_files_provider_refuses_a_manifest_export_outside_the_roots() -> None:
                                        "group": "nogroup", "mode": "0777"}]}
     with pytest.raises(UserError, match="is not a plain directory outside the system trees"):
         _export_directories({"manifest.json": json.dumps(manifest).encode()})
+
+
+@pytest.mark.parametrize("mode", ["'4755'", "'6777'"])
+def test_setuid_export_directory_mode_is_refused(mode: str) -> None:
+    text = _with_export(f"/share_storage\n        mode: {mode}")
+    with pytest.raises(InvalidInput) as refused:
+        load_environment_dir(K8S_LAB, text)
+    assert "is not a directory mode" in "\n".join(refused.value.lines())
+
+
+def test_setgid_export_directory_mode_stays_accepted() -> None:
+    """k8s-lab's shared directory is 2775 (new files keep the group): still fine."""
+    text = _with_export("/share_storage\n        mode: '2775'")
+    assert load_environment_dir(K8S_LAB, text).model.services.nfs is not None
