@@ -122,3 +122,26 @@ def test_setgid_export_directory_mode_stays_accepted() -> None:
     """k8s-lab's shared directory is 2775 (new files keep the group): still fine."""
     text = _with_export("/share_storage\n        mode: '2775'")
     assert load_environment_dir(K8S_LAB, text).model.services.nfs is not None
+
+
+# --- 3. a file:// URL may not climb out of the environment's folder -----------------------
+
+@pytest.mark.parametrize("url", ["file://../lab/env.yaml", "file://img/../../lab/env.yaml",
+                                 "file://.."])
+def test_file_url_with_dotdot_is_refused_at_validate(url: str) -> None:
+    text = (K8S_LAB / "env.yaml").read_text()
+    old = "      url: https://cloud.debian.org/images/cloud/bookworm/latest/"
+    assert old in text
+    text = text.replace(old + "debian-12-genericcloud-amd64.qcow2", f"      url: '{url}'", 1)
+    with pytest.raises(InvalidInput) as refused:
+        load_environment_dir(K8S_LAB, text)
+    (shown,) = [line for line in refused.value.lines() if not line.startswith("warning:")]
+    assert "at artifacts.os.debian-12-genericcloud.url:" in shown
+    assert "is not a URL" in shown and "relative to the environment's folder" in shown
+
+
+def test_file_url_with_dots_in_a_name_stays_accepted() -> None:
+    text = (K8S_LAB / "env.yaml").read_text().replace(
+        "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
+        "file://images/debian..12.qcow2", 1)
+    assert load_environment_dir(K8S_LAB, text).model is not None
