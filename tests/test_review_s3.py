@@ -145,3 +145,24 @@ def test_file_url_with_dots_in_a_name_stays_accepted() -> None:
         "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
         "file://images/debian..12.qcow2", 1)
     assert load_environment_dir(K8S_LAB, text).model is not None
+
+
+# --- 4. application objects may not be gen's own objects -----------------------------------
+
+APP = "    - name: test-was\n      image: tomcat\n"
+
+
+@pytest.mark.parametrize("name, image, clash", [
+    ("docker-registry", "tomcat", "makes Deployment default/docker-registry, which gen's registry"),
+    ("web", "docker-registry", "makes Service default/svc-docker-registry, which gen's registry"),
+])
+def test_app_objects_clashing_with_gens_own_are_refused(name: str, image: str,
+                                                        clash: str) -> None:
+    text = (K8S_LAB / "env.yaml").read_text()
+    assert APP in text
+    text = text.replace(APP, f"    - name: {name}\n      image: {image}\n", 1)
+    with pytest.raises(InvalidInput) as refused:
+        load_environment_dir(K8S_LAB, text)
+    (shown,) = [line for line in refused.value.lines() if not line.startswith("warning:")]
+    assert "at kubernetes.apps[0].name:" in shown
+    assert f"kubernetes app '{name}' " + clash in shown, shown
