@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from ipaddress import IPv4Address, IPv4Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from generator import model as m
@@ -457,10 +457,30 @@ def check_dhcp_network(c: Checker) -> None:
             _check_in_subnet(c, ("services", "dhcp", "pool", key), str(address),
                              networks[name], "pool address")
         _check_range_order(c, ("services", "dhcp", "pool"), *map(str, dhcp.pool))
+        _check_nodes_outside_pool(c, name, str(dhcp.pool[0]), str(dhcp.pool[1]))
     node = next((n for n in c.env.nodes if n.name == dhcp.host), None)
     if node is not None and all(nic.network != name for nic in node.nics):
         c.error(("services", "dhcp", "host"), f"DHCP host '{dhcp.host}' has no NIC on '{name}'",
                 "serve DHCP from a node on that network")
+
+
+def _check_nodes_outside_pool(c: Checker, network: str, start: str, end: str) -> None:
+    """A node's static address inside the dynamic pool would be leased to another machine."""
+    try:
+        first, last = int(ip_address(start)), int(ip_address(end))
+    except ValueError:
+        return  # reported by the pool's own checks
+    for path, node, nic in c.nics():
+        if nic.get("network") != network or "ip" not in nic:
+            continue
+        try:
+            address = int(ip_address(str(nic["ip"])))
+        except ValueError:
+            continue  # reported by the address checks
+        if first <= address <= last:
+            c.error(path + ("ip",), f"node '{node['name']}' address {nic['ip']} is inside "
+                    f"the DHCP pool {start}-{end}, which dhcpd leases to other machines",
+                    "use an address outside services.dhcp.pool")
 
 
 def check_service_host_known(c: Checker) -> None:

@@ -166,3 +166,29 @@ def test_app_objects_clashing_with_gens_own_are_refused(name: str, image: str,
     (shown,) = [line for line in refused.value.lines() if not line.startswith("warning:")]
     assert "at kubernetes.apps[0].name:" in shown
     assert f"kubernetes app '{name}' " + clash in shown, shown
+
+
+# --- 5. a node's static address may not lie in the DHCP pool ------------------------------
+
+LAB = ROOT / "environments" / "lab"
+
+
+def _lab_with_pool(start: str, end: str) -> str:
+    text = (LAB / "env.yaml").read_text()
+    assert "services:\n" in text
+    return text.replace("services:\n", f"services:\n  dhcp:\n    pool: {{start: {start}, "
+                        f"end: {end}}}\n", 1)
+
+
+def test_node_address_inside_the_dhcp_pool_is_refused() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        load_environment_dir(LAB, _lab_with_pool("192.168.20.140", "192.168.20.160"))
+    errors = [line for line in refused.value.lines() if not line.startswith("warning:")]
+    assert errors and all("is inside the DHCP pool 192.168.20.140-192.168.20.160" in line
+                          for line in errors), errors
+    assert any("at nodes[2].nics[0].ip: node 'master0' address 192.168.20.151" in line
+               for line in errors), errors
+
+
+def test_node_addresses_outside_the_dhcp_pool_are_accepted() -> None:
+    assert load_environment_dir(LAB, _lab_with_pool("192.168.20.200", "192.168.20.220")).model
