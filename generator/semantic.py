@@ -788,6 +788,15 @@ def check_boot_files(c: Checker) -> None:
         key = "uefi" if "uefi" in names else "bios"
         c.error(("services", "dhcp", "bootFiles", key), "the UEFI boot file is the BIOS "
                 "boot file", "give each its own name, such as pxelinux.0 and grubx64.efi")
+    elif isinstance(bios, str) and isinstance(uefi, str):
+        # both are published into one TFTP root: `boot` and `boot/grubx64.efi` cannot both
+        # be there, one a file and the other below it as a directory
+        for directory, file, key in ((bios, uefi, "uefi"), (uefi, bios, "bios")):
+            if file.startswith(directory.rstrip("/") + "/"):
+                c.error(("services", "dhcp", "bootFiles", key),  # only a given name nests
+                        f"boot file '{file}' lies below boot file '{directory}', which would "
+                        "have to be a file and a directory at once",
+                        "give each its own name, such as pxelinux.0 and grubx64.efi")
 
 
 MAX_NETWORKS = 64  # each network is a libvirt network per hypervisor, DHCP subnets, zones

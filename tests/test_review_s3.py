@@ -192,3 +192,24 @@ def test_node_address_inside_the_dhcp_pool_is_refused() -> None:
 
 def test_node_addresses_outside_the_dhcp_pool_are_accepted() -> None:
     assert load_environment_dir(LAB, _lab_with_pool("192.168.20.200", "192.168.20.220")).model
+
+
+# --- 6. one boot file may not be the directory of the other ---------------------------------
+
+@pytest.mark.parametrize("bios, uefi, key, shown", [
+    ("boot", "boot/grubx64.efi", "uefi", "boot file 'boot/grubx64.efi' lies below boot file"),
+    ("efi/x/pxelinux.0", "efi/x", "bios", "boot file 'efi/x/pxelinux.0' lies below boot file"),
+])
+def test_nested_boot_files_are_refused(bios: str, uefi: str, key: str, shown: str) -> None:
+    text = _lab_with_pool("192.168.20.200", "192.168.20.220").replace(
+        "  dhcp:\n", f"  dhcp:\n    bootFiles: {{bios: {bios}, uefi: {uefi}}}\n", 1)
+    with pytest.raises(InvalidInput) as refused:
+        load_environment_dir(LAB, text)
+    (error,) = [line for line in refused.value.lines() if not line.startswith("warning:")]
+    assert f"at services.dhcp.bootFiles.{key}: {shown}" in error, error
+
+
+def test_sibling_boot_files_are_accepted() -> None:
+    text = _lab_with_pool("192.168.20.200", "192.168.20.220").replace(
+        "  dhcp:\n", "  dhcp:\n    bootFiles: {bios: boot/pxelinux.0, uefi: boot/grubx64.efi}\n", 1)
+    assert load_environment_dir(LAB, text).model
