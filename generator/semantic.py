@@ -671,6 +671,18 @@ def check_secret_markers(c: Checker) -> None:
                     "{file: PATH}")
 
 
+def check_file_urls(c: Checker) -> None:
+    """A file:// URL names a file inside the environment's (or blueprint's) folder; with a
+    `..` it passed validate and lock and then made render call the lock damaged."""
+    from generator.confine import relative_file_problem
+
+    for path, text in _strings(c.data, ()):
+        if path and path[-1] == "url" and text.startswith("file://"):
+            problem = relative_file_problem(text.removeprefix("file://"))
+            if problem is not None:
+                c.error(path, problem, "write file://PATH relative to the environment's folder")
+
+
 def check_secret_names(c: Checker) -> None:
     """Every secret name is one place's: a name under secrets: or openstack.passwords must
     not stand for another secret gen fills elsewhere."""
@@ -846,7 +858,8 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
           check_openstack, check_record_values, check_gateways,
-          check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
+          check_dns_servers, check_hypervisor_uris, check_secret_markers, check_file_urls,
+          check_secret_names,
           check_kubernetes_refs, check_pool_paths, check_dnsmasq_host_names,
           check_secret_refs, check_boot_files, check_network_count,
           check_kernel_args_run_nothing)

@@ -137,7 +137,7 @@ def test_file_url_with_dotdot_is_refused_at_validate(url: str) -> None:
         load_environment_dir(K8S_LAB, text)
     (shown,) = [line for line in refused.value.lines() if not line.startswith("warning:")]
     assert "at artifacts.os.debian-12-genericcloud.url:" in shown
-    assert "is not a URL" in shown and "relative to the environment's folder" in shown
+    assert "must stay inside its folder (no '..'" in shown
 
 
 def test_file_url_with_dots_in_a_name_stays_accepted() -> None:
