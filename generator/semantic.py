@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from ipaddress import IPv4Address, IPv4Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from generator import model as m
@@ -476,10 +476,30 @@ def check_dhcp_network(c: Checker) -> None:
             _check_in_subnet(c, ("services", "dhcp", "pool", key), str(address),
                              networks[name], "pool address")
         _check_range_order(c, ("services", "dhcp", "pool"), *map(str, dhcp.pool))
+        _check_nodes_outside_pool(c, name, str(dhcp.pool[0]), str(dhcp.pool[1]))
     node = next((n for n in c.env.nodes if n.name == dhcp.host), None)
     if node is not None and all(nic.network != name for nic in node.nics):
         c.error(("services", "dhcp", "host"), f"DHCP host '{dhcp.host}' has no NIC on '{name}'",
                 "serve DHCP from a node on that network")
+
+
+def _check_nodes_outside_pool(c: Checker, network: str, start: str, end: str) -> None:
+    """A node's static address inside the dynamic pool would be leased to another machine."""
+    try:
+        first, last = int(ip_address(start)), int(ip_address(end))
+    except ValueError:
+        return  # reported by the pool's own checks
+    for path, node, nic in c.nics():
+        if nic.get("network") != network or "ip" not in nic:
+            continue
+        try:
+            address = int(ip_address(str(nic["ip"])))
+        except ValueError:
+            continue  # reported by the address checks
+        if first <= address <= last:
+            c.error(path + ("ip",), f"node '{node['name']}' address {nic['ip']} is inside "
+                    f"the DHCP pool {start}-{end}, which dhcpd leases to other machines",
+                    "use an address outside services.dhcp.pool")
 
 
 def check_service_host_known(c: Checker) -> None:
@@ -670,6 +690,18 @@ def check_secret_markers(c: Checker) -> None:
                     "{file: PATH}")
 
 
+def check_file_urls(c: Checker) -> None:
+    """A file:// URL names a file inside the environment's (or blueprint's) folder; with a
+    `..` it passed validate and lock and then made render call the lock damaged."""
+    from generator.confine import relative_file_problem
+
+    for path, text in _strings(c.data, ()):
+        if path and path[-1] == "url" and text.startswith("file://"):
+            problem = relative_file_problem(text.removeprefix("file://"))
+            if problem is not None:
+                c.error(path, problem, "write file://PATH relative to the environment's folder")
+
+
 def check_secret_names(c: Checker) -> None:
     """Every secret name is one place's: a name under secrets: or openstack.passwords must
     not stand for another secret gen fills elsewhere."""
@@ -788,6 +820,15 @@ def check_boot_files(c: Checker) -> None:
         key = "uefi" if "uefi" in names else "bios"
         c.error(("services", "dhcp", "bootFiles", key), "the UEFI boot file is the BIOS "
                 "boot file", "give each its own name, such as pxelinux.0 and grubx64.efi")
+    elif isinstance(bios, str) and isinstance(uefi, str):
+        # both are published into one TFTP root: `boot` and `boot/grubx64.efi` cannot both
+        # be there, one a file and the other below it as a directory
+        for directory, file, key in ((bios, uefi, "uefi"), (uefi, bios, "bios")):
+            if file.startswith(directory.rstrip("/") + "/"):
+                c.error(("services", "dhcp", "bootFiles", key),  # only a given name nests
+                        f"boot file '{file}' lies below boot file '{directory}', which would "
+                        "have to be a file and a directory at once",
+                        "give each its own name, such as pxelinux.0 and grubx64.efi")
 
 
 MAX_NETWORKS = 64  # each network is a libvirt network per hypervisor, DHCP subnets, zones
@@ -837,7 +878,8 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
           check_openstack, check_record_values, check_gateways,
-          check_dns_servers, check_hypervisor_uris, check_secret_markers, check_secret_names,
+          check_dns_servers, check_hypervisor_uris, check_secret_markers, check_file_urls,
+          check_secret_names,
           check_kubernetes_refs, check_pool_paths, check_dnsmasq_host_names,
           check_secret_refs, check_boot_files, check_network_count,
           check_kernel_args_run_nothing)

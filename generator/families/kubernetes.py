@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
+from generator.errors import Problem, UserError
 from generator.families import Pins
 from generator.families.yamlout import dump_all, dump_one
-from generator.model import App, Environment
+from generator.model import SECRET_MARKER_BYTES, SECRET_MARKER_PREFIX, App, Environment
 from generator.tree import Tree
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -109,6 +110,39 @@ def _build(env: Environment, pins: Pins) -> _Build | None:
     return _Build(files, cni, upstream, applyset_parent(env, members))
 
 
+def check(env: Environment) -> list[Problem]:
+    """An application's objects may not be objects gen makes itself (the registry's
+    `docker-registry` Deployment, `svc-...` Services, the ingress controller, the NFS
+    provisioner) nor another application's: one would silently replace the other."""
+    k8s = env.kubernetes
+    pins = Pins()  # object ids do not depend on pinned digests
+    makers: dict[tuple[str, str, str], str] = {}
+    for what, build in (("gen's ingress controller", ingress_nginx if k8s.ingress else None),
+                        ("gen's NFS provisioner", nfs_provisioner
+                         if k8s.nfs is not None and k8s.nfs.provisioner == "subdir" else None),
+                        ("gen's registry", registry if k8s.registry is not None else None)):
+        if build is not None:
+            makers.update({_object_id(obj): what for obj in build(env, pins)})
+    problems: list[Problem] = []
+    for i, app in enumerate(k8s.apps):
+        ids = [_object_id(obj) for obj in application(env, pins, app)]
+        clash = next((object_id for object_id in ids if object_id in makers), None)
+        if clash is not None:
+            kind, namespace, name = clash
+            shown = f"{namespace}/{name}" if namespace else name
+            problems.append(Problem(
+                f"kubernetes app '{app.name}' makes {kind} {shown}, which "
+                f"{makers[clash]} makes too", env.where(("kubernetes", "apps", i, "name")),
+                "rename the app; its Service is named after its image, svc-IMAGE"))
+        makers.update({object_id: f"app '{app.name}'" for object_id in ids})
+    return problems
+
+
+def _object_id(obj: Obj) -> tuple[str, str, str]:
+    meta = obj["metadata"]
+    return obj["kind"], meta.get("namespace", ""), meta["name"]
+
+
 # --- ownership -----------------------------------------------------------------------------
 
 def applyset_parent_name(env: Environment) -> str:
@@ -175,7 +209,14 @@ def image(env: Environment, pins: Pins, name: str) -> str:
 def _cni_content(env: Environment, pins: Pins) -> bytes | None:
     """The pinned upstream manifest from gen's store; never fetched while rendering."""
     ref = env.kubernetes.cni_manifest
-    return pins.manifests.get(ref.name) if ref is not None else None
+    content = pins.manifests.get(ref.name) if ref is not None else None
+    if ref is not None and content is not None and SECRET_MARKER_BYTES.search(content):
+        # An upstream manifest is not gen's output: a marker in it would make the
+        # kubernetes provider publish a secret into whatever object it sits in.
+        raise UserError(f"kubernetes: the CNI manifest {ref.name} carries a secret marker "
+                        f"({SECRET_MARKER_PREFIX}...@@), which gen never fills in an upstream "
+                        "manifest", "use a manifest without markers")
+    return content
 
 
 def cni_tree(env: Environment, name: str, content: bytes) -> Tree:

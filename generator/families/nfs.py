@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 from generator.errors import Problem
@@ -45,6 +46,11 @@ SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/b
                 "/proc", "/sys", "/run", "/root")
 SYSTEM_DIRS = ("/", "/var", "/var/lib", "/home", "/tmp", "/var/tmp", "/opt", "/srv", "/mnt",
                "/media")
+# Where an export may live: a deny-list of system directories always misses one (a cron
+# spool, a zone directory, the TFTP root, gen's own state), so converge creates and
+# re-owns only directories at or below these roots (what the reference labs use, plus
+# the usual homes of shared storage). /srv itself stays refused (SYSTEM_DIRS).
+EXPORT_ROOTS = ("/exports", "/share_storage", "/srv", "/data", "/var/nfs")
 
 
 def render(env: Environment, pins: object) -> Tree:
@@ -75,10 +81,14 @@ def check(env: Environment) -> list[Problem]:
         if not path_ok(export.path):
             error((*field, "path"), f"export path '{export.path}' has whitespace or quotes",
                   "use a plain absolute path")
-        elif system_path(export.path):
+        elif _system_dir(export.path):
             error((*field, "path"), f"export path '{export.path}' is a system directory "
                   "that converge would re-own", "export a directory of its own, like "
                   "/exports/NAME")
+        elif outside_export_roots(export.path):
+            error((*field, "path"), f"export path '{export.path}' is not a plain path under "
+                  f"an export root ({', '.join(EXPORT_ROOTS)}), so converge would not "
+                  "create or re-own it", "export a directory of its own, like /exports/NAME")
         for j, client in enumerate(export.clients):
             at = (*field, "clients", j)
             if not client_ok(client.host):
@@ -101,8 +111,20 @@ def export_directory(export: NfsExport) -> dict[str, str]:
 
 def system_path(path: str) -> bool:
     """True for a path converge must not create or re-own as an export directory."""
+    return _system_dir(path) or outside_export_roots(path)
+
+
+def _system_dir(path: str) -> bool:
     return path in SYSTEM_DIRS or any(path == top or path.startswith(top + "/")
                                       for top in SYSTEM_TREES)
+
+
+def outside_export_roots(path: str) -> bool:
+    """True unless `path` is normalised (no `..`, `.`, `//`, trailing /) and at or below
+    one of EXPORT_ROOTS."""
+    if posixpath.normpath(path) != path:
+        return True
+    return not any(path == root or path.startswith(root + "/") for root in EXPORT_ROOTS)
 
 
 def export_line(export: NfsExport, index: int = 0) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from generator.confine import confined_file, relative_file_problem
 from generator.errors import UserError
 from generator.lock.store import ChecksumMismatch, Store
+from generator.model import SECRET_MARKER_PREFIX
 from generator.safefile import UnsafeFile, open_regular, read_regular
 
 MANIFEST_TYPES = (
@@ -38,7 +39,6 @@ MAX_URL = 2048
 # same rule as the schema's `url` type, for values that do not pass through the schema
 LOCATION = re.compile(r"https?://[^\s\"'\\<>`\x00-\x1f\x7f]+|file://[^/\s\"'\\<>`\x00-\x1f\x7f]"
                       r"[^\s\"'\\<>`\x00-\x1f\x7f]*")
-SECRET_MARKER = "@@gen-secret:"
 TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # goes into an Authorization header as is
 Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
 
@@ -311,7 +311,7 @@ def location_problem(location: str) -> str | None:
     if len(location) > MAX_URL or not LOCATION.fullmatch(location):
         return (f"{shown} is not an http(s) URL or a file:// path relative to the "
                 "environment's folder (one line, no quotes or control characters)")
-    if SECRET_MARKER in location:
+    if SECRET_MARKER_PREFIX in location:
         return f"{shown} holds a secret marker (@@gen-secret:...@@), which is not allowed here"
     if location.startswith("file://"):
         return relative_file_problem(location.removeprefix("file://"))

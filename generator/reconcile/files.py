@@ -597,7 +597,7 @@ class ExportDirectory:
 
 
 _OWNER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10}")
-_MODE = re.compile(r"[0-7]{4}")
+_MODE = re.compile(r"[0-3][0-7]{3}")  # no setuid bit on an export directory
 
 
 def _export_directories(files: dict[str, bytes]) -> tuple[ExportDirectory, ...]:

@@ -45,7 +45,7 @@ from generator.reconcile.essence import (
     kubernetes_object,
 )
 from generator.reconcile.installer import installer_kubeconfig
-from generator.reconcile.secrets import MARKER, declared, read_local
+from generator.reconcile.secrets import MARKER, declared, places, read_local
 from generator.tree import Tree
 
 Obj = dict[str, Any]
@@ -406,7 +406,8 @@ class KubernetesProvider:
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # scopes not looked at (plan.Plan)
-    secrets: dict[str, SecretRef] = field(default_factory=dict)
+    secrets: dict[str, SecretRef] = field(default_factory=dict)  # what objects may carry
+    placed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # the others' files
     read_seconds: float = 0.0
     built: Mapping[str, Sequence[Obj]] = field(default_factory=dict)  # cluster -> objects
 
@@ -432,7 +433,7 @@ class KubernetesProvider:
             # Nodes ask for certificates all the same; only a cluster named for this
             # environment (--kubeconfig, the installer's) is asked, never $KUBECONFIG's.
             return csr.provider_plan(self, env) if self.kubeconfig else []
-        self.secrets = declared(env)
+        self.secrets, self.placed = object_secrets(env)
         began = time.monotonic()
         try:
             self._api()
@@ -614,14 +615,26 @@ class KubernetesProvider:
     def _values_in(self, obj: Obj) -> list[str]:
         """The values of the secrets an object's markers name (to keep them out of errors)."""
         names = set(MARKER.findall(json.dumps(obj)))
-        return [_secret_value(name, self.secrets) for name in sorted(names)]
+        return [_secret_value(name, self.secrets, self.placed) for name in sorted(names)]
 
     def _filled(self, obj: Obj) -> Obj:
         """Secret markers replaced by values read on this machine (the API client's host)."""
         if not _has_marker(obj):
             return obj
-        filled: Obj = _fill(obj, self.secrets)
+        filled: Obj = _fill(obj, self.secrets, self.placed)
         return filled
+
+
+def object_secrets(env: Environment) -> tuple[dict[str, SecretRef], dict[str, tuple[str, ...]]]:
+    """The secrets a Kubernetes object may carry, and where the others go.
+
+    Only the operator's own `secrets:` may be filled into objects (secrets.places gives
+    them every place); the pull secret, SSH keys, kubeadm join data and OpenStack passwords
+    go only into the files their renderers write, so an object naming one is refused."""
+    allowed = places(env)
+    refs = declared(env)
+    anywhere = {name: ref for name, ref in refs.items() if "*" in allowed.get(name, ())}
+    return anywhere, {name: globs for name, globs in allowed.items() if name not in anywhere}
 
 
 def deployment_ready(live: Obj) -> bool:
@@ -634,18 +647,25 @@ def deployment_ready(live: Obj) -> bool:
                 status.get("replicas", 0) <= want)
 
 
-def _fill(value: Any, secrets: dict[str, SecretRef]) -> Any:
+def _fill(value: Any, secrets: dict[str, SecretRef],
+          placed: Mapping[str, tuple[str, ...]] | None = None) -> Any:
     if isinstance(value, dict):
-        return {k: _fill(v, secrets) for k, v in value.items()}
+        return {k: _fill(v, secrets, placed) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill(v, secrets) for v in value]
+        return [_fill(v, secrets, placed) for v in value]
     if isinstance(value, str):
-        return MARKER.sub(lambda m: _secret_value(m.group(1), secrets), value)
+        return MARKER.sub(lambda m: _secret_value(m.group(1), secrets, placed), value)
     return value
 
 
-def _secret_value(name: str, secrets: dict[str, SecretRef]) -> str:
+def _secret_value(name: str, secrets: dict[str, SecretRef],
+                  placed: Mapping[str, tuple[str, ...]] | None = None) -> str:
     ref = secrets.get(name)
+    if ref is None and placed and name in placed:
+        raise UserError(f"kubernetes: a manifest refers to secret '{name}', which gen fills "
+                        f"only in {', '.join(placed[name])}",
+                        "a secret goes only where its field puts it; declare an own one "
+                        "under secrets: for Kubernetes objects")
     if ref is None:
         raise UserError(f"kubernetes: a manifest refers to secret '{name}', which the "
                         "environment does not declare", "add it under secrets:")

@@ -48,13 +48,17 @@ def check_version(report: Report) -> None:
                      f"use v1.{NEWEST_MINOR} or older")
 
 
+def _one_cidr(report: Report, key: str, count: int, what: str) -> None:
+    if count > 1:
+        report.error(("cluster", key), f"{count} IPv4 {what} subnets; "
+                     "kubeadm takes one CIDR per address family", "keep one")
+
+
 def check_pod_subnet(report: Report) -> None:
     if not _kubeadm(report):
         return
     networks = report.cluster.get("clusterNetwork", [])
-    if len(networks) > 1:
-        report.error(("cluster", "clusterNetwork"), f"{len(networks)} IPv4 pod subnets; "
-                     "kubeadm takes one CIDR per address family", "keep one")
+    _one_cidr(report, "clusterNetwork", len(networks), "pod")
     for i, entry in enumerate(networks):
         path = ("cluster", "clusterNetwork", i)
         cidr = IPv4Network(entry["cidr"], strict=False)
@@ -77,9 +81,7 @@ def check_service_subnet(report: Report) -> None:
     if not _kubeadm(report):
         return
     subnets = report.cluster.get("serviceNetwork", [])
-    if len(subnets) > 1:
-        report.error(("cluster", "serviceNetwork"), f"{len(subnets)} IPv4 service subnets; "
-                     "kubeadm takes one CIDR per address family", "keep one")
+    _one_cidr(report, "serviceNetwork", len(subnets), "service")
     for i, value in enumerate(subnets):
         cidr = IPv4Network(value, strict=False)
         if 32 - cidr.prefixlen > MAX_BITS_FOR_SERVICE_SUBNET:
