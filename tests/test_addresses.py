@@ -120,4 +120,7 @@ def test_node_add_and_expand_agree(data: dict[str, Any]) -> None:
         # the same node written without an address.
         del added["nodes"][-1]["nics"][0]["ip"]
         expanded = _load(added)
+        # a range the role's other nodes already fill gives expand nothing to hand out
+        # (a refusal, tested in test_validation); node add then looks outside the range
+        assume(expanded is not None)
         assert expanded is not None and expanded["new0"] == pick
