@@ -14,7 +14,7 @@ APT_PACKAGES=(
   bind9 bind9-dnsutils dnsmasq-base isc-dhcp-server kea-dhcp4-server isc-dhcp-client
   haproxy tftpd-hpa nfs-kernel-server apache2 curl iproute2 iptables
   nodejs  # runs the GitHub workflow's github-script step in tests/test_ci_templates.py
-  npm graphviz  # the mermaid npm package (tests/mermaid_parse.mjs); `dot` for gen graph svg
+  graphviz  # `dot` for gen graph --format svg
   # node configs
   ignition cloud-init genisoimage xorriso
   containerd openssl  # the mirror's hosts.toml pulled through by a real containerd
@@ -28,6 +28,10 @@ APT_PACKAGES=(
   pxelinux syslinux-common ovmf grub-efi-amd64-bin busybox-static linux-image-cloud-amd64 cpio
   openssh-server openssh-client  # the files provider over SSH (tests/test_files_ssh.py)
 )
+
+# npm installs the mermaid package (tests/mermaid_parse.mjs). A machine whose nodejs comes
+# from NodeSource has npm inside it, and Debian's npm package cannot go beside that nodejs.
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
 
 install_apt() {
   local missing=()
