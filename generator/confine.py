@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
+from generator.safefile import inside
+
 # The same rule as node names: one DNS label (lowercase letters, digits, inner '-').
 NAME_RULE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 NAME_FIX = "use lowercase letters, digits and inner '-', at most 63 characters (like lab-2)"
@@ -21,13 +23,6 @@ def name_problem(name: str) -> str | None:
     if NAME_RULE.fullmatch(name):
         return None
     return f"{name!r} is not a valid name"
-
-
-def is_inside(path: Path, root: Path) -> bool:
-    """True when `path`, with every symlink followed, is `root` or lies below it."""
-    real = Path(os.path.realpath(path))
-    base = Path(os.path.realpath(root))
-    return real == base or base in real.parents
 
 
 def relative_file_problem(relative: str) -> str | None:
@@ -50,7 +45,7 @@ def confined_file(relative: str, bases: tuple[Path, ...]) -> Path | str:
         candidate = base / relative
         if not os.path.lexists(candidate):
             continue
-        if not is_inside(candidate, base):
+        if not inside(candidate, base):
             return (f"{relative!r} leads outside {base.name}/ through a symlink "
                     f"(to {os.path.realpath(candidate)})")
         return candidate

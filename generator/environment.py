@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator import model as m
-from generator.confine import NAME_FIX, is_inside, name_problem, relative_file_problem
+from generator.confine import NAME_FIX, name_problem, relative_file_problem
 from generator.errors import InvalidInput, Location, Problem, UserError
 from generator.expand import expand
 from generator.loader import (
@@ -22,6 +22,7 @@ from generator.loader import (
     read_yaml_file,
 )
 from generator.resources import BUILTIN, builtin_blueprint, builtin_blueprint_names
+from generator.safefile import inside
 from generator.schema import schema_problems
 from generator.semantic import model_problems, semantic_problems
 
@@ -85,7 +86,7 @@ def find_root(start: Path) -> Path:
 def _refuse_escape(path: Path, root: Path, what: str) -> None:
     """A folder of the repo reached through a symlink that leaves the repo would make gen read
     (and write beside) another tree than the one under review."""
-    if not is_inside(path, root):
+    if not inside(path, root):
         raise UserError(f"{what} leads outside the repository through a symlink "
                         f"(to {os.path.realpath(path)})",
                         "gen reads environments and blueprints only from inside the repo: "

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import gen, helper_on_debian
 
 SECRET_YAML = ("apiVersion: gen/v1\nkind: Environment\nblueprint: openshift-upi\n"
                "metadata: {name: TOPSECRET-abc123}\nusers: [admin]\n")
@@ -128,6 +128,7 @@ def test_ssh_key_reference_publishes_only_a_public_key(repo: Path, tmp_path: Pat
     (tmp_path / ".config/gen/secrets").mkdir(parents=True)
     (tmp_path / ".config/gen/secrets/key").write_text(content)
     key = "key"
+    helper_on_debian(repo)  # the checkers run on this machine, at Debian's paths
     env_file = repo / "environments/lab/env.yaml"
     env_file.write_text(env_file.read_text().replace("{file: id_rsa.pub}",
                                                      f"{{file: {key}}}"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from generator.cli import FORMAT, emit
-from generator.confine import is_inside
+from generator.safefile import inside
 
 FORGES = ("github", "gitlab", "none")
 REQUIREMENTS = "gen-requirements.txt"
@@ -199,7 +199,7 @@ def _check_target(target: Path, files: dict[str, str]) -> None:
         raise UserError(f"{target}: not a directory", "name a new or existing folder")
     escapes = sorted({str(p.relative_to(target)) for rel in files
                       for p in _folders_on_the_way(target, rel)
-                      if os.path.lexists(p) and not is_inside(p, target)})
+                      if os.path.lexists(p) and not inside(p, target)})
     if escapes:
         raise UserError(f"{target}: not writing through a symlink that leads outside the "
                         f"repository: {', '.join(escapes)}",

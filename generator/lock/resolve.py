@@ -254,11 +254,7 @@ def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False
                                MAX_STREAM_BYTES)
         text, where = body, source
     else:
-        found = confined_file(source.removeprefix("file://"), base_dirs)
-        if isinstance(found, str):
-            raise UserError(f"stream metadata {found}",
-                            "ship the file beside env.yaml and name it relative to that folder")
-        path = found
+        path = shipped_file(source.removeprefix("file://"), base_dirs, "stream metadata")
         try:
             text, where = read_regular(path, MAX_STREAM_BYTES), str(path)
         except UnsafeFile as exc:
@@ -368,11 +364,7 @@ def download(url: str, store: Store, expected: str | None, what: str,
         raise UserError(f"{what}: {problem}", "write an https:// URL, or file://PATH relative "
                         "to the environment's folder")
     if url.startswith("file://"):
-        found = confined_file(url.removeprefix("file://"), bases)
-        if isinstance(found, str):
-            raise UserError(f"{what}: file:// URL {found}",
-                            "ship the file beside env.yaml and name it relative to that folder")
-        path = found
+        path = shipped_file(url.removeprefix("file://"), bases, f"{what}: file:// URL")
         try:
             return store.put_chunks(_file_chunks(path, progress), expected, what)
         except UnsafeFile as exc:
@@ -414,3 +406,13 @@ def _file_chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
             if progress:
                 progress(done, total)
             yield chunk
+
+
+def shipped_file(name: str, bases: tuple[Path, ...], what: str) -> Path:
+    """A file a pull request names relative to, and confined in, the environment's or the
+    blueprint's folder (`confined_file`), or one line saying why not."""
+    found = confined_file(name, bases)
+    if isinstance(found, str):
+        raise UserError(f"{what} {found}",
+                        "ship the file beside env.yaml and name it relative to that folder")
+    return found
