@@ -58,7 +58,8 @@ def write_lock(repo: Path, env: str, fill: str, other: dict[str, str] | None = N
 
     Images pin to `<repo>@sha256:<fill*64>`; OS artifacts resolve offline from local stream
     metadata when the environment has it, else pin their URL with sha256 fill*64 (`other`
-    gives some keys another fill character).
+    gives some keys another fill character); client tools resolve offline from the
+    blueprint's checksum excerpt.
     Manifests would need their content in the store, so they stay unpinned.
     """
     from generator.environment import load_environment
@@ -71,13 +72,16 @@ def write_lock(repo: Path, env: str, fill: str, other: dict[str, str] | None = N
 
     loaded = load_environment(f"env/{env}", repo)
     store = Store(repo / ".no-store")
-    resolver = Resolver(store, loaded.source.env_dir, offline=True)
+    resolver = Resolver(store, loaded.source.env_dir, offline=True,
+                        blueprint_dir=loaded.source.blueprint_dir)
     artifacts: dict[str, Any] = {}
     for key, original in wanted_inputs(loaded).items():
         kind = key.partition("/")[0]
         digest = (other or {}).get(key, fill) * 64
         if kind == "image":
             artifacts[key] = Pinned(original, f"{original.rsplit(':', 1)[0]}@sha256:{digest}")
+        elif kind == "tool":  # pinned from the blueprint's shipped checksum excerpt
+            artifacts[key] = Pinned(original, resolver.resolve(key, original))
         elif kind == "os":
             try:  # local stream metadata resolves offline, as `gen lock --offline` does
                 artifacts[key] = Pinned(original, resolver.resolve(key, original))
