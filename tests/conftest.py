@@ -29,3 +29,25 @@ def repo(tmp_path: Path) -> Path:
                         ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "lock").mkdir()
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def debian_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lab A with a Debian helper: this machine's checkers at Debian's paths."""
+    from clirun import helper_on_debian
+
+    repo = tmp_path_factory.mktemp("repo")
+    for name in ("environments", "blueprints"):
+        shutil.copytree(ROOT / name, repo / name)
+    helper_on_debian(repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def debian_lab(debian_repo: Path):  # type: ignore[no-untyped-def]
+    """(model, rendered tree) of lab A with a Debian helper, unlocked."""
+    from generator.families import Pins
+    from generator.pipeline import render_environment
+
+    rendered = render_environment("env/lab", cwd=debian_repo, pins=Pins())
+    return rendered.loaded.model, rendered.tree

@@ -8,16 +8,13 @@ and hand the provider the hostile tree directly."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from clirun import gen, helper_on_debian
+from clirun import gen
 from fstree import snapshot
 
 from generator.errors import UserError
-from generator.families import Pins
-from generator.pipeline import render_environment
 from generator.reconcile.files import FilesProvider, Target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,19 +22,8 @@ PXELINUX = "/usr/lib/PXELINUX/pxelinux.0"
 
 
 @pytest.fixture(scope="module")
-def debian_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Lab A with a Debian helper: this machine's checkers at Debian's paths."""
-    repo = tmp_path_factory.mktemp("repo")
-    for name in ("environments", "blueprints"):
-        shutil.copytree(ROOT / name, repo / name)
-    helper_on_debian(repo)
-    return repo
-
-
-@pytest.fixture(scope="module")
-def lab(debian_repo: Path):
-    rendered = render_environment("env/lab", cwd=debian_repo, pins=Pins())
-    return rendered.loaded.model, rendered.tree
+def lab(debian_lab):  # type: ignore[no-untyped-def]
+    return debian_lab
 
 
 @pytest.fixture

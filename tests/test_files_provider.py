@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -25,22 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_RELOAD = {s: ("true",) for s in ("dns", "dhcp", "kea", "dnsmasq", "haproxy", "http", "nfs")}
 
 
-@pytest.fixture(scope="module")
-def debian_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Lab A with a Debian helper: this machine's checkers at Debian's paths."""
-    repo = tmp_path_factory.mktemp("repo")
-    for name in ("environments", "blueprints"):
-        shutil.copytree(ROOT / name, repo / name)
-    helper_on_debian(repo)
-    return repo
-
-
-@pytest.fixture(scope="module")
-def lab(debian_repo: Path):
-    rendered = render_environment("env/lab", cwd=debian_repo, pins=Pins())
-    return rendered.loaded.model, rendered.tree
-
-
 @pytest.fixture(autouse=True)
 def target_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The target (this machine) holds the SSH key the Ignition files reference."""
@@ -50,6 +33,11 @@ def target_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (home / ".config/gen/secrets" / "id_rsa.pub").write_text(key + "\n")
     monkeypatch.setenv("HOME", str(home))
     return key
+
+
+@pytest.fixture(scope="module")
+def lab(debian_lab):  # type: ignore[no-untyped-def]
+    return debian_lab
 
 
 def _provider(root: Path, **kw) -> FilesProvider:
