@@ -236,7 +236,10 @@ def load_environment_dir(env_dir: Path, env_text: str | None = None) -> Loaded:
     if errors:
         raise InvalidInput(problems)
     env = expand(doc, source.name)
-    problems += model_problems(doc, env) + family_problems(env)
+    problems += model_problems(doc, env)
+    # the families build their outputs to check them: only from a model the rules accept
+    if not any(not p.warning for p in problems):
+        problems += family_problems(env)
     if any(not p.warning for p in problems):
         raise InvalidInput(problems)
     return Loaded(source, env, tuple(sorted(problems, key=Problem.sort_key)), doc.locate)

@@ -484,7 +484,9 @@ def check_dhcp_network(c: Checker) -> None:
 
 
 def _check_nodes_outside_pool(c: Checker, network: str, start: str, end: str) -> None:
-    """A node's static address inside the dynamic pool would be leased to another machine."""
+    """A node's address inside the dynamic pool may be leased to another machine first.
+    A warning: helper-node labs commonly reserve node addresses inside the pool (dhcpd
+    still serves the reservation to its MAC), and `gen import helpernode` keeps them."""
     try:
         first, last = int(ip_address(start)), int(ip_address(end))
     except ValueError:
@@ -497,7 +499,7 @@ def _check_nodes_outside_pool(c: Checker, network: str, start: str, end: str) ->
         except ValueError:
             continue  # reported by the address checks
         if first <= address <= last:
-            c.error(path + ("ip",), f"node '{node['name']}' address {nic['ip']} is inside "
+            c.warn(path + ("ip",), f"node '{node['name']}' address {nic['ip']} is inside "
                     f"the DHCP pool {start}-{end}, which dhcpd leases to other machines",
                     "use an address outside services.dhcp.pool")
 

@@ -49,8 +49,9 @@ SYSTEM_DIRS = ("/", "/var", "/var/lib", "/home", "/tmp", "/var/tmp", "/opt", "/s
 # Where an export may live: a deny-list of system directories always misses one (a cron
 # spool, a zone directory, the TFTP root, gen's own state), so converge creates and
 # re-owns only directories at or below these roots (what the reference labs use, plus
-# the usual homes of shared storage). /srv itself stays refused (SYSTEM_DIRS).
-EXPORT_ROOTS = ("/exports", "/share_storage", "/srv", "/data", "/var/nfs")
+# the usual homes of shared storage, and /export, the helper-node playbook's). /srv/nfs,
+# not /srv: Debian's TFTP root is /srv/tftp.
+EXPORT_ROOTS = ("/exports", "/export", "/share_storage", "/srv/nfs", "/data", "/var/nfs")
 
 
 def render(env: Environment, pins: object) -> Tree:
