@@ -269,7 +269,9 @@ class FilesProvider:
             return None
         os_profile = host_profile(env, host)
         names = sorted(set(wanted))
-        missing = [n for n in names if n not in installed(target, os_profile, names)]
+        # a host that does not answer yet (its VM boots) is asked nothing: all are planned
+        have = set() if host in self.down else installed(target, os_profile, names)
+        missing = [n for n in names if n not in have]
         if not missing:
             return None
         return Action("create", self.name, "packages", host, WAVE_SERVICES,
@@ -389,6 +391,7 @@ class FilesProvider:
         p = action.payload
         target: Target = p["target"]
         if action.kind == "packages":
+            self._await(action.name, target)  # the host may still be booting
             target.run([*p["install"], *p["missing"]])
             return
         spec: ServiceSpec = p["spec"]
