@@ -110,13 +110,14 @@ def gen_in(ns: Netns, *args: str, cwd: Path, home: Path) -> Result:
 def files_flags(root: Path, prefix: str, reloads: Path) -> list[str]:
     # Each reload records the SSH session it ran in ($SSH_CONNECTION is set by sshd only).
     return ["--provider", "files", "--files-target", f"helper={root}",
-            "--files-exec", f"helper={prefix}",
+            "--files-exec", f"helper={prefix}", "--no-install-packages",
             *[f"--reload={svc}=sh -c 'echo \"$SSH_CONNECTION\" >> {reloads}/{svc}'"
               for svc in RELOADED]]
 
 
 def test_converge_over_ssh_installs_checks_reloads_then_plan_is_empty(
-        sshd: Sshd, repo: Path, tmp_path: Path) -> None:
+        sshd: Sshd, debian_repo: Path, tmp_path: Path) -> None:
+    repo = debian_repo  # the far side's checkers are this machine's, at Debian's paths
     far, reloads, home = tmp_path / "far-root", tmp_path / "reloads", tmp_path / "gen-home"
     for directory in (reloads, home):
         directory.mkdir()
