@@ -203,7 +203,7 @@ def test_one_converge_publishes_the_role_configs_it_created(site: Site) -> None:
 
     root = site.tmp / "helper-root"
     files = ["--provider", "files", "--files-target", f"helper={root}", "--files-exec",
-             "helper=local",
+             "helper=local", "--no-install-packages",
              *[f"--reload={svc}=true" for svc in NO_RELOAD if svc not in ("kea", "dnsmasq")]]
     first = site.converge(*files)
     assert first.code == 0, first.out + first.err
