@@ -406,7 +406,10 @@ def x6() -> None:
     for node in lab().cluster_nodes():
         mac = pxe.dashed(node.nic.mac)
         assert f"hosts/helper/tftp/pxelinux.cfg/01-{mac}" in lab().tree
-        assert f"hosts/helper/tftp/grub/grub.cfg-01-{mac}" in lab().tree
+        # GRUB's prefix follows the helper's OS profile (el9: the TFTP root; Debian: grub/)
+        prefix = lab().env.services.dhcp.os.grub_prefix
+        grub = "/".join(filter(None, ("hosts/helper/tftp", prefix, f"grub.cfg-01-{mac}")))
+        assert grub in lab().tree
 
 
 CHECKS: dict[str, Callable[[], None]] = {
