@@ -147,6 +147,18 @@ def test_option_names_agree_with_exportfs(tmp_path: Path) -> None:
 CLIENT = "{host: 192.168.111.0/255.255.255.0, options: [rw, no_root_squash]}"
 
 
+def assert_render_refused(repo: Path, message: str) -> None:
+    """`gen render env/k8s-lab` exits 1 with one located error line carrying `message`."""
+    result = subprocess.run([sys.executable, "-m", "generator", "render", "env/k8s-lab",
+                             "--out", str(repo / "out")], cwd=repo, capture_output=True,
+                            text=True, check=False)
+    errors = [line for line in result.stderr.splitlines()
+              if line and not line.startswith("warning:")]
+    assert result.returncode == 1
+    assert len(errors) == 1 and message in errors[0], errors
+    assert errors[0].startswith("environments/k8s-lab/env.yaml:")
+
+
 @pytest.mark.parametrize(("new", "message"), [
     ("{host: 192.168.111.0/255.255.255.0, options: [rw, no_root_sqash]}",
      "at services.nfs.exports[0].clients[0].options[1]: 'no_root_sqash' is not an exports(5) "
@@ -162,14 +174,7 @@ def test_bad_exports_are_rejected(repo: Path, new: str, message: str) -> None:
     text = path.read_text()
     assert CLIENT in text
     path.write_text(text.replace(CLIENT, new))
-    result = subprocess.run([sys.executable, "-m", "generator", "render", "env/k8s-lab",
-                             "--out", str(repo / "out")], cwd=repo, capture_output=True,
-                            text=True, check=False)
-    errors = [line for line in result.stderr.splitlines()
-              if line and not line.startswith("warning:")]
-    assert result.returncode == 1
-    assert len(errors) == 1 and message in errors[0], errors
-    assert errors[0].startswith("environments/k8s-lab/env.yaml:")
+    assert_render_refused(repo, message)
 
 
 # --- converge: the installed file, the export directories, the real exportfs -----------
@@ -296,14 +301,7 @@ def test_bad_export_directories_are_rejected(repo: Path, path: str, mode: str,
     text = env_file.read_text()
     old = "      - path: /share_storage\n"
     env_file.write_text(text.replace(old, f"      - path: {path}\n        mode: {mode}\n"))
-    result = subprocess.run([sys.executable, "-m", "generator", "render", "env/k8s-lab",
-                             "--out", str(repo / "out")], cwd=repo, capture_output=True,
-                            text=True, check=False)
-    errors = [line for line in result.stderr.splitlines()
-              if line and not line.startswith("warning:")]
-    assert result.returncode == 1
-    assert len(errors) == 1 and message in errors[0], errors
-    assert errors[0].startswith("environments/k8s-lab/env.yaml:")
+    assert_render_refused(repo, message)
     assert not (repo / "out").exists()
 
 
