@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clirun import Result, gen
+from clirun import Result, gen, helper_on_debian
 from test_csr_approval import client, conditions, route_approval  # noqa: F401
 from test_reconcile_kubernetes import Kube, kube  # noqa: F401
 
@@ -201,6 +201,7 @@ def test_one_converge_publishes_the_role_configs_it_created(site: Site) -> None:
     under the helper's HTTP root (no --ignition-dir), then a second converge does nothing."""
     from test_files_provider import NO_RELOAD
 
+    helper_on_debian(site.repo)  # the files provider runs this machine's checkers
     root = site.tmp / "helper-root"
     files = ["--provider", "files", "--files-target", f"helper={root}", "--files-exec",
              "helper=local", "--no-install-packages",

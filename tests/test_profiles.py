@@ -173,9 +173,9 @@ def repo_for(tmp: Path, os_name: str) -> Path:
     (repo / "lock").mkdir()
     if os_name == "debian12":
         helper_on_debian(repo)
-    home = tmp / "home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh/id_rsa.pub").write_text(SSH_KEY + "\n")
+    secrets = tmp / "home/.config/gen/secrets"  # the overlay's lower layer shows it there too
+    secrets.mkdir(parents=True)
+    (secrets / "id_rsa.pub").write_text(SSH_KEY + "\n")
     return repo
 
 

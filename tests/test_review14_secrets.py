@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import gen, helper_on_debian
 
 from generator.errors import UserError
 from generator.model import SecretRef
@@ -159,6 +159,7 @@ def test_converge_reads_ssh_keys_only_from_the_secrets_dir_option(repo: Path,
                                                                   tmp_path: Path) -> None:
     """`--secrets-dir` chooses the directory; a link in it to a key elsewhere is refused,
     and nothing is installed."""
+    helper_on_debian(repo)  # the files provider runs this machine's checkers
     chosen = tmp_path / "chosen"
     chosen.mkdir()
     elsewhere = tmp_path / "elsewhere.pub"

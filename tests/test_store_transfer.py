@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from clirun import gen
-from test_store import ARTIFACTS, MANIFEST, point_lab_at, server, sha  # noqa: F401
+from test_store import ARTIFACTS, HELPER, MANIFEST, point_lab_at, server, sha  # noqa: F401
 
 from generator.errors import EXIT_LOCK, EXIT_OK, EXIT_USER
 
@@ -92,11 +92,10 @@ def point_lab_fully_at(repo: Path, base: str, docroot: Path) -> None:
     (docroot / "centos.qcow2").write_bytes(BASE_IMAGE)
     blueprint = repo / "blueprints" / "openshift-upi" / "blueprint.yaml"
     text = blueprint.read_text()
-    old = ("https://cloud.centos.org/centos/9-stream/x86_64/images/"
-           "CentOS-Stream-GenericCloud-9-20250428.0.x86_64.qcow2\n"
-           "        checksums: {file: CentOS-Stream-GenericCloud-9-x86_64-CHECKSUM}")
+    old = f"url: {base}/helper.qcow2\n        sha256: {sha(HELPER)}"
     assert old in text
-    blueprint.write_text(text.replace(old, f"{base}/centos.qcow2"))
+    blueprint.write_text(text.replace(old, f"url: {base}/centos.qcow2\n"
+                                           f"        sha256: {sha(BASE_IMAGE)}"))
 
 
 def test_export_is_deterministic_and_carries_boot_artifacts(server: tuple[str, Path],  # noqa: F811
