@@ -82,6 +82,13 @@ def test_without_graphviz_the_page_holds_the_mermaid_text(tmp_path: Path) -> Non
     assert result.code == 0, result.err
     assert "<svg" not in result.out and "<pre id=picture-source>flowchart LR" in result.out
     assert "class n9,legend_changed changed" in unescape(result.out)
+    broken_dot = bare_path / "dot"  # a dot that fails: the page still comes, without SVG
+    broken_dot.write_text("#!/bin/sh\necho 'Error: layout failed' >&2\nexit 1\n")
+    broken_dot.chmod(0o755)
+    failed = gen("diff", "env/lab", "--base", "HEAD~1", "--head", "HEAD", "--format", "html",
+                 cwd=repo, env={**env, "PATH": f"{bare_path}:/bin:/usr/bin"})
+    assert failed.code == 0, failed.err
+    assert "<svg" not in failed.out and "<pre id=picture-source>flowchart LR" in failed.out
     with_dot = gen("diff", "env/lab", "--base", "HEAD~1", "--head", "HEAD", "--format", "html",
                    cwd=repo)
     assert with_dot.code == 0 and "<svg" in with_dot.out and "picture-source" not in with_dot.out

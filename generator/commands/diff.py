@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from generator.errors import EXIT_CHANGES
+from generator.errors import EXIT_CHANGES, UserError
 
 if TYPE_CHECKING:
     from generator.diff import Report
@@ -105,7 +106,12 @@ def html_page(report: Report) -> str:
     picture = formats.review_picture(report)
     if picture is None:
         return htmlpage.to_html(report)
-    svg = to_svg(graph.to_dot(picture)) if shutil.which("dot") else None
+    svg = None
+    if shutil.which("dot"):
+        try:
+            svg = to_svg(graph.to_dot(picture))
+        except (UserError, subprocess.TimeoutExpired):
+            pass  # the page says the picture is not drawn and carries its Mermaid text
     return htmlpage.to_html(report, svg, graph.to_mermaid(picture, legend=True))
 
 

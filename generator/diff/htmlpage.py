@@ -173,8 +173,8 @@ def _picture(svg: str | None, mermaid: str | None) -> list[str]:
     if svg is not None:
         return [*out, f'<div class=picture id=picture role=img aria-label="topology">{svg}</div>']
     return [*out, "<p>The picture is not drawn here: Graphviz's <code>dot</code> was not "
-                  "installed where this report was built (the graphviz package), or its "
-                  "output held more than drawing elements. As Mermaid text:</p>",
+                  "installed where this report was built (the graphviz package), failed, or "
+                  "its output held more than drawing elements. As Mermaid text:</p>",
             f"<pre id=picture-source>{escape(mermaid or '')}</pre>"]
 
 
