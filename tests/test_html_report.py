@@ -255,3 +255,43 @@ def test_mermaid_draws_every_builtin_environment_diff_and_thousand_nodes(tmp_pat
         assert result["nodes"] == declared, (name, result)
         assert result["marks"] == expected_marks(text), (name, result)
     assert sum(results[-1]["marks"].values()) > 10  # the big review has its marks drawn
+
+
+def test_thousand_node_report_draws_and_filters(tmp_path: Path) -> None:
+    """1,000 nodes with 100 workers resized and one removed: dot's picture (groups, changed
+    VMs expanded) is drawn, the VMs filter hides the other families, the page is not blank."""
+    from selenium.webdriver.common.by import By
+
+    from generator.commands.diff import html_page
+    from generator.pipeline import render_environment
+
+    data = big_document(1000, 20)
+    write_big(tmp_path / "base", data=data)
+    for node in [n for n in data["nodes"] if n["role"] == "worker"][::9][:100]:
+        node["vcpu"] = 8
+    data["nodes"] = [n for n in data["nodes"] if n["name"] != "worker5"]
+    write_big(tmp_path / "head", data=data)
+    sides = []
+    for side in ("base", "head"):
+        rendered = render_environment("env/big", tmp_path / side)
+        sides.append(Side(side, None, "big", rendered.tree,
+                          topology=graph.build_full(rendered.loaded.model)))
+    page = tmp_path / "big.html"
+    page.write_text(html_page(build_report(*sides)))
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(page.as_uri())
+        nodes = driver.find_elements(By.CSS_SELECTOR, "#picture svg g.node")
+        texts = [n.text for n in nodes]
+        assert 100 < len(nodes) < 400  # changed VMs one by one, the rest in groups
+        assert any(re.match(r"\d+ x worker", t) for t in texts)
+        assert any(t.startswith("worker5 (worker)") for t in texts)  # removed, drawn back
+        families = driver.find_elements(By.CSS_SELECTOR, "button[data-filter=family]")
+        vms = next(b for b in families if b.text == "VMs and libvirt objects")
+        vms.click()
+        shown = visible(driver, "[data-family]")
+        assert shown and {e.get_attribute("data-family") for e in shown} == {
+            vms.get_attribute("data-value")}
+        colours, variance = pixel_spread(driver.get_screenshot_as_png())
+        assert colours > 20 and variance > 50, (colours, variance)
+        assert console_errors(driver) == []
+        assert off_machine(requests(driver)) == []
