@@ -1,9 +1,10 @@
 """`gen diff` between two revisions of a 1,000-node environment; prints its figures.
 
 Target: < 5 s for the whole process (two worktrees, two renders, the comparison and the
-markdown parts). The second revision gives 100 workers more memory and adds 10 workers.
-A third measurement vendors gen into the repo and changes one renderer between the
-revisions: the head is then rendered by its own generator in a second interpreter.
+markdown parts; the HTML report is measured too). The second revision gives 100 workers
+more memory and adds 10 workers. A third measurement vendors gen into the repo and
+changes one renderer between the revisions: the head is then rendered by its own
+generator in a second interpreter.
 
 Run: python bench/bench_diff.py [--nodes 1000]
 """
@@ -94,6 +95,9 @@ def main() -> None:
         markdown = [timed(repo, *base, "--format", "markdown", "--out", str(Path(tmp) / "md"))
                     for _ in range(3)]
         parts = len(list((Path(tmp) / "md").glob("*.md")))
+        html = [timed(repo, *base, "--format", "html", "--out", str(Path(tmp) / "html"))
+                for _ in range(3)]
+        page_kib = (Path(tmp) / "html" / "gen-diff-big.html").stat().st_size / 1024
         own = own_generator_runs(repo)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"gen render (writes every file), {args.nodes} nodes: {render[0]:.2f} s wall, "
@@ -105,6 +109,10 @@ def main() -> None:
               f"of 3, {cpu:.2f} s CPU (target < 5 s wall)")
     print(f"markdown / text with file diffs: {min(markdown)[0] / min(full_text)[0]:.2f}x wall, "
           f"{min(markdown)[1] / min(full_text)[1]:.2f}x CPU (target <= 1.2x)")
+    wall, cpu = min(html)
+    print(f"gen diff (html report, picture laid out by dot, {page_kib:.0f} KiB page), "
+          f"{args.nodes} nodes: best {wall:.2f} s wall of 3, {cpu:.2f} s CPU; "
+          f"{wall / min(full_text)[0]:.2f}x the text with file diffs")
     wall, cpu = min(own)
     print(f"gen diff (head rendered by its own generator), {args.nodes} nodes: best "
           f"{wall:.2f} s wall of 3, {cpu:.2f} s CPU (target < 5 s wall)")

@@ -25,6 +25,7 @@ MARK_STYLE = {"added": "fill:#d4f8d4,stroke:#1a7f37,stroke-width:2px",
               "changed": "fill:#fff3c4,stroke:#9a6700,stroke-width:2px",
               "removed": "fill:#ffd8d8,stroke:#cf222e,stroke-width:2px,stroke-dasharray:4"}
 DOT_COLOUR = {"added": "#1a7f37", "changed": "#9a6700", "removed": "#cf222e"}
+DOT_FILL = {"added": "#d4f8d4", "changed": "#fff3c4", "removed": "#ffd8d8"}  # as MARK_STYLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,9 +307,9 @@ def to_dot(topology: Topology) -> str:
         attrs = [f"label={dot_string(element.label)}", f"shape={DOT_SHAPES[element.kind]}"]
         mark = topology.marks.get(element.key)
         if mark is not None:
-            attrs += [f'color="{DOT_COLOUR[mark]}"', "penwidth=2"]
-            if mark == "removed":
-                attrs.append("style=dashed")
+            attrs += [f'color="{DOT_COLOUR[mark]}"', f'fillcolor="{DOT_FILL[mark]}"',
+                      "penwidth=2", 'style="filled,dashed"' if mark == "removed"
+                      else "style=filled"]
         return f"{indent}{ids[element.key]} [{', '.join(attrs)}];"
 
     for element in topology.elements:

@@ -14,7 +14,8 @@ APT_PACKAGES=(
   bind9 bind9-dnsutils dnsmasq-base isc-dhcp-server kea-dhcp4-server isc-dhcp-client
   haproxy tftpd-hpa nfs-kernel-server apache2 curl iproute2 iptables
   nodejs  # runs the GitHub workflow's github-script step in tests/test_ci_templates.py
-  graphviz  # `dot` for gen graph --format svg
+  graphviz  # `dot` for gen graph --format svg and the picture of gen diff --format html
+  chromium chromium-driver  # headless browser for tests/test_html_report.py (via selenium)
   # node configs
   ignition cloud-init genisoimage xorriso
   containerd openssl  # the mirror's hosts.toml pulled through by a real containerd
@@ -50,7 +51,8 @@ install_apt() {
 }
 
 install_apt
-# The real Mermaid parser for tests/test_graph_mermaid.py, pinned, into tests/.mermaid.
+# The real Mermaid library for tests/test_graph_mermaid.py (parser under node) and
+# tests/test_html_report.py (drawn in Chromium), pinned, into tests/.mermaid.
 [ -d tests/.mermaid/node_modules/mermaid ] || npm install --prefix tests/.mermaid --no-audit \
   --no-fund --silent mermaid@11.17.2 jsdom@29.1.1
 ./install.sh test

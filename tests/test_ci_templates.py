@@ -99,10 +99,23 @@ def test_templates_are_valid_yaml_with_the_promised_shape() -> None:
 def test_github_pull_request_workflow_runs_on_a_real_repo(site: Path, tmp_path: Path) -> None:
     steps = load("github/gen-pr.yml")["jobs"]["render"]["steps"]
     lines = [line for s in steps for line in gen_lines(s.get("run", ""))]
-    assert [line.split()[1] for line in lines] == ["validate", "render", "verify", "diff"]
+    assert [line.split()[1] for line in lines] == ["validate", "render", "verify", "diff",
+                                                   "diff"]
     run_lines(site, lines, {"ENV": "lab", "BASE_REF": "origin/main"})
     parts = sorted((site / "gen-diff").glob("gen-diff-lab-*.md"))
     assert parts and "~ domain hv1/worker1: vcpu 2 -> 8" in parts[0].read_text()
+    # the HTML report is what the upload step uploads, and the comment links to it
+    upload = next(s for s in steps if "upload-artifact" in s.get("uses", ""))
+    report = site / upload["with"]["path"].replace("${{ matrix.env }}", "lab")
+    assert "<code>domain hv1/worker1</code></td><td>vcpu 2 -&gt; 8" in report.read_text()
+    comment = next(s for s in steps if "github-script" in s.get("uses", ""))
+    step_id = upload["id"]
+    assert comment["env"]["REPORT_URL"] == f"${{{{ steps.{step_id}.outputs.artifact-url }}}}"
+    url = "https://github.com/o/r/actions/runs/1/artifacts/2"
+    linked = run_comment_script(site, comment["with"]["script"], [], {"REPORT_URL": url})
+    assert linked[0]["body"].startswith(parts[0].read_text())
+    assert f"[Browsable report]({url})" in linked[0]["body"]
+    assert all(len(c["body"]) <= 65536 for c in linked)
 
     script = next(s["with"]["script"] for s in steps if "github-script" in s.get("uses", ""))
     comments = run_comment_script(site, script, [{"id": 1, "body": "LGTM"}])
@@ -114,8 +127,8 @@ def test_github_pull_request_workflow_runs_on_a_real_repo(site: Path, tmp_path: 
     assert run_comment_script(site, script, edited) == comments  # rewritten, extra deleted
 
 
-def run_comment_script(repo: Path, script: str, comments: list[dict[str, Any]]
-                       ) -> list[dict[str, Any]]:
+def run_comment_script(repo: Path, script: str, comments: list[dict[str, Any]],
+                       env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Run actions/github-script's script under node with an in-memory issue comments API."""
     harness = """
 const store = JSON.parse(process.env.COMMENTS);
@@ -137,7 +150,8 @@ const context = { repo: { owner: 'o', repo: 'r' }, issue: { number: 7 } };
     node = shutil.which("node")
     assert node, "node is needed to run the github-script step"
     proc = subprocess.run([node, "-e", harness], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, "ENV": "lab", "COMMENTS": json.dumps(comments)})
+                          env={**os.environ, "ENV": "lab", "COMMENTS": json.dumps(comments),
+                               **(env or {})})
     assert proc.returncode == 0, proc.stderr
     return list(json.loads(proc.stdout))
 
@@ -163,6 +177,10 @@ def test_gitlab_jobs_commands(site: Path) -> None:
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert sorted((site / "gen-diff").glob("gen-diff-lab-*.md"))
+    assert (site / "gen-diff" / "gen-diff-lab.html").is_file()
+    assert ci["gen:review"]["artifacts"]["paths"] == ["gen-diff/"]
+    note = next(line for line in ci["gen:review"]["script"] if "gen-mr-note" in line)
+    assert note.endswith('"$CI_JOB_URL/artifacts/file/gen-diff/gen-diff-$ENV.html"')
     run_lines(site, [line for line in ci["gen:converge"]["script"] if line.startswith("gen ")],
               {"ENV": "lab"})
 

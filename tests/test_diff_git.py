@@ -173,7 +173,7 @@ def test_scripted_history_matches_golden_markdown(history: Path, scenario: str,
 def test_secret_change_is_sensitive_and_never_shows_the_reference(history: Path) -> None:
     secret_changed(history)
     commit_all(history, "rotate")
-    for fmt in ("text", "json", "markdown"):
+    for fmt in ("text", "json", "markdown", "html"):
         result = gen("diff", "env/lab", "--base", "HEAD~1", "--head", "HEAD", "--format", fmt,
                      cwd=history, env={**os.environ, "GEN_SECRET_PULL_V2": SECRET_VALUE})
         assert result.code == 0, result.err

@@ -100,7 +100,7 @@ def test_completion_of_verbs_envs_nodes_and_formats() -> None:
     assert complete("gen render ", ROOT) == ["env/k8s-lab", "env/lab"]
     assert complete("gen plan env/l", ROOT) == ["env/lab"]
     assert complete("gen node remove env/lab w", ROOT) == ["worker0", "worker1"]
-    assert complete("gen diff env/lab --format ", ROOT) == ["text", "json", "markdown"]
+    assert complete("gen diff env/lab --format ", ROOT) == ["text", "json", "markdown", "html"]
     assert complete("gen init --ci ", ROOT) == ["github", "gitlab", "none"]
 
 

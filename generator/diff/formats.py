@@ -49,7 +49,7 @@ def section_counts(section: Section) -> str:
     return f"{', '.join(parts)}; {len(section.files)} file(s)"
 
 
-def _top_findings(report: Report) -> list[tuple[str, tuple[Finding, ...]]]:
+def top_findings(report: Report) -> list[tuple[str, tuple[Finding, ...]]]:
     return [(title, rows) for title, rows in (("Generator", report.generator),
                                               ("Environment", report.notes),
                                               ("Input fields", report.fields),
@@ -64,7 +64,7 @@ def to_text(report: Report, color: bool = False, diffs: bool = True) -> str:
     style = _styler(color)
     out = [style(f"gen diff {report.env}: {report.base.short} -> {report.head.short}", "",
                  bold=True), summary_line(report)]
-    for title, rows in _top_findings(report):
+    for title, rows in top_findings(report):
         out += ["", style(f"{title}:", "", bold=True)]
         out += [style(f"  {f.line()}", f.op) for f in rows]
     for section in report.sections:
@@ -204,7 +204,7 @@ def _units(report: Report) -> Iterable[Unit]:
                      f"{_md(report.head.short)}: {summary_line(report)}\n\n")
     if report.empty:
         return
-    for title, rows in _top_findings(report):
+    for title, rows in top_findings(report):
         yield Unit(None, f"**{title}**\n\n")
         yield from _fenced(None, "diff", [f.line() for f in rows])
     if report.sections:
@@ -222,17 +222,27 @@ def _units(report: Report) -> Iterable[Unit]:
             yield from _fenced(group, "diff", change.unified().splitlines())
 
 
-def _picture(report: Report) -> Iterable[Unit]:
-    """The head revision's topology (the base's when the environment was removed) as a
-    Mermaid diagram, changed elements marked; GitHub and GitLab draw it in the comment."""
+def review_picture(report: Report) -> Any:
+    """The head revision's topology (the base's when the environment was removed) marked
+    against the base's (a graph.Topology), or None when neither side has one."""
     from generator import graph
 
     head, base = report.head.topology, report.base.topology
     if head is None and base is None:
-        return
-    picture = graph.review(base, head) if head is not None else graph.review(
+        return None
+    return graph.review(base, head) if head is not None else graph.review(
         None, graph.Topology(base.elements, base.edges,
                              {e.key: "removed" for e in base.elements}))
+
+
+def _picture(report: Report) -> Iterable[Unit]:
+    """The picture as a Mermaid diagram, changed elements marked; GitHub and GitLab draw
+    it in the comment."""
+    from generator import graph
+
+    picture = review_picture(report)
+    if picture is None:
+        return
     grouped = any(e.kind == "group" for e in picture.elements)
     note = ("; unchanged VMs grouped per hypervisor and role" if grouped else "")
     marks = ("added, changed and removed elements marked as in the legend" if picture.marks
