@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -338,3 +339,58 @@ def test_switching_engines_replaces_the_bootstrap(cluster: Kube, tmp_path: Path)
     assert gone.op == "delete" and gone.destructive
     with pytest.raises(DestructiveNotApproved):
         check_approval(plan, config)
+
+
+# --- publishing: the CI template that feeds the engine ---------------------------------------
+
+PUBLISH_STEPS = ("Validate", "Clone the published branch", "Render with the committed lock "
+                 "and commit", "Push")
+
+
+def publish(site: Path, rendered_repo: Path) -> None:
+    """The steps of ci/github/gen-publish.yml a runner executes after checkout, with bash as
+    the runner runs them, on a fresh runner (no rendered/ left from a previous run). The
+    deploy-key step is left out: the rendered repo here is a local bare repo."""
+    from ruamel.yaml import YAML
+    from test_diff_git import GIT_ENV
+
+    workflow = YAML(typ="safe").load((ROOT / "ci/github/gen-publish.yml").read_text())
+    steps = {s.get("name"): s for s in workflow["jobs"]["publish"]["steps"]}
+    shutil.rmtree(site / "rendered", ignore_errors=True)
+    env = {**os.environ, **GIT_ENV, "ENV": "lab", "GEN_RENDERED_REPO": str(rendered_repo)}
+    for name in PUBLISH_STEPS:
+        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", steps[name]["run"]],
+                              cwd=site, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{name}\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_publish_template_pushes_one_commit_per_rendered_change(tmp_path: Path) -> None:
+    from test_diff_git import commit_all, git, memory_changed, write_lock
+
+    site, rendered_repo = tmp_path / "site", tmp_path / "rendered.git"
+    git(tmp_path, "init", "-q", "--bare", str(rendered_repo))
+    for name in ("environments", "blueprints"):
+        shutil.copytree(ROOT / name, site / name)
+    (site / ".gitignore").write_text("/rendered/\n")
+    write_lock(site, "lab", "a")
+    git(site, "init", "-q", "-b", "main")
+    commit_all(site, "site")
+
+    publish(site, rendered_repo)
+    log = git(rendered_repo, "log", "--format=%s", "rendered/lab").splitlines()
+    assert log == ["gen render lab"]
+    files = git(rendered_repo, "ls-tree", "-r", "--name-only", "rendered/lab").splitlines()
+    assert "hypervisors/hv1/domains/worker1.xml" in files
+
+    publish(site, rendered_repo)  # nothing changed: no commit, the push is a no-op
+    assert len(git(rendered_repo, "log", "--format=%H", "rendered/lab").splitlines()) == 1
+
+    memory_changed(site)
+    write_lock(site, "lab", "a")
+    commit_all(site, "bigger worker1")
+    publish(site, rendered_repo)
+    source = git(site, "rev-parse", "HEAD").strip()
+    message = git(rendered_repo, "log", "-1", "--format=%B", "rendered/lab")
+    assert f"Source: {source}\n" in message
+    assert git(rendered_repo, "diff", "--name-only", "rendered/lab~1", "rendered/lab") \
+        .splitlines() == ["hypervisors/hv1/domains/worker1.xml"]
