@@ -312,6 +312,20 @@ def test_provider_converges_only_the_bootstrap_object(cluster: Kube, tmp_path: P
     assert build_plan(want, config).actions == ()
 
 
+def test_cli_plan_says_the_rest_is_the_engines(cluster: Kube, tmp_path: Path) -> None:
+    from clirun import gen
+
+    repo = scratch(tmp_path, "flux", "flux")
+    flags = ("--provider", "kubernetes", "--kubeconfig", str(cluster.kubeconfig))
+    plan = gen("plan", "env/k8s-lab", *flags, "--detailed-exitcode", cwd=repo)
+    assert plan.code == 2, plan.err
+    assert "Plan: 2 to add, 0 to change, 0 to replace, 0 to destroy." in plan.out
+    said = [line for line in (plan.out + plan.err).splitlines() if "Flux syncs" in line]
+    assert len(said) == 1 and said[0].endswith(
+        "kubernetes: cluster k8s: Flux syncs the objects of clusters/k8s/kubernetes/; gen "
+        "converges only its bootstrap object(s) flux-system/gen-k8s-lab-k8s"), said
+
+
 def test_engine_objects_are_pruned_again_once_gen_syncs(cluster: Kube, tmp_path: Path) -> None:
     """The same owned object is gen's to prune when the engine is gen (so the test above
     proves the hand-off, not a selector that never matches)."""
