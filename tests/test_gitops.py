@@ -351,6 +351,7 @@ def test_switching_engines_replaces_the_bootstrap(cluster: Kube, tmp_path: Path)
     plan = build_plan(desired(scratch(tmp_path, "gen", None)), config)
     [gone] = [a for a in plan.actions if a.kind == "Kustomization"]
     assert gone.op == "delete" and gone.destructive
+    assert gone.note.endswith("Flux then deletes every object it applied (prune: true)")
     with pytest.raises(DestructiveNotApproved):
         check_approval(plan, config)
 

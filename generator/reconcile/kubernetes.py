@@ -88,6 +88,12 @@ FORCING: dict[str, tuple[str, ...]] = {
 # Replacing these loses data (a claim's volume, a volume's binding): needs --allow-destroy.
 # Flux deletes every object a Kustomization applied when the Kustomization goes (prune: true).
 DESTRUCTIVE_KINDS = {"PersistentVolumeClaim", "PersistentVolume", "Namespace", "Kustomization"}
+# What else a delete takes with it, said in the plan.
+DELETE_NOTES = {
+    ("", "Namespace"): "; deleting a Namespace deletes every object in it",
+    ("kustomize.toolkit.fluxcd.io", "Kustomization"):
+        "; Flux then deletes every object it applied (prune: true)",
+}
 
 
 
@@ -553,9 +559,7 @@ class KubernetesProvider:
                     "delete", self.name, kind, ref.label, WAVE_KUBERNETES,
                     destructive=kind in DESTRUCTIVE_KINDS,
                     order=order_of(ref, resource.namespaced),
-                    note="owned by gen, no longer rendered" + (
-                        "; deleting a Namespace deletes every object in it"
-                        if (group, kind) == ("", "Namespace") else ""),
+                    note="owned by gen, no longer rendered" + DELETE_NOTES.get((group, kind), ""),
                     payload={"resource": resource, "namespace": ref.namespace,
                              "name": ref.name}))
         return actions
