@@ -300,7 +300,20 @@ def _kubernetes(raw: dict[str, Any], artifacts: dict[str, Any]) -> m.Kubernetes:
                          size_bytes=parse_size(a["size"]) if "size" in a else None,
                          nfs_path=a.get("nfsPath"), mount_path=a.get("mountPath"))
                    for a in raw.get("apps", [])),
+        engine=raw.get("engine", "gen"),
+        gitops=_gitops(raw["gitops"], raw.get("engine", "gen")) if "gitops" in raw else None,
     )
+
+
+# The namespace each engine installs itself into by default (its own install manifests').
+ENGINE_NAMESPACES = {"argocd": "argocd", "flux": "flux-system"}
+
+
+def _gitops(raw: dict[str, Any], engine: str) -> m.GitOps:
+    return m.GitOps(url=raw["url"], branch=raw.get("branch", "main"), path=raw.get("path", ""),
+                    namespace=raw.get("namespace", ENGINE_NAMESPACES.get(engine, "")),
+                    prune=raw.get("prune", True), self_heal=raw.get("selfHeal", True),
+                    secret_ref=raw.get("secretRef"))
 
 
 def artifact_kind(raw: dict[str, Any]) -> str:

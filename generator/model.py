@@ -280,6 +280,21 @@ class ManifestRef:
 
 
 @dataclass(frozen=True, slots=True)
+class GitOps:
+    """Where Argo CD or Flux pulls the rendered repo from: the repo, the branch, and the
+    directory of that repo holding the rendered tree ("" when it is the repo's root, as
+    `gen render --commit` makes it)."""
+
+    url: str
+    branch: str
+    path: str
+    namespace: str  # the engine's own namespace, where its bootstrap objects live
+    prune: bool
+    self_heal: bool
+    secret_ref: str | None  # a Secret the operator made for Flux (never its value)
+
+
+@dataclass(frozen=True, slots=True)
 class Kubernetes:
     cni: str | None
     cni_manifest: ManifestRef | None
@@ -289,6 +304,8 @@ class Kubernetes:
     nfs: NfsStorage | None
     registry: Registry | None
     apps: tuple[App, ...]
+    engine: str = "gen"  # gen | argocd | flux: who syncs the objects into the cluster
+    gitops: GitOps | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gitops_env
 import pytest
 from clirun import helper_on_debian
 
@@ -24,8 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 ENVIRONMENTS = ("lab", "k8s-lab")
 # Variants: a built-in environment rendered after one edit, so the golden trees cover every
-# host OS profile (lab A's helper is el9 by its blueprint; k8s-lab's hosts are debian12).
-VARIANTS = {"lab-debian12": ("lab", helper_on_debian)}
+# host OS profile (lab A's helper is el9 by its blueprint; k8s-lab's hosts are debian12) and each
+# Kubernetes hand-off engine (Argo CD, Flux).
+VARIANTS = {"lab-debian12": ("lab", helper_on_debian),
+            "k8s-lab-argocd": ("k8s-lab", gitops_env.argocd),
+            "k8s-lab-flux": ("k8s-lab", gitops_env.flux)}
 MAX_DIFF_LINES = 400
 
 

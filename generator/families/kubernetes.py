@@ -9,6 +9,9 @@ Every object gen writes carries the owner labels (`owner_labels`), and the CNI's
 objects get them from a kustomize `labels` transformer, so the upstream file stays
 byte-identical to what the lock pinned. The reconciler prunes only objects whose
 `applyset.kubernetes.io/part-of` label holds this cluster's ApplySet id.
+
+With `kubernetes.engine` argocd or flux, the same tree is rendered for the engine to pull, plus
+its bootstrap objects in `bootstrap/` (gitops.py), which are all the reconciler converges.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from generator.errors import Problem, UserError
-from generator.families import Pins
+from generator.families import Pins, gitops
 from generator.families.yamlout import dump_all, dump_one
 from generator.model import SECRET_MARKER_BYTES, SECRET_MARKER_PREFIX, App, Environment
 from generator.tree import Tree
@@ -61,16 +64,22 @@ def render(env: Environment, pins: Pins) -> Tree:
     resources += list(build.files)
     tree[f"{base}/applyset.yaml"] = dump_all([build.parent])
     tree[f"{base}/kustomization.yaml"] = dump_one(_kustomization(resources))
+    if gitops.handed_off(env):  # not in `resources`: the engine never syncs its own bootstrap
+        tree[f"{base}/{gitops.bootstrap_file(env)}"] = dump_all(
+            gitops.bootstrap_objects(env, owner_labels(env)))
     return tree
 
 
 def built_objects(env: Environment, pins: Pins) -> dict[str, list[Obj]]:
     """Cluster name -> the objects `kubectl kustomize` builds from the tree `render` writes
     (the CNI's upstream objects with gen's labels and patch applied): what the reconciler
-    converges, handed over as data so it never has to read kustomizations back."""
+    converges, handed over as data so it never has to read kustomizations back. When Argo CD
+    or Flux syncs the tree, only the engine's bootstrap objects."""
     build = _build(env, pins)
     if build is None:
         return {}
+    if gitops.handed_off(env):
+        return {env.cluster.name: gitops.bootstrap_objects(env, owner_labels(env))}
     objects = [build.parent]
     if build.cni is not None:
         objects += cni_objects(env, build.cni[0], build.upstream)
@@ -135,7 +144,9 @@ def check(env: Environment) -> list[Problem]:
                 f"{makers[clash]} makes too", env.where(("kubernetes", "apps", i, "name")),
                 "rename the app; its Service is named after its image, svc-IMAGE"))
         makers.update({object_id: f"app '{app.name}'" for object_id in ids})
-    return problems
+    declares = bool(k8s.ingress or _dynamic(env) or k8s.registry is not None or k8s.apps
+                    or k8s.cni_manifest is not None)
+    return problems + gitops.check(env, declares)
 
 
 def _object_id(obj: Obj) -> tuple[str, str, str]:

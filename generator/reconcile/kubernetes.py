@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generator.errors import GenError, UserError
+from generator.families import gitops
 from generator.families.kubernetes import (
     ENVIRONMENT,
     MANAGED_BY,
@@ -85,7 +86,14 @@ FORCING: dict[str, tuple[str, ...]] = {
     "RoleBinding": ("roleRef",), "ClusterRoleBinding": ("roleRef",),
 }
 # Replacing these loses data (a claim's volume, a volume's binding): needs --allow-destroy.
-DESTRUCTIVE_KINDS = {"PersistentVolumeClaim", "PersistentVolume", "Namespace"}
+# Flux deletes every object a Kustomization applied when the Kustomization goes (prune: true).
+DESTRUCTIVE_KINDS = {"PersistentVolumeClaim", "PersistentVolume", "Namespace", "Kustomization"}
+# What else a delete takes with it, said in the plan.
+DELETE_NOTES = {
+    ("", "Namespace"): "; deleting a Namespace deletes every object in it",
+    ("kustomize.toolkit.fluxcd.io", "Kustomization"):
+        "; Flux then deletes every object it applied (prune: true)",
+}
 
 
 
@@ -433,6 +441,8 @@ class KubernetesProvider:
             # Nodes ask for certificates all the same; only a cluster named for this
             # environment (--kubeconfig, the installer's) is asked, never $KUBECONFIG's.
             return csr.provider_plan(self, env) if self.kubeconfig else []
+        if gitops.handed_off(env):
+            self.notices.append(gitops.engine_notice(env))
         self.secrets, self.placed = object_secrets(env)
         began = time.monotonic()
         try:
@@ -528,8 +538,11 @@ class KubernetesProvider:
 
     def _prunes(self, env: Environment, api: Api, manifests: list[Manifest],
                 rendered: set[Ref]) -> list[Action]:
-        kinds = {(m.ref.group, m.ref.kind) for m in manifests} | set(PRUNE_KINDS)
-        kinds |= _parent_kinds(api, [m.obj for m in manifests])
+        kinds = {(m.ref.group, m.ref.kind) for m in manifests} | set(gitops.BOOTSTRAP_KINDS)
+        if not gitops.handed_off(env):
+            # With Argo CD or Flux syncing the tree, the objects it applied carry gen's labels
+            # too but are the engine's to prune: gen looks only at bootstrap kinds then.
+            kinds |= set(PRUNE_KINDS) | _parent_kinds(api, [m.obj for m in manifests])
         actions = []
         for group, kind in sorted(kinds):
             version = api.preferred(group)
@@ -546,9 +559,7 @@ class KubernetesProvider:
                     "delete", self.name, kind, ref.label, WAVE_KUBERNETES,
                     destructive=kind in DESTRUCTIVE_KINDS,
                     order=order_of(ref, resource.namespaced),
-                    note="owned by gen, no longer rendered" + (
-                        "; deleting a Namespace deletes every object in it"
-                        if (group, kind) == ("", "Namespace") else ""),
+                    note="owned by gen, no longer rendered" + DELETE_NOTES.get((group, kind), ""),
                     payload={"resource": resource, "namespace": ref.namespace,
                              "name": ref.name}))
         return actions
