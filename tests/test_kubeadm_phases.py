@@ -363,3 +363,27 @@ def test_the_standin_refuses_what_kubeadm_refuses(site: Site) -> None:
     assert again.returncode == 1 and "/etc/kubernetes/kubelet.conf already exists" in \
         again.stderr
     shutil.rmtree(site.net / "clusters")
+
+
+def test_a_late_join_creates_the_expired_token_again_first(site: Site) -> None:
+    """A node joining after the token's 24 h (here test-node3, reset and joined again the
+    next day): the cluster deleted the token, so gen creates it again on the first control
+    plane before the join; without that, discovery fails as kubeadm's does."""
+    import json
+
+    assert site.run().code == 0
+    secrets = site.kubeadm / "k8s-lab" / "secrets.json"
+    data = json.loads(secrets.read_text())
+    secrets.write_text(json.dumps({**data, "issued": str(int(time.time()) - 25 * 3600)}))
+    published = next((site.net / "clusters").iterdir()) / "tokens"
+    published.write_text("")  # the token cleaner deleted the expired token
+    subprocess.run(["nsenter", "-t", str(site.roots["test-node3"].pid), "-m", "-r", "-w",
+                    "kubeadm", "reset", "-f"], check=True, capture_output=True)
+    late = site.run()
+    assert late.code == 0, late.out + late.err
+    assert "+ kubeadm phase k8s-lab/join/test-node3" in late.out
+    assert "created it again on test-master (ttl 24h)" in late.err
+    assert site.called()[len(SEQUENCE):] == ["reset", "token delete", "token create",
+                                             "join test-node3"]
+    assert published.read_text().split() == [data["token"]]
+    assert data["token"] not in late.out + late.err

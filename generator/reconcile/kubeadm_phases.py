@@ -55,6 +55,7 @@ CA_CERT = "/etc/kubernetes/pki/ca.crt"
 CONFIG_DIR = "/var/lib/gen/kubeadm"  # on the node; a filled config lives there only during a run
 TOKEN = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")  # kubeadm's bootstrap token format
 TAIL_LINES = 12
+TOKEN_RENEW_AFTER = 23 * 3600  # the init.yaml token's ttl is 24h; renewed an hour ahead
 # What a kubeadm init or join that did not finish leaves on a node that is no member yet.
 LEFTOVERS = (CA_CERT, "/etc/kubernetes/manifests/kube-apiserver.yaml")
 
@@ -285,6 +286,7 @@ class KubeadmProvider:
             config = _filled(rendered, data)
             upload = ["--upload-certs"] if b"certificateKey:" in config else []
             self._kubeadm(env, node, target, "init", config, upload, data)
+            state.remember("issued", f"{time.time():.0f}")  # the token exists from now on
         admin = target.run(["cat", ADMIN_CONF]).stdout
         state.remember("caCertHash", ca_cert_hash(target.run(["cat", CA_CERT]).stdout))
         state.keep_admin_conf(admin)
@@ -295,11 +297,12 @@ class KubeadmProvider:
         if self._member(node):
             return
         data = state.join_data()
+        first = env.nodes_with_role("master")[0]
         if "caCertHash" not in data:  # the state dir was lost after init: read it again
-            first = env.nodes_with_role("master")[0]
             pem = self._reachable(first).run(["cat", CA_CERT]).stdout
             state.remember("caCertHash", ca_cert_hash(pem))
             data = state.join_data()
+        self._fresh_token(state, first, data)
         config = _filled(rendered, data)
         self._kubeadm(env, node, target, "join", config, [], data)
 
@@ -352,6 +355,28 @@ class KubeadmProvider:
                             f"{proc.returncode}): {tail}",
                             f"fix the cause on {node.name} (`kubeadm reset` undoes a half "
                             "join) and run converge again")
+
+    def _fresh_token(self, state: ClusterState, first: Node, data: dict[str, str]) -> None:
+        """A bootstrap token lives 24 hours (its ttl in init.yaml), then the cluster deletes
+        it: a node joining later (added to the environment, or a converge resumed the next
+        day) would fail discovery. Before such a join, the same token is created again on the
+        first control plane; a token gen has no record of creating (a lost state directory
+        generated a new one) is created there too."""
+        if time.time() - float(data.get("issued") or 0) < TOKEN_RENEW_AFTER:
+            return
+        target = self._reachable(first)
+        token = data["token"]
+        target.run(["kubeadm", "token", "delete", token.split(".")[0]], check=False)
+        proc = subprocess.run(target.command(["kubeadm", "token", "create", token, "--ttl",
+                                              "24h0m0s"]), capture_output=True)
+        if proc.returncode != 0:
+            tail = " | ".join(_masked((proc.stdout + proc.stderr).decode(errors="replace"),
+                                      data).strip().splitlines()[-TAIL_LINES:])
+            raise UserError(f"kubeadm token create on node {first.name} failed (exit "
+                            f"{proc.returncode}): {tail}", "check the first control plane")
+        state.remember("issued", f"{time.time():.0f}")
+        self.say(f"kubeadm: the bootstrap token was not known to be valid for another hour; "
+                 f"created it again on {first.name} (ttl 24h)")
 
     def _reset_leftovers(self, node: Node, target: Target, verb: str) -> None:
         """A kubeadm run that was killed or failed half-way leaves certificates and static
