@@ -387,3 +387,35 @@ def test_a_late_join_creates_the_expired_token_again_first(site: Site) -> None:
                                              "join test-node3"]
     assert published.read_text().split() == [data["token"]]
     assert data["token"] not in late.out + late.err
+
+
+@pytest.mark.parametrize("key", [["-newkey", "rsa:2048"],
+                                 ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]])
+def test_the_ca_hash_is_the_one_kubeadms_docs_compute_with_openssl(tmp_path: Path,
+                                                                    key: list[str]) -> None:
+    from generator.reconcile.kubeadm_phases import ca_cert_hash
+
+    cert = tmp_path / "ca.crt"
+    subprocess.run(["openssl", "req", "-x509", *key, "-nodes", "-keyout",
+                    str(tmp_path / "ca.key"), "-out", str(cert), "-subj", "/CN=kubernetes",
+                    "-days", "1"], check=True, capture_output=True)
+    pub = subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", str(cert)],
+                         capture_output=True, check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub,
+                         capture_output=True, check=True).stdout
+    assert ca_cert_hash(cert.read_bytes()) == "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def test_nodes_without_a_prefix_are_named_and_nothing_is_planned(repo: Path,
+                                                                  tmp_path: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    base = ["plan", "env/k8s-lab", "--provider", "kubeadm", "--kubeadm-state-dir",
+            str(tmp_path / "kubeadm")]
+    partial = gen(*base, "--kubeadm-exec", "test-master=local", cwd=repo, env=env)
+    assert partial.code == 0, partial.err
+    assert ("kubeadm: no --kubeadm-exec for test-node1, test-node2, test-node3; the kubeadm "
+            "phases are not planned") in partial.out + partial.err
+    assert "No changes." in partial.out
+    unknown = gen(*base, "--kubeadm-exec", "nosuch=local", cwd=repo, env=env)
+    assert unknown.code == 64
+    assert "--kubeadm-exec: environment k8s-lab has no node named 'nosuch'" in unknown.err
