@@ -456,8 +456,8 @@ def _filled(rendered: tuple[str, bytes], data: dict[str, str]) -> bytes:
 def _masked(text: str, data: dict[str, str]) -> str:
     """kubeadm's output with the join data masked: `kubeadm init` prints the join command
     with the token and certificate key."""
-    for value in data.values():
-        if value:
-            text = text.replace(value, "<redacted>")
+    for key in ("token", "certificateKey"):
+        if data.get(key):
+            text = text.replace(data[key], "<redacted>")
     return TOKEN.sub("<redacted>", text)
 
