@@ -226,6 +226,7 @@ def ready_nodes(kube: Kube) -> set[str]:  # noqa: F811
                    for c in i["status"]["conditions"])}
 
 
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
 def test_clean_converge_inits_joins_applies_the_cni_and_waits_then_does_nothing(
         site: Site) -> None:
     first = site.run()
@@ -252,6 +253,7 @@ def test_clean_converge_inits_joins_applies_the_cni_and_waits_then_does_nothing(
     assert site.called() == SEQUENCE
 
 
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
 def test_join_data_never_reaches_output_tree_or_logs(site: Site) -> None:
     import json
 
@@ -270,6 +272,7 @@ def test_join_data_never_reaches_output_tree_or_logs(site: Site) -> None:
                     assert value.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
 def test_plan_lists_each_phase_and_changes_nothing(site: Site) -> None:
     planned = site.run(command="plan")
     assert planned.code == 0, planned.err
@@ -282,6 +285,7 @@ def test_plan_lists_each_phase_and_changes_nothing(site: Site) -> None:
     assert without.code == 0 and "No changes." in without.out, without.out + without.err
 
 
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
 def test_a_failed_join_names_the_node_and_kubeadms_tail_then_resumes(site: Site) -> None:
     failed = site.run(STANDIN_FAIL="join test-node2")
     assert failed.code == 1
@@ -297,6 +301,7 @@ def test_a_failed_join_names_the_node_and_kubeadms_tail_then_resumes(site: Site)
     assert ready_nodes(site.kube) == set(NODES)
 
 
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
 @pytest.mark.parametrize("hang", ["init test-master", "join test-node2"])
 def test_sigkill_in_a_phase_resumes_to_the_same_end(site: Site, hang: str) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "generator", *site.argv()], cwd=site.repo,
@@ -320,6 +325,7 @@ def test_sigkill_in_a_phase_resumes_to_the_same_end(site: Site, hang: str) -> No
     assert site.run("--detailed-exitcode").code == 0 and site.called() == calls
 
 
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
 def test_a_kubeadm_that_does_not_match_its_pin_is_never_run(site: Site) -> None:
     node1 = site.node_file("test-node1", "/usr/local/bin/kubeadm")
     node1.parent.mkdir(parents=True, exist_ok=True)
@@ -333,6 +339,7 @@ def test_a_kubeadm_that_does_not_match_its_pin_is_never_run(site: Site) -> None:
     assert site.called() == SEQUENCE[:1]
 
 
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
 def test_the_standin_refuses_what_kubeadm_refuses(site: Site) -> None:
     """The stand-in is an oracle of its own (the API types, not gen's rules): a field
     kubeadm's v1beta3 types lack, a v1beta4-only field, and a malformed token."""
@@ -365,6 +372,7 @@ def test_the_standin_refuses_what_kubeadm_refuses(site: Site) -> None:
     shutil.rmtree(site.net / "clusters")
 
 
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
 def test_a_late_join_creates_the_expired_token_again_first(site: Site) -> None:
     """A node joining after the token's 24 h (here test-node3, reset and joined again the
     next day): the cluster deleted the token, so gen creates it again on the first control
