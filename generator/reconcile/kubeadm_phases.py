@@ -55,6 +55,7 @@ CA_CERT = "/etc/kubernetes/pki/ca.crt"
 CONFIG_DIR = "/var/lib/gen/kubeadm"  # on the node; a filled config lives there only during a run
 TOKEN = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")  # kubeadm's bootstrap token format
 TAIL_LINES = 12
+ANSWER_SECONDS = 20  # how long plan waits for a node to say whether it is a member
 TOKEN_RENEW_AFTER = 23 * 3600  # the init.yaml token's ttl is 24h; renewed an hour ahead
 # What a kubeadm init or join that did not finish leaves on a node that is no member yet.
 LEFTOVERS = (CA_CERT, "/etc/kubernetes/manifests/kube-apiserver.yaml")
@@ -255,9 +256,10 @@ class KubeadmProvider:
     def _member(self, node: Node) -> bool:
         """Whether the node has joined (its kubelet.conf exists). A node that does not
         answer yet (its VM is created by this converge) is not."""
-        try:
-            proc = self.targets[node.name].run(["test", "-e", KUBELET_CONF], check=False)
-        except (UserError, OSError, subprocess.TimeoutExpired):
+        command = self.targets[node.name].command(["test", "-e", KUBELET_CONF])
+        try:  # bounded: a plan must not hang on a VM that is not there yet
+            proc = subprocess.run(command, capture_output=True, timeout=ANSWER_SECONDS)
+        except (OSError, subprocess.TimeoutExpired):
             return False
         return proc.returncode == 0
 
