@@ -253,8 +253,9 @@ def test_every_builtin_flag_is_generated_once() -> None:
     assert len(flags) == len(set(flags)) == len(provider_options())
     assert {"--files-target", "--files-exec", "--reload", "--ignition-dir", "--store",
             "--kubeconfig", "--context", "--wait", "--wait-timeout", "--adopt",
-            "--openshift-install", "--installer-state-dir", "--ssh-wait", "--install-packages"}\
-        == set(flags)
+            "--openshift-install", "--installer-state-dir", "--ssh-wait", "--install-packages",
+            "--kubeadm-state-dir", "--kubeadm-exec", "--kubeadm-sha256", "--kubeadm-node-wait",
+            "--kubeadm-ready-timeout"} == set(flags)
 
 
 CHIME = FamilyDescriptor("chime", lambda env, pins: {"bells/chime.txt": b"ding\n"},

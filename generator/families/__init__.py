@@ -147,7 +147,7 @@ def builtin() -> tuple[FamilyDescriptor, ...]:
         family(openshift, (Outputs(("clusters/*/openshift/*",), "installer"),)),
         family(kolla, KOLLA_OUTPUTS),
         family(http, files("http", "hosts/*/http/*")),
-        family(kubeadm, unconverged("clusters/*/kubeadm/*")),
+        family(kubeadm, (Outputs(("clusters/*/kubeadm/*",), "kubeadm"),)),
         family(cloudinit, SEED_OUTPUTS, name="cloud-init"),
     )
 

@@ -34,6 +34,10 @@ WAVE_KUBERNETES = 50
 # services publish them; its gates wait once the machines run.
 WAVE_INSTALLER_ASSETS = 15
 WAVE_INSTALLER_GATES = 45
+# The kubeadm provider's phases (reconcile/kubeadm_phases.py): init and joins once the
+# machines run; the Ready gate after the Kubernetes objects (the CNI among them).
+WAVE_KUBEADM_MEMBERS = 45
+WAVE_KUBEADM_READY = 55
 
 
 @dataclass(frozen=True, slots=True)

@@ -421,8 +421,13 @@ def installer_kubeconfig(root: Path | None, env_name: str) -> str | None:
 
 def replan_point(plan: Any) -> int | None:
     """How many actions to apply before planning again: up to the assets phase, whose role
-    configs the files provider publishes (it could not read them at plan time)."""
+    configs the files provider publishes (it could not read them at plan time), or up to
+    the last kubeadm membership phase, after which the kubernetes provider can read the
+    cluster through the admin.conf it fetched."""
+    last = None
     for index, action in enumerate(plan.actions):
         if action.provider == "installer" and action.payload.get("phase") == ASSETS:
             return index + 1 if index + 1 < len(plan.actions) else None
-    return None
+        if action.provider == "kubeadm" and action.payload.get("replan"):
+            last = index
+    return last + 1 if last is not None and last + 1 < len(plan.actions) else None

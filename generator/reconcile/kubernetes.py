@@ -46,6 +46,7 @@ from generator.reconcile.essence import (
     kubernetes_object,
 )
 from generator.reconcile.installer import installer_kubeconfig
+from generator.reconcile.kubeadm_phases import kubeadm_kubeconfig
 from generator.reconcile.secrets import MARKER, declared, places, read_local
 from generator.tree import Tree
 
@@ -423,6 +424,7 @@ class KubernetesProvider:
         """The objects the kubernetes family built in the render being planned."""
         self.built = objects
     installer_root: Any = None  # the installer provider's state: its kubeconfig by default
+    kubeadm_root: Any = None  # the kubeadm provider's state: its admin.conf by default
 
     def scope(self, tree: Tree) -> Tree:
         return scope_of(tree)
@@ -437,6 +439,15 @@ class KubernetesProvider:
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         manifests = manifest_objects(tree, self.built)
         self.kubeconfig = self.kubeconfig or installer_kubeconfig(self.installer_root, env.name)
+        admin = kubeadm_kubeconfig(self.kubeadm_root, env)
+        if not self.kubeconfig and admin is not None:
+            if not admin.is_file():
+                # the kubeadm phases of this converge bring the cluster up first
+                self.notices.append("kubernetes: the cluster is not up yet (no admin.conf "
+                                    "from kubeadm init); its objects are planned after it")
+                self.skipped.append("kubernetes: cluster objects (kubeadm init not run yet)")
+                return []
+            self.kubeconfig = str(admin)
         if not manifests:
             # Nodes ask for certificates all the same; only a cluster named for this
             # environment (--kubeconfig, the installer's) is asked, never $KUBECONFIG's.

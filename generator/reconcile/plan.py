@@ -190,7 +190,8 @@ def check_names(desired: Desired, settings: Settings) -> None:
     known = {"hypervisor": sorted(hv.name for hv in desired.env.hypervisors),
              "host": sorted({parts[1] for parts in tree_parts}),
              "service": sorted({parts[2] for parts in tree_parts if len(parts) > 3}),
-             "node role": sorted({node.role for node in desired.env.nodes})}
+             "node role": sorted({node.role for node in desired.env.nodes}),
+             "node": sorted(node.name for node in desired.env.nodes)}
     given = [("--uri-override", "hypervisor", [hv for hv, _ in settings.uri_overrides])]
     for descriptor in by_name().values():
         options: Any = settings.options_of(descriptor.options)

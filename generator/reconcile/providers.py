@@ -188,22 +188,22 @@ def check_root(host: str, root: str) -> None:
                          f"--files-target {host}=/ for {host}'s own root, or a folder)")
 
 
-def check_prefix(host: str, prefix: str) -> None:
+def check_prefix(host: str, prefix: str, flag: str = "--files-exec") -> None:
     """A --files-exec prefix must be `local` or start with a command this machine has:
     found out only when converge runs it, a typo would fail half-way."""
     if not prefix.strip():
-        raise UsageError(f"--files-exec {host}=: an empty prefix is ambiguous (write "
-                         f"--files-exec {host}=local to run {host}'s commands on this "
+        raise UsageError(f"{flag} {host}=: an empty prefix is ambiguous (write "
+                         f"{flag} {host}=local to run {host}'s commands on this "
                          "machine)")
     if prefix == LOCAL:
         return
     try:
         command = shlex.split(prefix)[0]
     except (ValueError, IndexError):
-        raise UsageError(f"--files-exec {host}={prefix!r}: not a command line (quote it "
+        raise UsageError(f"{flag} {host}={prefix!r}: not a command line (quote it "
                          "like a shell would, e.g. 'ssh root@HOST')") from None
     if shutil.which(command) is None:
-        raise UsageError(f"--files-exec {host}={prefix!r}: command {command!r} not found on "
+        raise UsageError(f"{flag} {host}={prefix!r}: command {command!r} not found on "
                          f"this machine (write {host}=local to run {host}'s commands here, "
                          f"or a command such as 'ssh root@HOST')")
 
@@ -308,7 +308,8 @@ def start_kubernetes(settings: Settings, options: KubernetesOptions) -> Provider
         wait_timeout=options.wait_timeout,
         # asked for by name or given a kubeconfig: a cluster it cannot reach is an error
         required=bool(options.kubeconfig) or "kubernetes" in settings.providers,
-        installer_root=settings.options_of(InstallerOptions).root())
+        installer_root=settings.options_of(InstallerOptions).root(),
+        kubeadm_root=settings.options_of(KubeadmOptions).root())
 
 
 # -- installer -----------------------------------------------------------------------------
@@ -352,6 +353,55 @@ def start_installer(settings: Settings, options: InstallerOptions) -> Provider:
                              store_root=Path(store) if store else None)
 
 
+# -- kubeadm ---------------------------------------------------------------------------------
+
+
+def check_node_prefix(node: str, prefix: str) -> None:
+    check_prefix(node, prefix, "--kubeadm-exec")
+
+
+@dataclass(frozen=True, slots=True)
+class KubeadmOptions:
+    state_dir: str | None = option(
+        "--kubeadm-state-dir", kind="dir",
+        help="Where a kubeadm cluster's join data and admin.conf live, one 0700 folder per "
+             "environment; with it, the kubeadm phases (init, joins, nodes Ready) are "
+             "planned and run.")
+    execs: tuple[tuple[str, str], ...] = option(
+        "--kubeadm-exec", pairs="NODE=PREFIX", names="node", check=check_node_prefix,
+        help="Run kubeadm on cluster node NODE through PREFIX, e.g. 'ssh root@192.168.111.169'"
+             "; 'local' runs it on this machine. Every node needs one. Repeatable.")
+    sha256: str | None = option(
+        "--kubeadm-sha256", metavar="SHA256",
+        help="The sha256 the kubeadm binary on every node must have; checked before each "
+             "run (its version is always checked against cluster.kubernetesVersion).")
+    node_wait: float = option(
+        "--kubeadm-node-wait", kind="float", default=600, show_default=True,
+        help="Seconds converge waits for a node to answer before kubeadm runs there.")
+    ready_timeout: float = option(
+        "--kubeadm-ready-timeout", kind="float", default=900, show_default=True,
+        help="Seconds the nodes-ready phase waits for every node to be Ready.")
+
+    def root(self) -> Path | None:
+        return Path(self.state_dir) if self.state_dir else None
+
+
+def start_kubeadm(settings: Settings, options: KubeadmOptions) -> Provider:
+    import re
+
+    import click
+
+    from generator.reconcile.kubeadm_phases import KubeadmProvider, default_root
+
+    if options.sha256 is not None and re.fullmatch(r"[0-9a-f]{64}", options.sha256) is None:
+        raise UsageError(f"--kubeadm-sha256 {options.sha256!r}: not a sha256 (64 hex digits)")
+    return KubeadmProvider(
+        root=options.root() or default_root(), enabled=options.root() is not None,
+        targets={node: target_of("/", prefix) for node, prefix in options.execs},
+        kubeadm_sha256=options.sha256, say=lambda line: click.echo(line, err=True),
+        node_wait=float(options.node_wait), ready_timeout=float(options.ready_timeout))
+
+
 # -- the registry --------------------------------------------------------------------------
 
 PROVIDERS: tuple[ProviderDescriptor, ...] = (
@@ -359,6 +409,7 @@ PROVIDERS: tuple[ProviderDescriptor, ...] = (
     ProviderDescriptor("files", FilesOptions, start_files, plan_files),
     ProviderDescriptor("kubernetes", KubernetesOptions, start_kubernetes),
     ProviderDescriptor("installer", InstallerOptions, start_installer),
+    ProviderDescriptor("kubeadm", KubeadmOptions, start_kubeadm),
 )
 
 T = TypeVar("T")
