@@ -35,6 +35,7 @@ PACKAGES = (
     "linux-image-cloud-amd64", "initramfs-tools",
     "ifupdown", "resolvconf",  # cloud-init's ENI renderer, and the DNS it writes
     "openssh-server", "sudo",  # the default user and its SSH key, as on a cloud image
+    "e2fsprogs", "locales",  # cloud-init's resizefs and locale modules, as on a cloud image
     # what lab B's user-data installs from Debian (cloudinit._packages)
     "curl", "ca-certificates", "containerd", "conntrack", "socat", "gpg", "nfs-common",
 )
@@ -42,7 +43,8 @@ ROOT_SIZE = "2G"
 
 CLOUD_CFG = """\
 # As Debian's cloud images: keep the image's own sources.list (here: none; no network).
-apt_preserve_sources_list: true
+apt:
+  preserve_sources_list: true
 datasource_list: [NoCloud, None]
 """
 
