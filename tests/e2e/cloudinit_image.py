@@ -33,7 +33,9 @@ MIRROR = "http://deb.debian.org/debian"
 PACKAGES = (
     "cloud-init", "systemd-sysv", "udev", "kmod", "procps", "iproute2",
     "linux-image-cloud-amd64", "initramfs-tools",
-    "ifupdown", "resolvconf",  # cloud-init's ENI renderer, and the DNS it writes
+    # cloud-init's ENI renderer, the DNS it writes (resolvconf) and the routes it writes
+    # (`post-up route add ...`: net-tools)
+    "ifupdown", "resolvconf", "net-tools",
     "openssh-server", "sudo",  # the default user and its SSH key, as on a cloud image
     "e2fsprogs", "locales",  # cloud-init's resizefs and locale modules, as on a cloud image
     # what lab B's user-data installs from Debian (cloudinit._packages)
@@ -104,6 +106,9 @@ def image() -> Image:
             _build(work)
             shutil.rmtree(final, ignore_errors=True)
             work.rename(final)
+            for stale in final.parent.glob(f"cloudinit-{SUITE}-*"):  # older recipes
+                if stale != final:
+                    shutil.rmtree(stale, ignore_errors=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return Image(final / "root.img", final / "vmlinuz", final / "initrd.img",
@@ -156,6 +161,11 @@ def _customise(rootfs: Path, ca: Path) -> None:
     (wants / "gen-proof.service").symlink_to("/etc/systemd/system/gen-proof.service")
     shutil.copy(ca, rootfs / "usr/local/share/ca-certificates/gen-test-ca.crt")
     _run(["chroot", str(rootfs), "update-ca-certificates"])
+    # cloud-init sets LANG=en_US.UTF-8 and Debian's locale-gen builds only what
+    # /etc/locale.gen enables: enable it, as the installer does for an en_US system.
+    gen = rootfs / "etc/locale.gen"
+    gen.write_text(gen.read_text().replace("# en_US.UTF-8 UTF-8", "en_US.UTF-8 UTF-8"))
+    _run(["chroot", str(rootfs), "locale-gen"])
     # A cloud image's first boot: no machine id, no host name, no host keys of its own yet.
     (rootfs / "etc/machine-id").write_text("")
     (rootfs / "etc/hostname").unlink(missing_ok=True)

@@ -14,9 +14,12 @@ import json
 import re
 from dataclasses import dataclass
 
-STEPS = ("report", "cloud-init", "hostname", "fqdn", "interface", "address", "route", "dns",
-         "user-key", "write-files", "modules", "sysctls", "swap", "containerd", "packages",
-         "kubelet", "cloud-init-log")
+# In the order cloud-init applies them; its overall status last, since one wrong early step
+# (no address) fails later ones too (runcmd cannot reach the package repository), and the
+# first failing step is the one that explains.
+STEPS = ("report", "hostname", "fqdn", "interface", "address", "route", "dns", "user-key",
+         "write-files", "modules", "sysctls", "swap", "containerd", "packages", "kubelet",
+         "cloud-init", "cloud-init-log")
 REPORT_DISK = "/dev/disk/by-id/virtio-genreport"
 SYSCTLS = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
            "net.ipv4.ip_forward": "1"}
@@ -239,9 +242,10 @@ def file_entry(content: str, permissions: str, owner: str) -> tuple[str, str, st
             owner)
 
 
-CHECKS = {"report": _report, "cloud-init": _cloud_init, "hostname": _hostname, "fqdn": _fqdn,
+CHECKS = {"report": _report, "hostname": _hostname, "fqdn": _fqdn,
           "interface": _interface, "address": _address, "route": _route, "dns": _dns,
           "user-key": _user_key, "write-files": _files, "modules": _modules,
           "sysctls": _sysctls, "swap": _swap, "containerd": _containerd,
-          "packages": _packages, "kubelet": _kubelet, "cloud-init-log": _log}
+          "packages": _packages, "kubelet": _kubelet, "cloud-init": _cloud_init,
+          "cloud-init-log": _log}
 assert tuple(CHECKS) == STEPS

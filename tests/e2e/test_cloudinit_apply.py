@@ -191,7 +191,8 @@ def boot(vm: Image, tmp: Path, iso: bytes, user_data: dict[str, object],
                      ["ip", "link", "set", "tap0", "up"]):
             ns.run(argv, check=True)
         ns.popen(["dnsmasq", "-k", "--no-resolv", "--no-hosts", "--bind-interfaces",
-                  f"--listen-address={GATEWAY}", "--address=/pkgs.k8s.io/" + GATEWAY,
+                  f"--listen-address={GATEWAY}", f"--host-record=pkgs.k8s.io,{GATEWAY}",
+                  "--local=/k8s.io/",  # answered here (AAAA: no data), never forwarded
                   "--pid-file=", "--user=root", "--log-queries",
                   f"--log-facility={tmp / 'dnsmasq.log'}"])
         ns.popen([sys.executable, "-c", HTTPS_SERVER, str(docroot), str(cert), str(key),
