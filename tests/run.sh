@@ -28,6 +28,9 @@ APT_PACKAGES=(
   # end-to-end PXE boot
   pxelinux syslinux-common ovmf grub-efi-amd64-bin busybox-static linux-image-cloud-amd64 cpio
   openssh-server openssh-client  # the files provider over SSH (tests/test_files_ssh.py)
+  # real cloud-init in a booted Debian VM (tests/e2e/test_cloudinit_apply.py): the image,
+  # the stand-in pkgs.k8s.io repository (apt-ftparchive) and its signing key
+  mmdebstrap e2fsprogs apt-utils gpg
 )
 
 # npm installs the mermaid package (tests/mermaid_parse.mjs). A machine whose nodejs comes

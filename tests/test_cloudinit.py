@@ -7,7 +7,7 @@
   the systemd-networkd renderer, and the rendered .network file is checked.
 - the seed ISO: built from seed.json's recipe with the real genisoimage, read back with
   isoinfo (label `cidata`, byte-identical files).
-- libvirt: the domain attaches the seed as a SATA cdrom and still validates
+- libvirt: the domain attaches the seed as a virtio-scsi cdrom and still validates
   (virt-xml-validate, and `virsh define` on the test driver).
 """
 
@@ -207,7 +207,9 @@ def test_libvirt_domain_attaches_the_seed_and_still_validates(lab_b, tmp_path):
         node = Path(path).stem
         assert (f'<source pool="default" volume="{node}-seed.iso" />') in xml
         assert '<disk type="volume" device="cdrom">' in xml
-        assert '<target dev="sda" bus="sata" />' in xml and "<readonly />" in xml
+        # virtio-scsi: Debian's cloud kernel has no AHCI driver, so a SATA cdrom is invisible
+        assert '<target dev="sda" bus="scsi" />' in xml and "<readonly />" in xml
+        assert '<controller type="scsi" index="0" model="virtio-scsi" />' in xml
         file = tmp_path / f"{node}.xml"
         file.write_bytes(content)
         checked = subprocess.run([tool("virt-xml-validate"), str(file), "domain"],

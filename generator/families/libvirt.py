@@ -167,6 +167,8 @@ def domain_xml(env: Environment, node: Node, hv: Hypervisor) -> ET.Element:
     _devices(devices, node)
     if cloudinit.needs_seed(env, node):
         devices.insert(len(node.disks), seed_cdrom(node, hv))
+        devices.insert(len(node.disks) + 1, ET.Element("controller", type="scsi", index="0",
+                                                       model="virtio-scsi"))
     return root
 
 
@@ -208,11 +210,14 @@ def _os(root: ET.Element, node: Node) -> None:
 
 
 def seed_cdrom(node: Node, hv: Hypervisor) -> ET.Element:
-    """The cloud-init NoCloud seed ISO (built at converge; see families/cloudinit.py)."""
+    """The cloud-init NoCloud seed ISO (built at converge; see families/cloudinit.py), on
+    the virtio-scsi controller domain_xml adds: every cloud kernel drives virtio-scsi, on
+    both machine types, whereas Debian's cloud kernel (genericcloud images) has no AHCI, so
+    a SATA cdrom was invisible there and cloud-init fell back to no datasource."""
     disk = ET.Element("disk", type="volume", device="cdrom")
     _sub(disk, "driver", name="qemu", type="raw")
     _sub(disk, "source", pool=hv.pool_name, volume=cloudinit.seed_volume(node))
-    _sub(disk, "target", dev="sda", bus="sata")
+    _sub(disk, "target", dev="sda", bus="scsi")
     _sub(disk, "readonly")
     return disk
 
