@@ -14,8 +14,9 @@ from typing import Any
 
 from generator import SCHEMA_VERSION, __version__
 from generator.environment import Loaded
-from generator.errors import LockMismatch
+from generator.errors import LockMismatch, Problem
 from generator.families import Pins, render_all
+from generator.families.kubernetes import workload_images
 from generator.lock import nar
 from generator.lock.lockfile import (
     PATH_INPUTS,
@@ -36,6 +37,9 @@ def wanted_inputs(loaded: Loaded) -> dict[str, Any]:
     """Input key -> its `original` form, for every external artifact the model uses."""
     env = loaded.model
     wanted: dict[str, Any] = {f"image/{name}": ref for name, ref in env.images}
+    for used in workload_images(env):
+        # a reference written in place (or gen's add-on default) is pinned under its own name
+        wanted.setdefault(f"image/{used.key}", used.ref)
     for art in env.os_artifacts:
         wanted[f"os/{art.name}"] = _os_original(art)
     kolla = env.openstack.kolla_ansible if env.openstack is not None else None
@@ -283,6 +287,30 @@ def render_pins(loaded: Loaded, lock: Lock | None, store: Store, strict: bool,
     return pins, notes
 
 
+def unpinned_images(loaded: Loaded, pins: Pins, where: str) -> list[Problem]:
+    """One located problem per workload image the render would run by tag: a locked render
+    runs every image by the digest the lock pins, which is also what lets a mirror serve it
+    (a mirror is asked by digest; a tag could be anything there)."""
+    env = loaded.model
+    return [Problem(f"{used.what} runs image {used.ref}, which {where} does not pin by digest",
+                    env.where(used.path),
+                    f"run `gen lock env/{env.name}` where its registry or the site's mirror "
+                    "answers, and commit the lock")
+            for used in workload_images(env)
+            if "@sha256:" not in pins.images.get(used.key, used.ref)]
+
+
+class UnpinnedImages(LockMismatch):
+    """Images a locked render would run by tag (exit 4), then what else would change."""
+
+    def __init__(self, problems: list[Problem], stale: list[str]) -> None:
+        super().__init__(f"{len(problems)} image(s) not pinned")
+        self.problems, self.stale = problems, stale
+
+    def lines(self) -> list[str]:
+        return [p.render() for p in self.problems] + self.stale
+
+
 def unpinned_manifests(loaded: Loaded, pins: Pins) -> list[str]:
     """A warning per manifest the environment declares but the render cannot include: an
     offline, unlocked or unfetched render must never drop the CNI without saying so."""
@@ -351,6 +379,11 @@ def _short(original: Any) -> str:
 def check_locked(loaded: Loaded, lock: Lock, tree: Tree, where: str) -> None:
     """Raise StaleLock (exit 4) naming every way the lock would change."""
     lines = locked_differences(loaded, lock, tree)
+    images = {key.partition("/")[2]: str(entry.locked)
+              for key, entry in _usable(loaded, lock).items() if key.startswith("image/")}
+    problems = unpinned_images(loaded, Pins(images=images), where)
+    if problems:
+        raise UnpinnedImages(problems, StaleLock(where, lines).lines() if lines else [])
     if lines:
         raise StaleLock(where, lines)
 
