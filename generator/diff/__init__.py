@@ -138,12 +138,51 @@ def lock_input_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | N
     """Pinned inputs (images, OS artifacts, manifests) added, removed or re-pinned."""
     a = _inputs(old)
     b = _inputs(new)
-    found = [Finding("+", k, _pin(b[k])) for k in sorted(set(b) - set(a))]
-    found += [Finding("-", k, _pin(a[k])) for k in sorted(set(a) - set(b))]
+    found = [image_move(k, None, b[k]) or Finding("+", k, _pin(b[k]))
+             for k in sorted(set(b) - set(a))]
+    found += [image_move(k, a[k], None) or Finding("-", k, _pin(a[k]))
+              for k in sorted(set(a) - set(b))]
     for key in sorted(set(a) & set(b)):
         if a[key] != b[key]:
-            found.append(Finding("~", key, _repin(a[key], b[key])))
+            found.append(image_move(key, a[key], b[key]) or
+                         Finding("~", key, _repin(a[key], b[key])))
     return found
+
+
+SHORT_DIGEST = len("sha256:") + 12  # as `docker images` shortens an id
+
+
+def image_move(key: str, old: Any, new: Any) -> Finding | None:
+    """An image entry as a reviewer reads it: the tag the environment asks for, then the
+    digest it ran and the one it will run (`tomcat:9 sha256:0123456789ab -> sha256:...`),
+    the full digests kept in the finding's data. None for anything else."""
+    a = _image_pin(old) if old is not None else None
+    b = _image_pin(new) if new is not None else None
+    if not key.startswith("image/") or (old is not None and a is None) or \
+            (new is not None and b is None):
+        return None
+    if a is None and b is not None:
+        return Finding("+", key, f"{b[0]} {b[1][:SHORT_DIGEST]}",
+                       data=(("image", b[0]), ("to", b[1])))
+    if b is None and a is not None:
+        return Finding("-", key, f"{a[0]} {a[1][:SHORT_DIGEST]}",
+                       data=(("image", a[0]), ("from", a[1])))
+    assert a is not None and b is not None
+    moved = f"{a[1][:SHORT_DIGEST]} -> " + (b[1][:SHORT_DIGEST] if a[0] == b[0] else
+                                           f"{b[0]} {b[1][:SHORT_DIGEST]}")
+    data = (("image", b[0]), ("from", a[1]), ("to", b[1]))
+    return Finding("~", key, f"{a[0]} {moved}",
+                   data=data + ((("fromImage", a[0]),) if a[0] != b[0] else ()))
+
+
+def _image_pin(entry: Any) -> tuple[str, str] | None:
+    """(the reference as the environment writes it, the digest the lock pins) or None."""
+    if not isinstance(entry, dict):
+        return None
+    original, locked = entry.get("original"), entry.get("locked")
+    if not isinstance(original, str) or not isinstance(locked, str) or "@" not in locked:
+        return None
+    return original, locked.rpartition("@")[2]
 
 
 def _inputs(lock: Mapping[str, Any] | None) -> dict[str, Any]:
