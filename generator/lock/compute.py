@@ -29,6 +29,7 @@ from generator.lock.lockfile import (
 )
 from generator.lock.resolve import DEFAULT_FORMATS, Offline, Progress
 from generator.lock.store import Store, StoreCorrupt, StoreMissing
+from generator.model import Mirror
 from generator.tree import Tree
 
 # --- what an environment needs pinned -----------------------------------------------------
@@ -139,6 +140,7 @@ class Resolver:
     insecure: frozenset[str] = frozenset()
     progress: Callable[[str], Progress] | None = None
     blueprint_dir: Path | None = None  # a stream file not beside env.yaml may ship here
+    mirror: Mirror | None = None  # the site's mirror, asked before the upstreams
     _streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def resolve(self, key: str, original: Any) -> Any:
@@ -148,7 +150,7 @@ class Resolver:
         # stream files and file:// URLs are found beside env.yaml, else in the blueprint
         bases = (self.env_dir, *([self.blueprint_dir] if self.blueprint_dir else []))
         if kind == "image":
-            return r.resolve_image(original, self.insecure, self.offline)
+            return r.resolve_image(original, self.insecure, self.offline, self.mirror)
         if kind == "os" and "stream" in original:
             spec = original["stream"]
             source = spec.get("file") or spec["url"]
@@ -165,7 +167,8 @@ class Resolver:
         if kind == "tool":
             sha256 = original.get("sha256") or r.download(
                 original["url"], self.store, None, key,
-                self.progress(key) if self.progress else None, self.offline, bases)
+                self.progress(key) if self.progress else None, self.offline, bases,
+                self._artifacts)
             return {"version": original["version"], "url": original["url"], "sha256": sha256}
         if kind == "os" and original.get("sha256"):
             return {"location": original["url"], "sha256": original["sha256"]}
@@ -174,10 +177,16 @@ class Resolver:
                                      key)
             return {"location": original["url"], "sha256": sha256}
         sha256 = r.download(original["url"], self.store, original.get("sha256"), key,
-                            self.progress(key) if self.progress else None, self.offline, bases)
+                            self.progress(key) if self.progress else None, self.offline, bases,
+                            self._artifacts)
         if kind == "os":
             return {"location": original["url"], "sha256": sha256}
         return {"url": original["url"], "sha256": sha256}
+
+
+    @property
+    def _artifacts(self) -> str | None:
+        return self.mirror.artifacts if self.mirror is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +208,8 @@ def lock_environment(loaded: Loaded, old: Lock | None, resolver: Resolver,
     """
     if resolver.blueprint_dir is None:
         resolver.blueprint_dir = loaded.source.blueprint_dir
+    if resolver.mirror is None:
+        resolver.mirror = loaded.model.mirror
     redo = set(update or ())
     kept = _usable(loaded, old)
     artifacts: dict[str, Input] = {}
