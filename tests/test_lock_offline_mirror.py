@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,8 +56,6 @@ def _wanted(repo: Path) -> dict[str, object]:
     code = ("import json, sys; from generator.environment import load_environment; "
             "from generator.lock.compute import wanted_inputs; "
             "print(json.dumps(wanted_inputs(load_environment(sys.argv[1]))))")
-    import subprocess
-
     proc = subprocess.run([sys.executable, "-c", code, "env/k8s-lab"], cwd=repo,
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH",
@@ -174,3 +173,51 @@ def test_a_tag_the_mirror_lacks_is_refused_naming_the_mirror_and_the_unreachable
     assert line.endswith(f"(push it to the mirror {MIRROR} (skopeo copy, or gen converge "
                          "from the store), or lock where its registry answers)"), line
     assert not (repo / "lock/k8s-lab.lock").exists()  # nothing half-written
+
+
+def test_a_tls_mirror_is_trusted_by_the_environments_ca_and_only_by_it(
+        tmp_path: Path) -> None:
+    """The mirror on a non-loopback address (so https) with a certificate signed by a CA the
+    test makes: resolving through it works with `mirror.ca`, and fails without it."""
+    from test_mirror_config import make_ca
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs openssl")
+    ca, cert, key = make_ca(tmp_path)
+    address = "10.99.0.1"  # not loopback, so gen speaks https to it
+    # make_ca signs for 127.0.0.1: sign the same key again for the mirror's address
+    (tmp_path / "ext").write_text(f"subjectAltName=IP:{address}\n")
+    subprocess.run(["openssl", "req", "-new", "-key", key, "-out", "srv.csr", "-subj",
+                    f"/CN={address}"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", "srv.csr", "-CA", ca, "-CAkey",
+                    "ca.key", "-CAcreateserial", "-out", cert, "-days", "2", "-extfile",
+                    "ext"], cwd=tmp_path, check=True, capture_output=True)
+    config = tmp_path / "config.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+                      f"    rootdirectory: {tmp_path / 'data'}\nhttp:\n  addr: {address}:5000\n"
+                      f"  tls:\n    certificate: {cert}\n    key: {key}\n")
+    code = ("import sys; from generator.lock.resolve import resolve_image\n"
+            "from generator.model import Mirror\nfrom generator.errors import UserError\n"
+            "ca = open(sys.argv[2]).read() if len(sys.argv) > 2 else None\n"
+            "try:\n    print(resolve_image('docker.io/library/tomcat:9', "
+            "mirror=Mirror(sys.argv[1], ca)))\n"
+            "except UserError as e:\n    print('refused:', e.lines()[0])\n")
+    with netns("tls") as ns:
+        assert ns.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"]).returncode == 0
+        ns.popen(["docker-registry", "serve", config])
+        ns.wait_port(5000)
+        layout = Layout(tmp_path / "layout")
+        layout.tag(layout.image("amd64", "tls\n"), "tls")
+        target = f"{address}:5000/docker.io/library/tomcat:9"
+        proc = ns.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{layout.root}:tls",
+                       f"docker://{target}"])
+        assert proc.returncode == 0, proc.stderr
+        digest = skopeo_digest(ns, target)
+        env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))}
+        trusted = ns.run([sys.executable, "-c", code, f"{address}:5000", ca], env=env)
+        assert trusted.stdout.strip() == f"docker.io/library/tomcat@{digest}", trusted.stderr
+        untrusted = ns.run([sys.executable, "-c", code, f"{address}:5000"], env=env)
+        assert untrusted.stdout.startswith(
+            f"refused: image docker.io/library/tomcat:9 at the site's mirror: cannot reach "
+            f"https://{address}:5000/v2/docker.io/library/tomcat/manifests/9"), untrusted.stdout
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout, untrusted.stdout
