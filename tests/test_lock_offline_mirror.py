@@ -221,3 +221,33 @@ def test_a_tls_mirror_is_trusted_by_the_environments_ca_and_only_by_it(
             f"refused: image docker.io/library/tomcat:9 at the site's mirror: cannot reach "
             f"https://{address}:5000/v2/docker.io/library/tomcat/manifests/9"), untrusted.stdout
         assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stdout, untrusted.stdout
+
+
+def test_artifact_mirror_serves_stream_metadata_and_never_replaces_promised_content(
+        tmp_path: Path) -> None:
+    """Stream metadata comes from the artifact mirror too; content the mirror serves against
+    a promised sha256 that it does not match is a mismatch, not a reason to ask upstream."""
+    stream_url = "https://builds.coreos.fedoraproject.org/streams/stable.json"
+    served = tmp_path / "served/builds.coreos.fedoraproject.org/streams"
+    served.mkdir(parents=True)
+    (served / "stable.json").write_text('{"stream": "stable", "architectures": {}}')
+    code = ("import sys; from pathlib import Path\n"
+            "from generator.errors import UserError\n"
+            "from generator.lock.resolve import download, load_stream\n"
+            "from generator.lock.store import Store\n"
+            "print(load_stream(sys.argv[1], (), mirror=sys.argv[2])['stream'])\n"
+            "try:\n    download(sys.argv[1], Store(Path(sys.argv[3])), '0' * 64, 'os/x', "
+            "mirror=sys.argv[2])\n"
+            "except UserError as e:\n    print(type(e).__name__, e.lines()[0])\n")
+    with netns("files") as ns:
+        ns.popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                  "--directory", tmp_path / "served", "8080"])
+        ns.wait_port(8080)
+        proc = ns.run([sys.executable, "-c", code, stream_url, f"http://{FILES}",
+                       tmp_path / "store"],
+                      env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))})
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()
+    assert first == "stable"
+    assert second.startswith("ChecksumMismatch "), second
+    assert "cannot reach" not in second  # upstream was never asked

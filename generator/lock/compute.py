@@ -155,7 +155,8 @@ class Resolver:
             spec = original["stream"]
             source = spec.get("file") or spec["url"]
             if source not in self._streams:
-                self._streams[source] = r.load_stream(source, bases, self.offline)
+                self._streams[source] = r.load_stream(source, bases, self.offline,
+                                                      self._artifacts)
             location, sha256 = r.stream_artifact(self._streams[source], spec["arch"],
                                                  spec["platform"], spec["format"],
                                                  spec["artifact"], f"{key} ({source})")

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from generator.confine import confined_file, relative_file_problem
 from generator.errors import UserError
@@ -42,6 +42,7 @@ LOCATION = re.compile(r"https?://[^\s\"'\\<>`\x00-\x1f\x7f]+|file://[^/\s\"'\\<>
 TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # goes into an Authorization header as is
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
+T = TypeVar("T")
 
 
 class Offline(UserError):
@@ -304,16 +305,17 @@ def _unreachable(what: str, url: str, exc: Exception) -> UserError:
 
 # --- CoreOS stream metadata ----------------------------------------------------------------
 
-def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False
-                ) -> dict[str, Any]:
-    """Stream metadata JSON from an http(s) URL, or from a file in the env dir or else the
-    blueprint's dir (`base_dirs`), confined to that dir."""
+def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False,
+                mirror: str | None = None) -> dict[str, Any]:
+    """Stream metadata JSON from an http(s) URL (the site's artifact `mirror` asked first),
+    or from a file in the env dir or else the blueprint's dir (`base_dirs`), confined to
+    that dir."""
     if source.startswith(("http://", "https://")):
         if offline:
             raise Offline(f"stream metadata {source} needs the network",
                           "ship a copy beside env.yaml and use `stream: {file: ...}`")
-        _, _, body = _http_get(source, {"Accept": "application/json"}, f"stream {source}",
-                               MAX_STREAM_BYTES)
+        body = mirror_first(source, mirror, lambda url: _small_get(
+            url, f"stream {source}", MAX_STREAM_BYTES))
         text, where = body, source
     else:
         path = shipped_file(source.removeprefix("file://"), base_dirs, "stream metadata")
@@ -437,21 +439,37 @@ def download(url: str, store: Store, expected: str | None, what: str,
         except OSError as exc:
             raise UserError(f"{what}: cannot read {path}: {exc.strerror or exc}",
                             "fix the file:// URL or copy the file there") from None
+    return mirror_first(url, mirror, lambda source: _download_http(source, store, expected,
+                                                                   what, progress))
+
+
+def mirror_first(url: str, mirror: str | None, get: Callable[[str], T]) -> T:
+    """`get` from the site's artifact mirror, else from `url`; one line naming both failures.
+    A checksum mismatch is never a reason to ask elsewhere: it is reported as it is."""
     if mirror is None:
-        return _download_http(url, store, expected, what, progress)
+        return get(url)
     try:
-        return _download_http(mirrored_url(url, mirror), store, expected, what, progress)
+        return get(mirrored_url(url, mirror))
     except ChecksumMismatch:
         raise
     except UserError as at_mirror:
         try:
-            return _download_http(url, store, expected, what, progress)
+            return get(url)
         except ChecksumMismatch:
             raise
         except UserError as upstream:
             raise UserError(f"{at_mirror.message}; and upstream, {upstream.message}",
                             f"put the file on the site's artifact mirror {mirror}, or lock "
                             "where its server answers") from None
+
+
+def _small_get(url: str, what: str, limit: int) -> bytes:
+    from urllib.error import HTTPError
+
+    try:
+        return _http_get(url, {"Accept": "application/json"}, what, limit)[2]
+    except HTTPError as exc:
+        raise _http_error(what, url, exc) from None
 
 
 def mirrored_url(url: str, mirror: str) -> str:
