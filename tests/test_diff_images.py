@@ -52,3 +52,22 @@ def test_new_tag_names_both_references_and_added_or_removed_images_their_digest(
     moved = to_json(report)["inputs"][-1]
     assert (moved["image"], moved["fromImage"], moved["from"], moved["to"]) == (
         f"{TOMCAT}:10", f"{TOMCAT}:9", OLD, NEW)
+
+
+def test_a_manifest_running_a_locked_image_names_it_by_tag_and_short_digest() -> None:
+    def deployment(digest: str) -> bytes:
+        return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n"
+                f"  namespace: default\nspec:\n  template:\n    spec:\n      containers:\n"
+                f"      - name: web\n        image: {TOMCAT}@{digest}\n").encode()
+
+    path = "clusters/k8s/kubernetes/apps/web.yaml"
+    report = build_report(
+        Side("base", "a" * 40, "k8s-lab", tree={path: deployment(OLD)}, lock=_lock(
+            {"image/tomcat": {"original": f"{TOMCAT}:9", "locked": f"{TOMCAT}@{OLD}"}})),
+        Side("head", "b" * 40, "k8s-lab", tree={path: deployment(NEW)}, lock=_lock(
+            {"image/tomcat": {"original": f"{TOMCAT}:9", "locked": f"{TOMCAT}@{NEW}"}})))
+    (section,) = report.sections
+    assert [f.line() for f in section.findings] == [
+        f"~ Deployment default/web: spec.template.spec.containers[0].image: {TOMCAT}:9 "
+        f"sha256:0123456789ab -> {TOMCAT}:9 sha256:fedcba987654"]
+    assert f"{TOMCAT}@{NEW}" in section.files[0].unified()  # the file diff stays literal

@@ -10,8 +10,9 @@ findings and its changed files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from generator.diff.inputs import (
@@ -97,7 +98,7 @@ def build_report(base: Side, head: Side) -> Report:
         notes=tuple(environment_notes(base, head)),
         inputs=tuple(lock_input_changes(base.lock, head.lock)),
         secrets=tuple(secret_changes(base.secrets, head.secrets)),
-        sections=tuple(sections(changes)),
+        sections=tuple(with_tags(sections(changes), pinned_names(base.lock, head.lock))),
         generator=tuple(generator_changes(base.generator, head.generator)),
         fields=tuple(input_changes(base.inputs or NO_INPUTS, head.inputs or NO_INPUTS)),
     )
@@ -173,6 +174,32 @@ def image_move(key: str, old: Any, new: Any) -> Finding | None:
     data = (("image", b[0]), ("from", a[1]), ("to", b[1]))
     return Finding("~", key, f"{a[0]} {moved}",
                    data=data + ((("fromImage", a[0]),) if a[0] != b[0] else ()))
+
+
+def pinned_names(*locks: Mapping[str, Any] | None) -> dict[str, str]:
+    """Locked image reference -> how a reviewer knows it: `REFERENCE:TAG sha256:<12 hex>`."""
+    names = {}
+    for lock in locks:
+        for key, entry in _inputs(lock).items():
+            pin = _image_pin(entry) if key.startswith("image/") else None
+            if pin is not None:
+                names[entry["locked"]] = f"{pin[0]} {pin[1][:SHORT_DIGEST]}"
+    return names
+
+
+def with_tags(found: list[Section], names: Mapping[str, str]) -> list[Section]:
+    """Sections whose findings name each locked image as its tag and short digest (a
+    manifest runs `repo@sha256:<64 hex>`, which says little in review); files unchanged."""
+    if not names:
+        return found
+    pattern = re.compile("|".join(re.escape(ref) for ref in sorted(names, key=len,
+                                                                     reverse=True)))
+
+    def named(finding: Finding) -> Finding:
+        detail = pattern.sub(lambda m: names[m.group(0)], finding.detail)
+        return finding if detail == finding.detail else replace(finding, detail=detail)
+
+    return [replace(s, findings=tuple(map(named, s.findings))) for s in found]
 
 
 def _image_pin(entry: Any) -> tuple[str, str] | None:
