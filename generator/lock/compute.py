@@ -184,7 +184,6 @@ class Resolver:
             return {"location": original["url"], "sha256": sha256}
         return {"url": original["url"], "sha256": sha256}
 
-
     @property
     def _artifacts(self) -> str | None:
         return self.mirror.artifacts if self.mirror is not None else None
@@ -389,7 +388,9 @@ def _short(original: Any) -> str:
 
 
 def check_locked(loaded: Loaded, lock: Lock, tree: Tree, where: str) -> None:
-    """Raise StaleLock (exit 4) naming every way the lock would change."""
+    """Raise StaleLock (exit 4) naming every way the lock would change; UnpinnedImages
+    (exit 4, one located line per image, then those changes) when a workload would run an
+    image by tag."""
     lines = locked_differences(loaded, lock, tree)
     images = {key.partition("/")[2]: str(entry.locked)
               for key, entry in _usable(loaded, lock).items() if key.startswith("image/")}
