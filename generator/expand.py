@@ -62,7 +62,8 @@ def expand(doc: Document, env_name: str) -> m.Environment:
         tools=tuple(m.ToolArtifact(name, raw["version"], raw["url"], raw.get("sha256"),
                                    (raw.get("checksums") or {}).get("file"))
                     for name, raw in sorted(data.get("artifacts", {}).get("tools", {}).items())),
-        mirror=m.Mirror(data["mirror"]["registry"], data["mirror"].get("ca"))
+        mirror=m.Mirror(data["mirror"]["registry"], data["mirror"].get("ca"),
+                        data["mirror"].get("artifacts"))
         if "mirror" in data else None,
         locate=doc.locate,
     )

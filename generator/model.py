@@ -375,6 +375,9 @@ class Mirror:
 
     registry: str  # host[:port]
     ca: str | None = None  # PEM of the CA that signed the mirror's certificate
+    # base URL of the site's server for downloaded inputs: `https://host/path` is asked at
+    # `<artifacts>/host/path` (gen lock only; rendering never downloads)
+    artifacts: str | None = None
 
     def repository(self, upstream: str) -> str:
         """Where the mirror keeps `upstream` (`host/repository`, no tag or digest)."""

@@ -186,8 +186,8 @@ def test_lock_inputs_and_secret_refs() -> None:
                       "os/kernel": {"original": {}, "locked": {"location": "u", "sha256": "22"}},
                       "image/registry": {"original": "registry:2", "locked": "r@sha256:cc"}}}
     assert [f.line() for f in lock_input_changes(old, new)] == [
-        "+ image/registry: r@sha256:cc",
-        "~ image/tomcat: original: tomcat:9 -> tomcat:10; tomcat@sha256:aa -> tomcat@sha256:bb",
+        "+ image/registry: registry:2 sha256:cc",
+        "~ image/tomcat: tomcat:9 sha256:aa -> tomcat:10 sha256:bb",
         "~ os/kernel: sha256: 11 -> 22",
     ]
     rows = secret_changes({"pull": ("env", "A"), "gone": ("file", "/x")},

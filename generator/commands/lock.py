@@ -153,7 +153,12 @@ def verify_cmd(env: str, out: Path | None, store: Path | None, fmt: str) -> None
     hashes to the lock's tree hash (catching hand edits there). Needs no network.
     """
     from generator.families import render_all
-    from generator.lock.compute import locked_differences, pins_from
+    from generator.lock.compute import (
+        UnpinnedImages,
+        locked_differences,
+        pins_from,
+        unpinned_images,
+    )
 
     ctx = _context(env, store)
     if ctx.old is None:
@@ -162,6 +167,9 @@ def verify_cmd(env: str, out: Path | None, store: Path | None, fmt: str) -> None
     pins, _ = pins_from(lock.inputs, ctx.store, strict=True)
     tree = render_all(ctx.loaded.model, pins, locate=ctx.loaded.locate)
     differences = locked_differences(ctx.loaded, lock, tree) + _offline_recheck(ctx)
+    unpinned = unpinned_images(ctx.loaded, pins, ctx.where)
+    if unpinned:
+        raise UnpinnedImages(unpinned, differences)
     if differences:
         raise _Mismatch(f"{ctx.where} does not match a fresh render:", differences)
     target = out or ctx.loaded.source.root / "rendered" / ctx.loaded.source.name

@@ -10,8 +10,9 @@ findings and its changed files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from generator.diff.inputs import (
@@ -97,7 +98,7 @@ def build_report(base: Side, head: Side) -> Report:
         notes=tuple(environment_notes(base, head)),
         inputs=tuple(lock_input_changes(base.lock, head.lock)),
         secrets=tuple(secret_changes(base.secrets, head.secrets)),
-        sections=tuple(sections(changes)),
+        sections=tuple(with_tags(sections(changes), pinned_names(base.lock, head.lock))),
         generator=tuple(generator_changes(base.generator, head.generator)),
         fields=tuple(input_changes(base.inputs or NO_INPUTS, head.inputs or NO_INPUTS)),
     )
@@ -138,12 +139,77 @@ def lock_input_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | N
     """Pinned inputs (images, OS artifacts, manifests) added, removed or re-pinned."""
     a = _inputs(old)
     b = _inputs(new)
-    found = [Finding("+", k, _pin(b[k])) for k in sorted(set(b) - set(a))]
-    found += [Finding("-", k, _pin(a[k])) for k in sorted(set(a) - set(b))]
+    found = [image_move(k, None, b[k]) or Finding("+", k, _pin(b[k]))
+             for k in sorted(set(b) - set(a))]
+    found += [image_move(k, a[k], None) or Finding("-", k, _pin(a[k]))
+              for k in sorted(set(a) - set(b))]
     for key in sorted(set(a) & set(b)):
         if a[key] != b[key]:
-            found.append(Finding("~", key, _repin(a[key], b[key])))
+            found.append(image_move(key, a[key], b[key]) or
+                         Finding("~", key, _repin(a[key], b[key])))
     return found
+
+
+SHORT_DIGEST = len("sha256:") + 12  # as `docker images` shortens an id
+
+
+def image_move(key: str, old: Any, new: Any) -> Finding | None:
+    """An image entry as a reviewer reads it: the tag the environment asks for, then the
+    digest it ran and the one it will run (`tomcat:9 sha256:0123456789ab -> sha256:...`),
+    the full digests kept in the finding's data. None for anything else."""
+    a = _image_pin(old) if old is not None else None
+    b = _image_pin(new) if new is not None else None
+    if not key.startswith("image/") or (old is not None and a is None) or \
+            (new is not None and b is None):
+        return None
+    if a is None and b is not None:
+        return Finding("+", key, f"{b[0]} {b[1][:SHORT_DIGEST]}",
+                       data=(("image", b[0]), ("to", b[1])))
+    if b is None and a is not None:
+        return Finding("-", key, f"{a[0]} {a[1][:SHORT_DIGEST]}",
+                       data=(("image", a[0]), ("from", a[1])))
+    assert a is not None and b is not None
+    moved = f"{a[1][:SHORT_DIGEST]} -> " + (b[1][:SHORT_DIGEST] if a[0] == b[0] else
+                                           f"{b[0]} {b[1][:SHORT_DIGEST]}")
+    data = (("image", b[0]), ("from", a[1]), ("to", b[1]))
+    return Finding("~", key, f"{a[0]} {moved}",
+                   data=data + ((("fromImage", a[0]),) if a[0] != b[0] else ()))
+
+
+def pinned_names(*locks: Mapping[str, Any] | None) -> dict[str, str]:
+    """Locked image reference -> how a reviewer knows it: `REFERENCE:TAG sha256:<12 hex>`."""
+    names = {}
+    for lock in locks:
+        for key, entry in _inputs(lock).items():
+            pin = _image_pin(entry) if key.startswith("image/") else None
+            if pin is not None:
+                names[entry["locked"]] = f"{pin[0]} {pin[1][:SHORT_DIGEST]}"
+    return names
+
+
+def with_tags(found: list[Section], names: Mapping[str, str]) -> list[Section]:
+    """Sections whose findings name each locked image as its tag and short digest (a
+    manifest runs `repo@sha256:<64 hex>`, which says little in review); files unchanged."""
+    if not names:
+        return found
+    pattern = re.compile("|".join(re.escape(ref) for ref in sorted(names, key=len,
+                                                                     reverse=True)))
+
+    def named(finding: Finding) -> Finding:
+        detail = pattern.sub(lambda m: names[m.group(0)], finding.detail)
+        return finding if detail == finding.detail else replace(finding, detail=detail)
+
+    return [replace(s, findings=tuple(map(named, s.findings))) for s in found]
+
+
+def _image_pin(entry: Any) -> tuple[str, str] | None:
+    """(the reference as the environment writes it, the digest the lock pins) or None."""
+    if not isinstance(entry, dict):
+        return None
+    original, locked = entry.get("original"), entry.get("locked")
+    if not isinstance(original, str) or not isinstance(locked, str) or "@" not in locked:
+        return None
+    return original, locked.rpartition("@")[2]
 
 
 def _inputs(lock: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -104,8 +104,10 @@ def _styler(color: bool) -> Callable[..., str]:
 # --- JSON ----------------------------------------------------------------------------------
 
 def to_json(report: Report) -> dict[str, Any]:
-    def finding(f: Finding) -> dict[str, str]:
-        row = {"op": f.op, "subject": f.subject, "detail": f.detail}
+    def finding(f: Finding) -> dict[str, Any]:
+        row: dict[str, Any] = {"op": f.op, "subject": f.subject, "detail": f.detail}
+        if f.data:
+            row.update(f.data)
         return {**row, "block": f.block} if f.block else row
 
     def side(s: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Finding:
     subject: str
     detail: str = ""
     block: str = ""
+    data: tuple[tuple[str, str], ...] = ()  # the same change as fields, for JSON readers
 
     def line(self) -> str:
         return f"{self.op} {self.subject}: {self.detail}" if self.detail else \

@@ -106,8 +106,10 @@ def os_artifact(env: Environment, kind: str) -> OsArtifact | None:
 
 
 def mirrored_repositories(env: Environment) -> list[str]:
-    """`host/repository` of every image the environment names: what its mirror must serve."""
+    """`host/repository` of every image the environment names or its workloads run (gen's
+    add-on defaults too): what its mirror must serve."""
+    from generator.families.kubernetes import workload_images
     from generator.lock.resolve import parse_image
 
-    return sorted({f"{ref.registry}/{ref.repository}"
-                   for ref in (parse_image(image) for _, image in env.images)})
+    named = {image for _, image in env.images} | {used.ref for used in workload_images(env)}
+    return sorted({f"{ref.registry}/{ref.repository}" for ref in map(parse_image, named)})

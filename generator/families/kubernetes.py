@@ -210,9 +210,48 @@ def _kustomization(resources: list[str], **extra: Any) -> Obj:
 
 
 def image(env: Environment, pins: Pins, name: str) -> str:
-    """The locked digest form when pinned, else the environment's tag, else gen's default."""
-    ref = pins.image(env, name)
-    return DEFAULT_IMAGES.get(ref, ref) if ref == name else ref
+    """The locked digest form (`registry/repository@sha256:...`) when pinned, else the
+    environment's tag, else gen's default: what a node pulls, so a mirror can serve it."""
+    key, ref = image_key(env, name)
+    return pins.images.get(key, ref)
+
+
+def image_key(env: Environment, name: str) -> tuple[str, str]:
+    """(the lock's `image/<key>`, the reference rendered unpinned) for an image a manifest
+    names: an `artifacts.images` name keys itself; a reference written in place, or gen's
+    default for an add-on, is its own key, so the lock pins it all the same."""
+    if name in dict(env.images):
+        return name, env.image(name)
+    ref = DEFAULT_IMAGES.get(name, name)
+    return ref, ref
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadImage:
+    """An image a rendered workload runs: where the environment asks for it, and its key."""
+
+    path: tuple[str | int, ...]  # the field that names it (located at its nearest ancestor)
+    what: str  # "app 'test-was'"
+    key: str
+    ref: str
+
+
+def workload_images(env: Environment) -> list[WorkloadImage]:
+    """Every image the cluster's manifests run (the CNI's upstream file aside: it is pinned
+    as a whole by its sha256), in the order the manifests name them."""
+    k8s = env.kubernetes
+    named: list[tuple[tuple[str | int, ...], str, str]] = []
+    if k8s.ingress:
+        named.append((("kubernetes", "ingress"), "the ingress controller",
+                      "ingress-nginx"))
+    if k8s.nfs is not None and k8s.nfs.provisioner == "subdir":
+        named.append((("kubernetes", "storage", "nfs", "image"), "the NFS provisioner",
+                      k8s.nfs.image))
+    if k8s.registry is not None:
+        named.append((("kubernetes", "registry", "image"), "the registry", k8s.registry.image))
+    named += [(("kubernetes", "apps", i, "image"), f"app '{app.name}'", app.image)
+              for i, app in enumerate(k8s.apps)]
+    return [WorkloadImage(path, what, *image_key(env, name)) for path, what, name in named]
 
 
 # --- CNI -----------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from typing import Any
 
 from generator import SCHEMA_VERSION, __version__
 from generator.environment import Loaded
-from generator.errors import LockMismatch
+from generator.errors import LockMismatch, Problem
 from generator.families import Pins, render_all
+from generator.families.kubernetes import workload_images
 from generator.lock import nar
 from generator.lock.lockfile import (
     PATH_INPUTS,
@@ -28,6 +29,7 @@ from generator.lock.lockfile import (
 )
 from generator.lock.resolve import DEFAULT_FORMATS, Offline, Progress
 from generator.lock.store import Store, StoreCorrupt, StoreMissing
+from generator.model import Mirror
 from generator.tree import Tree
 
 # --- what an environment needs pinned -----------------------------------------------------
@@ -36,6 +38,9 @@ def wanted_inputs(loaded: Loaded) -> dict[str, Any]:
     """Input key -> its `original` form, for every external artifact the model uses."""
     env = loaded.model
     wanted: dict[str, Any] = {f"image/{name}": ref for name, ref in env.images}
+    for used in workload_images(env):
+        # a reference written in place (or gen's add-on default) is pinned under its own name
+        wanted.setdefault(f"image/{used.key}", used.ref)
     for art in env.os_artifacts:
         wanted[f"os/{art.name}"] = _os_original(art)
     kolla = env.openstack.kolla_ansible if env.openstack is not None else None
@@ -135,6 +140,7 @@ class Resolver:
     insecure: frozenset[str] = frozenset()
     progress: Callable[[str], Progress] | None = None
     blueprint_dir: Path | None = None  # a stream file not beside env.yaml may ship here
+    mirror: Mirror | None = None  # the site's mirror, asked before the upstreams
     _streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def resolve(self, key: str, original: Any) -> Any:
@@ -144,12 +150,13 @@ class Resolver:
         # stream files and file:// URLs are found beside env.yaml, else in the blueprint
         bases = (self.env_dir, *([self.blueprint_dir] if self.blueprint_dir else []))
         if kind == "image":
-            return r.resolve_image(original, self.insecure, self.offline)
+            return r.resolve_image(original, self.insecure, self.offline, self.mirror)
         if kind == "os" and "stream" in original:
             spec = original["stream"]
             source = spec.get("file") or spec["url"]
             if source not in self._streams:
-                self._streams[source] = r.load_stream(source, bases, self.offline)
+                self._streams[source] = r.load_stream(source, bases, self.offline,
+                                                      self._artifacts)
             location, sha256 = r.stream_artifact(self._streams[source], spec["arch"],
                                                  spec["platform"], spec["format"],
                                                  spec["artifact"], f"{key} ({source})")
@@ -161,7 +168,8 @@ class Resolver:
         if kind == "tool":
             sha256 = original.get("sha256") or r.download(
                 original["url"], self.store, None, key,
-                self.progress(key) if self.progress else None, self.offline, bases)
+                self.progress(key) if self.progress else None, self.offline, bases,
+                self._artifacts)
             return {"version": original["version"], "url": original["url"], "sha256": sha256}
         if kind == "os" and original.get("sha256"):
             return {"location": original["url"], "sha256": original["sha256"]}
@@ -170,10 +178,15 @@ class Resolver:
                                      key)
             return {"location": original["url"], "sha256": sha256}
         sha256 = r.download(original["url"], self.store, original.get("sha256"), key,
-                            self.progress(key) if self.progress else None, self.offline, bases)
+                            self.progress(key) if self.progress else None, self.offline, bases,
+                            self._artifacts)
         if kind == "os":
             return {"location": original["url"], "sha256": sha256}
         return {"url": original["url"], "sha256": sha256}
+
+    @property
+    def _artifacts(self) -> str | None:
+        return self.mirror.artifacts if self.mirror is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +208,8 @@ def lock_environment(loaded: Loaded, old: Lock | None, resolver: Resolver,
     """
     if resolver.blueprint_dir is None:
         resolver.blueprint_dir = loaded.source.blueprint_dir
+    if resolver.mirror is None:
+        resolver.mirror = loaded.model.mirror
     redo = set(update or ())
     kept = _usable(loaded, old)
     artifacts: dict[str, Input] = {}
@@ -283,6 +298,30 @@ def render_pins(loaded: Loaded, lock: Lock | None, store: Store, strict: bool,
     return pins, notes
 
 
+def unpinned_images(loaded: Loaded, pins: Pins, where: str) -> list[Problem]:
+    """One located problem per workload image the render would run by tag: a locked render
+    runs every image by the digest the lock pins, which is also what lets a mirror serve it
+    (a mirror is asked by digest; a tag could be anything there)."""
+    env = loaded.model
+    return [Problem(f"{used.what} runs image {used.ref}, which {where} does not pin by digest",
+                    env.where(used.path),
+                    f"run `gen lock env/{env.name}` where its registry or the site's mirror "
+                    "answers, and commit the lock")
+            for used in workload_images(env)
+            if "@sha256:" not in pins.images.get(used.key, used.ref)]
+
+
+class UnpinnedImages(LockMismatch):
+    """Images a locked render would run by tag (exit 4), then what else would change."""
+
+    def __init__(self, problems: list[Problem], stale: list[str]) -> None:
+        super().__init__(f"{len(problems)} image(s) not pinned")
+        self.problems, self.stale = problems, stale
+
+    def lines(self) -> list[str]:
+        return [p.render() for p in self.problems] + self.stale
+
+
 def unpinned_manifests(loaded: Loaded, pins: Pins) -> list[str]:
     """A warning per manifest the environment declares but the render cannot include: an
     offline, unlocked or unfetched render must never drop the CNI without saying so."""
@@ -349,8 +388,15 @@ def _short(original: Any) -> str:
 
 
 def check_locked(loaded: Loaded, lock: Lock, tree: Tree, where: str) -> None:
-    """Raise StaleLock (exit 4) naming every way the lock would change."""
+    """Raise StaleLock (exit 4) naming every way the lock would change; UnpinnedImages
+    (exit 4, one located line per image, then those changes) when a workload would run an
+    image by tag."""
     lines = locked_differences(loaded, lock, tree)
+    images = {key.partition("/")[2]: str(entry.locked)
+              for key, entry in _usable(loaded, lock).items() if key.startswith("image/")}
+    problems = unpinned_images(loaded, Pins(images=images), where)
+    if problems:
+        raise UnpinnedImages(problems, StaleLock(where, lines).lines() if lines else [])
     if lines:
         raise StaleLock(where, lines)
 

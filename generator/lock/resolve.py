@@ -13,12 +13,12 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from generator.confine import confined_file, relative_file_problem
 from generator.errors import UserError
 from generator.lock.store import ChecksumMismatch, Store
-from generator.model import SECRET_MARKER_PREFIX
+from generator.model import SECRET_MARKER_PREFIX, Mirror
 from generator.safefile import UnsafeFile, open_regular, read_regular
 
 MANIFEST_TYPES = (
@@ -40,7 +40,9 @@ MAX_URL = 2048
 LOCATION = re.compile(r"https?://[^\s\"'\\<>`\x00-\x1f\x7f]+|file://[^/\s\"'\\<>`\x00-\x1f\x7f]"
                       r"[^\s\"'\\<>`\x00-\x1f\x7f]*")
 TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # goes into an Authorization header as is
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 Progress = Callable[[int, int | None], None]  # bytes so far, total (None if unknown)
+T = TypeVar("T")
 
 
 class Offline(UserError):
@@ -88,11 +90,16 @@ def parse_image(ref: str) -> ImageRef:
     return ImageRef(registry, repository, tag if tag or digest else "latest", digest or None)
 
 
-def resolve_image(ref: str, insecure: frozenset[str] = frozenset(), offline: bool = False) -> str:
+def resolve_image(ref: str, insecure: frozenset[str] = frozenset(), offline: bool = False,
+                  mirror: Mirror | None = None) -> str:
     """The pinned `repo@sha256:...` of an image tag, via the registry HTTP API v2.
 
     For a multi-arch image this is the digest of the index (manifest list), so every
     architecture stays pinned. A reference that already names a digest needs no network.
+    With the site's `mirror`, the mirror is asked first (a disconnected site has nothing
+    else); the upstream registry only when the mirror does not answer for this tag. The pin
+    names the upstream repository either way: nodes reach the mirror by their hosts.toml
+    or imageDigestSources, by digest.
     """
     image = parse_image(ref)
     if image.digest:
@@ -100,16 +107,67 @@ def resolve_image(ref: str, insecure: frozenset[str] = frozenset(), offline: boo
     if offline:
         raise Offline(f"image {ref}: resolving a tag needs the registry",
                       "run without --offline/--frozen where the registry is reachable")
+    if mirror is None:
+        return image.pinned(_upstream_digest(image, ref, insecure))
+    try:
+        return image.pinned(mirror_digest(image, mirror, ref, insecure))
+    except UserError as at_mirror:
+        try:
+            return image.pinned(_upstream_digest(image, ref, insecure))
+        except UserError as upstream:
+            raise UserError(f"{at_mirror.message}; and upstream, {upstream.message}",
+                            f"push it to the mirror {mirror.registry} (skopeo copy, or gen "
+                            "converge from the store), or lock where its registry answers"
+                            ) from None
+
+
+def _upstream_digest(image: ImageRef, ref: str, insecure: frozenset[str]) -> str:
     scheme = "http" if _plain_http(image.api_host, insecure) else "https"
     url = f"{scheme}://{image.api_host}/v2/{image.repository}/manifests/{image.tag}"
     headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-    status, reply_headers, body = _registry_get(url, headers, ref, insecure)
+    _, reply_headers, body = _registry_get(url, headers, ref, insecure)
+    return _served_digest(reply_headers, body, ref)
+
+
+def _served_digest(reply_headers: dict[str, str], body: bytes, ref: str) -> str:
     digest = reply_headers.get("docker-content-digest") or ""
     computed = "sha256:" + hashlib.sha256(body).hexdigest()
     if digest and digest.startswith("sha256:") and digest != computed:
         raise UserError(f"image {ref}: the registry's Docker-Content-Digest {digest} does not "
                         f"match the manifest it sent ({computed})", "check the registry or proxy")
-    return image.pinned(digest if digest.startswith("sha256:") else computed)
+    return digest if digest.startswith("sha256:") else computed
+
+
+def mirror_digest(image: ImageRef, mirror: Mirror, ref: str,
+                  insecure: frozenset[str] = frozenset()) -> str:
+    """The digest the site's mirror serves for the tag, where the mirror keeps it
+    (`<mirror>/<upstream host>/<repository>`): a Registry v2 HEAD on the manifest with
+    every manifest type accepted (so an index stays an index), read from
+    Docker-Content-Digest. A HEAD moves no manifest; a mirror that omits the header is
+    asked with a GET and the manifest hashed. Trusting the header pins nothing unsafe: a
+    node pulls by that digest, and its runtime checks the content against it."""
+    host, _, repository = mirror.repository(f"{image.registry}/{image.repository}") \
+        .partition("/")
+    scheme = "http" if _plain_http(host, insecure) else "https"
+    url = f"{scheme}://{host}/v2/{repository}/manifests/{image.tag}"
+    headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+    what = f"image {ref} at the site's mirror"
+    context = _tls_context(mirror.ca)
+    _, reply_headers, _ = _registry_get(url, headers, what, insecure, "HEAD", context)
+    digest = reply_headers.get("docker-content-digest", "")
+    if DIGEST.fullmatch(digest):
+        return digest
+    _, reply_headers, body = _registry_get(url, headers, what, insecure, "GET", context)
+    return _served_digest(reply_headers, body, ref)
+
+
+def _tls_context(ca: str | None) -> Any:
+    """TLS trusting the environment's CA for its mirror (None: the system's CAs)."""
+    if not ca:
+        return None
+    import ssl
+
+    return ssl.create_default_context(cadata=ca)
 
 
 def _plain_http(host: str, insecure: frozenset[str]) -> bool:
@@ -118,25 +176,28 @@ def _plain_http(host: str, insecure: frozenset[str]) -> bool:
 
 
 def _registry_get(url: str, headers: dict[str, str], what: str,
-                  insecure: frozenset[str] = frozenset()) -> tuple[int, dict[str, str], bytes]:
-    """GET with the anonymous bearer-token dance real registries (Docker Hub, quay) need."""
+                  insecure: frozenset[str] = frozenset(), method: str = "GET",
+                  context: Any = None) -> tuple[int, dict[str, str], bytes]:
+    """GET (or HEAD) with the anonymous bearer-token dance real registries (Docker Hub,
+    quay) need."""
     from urllib.error import HTTPError
 
     try:
-        return _http_get(url, headers, what, MAX_MANIFEST_BYTES)
+        return _http_get(url, headers, what, MAX_MANIFEST_BYTES, method, context)
     except HTTPError as exc:
         challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
         if not challenge.lower().startswith("bearer "):
             raise _http_error(what, url, exc) from None
-    token = _anonymous_token(challenge, what, insecure)
+    token = _anonymous_token(challenge, what, insecure, context)
     try:
         return _http_get(url, {**headers, "Authorization": f"Bearer {token}"}, what,
-                         MAX_MANIFEST_BYTES)
+                         MAX_MANIFEST_BYTES, method, context)
     except HTTPError as exc:
         raise _http_error(what, url, exc) from None
 
 
-def _anonymous_token(challenge: str, what: str, insecure: frozenset[str] = frozenset()) -> str:
+def _anonymous_token(challenge: str, what: str, insecure: frozenset[str] = frozenset(),
+                     context: Any = None) -> str:
     """The token a registry's `WWW-Authenticate: Bearer realm=...` grants anonymously.
 
     The registry is named by the environment (a pull request), so its realm is hostile
@@ -155,7 +216,8 @@ def _anonymous_token(challenge: str, what: str, insecure: frozenset[str] = froze
                         "a registry's realm must be an https:// URL (http:// only for "
                         "loopback or --insecure-registry hosts)")
     try:
-        _, _, body = _http_get(f"{realm}?{urlencode(params)}", {}, what, MAX_TOKEN_BYTES)
+        _, _, body = _http_get(f"{realm}?{urlencode(params)}", {}, what, MAX_TOKEN_BYTES,
+                               context=context)
     except HTTPError as exc:
         raise _http_error(what, realm, exc) from None
     return _token_from(body, what, realm)
@@ -195,28 +257,29 @@ def _token_from(body: bytes, what: str, realm: str) -> str:
     return token
 
 
-def _opener() -> Any:
+def _opener(context: Any = None) -> Any:
     """A urllib opener that speaks http and https only: without the default file, ftp and
     data handlers, no URL and no redirect a registry or stream server sends can make gen
-    read a local file."""
+    read a local file. `context`: TLS trusting a site's own CA (its mirror)."""
     from urllib import request
 
     opener = request.OpenerDirector()
     for handler in (request.ProxyHandler(), request.UnknownHandler(), request.HTTPHandler(),
-                    request.HTTPSHandler(), request.HTTPDefaultErrorHandler(),
+                    request.HTTPSHandler(context=context), request.HTTPDefaultErrorHandler(),
                     request.HTTPRedirectHandler(), request.HTTPErrorProcessor()):
         opener.add_handler(handler)
     return opener
 
 
-def _http_get(url: str, headers: dict[str, str], what: str, limit: int,
-              ) -> tuple[int, dict[str, str], bytes]:
-    """GET `url` (http or https only), reading at most `limit` bytes of the reply."""
+def _http_get(url: str, headers: dict[str, str], what: str, limit: int, method: str = "GET",
+              context: Any = None) -> tuple[int, dict[str, str], bytes]:
+    """GET (or HEAD) `url` (http or https only), reading at most `limit` bytes of the reply."""
     from urllib.error import HTTPError, URLError
     from urllib.request import Request
 
     try:
-        with _opener().open(Request(url, headers=headers), timeout=TIMEOUT) as reply:
+        with _opener(context).open(Request(url, headers=headers, method=method),
+                                   timeout=TIMEOUT) as reply:
             body = reply.read(limit + 1)
             if len(body) > limit:
                 raise UserError(f"{what}: {url} sent more than {limit >> 10} KiB",
@@ -242,16 +305,17 @@ def _unreachable(what: str, url: str, exc: Exception) -> UserError:
 
 # --- CoreOS stream metadata ----------------------------------------------------------------
 
-def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False
-                ) -> dict[str, Any]:
-    """Stream metadata JSON from an http(s) URL, or from a file in the env dir or else the
-    blueprint's dir (`base_dirs`), confined to that dir."""
+def load_stream(source: str, base_dirs: tuple[Path, ...], offline: bool = False,
+                mirror: str | None = None) -> dict[str, Any]:
+    """Stream metadata JSON from an http(s) URL (the site's artifact `mirror` asked first),
+    or from a file in the env dir or else the blueprint's dir (`base_dirs`), confined to
+    that dir."""
     if source.startswith(("http://", "https://")):
         if offline:
             raise Offline(f"stream metadata {source} needs the network",
                           "ship a copy beside env.yaml and use `stream: {file: ...}`")
-        _, _, body = _http_get(source, {"Accept": "application/json"}, f"stream {source}",
-                               MAX_STREAM_BYTES)
+        body = mirror_first(source, mirror, lambda url: _small_get(
+            url, f"stream {source}", MAX_STREAM_BYTES))
         text, where = body, source
     else:
         path = shipped_file(source.removeprefix("file://"), base_dirs, "stream metadata")
@@ -350,12 +414,15 @@ def listed_sha256(source: str, url: str, base_dirs: tuple[Path, ...], what: str)
 
 def download(url: str, store: Store, expected: str | None, what: str,
              progress: Progress | None = None, offline: bool = False,
-             bases: tuple[Path, ...] = ()) -> str:
+             bases: tuple[Path, ...] = (), mirror: str | None = None) -> str:
     """Download `url` into the store, verifying `expected` when given; return its sha256.
 
     A file:// URL names a file relative to, and confined in, the first of `bases` (the
     environment's folder, then its blueprint's) that holds it, like `stream: {file:}`:
-    an absolute path would let a pull request copy any file of the CI host into the store."""
+    an absolute path would let a pull request copy any file of the CI host into the store.
+    With the site's artifact `mirror` (a base URL), an http(s) URL is asked there first, at
+    `<mirror>/<host>/<path>`; the upstream only when the mirror does not serve it. Content
+    the mirror serves against an `expected` sha256 is a mismatch, never a fallback."""
     if offline:
         raise Offline(f"{what}: downloading {url} needs the network",
                       "run `gen fetch` where the network is reachable, or copy the store")
@@ -372,6 +439,53 @@ def download(url: str, store: Store, expected: str | None, what: str,
         except OSError as exc:
             raise UserError(f"{what}: cannot read {path}: {exc.strerror or exc}",
                             "fix the file:// URL or copy the file there") from None
+    return mirror_first(url, mirror, lambda source: _download_http(source, store, expected,
+                                                                   what, progress))
+
+
+def mirror_first(url: str, mirror: str | None, get: Callable[[str], T]) -> T:
+    """`get` from the site's artifact mirror, else from `url`; one line naming both failures.
+    A checksum mismatch is never a reason to ask elsewhere: it is reported as it is."""
+    if mirror is None:
+        return get(url)
+    try:
+        return get(mirrored_url(url, mirror))
+    except ChecksumMismatch:
+        raise
+    except UserError as at_mirror:
+        try:
+            return get(url)
+        except ChecksumMismatch:
+            raise
+        except UserError as upstream:
+            raise UserError(f"{at_mirror.message}; and upstream, {upstream.message}",
+                            f"put the file on the site's artifact mirror {mirror}, or lock "
+                            "where its server answers") from None
+
+
+def _small_get(url: str, what: str, limit: int) -> bytes:
+    from urllib.error import HTTPError
+
+    try:
+        return _http_get(url, {"Accept": "application/json"}, what, limit)[2]
+    except HTTPError as exc:
+        raise _http_error(what, url, exc) from None
+
+
+def mirrored_url(url: str, mirror: str) -> str:
+    """Where the site's artifact mirror keeps `url`: `<mirror>/<host[:port]>/<path>[?query]`
+    (the host keeps two upstreams' equal paths apart, as the registry mirror does)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{mirror.rstrip('/')}/{host}{port}{parts.path}{query}"
+
+
+def _download_http(url: str, store: Store, expected: str | None, what: str,
+                   progress: Progress | None) -> str:
     from urllib.error import HTTPError, URLError
     from urllib.request import Request
 
