@@ -232,12 +232,13 @@ def _schema(spec: str) -> dict[str, Any]:
 
 @functools.cache
 def _fast_validator(spec: str) -> Any:
-    # fastjsonschema compiles the schema to Python once (~20 ms): ~30 µs per config against
-    # ~400 µs for jsonschema, which matters at 1,000 nodes. jsonschema, already used for
-    # blueprints, only runs on failure, to name the failing field the way schema.py does.
-    import fastjsonschema
+    # fastjsonschema compiles the schema to Python (~20 ms, cached across processes by
+    # compiled_schema): ~30 µs per config against ~400 µs for jsonschema, which matters at
+    # 1,000 nodes. jsonschema only runs on failure, to name the failing field the way
+    # schema.py does.
+    from generator.compiled_schema import compile_schema
 
-    return fastjsonschema.compile(_schema(spec))
+    return compile_schema(_schema(spec))
 
 
 def check_config(config: dict[str, Any], spec: str, node: str) -> None:
