@@ -6,7 +6,6 @@ Errors are adapted to exit codes in one place (`main`), so no command prints a t
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from typing import Any, NoReturn
@@ -18,6 +17,8 @@ from generator.errors import EXIT_INTERNAL, EXIT_USAGE, EXIT_USER, GenError, Pro
 
 
 def emit(fmt: str, payload: dict[str, Any], text: str) -> None:
+    import json  # only for --format json: `gen --help` does without it
+
     click.echo(json.dumps(payload, indent=2, sort_keys=True) if fmt == "json" else text)
 
 
