@@ -215,13 +215,17 @@ def _dump_file(out: _Buffer, dir_fd: int | None, name: str, info: os.stat_result
                where: Path) -> None:
     size = info.st_size
     out.add(_REGULAR + _EXECUTABLE if info.st_mode & stat.S_IXUSR else _REGULAR)
-    with os.fdopen(os.open(name, _FILE_FLAGS, dir_fd=dir_fd), "rb", buffering=0) as handle:
-        if size <= CHUNK:  # most rendered files: one read, no big buffer per file
-            data = handle.read(size + 1)
-            if len(data) != size:
-                raise ValueError(f"{where} changed size while being hashed")
-            out.contents(data, size)
-        else:
+    fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    if size <= CHUNK:  # most rendered files: one read (one byte more shows a grown file)
+        try:
+            data = os.read(fd, size + 1)
+        finally:
+            os.close(fd)
+        if len(data) != size:
+            raise ValueError(f"{where} changed size while being hashed")
+        out.contents(data, size)
+    else:
+        with os.fdopen(fd, "rb", buffering=0) as handle:
             out.add(_CONTENTS + size.to_bytes(8, "little"))
             out.flush()
             written = 0
@@ -230,10 +234,10 @@ def _dump_file(out: _Buffer, dir_fd: int | None, name: str, info: os.stat_result
             while count := handle.readinto(buffer):
                 out.sink.update(view[:count])
                 written += count
-            if written != size:
-                raise ValueError(f"{where} changed size while being hashed")
-            if size % 8:
-                out.add(_ZEROS[: 8 - size % 8])
+        if written != size:
+            raise ValueError(f"{where} changed size while being hashed")
+        if size % 8:
+            out.add(_ZEROS[: 8 - size % 8])
     out.add(_CLOSE)
 
 
