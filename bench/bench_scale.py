@@ -43,7 +43,7 @@ for top, dirs, names in os.walk(src):
         with open(path, 'rb') as handle:
             files.append((os.path.relpath(path, src), handle.read()))
 import time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 made = set()
 for rel, data in files:
     parent = os.path.dirname(os.path.join(dst, rel))
@@ -53,18 +53,18 @@ for rel, data in files:
     fd = os.open(os.path.join(dst, rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     os.write(fd, data)
     os.close(fd)
-print(time.perf_counter() - start)
+print(time.perf_counter() - start, time.process_time() - cpu)
 """
 
 FLOOR_READ = """
 import os, sys, time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 for top, dirs, names in os.walk(sys.argv[1]):
     for name in names:
         fd = os.open(os.path.join(top, name), os.O_RDONLY)
         os.read(fd, os.fstat(fd).st_size + 1)
         os.close(fd)
-print(time.perf_counter() - start)
+print(time.perf_counter() - start, time.process_time() - cpu)
 """
 
 
@@ -91,10 +91,12 @@ def gen(repo: Path, *args: str) -> tuple[float, float, int]:
     return wall, cpu, int(report.read_text().split()[-1]) // 1024
 
 
-def floor(script: str, *args: str) -> float:
+def floor(script: str, *args: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of the floor's loop alone (its process start is not counted)."""
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
                          text=True, check=True, env=env())
-    return float(out.stdout)
+    wall, cpu = out.stdout.split()
+    return float(wall), float(cpu)
 
 
 def measure(nodes: int, hypervisors: int, runs: int) -> dict[str, float]:
@@ -104,7 +106,9 @@ def measure(nodes: int, hypervisors: int, runs: int) -> dict[str, float]:
         out = repo / "out"
         gen(repo, "render", "env/big", "--out", str(out))  # warm: bytecode, schema cache
         files = sum(len(names) for _, _, names in os.walk(out)) - 1  # minus the marker
-        first, first_cpu, rss, again, again_cpu, made, read = ([] for _ in range(7))
+        first, first_cpu, rss, again, again_cpu = [], [], [], [], []
+        made: list[tuple[float, float]] = []
+        read: list[tuple[float, float]] = []
         for _ in range(runs):
             shutil.rmtree(out)
             wall, cpu, peak = gen(repo, "render", "env/big", "--out", str(out))
@@ -121,8 +125,10 @@ def measure(nodes: int, hypervisors: int, runs: int) -> dict[str, float]:
             read.append(floor(FLOOR_READ, str(out)))
     med = statistics.median
     return {"files": files, "first": med(first), "first_cpu": med(first_cpu),
-            "again": med(again), "again_cpu": med(again_cpu), "write_floor": med(made),
-            "read_floor": med(read), "rss": max(rss)}
+            "again": med(again), "again_cpu": med(again_cpu),
+            "write_floor": med(w for w, _ in made), "write_floor_cpu": med(c for _, c in made),
+            "read_floor": med(w for w, _ in read), "read_floor_cpu": med(c for _, c in read),
+            "rss": max(rss)}
 
 
 def main() -> None:
@@ -136,12 +142,16 @@ def main() -> None:
     print(f"medians of {args.runs} runs into {SHM} (load average {os.getloadavg()[0]:.1f}):")
     for nodes, fig in ((args.nodes // 2, half), (args.nodes, full)):
         print(f"  {nodes} nodes ({fig['files']:.0f} files): first render {fig['first']:.2f} s "
-              f"(cpu {fig['first_cpu']:.2f} s), create floor {fig['write_floor']:.2f} s; "
-              f"re-render {fig['again']:.2f} s (cpu {fig['again_cpu']:.2f} s), read floor "
-              f"{fig['read_floor']:.2f} s; peak RSS {fig['rss']:.0f} MB")
+              f"(cpu {fig['first_cpu']:.2f} s), create floor {fig['write_floor']:.2f} s "
+              f"(cpu {fig['write_floor_cpu']:.2f} s); re-render {fig['again']:.2f} s (cpu "
+              f"{fig['again_cpu']:.2f} s), read floor {fig['read_floor']:.2f} s (cpu "
+              f"{fig['read_floor_cpu']:.2f} s); peak RSS {fig['rss']:.0f} MB")
     checks = (
         ("first render / create floor", full["first"] / full["write_floor"], 3.0),
+        ("first render / create floor, cpu", full["first_cpu"] / full["write_floor_cpu"],
+         3.0),
         ("re-render / read floor", full["again"] / full["read_floor"], 3.0),
+        ("re-render / read floor, cpu", full["again_cpu"] / full["read_floor_cpu"], 3.0),
         (f"growth {args.nodes // 2} -> {args.nodes} (first render)",
          full["first"] / half["first"], 2.05),
         (f"growth {args.nodes // 2} -> {args.nodes} (first render, cpu)",
