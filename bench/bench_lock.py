@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,44 +24,25 @@ sys.path.insert(0, str(ROOT))
 
 from generator.lock import nar  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from genenv import write_environment  # noqa: E402
+
 
 def big_environment(repo: Path, nodes: int) -> None:
-    """An openshift-upi environment with `nodes` nodes spread over 20 hypervisors."""
-    genenv = ROOT / "bench" / "genenv.py"
-    shutil.copytree(ROOT / "blueprints", repo / "blueprints")
-    env_dir = repo / "environments" / "big"
-    if genenv.is_file():  # the shared generator, when another helper has written it
-        proc = subprocess.run([sys.executable, str(genenv), "--nodes", str(nodes),
-                               "--out", str(env_dir)], capture_output=True, text=True)
-        if proc.returncode == 0 and (env_dir / "env.yaml").is_file():
-            return
-    env_dir.mkdir(parents=True, exist_ok=True)
-    hvs = 20
-    lines = ["apiVersion: gen/v1", "kind: Environment", "metadata: {name: big}",
-             "blueprint: openshift-upi", "cluster:", "  name: big", "  baseDomain: example.com",
-             "  networkType: OVNKubernetes", "  pullSecret: {env: GEN_SECRET_PULL}",
-             "networks:", "  - {name: lan, cidr: 10.20.0.0/16, gateway: 10.20.0.1, "
-             "dns: [10.20.0.10], bridge: br0}", "hypervisors:"]
-    lines += [f"  - {{name: hv{i}, uri: 'qemu+ssh://root@hv{i}/system', domainType: kvm, "
-              f"bridge: br0, pool: {{name: default, path: /var/lib/libvirt/images}}}}"
-              for i in range(hvs)]
-    lines.append("nodes:")
-    roles = ["helper", "bootstrap", "master", "master", "master"]
-    for i in range(nodes):
-        role = roles[i] if i < len(roles) else "worker"
-        ip = f"10.20.{(i + 10) // 250}.{(i + 10) % 250 + 2}"
-        name = "helper" if i == 0 else f"{role}{i}"
-        lines.append(f"  - {{name: {name}, role: {role}, hypervisor: hv{i % hvs}, "
-                     f"nics: [{{network: lan, ip: {ip}}}]}}")
-    lines += ["artifacts:", "  os:"]
-    for art in ("kernel", "initramfs", "rootfs"):
-        lines += [f"    rhcos-live-{art}:", f"      stream: {{file: rhcos.json, artifact: {art}}}"]
-    (env_dir / "env.yaml").write_text("\n".join(lines) + "\n")
-    shutil.copy(ROOT / "environments" / "lab" / "rhcos-4.16.json", env_dir / "rhcos.json")
+    """An openshift-upi environment with `nodes` nodes spread over 20 hypervisors, written
+    by bench/genenv.py (the generator the other benchmarks use), with the lab's stream file
+    and a secrets dir holding the SSH key its env.yaml names."""
+    write_environment(repo, nodes, 20, name="big")
+    shutil.copy(ROOT / "environments" / "lab" / "rhcos-4.16.json",
+                repo / "environments" / "big" / "rhcos-4.16.json")
+    secrets = repo / "secrets"
+    secrets.mkdir(mode=0o700)
+    (secrets / "id_rsa.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBench bench\n")
 
 
 def gen(repo: Path, *args: str) -> float:
-    env = {**os.environ, "GEN_STORE": str(repo / "store"), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "GEN_STORE": str(repo / "store"), "PYTHONPATH": str(ROOT),
+           "GEN_SECRET_PULL": '{"auths": {}}', "GEN_SECRETS_DIR": str(repo / "secrets")}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "generator", *args], cwd=repo, env=env,
                           capture_output=True, text=True)
@@ -78,8 +60,49 @@ def bench_verify(tmp: Path, nodes: int) -> None:
     files = sum(1 for p in (repo / "rendered" / "big").rglob("*") if p.is_file())
     runs = [gen(repo, "verify", "env/big") for _ in range(3)]
     print(f"render --locked, {nodes} nodes ({files} files): {render:.2f} s")
+    bench_nar_tree(tmp, repo / "rendered" / "big")
     print(f"gen verify, {nodes} nodes: best {min(runs):.2f} s, worst {max(runs):.2f} s "
           f"(target < 2 s) {'OK' if min(runs) < 2 else 'SLOW'}")
+
+
+def nix_hash(tree: Path, home: Path) -> tuple[float, str | None]:
+    env = {**os.environ, "NIX_REMOTE": "", "HOME": str(home)}
+    start = time.perf_counter()
+    proc = subprocess.run(["nix", "--extra-experimental-features", "nix-command", "hash", "path",
+                           "--type", "sha256", "--sri", str(tree)],
+                          capture_output=True, text=True, env=env)
+    return time.perf_counter() - start, proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def sha256sum_floor(tree: Path) -> float:
+    """Hashing the same bytes with coreutils (every file's contents, one stream)."""
+    start = time.perf_counter()
+    subprocess.run(f"find '{tree}' -type f -print0 | sort -z | xargs -0 cat | sha256sum",
+                   shell=True, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def bench_nar_tree(tmp: Path, tree: Path, runs: int = 5) -> None:
+    """NAR hash of a rendered tree (thousands of small files): gen against `nix hash path`
+    and sha256sum over the same bytes, interleaved, medians of `runs`."""
+    size = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    ours, nix, floor = [], [], []
+    same = True
+    for _ in range(runs):
+        start = time.perf_counter()
+        digest = nar.path_hash(tree)
+        ours.append(time.perf_counter() - start)
+        took, theirs = nix_hash(tree, tmp)
+        nix.append(took)
+        same = same and theirs in (digest, None)
+        floor.append(sha256sum_floor(tree))
+    med = statistics.median
+    mb = size / 1e6
+    print(f"NAR hash of the rendered tree ({mb:.1f} MB), medians of {runs}: gen "
+          f"{med(ours):.3f} s = {mb / med(ours):.0f} MB/s; nix hash path {med(nix):.3f} s; "
+          f"sha256sum of the bytes {med(floor):.3f} s; gen is {med(nix) / med(ours):.2f}x "
+          f"nix's speed (target >= 1: {'met' if med(ours) <= med(nix) else 'NOT met'}; "
+          f"{'same hash' if same else 'HASH DIFFERS'})")
 
 
 def bench_nar(tmp: Path, mib: int) -> None:

@@ -6,7 +6,6 @@ Errors are adapted to exit codes in one place (`main`), so no command prints a t
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from typing import Any, NoReturn
@@ -18,6 +17,8 @@ from generator.errors import EXIT_INTERNAL, EXIT_USAGE, EXIT_USER, GenError, Pro
 
 
 def emit(fmt: str, payload: dict[str, Any], text: str) -> None:
+    import json  # only for --format json: `gen --help` does without it
+
     click.echo(json.dumps(payload, indent=2, sort_keys=True) if fmt == "json" else text)
 
 
@@ -49,6 +50,33 @@ COMMANDS = {
     "plan": "generator.commands.reconcile:plan",
     "converge": "generator.commands.reconcile:converge",
     "import": "generator.commands.importer:import_group",
+}
+
+
+# Each command's one-line summary, so `gen --help` lists the commands without importing a
+# single command module (click would import every one to read its docstring). A test keeps
+# these equal to the commands' own short help.
+SUMMARIES = {
+    "converge": "Make the live hosts match the locked render of ENV, in waves.",
+    "diff": "Show what the change between two revisions does to ENV's rendered repo.",
+    "fetch": "Download every artifact ENV's lock pins into the content store, verifying "
+             "sha256.",
+    "graph": "Print ENV's topology: hypervisors and their VMs (role, vCPU, memory, IP), "
+             "networks, and the helper's services with what each serves (DNS zone, DHCP "
+             "reservations, HAProxy frontends -> backends, NFS exports).",
+    "import": "Adopt an existing lab: write an environment describing it.",
+    "init": "Make DIRECTORY (default: here) a GitOps repo managed with gen.",
+    "lock": "Pin ENV's inputs into lock/<env>.lock, adding only what is missing.",
+    "new": "Scaffold environments/ENV from the template of blueprint BLUEPRINT.",
+    "node": "Add or remove nodes of an environment (validated, comments kept).",
+    "plan": "Show what `gen converge ENV` would do to the live hosts, without changing "
+            "anything.",
+    "render": "Render ENV into a directory of pinned, reproducible files.",
+    "set": "Set the field PATH of ENV's env.yaml to VALUE, keeping comments and layout.",
+    "store": "Move the content store's objects between sites (disconnected installs).",
+    "update": "Re-resolve INPUTS of ENV (all by default) and print old -> new for each.",
+    "validate": "Validate ENV against the schema and the semantic rules.",
+    "verify": "Re-render ENV with its lock and check every hash; exit 4 naming what differs.",
 }
 
 
@@ -115,6 +143,14 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(module, attr)
         _add_completion(command)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, from SUMMARIES instead of importing every command."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, click.utils.make_default_short_help(SUMMARIES[name], limit))
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup,

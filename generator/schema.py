@@ -56,18 +56,17 @@ def _validator() -> Any:
     return validators.extend(Draft202012Validator, type_checker=checker)(load_schema())
 
 
-# Documents with at least this many values first go through a compiled validator; only
-# when it rejects does jsonschema run, to explain. Compiling costs ~0.1 s, so small
-# documents (the labs have a few hundred values) skip it.
-FAST_PATH_MIN_VALUES = 5000
+# Documents first go through a compiled validator; only when it rejects does jsonschema
+# run (imported then), to explain. The compiled code is cached across processes
+# (generator/compiled_schema.py), so even the labs' small documents take the fast path.
 
 
 @functools.cache
 def _compiled() -> Any:
-    import fastjsonschema
+    from generator.compiled_schema import compile_schema
 
-    schema = {**load_schema(), "$schema": "http://json-schema.org/draft-07/schema#"}
-    return fastjsonschema.compile(schema)  # the schema uses only draft-07 keywords
+    # the schema uses only draft-07 keywords
+    return compile_schema(load_schema(), "http://json-schema.org/draft-07/schema#")
 
 
 def _has_float(data: Any) -> bool:
@@ -82,7 +81,7 @@ def _quickly_valid(doc: Document) -> bool:
     """True only when the compiled validator accepts `doc` (never a false "valid": the
     schema has no `number` type, and a float anywhere sends the document to jsonschema,
     which, unlike fastjsonschema, rejects 4.0 as an integer)."""
-    if len(doc.positions) < FAST_PATH_MIN_VALUES or _has_float(doc.data):
+    if _has_float(doc.data):
         return False
     try:
         _compiled()(doc.data)

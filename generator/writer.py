@@ -288,20 +288,22 @@ def _scan_dir(fd: int, root: Path, rel_dir: str, tree: Tree, leftovers: list[str
         elif TEMP.match(entry.name):
             leftovers.append(rel)
         else:
-            tree[rel] = _read_regular(fd, entry.name, root / rel)
+            tree[rel] = _read_regular(fd, entry.name, root, rel)
 
 
-def _read_regular(dir_fd: int, name: str, shown: Path) -> bytes:
+def _read_regular(dir_fd: int, name: str, root: Path, rel: str) -> bytes:
+    """One file of the output; its Path is built only for an error message (not per file
+    of a 60,000-file tree)."""
     try:
         handle = os.open(name, READ_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise UserError(f"{shown} is a symlink inside the output", FIX_LINK) from None
-        raise UserError(f"cannot read {shown}: {exc.strerror}") from None
+            raise UserError(f"{root / rel} is a symlink inside the output", FIX_LINK) from None
+        raise UserError(f"cannot read {root / rel}: {exc.strerror}") from None
     try:
         info = os.fstat(handle)
         if not stat.S_ISREG(info.st_mode):  # swapped since the directory was listed
-            raise UserError(f"{shown} is not a regular file",
+            raise UserError(f"{root / rel} is not a regular file",
                             "remove it; the output holds only rendered files")
         chunks = []
         size = info.st_size

@@ -13,7 +13,7 @@ import click
 import pytest
 
 from generator import __version__
-from generator.cli import COMMANDS, cli
+from generator.cli import COMMANDS, SUMMARIES, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +45,23 @@ def test_top_level_help_lists_every_command() -> None:
     assert "Exit codes" in result.stdout
     for name in COMMANDS:
         assert f"  {name}" in result.stdout, name
+
+
+def test_help_summaries_match_the_commands() -> None:
+    """`gen --help` lists commands from SUMMARIES (no command module imported): each must
+    be the command's own short help, and --help must not import any command module."""
+    ctx = click.Context(cli)
+    assert set(SUMMARIES) == set(COMMANDS)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        assert SUMMARIES[name] == command.get_short_help_str(limit=1000), name
+    probe = ("import sys; from generator.cli import main\n"
+             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('generator.')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.splitlines()[-1]
+    assert "generator.commands" not in loaded, loaded
 
 
 @pytest.mark.parametrize("path", all_command_paths(), ids=" ".join)

@@ -91,3 +91,22 @@ def test_nar_bytes_layout() -> None:
     data = nar.nar_bytes({"": b"x"})
     assert data.startswith(len(b"nix-archive-1").to_bytes(8, "little") + b"nix-archive-1\0\0\0")
     assert len(data) % 8 == 0
+
+
+def test_large_files_and_sizes_around_the_buffers_match_nix(tmp_path: Path) -> None:
+    """Contents passed straight to sha256 (>= 64 KiB), read in chunks (> 1 MiB), and the
+    sizes either side of each boundary, on disk and in memory."""
+    sizes = [nar._DIRECT - 1, nar._DIRECT, nar._DIRECT + 3, nar.CHUNK, nar.CHUNK + 5,
+             3 * nar.CHUNK + 1, nar._FLUSH_AT + 7]
+    tree = {f"f{i}": bytes([i]) * size for i, size in enumerate(sizes)}
+    tree["many/" + "x" * 200] = b"y" * 17
+    write_tree(tmp_path / "t", tree, "t")
+    (tmp_path / "t" / MARKER).unlink()
+    assert nar.tree_hash(tree) == nar.path_hash(tmp_path / "t") == nix_hash(tmp_path / "t")
+
+
+def test_a_special_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "d" / "pipe")
+    with pytest.raises(ValueError, match="NAR cannot hold a 'p' file"):
+        nar.path_hash(tmp_path / "d")

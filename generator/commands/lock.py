@@ -152,6 +152,7 @@ def verify_cmd(env: str, out: Path | None, store: Path | None, fmt: str) -> None
     reproduces every output subtree hash, and that the rendered directory on disk still
     hashes to the lock's tree hash (catching hand edits there). Needs no network.
     """
+    from generator.commands.render import without_cyclic_gc
     from generator.families import render_all
     from generator.lock.compute import (
         UnpinnedImages,
@@ -160,20 +161,22 @@ def verify_cmd(env: str, out: Path | None, store: Path | None, fmt: str) -> None
         unpinned_images,
     )
 
-    ctx = _context(env, store)
-    if ctx.old is None:
-        raise LockMismatch(f"{ctx.where} does not exist (run `gen lock {env}` and commit it)")
-    lock = ctx.old
-    pins, _ = pins_from(lock.inputs, ctx.store, strict=True)
-    tree = render_all(ctx.loaded.model, pins, locate=ctx.loaded.locate)
-    differences = locked_differences(ctx.loaded, lock, tree) + _offline_recheck(ctx)
-    unpinned = unpinned_images(ctx.loaded, pins, ctx.where)
-    if unpinned:
-        raise UnpinnedImages(unpinned, differences)
-    if differences:
-        raise _Mismatch(f"{ctx.where} does not match a fresh render:", differences)
-    target = out or ctx.loaded.source.root / "rendered" / ctx.loaded.source.name
-    disk = _check_disk(target, lock, tree, explicit=out is not None)
+    with without_cyclic_gc():
+        ctx = _context(env, store)
+        if ctx.old is None:
+            raise LockMismatch(f"{ctx.where} does not exist (run `gen lock {env}` and commit "
+                               "it)")
+        lock = ctx.old
+        pins, _ = pins_from(lock.inputs, ctx.store, strict=True)
+        tree = render_all(ctx.loaded.model, pins, locate=ctx.loaded.locate)
+        differences = locked_differences(ctx.loaded, lock, tree) + _offline_recheck(ctx)
+        unpinned = unpinned_images(ctx.loaded, pins, ctx.where)
+        if unpinned:
+            raise UnpinnedImages(unpinned, differences)
+        if differences:
+            raise _Mismatch(f"{ctx.where} does not match a fresh render:", differences)
+        target = out or ctx.loaded.source.root / "rendered" / ctx.loaded.source.name
+        disk = _check_disk(target, lock, tree, explicit=out is not None)
     emit(fmt, {"lock": ctx.where, "verified": True, "narHash": lock.outputs.nar_hash,
                "subtrees": len(lock.outputs.subtrees), "out": str(target) if disk else None},
          f"{ctx.where}: verified ({len(lock.inputs)} inputs, {len(lock.outputs.subtrees)} "

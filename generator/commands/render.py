@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +69,18 @@ def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
     from generator.pipeline import render_with_lock
     from generator.writer import compare, read_tree, write_tree
 
-    # Rendering never uses the network, so --frozen adds nothing beyond --locked here.
-    rendered = render_with_lock(env, store_root=store, locked=locked or frozen)
-    warn(rendered.loaded.warnings)
-    for note in rendered.notes:
-        click.echo(f"warning: {note}", err=True)
-    target = out or rendered.default_out()
-    if check:
-        changes = compare(read_tree(target), rendered.tree)
-    else:
-        changes = write_tree(target, rendered.tree, rendered.env_name,
-                             within=None if out else rendered.loaded.source.root)
+    with without_cyclic_gc():
+        # Rendering never uses the network, so --frozen adds nothing beyond --locked here.
+        rendered = render_with_lock(env, store_root=store, locked=locked or frozen)
+        warn(rendered.loaded.warnings)
+        for note in rendered.notes:
+            click.echo(f"warning: {note}", err=True)
+        target = out or rendered.default_out()
+        if check:
+            changes = compare(read_tree(target), rendered.tree)
+        else:
+            changes = write_tree(target, rendered.tree, rendered.env_name,
+                                 within=None if out else rendered.loaded.source.root)
     if commit and not check:
         _commit(target, rendered)
     payload = {"environment": rendered.env_name, "out": str(target), "files": len(rendered.tree),
@@ -86,6 +90,21 @@ def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
                                         check))
     if check and not changes.empty:
         sys.exit(EXIT_USER)
+
+
+@contextmanager
+def without_cyclic_gc() -> Iterator[None]:
+    """Python's cyclic collector off while rendering. A render allocates millions of objects
+    that hold no cycles (strings, tuples, elements), so refcounting frees them all; the
+    collector only rescans them, ever more as they grow: 13% of a 10,000-node render and
+    the cause of its superlinear growth. Restored afterwards (tests render in-process)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _commit(target: Path, rendered: Any) -> None:

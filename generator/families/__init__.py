@@ -113,7 +113,6 @@ def register(descriptor: FamilyDescriptor) -> Callable[[], None]:
 def builtin() -> tuple[FamilyDescriptor, ...]:
     """The built-in families, in `gen diff` section order (rendering is order-free: the
     tree is sorted). Imported lazily so `gen --help` stays fast."""
-    from generator.diff import semantic as s
     from generator.families import (
         cloudinit,
         dhcp,
@@ -130,6 +129,7 @@ def builtin() -> tuple[FamilyDescriptor, ...]:
         pxe,
     )
 
+    s = _DiffSummaries()
     return (
         family(libvirt, LIBVIRT_OUTPUTS, s.summarize_libvirt, "VMs and libvirt objects"),
         family(dns, files("dns", "hosts/*/dns/*") + files("dnsmasq", "hosts/*/dnsmasq/dns.conf"),
@@ -150,6 +150,21 @@ def builtin() -> tuple[FamilyDescriptor, ...]:
         family(kubeadm, (Outputs(("clusters/*/kubeadm/*",), "kubeadm"),)),
         family(cloudinit, SEED_OUTPUTS, name="cloud-init"),
     )
+
+
+class _DiffSummaries:
+    """`gen diff`'s summarisers by name, each importing generator.diff only when called:
+    a render needs the descriptors, never the diff (and its imports cost a render ~10%)."""
+
+    def __getattr__(self, name: str) -> Summariser:
+        def summarise(changes: Sequence[Any]) -> list[Any]:
+            from generator.diff import semantic
+
+            summary: list[Any] = getattr(semantic, name)(changes)
+            return summary
+
+        summarise.__name__ = summarise.__qualname__ = name
+        return summarise
 
 
 # libvirt objects per hypervisor, the base images it uploads into the pools, and the

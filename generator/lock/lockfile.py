@@ -8,6 +8,7 @@ consistency (an image pinned to another repository, say) is reported as a tamper
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -208,10 +209,36 @@ class TamperedLock(LockMismatch):
             "regenerate it with `gen lock` / `gen update`"]
 
 
+@functools.cache
+def _lock_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(SCHEMA_FILE.read_text())
+    return schema
+
+
+@functools.cache
+def _lock_validator() -> Any:
+    from generator.compiled_schema import compile_schema
+
+    return compile_schema(_lock_schema(), "http://json-schema.org/draft-07/schema#")
+
+
+def _quickly_valid(data: Any) -> bool:
+    """True only when the compiled validator accepts `data` (cached across processes, see
+    generator/compiled_schema.py; the schema uses only draft-07 keywords). Any rejection
+    goes to jsonschema, imported only then, which decides and explains."""
+    try:
+        _lock_validator()(data)
+    except Exception:  # noqa: BLE001 - any doubt: let jsonschema decide and explain
+        return False
+    return True
+
+
 def schema_problems(data: Any) -> list[str]:
+    if _quickly_valid(data):
+        return []
     import jsonschema
 
-    schema = json.loads(SCHEMA_FILE.read_text())
+    schema = _lock_schema()
     validator = jsonschema.Draft202012Validator(schema)
     found = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):

@@ -1,0 +1,115 @@
+"""JSON Schemas compiled to Python by fastjsonschema, cached across processes.
+
+Compiling the blueprint schema generates ~800 kB of Python, and turning that into bytecode
+costs more than everything else `gen render env/lab` does. Like Python's own `.pyc` files,
+the bytecode is kept in a cache (`$GEN_CACHE_DIR`, else `$XDG_CACHE_HOME/gen`, else
+`~/.cache/gen`) under a key naming everything it depends on: the schema's canonical JSON,
+fastjsonschema's version and the interpreter's bytecode tag. A missing, unreadable,
+foreign-owned or corrupt entry is ignored and the schema compiled again; a cache that
+cannot be written costs speed, never correctness. Output never depends on the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import marshal
+import os
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Validator = Callable[[Any], Any]
+
+# Bump when what is cached changes shape (it is part of every key).
+_FORMAT = "gen-compiled-schema-1"
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("GEN_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "gen"
+
+
+def compile_schema(schema: dict[str, Any], draft: str | None = None) -> Validator:
+    """fastjsonschema's validator for `schema` (with `$schema` set to `draft` if given)."""
+    import fastjsonschema
+
+    if draft is not None:
+        schema = {**schema, "$schema": draft}
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    key = hashlib.sha256("\0".join((_FORMAT, fastjsonschema.VERSION,
+                                    sys.implementation.cache_tag or "", text))
+                         .encode()).hexdigest()
+    try:
+        path: Path | None = cache_dir() / "schemas" / f"{key}.bytecode"
+    except RuntimeError:  # no home directory to find a cache in: compile every time
+        path = None
+    entry = _read_cached(path) if path else None
+    if entry is None:
+        entry = _compile(schema, f"<schema {key[:12]}>")
+        if path:
+            _write_cached(path, entry)
+    name, code = entry
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - gen's own schema, compiled by fastjsonschema
+    validate: Validator = namespace[name]
+    return validate
+
+
+def _compile(schema: dict[str, Any], label: str) -> tuple[str, Any]:
+    """(the validating function's name, the module's code object), as
+    `fastjsonschema.compile` builds them, but kept as code rather than a live function."""
+    import fastjsonschema
+
+    resolver, generator = fastjsonschema._factory(schema, {})  # what compile() uses
+    source = f"{generator.global_state_code}\n{generator.func_code}"
+    return resolver.get_scope_name(), compile(source, label, "exec")
+
+
+def _read_cached(path: Path) -> tuple[str, Any] | None:
+    """The cached (name, code object), or None (absent, not ours, writable by others,
+    or corrupt)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid()
+                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            data = handle.read()
+        entry = marshal.loads(data)
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str)
+            and type(entry[1]) is type(_read_cached.__code__)):
+        return entry[0], entry[1]
+    return None
+
+
+def _write_cached(path: Path, entry: tuple[str, Any]) -> None:
+    """Write the entry whole or not at all (temp file + rename); any failure is ignored."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(marshal.dumps(entry))
+        temp.replace(path)
+    except OSError:
+        try:
+            temp.unlink()
+        except OSError:
+            pass

@@ -1,0 +1,98 @@
+"""The cross-process cache of compiled JSON Schemas (generator/compiled_schema.py): a hit
+validates exactly like a fresh compile, and a bad entry is never trusted."""
+
+from __future__ import annotations
+
+import marshal
+from pathlib import Path
+
+import fastjsonschema
+import pytest
+
+from generator import compiled_schema
+from generator.schema import load_schema
+
+DRAFT7 = "http://json-schema.org/draft-07/schema#"
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^[a-z]+\\Z"},
+                                           "size": {"type": "integer", "minimum": 1}},
+          "required": ["name"], "additionalProperties": False}
+GOOD = [{"name": "abc"}, {"name": "x", "size": 3}]
+BAD = [{}, {"name": "ABC"}, {"name": "a", "size": 0}, {"name": "a", "extra": 1}, [], "x"]
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GEN_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "schemas"
+
+
+def verdicts(validate: compiled_schema.Validator) -> list[bool]:
+    out = []
+    for doc in GOOD + BAD:
+        try:
+            validate(doc)
+            out.append(True)
+        except fastjsonschema.JsonSchemaValueException:
+            out.append(False)
+    return out
+
+
+def test_miss_then_hit_validate_like_fastjsonschema(cache: Path) -> None:
+    expected = verdicts(fastjsonschema.compile(SCHEMA))
+    assert expected == [True] * len(GOOD) + [False] * len(BAD)
+    assert verdicts(compiled_schema.compile_schema(SCHEMA)) == expected
+    entries = list(cache.iterdir())
+    assert len(entries) == 1 and entries[0].stat().st_mode & 0o777 == 0o600
+    assert verdicts(compiled_schema.compile_schema(SCHEMA)) == expected  # from the cache
+
+
+def test_the_key_names_the_schema(cache: Path) -> None:
+    compiled_schema.compile_schema(SCHEMA)
+    looser = {**SCHEMA, "additionalProperties": True}
+    assert verdicts(compiled_schema.compile_schema(looser))[len(GOOD) + 3] is True
+    assert len(list(cache.iterdir())) == 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "group-writable", "symlink"])
+def test_a_bad_entry_is_ignored(cache: Path, tmp_path: Path, damage: str) -> None:
+    compiled_schema.compile_schema(SCHEMA)
+    (entry,) = cache.iterdir()
+    if damage == "garbage":
+        entry.write_bytes(b"\x00not marshal")
+    elif damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:100])
+    elif damage == "group-writable":
+        # a valid entry for a schema that accepts everything, planted writable by others
+        lax = compiled_schema._compile({}, "lax")
+        entry.write_bytes(marshal.dumps(lax))
+        entry.chmod(0o660)
+    else:
+        lax_dir = tmp_path / "other"
+        lax_dir.mkdir()
+        target = lax_dir / "lax"
+        target.write_bytes(marshal.dumps(compiled_schema._compile({}, "lax")))
+        target.chmod(0o600)
+        entry.unlink()
+        entry.symlink_to(target)
+    assert verdicts(compiled_schema.compile_schema(SCHEMA)) == (
+        [True] * len(GOOD) + [False] * len(BAD))
+
+
+def test_an_unwritable_cache_still_validates(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("GEN_CACHE_DIR", str(blocker))
+    assert verdicts(compiled_schema.compile_schema(SCHEMA)) == (
+        [True] * len(GOOD) + [False] * len(BAD))
+    assert blocker.read_text() == "not a directory"
+
+
+def test_the_blueprint_schema_round_trips_through_the_cache(cache: Path) -> None:
+    first = compiled_schema.compile_schema(load_schema(), DRAFT7)
+    again = compiled_schema.compile_schema(load_schema(), DRAFT7)
+    assert list(cache.iterdir())
+    doc = {"apiVersion": "gen/v1"}
+    for validate in (first, again):
+        with pytest.raises(fastjsonschema.JsonSchemaValueException):
+            validate(doc)
