@@ -59,12 +59,12 @@ def many_workers(repo: Path, count: int) -> None:
     path.write_text("\n".join(lines[:at] + workers + lines[at:]) + "\n")
 
 
-def state_from_tree(tree: dict[str, bytes], path: Path) -> None:
-    """A test-driver state file holding everything rendered for hv1 (domains run)."""
+def state_from_tree(tree: dict[str, bytes], path: Path, hv: str = "hv1") -> None:
+    """A test-driver state file holding everything rendered for `hv` (domains run)."""
     node = ET.Element("node")
     pools = {}
     for name, content in sorted(tree.items()):
-        if not name.startswith("hypervisors/hv1/"):
+        if not name.startswith(f"hypervisors/{hv}/"):
             continue
         element = ET.fromstring(content)
         kind = name.split("/")[2]
@@ -74,7 +74,7 @@ def state_from_tree(tree: dict[str, bytes], path: Path) -> None:
         elif kind in ("networks", "domains"):
             node.append(element)
     for name, content in sorted(tree.items()):
-        if name.startswith("hypervisors/hv1/volumes/"):
+        if name.startswith(f"hypervisors/{hv}/volumes/"):
             next(iter(pools.values())).append(ET.fromstring(content))
     path.write_text(ET.tostring(node, encoding="unicode"))
 

@@ -35,6 +35,9 @@ WAVE_KUBERNETES = 50
 WAVE_INSTALLER_ASSETS = 15
 WAVE_INSTALLER_GATES = 45
 
+# Hypervisors a plan reads at once unless --parallel says otherwise (reconcile/fleet.py).
+DEFAULT_PARALLEL = 4
+
 
 @dataclass(frozen=True, slots=True)
 class Action:
