@@ -23,11 +23,11 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from generator.diff.inputs import BLUEPRINT_FILE, GeneratorId, Inputs
+from generator.diff.inputs import GeneratorId, Inputs
 from generator.tree import Executable, Tree
 
 FORMAT = b"gen-render-cache 1"
@@ -42,6 +42,7 @@ class Rendered:
     tree: Tree
     secrets: dict[str, tuple[str, str]]
     topology: Any  # graph.Topology
+    inputs: Inputs | None = None  # diff/inputs.py's reading of the environment's inputs
 
 
 def cache_dir(store_root: Path | None = None) -> Path:
@@ -50,23 +51,33 @@ def cache_dir(store_root: Path | None = None) -> Path:
     return (store_root or default_root()) / "renders"
 
 
-def render_key(generator: GeneratorId, root: Path, rel: PurePosixPath, inputs: Inputs,
-               lock: bytes | None, store_root: Path | None = None) -> str:
-    """The sha256 naming the render of `root/rel` by `generator` (see the module doc)."""
+def render_key(generator: GeneratorId, root: Path, rel: PurePosixPath, lock: bytes | None,
+               store_root: Path | None = None) -> str:
+    """The sha256 naming the render of `root/rel` by `generator` (see the module doc).
+
+    The whole `blueprints/` folder is hashed (it is small), so the key needs no parse of
+    env.yaml to learn which blueprint it names; a built-in blueprint is part of the
+    generator's sources. Symlinks are named in the key: the loader refuses some that a
+    content hash alone would not see.
+    """
     from generator.lock.nar import source_hash
 
-    blueprint = inputs.documents.get("blueprint")
-    shown = blueprint[0] if blueprint is not None else None  # blueprints/NAME/blueprint.yaml
+    blueprints = root / "blueprints"
     material = {
         "format": FORMAT.decode(),
         "generator": [generator.version, sorted(generator.sources.items())],
-        "environment": [str(rel), source_hash(root / rel)],
-        "blueprint": [shown, source_hash(root / shown[: -len(BLUEPRINT_FILE) - 1])]
-        if shown is not None else None,
+        "environment": [str(rel), (root / rel).is_symlink(), source_hash(root / rel)],
+        "blueprints": [_entries(blueprints), source_hash(blueprints)]
+        if blueprints.is_dir() else None,
         "lock": hashlib.sha256(lock).hexdigest() if lock is not None else None,
         "manifests": _manifests_in_store(lock, store_root),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _entries(folder: Path) -> list[tuple[str, bool, bool]]:
+    with os.scandir(folder) as found:
+        return sorted((e.name, e.is_symlink(), e.is_dir()) for e in found)
 
 
 def _manifests_in_store(lock: bytes | None, store_root: Path | None) -> dict[str, bool]:
@@ -133,6 +144,7 @@ def _encode(rendered: Rendered) -> bytes:
         "env": rendered.env,
         "secrets": {name: list(ref) for name, ref in sorted(rendered.secrets.items())},
         "topology": _topology_data(rendered.topology),
+        "inputs": _inputs_data(rendered.inputs),
         "files": [[p, len(rendered.tree[p]), isinstance(rendered.tree[p], Executable)]
                   for p in paths],
     }
@@ -158,14 +170,38 @@ def _decode(data: bytes) -> Rendered:
         raise ValueError("sizes do not add up")
     secrets = {str(name): (str(ref[0]), str(ref[1]))
                for name, ref in header["secrets"].items()}
-    return Rendered(str(header["env"]), tree, secrets, _topology(header["topology"]))
+    return Rendered(str(header["env"]), tree, secrets, _topology(header["topology"]),
+                    _inputs(header.get("inputs")))
+
+
+def _inputs_data(inputs: Inputs | None) -> Any:
+    """JSON for the inputs, or None when JSON would not give them back exactly (a YAML
+    key that is not a string): the side then reads its inputs again."""
+    if inputs is None:
+        return None
+    data = {"documents": {role: list(doc) for role, doc in inputs.documents.items()},
+            "files": [[*key, *value] for key, value in sorted(inputs.files.items())]}
+    back = _inputs(json.loads(json.dumps(data)))
+    return data if back == inputs else None
+
+
+def _inputs(data: Any) -> Inputs | None:
+    if data is None:
+        return None
+    return Inputs({str(role): (str(doc[0]), doc[1]) for role, doc in data["documents"].items()},
+                  {(str(r[0]), str(r[1])): (str(r[2]), str(r[3])) for r in data["files"]})
 
 
 def _topology_data(topology: Any) -> Any:
+    """Rows of field values (dataclasses.asdict deep-copies: slow for thousands of VMs)."""
+    from generator.graph import Edge, Element
+
     if topology is None:
         return None
-    return {"elements": [asdict(e) for e in topology.elements],
-            "edges": [asdict(e) for e in topology.edges], "marks": dict(topology.marks)}
+    element, edge = _names(Element), _names(Edge)
+    return {"elements": [[getattr(e, f) for f in element] for e in topology.elements],
+            "edges": [[getattr(e, f) for f in edge] for e in topology.edges],
+            "marks": dict(topology.marks)}
 
 
 def _topology(data: Any) -> Any:
@@ -173,5 +209,16 @@ def _topology(data: Any) -> Any:
 
     if data is None:
         return None
-    elements = tuple(Element(**{**e, "members": tuple(e["members"])}) for e in data["elements"])
-    return Topology(elements, tuple(Edge(**e) for e in data["edges"]), dict(data["marks"]))
+    element, edge = _names(Element), _names(Edge)
+    elements = []
+    for row in data["elements"]:
+        values = dict(zip(element, row, strict=True))
+        values["members"] = tuple(values["members"])
+        elements.append(Element(**values))
+    return Topology(tuple(elements),
+                    tuple(Edge(**dict(zip(edge, row, strict=True))) for row in data["edges"]),
+                    dict(data["marks"]))
+
+
+def _names(kind: type) -> list[str]:
+    return [f.name for f in fields(kind)]

@@ -127,14 +127,14 @@ def _look_up(args: SideArgs, running: GeneratorId) -> _Lookup:
             os.path.lexists(path) and (path.is_symlink() or not path.is_file())):
         return _Lookup(None)  # nothing to render, or a lock the render refuses: no cache
     try:
-        inputs = read_inputs(root, str(rel))
         lock = path.read_bytes() if path.is_file() else None
-    except (GenError, OSError):
+    except OSError:
         return _Lookup(None)  # the render reports it, as it always did
-    key = cache.render_key(running, root, rel, inputs, lock)
+    key = cache.render_key(running, root, rel, lock)
     hit = cache.load(key)
     if hit is None:
-        return _Lookup(key, inputs)
+        return _Lookup(key)
+    inputs = hit.inputs if hit.inputs is not None else read_inputs(root, str(rel))
     return _Lookup(key, inputs, Side(label, sha, hit.env, hit.tree,
                                      json.loads(lock) if lock is not None else None,
                                      hit.secrets, inputs, topology=hit.topology))
@@ -151,7 +151,7 @@ def _keep(found: _Lookup, side: Side) -> None:
 
     if found.key is not None and side.env is not None:
         cache.save(found.key, cache.Rendered(side.env, side.tree, dict(side.secrets),
-                                             side.topology))
+                                             side.topology, side.inputs))
 
 
 def running_generator() -> GeneratorId:
