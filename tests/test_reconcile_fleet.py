@@ -8,6 +8,7 @@ only do when they run at the same time.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -113,3 +114,56 @@ def test_the_first_unreachable_hypervisor_in_order_is_the_error(
         assert f"cannot connect to libvirt at test://{tmp_path}/missing2.xml" in result.err
         assert "missing3" not in result.err and "Traceback" not in result.err
         provider.forget_connections()
+
+
+def converge(fleet: tuple[str, list[str]], state: Path, parallel: str) -> tuple[str, ...]:
+    env, overrides = fleet
+    result = run("converge", env, *overrides, "--provider", "libvirt", "--auto-approve",
+                 "--state-dir", str(state), "--parallel", parallel)
+    assert result.code == 0, result.err
+    return tuple(re.sub(r"\d+\.\d+s", "T", text) for text in (result.out, result.err))
+
+
+def live(fleet: tuple[str, list[str]]) -> dict[str, list[tuple[str, bool]]]:
+    uris = dict(item.split("=", 1) for item in fleet[1][1::2])
+    return {hv: sorted((d.name(), bool(d.isActive()))
+                       for d in provider.open_connection(uri).listAllDomains(0))
+            for hv, uri in uris.items()}
+
+
+def test_converge_applies_across_hypervisors_to_the_same_end(
+        fleet: tuple[str, list[str]], tmp_path: Path) -> None:
+    """Same plan, same end state; the progress of a batch is said in plan order (every
+    action announced, then the results), the same on every run."""
+    out, err = converge(fleet, tmp_path / "one", "1")
+    ended = live(fleet)
+    assert ended["hv2"] == [("master1", True)] and len(ended["hv3"]) == 2
+    runs = []
+    for attempt in range(2):
+        provider.forget_connections()  # the test driver starts again from its empty files
+        assert live(fleet) == {hv: [] for hv in HYPERVISORS}
+        runs.append(converge(fleet, tmp_path / f"three{attempt}", "3"))
+        assert live(fleet) == ended
+    assert runs[0] == runs[1] and runs[0][0] == out
+    assert sorted(runs[0][1].splitlines()) == sorted(err.splitlines())
+    masters = [line for line in runs[0][1].splitlines() if "master" in line]
+    assert [line.endswith("...") for line in masters] == [True] * 3 + [False] * 3
+
+
+def test_batches_keep_boot_order_and_one_hypervisor_at_a_time(
+        fleet: tuple[str, list[str]]) -> None:
+    """Only actions of one wave and one boot order on two or more hypervisors run together."""
+    from generator.reconcile.converge import batches
+
+    env, overrides = fleet
+    uris = dict(item.split("=", 1) for item in overrides[1::2])
+    found = build_plan(load_desired(env), Settings(uri_overrides=tuple(uris.items()),
+                                                   providers=("libvirt",)))
+    items = list(enumerate(found.actions, 1))
+    grouped = [[a.name for _, a in batch] for batch in batches(items, 3)]
+    assert ["hv1/master0", "hv1/master2", "hv2/master1"] in [
+        sorted(b) for b in grouped if any("master" in n for n in b)]
+    assert [n for b in grouped for n in b] == [a.name for a in found.actions]  # plan order
+    assert ["hv1/bootstrap"] in grouped  # bootstrap starts before any master
+    assert ["hv3/worker0"] in grouped and ["hv3/worker1"] in grouped  # one hypervisor only
+    assert all(len(b) == 1 for b in batches(items, 1))
