@@ -131,6 +131,42 @@ def main() -> None:
               f"{median(d / f for d, f in zip(default, floors, strict=True)):.2f}")
         print(f"  --parallel 1 (one at a time, once): {serial[0]:.2f} s, ratio "
               f"{serial[0] / floor:.2f}")
+        bench_apply(desired, names, Path(tmp), connect, args.runs)
+
+
+def bench_apply(desired: Any, names: list[str], tmp: Path, connect: Any, runs: int) -> None:
+    """A creating converge's apply on 20 empty hypervisors: --parallel 20 against 1."""
+    from generator.reconcile import libvirt
+    from generator.reconcile.converge import Journal, apply_plan
+    from generator.reconcile.plan import Settings, build_plan
+    from generator.reconcile.providers import by_name
+
+    def once(parallel: int, run: int) -> tuple[float, int]:
+        libvirt.forget_connections()
+        uris = {}
+        for hv in names:
+            empty = tmp / f"empty-{parallel}-{run}-{hv}.xml"
+            empty.write_text("<node/>\n")
+            uris[hv] = f"test://{empty}"
+        provider = libvirt.LibvirtProvider(uris, connect=connect, parallel=parallel)
+        plan = build_plan(desired, Settings(uri_overrides=tuple(uris.items()),
+                                            providers=("libvirt",), parallel=parallel),
+                          [(by_name()["libvirt"], provider)])
+        began = time.monotonic()
+        apply_plan(plan, Journal(tmp / f"state-{parallel}-{run}", desired.env.name),
+                   parallel=parallel)
+        return time.monotonic() - began, len(plan.actions)
+
+    wide, serial = [], []
+    for run in range(runs):
+        seconds, actions = once(HYPERVISORS, run)
+        wide.append(seconds)
+        serial.append(once(1, run)[0])
+    print(f"converge apply, {actions} creating actions on {HYPERVISORS} empty hypervisors, "
+          f"{LATENCY * 1000:.0f} ms per call: --parallel {HYPERVISORS} {median(wide):.2f} s, "
+          f"--parallel 1 {median(serial):.2f} s, "
+          f"{median(s / w for s, w in zip(serial, wide, strict=True)):.1f}x faster (medians "
+          f"of {runs}, paired)")
 
 
 if __name__ == "__main__":
