@@ -81,8 +81,9 @@ def _common(func: Any) -> Any:
                      help="List every field of objects to create, too."),
         click.option("--parallel", "parallel", type=click.IntRange(1, 64),
                      default=DEFAULT_PARALLEL, show_default=True, metavar="N",
-                     help="Read up to N hypervisors' live state at once (the plan is the "
-                          "same; 1: one after the other)."),
+                     help="Talk to up to N hypervisors at once: read their live state, and "
+                          "(converge) apply one wave and boot order on several together. "
+                          "The plan is the same; 1: one after the other."),
         *provider_options(),
         _SECRETS_DIR_OPTION,
         FORMAT,
