@@ -2,9 +2,10 @@
 
 The key is built the way a Nix derivation's is, from everything a render reads: the
 generator that renders (its version and the sha256 of every source file), the
-environment's path in the repo, the NAR hashes of the two path inputs the lock names (the
-environment and blueprint directories), the lock file's bytes, and which manifests that
-lock pins are present and sound in the store (a render reads them). Same key, same
+environment's path in the repo, the NAR hashes of its inputs (the environment's folder and
+the repo's whole `blueprints/` folder, which holds the blueprint the lock names), the lock
+file's bytes, and which manifests that lock pins are present and sound in the store (a
+render reads them). Same key, same
 render: the base side of a pull request, rendered once already, is read back instead of
 rendered again.
 
