@@ -5,9 +5,8 @@ generator that renders (its version and the sha256 of every source file), the
 environment's path in the repo, the NAR hashes of its inputs (the environment's folder and
 the repo's whole `blueprints/` folder, which holds the blueprint the lock names), the lock
 file's bytes, and which manifests that lock pins are present and sound in the store (a
-render reads them). Same key, same
-render: the base side of a pull request, rendered once already, is read back instead of
-rendered again.
+render reads them). Same key, same render: the base side of a pull request, rendered once
+already, is read back instead of rendered again.
 
 An entry is `<store>/renders/<key>`: one line naming the format and the sha256 of the
 payload, then the payload (a JSON header, then the files' bytes). Every read re-hashes the
