@@ -4,7 +4,12 @@ Target: < 5 s for the whole process (two worktrees, two renders, the comparison 
 markdown parts; the HTML report is measured too). The second revision gives 100 workers
 more memory and adds 10 workers. A third measurement vendors gen into the repo and
 changes one renderer between the revisions: the head is then rendered by its own
-generator in a second interpreter.
+generator in a second interpreter. These run with an empty render cache (both sides
+rendered).
+
+The last measurement is the CI case: one node changed in the working tree, the base already
+in the render cache (generator/diff/cache.py) from an earlier diff, against one `gen render
+--check` of the same environment; paired, medians of 5; target <= 1.2x.
 
 Run: python bench/bench_diff.py [--nodes 1000]
 """
@@ -20,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
@@ -59,8 +65,12 @@ def git(repo: Path, *args: str) -> None:
                    env={**os.environ, **GIT_ENV})
 
 
-def timed(repo: Path, *args: str) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of gen and its children): CPU shows the cost on a busy box."""
+def timed(repo: Path, *args: str, cached: bool = False,
+          ok: tuple[int, ...] = (0, 2)) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of gen and its children): CPU shows the cost on a busy box.
+    Without `cached` the render cache is emptied first (both sides of a diff render)."""
+    if not cached:
+        shutil.rmtree(Path(os.environ["GEN_STORE"]) / "renders", ignore_errors=True)
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "generator", *args], cwd=repo,
@@ -68,7 +78,7 @@ def timed(repo: Path, *args: str) -> tuple[float, float]:
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode not in (0, 2):
+    if proc.returncode not in ok:
         raise SystemExit(f"gen {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return elapsed, after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
 
@@ -76,8 +86,11 @@ def timed(repo: Path, *args: str) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--one-node-only", action="store_true",
+                        help="only the last measurement (render cache, one node changed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gen-bench-diff-") as tmp:
+        os.environ["GEN_STORE"] = str(Path(tmp) / "store")  # its own render cache
         repo = Path(tmp) / "site"
         shutil.copytree(ROOT / "blueprints", repo / "blueprints")
         env_file = repo / "environments" / "big" / "env.yaml"
@@ -88,6 +101,9 @@ def main() -> None:
         git(repo, "commit", "-q", "-m", "big")
         env_file.write_text(environment(args.nodes, extra=10, bigger=100))
         git(repo, "commit", "-q", "-am", "bigger")
+        if args.one_node_only:
+            report_one_node(one_node_changed(repo, env_file, Path(tmp) / "checked"))
+            return
         render = timed(repo, "render", "env/big", "--out", str(Path(tmp) / "out"))
         base = ["diff", "env/big", "--base", "HEAD~1", "--head", "HEAD"]
         text = [timed(repo, *base, "--no-files") for _ in range(3)]
@@ -98,6 +114,7 @@ def main() -> None:
         html = [timed(repo, *base, "--format", "html", "--out", str(Path(tmp) / "html"))
                 for _ in range(3)]
         page_kib = (Path(tmp) / "html" / "gen-diff-big.html").stat().st_size / 1024
+        one_node = one_node_changed(repo, env_file, Path(tmp) / "checked")
         own = own_generator_runs(repo)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"gen render (writes every file), {args.nodes} nodes: {render[0]:.2f} s wall, "
@@ -116,6 +133,39 @@ def main() -> None:
     wall, cpu = min(own)
     print(f"gen diff (head rendered by its own generator), {args.nodes} nodes: best "
           f"{wall:.2f} s wall of 3, {cpu:.2f} s CPU (target < 5 s wall)")
+    report_one_node(one_node)
+
+
+def report_one_node(one_node: tuple[list[tuple[float, float]], list[tuple[float, float]]],
+                    ) -> None:
+    diffs, renders = one_node
+    ratio = median(d[0] / r[0] for d, r in zip(diffs, renders, strict=True))
+    cpu_ratio = median(d[1] / r[1] for d, r in zip(diffs, renders, strict=True))
+    print(f"gen diff, one node changed, base from the render cache: "
+          f"{median(d[0] for d in diffs):.2f} s wall ({median(d[1] for d in diffs):.2f} s CPU) "
+          f"against one gen render --check: {median(r[0] for r in renders):.2f} s wall "
+          f"({median(r[1] for r in renders):.2f} s CPU); ratio {ratio:.2f} wall, "
+          f"{cpu_ratio:.2f} CPU (target <= 1.2; medians of {len(diffs)}, paired)")
+
+
+def one_node_changed(repo: Path, env_file: Path, out: Path,
+                     runs: int = 5) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Each run edits one node in the working tree (a head never seen: rendered) and diffs
+    it against HEAD (cached by the warm-up), paired with a `gen render --check`."""
+    committed = env_file.read_text()
+    timed(repo, "render", "env/big", "--out", str(out), cached=True)
+    timed(repo, "diff", "env/big", "--base", "HEAD", "--no-files", cached=True)  # warm-up
+    diffs, renders = [], []
+    for run in range(runs):
+        env_file.write_text(committed.replace("{name: worker7, role: worker,",
+                                              f"{{name: worker7, role: worker, vcpu: {run + 2},",
+                                              1))
+        diffs.append(timed(repo, "diff", "env/big", "--base", "HEAD", cached=True))
+        # exit 1: the check found worker7's files out of date, as it should
+        renders.append(timed(repo, "render", "env/big", "--out", str(out), "--check",
+                             cached=True, ok=(0, 1)))
+    env_file.write_text(committed)
+    return diffs, renders
 
 
 def own_generator_runs(repo: Path) -> list[tuple[float, float]]:

@@ -177,6 +177,50 @@ def test_sigkill_midway_resumes_to_the_same_end_state(lab: dict[str, object]) ->
     assert {k: v for k, v in fresh.items()} == resumed
 
 
+def test_sigkill_inside_a_wave_keeps_every_journal_record_written(
+        lab: dict[str, object]) -> None:
+    """The journal is fsynced once per wave, not per record: a converge SIGKILLed inside the
+    domain wave (bootstrap defined and started, master0 in flight) still leaves a record for
+    every action it reported done and the one it began, and the next converge resumes."""
+    argv = [sys.executable, "-m", "generator", "converge", str(lab["env"]), "--uri-override",
+            f"hv1={lab['uri']}", "--provider", "libvirt", *START, "--state-dir", str(lab["state"]),
+            "--auto-approve"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reported: list[str] = []
+    try:
+        seen = []
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            done = re.match(r"\[\d+/\d+\] (\S+) (\S+) (\S+) (\S+) done in", line)
+            if done:
+                reported.append(done.group(0))
+            if "domain hv1/master0 ..." in line:  # the wave's second domain is in flight
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    records = [json.loads(line) for line in
+               (Path(str(lab["state"])) / "lab" / "journal.jsonl").read_text().splitlines()]
+    done_keys = [r["key"] for r in records if r["event"] == "done"]
+    assert len(done_keys) == len(reported) >= 2, (records, reported)
+    assert "libvirt:domain:hv1/bootstrap:create" in done_keys
+    begun = [r["key"] for r in records if r["event"] == "begin"]
+    assert begun[-1] == "libvirt:domain:hv1/master0:create" not in done_keys
+
+    result = gen(lab, "converge")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (f"resuming an interrupted converge: {len(done_keys)} of 11 action(s) were done; "
+            "libvirt:domain:hv1/master0:create was in flight") in result.stderr, result.stderr
+    assert_converged(lab)
+
+
 def test_cloud_init_seed_isos_are_reproducible_and_uploaded(
         libvirtd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Lab B's seeds: built with the secret filled in, uploaded as `<node>-seed.iso`."""

@@ -11,6 +11,7 @@ import click
 
 from generator.cli import FORMAT, emit
 from generator.errors import EXIT_CHANGES, UsageError, UserError
+from generator.reconcile.base import DEFAULT_PARALLEL
 from generator.reconcile.providers import PROVIDERS, OptionSpec, specs
 
 
@@ -78,6 +79,11 @@ def _common(func: Any) -> Any:
                           "default: all). Repeatable."),
         click.option("--verbose", "-v", is_flag=True,
                      help="List every field of objects to create, too."),
+        click.option("--parallel", "parallel", type=click.IntRange(1, 64),
+                     default=DEFAULT_PARALLEL, show_default=True, metavar="N",
+                     help="Talk to up to N hypervisors at once: read their live state, and "
+                          "(converge) apply one wave and boot order on several together. "
+                          "The plan is the same; 1: one after the other."),
         *provider_options(),
         _SECRETS_DIR_OPTION,
         FORMAT,
@@ -89,6 +95,7 @@ def _common(func: Any) -> Any:
 
 def _settings(prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...], start: str,
               providers: tuple[str, ...], options: dict[str, Any]) -> Any:
+    """The Settings the flags say; `--parallel` is taken out of `options` here."""
     from generator.reconcile.plan import Settings
 
     pairs = []
@@ -102,6 +109,7 @@ def _settings(prune: bool, allow_destroy: bool, uri_overrides: tuple[str, ...], 
         () if start == "none" else (r.strip() for r in start.split(",") if r.strip()))
     return Settings(prune=prune, allow_destroy=allow_destroy, uri_overrides=tuple(pairs),
                     start_roles=roles, providers=providers,
+                    parallel=options.pop("parallel", DEFAULT_PARALLEL),
                     options=tuple(descriptor.read(options) for descriptor in PROVIDERS))
 
 

@@ -80,24 +80,78 @@ SideArgs = tuple[str, str | None, Path, PurePosixPath]
 def render_both(base: SideArgs, head: SideArgs) -> tuple[Side, Side]:
     """Render the two sides, each with the generator it carries, else the running one.
 
-    Loading and rendering a side is CPU-bound pure Python (seconds for 1,000 nodes), and
-    the sides are independent, so two processes halve the wall time: a side with its own
-    generator runs in its own interpreter anyway; otherwise the base goes to a forked child
-    when there is a second CPU.
+    A side the running gen renders is first looked up in the render cache (diff/cache.py):
+    the base of a pull request was usually rendered before. Loading and rendering a side
+    is CPU-bound pure Python (seconds for 1,000 nodes), and the sides are independent, so
+    when both miss two processes halve the wall time: a side with its own generator runs in
+    its own interpreter anyway; otherwise the base goes to a forked child when there is a
+    second CPU.
     """
     running = running_generator()
     own = [own_generator(side[2], running) for side in (base, head)]
     if any(own):
         return _render_with_generators(base, head, own, running)
+    looked = [_look_up(args, running) for args in (base, head)]
+    if looked[0].side is not None or looked[1].side is not None:
+        sides = [found.side or _render_and_keep(args, found)
+                 for args, found in zip((base, head), looked, strict=True)]
+        return sides[0], sides[1]
     if (os.cpu_count() or 1) < 2 or "fork" not in mp.get_all_start_methods():
-        return render_side(*base), render_side(*head)
+        return _render_and_keep(base, looked[0]), _render_and_keep(head, looked[1])
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork")) as pool:
-        future = pool.submit(_render_side_safely, *base)
-        head_side = render_side(*head)
+        future = pool.submit(_render_side_safely, *base, looked[0].inputs)
+        head_side = _render_and_keep(head, looked[1])
         outcome = future.result()
     if isinstance(outcome, Side):
+        _keep(looked[0], outcome)
         return outcome, head_side
     raise RemoteError(*outcome)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Lookup:
+    """A side's render-cache key and inputs, and the side itself on a hit."""
+
+    key: str | None  # None: no environment at this revision (nothing to cache)
+    inputs: Any = None
+    side: Side | None = None
+
+
+def _look_up(args: SideArgs, running: GeneratorId) -> _Lookup:
+    from generator.diff import cache
+    from generator.lock.lockfile import lock_path
+
+    label, sha, root, rel = args
+    path = lock_path(root, rel.name)
+    if not (root / rel / ENV_FILE).is_file() or (
+            os.path.lexists(path) and (path.is_symlink() or not path.is_file())):
+        return _Lookup(None)  # nothing to render, or a lock the render refuses: no cache
+    try:
+        lock = path.read_bytes() if path.is_file() else None
+    except OSError:
+        return _Lookup(None)  # the render reports it, as it always did
+    key = cache.render_key(running, root, rel, lock)
+    hit = cache.load(key)
+    if hit is None:
+        return _Lookup(key)
+    inputs = hit.inputs if hit.inputs is not None else read_inputs(root, str(rel))
+    return _Lookup(key, inputs, Side(label, sha, hit.env, hit.tree,
+                                     json.loads(lock) if lock is not None else None,
+                                     hit.secrets, inputs, topology=hit.topology))
+
+
+def _render_and_keep(args: SideArgs, found: _Lookup) -> Side:
+    side = render_side(*args, inputs=found.inputs)
+    _keep(found, side)
+    return side
+
+
+def _keep(found: _Lookup, side: Side) -> None:
+    from generator.diff import cache
+
+    if found.key is not None and side.env is not None:
+        cache.save(found.key, cache.Rendered(side.env, side.tree, dict(side.secrets),
+                                             side.topology, side.inputs))
 
 
 def running_generator() -> GeneratorId:
@@ -216,8 +270,10 @@ def renamed_from(repo: Any, base_sha: str, head_sha: str | None,
     return None
 
 
-def render_side(label: str, sha: str | None, root: Path, rel: PurePosixPath) -> Side:
-    """Render the environment at `root/rel` with its lock's pins; an empty Side if absent."""
+def render_side(label: str, sha: str | None, root: Path, rel: PurePosixPath,
+                inputs: Any = None) -> Side:
+    """Render the environment at `root/rel` with its lock's pins; an empty Side if absent.
+    `inputs`: its read_inputs, when the caller has read them already."""
     from generator.lock.lockfile import lock_path
     from generator.pipeline import render_with_lock
 
@@ -232,7 +288,8 @@ def render_side(label: str, sha: str | None, root: Path, rel: PurePosixPath) -> 
     path = lock_path(rendered.loaded.source.root, rendered.env_name)
     lock = json.loads(path.read_bytes()) if path.is_file() else None
     return Side(label, sha, rendered.env_name, rendered.tree, lock,
-                secret_refs(rendered.loaded.model), read_inputs(root, str(rel)),
+                secret_refs(rendered.loaded.model),
+                inputs if inputs is not None else read_inputs(root, str(rel)),
                 topology=graph.build_full(rendered.loaded.model))
 
 

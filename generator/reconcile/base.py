@@ -39,6 +39,9 @@ WAVE_INSTALLER_GATES = 45
 WAVE_KUBEADM_MEMBERS = 45
 WAVE_KUBEADM_READY = 55
 
+# Hypervisors a plan reads at once unless --parallel says otherwise (reconcile/fleet.py).
+DEFAULT_PARALLEL = 4
+
 
 @dataclass(frozen=True, slots=True)
 class Action:

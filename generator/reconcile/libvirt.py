@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import re
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from generator.families.libvirt import GEN_NS, volume_name
 from generator.model import BOOT_ORDER, Environment
 from generator.reconcile import essence, secrets, seed
 from generator.reconcile.base import (
+    DEFAULT_PARALLEL,
     WAVE_DOMAINS,
     WAVE_HOSTS,
     WAVE_IMAGES,
@@ -34,6 +36,7 @@ from generator.reconcile.base import (
     Action,
     DiffItem,
 )
+from generator.reconcile.fleet import in_order
 from generator.tree import Tree
 
 PATH = re.compile(r"^hypervisors/([^/]+)/(networks|pools|volumes|domains)/([^/]+)\.xml$")
@@ -42,6 +45,8 @@ NEXT_BOOT = "takes effect at next boot"
 NET_RESTART = "takes effect when the network restarts (gen restarts it if no guest uses it)"
 
 _CONNECTIONS: dict[str, Any] = {}
+_CONNECTING: dict[str, threading.Lock] = {}  # one per URI: hypervisors connect concurrently
+_GUARD = threading.Lock()
 
 
 def libvirt_module() -> Any:
@@ -71,17 +76,21 @@ def check_uri(uri: str, operator: bool) -> None:
 def open_connection(uri: str) -> Any:
     """One connection per URI per process (a `test:///file` state lives in its connection)."""
     check_uri(uri, operator=True)  # the last guard; plan() applied the stricter rule first
-    conn = _CONNECTIONS.get(uri)
-    if conn is None or not conn.isAlive():
-        libvirt = libvirt_module()
-        try:
-            conn = libvirt.open(uri)
-        except libvirt.libvirtError as exc:
-            raise UserError(f"cannot connect to libvirt at {uri}: {exc.get_error_message()}",
-                            "check the hypervisor's uri (or --uri-override) and that "
-                            "libvirtd runs there") from exc
-        _CONNECTIONS[uri] = conn
-    return conn
+    with _GUARD:
+        lock = _CONNECTING.setdefault(uri, threading.Lock())
+    with lock:
+        conn = _CONNECTIONS.get(uri)
+        if conn is None or not conn.isAlive():
+            libvirt = libvirt_module()
+            try:
+                conn = libvirt.open(uri)
+            except libvirt.libvirtError as exc:
+                raise UserError(f"cannot connect to libvirt at {uri}: "
+                                f"{exc.get_error_message()}",
+                                "check the hypervisor's uri (or --uri-override) and that "
+                                "libvirtd runs there") from exc
+            _CONNECTIONS[uri] = conn
+        return conn
 
 
 def forget_connections() -> None:
@@ -196,8 +205,9 @@ class LibvirtProvider:
     def __init__(self, uri_overrides: dict[str, str] | None = None,
                  start_roles: frozenset[str] | None = None,
                  connect: Callable[[str], Any] = open_connection, adopt: bool = False,
-                 store_root: Path | None = None) -> None:
+                 store_root: Path | None = None, parallel: int = DEFAULT_PARALLEL) -> None:
         self.uri_overrides = dict(uri_overrides or {})
+        self.parallel = parallel  # hypervisors read at once
         self.store_root = store_root  # where pinned base images are uploaded from
         self.adopt = adopt  # take over unmarked objects the environment describes
         self.start_roles = start_roles  # None: start every domain
@@ -215,16 +225,33 @@ class LibvirtProvider:
                 if PATH.match(p) or IMAGE.match(p) or p.split("/")[2:3] == ["cloud-init"]}
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
-        actions: list[Action] = []
+        """Every hypervisor read and planned concurrently (`parallel` at a time: reading
+        is waiting on the network), the results taken in the environment's order, so the
+        plan, its notices and the error reported are those of a one-at-a-time run."""
+        wanted: list[tuple[str, str]] = []
         for hv in env.hypervisors:
             uri = self.uri_overrides.get(hv.name, hv.uri)
             check_uri(uri, operator=hv.name in self.uri_overrides)
             self._uris[hv.name] = uri
-            desired = desired_objects(tree, hv.name)
+            wanted.append((hv.name, uri))
+        reads: list[float] = []
+
+        def one(hv: tuple[str, str]) -> HypervisorPlan:
+            desired = desired_objects(tree, hv[0])
             began = time.monotonic()
-            live = read_live(self.connect(uri), desired)
-            self.read_seconds += time.monotonic() - began
-            actions += _plan_hypervisor(self, env, hv.name, desired, live)
+            live = read_live(self.connect(hv[1]), desired)
+            reads.append(time.monotonic() - began)
+            return plan_hypervisor(self, env, hv[0], desired, live)
+
+        began = time.monotonic()
+        found = in_order(one, wanted, self.parallel)
+        # wall time of the reads (they overlap), never more than the whole
+        self.read_seconds += min(time.monotonic() - began, sum(reads))
+        actions: list[Action] = []
+        for each in found:
+            actions += each.actions
+            self.notices += each.notices
+            self.conflicts += each.conflicts
         return actions
 
     def apply(self, action: Action) -> None:
@@ -539,16 +566,26 @@ def _asked_kib(libvirt: Any, dom: Any) -> int | None:
 # -- planning ----------------------------------------------------------------------------
 
 
-def _plan_hypervisor(provider: LibvirtProvider, env: Environment, hv: str, desired: Desired,
-                     live: Live) -> list[Action]:
+@dataclass(frozen=True, slots=True)
+class HypervisorPlan:
+    """What planning one hypervisor found (merged into the provider's in hypervisor order)."""
+
+    actions: list[Action]
+    notices: list[str]
+    conflicts: list[str]
+
+
+def plan_hypervisor(provider: LibvirtProvider, env: Environment, hv: str, desired: Desired,
+                    live: Live) -> HypervisorPlan:
+    """Actions for one hypervisor; touches nothing shared, so hypervisors plan concurrently."""
     ctx = _Ctx(provider, env, hv, desired, live)
     actions = ctx.networks() + ctx.pools() + ctx.images() + ctx.volumes() + ctx.domains()
     if desired.empty():
-        provider.notices.append(f"{hv}: nothing rendered for this hypervisor; "
-                                "an empty desired set never prunes")
+        ctx.notices.append(f"{hv}: nothing rendered for this hypervisor; "
+                           "an empty desired set never prunes")
     else:
         actions += ctx.prune()
-    return actions
+    return HypervisorPlan(actions, ctx.notices, ctx.conflicts)
 
 
 @dataclass(slots=True)
@@ -558,6 +595,8 @@ class _Ctx:
     hv: str
     desired: Desired
     live: Live
+    notices: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
 
     def action(self, op: str, kind: str, obj: str, wave: int, changes: Iterable[DiffItem] = (),
                **kw: Any) -> Action:
@@ -585,7 +624,7 @@ class _Ctx:
         who = f"environment {other!r}" if other else "nobody (no gen marker)"
         adopt = "" if other or self.provider.adopt else \
             " (or, if the environment describes it, e.g. after `gen import`, plan --adopt)"
-        self.provider.conflicts.append(
+        self.conflicts.append(
             f"{self.hv}: {kind} {name!r} exists but is owned by {who}; gen never touches "
             f"foreign objects: rename it in the environment or remove it by hand{adopt}")
 
@@ -614,7 +653,7 @@ class _Ctx:
         listed by field; drift that would replace the VM makes it a conflict instead."""
         dropped = essence.unmanaged(have.config)
         if dropped:
-            self.provider.conflicts.append(
+            self.conflicts.append(
                 f"{self.hv}: cannot adopt domain {name!r}: it has {'; '.join(dropped)}, "
                 "which gen does not render, and adopting would drop it; remove it by hand "
                 "(virsh edit) or leave the domain out of the environment")
@@ -623,7 +662,7 @@ class _Ctx:
                             have.current_kib, have.max_kib, have.asked_kib)
         found = self._domain_diff(name, root, marked, start, kw)
         if found and found[0].op == "replace":
-            self.provider.conflicts.append(
+            self.conflicts.append(
                 f"{self.hv}: cannot adopt domain {name!r}: its {found[0].forcing_field} "
                 "differs from the environment and changing it replaces the VM; fix the "
                 "environment (gen import libvirt reads it) and plan again")
@@ -675,7 +714,7 @@ class _Ctx:
             _, live_root, active, autostart = self.live.pools[name]
             differ = _changes(essence.pool(live_root), essence.pool(root))
             if differ:  # pools carry no owner marker: never rewrite someone's pool
-                self.provider.conflicts.append(
+                self.conflicts.append(
                     f"{self.hv}: pool {name!r} exists with a different definition ("
                     + ", ".join(f"{d.path}: {d.old} -> {d.new}" for d in differ)
                     + "); gen does not modify existing pools: fix the environment or the pool")
@@ -694,14 +733,14 @@ class _Ctx:
             held = self.live.volumes.get(image.pool, {}).get(name)
             where = f"{self.hv}: base image {image.artifact} (volume {name} in pool {image.pool})"
             if held is None and image.sha256 is None:
-                self.provider.conflicts.append(
+                self.conflicts.append(
                     f"{where} is not in the pool and not pinned, so converge cannot upload it: "
                     f"run `gen lock env/{self.env.name}` and `gen fetch env/{self.env.name}`")
             elif held is None:
                 out.append(self.upload(image, "create", [
                     DiffItem("add", "image", None, f"{image.artifact} sha256:{image.sha256}")]))
             elif image.sha256 is None:
-                self.provider.notices.append(f"{where} is not pinned, so gen cannot verify it")
+                self.notices.append(f"{where} is not pinned, so gen cannot verify it")
             else:
                 actual = volume_sha256(self.live.pools[image.pool][0].storageVolLookupByName(name))
                 if actual == image.sha256:
@@ -710,7 +749,7 @@ class _Ctx:
                     out.append(self.upload(image, "replace", [DiffItem(
                         "change", "image", f"sha256:{actual}", f"sha256:{image.sha256}")]))
                     continue
-                self.provider.conflicts.append(
+                self.conflicts.append(
                     f"{where} holds sha256:{actual}, the lock pins sha256:{image.sha256}; "
                     "overlays back onto it, so gen never overwrites it: once no VM uses it, "
                     "delete it (virsh vol-delete) and converge again")
@@ -835,7 +874,7 @@ class _Ctx:
         ceiling = min(int(want["memory"].split()[0]), have.max_kib or want_kib)
         ignored = have.asked_kib == want_kib  # asked before; the guest did not follow
         if ignored and have.current_kib != want_kib:
-            self.provider.notices.append(
+            self.notices.append(
                 f"domain {self.hv}/{name}: the guest did not follow the balloon request to "
                 f"{want_kib} KiB (it runs with {have.current_kib} KiB; no balloon driver?); "
                 "the new size takes effect at next boot")

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from generator.errors import DestructiveNotApproved, UsageError, UserError
 from generator.model import Environment
 from generator.reconcile.base import (
+    DEFAULT_PARALLEL,
     Action,
     BuiltObjects,
     Provider,
@@ -48,6 +49,7 @@ class Settings:
     providers: tuple[str, ...] = ()  # empty: all registered
     # each provider's typed options (providers.FilesOptions, ...); defaults when absent
     options: tuple[Any, ...] = ()
+    parallel: int = DEFAULT_PARALLEL  # hypervisors read at once (--parallel; fleet.py)
 
     def options_of(self, kind: type[T]) -> T:
         return options_of(self.options, kind)

@@ -173,7 +173,8 @@ def start_libvirt(settings: Settings, options: LibvirtOptions) -> Provider:
 
     store = settings.options_of(FilesOptions).store  # --store: base images come from it
     return LibvirtProvider(dict(settings.uri_overrides), settings.start_roles,
-                           adopt=options.adopt, store_root=Path(store) if store else None)
+                           adopt=options.adopt, store_root=Path(store) if store else None,
+                           parallel=settings.parallel)
 
 
 # -- files ---------------------------------------------------------------------------------
