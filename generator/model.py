@@ -358,6 +358,8 @@ class Mirror:
 
     registry: str  # host[:port]
     ca: str | None = None  # PEM of the CA that signed the mirror's certificate
+    credentials: SecretRef | None = None  # user:password converge pushes with
+    host: str | None = None  # the node that runs it
 
     def repository(self, upstream: str) -> str:
         """Where the mirror keeps `upstream` (`host/repository`, no tag or digest)."""

@@ -352,6 +352,23 @@ def start_installer(settings: Settings, options: InstallerOptions) -> Provider:
                              store_root=Path(store) if store else None)
 
 
+# -- mirror --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorOptions:
+    plain_http: bool = option(
+        "--mirror-plain-http", kind="flag", default=False,
+        help="Push to the environment's mirror registry over plain HTTP (a loopback mirror "
+             "always is). Images come from --store.")
+
+
+def start_mirror(settings: Settings, options: MirrorOptions) -> Provider:
+    from generator.reconcile.mirror import start
+
+    return start(settings.options_of(FilesOptions).store, options.plain_http)
+
+
 # -- the registry --------------------------------------------------------------------------
 
 PROVIDERS: tuple[ProviderDescriptor, ...] = (
@@ -359,6 +376,7 @@ PROVIDERS: tuple[ProviderDescriptor, ...] = (
     ProviderDescriptor("files", FilesOptions, start_files, plan_files),
     ProviderDescriptor("kubernetes", KubernetesOptions, start_kubernetes),
     ProviderDescriptor("installer", InstallerOptions, start_installer),
+    ProviderDescriptor("mirror", MirrorOptions, start_mirror),
 )
 
 T = TypeVar("T")
