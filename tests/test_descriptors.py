@@ -253,8 +253,8 @@ def test_every_builtin_flag_is_generated_once() -> None:
     assert len(flags) == len(set(flags)) == len(provider_options())
     assert {"--files-target", "--files-exec", "--reload", "--ignition-dir", "--store",
             "--kubeconfig", "--context", "--wait", "--wait-timeout", "--adopt",
-            "--openshift-install", "--installer-state-dir", "--ssh-wait", "--install-packages"}\
-        == set(flags)
+            "--openshift-install", "--installer-state-dir", "--ssh-wait", "--install-packages",
+            "--mirror-plain-http"} == set(flags)
 
 
 CHIME = FamilyDescriptor("chime", lambda env, pins: {"bells/chime.txt": b"ding\n"},
