@@ -1,11 +1,12 @@
 """Images in the store and a mirror converged from it, against real `docker-registry`s.
 
 Two registries run in a lo-only network namespace: the upstream (127.0.0.2, port 80, plain
-HTTP) and the site's mirror (127.0.0.3:5000, htpasswd auth). Images are built here as OCI
-layouts (fixed bytes) and pushed upstream with skopeo; then gen locks k8s-lab against the
-upstream, fetches the images into a store, exports, imports into a second empty store, and
-with the upstream STOPPED converges the mirror from that store. `skopeo inspect --raw` on the
-mirror must return the bytes of every locked digest.
+HTTP) and the site's mirror (127.0.0.3:5000, TLS with a certificate signed by the CA the
+environment names in `mirror.ca`, htpasswd auth with the credentials a secret ref names).
+Images are built here as OCI layouts (fixed bytes) and pushed upstream with skopeo; then
+gen locks k8s-lab against the upstream, fetches the images into a store, exports, imports
+into a second empty store, and with the upstream STOPPED converges the mirror from that
+store. `skopeo inspect --raw` on the mirror must return the bytes of every locked digest.
 """
 
 from __future__ import annotations
@@ -41,9 +42,27 @@ class Site:
     tags: dict[str, str]  # image name in env.yaml -> upstream reference
 
 
-def _registry_config(path: Path, data: Path, addr: str, htpasswd: Path | None = None) -> Path:
+def make_ca(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA and the mirror's certificate for 127.0.0.3 signed by it (openssl, EC keys)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tmp, check=True, capture_output=True)
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=gen-test-ca")
+    run("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.3")
+    (tmp / "ext").write_text("subjectAltName=IP:127.0.0.3\n")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext")
+    return tmp / "ca.pem", tmp / "srv.pem", tmp / "srv.key"
+
+
+def _registry_config(path: Path, data: Path, addr: str, htpasswd: Path | None = None,
+                     tls: tuple[Path, Path] | None = None) -> Path:
     auth = (f"auth:\n  htpasswd:\n    realm: gen-test\n    path: {htpasswd}\n"
             if htpasswd else "")
+    if tls:
+        addr += f"\n  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}"
     # no access log: a daemon writing one line per request into a pipe nobody reads blocks
     path.write_text(f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
                     f"storage:\n  filesystem:\n"
@@ -71,7 +90,7 @@ def _build_images(layout: Layout) -> dict[str, dict]:
 
 @pytest.fixture
 def site(tmp_path: Path, repo: Path) -> Iterator[Site]:
-    for tool in ("docker-registry", "skopeo", "htpasswd"):
+    for tool in ("docker-registry", "skopeo", "htpasswd", "openssl"):
         assert shutil.which(tool), f"{tool} missing: apt-get install docker-registry skopeo " \
                                    "apache2-utils"
     htpasswd = tmp_path / "htpasswd"
@@ -81,8 +100,10 @@ def site(tmp_path: Path, repo: Path) -> Iterator[Site]:
         logs = (tmp_path / "up.log").open("wb"), (tmp_path / "mirror.log").open("wb")
         upstream = ns.popen(["docker-registry", "serve", _registry_config(
             tmp_path / "up.yml", tmp_path / "up", f"{UPSTREAM}:80")], stdout=logs[0])
+        ca, cert, key = make_ca(tmp_path)
         ns.popen(["docker-registry", "serve", _registry_config(
-            tmp_path / "mirror.yml", tmp_path / "mirror", MIRROR, htpasswd)], stdout=logs[1])
+            tmp_path / "mirror.yml", tmp_path / "mirror", MIRROR, htpasswd, (cert, key))],
+            stdout=logs[1])
         ns.wait_port(80)
         ns.wait_port(5000)
         layout = Layout(tmp_path / "layout")
@@ -97,15 +118,15 @@ def site(tmp_path: Path, repo: Path) -> Iterator[Site]:
             proc = ns.run(["skopeo", "copy", "--dest-tls-verify=false", "--all",
                            f"oci:{layout.root}:{name}", f"docker://{ref}"])
             assert proc.returncode == 0, proc.stderr
-        _point_k8s_lab_at(repo, tags)
+        _point_k8s_lab_at(repo, tags, ca.read_text())
         yield Site(ns, tmp_path, upstream, layout.root, tags)
         for log in logs:
             log.close()
 
 
-def _point_k8s_lab_at(repo: Path, tags: dict[str, str]) -> None:
+def _point_k8s_lab_at(repo: Path, tags: dict[str, str], ca: str) -> None:
     """k8s-lab's images from the upstream, its other inputs shipped beside env.yaml, and a
-    mirror with credentials."""
+    mirror with its CA and credentials."""
     env_dir = repo / "environments" / "k8s-lab"
     (env_dir / "base.qcow2").write_bytes(b"Q" * 4096)
     (env_dir / "flannel.yml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n"
@@ -118,7 +139,8 @@ def _point_k8s_lab_at(repo: Path, tags: dict[str, str]) -> None:
         "file://base.qcow2")
     text = text[:text.index("  images:\n")] + "  images:\n" + "".join(
         f"    {name}: {ref}\n" for name, ref in tags.items())
-    text += (f"\nmirror:\n  registry: \"{MIRROR}\"\n  credentials: mirror-push\n"
+    pem = "".join(f"    {line}\n" for line in ca.strip().splitlines())
+    text += (f"\nmirror:\n  registry: \"{MIRROR}\"\n  credentials: mirror-push\n  ca: |\n{pem}"
              "\nsecrets:\n  mirror-push: {env: GEN_SECRET_MIRROR_PUSH}\n")
     (env_dir / "env.yaml").write_text(text)
 

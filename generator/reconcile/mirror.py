@@ -12,8 +12,8 @@ second converge finds every manifest present and proposes nothing.
 
 Credentials are the secret `mirror.credentials` names (`user:password`), read on this
 machine at plan time and never shown; TLS trusts the `mirror.ca` the environment gives (the
-same CA the nodes are told to trust), plain HTTP only for a loopback mirror or with
---mirror-plain-http.
+same CA the nodes are told to trust), plain HTTP only for a loopback mirror without a CA or
+with --mirror-plain-http.
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ class MirrorProvider:
         if mirror.credentials is not None:
             credentials = Credentials.parse(read_local(mirror.credentials),
                                             f"mirror.credentials ({mirror.credentials.name})")
-        plain = self.plain_http or _plain_http(mirror.registry, frozenset())
+        # a CA given means TLS, even to a loopback address
+        plain = self.plain_http or (mirror.ca is None and _plain_http(mirror.registry,
+                                                                      frozenset()))
         return Client(mirror.registry, plain_http=plain, cadata=mirror.ca,
                       credentials=credentials)
 
