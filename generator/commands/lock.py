@@ -303,7 +303,9 @@ def _fetch_images(ctx: _Ctx, all_architectures: bool, insecure: frozenset[str]) 
     done = []
     try:
         for index, (key, image) in enumerate(refs.items(), 1):
-            client = clients.setdefault(image.api_host, client_for(image, insecure))
+            if image.api_host not in clients:
+                clients[image.api_host] = client_for(image, insecure)
+            client = clients[image.api_host]
             done.append(fetch_image(ctx.store, key, image, archs, client, ProgressLine.for_key(
                 f"[{index}/{len(refs)}] {key}")))
     finally:

@@ -25,7 +25,7 @@ import click
 
 from generator.errors import UserError
 from generator.lock.images import Missing, architectures, missing, push
-from generator.lock.oci import Client, Credentials
+from generator.lock.oci import Client, Credentials, RegistryError
 from generator.lock.resolve import _plain_http
 from generator.lock.store import Store
 from generator.model import Environment
@@ -36,11 +36,12 @@ from generator.tree import Tree
 class MirrorProvider:
     name = "mirror"
 
-    def __init__(self, store: Store, plain_http: bool) -> None:
-        self.store, self.plain_http = store, plain_http
+    def __init__(self, store: Store, plain_http: bool, required: bool = True) -> None:
+        self.store, self.plain_http, self.required = store, plain_http, required
         self.images: dict[str, str] = {}
         self.client: Client | None = None
         self.notices: list[str] = []
+        self.skipped: list[str] = []
         self.read_seconds = 0.0
 
     def use_images(self, images: dict[str, str]) -> None:
@@ -61,6 +62,14 @@ class MirrorProvider:
                             "--store")
         started = time.monotonic()
         self.client = self._client(env)
+        try:
+            self.client.has_manifest("gen/ping", "sha256:" + "0" * 64)
+        except RegistryError as exc:
+            if self.required:  # asked for by name: an unreachable mirror is an error
+                raise
+            # say, the helper that will run it is created by this very converge
+            self.skipped.append(f"mirror: {mirror.registry} ({exc.message})")
+            return []
         archs = architectures(env)
         actions = []
         for order, (key, locked) in enumerate(sorted(self.images.items())):
@@ -112,7 +121,8 @@ def _action(target: str, gap: Missing, order: int, archs: frozenset[str]) -> Act
                   order=order, payload={"missing": gap, "archs": archs})
 
 
-def start(store_dir: str | None, plain_http: bool) -> MirrorProvider:
+def start(store_dir: str | None, plain_http: bool, required: bool) -> MirrorProvider:
     from generator.lock.store import default_root
 
-    return MirrorProvider(Store(Path(store_dir) if store_dir else default_root()), plain_http)
+    return MirrorProvider(Store(Path(store_dir) if store_dir else default_root()), plain_http,
+                          required)

@@ -366,7 +366,9 @@ class MirrorOptions:
 def start_mirror(settings: Settings, options: MirrorOptions) -> Provider:
     from generator.reconcile.mirror import start
 
-    return start(settings.options_of(FilesOptions).store, options.plain_http)
+    # asked for by name (--provider mirror): an unreachable mirror is an error, else a note
+    return start(settings.options_of(FilesOptions).store, options.plain_http,
+                 required="mirror" in settings.providers)
 
 
 # -- the registry --------------------------------------------------------------------------
