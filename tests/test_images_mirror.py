@@ -277,3 +277,21 @@ def test_wrong_mirror_credentials_are_refused_without_showing_them(site: Site,
                        cwd=repo)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "HTTP 401" in proc.stderr and "wrong-word" not in proc.stdout + proc.stderr
+
+
+def test_a_blob_the_upstream_serves_corrupted_is_refused_and_not_stored(site: Site,
+                                                                        repo: Path) -> None:
+    store = site.tmp / "store"
+    assert gen_in(site, "lock", "env/k8s-lab", store=store, cwd=repo).returncode == 0
+    single = json.loads(raw_manifest(site, site.tags["registry"]))
+    layer = single["layers"][0]["digest"].split(":")[1]
+    # the registry's own file for the layer, rewritten in place: it serves it unchecked
+    data = site.tmp / "up" / "docker/registry/v2/blobs/sha256" / layer[:2] / layer / "data"
+    content = bytearray(data.read_bytes())
+    content[100] ^= 0xFF
+    data.write_bytes(bytes(content))
+    fetched = gen_in(site, "fetch", "env/k8s-lab", store=store, cwd=repo)
+    assert fetched.returncode == 1, fetched.stdout + fetched.stderr
+    assert f"blob sha256:{layer}: checksum mismatch: expected sha256 {layer}" in fetched.stderr
+    assert "Traceback" not in fetched.stderr
+    assert layer not in store_objects(store)
