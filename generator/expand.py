@@ -62,11 +62,17 @@ def expand(doc: Document, env_name: str) -> m.Environment:
         tools=tuple(m.ToolArtifact(name, raw["version"], raw["url"], raw.get("sha256"),
                                    (raw.get("checksums") or {}).get("file"))
                     for name, raw in sorted(data.get("artifacts", {}).get("tools", {}).items())),
-        mirror=m.Mirror(data["mirror"]["registry"], data["mirror"].get("ca"),
-                        data["mirror"].get("artifacts"))
-        if "mirror" in data else None,
+        mirror=_mirror(data["mirror"], data.get("secrets", {})) if "mirror" in data else None,
         locate=doc.locate,
     )
+
+
+def _mirror(raw: dict[str, Any], secrets: dict[str, Any]) -> m.Mirror:
+    name = raw.get("credentials")
+    # an undeclared name is reported by semantic.check_mirror; the model just leaves it out
+    credentials = _secret(name, secrets[name]) if name in secrets else None
+    return m.Mirror(raw["registry"], raw.get("ca"), raw.get("artifacts"), credentials,
+                    raw.get("host"))
 
 
 def _mac_clashes(doc: Document, env_name: str) -> list[Problem]:

@@ -378,6 +378,8 @@ class Mirror:
     # base URL of the site's server for downloaded inputs: `https://host/path` is asked at
     # `<artifacts>/host/path` (gen lock only; rendering never downloads)
     artifacts: str | None = None
+    credentials: SecretRef | None = None  # user:password converge pushes with
+    host: str | None = None  # the node that runs it
 
     def repository(self, upstream: str) -> str:
         """Where the mirror keeps `upstream` (`host/repository`, no tag or digest)."""

@@ -876,6 +876,18 @@ def check_kernel_args_run_nothing(c: Checker) -> None:
                     "program or a shell on the node instead of the installer",
                     "debug a node from its console; gen never passes it")
 
+def check_mirror(c: Checker) -> None:
+    """The mirror's credentials name a declared secret; its host names a node."""
+    mirror = c.data.get("mirror") or {}
+    name = mirror.get("credentials")
+    if name is not None and name not in (c.data.get("secrets") or {}):
+        c.error(("mirror", "credentials"), f"secret '{name}' is not declared",
+                f"declare it under secrets ({name}: {{file: ...}} or {{env: GEN_SECRET_...}})")
+    host = mirror.get("host")
+    if host is not None and host not in {n.name for n in c.env.nodes}:
+        c.error(("mirror", "host"), f"node '{host}' does not exist",
+                f"name one of: {', '.join(n.name for n in c.env.nodes)}")
+
 CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_network_cidrs,
           check_nic_addresses, check_cidr_overlap, check_hypervisors, check_control_plane,
           check_role_minimums, check_service_hosts, check_records, check_ip_sources, check_sizes,
@@ -888,4 +900,4 @@ CHECKS = (check_unique_names, check_unique_addresses, check_unicast_macs, check_
 MODEL_CHECKS = (check_load_balancer, check_dhcp_network, check_service_host_known,
                 check_haproxy_ports, check_interfaces, check_nfs_storage, check_unique_volumes,
                 check_node_images, check_openstack_host, check_shared_ports,
-                check_tool_versions)
+                check_tool_versions, check_mirror)

@@ -21,6 +21,7 @@ APT_PACKAGES=(
   containerd openssl  # the mirror's hosts.toml pulled through by a real containerd
   # lockfile: real registry, skopeo, nix for NAR hashes
   docker-registry skopeo nix-bin
+  apache2-utils  # htpasswd: the mirror registry's auth in tests/test_images_mirror.py
   # libvirt: test driver, real libvirtd with qemu, libvirt-python build deps
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc
   libxml2-utils  # xmllint, which virt-xml-validate needs

@@ -255,7 +255,7 @@ def test_every_builtin_flag_is_generated_once() -> None:
             "--kubeconfig", "--context", "--wait", "--wait-timeout", "--adopt",
             "--openshift-install", "--installer-state-dir", "--ssh-wait", "--install-packages",
             "--kubeadm-state-dir", "--kubeadm-exec", "--kubeadm-sha256", "--kubeadm-node-wait",
-            "--kubeadm-ready-timeout"} == set(flags)
+            "--kubeadm-ready-timeout", "--mirror-plain-http"} == set(flags)
 
 
 CHIME = FamilyDescriptor("chime", lambda env, pins: {"bells/chime.txt": b"ding\n"},

@@ -244,14 +244,24 @@ class _Mismatch(LockMismatch):
 
 @click.command("fetch")
 @click.argument("env")
+@click.option("--images/--no-images", default=True, show_default=True,
+              help="Also copy every pinned container image into the store (OCI: manifests "
+                   "and blobs by digest).")
+@click.option("--all-architectures", is_flag=True,
+              help="Keep every architecture of a multi-arch image, not only the nodes' "
+                   "(a mirror that refuses sparse indexes, like docker-registry, needs it).")
+@INSECURE
 @STORE
 @FORMAT
-def fetch_cmd(env: str, store: Path | None, fmt: str) -> None:
+def fetch_cmd(env: str, images: bool, all_architectures: bool, insecure: tuple[str, ...],
+              store: Path | None, fmt: str) -> None:
     """Download every artifact ENV's lock pins into the content store, verifying sha256.
 
     Objects already present are re-verified; a corrupt one is reported and fetched again.
-    Progress (bytes, rate, time left) goes to stderr. Container images are pinned by digest
-    but not fetched: mirror them with `skopeo copy` or `oc mirror`.
+    Container images are copied by digest as OCI objects (a layer shared by two images is
+    stored once); of a multi-arch index only the nodes' architectures, unless
+    --all-architectures. An interrupted fetch resumes: what is in the store is not fetched
+    again. Progress (bytes, rate, time left) goes to stderr, per artifact and per image.
     """
     from generator.lock.resolve import download
     from generator.lock.store import StoreCorrupt
@@ -280,11 +290,39 @@ def fetch_cmd(env: str, store: Path | None, fmt: str) -> None:
                  ProgressLine.for_key(f"[{index}/{len(todo)}] {key}"),
                  bases=(ctx.loaded.source.env_dir, ctx.loaded.source.blueprint_dir))
         report[key] = "fetched"
-    images = sorted(k for k in ctx.old.pinned() if k.startswith("image/"))
     lines = [f"{key}: {state}" for key, state in report.items()]
-    lines += [f"{key}: pinned by digest, not fetched (mirror with skopeo)" for key in images]
-    emit(fmt, {"store": str(ctx.store.root), "artifacts": report, "images": images},
-         "\n".join([*lines, f"store {ctx.store.root}: {len(report)} artifact(s) verified"]))
+    fetched = _fetch_images(ctx, all_architectures, frozenset(insecure)) if images else []
+    lines += [f"{f.key}: {f.reference}: {f.fetched} object(s) fetched ({_size(f.bytes)}), "
+              f"{f.present} present" for f in fetched]
+    if not images:
+        lines += [f"{key}: pinned by digest, not fetched (--no-images)"
+                  for key in sorted(k for k in ctx.old.pinned() if k.startswith("image/"))]
+    emit(fmt, {"store": str(ctx.store.root), "artifacts": report,
+               "images": {f.key: {"reference": f.reference, "fetched": f.fetched,
+                                  "present": f.present, "bytes": f.bytes} for f in fetched}},
+         "\n".join([*lines, f"store {ctx.store.root}: {len(report)} artifact(s) and "
+                             f"{len(fetched)} image(s) verified"]))
+
+
+def _fetch_images(ctx: _Ctx, all_architectures: bool, insecure: frozenset[str]) -> list[Any]:
+    """Copy every pinned image into the store, one registry connection per registry."""
+    from generator.lock.images import ALL, architectures, client_for, fetch_image, pinned_images
+
+    archs = ALL if all_architectures else architectures(ctx.loaded.model)
+    refs = pinned_images(ctx.old)
+    clients: dict[str, Any] = {}
+    done = []
+    try:
+        for index, (key, image) in enumerate(refs.items(), 1):
+            if image.api_host not in clients:
+                clients[image.api_host] = client_for(image, insecure)
+            client = clients[image.api_host]
+            done.append(fetch_image(ctx.store, key, image, archs, client, ProgressLine.for_key(
+                f"[{index}/{len(refs)}] {key}")))
+    finally:
+        for client in clients.values():
+            client.close()
+    return done
 
 
 class ProgressLine:

@@ -24,15 +24,19 @@ def store_group() -> None:
 @store_group.command("export")
 @click.argument("env")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--images/--no-images", default=True, show_default=True,
+              help="Carry the pinned container images too (fetched by `gen fetch`).")
 @STORE
 @FORMAT
-def export_cmd(env: str, file: Path, store: Path | None, fmt: str) -> None:
+def export_cmd(env: str, file: Path, images: bool, store: Path | None, fmt: str) -> None:
     """Write every store object ENV's lock needs into FILE (a tar with a sha256 manifest).
 
     The objects are re-hashed as they are written; a missing or corrupt one stops the export
-    (run `gen fetch ENV` first). Container images are not in the store and not exported.
+    (run `gen fetch ENV` first). Container images go too: their manifests and blobs, for the
+    nodes' architectures (and any other the store holds).
     """
     from generator.environment import load_environment
+    from generator.lock.images import architectures
     from generator.lock.lockfile import lock_path, read_lock
     from generator.lock.store import Store, default_root
     from generator.lock.transfer import export_archive, needed_objects
@@ -45,7 +49,8 @@ def export_cmd(env: str, file: Path, store: Path | None, fmt: str) -> None:
     if lock is None:
         raise LockMismatch(f"{where} does not exist (run `gen lock {env}` first)")
     target = Store(store or default_root())
-    entries = export_archive(target, loaded.source.name, needed_objects(lock), file)
+    needed = needed_objects(lock, target if images else None, architectures(loaded.model))
+    entries = export_archive(target, loaded.source.name, needed, file)
     size = sum(e.size for e in entries)
     emit(fmt, {"archive": str(file), "environment": loaded.source.name,
                "objects": {e.sha256: list(e.inputs) for e in entries}, "bytes": size},

@@ -42,15 +42,26 @@ class Entry:
     inputs: tuple[str, ...]
 
 
-def needed_objects(lock: Any) -> dict[str, tuple[str, ...]]:
+def needed_objects(lock: Any, store: Store | None = None,
+                   archs: frozenset[str] = frozenset({"amd64"})) -> dict[str, tuple[str, ...]]:
     """sha256 -> lock keys, for every pinned input whose content lives in the store.
 
-    Images are pinned by digest in a registry, not kept in the store (yet)."""
+    With a store, the images' objects too (`gen fetch` put them there): each image's
+    manifest, and the manifests and blobs it names for `archs` (and any other child the
+    store holds)."""
+    from generator.lock.images import objects, pinned_images
+
     needed: dict[str, list[str]] = {}
     for key, entry in sorted(lock.pinned().items()):
         if key.startswith("image/"):
             continue
         needed.setdefault(entry.locked["sha256"], []).append(key)
+    for key, image in (pinned_images(lock) if store is not None else {}).items():
+        assert image.digest is not None and store is not None
+        for blob in objects(store, image.digest, archs, key):
+            keys = needed.setdefault(blob.hex, [])
+            if key not in keys:
+                keys.append(key)
     return {sha: tuple(keys) for sha, keys in sorted(needed.items())}
 
 

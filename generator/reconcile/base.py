@@ -26,6 +26,7 @@ SYMBOL: dict[str, str] = {"create": "+", "update": "~", "replace": "-/+", "delet
 WAVE_INFRA = 10
 WAVE_IMAGES = 14  # pinned base images uploaded into their pools, before any overlay
 WAVE_HOSTS = 16  # disks, seeds and domains of the VMs that run the boot services
+WAVE_MIRROR = 18  # pinned container images pushed to the site's mirror, before nodes pull
 WAVE_SERVICES = 20
 WAVE_VOLUMES = 30
 WAVE_DOMAINS = 40
@@ -102,6 +103,15 @@ class UsesPinnedTools(Protocol):
     it tool name -> the sha256 of its archive in the store before `plan`."""
 
     def use_tools(self, tools: dict[str, str]) -> None:
+        ...
+
+
+@runtime_checkable
+class UsesPinnedImages(Protocol):
+    """A provider that needs the images the lock pins (`image/NAME` inputs): plan.py hands
+    it lock key -> `registry/repository@sha256:...` before `plan`."""
+
+    def use_images(self, images: dict[str, str]) -> None:
         ...
 
 

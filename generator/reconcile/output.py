@@ -13,6 +13,7 @@ from generator.reconcile.base import (
     WAVE_INSTALLER_ASSETS,
     WAVE_INSTALLER_GATES,
     WAVE_KUBERNETES,
+    WAVE_MIRROR,
     WAVE_SERVICES,
     WAVE_VOLUMES,
     Action,
@@ -20,7 +21,8 @@ from generator.reconcile.base import (
 from generator.reconcile.plan import Plan, Settings
 
 WAVE_TITLES = {WAVE_INFRA: "networks and pools", WAVE_IMAGES: "base images",
-               WAVE_HOSTS: "service hosts", WAVE_SERVICES: "boot services",
+               WAVE_HOSTS: "service hosts", WAVE_MIRROR: "mirror registry",
+               WAVE_SERVICES: "boot services",
                WAVE_VOLUMES: "volumes", WAVE_DOMAINS: "domains",
                WAVE_KUBERNETES: "Kubernetes objects", WAVE_INSTALLER_ASSETS: "installer assets",
                WAVE_INSTALLER_GATES: "installer gates"}

@@ -24,6 +24,7 @@ from generator.reconcile.base import (
     BuiltObjects,
     Provider,
     UsesBuiltObjects,
+    UsesPinnedImages,
     UsesPinnedTools,
 )
 from generator.reconcile.providers import (
@@ -65,6 +66,7 @@ class Desired:
     locked: bool  # True when the render was checked against lock/<env>.lock
     objects: BuiltObjects = field(default_factory=dict)  # built with the tree, per cluster
     tools: tuple[tuple[str, str], ...] = ()  # (tool name, archive sha256) the lock pins
+    images: tuple[tuple[str, str], ...] = ()  # (lock key, registry/repository@sha256:...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,8 @@ def build_plan(desired: Desired, settings: Settings,
             provider.use_built(desired.objects)
         if isinstance(provider, UsesPinnedTools):
             provider.use_tools(dict(desired.tools))
+        if isinstance(provider, UsesPinnedImages):
+            provider.use_images(dict(desired.images))
         found: ProviderPlan = descriptor.plan(provider, desired.env, scope, desired.tree)
         notices += found.notices
         conflicts += found.conflicts
@@ -228,5 +232,8 @@ def load_desired(ref: str, cwd: Path | None = None) -> Desired:
     model = rendered.loaded.model
     lock = read_lock(path, rendered.loaded.source.display(path)) if locked else None
     tools = pinned_tools(rendered.loaded, lock) if lock is not None else {}
+    images = sorted((key, str(entry.locked)) for key, entry in lock.pinned().items()
+                    if key.startswith("image/")) if lock is not None else []
     return Desired(model, rendered.tree, tree_hash(rendered.tree), locked,
-                   built_objects(model, rendered.pins), tuple(sorted(tools.items())))
+                   built_objects(model, rendered.pins), tuple(sorted(tools.items())),
+                   tuple(images))

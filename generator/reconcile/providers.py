@@ -403,6 +403,25 @@ def start_kubeadm(settings: Settings, options: KubeadmOptions) -> Provider:
         node_wait=float(options.node_wait), ready_timeout=float(options.ready_timeout))
 
 
+# -- mirror --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorOptions:
+    plain_http: bool = option(
+        "--mirror-plain-http", kind="flag", default=False,
+        help="Push to the environment's mirror registry over plain HTTP (a loopback mirror "
+             "always is). Images come from --store.")
+
+
+def start_mirror(settings: Settings, options: MirrorOptions) -> Provider:
+    from generator.reconcile.mirror import start
+
+    # asked for by name (--provider mirror): an unreachable mirror is an error, else a note
+    return start(settings.options_of(FilesOptions).store, options.plain_http,
+                 required="mirror" in settings.providers)
+
+
 # -- the registry --------------------------------------------------------------------------
 
 PROVIDERS: tuple[ProviderDescriptor, ...] = (
@@ -411,6 +430,7 @@ PROVIDERS: tuple[ProviderDescriptor, ...] = (
     ProviderDescriptor("kubernetes", KubernetesOptions, start_kubernetes),
     ProviderDescriptor("installer", InstallerOptions, start_installer),
     ProviderDescriptor("kubeadm", KubeadmOptions, start_kubeadm),
+    ProviderDescriptor("mirror", MirrorOptions, start_mirror),
 )
 
 T = TypeVar("T")
