@@ -126,6 +126,11 @@ def svg_for_page(svg: str | None) -> str | None:
     if svg is None or "<svg" not in svg:
         return None
     body = re.sub(r"<!--.*?-->", "", svg[svg.index("<svg"):], flags=re.S)
+    if "<?" in body or "<!" in body:
+        # A processing instruction or CDATA section: XML and HTML end them at different
+        # places, so what ElementTree checks would not be what the browser builds (dot's
+        # picture has neither after its prolog).
+        return None
     try:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError:

@@ -155,7 +155,8 @@ class ClusterState:
         body = data if isinstance(data, bytes) else \
             json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
         tmp = self.root / f"{name}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)  # a leftover tmp keeps its own mode; open's applies only to new
         with os.fdopen(fd, "wb") as handle:
             handle.write(body)
             handle.flush()
