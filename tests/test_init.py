@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMON = {".gen-repo", ".gitignore", ".pre-commit-config.yaml", "README.md",
           "gen-requirements.txt", "blueprints/README.md", "environments/.gitkeep",
           "lock/.gitkeep"}
-CI_FILES = {"github": {".github/workflows/gen-pr.yml", ".github/workflows/gen-converge.yml"},
+CI_FILES = {"github": {".github/workflows/gen-pr.yml", ".github/workflows/gen-converge.yml",
+                     ".github/workflows/gen-publish.yml"},
             "gitlab": {".gitlab-ci.yml", "ci/gen-mr-note.py"}, "none": set()}
 
 
@@ -245,3 +246,24 @@ def test_github_workflows_run_for_the_repos_environments(tmp_path: Path, workflo
         assert gen("new", name, "--blueprint", "kolla-aio", "--no-input", "--no-lock",
                    cwd=site).code == 0
     assert _listed_environments(site, workflow, tmp_path) == 'names=["edge", "site2"]\n'
+
+
+def test_the_publish_workflow_runs_for_the_environments_handed_to_an_engine(
+        tmp_path: Path) -> None:
+    assert gen("init", "site", cwd=tmp_path).code == 0
+    site = tmp_path / "site"
+    text = (site / ".github/workflows/gen-publish.yml").read_text()
+    assert "Copy to" not in text and "pip install -r gen-requirements.txt" in text
+    doc = YAML(typ="safe").load(text)
+    assert doc["jobs"]["publish"]["needs"] == "environments"
+    assert doc["jobs"]["publish"]["if"] == "needs.environments.outputs.names != '[]'"
+    for name in ("site2", "edge", "lab9"):
+        assert gen("new", name, "--blueprint", "kolla-aio", "--no-input", "--no-lock",
+                   cwd=site).code == 0
+    assert _listed_environments(site, "gen-publish.yml", tmp_path) == "names=[]\n"
+    # only the listing reads these lines (validation would want a gitops block beside them)
+    with (site / "environments/edge/env.yaml").open("a") as f:
+        f.write("kubernetes:\n  engine: 'flux'\n")
+    with (site / "environments/lab9/env.yaml").open("a") as f:
+        f.write("kubernetes:\n  engine: gen  # argocd later\n")
+    assert _listed_environments(site, "gen-publish.yml", tmp_path) == 'names=["edge"]\n'

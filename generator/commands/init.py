@@ -55,6 +55,24 @@ GITHUB_SWAPS = (
      "        env: ${{ fromJSON(needs.environments.outputs.names) }}\n"),
 )
 
+# The publish workflow runs for the environments handed to Argo CD or Flux only: the same
+# first job, keeping those whose env.yaml sets `engine: argocd` or `engine: flux`.
+LIST_HANDED_OFF = LIST_ENVIRONMENTS.replace(
+    'p.parent.name for p in pathlib.Path("environments").glob("*/env.yaml"))))\'',
+    'p.parent.name for p in pathlib.Path("environments").glob("*/env.yaml")\n'
+    '          if re.search(r"^\\s*engine:\\s*[\\x27\\"]?(argocd|flux)\\b", p.read_text(),\n'
+    '          re.M))))\'').replace("import json, pathlib", "import json, pathlib, re")
+PUBLISH_SWAPS = (
+    ("# Copy to .github/workflows/gen-publish.yml and list the handed-off environments under\n"
+     "# matrix.env. On", "# Runs for every environments/NAME/env.yaml whose kubernetes.engine is "
+     "argocd or flux\n# (none yet: then it does nothing). On"),
+    ("jobs:\n", LIST_HANDED_OFF),
+    ("    strategy:\n", "    needs: environments\n"
+                      "    if: needs.environments.outputs.names != '[]'\n    strategy:\n"),
+    ("        env: [k8s-lab]\n",
+     "        env: ${{ fromJSON(needs.environments.outputs.names) }}\n"),
+)
+
 GITIGNORE = """\
 # gen's rendered trees are rebuilt from environments/ + lock/ (commit them only if you
 # review or deploy from them; see README.md)
@@ -161,6 +179,8 @@ def planned_files(ci: str) -> dict[str, str]:
         for name in ("gen-pr.yml", "gen-converge.yml"):
             files[f".github/workflows/{name}"] = _swapped(ci_template(
                 f"github/{name}").read_text(encoding="utf-8"), GITHUB_SWAPS)
+        files[".github/workflows/gen-publish.yml"] = _swapped(ci_template(
+            "github/gen-publish.yml").read_text(encoding="utf-8"), PUBLISH_SWAPS)
     elif ci == "gitlab":
         files[".gitlab-ci.yml"] = ci_template("gitlab/gen.gitlab-ci.yml").read_text(
             encoding="utf-8")
