@@ -71,6 +71,12 @@ def builtin_envs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Environm
         shutil.copytree(repo / "environments/lab", repo / "environments" / name)
         (repo / "environments" / name / "env.yaml").write_text(
             lab.replace(LAB_SERVICES, services).replace("name: lab\n", f"name: {name}\n", 1))
+    # k8s-lab with a mirror registry on its storage node (no built-in environment runs one)
+    k8s = (repo / "environments/k8s-lab/env.yaml").read_text()
+    shutil.copytree(repo / "environments/k8s-lab", repo / "environments/k8s-mirror")
+    (repo / "environments/k8s-mirror/env.yaml").write_text(
+        k8s.replace("name: k8s-lab\n", "name: k8s-mirror\n", 1)
+        + '\nmirror:\n  registry: "registry.k8s.test:5000"\n  host: test-storage1\n')
     for blueprint in BLUEPRINTS:
         made = gen("new", f"bp-{blueprint}", "--blueprint", blueprint, "--no-input",
                    "--no-lock", cwd=repo)
