@@ -19,6 +19,7 @@ CNI's DaemonSet exists, as a node's kubelet does once the CNI runs.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -377,7 +378,6 @@ def test_a_late_join_creates_the_expired_token_again_first(site: Site) -> None:
     """A node joining after the token's 24 h (here test-node3, reset and joined again the
     next day): the cluster deleted the token, so gen creates it again on the first control
     plane before the join; without that, discovery fails as kubeadm's does."""
-    import json
 
     assert site.run().code == 0
     secrets = site.kubeadm / "k8s-lab" / "secrets.json"
@@ -423,7 +423,16 @@ def test_nodes_without_a_prefix_are_named_and_nothing_is_planned(repo: Path,
     assert partial.code == 0, partial.err
     assert ("kubeadm: no --kubeadm-exec for test-node1, test-node2, test-node3; the kubeadm "
             "phases are not planned") in partial.out + partial.err
-    assert "No changes." in partial.out
+    # nodes nobody looked at are no evidence of convergence: named, and CI sees exit 2
+    assert "No changes." not in partial.out and "matches the rendered tree" not in partial.out
+    assert ("Not looked at: kubeadm: test-node1 (no --kubeadm-exec), kubeadm: test-node2 (no "
+            "--kubeadm-exec), kubeadm: test-node3 (no --kubeadm-exec).") in partial.out
+    detailed = gen(*base, "--kubeadm-exec", "test-master=local", "--detailed-exitcode",
+                   "--format", "json", cwd=repo, env=env)
+    assert detailed.code == 2, detailed.out + detailed.err
+    plan = json.loads(detailed.out)
+    assert plan["complete"] is False and plan["actions"] == []
+    assert plan["skipped"] == [f"kubeadm: {n} (no --kubeadm-exec)" for n in NODES[1:]]
     unknown = gen(*base, "--kubeadm-exec", "nosuch=local", cwd=repo, env=env)
     assert unknown.code == 64
     assert "--kubeadm-exec: environment k8s-lab has no node named 'nosuch'" in unknown.err

@@ -211,6 +211,7 @@ class KubeadmProvider:
     name: str = "kubeadm"
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # scopes not looked at (plan.Plan)
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         base = f"clusters/{env.cluster.name}/kubeadm"
@@ -220,9 +221,12 @@ class KubeadmProvider:
         nodes = [first, *joining_nodes(env)]
         missing = [n.name for n in nodes if n.name not in self.targets]
         if missing:
+            # Membership was not read on those nodes, so "no changes" would be a guess: the
+            # plan is incomplete (--detailed-exitcode exits 2), as for a host without target.
             self.notices.append(f"kubeadm: no --kubeadm-exec for {', '.join(missing)}; the "
                                 "kubeadm phases are not planned (give every node's command "
                                 "prefix, e.g. --kubeadm-exec NODE='ssh root@NODE')")
+            self.skipped.extend(f"kubeadm: {name} (no --kubeadm-exec)" for name in missing)
             return []
         state = ClusterState(self.root / env.name)
         actions: list[Action] = []
