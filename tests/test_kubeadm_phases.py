@@ -214,8 +214,8 @@ def site(repo: Path, tmp_path: Path, kube: Kube) -> Iterator[Site]:  # noqa: F81
         roots = {n: stack.enter_context(node_root(tmp_path / "nodes" / n, net)) for n in NODES}
         stack.enter_context(Kubelets(kube, net))
         made = Site(repo, tmp_path, kube, roots, net)
-        for step in ("lock", "fetch"):
-            done = gen(step, "env/k8s-lab", cwd=repo, env=made.env())
+        for step in (["lock"], ["fetch", "--no-images"]):  # images: pinned, never pulled
+            done = gen(*step, "env/k8s-lab", cwd=repo, env=made.env())
             assert done.code == 0, done.out + done.err
         yield made
 
