@@ -370,7 +370,36 @@ def test_the_standin_refuses_what_kubeadm_refuses(site: Site) -> None:
     again = kubeadm_init(base)
     assert again.returncode == 1 and "/etc/kubernetes/kubelet.conf already exists" in \
         again.stderr
+    token_create_config_is_checked(master)
     shutil.rmtree(site.net / "clusters")
+
+
+def token_create_config_is_checked(master: NodeRoot) -> None:
+    """`token create --config` (upstream token.go): flags that do not mix with --config are
+    refused, the file's bootstrapTokens are checked and created, the first printed."""
+
+    def create(config: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        subprocess.run(["nsenter", "-t", str(master.pid), "-m", "-r", "-w", "sh", "-c",
+                        "cat > /tmp/t.yaml"], input=config, text=True, check=True)
+        return subprocess.run(["nsenter", "-t", str(master.pid), "-m", "-r", "-w", "kubeadm",
+                               "token", "create", "--config", "/tmp/t.yaml", *extra],
+                              capture_output=True, text=True)
+
+    config = ("apiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\n"
+              "bootstrapTokens: [{token: ghijkl.0123456789abcdef, ttl: 24h0m0s}]\n")
+    mixed = create(config, "--ttl", "1h")
+    assert mixed.returncode == 1 and "can not mix '--config' with arguments [ttl]" in \
+        mixed.stderr
+    bad = create(config.replace("ghijkl", "GHIJKL"))
+    assert bad.returncode == 1 and 'the bootstrap token "GHIJKL.0123456789abcdef" was not' \
+        in bad.stderr
+    ttl = create(config.replace("24h0m0s", "a day"))
+    assert ttl.returncode == 1 and 'time: invalid duration "a day"' in ttl.stderr
+    unknown = create(config.replace("ttl:", "lifetime:"))
+    assert unknown.returncode == 1 and 'unknown field "bootstrapTokens[0].lifetime"' in \
+        unknown.stderr
+    made = create(config)
+    assert made.returncode == 0 and made.stdout == "ghijkl.0123456789abcdef\n", made.stderr
 
 
 @pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
@@ -395,6 +424,7 @@ def test_a_late_join_creates_the_expired_token_again_first(site: Site) -> None:
                                              "join test-node3"]
     assert published.read_text().split() == [data["token"]]
     assert data["token"] not in late.out + late.err
+    assert not site.node_file("test-master", "/var/lib/gen/kubeadm/token.yaml").exists()
 
 
 @pytest.mark.parametrize("key", [["-newkey", "rsa:2048"],
