@@ -19,6 +19,7 @@ CNI's DaemonSet exists, as a node's kubelet does once the CNI runs.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -213,8 +214,8 @@ def site(repo: Path, tmp_path: Path, kube: Kube) -> Iterator[Site]:  # noqa: F81
         roots = {n: stack.enter_context(node_root(tmp_path / "nodes" / n, net)) for n in NODES}
         stack.enter_context(Kubelets(kube, net))
         made = Site(repo, tmp_path, kube, roots, net)
-        for step in ("lock", "fetch"):
-            done = gen(step, "env/k8s-lab", cwd=repo, env=made.env())
+        for step in (["lock"], ["fetch", "--no-images"]):  # images: pinned, never pulled
+            done = gen(*step, "env/k8s-lab", cwd=repo, env=made.env())
             assert done.code == 0, done.out + done.err
         yield made
 
@@ -369,7 +370,36 @@ def test_the_standin_refuses_what_kubeadm_refuses(site: Site) -> None:
     again = kubeadm_init(base)
     assert again.returncode == 1 and "/etc/kubernetes/kubelet.conf already exists" in \
         again.stderr
+    token_create_config_is_checked(master)
     shutil.rmtree(site.net / "clusters")
+
+
+def token_create_config_is_checked(master: NodeRoot) -> None:
+    """`token create --config` (upstream token.go): flags that do not mix with --config are
+    refused, the file's bootstrapTokens are checked and created, the first printed."""
+
+    def create(config: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        subprocess.run(["nsenter", "-t", str(master.pid), "-m", "-r", "-w", "sh", "-c",
+                        "cat > /tmp/t.yaml"], input=config, text=True, check=True)
+        return subprocess.run(["nsenter", "-t", str(master.pid), "-m", "-r", "-w", "kubeadm",
+                               "token", "create", "--config", "/tmp/t.yaml", *extra],
+                              capture_output=True, text=True)
+
+    config = ("apiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\n"
+              "bootstrapTokens: [{token: ghijkl.0123456789abcdef, ttl: 24h0m0s}]\n")
+    mixed = create(config, "--ttl", "1h")
+    assert mixed.returncode == 1 and "can not mix '--config' with arguments [ttl]" in \
+        mixed.stderr
+    bad = create(config.replace("ghijkl", "GHIJKL"))
+    assert bad.returncode == 1 and 'the bootstrap token "GHIJKL.0123456789abcdef" was not' \
+        in bad.stderr
+    ttl = create(config.replace("24h0m0s", "a day"))
+    assert ttl.returncode == 1 and 'time: invalid duration "a day"' in ttl.stderr
+    unknown = create(config.replace("ttl:", "lifetime:"))
+    assert unknown.returncode == 1 and 'unknown field "bootstrapTokens[0].lifetime"' in \
+        unknown.stderr
+    made = create(config)
+    assert made.returncode == 0 and made.stdout == "ghijkl.0123456789abcdef\n", made.stderr
 
 
 @pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
@@ -377,7 +407,6 @@ def test_a_late_join_creates_the_expired_token_again_first(site: Site) -> None:
     """A node joining after the token's 24 h (here test-node3, reset and joined again the
     next day): the cluster deleted the token, so gen creates it again on the first control
     plane before the join; without that, discovery fails as kubeadm's does."""
-    import json
 
     assert site.run().code == 0
     secrets = site.kubeadm / "k8s-lab" / "secrets.json"
@@ -395,6 +424,7 @@ def test_a_late_join_creates_the_expired_token_again_first(site: Site) -> None:
                                              "join test-node3"]
     assert published.read_text().split() == [data["token"]]
     assert data["token"] not in late.out + late.err
+    assert not site.node_file("test-master", "/var/lib/gen/kubeadm/token.yaml").exists()
 
 
 @pytest.mark.parametrize("key", [["-newkey", "rsa:2048"],
@@ -423,7 +453,16 @@ def test_nodes_without_a_prefix_are_named_and_nothing_is_planned(repo: Path,
     assert partial.code == 0, partial.err
     assert ("kubeadm: no --kubeadm-exec for test-node1, test-node2, test-node3; the kubeadm "
             "phases are not planned") in partial.out + partial.err
-    assert "No changes." in partial.out
+    # nodes nobody looked at are no evidence of convergence: named, and CI sees exit 2
+    assert "No changes." not in partial.out and "matches the rendered tree" not in partial.out
+    assert ("Not looked at: kubeadm: test-node1 (no --kubeadm-exec), kubeadm: test-node2 (no "
+            "--kubeadm-exec), kubeadm: test-node3 (no --kubeadm-exec).") in partial.out
+    detailed = gen(*base, "--kubeadm-exec", "test-master=local", "--detailed-exitcode",
+                   "--format", "json", cwd=repo, env=env)
+    assert detailed.code == 2, detailed.out + detailed.err
+    plan = json.loads(detailed.out)
+    assert plan["complete"] is False and plan["actions"] == []
+    assert plan["skipped"] == [f"kubeadm: {n} (no --kubeadm-exec)" for n in NODES[1:]]
     unknown = gen(*base, "--kubeadm-exec", "nosuch=local", cwd=repo, env=env)
     assert unknown.code == 64
     assert "--kubeadm-exec: environment k8s-lab has no node named 'nosuch'" in unknown.err

@@ -130,8 +130,9 @@ def plan(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[str, .
 
     Exit codes: 0 no changes (or changes without --detailed-exitcode), 2 changes present
     with --detailed-exitcode, or some host not looked at (no --files-target/--files-exec
-    for it: the plan says which), 1 conflicts with foreign objects, 3 a destructive change not
-    approved or a protected resource in the way, 4 lock mismatch.
+    for it, no --kubeadm-exec for a cluster node: the plan says which), 1 conflicts with
+    foreign objects, 3 a destructive change not approved or a protected resource in the way,
+    4 lock mismatch.
     """
     from generator.reconcile.output import format_text, to_json
     from generator.reconcile.plan import build_plan, check_approval, check_names, load_desired

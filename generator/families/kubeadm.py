@@ -120,13 +120,25 @@ def _node_registration(env: Environment, node: Node) -> dict[str, Any]:
             "kubeletExtraArgs": _args(env, {"node-ip": str(node.ip)})}
 
 
+def bootstrap_tokens() -> list[dict[str, Any]]:
+    """The one bootstrap token the nodes join with (its secret a marker)."""
+    return [{"token": TOKEN.marker(), "description": "gen: joins the nodes of this cluster",
+             "ttl": "24h0m0s", "usages": ["signing", "authentication"],
+             "groups": ["system:bootstrappers:kubeadm:default-node-token"]}]
+
+
+def token_configuration(env: Environment) -> bytes:
+    """What `kubeadm token create --config` reads to create the bootstrap token again: the
+    token travels in a file, never on a command line where `ps` shows it."""
+    return dump_all([{"apiVersion": api_version(env), "kind": "InitConfiguration",
+                      "bootstrapTokens": bootstrap_tokens()}],
+                    header="kubeadm token create --config on the first control plane")
+
+
 def init_configuration(env: Environment, first: Node) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "apiVersion": api_version(env), "kind": "InitConfiguration",
-        "bootstrapTokens": [{
-            "token": TOKEN.marker(), "description": "gen: joins the nodes of this cluster",
-            "ttl": "24h0m0s", "usages": ["signing", "authentication"],
-            "groups": ["system:bootstrappers:kubeadm:default-node-token"]}],
+        "bootstrapTokens": bootstrap_tokens(),
         "nodeRegistration": _node_registration(env, first),
         "localAPIEndpoint": {"advertiseAddress": str(first.ip), "bindPort": API_PORT},
     }

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import UserError
-from generator.families.kubeadm import joining_nodes, kubernetes_version
+from generator.families.kubeadm import joining_nodes, kubernetes_version, token_configuration
 from generator.model import SECRET_MARKER, Environment, Node
 from generator.reconcile.base import WAVE_KUBEADM_MEMBERS, WAVE_KUBEADM_READY, Action, DiffItem
 from generator.reconcile.files import Target
@@ -211,6 +211,7 @@ class KubeadmProvider:
     name: str = "kubeadm"
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # scopes not looked at (plan.Plan)
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         base = f"clusters/{env.cluster.name}/kubeadm"
@@ -220,9 +221,12 @@ class KubeadmProvider:
         nodes = [first, *joining_nodes(env)]
         missing = [n.name for n in nodes if n.name not in self.targets]
         if missing:
+            # Membership was not read on those nodes, so "no changes" would be a guess: the
+            # plan is incomplete (--detailed-exitcode exits 2), as for a host without target.
             self.notices.append(f"kubeadm: no --kubeadm-exec for {', '.join(missing)}; the "
                                 "kubeadm phases are not planned (give every node's command "
                                 "prefix, e.g. --kubeadm-exec NODE='ssh root@NODE')")
+            self.skipped.extend(f"kubeadm: {name} (no --kubeadm-exec)" for name in missing)
             return []
         state = ClusterState(self.root / env.name)
         actions: list[Action] = []
@@ -305,7 +309,7 @@ class KubeadmProvider:
             pem = self._reachable(first).run(["cat", CA_CERT]).stdout
             state.remember("caCertHash", ca_cert_hash(pem))
             data = state.join_data()
-        self._fresh_token(state, first, data)
+        self._fresh_token(env, state, first, data)
         config = _filled(rendered, data)
         self._kubeadm(env, node, target, "join", config, [], data)
 
@@ -342,9 +346,7 @@ class KubeadmProvider:
                  config: bytes, extra: list[str], data: dict[str, str]) -> None:
         self._check_binary(env, node, target)
         self._reset_leftovers(node, target, verb)
-        path = f"{CONFIG_DIR}/{verb}.yaml"
-        target.run(["sh", "-c", f"umask 077 && mkdir -p {CONFIG_DIR} && cat > {path}"],
-                   data=config)
+        path = _put_config(target, verb, config)
         self.say(f"kubeadm: {node.name}: kubeadm {verb} --config {path}")
         try:
             proc = subprocess.run(target.command(["kubeadm", verb, "--config", path, *extra]),
@@ -359,19 +361,28 @@ class KubeadmProvider:
                             f"fix the cause on {node.name} (`kubeadm reset` undoes a half "
                             "join) and run converge again")
 
-    def _fresh_token(self, state: ClusterState, first: Node, data: dict[str, str]) -> None:
+    def _fresh_token(self, env: Environment, state: ClusterState, first: Node,
+                     data: dict[str, str]) -> None:
         """A bootstrap token lives 24 hours (its ttl in init.yaml), then the cluster deletes
         it: a node joining later (added to the environment, or a converge resumed the next
         day) would fail discovery. Before such a join, the same token is created again on the
         first control plane; a token gen has no record of creating (a lost state directory
-        generated a new one) is created there too."""
+        generated a new one) is created there too.
+
+        The token goes in a 0600 config file (`bootstrapTokens[0]`), as init's does: a
+        positional `kubeadm token create TOKEN` would show its secret to every local user
+        of both machines (ps, /proc/PID/cmdline). Only the public token ID is an argument."""
         if time.time() - float(data.get("issued") or 0) < TOKEN_RENEW_AFTER:
             return
         target = self._reachable(first)
-        token = data["token"]
-        target.run(["kubeadm", "token", "delete", token.split(".")[0]], check=False)
-        proc = subprocess.run(target.command(["kubeadm", "token", "create", token, "--ttl",
-                                              "24h0m0s"]), capture_output=True)
+        target.run(["kubeadm", "token", "delete", data["token"].split(".")[0]], check=False)
+        config = _filled(("token.yaml", token_configuration(env)), data)
+        path = _put_config(target, "token", config)
+        try:
+            proc = subprocess.run(target.command(["kubeadm", "token", "create", "--config",
+                                                  path]), capture_output=True)
+        finally:
+            target.run(["rm", "-f", path], check=False)
         if proc.returncode != 0:
             tail = " | ".join(_masked((proc.stdout + proc.stderr).decode(errors="replace"),
                                       data).strip().splitlines()[-TAIL_LINES:])
@@ -436,6 +447,16 @@ def _not_ready(api: Any, names: list[str]) -> dict[str, str]:
         else:
             seen[name] = (ready or {}).get("message") or "NotReady"
     return {n: seen.get(n, "not registered") for n in names if seen.get(n, "?") != ""}
+
+
+def _put_config(target: Target, name: str, config: bytes) -> str:
+    """Write a filled config to the node, 0600 from its first byte (umask 077), through
+    stdin (never argv); returns its path there. The caller removes it after the run."""
+    path = f"{CONFIG_DIR}/{name}.yaml"
+    # rm first: `cat >` into a leftover file would keep that file's (maybe wider) mode
+    target.run(["sh", "-c", f"umask 077 && mkdir -p {CONFIG_DIR} && rm -f {path} && "
+                f"cat > {path}"], data=config)
+    return path
 
 
 def _filled(rendered: tuple[str, bytes], data: dict[str, str]) -> bytes:
