@@ -531,9 +531,10 @@ def converge(desired: Desired, settings: Settings, state: Path, *, lock_timeout:
                 journal.complete()
             return Converged(result)
         confirm(len(result.actions))
-        applied = apply_plan(result, journal, resume, say, limit=replan_point(result),
+        limit = replan_point(result)
+        applied = apply_plan(result, journal, resume, say, limit=limit,
                              parallel=settings.parallel)
-        if len(applied) < len(result.actions):  # the installer wrote the role configs
+        if limit is not None:  # what was applied so far lets providers see more
             result = build_plan(desired, settings)
             check_approval(result, settings)
             applied += apply_plan(result, journal, journal.unfinished(), say,

@@ -417,9 +417,11 @@ class MirrorOptions:
 def start_mirror(settings: Settings, options: MirrorOptions) -> Provider:
     from generator.reconcile.mirror import start
 
-    # asked for by name (--provider mirror): an unreachable mirror is an error, else a note
+    # asked for by name (--provider mirror): an unreachable mirror is an error, else a note;
+    # not when the files provider converges too: it may install the registry (converge plans
+    # again once it has)
     return start(settings.options_of(FilesOptions).store, options.plain_http,
-                 required="mirror" in settings.providers)
+                 required="mirror" in settings.providers and "files" not in settings.providers)
 
 
 # -- the registry --------------------------------------------------------------------------
