@@ -221,6 +221,10 @@ DEBIAN12 = Profile(
                            packages=("nfs-kernel-server",)),
         "kolla": ServiceSpec("/etc/kolla", (), ("sh", "-c", KOLLA_PASSWORDS, "sh",
                                                 "{install}"), publish="", mode=0o600),
+        # the mirror registry (families/mirror_registry.py): Docker distribution has no
+        # config checker of its own; el9 packages none (BaseOS/AppStream), so it has no entry
+        "registry": ServiceSpec("/etc/docker/registry", (), _restart("docker-registry"),
+                                packages=("docker-registry",)),
     }),
 )
 

@@ -35,7 +35,8 @@ from test_images_mirror import (
 from test_resolve_registry import Layout
 
 from generator.environment import load_environment
-from generator.families import Pins, family_of, service_install
+from generator.families import Pins, family_of
+from generator.profiles import PROFILES
 
 CONFIG = "hosts/test-storage1/registry/config.yml"
 
@@ -87,11 +88,11 @@ def test_no_mirror_host_renders_nothing(repo: Path) -> None:
 
 def test_install_rule_is_debians_package_and_el9_has_none() -> None:
     for os_name in ("debian12", "ubuntu24"):
-        spec = service_install("registry", os_name)
+        spec = PROFILES[os_name].service("registry")
         assert spec is not None and spec.install == "/etc/docker/registry"
         assert spec.packages == ("docker-registry",)
         assert spec.reload == ("systemctl", "restart", "docker-registry")
-    assert service_install("registry", "el9") is None
+    assert PROFILES["el9"].service("registry") is None
 
 
 def test_an_el9_mirror_host_is_refused_at_validate_with_the_fix(repo: Path) -> None:

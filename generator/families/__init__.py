@@ -150,7 +150,7 @@ def builtin() -> tuple[FamilyDescriptor, ...]:
         family(http, files("http", "hosts/*/http/*")),
         family(kubeadm, (Outputs(("clusters/*/kubeadm/*",), "kubeadm"),)),
         family(cloudinit, SEED_OUTPUTS, name="cloud-init"),
-        family(mirror_registry, files("registry", "hosts/*/registry/*", install=REGISTRY_INSTALL),
+        family(mirror_registry, files("registry", "hosts/*/registry/*"),
                name="registry"),
     )
 
@@ -179,14 +179,6 @@ SEED_OUTPUTS = (Outputs(("clusters/*/cloud-init/*",), "libvirt"),)
 # kolla-ansible's inputs (run by the operator), its files on the deploy host, and its seeds.
 KOLLA_OUTPUTS = (Outputs(("clusters/*/kolla/*",)),
                  Outputs(("hosts/*/kolla/*",), "files", "kolla"), *SEED_OUTPUTS)
-
-
-# The mirror registry (families/mirror_registry.py) on the distributions that package Docker
-# distribution; it has no config checker of its own (its check refuses other hosts).
-REGISTRY_INSTALL = {os_name: ServiceSpec("/etc/docker/registry",
-                                         reload=("systemctl", "restart", "docker-registry"),
-                                         packages=("docker-registry",))
-                    for os_name in ("debian12", "ubuntu24")}
 
 
 def family(module: ModuleType, outputs: tuple[Outputs, ...], summarise: Summariser | None = None,

@@ -24,7 +24,7 @@ from __future__ import annotations
 from generator.errors import Problem
 from generator.families import yamlout
 from generator.model import Environment, Mirror
-from generator.profiles import DEFAULT
+from generator.profiles import DEFAULT, profile
 from generator.tree import Tree
 
 CONFIG_DIR = "/etc/docker/registry"
@@ -32,8 +32,6 @@ STORAGE = "/var/lib/docker-registry"
 TLS_CERTIFICATE = f"{CONFIG_DIR}/tls/registry.crt"
 TLS_KEY = f"{CONFIG_DIR}/tls/registry.key"
 HTPASSWD = f"{CONFIG_DIR}/htpasswd"
-# OS profiles with a distribution package that runs Docker distribution (profiles.py)
-PACKAGED = ("debian12", "ubuntu24")
 
 
 def render(env: Environment, pins: object) -> Tree:
@@ -84,7 +82,7 @@ def check(env: Environment) -> list[Problem]:
     problems: list[Problem] = []
     node = next((n for n in env.nodes if n.name == mirror.host), None)
     os_name = (node.os if node is not None else None) or DEFAULT
-    if node is not None and os_name not in PACKAGED:
+    if node is not None and profile(os_name).service("registry") is None:
         problems.append(Problem(
             f"node '{mirror.host}' runs {os_name}, which ships no registry package "
             "(el9 has no Docker distribution in BaseOS or AppStream)",
