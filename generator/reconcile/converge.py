@@ -380,15 +380,17 @@ def _apply_in_order(plan: Plan, journal: Journal, progress: Progress, limit: int
 def _apply_one(plan: Plan, journal: Journal, progress: Progress, index: int, action: Action,
                total: int) -> Applied:
     label = f"[{index}/{total}] {action_label(action)}"
-    progress(f"{label} ...")
-    seconds = _carry_out(plan, journal, action)
+    # said once its begin record is written: what a reader saw begin is in the journal
+    seconds = _carry_out(plan, journal, action, lambda: progress(f"{label} ..."))
     progress(f"{label} done in {seconds:.2f}s")
     return Applied(action, seconds)
 
 
-def _carry_out(plan: Plan, journal: Journal, action: Action) -> float:
+def _carry_out(plan: Plan, journal: Journal, action: Action,
+               began_hook: Callable[[], None] = lambda: None) -> float:
     """Apply one action between its journal records; ApplyFailed for a live-system error."""
     journal.write(event="begin", key=action.key, time=time.time())
+    began_hook()
     began = time.monotonic()
     try:
         by_name()[action.provider].apply(plan.providers[action.provider], action)
