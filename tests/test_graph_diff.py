@@ -32,6 +32,24 @@ def commit(repo: Path, message: str) -> None:
     git(repo, "commit", "-q", "-m", message)
 
 
+def lab_site(repo: Path) -> Path:
+    """A git repo holding gen's environments and blueprints, committed once."""
+    for name in ("environments", "blueprints"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo, "init", "-q", "-b", "main")
+    commit(repo, "site")
+    return repo
+
+
+def worker1_moved(repo: Path) -> Path:
+    """lab_site, then a commit moving lab A's worker1 to another address."""
+    lab_site(repo)
+    env_file = repo / "environments/lab/env.yaml"
+    env_file.write_text(env_file.read_text().replace("ip: 192.168.20.162", "ip: 192.168.20.172"))
+    commit(repo, "worker1 moves")
+    return repo
+
+
 def mermaid_block(markdown: str) -> str:
     match = re.search(r"```mermaid\n(.*?)```\n", markdown, re.S)
     assert match is not None, markdown[:500]
@@ -45,13 +63,7 @@ def marked(chart: Chart, mark: str) -> list[str]:
 
 def test_lab_worker1_address_change_is_marked(tmp_path: Path) -> None:
     repo = tmp_path / "site"
-    for name in ("environments", "blueprints"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "-b", "main")
-    commit(repo, "site")
-    env_file = repo / "environments/lab/env.yaml"
-    env_file.write_text(env_file.read_text().replace("ip: 192.168.20.162", "ip: 192.168.20.172"))
-    commit(repo, "worker1 moves")
+    worker1_moved(repo)
     result = gen("diff", "env/lab", "--base", "HEAD~1", "--head", "HEAD", "--format", "markdown",
                  cwd=repo)
     assert result.code == 0, result.err
@@ -71,10 +83,7 @@ def test_lab_worker1_address_change_is_marked(tmp_path: Path) -> None:
 
 def test_node_added_and_removed_are_marked(tmp_path: Path) -> None:
     repo = tmp_path / "site"
-    for name in ("environments", "blueprints"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "-b", "main")
-    commit(repo, "site")
+    lab_site(repo)
     env_file = repo / "environments/lab/env.yaml"
     text = env_file.read_text()
     line = next(x for x in text.splitlines() if "{name: worker0," in x)

@@ -13,7 +13,7 @@ from html import unescape
 from pathlib import Path
 
 from clirun import gen
-from test_graph_diff import commit, git
+from test_graph_diff import worker1_moved
 
 from generator.diff import Side, build_report
 from generator.diff.htmlpage import SCRIPT, csp, side_by_side, svg_for_page, to_html
@@ -64,13 +64,7 @@ def test_the_policy_allows_exactly_the_pages_script() -> None:
 
 def test_without_graphviz_the_page_holds_the_mermaid_text(tmp_path: Path) -> None:
     repo = tmp_path / "site"
-    for name in ("environments", "blueprints"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "-b", "main")
-    commit(repo, "site")
-    env_file = repo / "environments/lab/env.yaml"
-    env_file.write_text(env_file.read_text().replace("ip: 192.168.20.162", "ip: 192.168.20.172"))
-    commit(repo, "worker1 moves")
+    worker1_moved(repo)
     bare_path = tmp_path / "bin"  # git and nothing of Graphviz
     bare_path.mkdir()
     git_program = shutil.which("git")

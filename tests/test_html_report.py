@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from browser import chromium, console_errors, needs_chromium, off_machine, pixel_spread, requests
 from clirun import gen
 from test_graph import big_document, write_big
-from test_graph_diff import commit, git
+from test_graph_diff import worker1_moved
 
 from generator import graph
 from generator.diff import Side, build_report
@@ -32,13 +31,7 @@ pytestmark = needs_chromium
 def lab_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The HTML report of lab A's worker1 moving to another address, through the real CLI."""
     repo = tmp_path_factory.mktemp("site")
-    for name in ("environments", "blueprints"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "-b", "main")
-    commit(repo, "site")
-    env_file = repo / "environments/lab/env.yaml"
-    env_file.write_text(env_file.read_text().replace("ip: 192.168.20.162", "ip: 192.168.20.172"))
-    commit(repo, "worker1 moves")
+    worker1_moved(repo)
     result = gen("diff", "env/lab", "--base", "HEAD~1", "--head", "HEAD", "--format", "html",
                  "--out", "report", cwd=repo)
     assert result.code == 0, result.err
