@@ -503,6 +503,32 @@ class Converged:
         return {k: round(v, 4) for k, v in (self.seconds or {}).items()}
 
 
+def replan_point(plan: Plan) -> int | None:
+    """How many actions to apply before planning again: up to the assets phase, whose role
+    configs the files provider publishes (it could not read them at plan time), or up to
+    the last kubeadm membership phase, after which the kubernetes provider can read the
+    cluster through the admin.conf it fetched, or up to the mirror registry's install when
+    the mirror could not be looked at (it is not running before that), so one converge of a
+    new site also pushes the images into it."""
+    from generator.reconcile.installer import ASSETS
+
+    last = None
+    registry = None
+    mirror_skipped = any(scope.startswith("mirror:") for scope in plan.skipped)
+    for index, action in enumerate(plan.actions):
+        if action.provider == "installer" and action.payload.get("phase") == ASSETS:
+            return index + 1 if index + 1 < len(plan.actions) else None
+        if action.provider == "kubeadm" and action.payload.get("replan"):
+            last = index
+        if mirror_skipped and action.provider == "files" \
+                and action.payload.get("service") == "registry":
+            registry = index
+    points = [i + 1 for i in (last, registry) if i is not None and i + 1 < len(plan.actions)]
+    if mirror_skipped and registry is not None and registry + 1 == len(plan.actions):
+        points.append(len(plan.actions))  # nothing after it: plan again to push the images
+    return min(points) if points else None
+
+
 def converge(desired: Desired, settings: Settings, state: Path, *, lock_timeout: float,
              lock_wait: float, show: Callable[[Plan], None], confirm: Callable[[int], None],
              say: Progress, began: float | None = None) -> Converged:
@@ -511,7 +537,6 @@ def converge(desired: Desired, settings: Settings, state: Path, *, lock_timeout:
 
     `show`, `confirm` and `say` are the command line's: this function prints nothing.
     """
-    from generator.reconcile.installer import replan_point
     from generator.reconcile.plan import build_plan, check_approval
     from generator.reconcile.providers import FilesOptions
 

@@ -417,27 +417,3 @@ def installer_kubeconfig(root: Path | None, env_name: str) -> str | None:
     """The cluster's kubeconfig the installer wrote, when the installer phases are in use."""
     path = State(root / env_name).kubeconfig if root is not None else None
     return str(path) if path is not None and path.is_file() else None
-
-
-def replan_point(plan: Any) -> int | None:
-    """How many actions to apply before planning again: up to the assets phase, whose role
-    configs the files provider publishes (it could not read them at plan time), or up to
-    the last kubeadm membership phase, after which the kubernetes provider can read the
-    cluster through the admin.conf it fetched, or up to the mirror registry's install when
-    the mirror could not be looked at (it is not running before that), so one converge of a
-    new site also pushes the images into it."""
-    last = None
-    registry = None
-    mirror_skipped = any(scope.startswith("mirror:") for scope in plan.skipped)
-    for index, action in enumerate(plan.actions):
-        if action.provider == "installer" and action.payload.get("phase") == ASSETS:
-            return index + 1 if index + 1 < len(plan.actions) else None
-        if action.provider == "kubeadm" and action.payload.get("replan"):
-            last = index
-        if mirror_skipped and action.provider == "files" \
-                and action.payload.get("service") == "registry":
-            registry = index
-    points = [i + 1 for i in (last, registry) if i is not None and i + 1 < len(plan.actions)]
-    if mirror_skipped and registry is not None and registry + 1 == len(plan.actions):
-        points.append(len(plan.actions))  # nothing after it: plan again to push the images
-    return min(points) if points else None
