@@ -15,6 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.tokens import CommentToken
 
 from generator.addresses import Allocator
 from generator.errors import UserError
@@ -107,10 +108,33 @@ def set_value(data: Any, path: str, raw_value: str) -> None:
         key = _step(container, part, so_far or "the document")
         so_far += f"[{part}]" if isinstance(part, int) else (f".{part}" if so_far else part)
         if isinstance(container, CommentedMap) and key not in container:
-            container[key] = CommentedMap()
+            _add_key(container, key, CommentedMap())
         container = container[key]
     last = _step(container, parts[-1], so_far or "the document")
-    container[last] = parse_value(raw_value)
+    if isinstance(container, CommentedMap) and last not in container:
+        _add_key(container, last, parse_value(raw_value))
+    else:
+        container[last] = parse_value(raw_value)
+
+
+def _add_key(mapping: CommentedMap, key: Any, value: Any) -> None:
+    """Append `key` to `mapping` inside its section. ruamel keeps the blank lines and comment
+    that end a section as a trailing comment of its last key, so a plain append would land
+    after them (in the next section's space): the trailing comment moves to the new key."""
+    previous = next(reversed(mapping), None) if len(mapping) else None
+    mapping[key] = value
+    trailing = mapping.ca.items.get(previous) if previous is not None else None
+    token = trailing[2] if trailing and len(trailing) > 2 else None
+    if token is None or isinstance(mapping[previous], (CommentedMap, CommentedSeq)):
+        return
+    inline, newline, rest = token.value.partition("\n")
+    if not inline.strip():  # no comment on the previous key's own line: move it all
+        trailing[2], moved = None, token.value
+    elif rest:  # keep `key: value  # comment` on its line, move what follows
+        token.value, moved = inline + newline, newline + rest
+    else:
+        return
+    mapping.ca.items[key] = [None, None, CommentToken(moved, token.start_mark, None), None]
 
 
 def parse_value(raw: str) -> Any:

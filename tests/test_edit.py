@@ -80,6 +80,20 @@ def test_set_keeps_quotes_of_other_values(repo: Path) -> None:
     assert len(_changed_lines(COMMENTED, text)) == 2
 
 
+def test_set_adds_a_new_key_inside_its_section(repo: Path) -> None:
+    """A new key lands under the section's last key, before the blank line that ends the
+    section, and a comment on that last key's own line stays on it."""
+    path = _write(repo)
+    assert gen("set", "env/lab", "cluster.mastersSchedulable", "false", cwd=repo).code == 0
+    text = path.read_text()
+    assert ('    pullSecret: {env: GEN_SECRET_PULL}\n    mastersSchedulable: false\n\nnetworks:\n'
+            in text), text
+    assert _changed_lines(COMMENTED, text) == ["+    mastersSchedulable: false"]
+    assert gen("set", "env/lab", "cluster.bootstrapComplete", "false", cwd=repo).code == 0
+    text = path.read_text()
+    assert "    mastersSchedulable: false\n    bootstrapComplete: false\n\nnetworks:" in text, text
+
+
 def test_node_add_appends_one_line_in_neighbour_style(repo: Path) -> None:
     path = _write(repo)
     result = gen("node", "add", "env/lab", "worker2", "--role", "worker", cwd=repo)
