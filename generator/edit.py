@@ -123,8 +123,8 @@ def _add_key(mapping: CommentedMap, key: Any, value: Any) -> None:
     after them (in the next section's space): the trailing comment moves to the new key."""
     previous = next(reversed(mapping), None) if len(mapping) else None
     mapping[key] = value
-    trailing = mapping.ca.items.get(previous) if previous is not None else None
-    token = trailing[2] if trailing and len(trailing) > 2 else None
+    trailing: list[Any] = mapping.ca.items.get(previous) or [] if previous is not None else []
+    token = trailing[2] if len(trailing) > 2 else None
     if token is None or isinstance(mapping[previous], (CommentedMap, CommentedSeq)):
         return
     inline, newline, rest = token.value.partition("\n")
