@@ -80,7 +80,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Netns, 
         assert shutil.which(tool), f"{tool} missing: apt-get install docker-registry skopeo"
     tmp = tmp_path_factory.mktemp("registry")
     config = tmp / "config.yml"
-    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+    # no access log: one line per request into a pipe nobody reads would block the daemon
+    config.write_text(f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
+                      f"storage:\n  filesystem:\n"
                       f"    rootdirectory: {tmp / 'data'}\n  delete:\n    enabled: true\n"
                       f"http:\n  addr: {REGISTRY}\n")
     with netns("reg") as ns:
