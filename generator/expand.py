@@ -294,6 +294,7 @@ def _kubernetes(raw: dict[str, Any], artifacts: dict[str, Any]) -> m.Kubernetes:
         ingress=ingress.get("enabled", False),
         ingress_http_nodeport=ports.get("http", 30080),
         ingress_https_nodeport=ports.get("https", 30443),
+        ingress_image=ingress.get("image"),
         nfs=m.NfsStorage(server=nfs["server"], path=nfs["path"],
                          provisioner=nfs.get("provisioner", "static"),
                          storage_class=nfs.get("storageClass", "nfs"),

@@ -306,6 +306,7 @@ class Kubernetes:
     apps: tuple[App, ...]
     engine: str = "gen"  # gen | argocd | flux: who syncs the objects into the cluster
     gitops: GitOps | None = None
+    ingress_image: str | None = None  # kubernetes.ingress.image as written (None: gen's default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,3 +65,27 @@ def test_reference_written_in_place_is_pinned_under_its_own_key_and_rendered_by_
     app = (repo / "rendered/k8s-lab/clusters/k8s/kubernetes/apps/test-was.yaml").read_text()
     assert f"image: docker.io/library/nginx@{DIGEST}\n" in app
     assert "nginx:1.27" not in app  # the digest alone decides what runs
+
+
+def test_ingress_image_the_environment_names_is_the_one_pinned_and_run(repo: Path) -> None:
+    """`kubernetes.ingress.image` is honoured (it was accepted and ignored): pinned under
+    its own key, refused at its own field while unpinned, rendered by its digest."""
+    in_place = f"quay.io/example/ingress-controller:v9@{DIGEST}"
+    text = (repo / "environments/k8s-lab/env.yaml").read_text()
+    indent = text[text.index("\n  ingress:\n") + 1:].split("\n")[1]
+    indent = indent[: len(indent) - len(indent.lstrip())]
+    line = _edit(repo, "\n  ingress:\n", f"\n  ingress:\n{indent}image: quay.io/example/"
+                 "ingress-controller:v9\n") + 2  # the line before, `ingress:`, then image
+    assert gen("lock", "--offline", "env/k8s-lab", cwd=repo, env=_env(repo)).code == 0
+    result = gen("render", "--locked", "env/k8s-lab", cwd=repo, env=_env(repo))
+    assert result.code == 4
+    assert any(x.startswith(f"environments/k8s-lab/env.yaml:{line}:")
+               and "at kubernetes.ingress.image: the ingress controller runs image "
+               "quay.io/example/ingress-controller:v9, which" in x
+               for x in result.err.splitlines()), result.err
+    _edit(repo, "image: quay.io/example/ingress-controller:v9\n", f"image: {in_place}\n")
+    assert gen("lock", "--offline", "env/k8s-lab", cwd=repo, env=_env(repo)).code == 0
+    assert gen("render", "env/k8s-lab", cwd=repo, env=_env(repo)).code == 0
+    manifest = (repo / "rendered/k8s-lab/clusters/k8s/kubernetes/ingress-nginx.yaml").read_text()
+    assert f"image: quay.io/example/ingress-controller@{DIGEST}\n" in manifest
+    assert "registry.k8s.io/ingress-nginx" not in manifest

@@ -31,10 +31,6 @@ class Pins:
     os: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (url, sha256)
     manifests: dict[str, bytes] = field(default_factory=dict)  # name -> verified content
 
-    def image(self, env: Environment, name: str) -> str:
-        """The image reference to render: the locked digest form when pinned."""
-        return self.images.get(name) or env.image(name)
-
 
 Family = Callable[[Environment, Pins], Tree]
 # What a family may refuse that only it can see (None: nothing beyond the semantic rules).

@@ -242,8 +242,8 @@ def workload_images(env: Environment) -> list[WorkloadImage]:
     k8s = env.kubernetes
     named: list[tuple[tuple[str | int, ...], str, str]] = []
     if k8s.ingress:
-        named.append((("kubernetes", "ingress"), "the ingress controller",
-                      "ingress-nginx"))
+        named.append((("kubernetes", "ingress", *(("image",) if k8s.ingress_image else ())),
+                      "the ingress controller", k8s.ingress_image or "ingress-nginx"))
     if k8s.nfs is not None and k8s.nfs.provisioner == "subdir":
         named.append((("kubernetes", "storage", "nfs", "image"), "the NFS provisioner",
                       k8s.nfs.image))
@@ -329,6 +329,7 @@ def ingress_nginx(env: Environment, pins: Pins) -> list[Obj]:
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}
     controller = {**labels, "app.kubernetes.io/component": "controller"}
     k8s = env.kubernetes
+    controller_image = image(env, pins, k8s.ingress_image or "ingress-nginx")
     return [
         _obj(env, "v1", "Namespace", ns, labels=labels),
         _obj(env, "v1", "ServiceAccount", name, ns, labels=controller,
@@ -354,7 +355,7 @@ def ingress_nginx(env: Environment, pins: Pins) -> list[Obj]:
             "replicas": 1, "revisionHistoryLimit": 10, "minReadySeconds": 0,
             "selector": {"matchLabels": controller},
             "template": {"metadata": {"labels": controller},
-                         "spec": _ingress_pod(image(env, pins, "ingress-nginx"), name)}}),
+                         "spec": _ingress_pod(controller_image, name)}}),
         _obj(env, "networking.k8s.io/v1", "IngressClass", "nginx", labels=controller,
              spec={"controller": "k8s.io/ingress-nginx"}),
     ]
