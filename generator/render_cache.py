@@ -210,22 +210,24 @@ def encode(header: Mapping[str, Any], tree: Tree) -> list[bytes]:
 
 
 def decode(data: bytes) -> tuple[dict[str, Any], Tree]:
-    first, _, payload = data.partition(b"\n")
-    magic, _, digest = first.rpartition(b" ")
-    if magic != FORMAT or hashlib.sha256(payload).hexdigest().encode() != digest:
+    """(header, tree) of an entry's bytes; ValueError unless its digest verifies. Offsets,
+    not partitions: a 10,000-node entry is ~50 MB, each copy of it ~30 ms."""
+    line = data.index(b"\n")
+    magic, _, digest = data[:line].rpartition(b" ")
+    if magic != FORMAT or hashlib.sha256(memoryview(data)[line + 1:]).hexdigest().encode() \
+            != digest:
         raise ValueError("not a sound cache entry")
-    head, _, body = payload.partition(b"\n")
-    header = json.loads(head)
+    head = data.index(b"\n", line + 1)
+    header = json.loads(data[line + 1:head])
     if not isinstance(header, dict):
         raise ValueError("not a sound cache entry")
     tree: Tree = {}
-    at = 0
-    view = memoryview(body)
+    at = head + 1
     for path, size, executable in header.pop("files"):
-        content = bytes(view[at:at + size])
+        content = data[at:at + size]
         at += size
         tree[str(path)] = Executable(content) if executable else content
-    if at != len(body):
+    if at != len(data):
         raise ValueError("sizes do not add up")
     return header, tree
 
