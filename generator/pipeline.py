@@ -114,6 +114,7 @@ def _render_key(ref: str, cwd: Path | None, store_root: Path | None,
     """The render cache's key for `ref`, or None when the render itself must speak: the
     environment is not found, or its lock is not a plain file (the render refuses it)."""
     import os
+    import sys
     from pathlib import PurePosixPath
 
     from generator import render_cache
@@ -134,6 +135,6 @@ def _render_key(ref: str, cwd: Path | None, store_root: Path | None,
         version, sources = render_cache.running_sources()
         return render_cache.render_key(version, sources, root, rel, lock, store_root,
                                        {"command": "render", "root": str(root),
-                                        "locked": locked})
+                                        "locked": locked, "python": sys.version})
     except (GenError, OSError, ValueError):
         return None
