@@ -52,12 +52,13 @@ def cache_dir(store_root: Path | None = None) -> Path:
 
 def running_sources() -> tuple[str, dict[str, str]]:
     """(version, relative path -> sha256) of the running generator package (~1 MB: a few ms).
-    The same identity `gen diff` computes for the generator a revision carries."""
+    Symlinked folders are followed: in a source checkout the package's data (schemas,
+    built-in blueprints) is linked in from the repo, in a wheel copied; both are inputs."""
     import generator
 
     package = Path(generator.__file__).resolve().parent
     sources = {}
-    for top, dirs, names in os.walk(package):
+    for top, dirs, names in os.walk(package, followlinks=True):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in names:
             if name.endswith((".pyc", ".pyo")):

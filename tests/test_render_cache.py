@@ -134,12 +134,34 @@ def test_the_generator_sources_are_in_the_key(site: tuple[Path, dict[str, str]])
     repo, _ = site
     version, sources = render_cache.running_sources()
     assert "pipeline.py" in sources and "families/__init__.py" in sources
+    # data linked into the package in a checkout (copied into a wheel) is an input too
+    assert any(k.startswith("_data/schemas/") for k in sources)
+    assert any(k.startswith("_data/blueprints/") for k in sources)
     rel = PurePosixPath("environments/lab")
     key = render_cache.render_key(version, sources, repo, rel, None)
     assert render_cache.render_key(version, sources, repo, rel, None) == key
     edited = {**sources, "families/dns.py": "0" * 64}
     assert render_cache.render_key(version, edited, repo, rel, None) != key
     assert render_cache.render_key("9.9.9", sources, repo, rel, None) != key
+
+
+def test_a_copy_of_the_generator_hits_and_an_edited_one_misses(
+        site: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """The key holds the generator's sources by content: the same package elsewhere reads
+    the entry, one edited source file names another."""
+    render(site, "env/lab", tmp_path / "a")
+    stored = entries(site[1])
+    install = tmp_path / "install"
+    shutil.copytree(ROOT / "generator", install / "generator",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    other = {**site[1], "PYTHONPATH": str(install)}
+    assert render(site, "env/lab", tmp_path / "b", env=other)[0] == EXIT_OK
+    assert entries(site[1]) == stored  # a hit
+    dns = install / "generator/families/dns.py"
+    dns.write_text(dns.read_text() + "\n# an edited renderer\n")
+    assert render(site, "env/lab", tmp_path / "c", env=other)[0] == EXIT_OK
+    assert len(entries(site[1])) == 2
+    assert files(tmp_path / "c") == files(tmp_path / "a")
 
 
 def test_warnings_and_lock_notes_survive_a_hit(site: tuple[Path, dict[str, str]],
