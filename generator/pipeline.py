@@ -121,6 +121,7 @@ def _render_key(ref: str, cwd: Path | None, store_root: Path | None,
     from generator.environment import find_root, resolve_env_dir
     from generator.errors import GenError
     from generator.lock.lockfile import lock_path
+    from generator.lock.store import default_root
 
     if not render_cache.enabled():
         return None
@@ -135,6 +136,8 @@ def _render_key(ref: str, cwd: Path | None, store_root: Path | None,
         version, sources = render_cache.running_sources()
         return render_cache.render_key(version, sources, root, rel, lock, store_root,
                                        {"command": "render", "root": str(root),
-                                        "locked": locked, "python": sys.version})
+                                        "locked": locked, "python": sys.version,
+                                        # a note on a missing manifest names the store
+                                        "store": str(store_root or default_root())})
     except (GenError, OSError, ValueError):
         return None
