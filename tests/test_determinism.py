@@ -32,6 +32,7 @@ VARIANTS = [
 
 def render_variant(env: str, variant: dict, out: Path) -> dict[str, tuple[bytes, int]]:
     environ = {k: v for k, v in os.environ.items() if k not in ("GEN_DEBUG", "LC_ALL")}
+    environ["GEN_RENDER_CACHE"] = "off"  # every variant really renders (no cache hit)
     environ.update(variant["env"])
     umask = variant["umask"]
     result = subprocess.run(

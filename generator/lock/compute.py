@@ -245,7 +245,7 @@ def _usable(loaded: Loaded, old: Lock | None) -> dict[str, Pinned]:
 def assemble(loaded: Loaded, artifacts: dict[str, Input], tree: Tree) -> Lock:
     inputs: dict[str, Input] = {**path_inputs(loaded), **artifacts}
     return Lock(generator_info(), dict(sorted(inputs.items())),
-                Outputs(nar.tree_hash(tree), nar.subtree_hashes(tree)))
+                Outputs(*nar.tree_hashes(tree)))
 
 
 # --- from a lock to renderer pins -----------------------------------------------------------

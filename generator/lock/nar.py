@@ -15,6 +15,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -160,6 +161,85 @@ def split_subtrees(tree: Mapping[str, bytes],
 def subtree_hashes(tree: Mapping[str, bytes]) -> dict[str, str]:
     """Subtree name -> SRI NAR hash of the files that belong to it."""
     return {name: tree_hash(group) for name, group in sorted(split_subtrees(tree).items())}
+
+
+def tree_hashes(tree: Mapping[str, bytes]) -> tuple[str, dict[str, str]]:
+    """(tree_hash(tree), subtree_hashes(tree)) in one walk: each file is framed once and
+    its bytes go, in the same updates, to the whole tree's digest and its subtree's (`gen
+    lock` and `gen verify` need both; two walks read and framed every byte twice).
+
+    A subtree is a substring of the whole NAR (tree.subtree_of): `TOP/DIR/...` is the node
+    of TOP/DIR; `TOP/FILE` files form subtree TOP, a directory of just those entries; a
+    top-level file is its own subtree, a regular-file NAR.
+    """
+    root = _nest(tree)
+    if not isinstance(root, dict):
+        return tree_hash(tree), subtree_hashes(tree)
+    whole = hashlib.sha256()
+    fan = _Fan(whole)
+    out = _Buffer(fan)
+    subs: dict[str, Any] = {}
+    out.add(_MAGIC + _DIRECTORY)
+    for top in sorted(root, key=str.encode):
+        out.add(_ENTRY + _frame(top.encode()) + _NODE)
+        node = root[top]
+        if isinstance(node, bytes):
+            subs[top] = _fanned(out, fan, _MAGIC, partial(_dump_node, out, node))
+        else:
+            _dump_top(out, fan, top, node, subs)
+        out.add(_CLOSE)
+    out.add(_CLOSE)
+    out.flush()
+    return sri(whole.digest()), {name: sri(subs[name].digest()) for name in sorted(subs)}
+
+
+class _Fan:
+    """A sink feeding the whole tree's digest and, while one is open, a subtree's."""
+
+    __slots__ = ("whole", "also")
+
+    def __init__(self, whole: Any) -> None:
+        self.whole = whole
+        self.also: Any = None
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        self.whole.update(data)
+        if self.also is not None:
+            self.also.update(data)
+
+
+def _fanned(out: _Buffer, fan: _Fan, head: bytes, dump: Callable[[], None],
+            digest: Any = None) -> Any:
+    """Run `dump` with its bytes also going to `digest` (new: started with `head`)."""
+    out.flush()
+    fan.also = digest if digest is not None else hashlib.sha256(head)
+    dump()
+    out.flush()
+    digest, fan.also = fan.also, None
+    return digest
+
+
+def _dump_top(out: _Buffer, fan: _Fan, top: str, node: _Node, subs: dict[str, Any]) -> None:
+    """A top-level directory: its subdirectories are subtrees, its files together one."""
+    out.add(_DIRECTORY)
+    files = None
+    for name in sorted(node, key=str.encode):
+        child = node[name]
+        entry = _ENTRY + _frame(name.encode()) + _NODE
+        if isinstance(child, bytes):
+            def dump(entry: bytes = entry, child: bytes = child) -> None:
+                out.add(entry)
+                _dump_node(out, child)
+                out.add(_CLOSE)
+            files = _fanned(out, fan, _MAGIC + _DIRECTORY, dump, files)
+        else:
+            out.add(entry)
+            subs[f"{top}/{name}"] = _fanned(out, fan, _MAGIC, partial(_dump_node, out, child))
+            out.add(_CLOSE)
+    if files is not None:
+        files.update(_CLOSE)
+        subs[top] = files
+    out.add(_CLOSE)
 
 
 # --- files on disk -----------------------------------------------------------------------
