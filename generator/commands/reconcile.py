@@ -83,7 +83,9 @@ def _common(func: Any) -> Any:
                      default=DEFAULT_PARALLEL, show_default=True, metavar="N",
                      help="Talk to up to N hypervisors at once: read their live state, and "
                           "(converge) apply one wave and boot order on several together. "
-                          "The plan is the same; 1: one after the other."),
+                          "The plan is the same; 1: one after the other. The default "
+                          "covers most fleets (never more threads than hypervisors): talking "
+                          "to a hypervisor is waiting on its connection."),
         *provider_options(),
         _SECRETS_DIR_OPTION,
         FORMAT,
