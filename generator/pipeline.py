@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,3 +57,83 @@ def render_with_lock(ref: str, cwd: Path | None = None, store_root: Path | None 
     if locked and lock is not None:
         check_locked(loaded, lock, tree, where)
     return Rendered(loaded, tree, tuple(notes), pins)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A render as `gen render` reports it, read back from the render cache or rendered."""
+
+    env_name: str
+    root: Path  # the repo root
+    tree: Tree
+    warnings: tuple[str, ...]  # the loader's warnings, one rendered line each
+    notes: tuple[str, ...]  # lock warnings (stale or unfetched pins)
+    rendered: Rendered | None = None  # the full render (model, pins) on a miss; None on a hit
+
+    @property
+    def hit(self) -> bool:
+        return self.rendered is None
+
+    def default_out(self) -> Path:
+        return self.root / "rendered" / self.env_name
+
+
+def render_cached(ref: str, cwd: Path | None = None, store_root: Path | None = None,
+                  locked: bool = False, cache: bool = True) -> Outcome:
+    """render_with_lock through the content-addressed render cache (generator.render_cache).
+
+    A hit reads the tree, the loader's warnings and the lock notes back, verified, without
+    loading the environment; a miss renders and stores them. Only a successful render is
+    stored, and `locked` is part of the key, so every error (a stale lock's exit 4 too)
+    comes from a real render. `cache=False` (`--no-cache`) neither reads nor writes.
+    """
+    from generator import render_cache
+
+    key = _render_key(ref, cwd, store_root, locked) if cache else None
+    if key is not None:
+        entry = render_cache.load_entry(key, store_root)
+        if entry is not None:
+            with suppress(KeyError, TypeError, ValueError):
+                header, tree = entry
+                return Outcome(str(header["env"]), Path(header["root"]), tree,
+                               render_cache.strings(header["warnings"]),
+                               render_cache.strings(header["notes"]))
+    rendered = render_with_lock(ref, cwd, store_root, locked)
+    warnings = tuple(w.render() for w in rendered.loaded.warnings)
+    root = rendered.loaded.source.root
+    if key is not None:
+        render_cache.save_entry(key, {"env": rendered.env_name, "root": str(root),
+                                      "warnings": list(warnings),
+                                      "notes": list(rendered.notes)},
+                                rendered.tree, store_root)
+    return Outcome(rendered.env_name, root, rendered.tree, warnings, rendered.notes, rendered)
+
+
+def _render_key(ref: str, cwd: Path | None, store_root: Path | None,
+                locked: bool) -> str | None:
+    """The render cache's key for `ref`, or None when the render itself must speak: the
+    environment is not found, or its lock is not a plain file (the render refuses it)."""
+    import os
+    from pathlib import PurePosixPath
+
+    from generator import render_cache
+    from generator.environment import find_root, resolve_env_dir
+    from generator.errors import GenError
+    from generator.lock.lockfile import lock_path
+
+    if not render_cache.enabled():
+        return None
+    try:
+        env_dir = resolve_env_dir(ref, cwd)
+        root = find_root(env_dir.parent)
+        rel = PurePosixPath(env_dir.relative_to(root).as_posix())
+        path = lock_path(root, env_dir.name)
+        if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+            return None
+        lock = path.read_bytes() if path.is_file() else None
+        version, sources = render_cache.running_sources()
+        return render_cache.render_key(version, sources, root, rel, lock, store_root,
+                                       {"command": "render", "root": str(root),
+                                        "locked": locked})
+    except (GenError, OSError, ValueError):
+        return None

@@ -55,24 +55,31 @@ def validate(env: str, fmt: str) -> None:
 @click.option("--commit", is_flag=True,
               help="Keep --out as a git repo of the rendered tree; commit when it changed "
                    "(message: environment, lock hash, source commit).")
+@click.option("--no-cache", "no_cache", is_flag=True,
+              help="Render in full: neither read nor write the render cache in the store "
+                   "(GEN_RENDER_CACHE=off does the same for every command).")
 @STORE
 @FORMAT
 def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
-           store: Path | None, fmt: str, commit: bool = False) -> None:
+           store: Path | None, fmt: str, commit: bool = False, no_cache: bool = False) -> None:
     """Render ENV into a directory of pinned, reproducible files.
 
     Files no longer rendered are deleted; unchanged files are left untouched (their mtime
-    is kept), so `git status` in the output shows exactly what changed.
+    is kept), so `git status` in the output shows exactly what changed. An environment
+    rendered before with the same generator, inputs, lock and store is read back from the
+    render cache in the store (verified) instead of rendered again.
 
     ENV is `env/NAME` (resolves to environments/NAME) or a path to an environment dir.
     """
-    from generator.pipeline import render_with_lock
+    from generator.pipeline import render_cached
     from generator.writer import compare, read_tree, write_tree
 
     with without_cyclic_gc():
         # Rendering never uses the network, so --frozen adds nothing beyond --locked here.
-        rendered = render_with_lock(env, store_root=store, locked=locked or frozen)
-        warn(rendered.loaded.warnings)
+        rendered = render_cached(env, store_root=store, locked=locked or frozen,
+                                 cache=not no_cache)
+        for line in rendered.warnings:
+            click.echo(line, err=True)
         for note in rendered.notes:
             click.echo(f"warning: {note}", err=True)
         target = out or rendered.default_out()
@@ -80,7 +87,7 @@ def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
             changes = compare(read_tree(target), rendered.tree)
         else:
             changes = write_tree(target, rendered.tree, rendered.env_name,
-                                 within=None if out else rendered.loaded.source.root)
+                                 within=None if out else rendered.root)
     if commit and not check:
         _commit(target, rendered)
     payload = {"environment": rendered.env_name, "out": str(target), "files": len(rendered.tree),
@@ -112,10 +119,9 @@ def _commit(target: Path, rendered: Any) -> None:
     from generator import gitrepo
     from generator.lock.lockfile import lock_path
 
-    source = rendered.loaded.source
     done = gitrepo.commit_rendered(
-        target, rendered.env_name, gitrepo.lock_hash(lock_path(source.root, source.name)),
-        gitrepo.source_commit(source.root))
+        target, rendered.env_name, gitrepo.lock_hash(lock_path(rendered.root, rendered.env_name)),
+        gitrepo.source_commit(rendered.root))
     click.echo(f"committed {done.sha[:12]} in {target}" if done.sha else
                f"{target}: rendered tree unchanged, nothing to commit", err=True)
 

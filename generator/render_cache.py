@@ -1,0 +1,238 @@
+"""A content-addressed cache of rendered trees in gen's store, shared by `gen render`
+(and `--check`, `--locked`, `gen plan`) and `gen diff`.
+
+The key is built the way a Nix derivation's is, from everything a render reads: the
+generator that renders (its version and the sha256 of every source file), the
+environment's path in the repo, the NAR hashes of its inputs (the environment's folder and
+the repo's whole `blueprints/` folder, which holds the blueprint the lock names), the lock
+file's bytes, and which manifests that lock pins are present and sound in the store (a
+render reads them). Same key, same render: the tree is read back instead of rendered again.
+
+An entry is `<store>/renders/<key>`: one line naming the format and the sha256 of the
+payload, then the payload (a JSON header, then the files' bytes). Every read re-hashes the
+payload: a truncated, altered or unreadable entry is ignored, the tree is rendered again
+and the entry rewritten. An entry or a `renders/` folder that another user owns or could
+write is never read (it could plant files in a rendered tree). Only successful renders are
+stored, so every error a render can raise is still raised; the tree holds secret markers,
+never a secret's value (as in any rendered tree).
+
+`GEN_RENDER_CACHE=off` (or 0, no, false) turns the cache off for every command: nothing is
+read or written, every tree is rendered (to rule the cache out while debugging).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from generator.tree import Executable, Tree
+
+FORMAT = b"gen-render-cache 1"
+KEEP = 64  # entries kept; the oldest beyond it are removed when one is added
+KEEP_BYTES = 2 << 30  # and the oldest beyond this many bytes in all (a 10k-node tree is 49 MB)
+SWITCH = "GEN_RENDER_CACHE"
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH, "").strip().lower() not in ("0", "off", "no", "false")
+
+
+def cache_dir(store_root: Path | None = None) -> Path:
+    from generator.lock.store import default_root
+
+    return (store_root or default_root()) / "renders"
+
+
+def running_sources() -> tuple[str, dict[str, str]]:
+    """(version, relative path -> sha256) of the running generator package (~1 MB: a few ms).
+    The same identity `gen diff` computes for the generator a revision carries."""
+    import generator
+
+    package = Path(generator.__file__).resolve().parent
+    sources = {}
+    for top, dirs, names in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in names:
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            path = Path(top) / name
+            if path.is_file():
+                sources[path.relative_to(package).as_posix()] = \
+                    hashlib.sha256(path.read_bytes()).hexdigest()
+    return generator.__version__, sources
+
+
+def render_key(version: str, sources: Mapping[str, str], root: Path, rel: PurePosixPath,
+               lock: bytes | None, store_root: Path | None = None,
+               extra: Mapping[str, Any] | None = None) -> str:
+    """The sha256 naming the render of `root/rel` by the generator (see the module doc).
+
+    The whole `blueprints/` folder is hashed (it is small), so the key needs no parse of
+    env.yaml to learn which blueprint it names; a built-in blueprint is part of the
+    generator's sources. Symlinks are named in the key: the loader refuses some that a
+    content hash alone would not see. `extra` names what else the caller's entry depends
+    on (`gen render`: the repo's path and --locked); gen diff's key has none.
+    """
+    from generator.lock.nar import source_hash
+
+    blueprints = root / "blueprints"
+    material = {
+        "format": FORMAT.decode(),
+        "generator": [version, sorted(sources.items())],
+        "environment": [str(rel), (root / rel).is_symlink(), source_hash(root / rel)],
+        "blueprints": [_entries(blueprints), source_hash(blueprints)]
+        if blueprints.is_dir() else None,
+        "lock": hashlib.sha256(lock).hexdigest() if lock is not None else None,
+        "manifests": _manifests_in_store(lock, store_root),
+    }
+    if extra:
+        material["extra"] = dict(extra)
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _entries(folder: Path) -> list[tuple[str, bool, bool]]:
+    with os.scandir(folder) as found:
+        return sorted((e.name, e.is_symlink(), e.is_dir()) for e in found)
+
+
+def _manifests_in_store(lock: bytes | None, store_root: Path | None) -> dict[str, bool]:
+    """sha256 -> present and sound, for every manifest the lock pins."""
+    from generator.errors import GenError
+    from generator.lock.store import Store, default_root
+
+    try:
+        inputs = json.loads(lock or b"{}").get("inputs") or {}
+        wanted = sorted({str(entry["locked"]["sha256"]) for key, entry in inputs.items()
+                         if key.startswith("manifest/")})
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}  # a damaged lock fails the render itself: nothing is stored for it
+    store = Store(store_root or default_root())
+    found = {}
+    for sha256 in wanted:
+        try:
+            store.read(sha256)
+            found[sha256] = True
+        except (GenError, OSError):
+            found[sha256] = False
+    return found
+
+
+def _trusted(info: os.stat_result, kind: int) -> bool:
+    """Ours and writable by no one else: what another user could write, we never read."""
+    return (stat.S_IFMT(info.st_mode) == kind and info.st_uid == os.getuid()
+            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def load_entry(key: str, store_root: Path | None = None) -> tuple[dict[str, Any], Tree] | None:
+    """(header, tree) of the entry under `key` when it is there, ours and verifies."""
+    if not enabled():
+        return None
+    where = cache_dir(store_root)
+    try:
+        if not _trusted(os.lstat(where), stat.S_IFDIR):
+            return None
+        fd = os.open(where / key, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not _trusted(os.fstat(fd), stat.S_IFREG):
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            data = handle.read()
+    except OSError:
+        return None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    try:
+        return decode(data)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None  # corrupt: never trusted, the tree is rendered again
+
+
+def save_entry(key: str, header: Mapping[str, Any], tree: Tree,
+               store_root: Path | None = None) -> None:
+    """Store an entry (best effort: a read-only or full store only costs the next render)."""
+    if not enabled():
+        return
+    where = cache_dir(store_root)
+    with contextlib.suppress(OSError):
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _trusted(os.lstat(where), stat.S_IFDIR):
+            return  # someone else's folder: never write our trees into it either
+        fd, name = tempfile.mkstemp(dir=where, prefix=".tmp-")
+        temp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.writelines(encode(header, tree))
+            temp.replace(where / key)
+        except OSError:
+            temp.unlink(missing_ok=True)
+            raise
+        _trim(where)
+
+
+def _trim(where: Path) -> None:
+    """Keep the newest KEEP entries that fit in KEEP_BYTES."""
+    found = []
+    for path in where.iterdir():
+        if not path.name.startswith("."):
+            with contextlib.suppress(OSError):
+                info = path.stat()
+                found.append((info.st_mtime, info.st_size, path))
+    found.sort(key=lambda row: row[0], reverse=True)
+    total = 0
+    for index, (_, size, path) in enumerate(found):
+        total += size
+        if index >= KEEP or (index > 0 and total > KEEP_BYTES):
+            path.unlink(missing_ok=True)
+
+
+def encode(header: Mapping[str, Any], tree: Tree) -> list[bytes]:
+    """The entry's bytes, in parts (the files are not joined into one more copy)."""
+    paths = sorted(tree)
+    head = dict(header)
+    head["files"] = [[p, len(tree[p]), isinstance(tree[p], Executable)] for p in paths]
+    parts: list[bytes] = [json.dumps(head, sort_keys=True).encode(), b"\n"]
+    parts += (bytes(tree[p]) for p in paths)
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return [FORMAT + b" " + digest.hexdigest().encode() + b"\n", *parts]
+
+
+def decode(data: bytes) -> tuple[dict[str, Any], Tree]:
+    first, _, payload = data.partition(b"\n")
+    magic, _, digest = first.rpartition(b" ")
+    if magic != FORMAT or hashlib.sha256(payload).hexdigest().encode() != digest:
+        raise ValueError("not a sound cache entry")
+    head, _, body = payload.partition(b"\n")
+    header = json.loads(head)
+    if not isinstance(header, dict):
+        raise ValueError("not a sound cache entry")
+    tree: Tree = {}
+    at = 0
+    view = memoryview(body)
+    for path, size, executable in header.pop("files"):
+        content = bytes(view[at:at + size])
+        at += size
+        tree[str(path)] = Executable(content) if executable else content
+    if at != len(body):
+        raise ValueError("sizes do not add up")
+    return header, tree
+
+
+def strings(values: Iterable[Any]) -> tuple[str, ...]:
+    """A header's list of strings, checked (a sound entry of another shape is a miss)."""
+    out = tuple(values)
+    if not all(isinstance(v, str) for v in out):
+        raise TypeError("not a list of strings")
+    return out
