@@ -69,6 +69,7 @@ class Outcome:
     warnings: tuple[str, ...]  # the loader's warnings, one rendered line each
     notes: tuple[str, ...]  # lock warnings (stale or unfetched pins)
     rendered: Rendered | None = None  # the full render (model, pins) on a miss; None on a hit
+    key: str | None = None  # the render cache key the inputs had (None: cache off)
 
     @property
     def hit(self) -> bool:
@@ -89,7 +90,7 @@ def render_cached(ref: str, cwd: Path | None = None, store_root: Path | None = N
     """
     from generator import render_cache
 
-    key = _render_key(ref, cwd, store_root, locked) if cache else None
+    key = render_key(ref, cwd, store_root, locked) if cache else None
     if key is not None:
         entry = render_cache.load_entry(key, store_root)
         if entry is not None:
@@ -97,7 +98,7 @@ def render_cached(ref: str, cwd: Path | None = None, store_root: Path | None = N
                 header, tree = entry
                 return Outcome(str(header["env"]), Path(header["root"]), tree,
                                render_cache.strings(header["warnings"]),
-                               render_cache.strings(header["notes"]))
+                               render_cache.strings(header["notes"]), key=key)
     rendered = render_with_lock(ref, cwd, store_root, locked)
     warnings = tuple(w.render() for w in rendered.loaded.warnings)
     root = rendered.loaded.source.root
@@ -106,11 +107,12 @@ def render_cached(ref: str, cwd: Path | None = None, store_root: Path | None = N
                                       "warnings": list(warnings),
                                       "notes": list(rendered.notes)},
                                 rendered.tree, store_root)
-    return Outcome(rendered.env_name, root, rendered.tree, warnings, rendered.notes, rendered)
+    return Outcome(rendered.env_name, root, rendered.tree, warnings, rendered.notes, rendered,
+                   key)
 
 
-def _render_key(ref: str, cwd: Path | None, store_root: Path | None,
-                locked: bool) -> str | None:
+def render_key(ref: str, cwd: Path | None, store_root: Path | None,
+               locked: bool) -> str | None:
     """The render cache's key for `ref`, or None when the render itself must speak: the
     environment is not found, or its lock is not a plain file (the render refuses it)."""
     import os

@@ -425,3 +425,46 @@ def test_converge_flow_runs_without_the_command_line(lab: Lab) -> None:
     again = converge(load_desired(lab.env), settings, lab.state, lock_timeout=60, lock_wait=0,
                      show=shown.append, confirm=refuse, say=said.append)
     assert again.plan.empty and again.applied == () and again.seconds is None
+
+
+def test_plan_reads_its_tree_from_the_render_cache(lab: Lab, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second plan of the same inputs takes the tree from the render cache and loads the
+    environment without re-checking it (the key hashes the inputs and the generator); the
+    plan is the one a full render gives, and an edit is a new key, checked again."""
+    import generator.pipeline
+
+    monkeypatch.setenv("GEN_STORE", str(tmp_path / "store"))
+    renders: list[str] = []
+    real = generator.pipeline.render_with_lock
+
+    def counted(ref: str, *args: object, **kwargs: object) -> object:
+        renders.append(ref)
+        return real(ref, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(generator.pipeline, "render_with_lock", counted)
+    first = lab.plan_json()
+    assert len(renders) == 1 and any((tmp_path / "store" / "renders").iterdir())
+    assert lab.plan_json() == first and len(renders) == 1  # a hit: nothing rendered
+    monkeypatch.setenv("GEN_RENDER_CACHE", "off")
+    assert lab.plan_json() == first and len(renders) == 2
+    monkeypatch.delenv("GEN_RENDER_CACHE")
+    edit_node(lab.env_yaml, "worker0", "vcpu: 1", "vcpu: 0")
+    refused = lab.gen("plan")
+    assert refused.code == 1 and "vcpu" in refused.err and len(renders) == 3
+
+
+def test_parse_many_reads_each_part_as_alone() -> None:
+    """Definitions parsed through one parser are the parts parsed alone; a part that is not
+    one well-formed element raises the error it raises alone."""
+    parts = ['<domain xmlns:gen="https://gen.invalid/x" type="kvm"><name>a</name>'
+             '<metadata><gen:owner env="lab"/></metadata></domain>\n',
+             "<network><name>b</name></network>", "<!-- c --><pool><name>c</name></pool>\n"]
+    assert [ET.tostring(e) for e in provider.parse_many(parts)] == [
+        ET.tostring(ET.fromstring(p)) for p in parts]
+    for bad in (["<a/>", "text<b/>"], ["<a/>", "<b/><c/>"], ["<a/>", "<b>"]):
+        with pytest.raises(ET.ParseError) as many:
+            provider.parse_many(bad)
+        with pytest.raises(ET.ParseError) as alone:
+            ET.fromstring(bad[1])
+        assert str(many.value) == str(alone.value)

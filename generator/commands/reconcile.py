@@ -83,7 +83,9 @@ def _common(func: Any) -> Any:
                      default=DEFAULT_PARALLEL, show_default=True, metavar="N",
                      help="Talk to up to N hypervisors at once: read their live state, and "
                           "(converge) apply one wave and boot order on several together. "
-                          "The plan is the same; 1: one after the other."),
+                          "The plan is the same; 1: one after the other. The default "
+                          "covers most fleets (never more threads than hypervisors): talking "
+                          "to a hypervisor is waiting on its connection."),
         *provider_options(),
         _SECRETS_DIR_OPTION,
         FORMAT,
@@ -134,13 +136,17 @@ def plan(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[str, .
     foreign objects, 3 a destructive change not approved or a protected resource in the way,
     4 lock mismatch.
     """
+    from generator.commands.render import without_cyclic_gc
     from generator.reconcile.output import format_text, to_json
     from generator.reconcile.plan import build_plan, check_approval, check_names, load_desired
 
     settings = _settings(prune, allow_destroy, uri_overrides, start, providers, options)
-    desired = load_desired(env)
-    check_names(desired, settings)
-    result = build_plan(desired, settings)
+    # a plan holds every rendered and live definition parsed (no cycles among them): the
+    # collector only rescanned them, ~10% of a 500-domain plan
+    with without_cyclic_gc():
+        desired = load_desired(env)
+        check_names(desired, settings)
+        result = build_plan(desired, settings)
     emit(fmt, to_json(result, settings), format_text(result, settings, verbose))
     check_approval(result, settings)
     if detailed_exitcode and not (result.empty and result.complete):

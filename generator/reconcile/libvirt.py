@@ -159,6 +159,7 @@ class Live:
 def desired_objects(tree: Tree, hv: str) -> Desired:
     """Parse `hypervisors/<hv>/...` of the rendered tree (seed ISOs come from seed.py)."""
     out = Desired()
+    found: list[tuple[re.Match[str], str]] = []
     for path in sorted(tree):
         image = IMAGE.match(path)
         if image and image.group(1) == hv:
@@ -166,10 +167,9 @@ def desired_objects(tree: Tree, hv: str) -> Desired:
             out.images[info["volume"]] = BaseImage(info["volume"], info["pool"],
                                                    info["artifact"], info.get("sha256"))
         match = PATH.match(path)
-        if not match or match.group(1) != hv:
-            continue
-        text = tree[path].decode()
-        root = ET.fromstring(text)
+        if match and match.group(1) == hv:
+            found.append((match, tree[path].decode()))
+    for (match, text), root in zip(found, parse_many([t for _, t in found]), strict=True):
         name = root.findtext("name") or match.group(3)
         kind = match.group(2)[:-1]
         out.xml[(kind, name)] = text
@@ -182,6 +182,27 @@ def desired_objects(tree: Tree, hv: str) -> Desired:
     for name, (_, root) in list(out.volumes.items()):
         out.volumes[name] = (_pool_of(name, out.domains.values()) or default_pool, root)
     return out
+
+
+def parse_many(texts: list[str]) -> list[ET.Element]:
+    """`[ET.fromstring(t) for t in texts]` through one parser: creating an expat parser was
+    half the cost of parsing a small definition, and a plan parses one per rendered and per
+    live domain. Anything the joined document would not read exactly as the parts (a part
+    with text around its element, a declaration, more or fewer elements) is parsed part by
+    part, so a broken part raises the error it raises alone."""
+    if len(texts) < 2:
+        return [ET.fromstring(text) for text in texts]
+    try:
+        whole = ET.fromstring("<gen-many>" + "".join(texts) + "</gen-many>")
+    except ET.ParseError:
+        return [ET.fromstring(text) for text in texts]
+    parts = list(whole)
+    if len(parts) != len(texts) or (whole.text or "").strip() or any(
+            (part.tail or "").strip() for part in parts):
+        return [ET.fromstring(text) for text in texts]
+    for part in parts:
+        part.tail = None  # what the part alone has (ET.tostring writes a tail)
+    return parts
 
 
 def _pool_of(volume: str, domains: Iterable[ET.Element]) -> str | None:
@@ -517,8 +538,10 @@ def read_live(conn: Any, desired: Desired) -> Live:
     for pool in conn.listAllStoragePools(0):
         live.pools[pool.name()] = (pool, ET.fromstring(pool.XMLDesc(0)),
                                    bool(pool.isActive()), bool(pool.autostart()))
-    for dom in conn.listAllDomains(0):
-        live.domains[dom.name()] = _live_domain(libvirt, dom)
+    domains = conn.listAllDomains(0)
+    configs = parse_many([dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for dom in domains])
+    for dom, config in zip(domains, configs, strict=True):
+        live.domains[dom.name()] = _live_domain(libvirt, dom, config)
     wanted = {p for p, _ in desired.volumes.values()} | {
         s.pool for s in desired.seeds.values()} | {i.pool for i in desired.images.values()} | {
         s.get("pool") for d in live.domains.values() for s in d.config.iter("source")
@@ -545,9 +568,8 @@ def _net_xml(libvirt: Any, net: Any) -> str:
         return str(net.XMLDesc(0))  # test:// has no inactive flag
 
 
-def _live_domain(libvirt: Any, dom: Any) -> LiveDomain:
+def _live_domain(libvirt: Any, dom: Any, config: ET.Element) -> LiveDomain:
     running = bool(dom.isActive())
-    config = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     info = dom.info() if running else None
     return LiveDomain(dom, config, running, int(info[2]) if info else None,
                       int(info[1]) if info else None,

@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from generator.errors import UserError
-from generator.lock.images import Missing, architectures, missing, push
-from generator.lock.oci import Client, Credentials, RegistryError
-from generator.lock.resolve import _plain_http
 from generator.lock.store import Store
 from generator.model import Environment
 from generator.reconcile.base import WAVE_MIRROR, Action, DiffItem
 from generator.tree import Tree
+
+if TYPE_CHECKING:  # the registry client (http.client, ssl) loads only when a mirror is set:
+    # every plan starts this provider, most environments have no mirror
+    from generator.lock.images import Missing
+    from generator.lock.oci import Client
 
 
 class MirrorProvider:
@@ -48,11 +51,13 @@ class MirrorProvider:
         self.images = dict(images)
 
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
-        from generator.lock.resolve import parse_image
-
         mirror = env.mirror
         if mirror is None:  # images are pulled from their upstream registries
             return []
+        from generator.lock.images import architectures, missing
+        from generator.lock.oci import RegistryError
+        from generator.lock.resolve import parse_image
+
         if not self.images:
             self.notices.append("mirror: the lock pins no image (run `gen lock` first)")
             return []
@@ -83,6 +88,8 @@ class MirrorProvider:
         return actions
 
     def _client(self, env: Environment) -> Client:
+        from generator.lock.oci import Client, Credentials
+        from generator.lock.resolve import _plain_http
         from generator.reconcile.secrets import read_local
 
         mirror = env.mirror
@@ -99,6 +106,7 @@ class MirrorProvider:
 
     def apply(self, action: Action) -> None:
         from generator.commands.lock import ProgressLine
+        from generator.lock.images import missing, push
 
         gap: Missing = action.payload["missing"]
         assert self.client is not None

@@ -217,23 +217,39 @@ def env_has_no(env: str, what: str, names: list[str]) -> str:
 
 def load_desired(ref: str, cwd: Path | None = None) -> Desired:
     """Render ENV the way `gen render --locked` does when lock/<env>.lock exists (a render
-    that would change the lock raises LockMismatch, exit 4); unlocked when it does not."""
-    from generator.environment import find_root, resolve_env_dir
+    that would change the lock raises LockMismatch, exit 4); unlocked when it does not.
+
+    The tree comes from the render cache when `gen render` (or an earlier plan) rendered
+    these inputs with this generator: the cache key hashes every input and the generator's
+    sources, so the environment is then loaded without its checks (it passed them when the
+    entry was stored) and only the pins are read again (the Kubernetes objects need them).
+    """
+    from generator.environment import find_root, load_environment, resolve_env_dir
     from generator.families.kubernetes import built_objects
-    from generator.lock.compute import pinned_tools
+    from generator.lock.compute import pinned_tools, render_pins
     from generator.lock.lockfile import lock_path, read_lock
     from generator.lock.nar import tree_hash
-    from generator.pipeline import render_with_lock
+    from generator.lock.store import Store, default_root
+    from generator.pipeline import render_cached, render_key
 
     env_dir = resolve_env_dir(ref, cwd)
     path = lock_path(find_root(env_dir.parent), env_dir.name)
     locked = path.is_file()
-    rendered = render_with_lock(ref, cwd, locked=locked)
-    model = rendered.loaded.model
-    lock = read_lock(path, rendered.loaded.source.display(path)) if locked else None
-    tools = pinned_tools(rendered.loaded, lock) if lock is not None else {}
+    outcome = render_cached(ref, cwd, locked=locked)
+    if outcome.rendered is None:
+        loaded = load_environment(ref, cwd, known_valid=True)
+        if render_key(ref, cwd, None, locked) != outcome.key:  # an input changed meanwhile:
+            outcome = render_cached(ref, cwd, locked=locked, cache=False)  # render it all
+    if outcome.rendered is not None:
+        loaded, pins = outcome.rendered.loaded, outcome.rendered.pins
+        lock = read_lock(path, loaded.source.display(path)) if locked else None
+    else:
+        lock = read_lock(path, loaded.source.display(path)) if locked else None
+        pins, _ = render_pins(loaded, lock, Store(default_root()), strict=locked)
+    model = loaded.model
+    tools = pinned_tools(loaded, lock) if lock is not None else {}
     images = sorted((key, str(entry.locked)) for key, entry in lock.pinned().items()
                     if key.startswith("image/")) if lock is not None else []
-    return Desired(model, rendered.tree, tree_hash(rendered.tree), locked,
-                   built_objects(model, rendered.pins), tuple(sorted(tools.items())),
+    return Desired(model, outcome.tree, tree_hash(outcome.tree), locked,
+                   built_objects(model, pins), tuple(sorted(tools.items())),
                    tuple(images))

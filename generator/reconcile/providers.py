@@ -14,6 +14,9 @@ from it, and `gen --help` stays fast.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import functools
+import re
 import shlex
 import shutil
 from collections.abc import Callable, Mapping
@@ -152,9 +155,20 @@ class ProviderDescriptor:
         """The rendered files the family descriptors say this provider converges."""
         from generator.families import descriptors
 
-        outputs = [out for family in descriptors() for out in family.outputs
-                   if out.provider == self.name]
-        return {p: c for p, c in tree.items() if any(out.claims(p) for out in outputs)}
+        patterns = tuple(pattern for family in descriptors() for out in family.outputs
+                         if out.provider == self.name for pattern in out.patterns)
+        claims = claimed_by(patterns)
+        return {p: c for p, c in tree.items() if claims(p)}
+
+
+@functools.lru_cache(maxsize=64)
+def claimed_by(patterns: tuple[str, ...]) -> Callable[[str], object]:
+    """`Outputs.claims` over many patterns as one compiled regex: a plan routes every
+    rendered path (thousands of nodes' files) to each provider, and fnmatch per pattern per
+    path was a tenth of a 500-domain plan. `fnmatch.translate` is what fnmatchcase uses."""
+    if not patterns:
+        return lambda _path: False
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
 
 
 # -- libvirt -------------------------------------------------------------------------------
