@@ -241,3 +241,40 @@ def test_a_pinned_installer_of_another_release_is_refused(repo: Path) -> None:
     assert "at artifacts.tools.openshift-install.version: openshift-install 4.17.3 is not " \
            "of release 4.16 (cluster.version)" in result.err
     assert len(result.err.strip().splitlines()) == 1, result.err
+
+
+K8S_EXCERPT = ROOT / "blueprints" / "kubeadm" / "kubernetes-v1.30.14-linux-amd64-sha256sum.txt"
+
+
+def test_lock_pins_the_kubernetes_binaries_offline_from_the_excerpt(repo: Path,
+                                                                    tmp_path: Path) -> None:
+    """kubeadm, kubelet and kubectl of lab B's kubernetesVersion, by the sha256 the excerpt
+    lists for each file name of dl.k8s.io's release/<version>/bin/linux/amd64/."""
+    result = gen("lock", "--offline", "env/k8s-lab", cwd=repo,
+                 env={**os.environ, "GEN_STORE": str(tmp_path / "store"), "HOME": str(tmp_path)})
+    assert result.code == 0, result.err
+    inputs = json.loads((repo / "lock" / "k8s-lab.lock").read_text())["inputs"]
+    listed = dict(reversed(line.split()) for line in K8S_EXCERPT.read_text().splitlines())
+    for name in ("kubeadm", "kubelet", "kubectl"):
+        locked = inputs[f"tool/{name}"]["locked"]
+        assert locked["url"] == f"https://dl.k8s.io/release/v1.30.14/bin/linux/amd64/{name}"
+        assert locked["version"] == "v1.30.14" and locked["sha256"] == listed[name]
+
+
+def test_a_kubernetes_binary_of_another_version_is_refused(repo: Path) -> None:
+    """cloud-init installs the packages of cluster.kubernetesVersion: a pinned kubeadm of
+    another version would never match what the nodes run."""
+    env_file = repo / "environments/k8s-lab/env.yaml"
+    env_file.write_text(env_file.read_text() + "  tools:\n    kubeadm:\n"
+                        "      version: v1.31.2\n"
+                        "      url: https://dl.k8s.io/release/v1.31.2/bin/linux/amd64/kubeadm\n"
+                        "      sha256: " + "ab" * 32 + "\n")
+    result = gen("validate", "env/k8s-lab", cwd=repo, env={**os.environ, "HOME": str(repo)})
+    assert result.code == 1, result.out + result.err
+    line = next(n for n, text in enumerate(env_file.read_text().splitlines(), 1)
+                if "version: v1.31.2" in text)
+    errors = [e for e in result.err.splitlines() if not e.startswith("warning:")]
+    assert errors == [f"environments/k8s-lab/env.yaml:{line}:16: at artifacts.tools.kubeadm."
+                      "version: kubeadm v1.31.2 is not the cluster's Kubernetes v1.30.14 "
+                      "(cluster.kubernetesVersion) (pin the kubeadm of v1.30.14 (and its "
+                      "sha256), or change cluster.kubernetesVersion)"], result.err
