@@ -436,6 +436,11 @@ def check_tool_versions(c: Checker) -> None:
     version = c.env.cluster.version
     if version is None:
         return
+    release = c.env.release
+    if release is not None and not _of_release(release.version, version):
+        c.error(("artifacts", "release", "version"), f"release {release.version} is not of "
+                f"{version} (cluster.version)", f"pin a {version} release, or change "
+                "cluster.version")
     for tool in c.env.tools:
         if tool.name in OPENSHIFT_TOOLS and not (
                 tool.version == version or tool.version.startswith((f"{version}.",
@@ -444,6 +449,10 @@ def check_tool_versions(c: Checker) -> None:
                     f"{tool.name} {tool.version} is not of release {version} "
                     "(cluster.version)", f"pin the {tool.name} archive of a {version} "
                     "release, or change cluster.version")
+
+
+def _of_release(pinned: str, version: str) -> bool:
+    return pinned == version or pinned.startswith((f"{version}.", f"{version}-"))
 
 
 def _check_kubernetes_tools(c: Checker) -> None:
