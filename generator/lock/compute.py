@@ -27,7 +27,7 @@ from generator.lock.lockfile import (
     PathInput,
     Pinned,
 )
-from generator.lock.resolve import DEFAULT_FORMATS, Offline, Progress
+from generator.lock.resolve import DEFAULT_FORMATS, Offline, Progress, Unreachable
 from generator.lock.store import Store, StoreCorrupt, StoreMissing
 from generator.model import Mirror
 from generator.tree import Tree
@@ -235,8 +235,12 @@ def lock_environment(loaded: Loaded, old: Lock | None, resolver: Resolver,
             artifacts[key] = Pinned(original, resolver.resolve(key, original))
             resolved.append(key)
         except Offline as exc:
-            if not allow_missing:
+            # a release digest no server gave is left unpinned even online: no rendered
+            # byte needs it, and the locked installer refuses to run without it
+            if not allow_missing and not isinstance(exc, Unreachable):
                 raise
+            if key in kept:  # `gen update` of a pin whose source did not answer keeps it
+                artifacts[key] = kept[key]
             unresolved.append((key, exc.message))
     tree = render_all(loaded.model, pins_from(artifacts, resolver.store, strict=False)[0],
                       locate=loaded.locate)

@@ -49,6 +49,11 @@ class Offline(UserError):
     """Resolution needed the network, but the command runs offline."""
 
 
+class Unreachable(Offline):
+    """A converge-only input (the release digest) whose server did not answer: `gen lock`
+    leaves it unpinned, as offline, instead of failing (converge refuses without it)."""
+
+
 # --- image references --------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -450,7 +455,13 @@ def release_image(original: dict[str, Any], bases: tuple[Path, ...], offline: bo
     problem = location_problem(url)
     if problem:
         raise UserError(f"{what}: url {problem}", "write the release's release.txt URL")
-    body = mirror_first(url, mirror, lambda source: _small_get(source, what, MAX_RELEASE_TXT))
+    try:
+        body = mirror_first(url, mirror,
+                            lambda source: _small_get(source, what, MAX_RELEASE_TXT))
+    except UserError as exc:
+        raise Unreachable(f"{exc.message}; run `gen lock` again where it answers, or write "
+                          "artifacts.release.image (the `Pull From:` value of that file) in a "
+                          "reviewed change") from None
     return parse_release_txt(body.decode("utf-8", "replace"), version, url, what)
 
 
