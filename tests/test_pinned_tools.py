@@ -415,3 +415,26 @@ def test_the_release_override_variable_never_reaches_the_installer(
     state = json.loads((site.assets / ".openshift_install_state.json").read_text())
     assert state["releaseImage"] == RELEASE_IMAGE
     assert "Found override for release image" not in result.err
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("Name: 4.16.20\n", "x has no `Pull From:` line"),
+    ("Pull From: quay.io/openshift-release-dev/ocp-release:4.16.20-x86_64\n",
+     "does not name the release image by digest"),
+    ("Pull From: ev\x01il/ocp-release@" + RELEASE_DIGEST + "\n",
+     "does not name the release image by digest"),
+    (f"Name: 4.16.21\nPull From: {RELEASE_IMAGE}\n", "x is the release.txt of 4.16.21"),
+    (f"Digest: sha256:{'b' * 64}\nPull From: {RELEASE_IMAGE}\n",
+     f"x says Digest sha256:{'b' * 64}"),
+])
+def test_release_txt_is_read_strictly(text: str, problem: str) -> None:
+    """release.txt comes from a server: only a well-formed pull spec by digest of the pinned
+    version, consistent with its own Digest line, is taken."""
+    from generator.errors import UserError
+    from generator.lock.resolve import parse_release_txt
+
+    assert parse_release_txt(release_txt("4.16.20", RELEASE_IMAGE), "4.16.20", "x",
+                             "release/openshift") == RELEASE_IMAGE
+    with pytest.raises(UserError) as caught:
+        parse_release_txt(text, "4.16.20", "x", "release/openshift")
+    assert problem in caught.value.message

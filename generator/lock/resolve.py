@@ -421,6 +421,7 @@ def listed_sha256(source: str, url: str, base_dirs: tuple[Path, ...], what: str)
 # `Name:` the version, `Digest:` the release image's digest, `Pull From:` its pull spec.
 RELEASE_FIELD = re.compile(r"(Name|Digest|Pull From):\s+(\S+)\s*")
 MAX_RELEASE_TXT = 1 << 20  # release.txt is a few KiB (it lists the component images)
+RELEASE_REF = re.compile(r"[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}")
 
 
 def release_image(original: dict[str, Any], bases: tuple[Path, ...], offline: bool = False,
@@ -487,11 +488,13 @@ def parse_release_txt(text: str, version: str, where: str, what: str) -> str:
 
 
 def _release_ref(ref: str, version: str, what: str) -> str:
-    image = parse_image(ref)
-    if image.digest is None:
-        raise UserError(f"{what}: {ref!r} does not name the release image by digest",
+    # release.txt is fetched from a server: its pull spec is checked as strictly as the
+    # schema checks a written `image` (it lands in the lock and in converge's messages)
+    if len(ref) > 512 or not RELEASE_REF.fullmatch(ref):
+        raise UserError(f"{what}: {ref[:200]!r} does not name the release image by digest",
                         "write registry/repository@sha256:<hex>")
-    return image.pinned(image.digest)
+    image = parse_image(ref)
+    return image.pinned(image.digest or "")
 
 
 # --- plain URLs ------------------------------------------------------------------------------
