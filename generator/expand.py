@@ -62,9 +62,16 @@ def expand(doc: Document, env_name: str) -> m.Environment:
         tools=tuple(m.ToolArtifact(name, raw["version"], raw["url"], raw.get("sha256"),
                                    (raw.get("checksums") or {}).get("file"))
                     for name, raw in sorted(data.get("artifacts", {}).get("tools", {}).items())),
+        release=_release(data.get("artifacts", {}).get("release")),
         mirror=_mirror(data["mirror"], data.get("secrets", {})) if "mirror" in data else None,
         locate=doc.locate,
     )
+
+
+def _release(raw: dict[str, Any] | None) -> m.Release | None:
+    if raw is None:
+        return None
+    return m.Release(raw["version"], raw["url"], raw.get("file"), raw.get("image"))
 
 
 def _mirror(raw: dict[str, Any], secrets: dict[str, Any]) -> m.Mirror:

@@ -339,6 +339,17 @@ class ToolArtifact:
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """The OpenShift release the cluster installs, pinned by its release image digest: read
+    from the release's release.txt (`url`, or a copy shipped as `file`) or written (`image`)."""
+
+    version: str
+    url: str
+    file: str | None = None
+    image: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class KollaAnsible:
     """kolla-ansible's own data for one release, shipped by the blueprint: the pinned
     package, its all-in-one inventory layout and its passwords.yml keys."""
@@ -402,6 +413,7 @@ class Environment:
     secrets: tuple[SecretRef, ...]
     openstack: OpenStack | None = None
     tools: tuple[ToolArtifact, ...] = ()
+    release: Release | None = None  # artifacts.release (OpenShift)
     mirror: Mirror | None = None
     # Where each value was written (the merged document's locate): a check reports a
     # problem at the value's own file, line and column. Not part of the model's value.

@@ -424,14 +424,23 @@ def check_openstack_host(c: Checker) -> None:
 
 
 OPENSHIFT_TOOLS = ("openshift-install", "oc")  # their release must be the cluster's
+KUBERNETES_TOOLS = ("kubeadm", "kubelet", "kubectl")  # their version must be the cluster's
 
 
 def check_tool_versions(c: Checker) -> None:
     """openshift-install installs the release it was built for: a pinned installer of
-    another release than `cluster.version` would install that release instead."""
+    another release than `cluster.version` would install that release instead. The pinned
+    Kubernetes binaries must be the version cloud-init installs and kubeadm deploys."""
+    if c.env.cluster.flavour == "kubeadm":
+        _check_kubernetes_tools(c)
     version = c.env.cluster.version
     if version is None:
         return
+    release = c.env.release
+    if release is not None and not _of_release(release.version, version):
+        c.error(("artifacts", "release", "version"), f"release {release.version} is not of "
+                f"{version} (cluster.version)", f"pin a {version} release, or change "
+                "cluster.version")
     for tool in c.env.tools:
         if tool.name in OPENSHIFT_TOOLS and not (
                 tool.version == version or tool.version.startswith((f"{version}.",
@@ -440,6 +449,27 @@ def check_tool_versions(c: Checker) -> None:
                     f"{tool.name} {tool.version} is not of release {version} "
                     "(cluster.version)", f"pin the {tool.name} archive of a {version} "
                     "release, or change cluster.version")
+
+
+def _of_release(pinned: str, version: str) -> bool:
+    return pinned == version or pinned.startswith((f"{version}.", f"{version}-"))
+
+
+def _check_kubernetes_tools(c: Checker) -> None:
+    from generator.families.escape import UnsafeValue
+    from generator.families.kubeadm import kubernetes_version
+
+    try:
+        wanted = kubernetes_version(c.env)
+    except UnsafeValue:  # a malformed version is reported by its own check
+        return
+    for tool in c.env.tools:
+        if tool.name in KUBERNETES_TOOLS and tool.version.removeprefix("v") != \
+                wanted.removeprefix("v"):
+            c.error(("artifacts", "tools", tool.name, "version"),
+                    f"{tool.name} {tool.version} is not the cluster's Kubernetes {wanted} "
+                    "(cluster.kubernetesVersion)", f"pin the {tool.name} of {wanted} (and its "
+                    "sha256), or change cluster.kubernetesVersion")
 
 
 def check_load_balancer(c: Checker) -> None:

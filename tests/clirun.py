@@ -33,6 +33,17 @@ def replace_in_lab(repo: Path, old: str, new: str) -> str:
     return f"environments/lab/env.yaml:{number}"
 
 
+def without_blueprint_tools(repo: Path, blueprint: str = "kubeadm") -> None:
+    """The blueprint without its `artifacts.tools` (kubeadm, kubelet, kubectl on dl.k8s.io):
+    for tests whose `gen fetch` must need nothing but their own loopback server."""
+    path = repo / "blueprints" / blueprint / "blueprint.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    start = lines.index("    tools:\n")
+    end = next(i for i in range(start + 1, len(lines))
+               if lines[i].strip() and len(lines[i]) - len(lines[i].lstrip()) <= 4)
+    path.write_text("".join(lines[:start] + lines[end:]))
+
+
 def helper_on_debian(repo: Path) -> None:
     """Lab A's helper with `os: debian12`: tests that run its services' real checkers and
     daemons on this Debian machine install them where Debian's packages expect them."""

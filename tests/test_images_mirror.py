@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clirun import without_blueprint_tools
 from netns import Netns, netns
 from test_resolve_registry import OCI_INDEX, OCI_MANIFEST, Layout, _json
 
@@ -128,6 +129,7 @@ def _point_k8s_lab_at(repo: Path, tags: dict[str, str], ca: str) -> None:
     """k8s-lab's images from the upstream, its other inputs shipped beside env.yaml, and a
     mirror with its CA and credentials."""
     env_dir = repo / "environments" / "k8s-lab"
+    without_blueprint_tools(repo)  # its binaries are on dl.k8s.io, not on a loopback server
     (env_dir / "base.qcow2").write_bytes(b"Q" * 4096)
     (env_dir / "flannel.yml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n"
                                          "  name: kube-flannel\n")

@@ -3,8 +3,10 @@
 kubeadm cannot be installed here: tests/standins/kubeadm stands in for it with the real
 command line, the config API types of kubeadm.k8s.io/v1beta3 and v1beta4, the files init
 and join write under /etc/kubernetes, kubeadm's error lines and exit codes (its docstring
-lists them). The tests pin it by the sha256 of the file as shipped (--kubeadm-sha256),
-exactly as a real binary is pinned.
+lists them). The tests pin it as a real binary is pinned: env.yaml names it (file://) with
+the sha256 of the file as shipped, `gen lock` records that as tool/kubeadm, and converge
+checks every node's kubeadm against the lock (kubelet and kubectl are pinned the same way,
+by small stand-in files).
 
 Each node of lab B is a root of its own: a private mount namespace over an overlay of `/`
 whose upper layer is the test's tmp dir, chrooted into (as tests/test_profiles.py does), the
@@ -53,6 +55,12 @@ SEQUENCE = ["init test-master", "join test-node1", "join test-node2", "join test
 
 def standin_sha() -> str:
     return hashlib.sha256(STANDIN.read_bytes()).hexdigest()
+
+
+# The Kubernetes binaries lab B pins: the kubeadm stand-in, and placeholders for the two
+# binaries no test runs (pinned and fetched all the same).
+TOOLS = {"kubeadm": STANDIN.read_bytes(), "kubelet": b"#!/bin/sh\necho kubelet stand-in\n",
+         "kubectl": b"#!/bin/sh\necho kubectl stand-in\n"}
 
 
 @dataclass
@@ -159,8 +167,13 @@ def lab_b(repo: Path) -> None:
                         + hashlib.sha256(FLANNEL.encode()).hexdigest())
     # the cluster's own add-ons are the kubernetes provider's tests: here only the CNI
     text = text[:text.index("  ingress:\n")] + text[text.index("\nartifacts:") + 1:]
+    for tool, data in TOOLS.items():
+        (env_dir / tool).write_bytes(data)
     text = text[:text.index("artifacts:")] + (
-        "artifacts:\n  os:\n"
+        "artifacts:\n  tools:\n" + "".join(
+            f"    {tool}: {{version: v1.30.14, url: \"file://{tool}\", "
+            f"sha256: {hashlib.sha256(data).hexdigest()}}}\n" for tool, data in TOOLS.items())
+        + "  os:\n"
         f"    debian-12-genericcloud: {{url: \"file://base.qcow2\", sha256: {base_sha}}}\n"
         "  images:\n"
         "    registry: docker.io/library/registry@sha256:" + "1" * 64 + "\n"
@@ -187,7 +200,7 @@ class Site:
             if command == "converge" else []
         return [command, "env/k8s-lab", "--provider", "kubeadm", "--provider", "kubernetes",
                 *approve, "--kubeadm-state-dir", str(self.kubeadm),
-                "--kubeadm-sha256", standin_sha(), "--kubeadm-ready-timeout", "60",
+                "--kubeadm-ready-timeout", "60",
                 *[f"--kubeadm-exec={n}={r.prefix}" for n, r in self.roots.items()], *extra]
 
     def run(self, *extra: str, command: str = "converge", **env: str) -> Result:
@@ -448,7 +461,7 @@ def test_nodes_without_a_prefix_are_named_and_nothing_is_planned(repo: Path,
                                                                   tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path / "home")}
     base = ["plan", "env/k8s-lab", "--provider", "kubeadm", "--kubeadm-state-dir",
-            str(tmp_path / "kubeadm")]
+            str(tmp_path / "kubeadm"), "--kubeadm-sha256", standin_sha()]
     partial = gen(*base, "--kubeadm-exec", "test-master=local", cwd=repo, env=env)
     assert partial.code == 0, partial.err
     assert ("kubeadm: no --kubeadm-exec for test-node1, test-node2, test-node3; the kubeadm "
@@ -466,3 +479,18 @@ def test_nodes_without_a_prefix_are_named_and_nothing_is_planned(repo: Path,
     unknown = gen(*base, "--kubeadm-exec", "nosuch=local", cwd=repo, env=env)
     assert unknown.code == 64
     assert "--kubeadm-exec: environment k8s-lab has no node named 'nosuch'" in unknown.err
+
+
+def test_without_a_pinned_kubeadm_nothing_is_planned(repo: Path, tmp_path: Path) -> None:
+    """No lock (so no tool/kubeadm) and no --kubeadm-sha256: an unpinned kubeadm is never
+    run, and the plan says why and that it is incomplete."""
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    plan = gen("plan", "env/k8s-lab", "--provider", "kubeadm", "--kubeadm-state-dir",
+               str(tmp_path / "kubeadm"), "--detailed-exitcode", "--format", "json",
+               *[f"--kubeadm-exec={n}=local" for n in NODES], cwd=repo, env=env)
+    assert plan.code == 2, plan.out + plan.err
+    found = json.loads(plan.out)
+    assert found["actions"] == [] and found["complete"] is False
+    assert found["skipped"] == ["kubeadm: k8s-lab (no pinned kubeadm)"]
+    assert "kubeadm: the lock pins no kubeadm; add artifacts.tools.kubeadm and run `gen " \
+           "lock`, or pass --kubeadm-sha256" in plan.out + plan.err

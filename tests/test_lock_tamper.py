@@ -22,7 +22,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from clirun import Result
+from clirun import Result, without_blueprint_tools
 
 from generator.errors import EXIT_LOCK, EXIT_OK, EXIT_USER
 from generator.tree import canonical_json
@@ -206,6 +206,7 @@ def test_processes_writing_one_lock_in_a_loop_never_collide(locked_lab: Path) ->
 @pytest.fixture
 def k8s_manifest(server: str, repo: Path, env: dict[str, str], tmp_path: Path) -> Path:
     """k8s-lab with its CNI manifest from the loopback server, pinned and in the store."""
+    without_blueprint_tools(repo)  # `gen fetch` here must need only the loopback server
     replace(repo / "environments/k8s-lab/env.yaml", FLANNEL, f"{server}/flannel.yml")
     assert gen("lock", "env/k8s-lab", "--offline", cwd=repo, env=env).code == EXIT_OK
     updated = gen("update", "env/k8s-lab", "manifest/cni/flannel", cwd=repo, env=env)

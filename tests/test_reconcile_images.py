@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import gen, without_blueprint_tools
 from reconcile_fixtures import private_libvirtd, scale_lab, wipe_libvirt
 
 pytestmark = pytest.mark.libvirtd
@@ -36,6 +36,7 @@ def libvirtd() -> Iterator[str]:
 def scale_k8s_lab(repo: Path, pool: Path) -> str:
     """Lab B made small, its base image a qcow2 made here; returns that image's sha256."""
     env_dir = repo / "environments" / "k8s-lab"
+    without_blueprint_tools(repo)  # its binaries are on dl.k8s.io: `gen fetch` stays local
     image = env_dir / "base.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "1M"], check=True)
     sha = hashlib.sha256(image.read_bytes()).hexdigest()

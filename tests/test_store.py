@@ -17,7 +17,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import gen, without_blueprint_tools
 
 from generator.errors import EXIT_LOCK, EXIT_OK, EXIT_USER
 from generator.lock.store import ChecksumMismatch, Store, StoreCorrupt, StoreMissing
@@ -162,6 +162,7 @@ def test_manifest_content_comes_from_the_store_verified(server: tuple[str, Path]
                                                         env: dict[str, str],
                                                         tmp_path: Path) -> None:
     base, docroot = server
+    without_blueprint_tools(repo)  # only the manifest is fetched here
     env_yaml = repo / "environments" / "k8s-lab" / "env.yaml"
     env_yaml.write_text(env_yaml.read_text().replace(
         "https://raw.githubusercontent.com/flannel-io/flannel/v0.26.7/Documentation/"

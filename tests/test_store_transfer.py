@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from clirun import gen
+from clirun import gen, without_blueprint_tools
 from test_store import ARTIFACTS, HELPER, MANIFEST, point_lab_at, server, sha  # noqa: F401
 
 from generator.errors import EXIT_LOCK, EXIT_OK, EXIT_USER
@@ -44,6 +44,7 @@ BASE_IMAGE = b"Q" * 5000
 def exported(server: tuple[str, Path], repo: Path, tmp_path: Path) -> Path:  # noqa: F811
     """k8s-lab's flannel manifest locked into the source store, then exported."""
     base, docroot = server
+    without_blueprint_tools(repo)  # its binaries are on dl.k8s.io: the export carries them
     source = store_env(tmp_path / "source-store")
     (docroot / "debian.qcow2").write_bytes(BASE_IMAGE)
     env_yaml = repo / "environments" / "k8s-lab" / "env.yaml"

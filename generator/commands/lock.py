@@ -270,7 +270,8 @@ def fetch_cmd(env: str, images: bool, all_architectures: bool, insecure: tuple[s
     if ctx.old is None:
         raise LockMismatch(f"{ctx.where} does not exist (run `gen lock {env}` first)")
     todo = [(k, v.locked.get("location") or v.locked["url"], v.locked["sha256"])
-            for k, v in sorted(ctx.old.pinned().items()) if not k.startswith("image/")]
+            for k, v in sorted(ctx.old.pinned().items())
+            if not k.startswith(("image/", "release/"))]  # a release is a digest, no file
     report: dict[str, str] = {}
     for index, (key, url, sha256) in enumerate(todo, 1):
         try:

@@ -27,10 +27,12 @@ from generator.lock.lockfile import (
     PathInput,
     Pinned,
 )
-from generator.lock.resolve import DEFAULT_FORMATS, Offline, Progress
+from generator.lock.resolve import DEFAULT_FORMATS, Offline, Progress, Unreachable
 from generator.lock.store import Store, StoreCorrupt, StoreMissing
 from generator.model import Mirror
 from generator.tree import Tree
+
+RELEASE_KEY = "release/openshift"  # the OpenShift release image, by digest
 
 # --- what an environment needs pinned -----------------------------------------------------
 
@@ -57,6 +59,12 @@ def wanted_inputs(loaded: Loaded) -> dict[str, Any]:
                                        **({"sha256": tool.sha256} if tool.sha256 else {}),
                                        **({"checksums": {"file": tool.checksums_file}}
                                           if tool.checksums_file and not tool.sha256 else {})}
+    if env.release is not None:
+        # The release image by digest: what openshift-install installs (and must embed).
+        release = env.release
+        wanted[RELEASE_KEY] = {"version": release.version, "url": release.url,
+                               **({"file": release.file} if release.file else {}),
+                               **({"image": release.image} if release.image else {})}
     for ref in _manifest_refs(env):
         original = {"url": ref.url}
         if ref.sha256:
@@ -151,6 +159,8 @@ class Resolver:
         bases = (self.env_dir, *([self.blueprint_dir] if self.blueprint_dir else []))
         if kind == "image":
             return r.resolve_image(original, self.insecure, self.offline, self.mirror)
+        if kind == "release":
+            return r.release_image(original, bases, self.offline, self._artifacts, key)
         if kind == "os" and "stream" in original:
             spec = original["stream"]
             source = spec.get("file") or spec["url"]
@@ -225,8 +235,12 @@ def lock_environment(loaded: Loaded, old: Lock | None, resolver: Resolver,
             artifacts[key] = Pinned(original, resolver.resolve(key, original))
             resolved.append(key)
         except Offline as exc:
-            if not allow_missing:
+            # a release digest no server gave is left unpinned even online: no rendered
+            # byte needs it, and the locked installer refuses to run without it
+            if not allow_missing and not isinstance(exc, Unreachable):
                 raise
+            if key in kept:  # `gen update` of a pin whose source did not answer keeps it
+                artifacts[key] = kept[key]
             unresolved.append((key, exc.message))
     tree = render_all(loaded.model, pins_from(artifacts, resolver.store, strict=False)[0],
                       locate=loaded.locate)
@@ -280,9 +294,14 @@ def pins_from(inputs: dict[str, Input], store: Store, strict: bool) -> tuple[Pin
 
 def pinned_tools(loaded: Loaded, lock: Lock) -> dict[str, str]:
     """Tool name -> the sha256 of its archive, for the lock's `tool/` entries that still
-    match the environment (converge runs only these)."""
-    return {key.partition("/")[2]: str(entry.locked["sha256"])
-            for key, entry in _usable(loaded, lock).items() if key.startswith("tool/")}
+    match the environment (converge runs only these); and `release/openshift` -> the
+    release image by digest the pinned openshift-install must embed."""
+    usable = _usable(loaded, lock)
+    tools = {key.partition("/")[2]: str(entry.locked["sha256"])
+             for key, entry in usable.items() if key.startswith("tool/")}
+    if RELEASE_KEY in usable:
+        tools[RELEASE_KEY] = str(usable[RELEASE_KEY].locked)
+    return tools
 
 
 def render_pins(loaded: Loaded, lock: Lock | None, store: Store, strict: bool,
@@ -409,6 +428,11 @@ def locked_differences(loaded: Loaded, lock: Lock, tree: Tree) -> list[str]:
         entry = lock.inputs.get(key)
         if key not in wanted:
             lines.append(f"input {key}: in the lock but no longer used")
+        elif not isinstance(entry, Pinned) and key == RELEASE_KEY:
+            # No rendered byte depends on the release digest, and it may have no offline
+            # source at all: a lock without it still renders. Converge's locked installer
+            # refuses to run without it (reconcile/installer.py).
+            continue
         elif not isinstance(entry, Pinned):
             lines.append(f"input {key}: not in the lock")
         else:

@@ -266,6 +266,8 @@ def consistency_problems(data: dict[str, Any]) -> list[str]:
             elif original.digest and original.digest != locked.digest:
                 found.append(f"at inputs.{key}: locked digest differs from the digest written "
                              "in the blueprint")
+        if key.startswith("release/"):
+            found += _release_problems(key, entry)
         found += _location_problems(key, entry)
         if key.startswith("manifest/") and entry["original"].get("sha256") not in (
                 None, entry["locked"]["sha256"]):
@@ -274,6 +276,22 @@ def consistency_problems(data: dict[str, Any]) -> list[str]:
                 None, entry["locked"]["sha256"]):
             found.append(f"at inputs.{key}: locked sha256 differs from the one in the blueprint")
     return found
+
+
+def _release_problems(key: str, entry: dict[str, Any]) -> list[str]:
+    """A release image is pinned by digest; a digest written in the environment is the pin."""
+    from generator.errors import UserError
+    from generator.lock.resolve import parse_image
+
+    try:
+        locked = parse_image(entry["locked"])
+    except UserError as exc:
+        return [f"at inputs.{key}: {exc.message}"]
+    written = entry["original"].get("image")
+    if written is not None and written != locked.pinned(locked.digest or ""):
+        return [f"at inputs.{key}: locked {entry['locked']} is not the release image "
+                f"written in the environment ({written})"]
+    return []
 
 
 # The field of `locked` that holds where an input kind is fetched from, as lock/compute.py

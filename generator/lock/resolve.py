@@ -49,6 +49,11 @@ class Offline(UserError):
     """Resolution needed the network, but the command runs offline."""
 
 
+class Unreachable(Offline):
+    """A converge-only input (the release digest) whose server did not answer: `gen lock`
+    leaves it unpinned, as offline, instead of failing (converge refuses without it)."""
+
+
 # --- image references --------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +413,88 @@ def listed_sha256(source: str, url: str, base_dirs: tuple[Path, ...], what: str)
     raise UserError(f"{what}: {found.name} lists no sha256 for {name}",
                     "copy that file's line from the distribution's checksum file, or point "
                     "url at a file it lists")
+
+
+# --- OpenShift release images -----------------------------------------------------------------
+
+# release.txt, published beside the client archives (clients/ocp/<version>/release.txt):
+# `Name:` the version, `Digest:` the release image's digest, `Pull From:` its pull spec.
+RELEASE_FIELD = re.compile(r"(Name|Digest|Pull From):\s+(\S+)\s*")
+MAX_RELEASE_TXT = 1 << 20  # release.txt is a few KiB (it lists the component images)
+RELEASE_REF = re.compile(r"[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}")
+
+
+def release_image(original: dict[str, Any], bases: tuple[Path, ...], offline: bool = False,
+                  mirror: str | None = None, key: str = "release") -> str:
+    """The release image by digest (`registry/repository@sha256:...`) of an OpenShift
+    release: written in the environment (`image`), read from a copy of its release.txt
+    shipped beside env.yaml or the blueprint (`file`), or fetched from `url` (the site's
+    artifact mirror asked first, as for the client archives)."""
+    version, url = str(original["version"]), str(original["url"])
+    what = f"{key} {version}"
+    if original.get("image"):
+        return _release_ref(str(original["image"]), version, what)
+    if original.get("file") or url.startswith("file://"):
+        name = str(original.get("file") or url.removeprefix("file://"))
+        path = shipped_file(name, bases, f"{what}: release.txt")
+        try:
+            text, where = read_regular(path, MAX_RELEASE_TXT).decode("utf-8", "replace"), name
+        except UnsafeFile as exc:
+            raise UserError(f"{what}: release.txt {exc}", "ship it as a plain file") from None
+        except OSError as exc:
+            raise UserError(f"{what}: release.txt {path}: {exc.strerror}",
+                            "write a path relative to the environment dir") from None
+        return parse_release_txt(text, version, where, what)
+    if offline:
+        # The hint is part of the message: an offline `gen lock` prints only the message
+        # of what it leaves unpinned, and this input has no offline way round.
+        raise Offline(f"{what}: its release image digest is published only in {url} (no "
+                      "copy ships with the environment or blueprint); run `gen lock` once "
+                      "where that server answers (the lock keeps the digest), or write "
+                      "artifacts.release.image (that file's `Pull From:` value) in a reviewed "
+                      "change")
+    problem = location_problem(url)
+    if problem:
+        raise UserError(f"{what}: url {problem}", "write the release's release.txt URL")
+    try:
+        body = mirror_first(url, mirror,
+                            lambda source: _small_get(source, what, MAX_RELEASE_TXT))
+    except UserError as exc:
+        raise Unreachable(f"{exc.message}; run `gen lock` again where it answers, or write "
+                          "artifacts.release.image (the `Pull From:` value of that file) in a "
+                          "reviewed change") from None
+    return parse_release_txt(body.decode("utf-8", "replace"), version, url, what)
+
+
+def parse_release_txt(text: str, version: str, where: str, what: str) -> str:
+    """The `Pull From:` pull spec of a release.txt, checked against its `Name:` (the
+    version the environment pins) and `Digest:` lines where the file has them."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        match = RELEASE_FIELD.fullmatch(line.strip())
+        if match and match.group(1) not in fields:
+            fields[match.group(1)] = match.group(2)
+    if "Pull From" not in fields:
+        raise UserError(f"{what}: {where} has no `Pull From:` line",
+                        "use the release's own release.txt (or its `Pull From:` line)")
+    if fields.get("Name", version) != version:
+        raise UserError(f"{what}: {where} is the release.txt of {fields['Name']}, not {version}",
+                        "use the release.txt of the pinned version")
+    ref = _release_ref(fields["Pull From"], version, what)
+    if fields.get("Digest", ref.rpartition("@")[2]) != ref.rpartition("@")[2]:
+        raise UserError(f"{what}: {where} says Digest {fields['Digest']} but pulls from {ref}",
+                        "the file is damaged: fetch it again")
+    return ref
+
+
+def _release_ref(ref: str, version: str, what: str) -> str:
+    # release.txt is fetched from a server: its pull spec is checked as strictly as the
+    # schema checks a written `image` (it lands in the lock and in converge's messages)
+    if len(ref) > 512 or not RELEASE_REF.fullmatch(ref):
+        raise UserError(f"{what}: {ref[:200]!r} does not name the release image by digest",
+                        "write registry/repository@sha256:<hex>")
+    image = parse_image(ref)
+    return image.pinned(image.digest or "")
 
 
 # --- plain URLs ------------------------------------------------------------------------------

@@ -16,6 +16,16 @@ per-environment state directory outside the git tree (mode 0700):
 Done phases are recorded in `phases.json` (written atomically), so a second converge has
 nothing to do and a killed one resumes where it stopped. The binary is copied into the
 state directory and its sha256 checked against the pin before every run.
+
+The release: openshift-install installs the release image built into it. When the lock pins
+`release/openshift`, the binary's `openshift-install version` must report exactly that
+image (`release image registry/repository@sha256:...`) before any phase runs, and
+OPENSHIFT_INSTALL_RELEASE_IMAGE_OVERRIDE is removed from its environment, so nothing but
+the reviewed lock decides what gets installed. Running `version` rather than scanning the
+binary for a pull spec: it is the installer's own answer to "which release do you install"
+(the scan could find another image's string), the binary is already verified by sha256,
+and a stand-in implements the same contract. The locked installer runs only with a pinned
+release when the environment names one (`artifacts.release`).
 """
 
 from __future__ import annotations
@@ -56,6 +66,9 @@ ASSETS, GATES = "installer-assets", ("bootstrap-complete", "install-complete")
 PHASES = (ASSETS, *GATES)
 ROLE_CONFIGS = ("bootstrap.ign", "master.ign", "worker.ign")
 LOCKED_TOOL = "openshift-install"  # the lock input tool/openshift-install
+RELEASE_KEY = "release/openshift"  # the lock input: the release image by digest
+RELEASE_OVERRIDE = "OPENSHIFT_INSTALL_RELEASE_IMAGE_OVERRIDE"  # would bypass the pin
+_RELEASE_LINE = re.compile(r"release image (\S+)")
 CERT_WINDOW = 24 * 3600  # openshift-install's bootstrap certificates expire after 24 hours
 _SECRET_LINE = re.compile(r"password", re.IGNORECASE)
 _LEVEL = re.compile(r'level=(error|fatal) msg="?(.*?)"?$')
@@ -144,6 +157,7 @@ class InstallerProvider:
     pinned: dict[str, str] = field(default_factory=dict)  # tool name -> archive sha256
     name: str = "installer"
     _member_sha: str | None = None  # sha256 of the binary inside the verified archive
+    _release_checked: Path | None = None  # the binary whose embedded release matched
     notices: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     env_name: str = ""
@@ -164,6 +178,12 @@ class InstallerProvider:
                                     f"artifacts.tools.{LOCKED_TOOL}, run `gen lock` and "
                                     "`gen fetch`, or pass --openshift-install PATH=SHA256")
             return []  # phases run only with a pinned installer
+        if self.tool is None and env.release is not None and RELEASE_KEY not in self.pinned:
+            self.notices.append(f"installer: the lock pins no release image ({RELEASE_KEY} "
+                                f"{env.release.version}); run `gen lock env/{env.name}` where "
+                                f"{env.release.url} answers, or write artifacts.release.image"
+                                "; the installer phases are not planned")
+            return []  # the locked installer runs only with its release pinned as well
         if self.tool is None:
             self._stored_archive()  # a missing or tampered archive stops the plan itself
         self.env_name, self.tree = env.name, tree
@@ -254,6 +274,33 @@ class InstallerProvider:
         return json.dumps(fill(data), indent=2).encode() + b"\n"
 
     def _binary(self, state: State) -> Path:
+        """The pinned binary, checked before every run, and the release it embeds checked
+        once against the lock's release image."""
+        binary = self._verified_binary(state)
+        if RELEASE_KEY in self.pinned and self._release_checked != binary:
+            self._check_release(binary, self.pinned[RELEASE_KEY])
+            self._release_checked = binary
+        return binary
+
+    def _check_release(self, binary: Path, wanted: str) -> None:
+        """`openshift-install version` names the release image the binary installs; it must
+        be the pinned one, or no phase runs."""
+        try:
+            proc = subprocess.run([str(binary), "version"], capture_output=True, text=True,
+                                  env=_installer_env(), cwd=binary.parent, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise UserError(f"installer: cannot run {LOCKED_TOOL} version: {exc}",
+                            "check the pinned binary") from None
+        found = _RELEASE_LINE.search(proc.stdout + proc.stderr)
+        embedded = found.group(1) if found else None
+        if proc.returncode != 0 or embedded != wanted:
+            raise UserError(f"installer: the pinned {LOCKED_TOOL} installs release image "
+                            f"{embedded or '(none reported)'}, not the locked {wanted} "
+                            f"({RELEASE_KEY}); no phase was run",
+                            "pin the openshift-install of that release (oc adm release extract "
+                            "--command=openshift-install <the locked image>), or relock")
+
+    def _verified_binary(self, state: State) -> Path:
         """The pinned binary, copied into the state dir and checked before every run (the
         copy, so nothing can swap the file between the check and the exec)."""
         if self.tool is None:
@@ -310,7 +357,8 @@ class InstallerProvider:
         log = Path(args[-1]) / ".openshift_install.log"
         self.say(f"installer: {phase}: openshift-install {' '.join(args[:2])}")
         proc = subprocess.Popen([str(binary), *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, cwd=state.root)
+                                stderr=subprocess.STDOUT, text=True, cwd=state.root,
+                                env=_installer_env())
         assert proc.stdout is not None
         last_error = ""
         for line in proc.stdout:
@@ -326,6 +374,12 @@ class InstallerProvider:
                 else ""
             raise UserError(f"installer phase {phase} failed: openshift-install "
                             f"{' '.join(args[:2])} exited {code}{why}", f"log: {log}")
+
+
+def _installer_env() -> dict[str, str]:
+    """This process's environment without the override that would make openshift-install
+    install another release image than the one it embeds (and the lock pins)."""
+    return {k: v for k, v in os.environ.items() if k != RELEASE_OVERRIDE}
 
 
 def _extract_member(archive: Path, member: str, target: Path) -> str:

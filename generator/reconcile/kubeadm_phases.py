@@ -18,6 +18,11 @@ One plan action per phase, each run on a node through its command prefix
   phase), from the manifest the lock pins.
 - `ENV/nodes-ready` last: waits until every node of the cluster reports Ready.
 
+Before kubeadm runs on a node, the node's kubeadm must be the pinned one: its version the
+cluster's `kubernetesVersion`, and its sha256 the lock's `tool/kubeadm` (the sha256
+dl.k8s.io publishes for that release's binary; `--kubeadm-sha256` overrides it). Without
+either pin the phases are not planned: an unpinned kubeadm is never run.
+
 Secrets: the token and certificate key are generated into `secrets.json` of the
 per-environment state directory (mode 0700, the file 0600), never into the tree, the lock
 or a log line; admin.conf is kept there too. `phases.json` records the Ready gate, so a
@@ -49,6 +54,7 @@ from generator.reconcile.files import Target
 from generator.tree import Tree
 
 INIT, READY = "init", "nodes-ready"
+LOCKED_TOOL = "kubeadm"  # the lock input tool/kubeadm
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"  # exists once a node is a member
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 CA_CERT = "/etc/kubernetes/pki/ca.crt"
@@ -204,6 +210,7 @@ class KubeadmProvider:
     enabled: bool = False  # --kubeadm-state-dir given: plan and run the phases
     targets: dict[str, Target] = field(default_factory=dict)  # node -> where its commands run
     kubeadm_sha256: str | None = None  # --kubeadm-sha256: the binary on the nodes
+    pinned: dict[str, str] = field(default_factory=dict)  # the lock's tool name -> sha256
     say: Callable[[str], None] = lambda line: None
     node_wait: float = 600.0  # seconds apply waits for a node to answer (a VM still booting)
     ready_timeout: float = 900.0
@@ -213,9 +220,23 @@ class KubeadmProvider:
     conflicts: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # scopes not looked at (plan.Plan)
 
+    def use_tools(self, tools: dict[str, str]) -> None:
+        self.pinned = dict(tools)
+
+    @property
+    def wanted_sha256(self) -> str | None:
+        """The sha256 each node's kubeadm must have: --kubeadm-sha256, else the lock's."""
+        return self.kubeadm_sha256 or self.pinned.get(LOCKED_TOOL)
+
     def plan(self, env: Environment, tree: Tree) -> list[Action]:
         base = f"clusters/{env.cluster.name}/kubeadm"
         if not self.enabled or env.cluster.flavour != "kubeadm" or f"{base}/init.yaml" not in tree:
+            return []
+        if self.wanted_sha256 is None:
+            self.notices.append(f"kubeadm: the lock pins no {LOCKED_TOOL}; add "
+                                f"artifacts.tools.{LOCKED_TOOL} and run `gen lock`, or pass "
+                                "--kubeadm-sha256; the kubeadm phases are not planned")
+            self.skipped.append(f"kubeadm: {env.name} (no pinned {LOCKED_TOOL})")
             return []
         first = env.nodes_with_role("master")[0]
         nodes = [first, *joining_nodes(env)]
@@ -326,7 +347,7 @@ class KubeadmProvider:
 
     def _check_binary(self, env: Environment, node: Node, target: Target) -> None:
         """The kubeadm on the node is the pinned one: its version is the cluster's pinned
-        Kubernetes version, and its sha256 the --kubeadm-sha256 pin when one is given."""
+        Kubernetes version, and its sha256 the lock's (or --kubeadm-sha256)."""
         proc = target.run(["kubeadm", "version", "-o", "short"], check=False)
         found = proc.stdout.decode(errors="replace").strip()
         wanted = kubernetes_version(env)
@@ -334,13 +355,16 @@ class KubeadmProvider:
             raise UserError(f"kubeadm: {node.name} has kubeadm {found or 'nothing'}, not the "
                             f"pinned {wanted}; it was not run",
                             "install the pinned kubeadm package there (cloud-init does)")
-        if self.kubeadm_sha256 is not None:
-            proc = target.run(["sh", "-c", 'sha256sum "$(command -v kubeadm)"'], check=False)
-            digest = proc.stdout.decode(errors="replace").split(" ")[0]
-            if digest != self.kubeadm_sha256:
-                raise UserError(f"kubeadm: {node.name}'s kubeadm has sha256 {digest or '?'}, "
-                                f"not the pinned {self.kubeadm_sha256}; it was not run",
-                                "install the binary the pin names")
+        wanted_sha = self.wanted_sha256
+        if wanted_sha is None:  # plan refuses this; a hand-built action must too
+            raise UserError(f"kubeadm: no pinned {LOCKED_TOOL} sha256; it was not run",
+                            "run `gen lock`, or pass --kubeadm-sha256")
+        proc = target.run(["sh", "-c", 'sha256sum "$(command -v kubeadm)"'], check=False)
+        digest = proc.stdout.decode(errors="replace").split(" ")[0]
+        if digest != wanted_sha:
+            raise UserError(f"kubeadm: {node.name}'s kubeadm has sha256 {digest or '?'}, "
+                            f"not the pinned {wanted_sha}; it was not run",
+                            "install the binary the pin names")
 
     def _kubeadm(self, env: Environment, node: Node, target: Target, verb: str,
                  config: bytes, extra: list[str], data: dict[str, str]) -> None:

@@ -388,8 +388,9 @@ class KubeadmOptions:
              "; 'local' runs it on this machine. Every node needs one. Repeatable.")
     sha256: str | None = option(
         "--kubeadm-sha256", metavar="SHA256",
-        help="The sha256 the kubeadm binary on every node must have; checked before each "
-             "run (its version is always checked against cluster.kubernetesVersion).")
+        help="The sha256 the kubeadm binary on every node must have, instead of the lock's "
+             "tool/kubeadm; checked before each run (its version is always checked against "
+             "cluster.kubernetesVersion).")
     node_wait: float = option(
         "--kubeadm-node-wait", kind="float", default=600, show_default=True,
         help="Seconds converge waits for a node to answer before kubeadm runs there.")
