@@ -282,12 +282,3 @@ def test_every_spec_row_has_a_schema_for_its_version() -> None:
 def test_kubeadm_lab_gets_no_ignition() -> None:
     tree = render_environment("env/k8s-lab", cwd=ROOT).tree
     assert not [p for p in tree if "/ignition/" in p]
-
-
-@pytest.mark.parametrize("content", [bytes(range(256)), "héllo wörld ∑\n".encode(),
-                                     b"plain-text_1.2~", b"", b"a b%20c\r\n\t"])
-def test_data_url_percent_encodes_exactly_like_urllib(content: bytes) -> None:
-    from urllib.parse import quote, unquote_to_bytes
-
-    assert ignition.data_url(content) == "data:," + quote(content, safe="")
-    assert unquote_to_bytes(ignition.data_url(content).removeprefix("data:,")) == content
