@@ -13,7 +13,7 @@ down test labs still render.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
@@ -699,6 +699,28 @@ _GENERATED_SECRETS = ("pullSecret", "kubeadm-token", "kubeadm-ca-cert-hash",
                       "kubeadm-certificate-key")
 
 
+def _strings_with(data: Any, wanted: Callable[[str], bool],
+                  ) -> Iterator[tuple[FieldPath, str]]:
+    """`_strings` of `data` whose text is `wanted`: a plain scan first, paths built only
+    when one is found (no path tuples for every value of a 10,000-node document)."""
+    if _holds(data, wanted):
+        yield from ((path, text) for path, text in _strings(data, ()) if wanted(text))
+
+
+def _holds(data: Any, wanted: Callable[[str], bool]) -> bool:
+    if isinstance(data, str):
+        return wanted(data)
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if wanted(key) or _holds(value, wanted):
+                return True
+    elif isinstance(data, list):
+        for value in data:
+            if _holds(value, wanted):
+                return True
+    return False
+
+
 def _strings(data: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
     if isinstance(data, str):
         yield path, data
@@ -715,7 +737,7 @@ def check_secret_markers(c: Checker) -> None:
     """A secret marker is what gen itself writes where a declared secret goes; written in
     the environment it would make converge fill a secret into any file (a TXT record, a
     description). Secret references ({env}/{file}) are the only way to name a secret."""
-    for path, text in _strings(c.data, ()):
+    for path, text in _strings_with(c.data, lambda text: SECRET_MARKER_PREFIX in text):
         if SECRET_MARKER_PREFIX in text:
             c.error(path, f"a secret marker ({SECRET_MARKER_PREFIX}...@@) is not allowed here",
                     "name secrets only by reference in secret fields: {env: NAME} or "
@@ -727,8 +749,8 @@ def check_file_urls(c: Checker) -> None:
     `..` it passed validate and lock and then made render call the lock damaged."""
     from generator.confine import relative_file_problem
 
-    for path, text in _strings(c.data, ()):
-        if path and path[-1] == "url" and text.startswith("file://"):
+    for path, text in _strings_with(c.data, lambda text: text.startswith("file://")):
+        if path and path[-1] == "url":
             problem = relative_file_problem(text.removeprefix("file://"))
             if problem is not None:
                 c.error(path, problem, "write file://PATH relative to the environment's folder")

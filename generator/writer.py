@@ -15,6 +15,16 @@ before the first staged file, so a render killed half-way leaves a directory gen
 the next render resumes it (removing the dead run's temporaries). Temporaries carry the
 process id and a random part, and renders into one directory take turns (flock on the
 directory), so concurrent renders neither collide nor see each other's half-written state.
+
+A first render (no output directory yet) takes a shorter path: the whole tree is written
+into one staging directory beside the output (`.<out>.<pid>-<random>.gen-tmp`, flocked
+while it is being filled), made durable with one syncfs, and renamed into place at once
+without replacing anything (renameat2 RENAME_NOREPLACE). No temporary, fchmod or rename
+per file: on a 60,000-file tree that was a tenth of the render. A failure removes the
+staging directory; one a SIGKILLed run left is removed by the next first render (its flock
+is free); the output never exists half-written. When the rename cannot be made (the output
+appeared meanwhile: a concurrent render, or no renameat2), the staged copy is dropped and
+the per-file path runs.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +122,9 @@ def write_tree(out: Path, tree: Tree, env_name: str, within: Path | None = None)
     """Make `out` hold exactly `tree`. With `within` (the repo, for the default
     `rendered/<env>`), no directory between `within` and `out` is followed either: a
     committed `rendered` symlink cannot send the output elsewhere."""
+    fresh = _write_fresh(out, tree, env_name, within)
+    if fresh is not None:
+        return fresh
     with _output_dir(out, within) as fd:
         _guard(fd, out, env_name)
         scan = _scan(fd, out)
@@ -138,6 +152,159 @@ def write_tree(out: Path, tree: Tree, env_name: str, within: Path | None = None)
                 dirs.prune_empty(path.rpartition("/")[0])
         os.fsync(fd)
     return changes
+
+
+STAGING = re.compile(r"\d+-[0-9a-f]{8}\.gen-tmp\Z")  # after `.<out name>.`
+RENAME_NOREPLACE = 1  # renameat2(2)
+
+
+def _write_fresh(out: Path, tree: Tree, env_name: str, within: Path | None) -> Changes | None:
+    """A first render staged whole beside `out` and renamed into place once; None when
+    `out` exists already (or cannot be made this way): the per-file path handles it, and
+    reports any error about the output exactly as before."""
+    if out.name in ("", ".", ".."):
+        return None
+    parent_fd = _parent_dir(out, within)
+    if parent_fd is None:
+        return None
+    try:
+        try:
+            os.stat(out.name, dir_fd=parent_fd, follow_symlinks=False)
+            return None
+        except FileNotFoundError:
+            pass
+        _remove_dead_staging(parent_fd, out.name)
+        staging = f".{out.name[:200]}.{os.getpid()}-{secrets.token_hex(4)}.gen-tmp"
+        try:
+            os.mkdir(staging, 0o755, dir_fd=parent_fd)
+            fd = os.open(staging, DIR_FLAGS, dir_fd=parent_fd)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # alive: another render leaves it alone
+            placed = _fill_and_place(fd, parent_fd, staging, out, tree, env_name)
+        finally:
+            os.close(fd)
+        if not placed:
+            return None
+        os.fsync(parent_fd)  # the rename is durable
+    finally:
+        os.close(parent_fd)
+    return Changes(added=tuple(sorted(tree)), changed=(), removed=())
+
+
+def _fill_and_place(fd: int, parent_fd: int, staging: str, out: Path, tree: Tree,
+                    env_name: str) -> bool:
+    """Write the marker and every file into the staging directory `fd`, flush, rename it
+    to `out`; False (staging removed) when `out` appeared meanwhile."""
+    try:
+        _write_marker(fd, out, env_name)
+        with _Dirs(fd, out) as dirs:
+            _create_all(dirs, out, tree)
+        _syncfs(fd)
+        placed = _rename_noreplace(parent_fd, staging, out)
+    except BaseException:
+        shutil.rmtree(staging, dir_fd=parent_fd, ignore_errors=True)
+        raise
+    if not placed:
+        shutil.rmtree(staging, dir_fd=parent_fd, ignore_errors=True)
+    return placed
+
+
+def _parent_dir(out: Path, within: Path | None) -> int | None:
+    """The directory `out` goes in, created if needed, reached the way `_output_dir`
+    reaches `out`; None when it cannot be made (the per-file path reports why)."""
+    if within is not None and out.is_relative_to(within) and out != within:
+        if out.parent == within:
+            try:
+                return os.open(within, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                return None
+        return _open_below(within, out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(out.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _remove_dead_staging(parent_fd: int, name: str) -> None:
+    """Staging directories of `name` that a killed render left (their flock is free)."""
+    prefix = f".{name[:200]}."
+    with os.scandir(parent_fd) as entries:
+        dead = [e.name for e in entries if e.name.startswith(prefix)
+                and STAGING.match(e.name, len(prefix)) and e.is_dir(follow_symlinks=False)]
+    for staging in dead:
+        try:
+            fd = os.open(staging, DIR_FLAGS, dir_fd=parent_fd)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a live render's
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(staging, dir_fd=parent_fd, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _create_all(dirs: _Dirs, out: Path, tree: Tree) -> None:
+    """Create every file of `tree` under a fresh directory: one open, write, close each
+    (fchmod only when the umask would take a bit of the mode away)."""
+    umask = _umask()
+    exact = umask is not None and umask & 0o755 == 0
+    path = ""
+    try:
+        for path, content in tree.items():
+            parent, _, name = path.rpartition("/")
+            mode = 0o755 if isinstance(content, Executable) else 0o644
+            fd = os.open(name, NEW_FLAGS, mode, dir_fd=dirs.open(parent, create=True))
+            try:
+                written = os.write(fd, content)
+                if written < len(content):
+                    view = memoryview(content)[written:]
+                    while view:
+                        view = view[os.write(fd, view):]
+                if not exact:
+                    os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise UserError(f"cannot write {out / path}: {exc.strerror or exc}",
+                        "check the output directory (permissions, free space)") from None
+
+
+def _umask() -> int | None:
+    """The process's umask, read without setting it (Linux 4.7+); None when unknown."""
+    try:
+        with Path("/proc/self/status").open("rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _rename_noreplace(parent_fd: int, staging: str, out: Path) -> bool:
+    """Rename `staging` to `out` in `parent_fd` unless `out` exists; False when it does or
+    the system cannot promise that (no renameat2, a filesystem without the flag)."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(parent_fd, os.fsencode(staging), parent_fd, os.fsencode(out.name),
+                 RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise UserError(f"cannot create {out}: {os.strerror(err)}",
+                    "check the output directory (permissions, free space)")
 
 
 @contextmanager

@@ -137,6 +137,26 @@ def test_merge_carries_sha512_when_the_lock_knows_the_role_config(
     assert_validates_silently(path)
 
 
+@pytest.mark.parametrize("manifests", [{}, {"ignition/master": b'{"ignition":{}}'}])
+def test_render_after_check_reuses_its_configs_byte_for_byte(
+        lab: Environment, manifests: dict[str, bytes]) -> None:
+    """`check` keeps the configs it encoded for the environment it checked; `render` of
+    that environment splices in the role's pinned merge resource instead of building and
+    checking each config again. A copy of the environment (another identity) was never
+    checked, so it renders the long way: both must be the same bytes."""
+    pins = Pins(manifests=manifests)
+    assert ignition.check(lab) == []
+    assert ignition._checked_configs(lab, ignition.DEFAULT_SPEC)  # the short way is taken
+    spliced = ignition.render(lab, pins)
+    unchecked = dataclasses.replace(lab)
+    assert ignition._checked_configs(unchecked, ignition.DEFAULT_SPEC) == {}
+    built = ignition.render(unchecked, pins)
+    assert spliced == built
+    if manifests:
+        assert b"sha512-" in spliced["clusters/ocp4/ignition/master1.ign"]
+        assert b"sha512-" not in spliced["clusters/ocp4/ignition/worker1.ign"]
+
+
 def test_ssh_keys_are_markers_for_core(lab: Environment, lab_ignition: dict[str, bytes]) -> None:
     config = json.loads(lab_ignition["worker1"])
     assert config["passwd"]["users"] == [

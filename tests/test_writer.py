@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from generator import writer
 from generator.errors import UserError
 from generator.tree import Executable
 from generator.writer import MARKER, compare, read_tree, write_tree
@@ -111,6 +114,76 @@ def test_failed_staging_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot write .*z.txt/inner: Not a directory"):
         write_tree(out, {"a.txt": b"new a\n", "z.txt/inner": b"new z\n"}, "lab")
     assert state(out) == before, "staged temporaries are cleaned up, nothing replaced"
+
+
+def staging_beside(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name.endswith(".gen-tmp"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
+def test_first_write_is_staged_whole_with_exact_modes(tmp_path: Path, umask: int) -> None:
+    """A first render builds the tree in one staging directory beside the output and
+    renames it once: nothing staged is left, modes are 0644/0755 whatever the umask."""
+    out = tmp_path / "deep" / "out"
+    old = os.umask(umask)
+    try:
+        changes = write_tree(out, {"a/b.txt": b"b\n", "run.sh": Executable(b"#!/bin/sh\n"),
+                                   "big": b"x" * (1 << 20)}, "lab")
+    finally:
+        os.umask(old)
+    assert changes.added == ("a/b.txt", "big", "run.sh")
+    modes = {p: stat.S_IMODE(m) for p, (_, _, m) in state(out).items()}
+    assert modes == {MARKER: 0o644, "a/b.txt": 0o644, "big": 0o644, "run.sh": 0o755}
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755 & ~umask
+    assert read_tree(out)["big"] == b"x" * (1 << 20)
+    assert staging_beside(out) == [] and not list(out.rglob("*.gen-tmp"))
+
+
+def test_failed_first_write_leaves_no_output_and_no_staging(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="cannot write .*z.txt/inner: Not a directory"):
+        write_tree(out, {"a.txt": b"a\n", "z.txt": b"z\n", "z.txt/inner": b"i\n"}, "lab")
+    assert not out.exists() and staging_beside(out) == []
+
+
+def test_dead_staging_is_removed_and_a_live_one_left_alone(tmp_path: Path) -> None:
+    """Staging directories a killed first render left beside the output are removed by the
+    next; one another render still holds (flocked) is not touched."""
+    out = tmp_path / "out"
+    dead = tmp_path / ".out.4242-deadbeef.gen-tmp"
+    live = tmp_path / ".out.4343-0123abcd.gen-tmp"
+    other = tmp_path / ".outer.4444-0123abcd.gen-tmp"  # another output's
+    for staging in (dead, live, other):
+        (staging / "hosts").mkdir(parents=True)
+        (staging / "hosts" / "half").write_bytes(b"half")
+    holder = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        write_tree(out, {"a.txt": b"a\n"}, "lab")
+        assert staging_beside(out) == sorted([live.name, other.name])
+    finally:
+        os.close(holder)
+    assert read_tree(out) == {"a.txt": b"a\n"}
+
+
+def test_first_write_does_not_replace_an_output_made_meanwhile(tmp_path: Path) -> None:
+    """The staged tree is renamed only where nothing exists (RENAME_NOREPLACE): an output
+    that appeared after the check (another render's) is written the per-file way."""
+    out = tmp_path / "out"
+    writer_rename = writer._rename_noreplace
+
+    def appear_first(parent_fd: int, staging: str, target: Path) -> bool:
+        writer._rename_noreplace = writer_rename
+        write_tree(target, {"other.txt": b"o\n"}, "lab")  # a concurrent render won
+        return writer_rename(parent_fd, staging, target)
+
+    writer._rename_noreplace = appear_first
+    try:
+        changes = write_tree(out, {"a.txt": b"a\n"}, "lab")
+    finally:
+        writer._rename_noreplace = writer_rename
+    assert changes.added == ("a.txt",) and changes.removed == ("other.txt",)
+    assert read_tree(out) == {"a.txt": b"a\n"} and staging_beside(out) == []
 
 
 def test_compare_reports_each_kind_of_difference() -> None:

@@ -175,14 +175,15 @@ def test_a_marker_that_is_a_fifo_is_refused_without_hanging(repo: Path) -> None:
 
 
 def _kill_mid_staging(repo: Path, out: Path) -> bool:
-    """Start a first render and SIGKILL it as soon as a staged temporary appears."""
+    """Start a render and SIGKILL it as soon as something is staged: a temporary inside an
+    existing `out`, or, for a first render, a staging directory beside it holding files."""
     proc = subprocess.Popen([sys.executable, "-m", "generator", "render", "env/big", "--out",
                              str(out)], cwd=repo, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if out.is_dir() and _any_temporary(out):
+            if _any_temporary(out) or _staging_with_files(out):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 return True
@@ -194,18 +195,61 @@ def _kill_mid_staging(repo: Path, out: Path) -> bool:
 
 
 def _any_temporary(root: Path) -> bool:
+    if not (root.is_dir() and (root / MARKER).exists()):
+        return False
     for _, _, filenames in os.walk(root):
         if any(name.endswith(".gen-tmp") for name in filenames):
             return True
     return False
 
 
-def test_a_sigkilled_first_render_is_resumed_by_the_next(tmp_path: Path) -> None:
+def _staging_dirs(out: Path) -> list[Path]:
+    return [p for p in out.parent.glob(f".{out.name}.*.gen-tmp") if p.is_dir()]
+
+
+def _staging_with_files(out: Path) -> bool:
+    for staging in _staging_dirs(out):
+        try:
+            if sum(1 for _ in staging.iterdir()) > 2:  # the marker and some output
+                return True
+        except FileNotFoundError:  # renamed into place meanwhile
+            pass
+    return False
+
+
+def test_a_sigkilled_first_render_leaves_no_output_and_the_next_succeeds(
+        tmp_path: Path) -> None:
+    """A first render stages the whole tree beside the output and renames it once: killed
+    while staging, there is no output at all (nothing half-written), and the next render
+    removes the dead staging directory and renders in full."""
     write_environment(tmp_path, nodes=300, hypervisors=10)
     clean = tmp_path / "clean"
     assert gen("render", "env/big", "--out", str(clean), cwd=tmp_path).code == 0
     for attempt in range(6):  # the kill must land while files are staged
         out = tmp_path / f"out{attempt}"
+        if _kill_mid_staging(tmp_path, out):
+            break
+    else:
+        pytest.fail("the render always finished before it could be killed")
+    assert not out.exists(), "a first render appears whole or not at all"
+    assert _staging_dirs(out), "the killed run's staging directory is left beside it"
+    again = gen("render", "env/big", "--out", str(out), cwd=tmp_path)
+    assert again.code == 0, again.err
+    assert _staging_dirs(out) == [] and temporaries(out) == []
+    assert read_tree(out) == read_tree(clean)
+    assert (out / MARKER).read_text() == "big\n"
+
+
+def test_a_sigkilled_render_into_an_existing_output_is_resumed_by_the_next(
+        tmp_path: Path) -> None:
+    """Into an existing output (here: empty, so every file is added) files are staged one
+    by one beside their targets, the marker first: a kill leaves a directory gen owns."""
+    write_environment(tmp_path, nodes=300, hypervisors=10)
+    clean = tmp_path / "clean"
+    assert gen("render", "env/big", "--out", str(clean), cwd=tmp_path).code == 0
+    for attempt in range(6):
+        out = tmp_path / f"out{attempt}"
+        out.mkdir()
         if _kill_mid_staging(tmp_path, out):
             break
     else:

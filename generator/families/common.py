@@ -43,11 +43,21 @@ def load_balancer_ip(env: Environment) -> IPv4Address | None:
 
 def http_base(env: Environment) -> str:
     """`http://<helper ip>:<port>`: the helper web server nodes fetch from."""
+    global _HTTP_BASE
+    if _HTTP_BASE is not None and _HTTP_BASE[0] is env:
+        return _HTTP_BASE[1]
     http = env.services.http
     if http is None:
         raise ValueError("no HTTP service declared")
     port = escape.number(http.port, ("services", "http", "port"), "a URL")
-    return f"http://{service_ip(env, http.host)}:{port}"
+    base = f"http://{service_ip(env, http.host)}:{port}"
+    _HTTP_BASE = (env, base)
+    return base
+
+
+# The last (immutable) environment's base URL: asked for several times per node (Ignition,
+# PXE), ~4% of a large render; one slot, holding the environment so its identity stays.
+_HTTP_BASE: tuple[Environment, str] | None = None
 
 
 def ignition_url(env: Environment, node: Node) -> str:

@@ -12,7 +12,8 @@ add a statement, record, section, option, kernel argument or menu line.
 
 Kea, Ignition, libvirt XML, YAML and JSON are built as data structures and serialized by
 their own encoders, never glued, so they need nothing from here except for text inside a
-structure that is itself a line-based language (an Ignition keyfile, a cloud-init command).
+structure that is itself a line-based language (an Ignition keyfile, a cloud-init command),
+and the XML entities libvirt's serializer writes (`xml_text`, `xml_attribute`).
 
 A refusal names the document field (`nodes[2].name`); the caller that holds the document
 turns it into `FILE:LINE:COL: at FIELD: message (fix)` (see `families.render_all`). A field
@@ -372,4 +373,31 @@ def fqdn(value: str, host: str, field: Field, language: str) -> str:
     the rest at the cluster's base domain."""
     name(host, field, language)
     domain(value[len(host) + 1:], CLUSTER_DOMAIN, language)
+    return value
+
+
+def xml_text(value: str) -> str:
+    """Character data inside an XML element: `&`, `<` and `>` as entities, the way
+    ElementTree writes them (libvirt's files stay byte-identical to its serializer's)."""
+    if "&" in value:
+        value = value.replace("&", "&amp;")
+    if "<" in value:
+        value = value.replace("<", "&lt;")
+    if ">" in value:
+        value = value.replace(">", "&gt;")
+    return value
+
+
+def xml_attribute(value: str) -> str:
+    """A double-quoted XML attribute value: ElementTree's entities, line breaks and tabs as
+    character references so a parser does not normalise them to spaces."""
+    value = xml_text(value)
+    if '"' in value:
+        value = value.replace('"', "&quot;")
+    if "\r" in value:
+        value = value.replace("\r", "&#13;")
+    if "\n" in value:
+        value = value.replace("\n", "&#10;")
+    if "\t" in value:
+        value = value.replace("\t", "&#09;")
     return value
