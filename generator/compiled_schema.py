@@ -24,7 +24,7 @@ from typing import Any
 Validator = Callable[[Any], Any]
 
 # Bump when what is cached changes shape (it is part of every key).
-_FORMAT = "gen-compiled-schema-1"
+_FORMAT = "gen-compiled-schema-2"
 
 
 def cache_dir() -> Path:
@@ -67,8 +67,41 @@ def _compile(schema: dict[str, Any], label: str) -> tuple[str, Any]:
     import fastjsonschema
 
     resolver, generator = fastjsonschema._factory(schema, {})  # what compile() uses
-    source = f"{generator.global_state_code}\n{generator.func_code}"
+    func_code = generator.func_code
+    source = f"{_lazy_state_code(generator) or generator.global_state_code}\n{func_code}"
     return resolver.get_scope_name(), compile(source, label, "exec")
+
+
+# fastjsonschema's module compiles every `pattern` of the schema when it is loaded: ~40
+# regular expressions for the blueprint schema, a tenth of `gen render env/lab`'s own work,
+# though a document uses a few. This module compiles each on first use instead.
+_LAZY_PATTERNS = """
+class _Patterns(dict):
+    def __init__(self, sources):
+        super().__init__()
+        self.sources = sources
+
+    def __missing__(self, key):
+        pattern = self[key] = re.compile(*self.sources[key])
+        return pattern
+
+
+REGEX_PATTERNS = _Patterns({sources})
+"""
+
+
+def _lazy_state_code(generator: Any) -> str | None:
+    """fastjsonschema's module header with lazily compiled patterns, or None (then its own
+    header) if its internals are not the ones this was written against."""
+    patterns = getattr(generator, "_compile_regexps", None)
+    imports = getattr(generator, "_extra_imports_lines", None)
+    if not isinstance(patterns, dict) or not isinstance(imports, list) or not patterns:
+        return None
+    sources = {key: (regex.pattern, regex.flags) for key, regex in patterns.items()}
+    return "\n".join([*imports, "import re",
+                      "from fastjsonschema import JsonSchemaValueException, "
+                      "JsonSchemaValuesException",
+                      _LAZY_PATTERNS.format(sources=repr(sources))])
 
 
 def _read_cached(path: Path) -> tuple[str, Any] | None:

@@ -52,6 +52,8 @@ class SecretRef:
 
 @dataclass(frozen=True, slots=True)
 class Disk:
+    """One virtual disk of a node, in a libvirt storage pool."""
+
     name: str
     size_bytes: int
     pool: str
@@ -63,6 +65,8 @@ class Disk:
 
 @dataclass(frozen=True, slots=True)
 class Nic:
+    """One network interface of a node: its network, MAC and IP."""
+
     network: str
     mac: str
     ip: IPv4Address
@@ -71,6 +75,8 @@ class Nic:
 
 @dataclass(frozen=True, slots=True)
 class Node:
+    """One machine of the cluster: a VM on one of the hypervisors."""
+
     name: str
     role: str
     hypervisor: str
@@ -104,6 +110,8 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Network:
+    """One L2 network the nodes attach to, with its addressing."""
+
     name: str
     cidr: IPv4Network
     gateway: IPv4Address | None
@@ -117,6 +125,8 @@ class Network:
 
 @dataclass(frozen=True, slots=True)
 class Hypervisor:
+    """A libvirt host the VM nodes run on."""
+
     name: str
     uri: str
     domain_type: str
@@ -127,12 +137,16 @@ class Hypervisor:
 
 @dataclass(frozen=True, slots=True)
 class ClusterNetwork:
+    """The pod network's CIDR and per-node prefix."""
+
     cidr: IPv4Network
     host_prefix: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class Cluster:
+    """The cluster itself: flavour, names, versions and networks."""
+
     flavour: str
     name: str
     base_domain: str
@@ -155,6 +169,8 @@ class Cluster:
 
 @dataclass(frozen=True, slots=True)
 class DnsRecord:
+    """One extra DNS record of the environment."""
+
     name: str
     type: str
     value: str
@@ -162,6 +178,8 @@ class DnsRecord:
 
 @dataclass(frozen=True, slots=True)
 class DnsService:
+    """The DNS server gen configures for the cluster's zone."""
+
     provider: str
     host: str
     forwarders: tuple[IPv4Address, ...]
@@ -173,6 +191,8 @@ class DnsService:
 
 @dataclass(frozen=True, slots=True)
 class DhcpService:
+    """The DHCP server gen configures for the machine network."""
+
     provider: str
     host: str
     network: str
@@ -186,6 +206,8 @@ class DhcpService:
 
 @dataclass(frozen=True, slots=True)
 class PxeService:
+    """Network boot: how PXE-booted nodes find their installer."""
+
     ip_mode: str
     install_dev: str
     rootfs: str  # live -> coreos.live.rootfs_url, image -> coreos.inst.image_url
@@ -195,6 +217,8 @@ class PxeService:
 
 @dataclass(frozen=True, slots=True)
 class HttpService:
+    """The HTTP server that serves Ignition, images and boot artifacts."""
+
     host: str
     port: int
     os: HostPaths = profile(None).paths  # of the HTTP host: Apache's modules and user
@@ -202,6 +226,8 @@ class HttpService:
 
 @dataclass(frozen=True, slots=True)
 class HaproxyService:
+    """The load balancer in front of the API and ingress."""
+
     host: str
     stats_port: int
     balance: str
@@ -212,12 +238,16 @@ class HaproxyService:
 
 @dataclass(frozen=True, slots=True)
 class NfsClient:
+    """One client of an NFS export, with its export options."""
+
     host: str
     options: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class NfsExport:
+    """One directory the NFS server exports."""
+
     path: str
     clients: tuple[NfsClient, ...]
     # the export directory as converge creates it: owner and group by name or numeric id,
@@ -229,12 +259,16 @@ class NfsExport:
 
 @dataclass(frozen=True, slots=True)
 class NfsService:
+    """The NFS server and its exports."""
+
     host: str
     exports: tuple[NfsExport, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
+    """The infrastructure services gen configures (each None when not used)."""
+
     dns: DnsService | None
     dhcp: DhcpService | None
     pxe: PxeService | None
@@ -245,6 +279,8 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class NfsStorage:
+    """Dynamic NFS storage for the cluster's persistent volumes."""
+
     server: str  # node name
     path: str
     provisioner: str
@@ -254,6 +290,8 @@ class NfsStorage:
 
 @dataclass(frozen=True, slots=True)
 class App:
+    """An application deployed onto the cluster."""
+
     name: str
     image: str
     replicas: int
@@ -266,6 +304,8 @@ class App:
 
 @dataclass(frozen=True, slots=True)
 class Registry:
+    """An image registry run in the cluster, its storage on NFS."""
+
     host: str
     size_bytes: int
     nfs_path: str
@@ -274,6 +314,8 @@ class Registry:
 
 @dataclass(frozen=True, slots=True)
 class ManifestRef:
+    """An upstream manifest, pinned by URL and sha256."""
+
     name: str
     url: str
     sha256: str | None
@@ -296,6 +338,8 @@ class GitOps:
 
 @dataclass(frozen=True, slots=True)
 class Kubernetes:
+    """Kubernetes-level choices: CNI, ingress, NFS storage, registry, apps, who syncs."""
+
     cni: str | None
     cni_manifest: ManifestRef | None
     ingress: bool
@@ -388,6 +432,8 @@ class Mirror:
 
 @dataclass(frozen=True, slots=True)
 class Environment:
+    """One whole expanded environment: what every renderer reads."""
+
     name: str
     blueprint: str
     cluster: Cluster
