@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -29,6 +30,10 @@ def warn(warnings: tuple[Problem, ...]) -> None:
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                       show_default=True, help="Output for people (text) or machines (json).")
+# Here, not in commands/lock.py, so `gen render` does not import the lock commands for it.
+STORE = click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
+                     envvar="GEN_STORE",
+                     help="Content store (default ~/.cache/gen/store; $GEN_STORE).")
 
 
 # Command name -> "module:function". Modules load only when their command runs, so heavy
@@ -87,8 +92,6 @@ SUMMARIES = {
 def complete_env(ctx: click.Context, param: click.Parameter,
                  incomplete: str) -> list[click.shell_completion.CompletionItem]:
     """`env/NAME` for every environments/NAME/env.yaml of the repo around the cwd."""
-    from pathlib import Path
-
     from generator.environment import find_root
 
     base = find_root(Path.cwd()) / "environments"
