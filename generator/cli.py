@@ -9,12 +9,17 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from generator import __version__
-from generator.errors import EXIT_INTERNAL, EXIT_USAGE, EXIT_USER, GenError, Problem
+
+# generator.errors is imported where a failure is handled, so `gen --help` does without it
+# and its dataclasses (~5% of that process).
+if TYPE_CHECKING:
+    from generator.errors import Problem
 
 
 def emit(fmt: str, payload: dict[str, Any], text: str) -> None:
@@ -181,6 +186,12 @@ def cli() -> None:
     """
 
 
+def _errors() -> ModuleType:
+    import generator.errors
+
+    return generator.errors
+
+
 def _fail(lines: list[str], code: int) -> NoReturn:
     for line in lines:
         click.echo(line, err=True)
@@ -192,23 +203,23 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         code = cli.main(args=argv, prog_name="gen", standalone_mode=False)
         sys.exit(code or 0)
-    except GenError as exc:
-        _fail(exc.lines(), exc.exit_code)
     except click.exceptions.UsageError as exc:
         exc.show()
-        sys.exit(EXIT_USAGE)
+        sys.exit(_errors().EXIT_USAGE)
     except click.exceptions.Abort:
-        _fail(["aborted"], EXIT_USER)
+        _fail(["aborted"], _errors().EXIT_USER)
     except click.exceptions.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_USAGE)
+        sys.exit(_errors().EXIT_USAGE)
     except KeyboardInterrupt:
         _fail(["interrupted"], 130)
     except BrokenPipeError:
         sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - the one place internal errors become exit 70
+        if isinstance(exc, _errors().GenError):  # gen's own: its lines and exit code
+            _fail(exc.lines(), exc.exit_code)
         if os.environ.get("GEN_DEBUG"):
             raise
         _fail([f"internal error: {type(exc).__name__}: {exc}",
                "this is a bug in gen: please report it with the command you ran "
-               "(set GEN_DEBUG=1 to see the traceback)"], EXIT_INTERNAL)
+               "(set GEN_DEBUG=1 to see the traceback)"], _errors().EXIT_INTERNAL)
