@@ -19,6 +19,7 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 Validator = Callable[[Any], Any]
@@ -59,6 +60,24 @@ def compile_schema(schema: dict[str, Any], draft: str | None = None) -> Validato
     exec(code, namespace)  # noqa: S102 - gen's own schema, compiled by fastjsonschema
     validate: Validator = namespace[name]
     return validate
+
+
+def compile_cached(source: str, label: str) -> CodeType:
+    """`compile(source, label, "exec")`, its code kept in the same cache (generator.records
+    compiles the model's dataclass methods this way: compiling them was most of the cost of
+    importing the model)."""
+    key = hashlib.sha256("\0".join((_FORMAT, sys.implementation.cache_tag or "", label,
+                                    source)).encode()).hexdigest()
+    try:
+        path: Path | None = cache_dir() / "code" / f"{key}.bytecode"
+    except RuntimeError:  # no home directory to find a cache in: compile every time
+        path = None
+    entry = _read_cached(path) if path else None
+    if entry is None:
+        entry = (label, compile(source, label, "exec"))
+        if path:
+            _write_cached(path, entry)
+    return entry[1]
 
 
 def _compile(schema: dict[str, Any], label: str) -> tuple[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from generator.loader import FieldPath
 
 from generator.profiles import HostPaths, profile
+from generator.records import record
 
 BOOT_ORDER = ("bootstrap", "master", "worker")
 
@@ -37,7 +38,7 @@ def secret_marker(name: str) -> str:
     return f"{SECRET_MARKER_PREFIX}{name}{SECRET_MARKER_SUFFIX}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SecretRef:
     """A secret by reference only. Its value is never read while rendering."""
 
@@ -50,7 +51,7 @@ class SecretRef:
         return secret_marker(self.name)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Disk:
     """One virtual disk of a node, in a libvirt storage pool."""
 
@@ -63,7 +64,7 @@ class Disk:
     volume: str | None = None  # an existing volume's own name (adopted labs)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Nic:
     """One network interface of a node: its network, MAC and IP."""
 
@@ -73,7 +74,7 @@ class Nic:
     interface: str = "ens3"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Node:
     """One machine of the cluster: a VM on one of the hypervisors."""
 
@@ -108,7 +109,7 @@ class Node:
         return disk.volume or f"{self.name}-{disk.name}.{disk.format}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Network:
     """One L2 network the nodes attach to, with its addressing."""
 
@@ -123,7 +124,7 @@ class Network:
     ntp: tuple[IPv4Address, ...] = ()  # empty: the OS's default (public) time pools
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Hypervisor:
     """A libvirt host the VM nodes run on."""
 
@@ -135,7 +136,7 @@ class Hypervisor:
     bridge: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClusterNetwork:
     """The pod network's CIDR and per-node prefix."""
 
@@ -143,7 +144,7 @@ class ClusterNetwork:
     host_prefix: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Cluster:
     """The cluster itself: flavour, names, versions and networks."""
 
@@ -167,7 +168,7 @@ class Cluster:
         return f"{self.name}.{self.base_domain}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DnsRecord:
     """One extra DNS record of the environment."""
 
@@ -176,7 +177,7 @@ class DnsRecord:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DnsService:
     """The DNS server gen configures for the cluster's zone."""
 
@@ -189,7 +190,7 @@ class DnsService:
     os: HostPaths = profile(None).paths  # of the DNS host: where its zone files go
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DhcpService:
     """The DHCP server gen configures for the machine network."""
 
@@ -204,7 +205,7 @@ class DhcpService:
     os: HostPaths = profile(None).paths  # of the DHCP (and TFTP) host: its PXE loaders
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PxeService:
     """Network boot: how PXE-booted nodes find their installer."""
 
@@ -215,7 +216,7 @@ class PxeService:
     kernel_args: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HttpService:
     """The HTTP server that serves Ignition, images and boot artifacts."""
 
@@ -224,7 +225,7 @@ class HttpService:
     os: HostPaths = profile(None).paths  # of the HTTP host: Apache's modules and user
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HaproxyService:
     """The load balancer in front of the API and ingress."""
 
@@ -236,7 +237,7 @@ class HaproxyService:
     address: IPv4Address | None = None  # a VIP for api/api-int/*.apps; default: the host's IP
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NfsClient:
     """One client of an NFS export, with its export options."""
 
@@ -244,7 +245,7 @@ class NfsClient:
     options: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NfsExport:
     """One directory the NFS server exports."""
 
@@ -257,7 +258,7 @@ class NfsExport:
     mode: str = "0755"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NfsService:
     """The NFS server and its exports."""
 
@@ -265,7 +266,7 @@ class NfsService:
     exports: tuple[NfsExport, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Services:
     """The infrastructure services gen configures (each None when not used)."""
 
@@ -277,7 +278,7 @@ class Services:
     nfs: NfsService | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NfsStorage:
     """Dynamic NFS storage for the cluster's persistent volumes."""
 
@@ -288,7 +289,7 @@ class NfsStorage:
     image: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class App:
     """An application deployed onto the cluster."""
 
@@ -302,7 +303,7 @@ class App:
     mount_path: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Registry:
     """An image registry run in the cluster, its storage on NFS."""
 
@@ -312,7 +313,7 @@ class Registry:
     image: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ManifestRef:
     """An upstream manifest, pinned by URL and sha256."""
 
@@ -321,7 +322,7 @@ class ManifestRef:
     sha256: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GitOps:
     """Where Argo CD or Flux pulls the rendered repo from: the repo, the branch, and the
     directory of that repo holding the rendered tree ("" when it is the repo's root, as
@@ -336,7 +337,7 @@ class GitOps:
     secret_ref: str | None  # a Secret the operator made for Flux (never its value)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Kubernetes:
     """Kubernetes-level choices: CNI, ingress, NFS storage, registry, apps, who syncs."""
 
@@ -352,7 +353,7 @@ class Kubernetes:
     gitops: GitOps | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OsArtifact:
     """An OS artifact: a direct URL, or an entry of CoreOS stream metadata."""
 
@@ -369,7 +370,7 @@ class OsArtifact:
     checksums_file: str | None = None  # an upstream checksum-file excerpt naming the url's sha256
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ToolArtifact:
     """A client tool archive converge runs (openshift-install, oc), pinned like an OS
     artifact: by sha256, written or listed in the release's checksum-file excerpt."""
@@ -381,7 +382,7 @@ class ToolArtifact:
     checksums_file: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KollaAnsible:
     """kolla-ansible's own data for one release, shipped by the blueprint: the pinned
     package, its all-in-one inventory layout and its passwords.yml keys."""
@@ -396,7 +397,7 @@ class KollaAnsible:
     ssh_keys: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OpenStack:
     """kolla-ansible all-in-one inputs (flavour kolla)."""
 
@@ -410,7 +411,7 @@ class OpenStack:
     kolla_ansible: KollaAnsible | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Mirror:
     """The site's registry that serves every pinned image; nodes pull through it.
 
@@ -430,7 +431,7 @@ class Mirror:
         return f"{self.registry}/{upstream}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Environment:
     """One whole expanded environment: what every renderer reads."""
 
