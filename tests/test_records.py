@@ -6,11 +6,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import os
 import pickle
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,3 +177,19 @@ def test_every_model_class_is_a_frozen_slotted_dataclass() -> None:
         assert cls.__slots__ == names, cls  # type: ignore[attr-defined]
         assert [p.name for p in inspect.signature(cls).parameters.values()] == list(names)
         assert "__dict__" not in dir(cls)
+
+
+def test_a_cold_and_a_warm_code_cache_build_the_same_model(tmp_path: Path) -> None:
+    """The records' methods come from the code cache when warm: both processes agree."""
+    program = ("from ipaddress import IPv4Address\n"
+               "from generator.model import Disk, Nic, Node\n"
+               "n = Node('w1', 'worker', 'hv1', 2, 4096, (Disk('root', 10, 'default'),),\n"
+               "         (Nic('lab', '52:54:00:00:00:01', IPv4Address('10.0.0.5')),), 'w1.x')\n"
+               "print(repr(n), n == Node(*[getattr(n, f) for f in n.__slots__]), hash(n) != 0)\n")
+    env = {**os.environ, "GEN_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    outputs = [subprocess.run([sys.executable, "-c", program], env=env, check=True,
+                              capture_output=True, text=True).stdout for _ in range(2)]
+    assert outputs[0] == outputs[1] and outputs[0].endswith("True True\n")
+    assert "Node(name='w1', role='worker'" in outputs[0]
+    assert len(list((tmp_path / "cache" / "code").iterdir())) >= 30
