@@ -12,9 +12,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import click
+from generator import regexcache
 
-from generator import __version__
+# Before click and everything after it compile their regular expressions: most then come
+# from the previous run's cache (generator/regexcache.py).
+regexcache.load()
+
+import click  # noqa: E402
+
+from generator import __version__  # noqa: E402
 
 # generator.errors is imported where a failure is handled, so `gen --help` does without it
 # and its dataclasses (~5% of that process).

@@ -22,18 +22,12 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
+from generator.regexcache import cache_dir
+
 Validator = Callable[[Any], Any]
 
 # Bump when what is cached changes shape (it is part of every key).
 _FORMAT = "gen-compiled-schema-2"
-
-
-def cache_dir() -> Path:
-    explicit = os.environ.get("GEN_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "gen"
 
 
 def compile_schema(schema: dict[str, Any], draft: str | None = None) -> Validator:
