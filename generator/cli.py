@@ -206,6 +206,8 @@ def _fail(lines: list[str], code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and map every failure to gen's exit codes (docs/design.md)."""
+    if argv is None:  # the `gen` process itself, not a caller in-process
+        regexcache.save_at_exit()
     try:
         code = cli.main(args=argv, prog_name="gen", standalone_mode=False)
         sys.exit(code or 0)

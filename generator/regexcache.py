@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when what is stored changes shape (it is part of every file name and header).
-_FORMAT = "gen-regex-1"
+_FORMAT = "gen-regex-2"
 _MAX = 512  # re's own cache holds this many; beyond it the oldest are dropped anyway
 
 
@@ -52,17 +52,30 @@ def _path() -> Path | None:
         return None
 
 
+# What load() found: (the file, re's cache keys it held); None when the cache is off.
+_loaded: tuple[Path, set[tuple[Any, ...]]] | None = None
+
+
 def load() -> None:
-    """Fill re's cache from the file, and arrange to update the file at exit."""
+    """Fill re's cache from the file."""
+    global _loaded
     cache: Any = getattr(re, "_cache", None)
     path = _path()
     if not isinstance(cache, dict) or path is None or not _private_api():
         return
-    loaded: set[tuple[Any, ...]] = set()
+    keys: set[tuple[Any, ...]] = set()
     for key, compiled in _read(path):
         cache.setdefault(key, compiled)
-        loaded.add(key)
-    atexit.register(_save, path, loaded)
+        keys.add(key)
+    _loaded = (path, keys)
+
+
+def save_at_exit() -> None:
+    """Update the file at exit with what this process compiled. Only the `gen` command
+    itself asks (not a program that imports gen, such as a test run, whose own patterns
+    every later `gen` would then load)."""
+    if _loaded is not None:
+        atexit.register(_save, *_loaded)
 
 
 def _private_api() -> bool:
