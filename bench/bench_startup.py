@@ -7,13 +7,18 @@ machine hits them alike; each figure is the median of --runs, as wall time and a
 caching is on for all three (PYTHONDONTWRITEBYTECODE removed, one warm-up run first), as
 for an installed gen; the compiled-schema cache is warm too.
 
-    python bench/bench_startup.py [--runs 15]
+    python bench/bench_startup.py [--runs 15] [--instructions]
+
+--instructions also counts each command's instructions under valgrind (callgrind, one run
+each after the warm-up): unlike time, the count does not move with the load of a shared
+machine, so it shows a change of a few percent that medians of CPU time cannot.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -35,9 +40,22 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def instructions(command: list[str], env: dict[str, str]) -> int:
+    """Instructions one run of `command` executes (valgrind's callgrind, user space)."""
+    result = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                             *command], cwd=ROOT, env=env, check=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if match is None:
+        raise SystemExit("valgrind printed no instruction count")
+    return int(match.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions under valgrind (needs valgrind)")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONDONTWRITEBYTECODE", "GEN_DEBUG")}
@@ -55,6 +73,8 @@ def main() -> None:
         for _ in range(args.runs):
             for name, command in commands.items():
                 figures[name].append(timed(command, env))
+        counts = ({name: instructions(command, env) for name, command in commands.items()}
+                  if args.instructions else {})
     wall = {n: statistics.median(w for w, _ in f) for n, f in figures.items()}
     cpu = {n: statistics.median(c for _, c in f) for n, f in figures.items()}
     floor = "python3 -c pass"
@@ -67,6 +87,10 @@ def main() -> None:
         print(f"  {name:20} wall {wall[name] * 1000:6.0f} ms  cpu {cpu[name] * 1000:6.0f} ms  "
               f"ratio wall {ratio_wall:.2f}x cpu {ratio_cpu:.2f}x  "
               f"(target <= {target}x: {verdict})")
+    if counts:
+        print("instructions (callgrind, one run each):")
+        for name, count in counts.items():
+            print(f"  {name:20} {count / 1e6:7.1f} M  ratio {count / counts[floor]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,24 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, NoReturn
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import click
+from generator import regexcache
 
-from generator import __version__
-from generator.errors import EXIT_INTERNAL, EXIT_USAGE, EXIT_USER, GenError, Problem
+# Before click and everything after it compile their regular expressions: most then come
+# from the previous run's cache (generator/regexcache.py).
+regexcache.load()
+
+import click  # noqa: E402
+
+from generator import __version__  # noqa: E402
+
+# generator.errors is imported where a failure is handled, so `gen --help` does without it
+# and its dataclasses (~5% of that process).
+if TYPE_CHECKING:
+    from generator.errors import Problem
 
 
 def emit(fmt: str, payload: dict[str, Any], text: str) -> None:
@@ -29,6 +41,10 @@ def warn(warnings: tuple[Problem, ...]) -> None:
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                       show_default=True, help="Output for people (text) or machines (json).")
+# Here, not in commands/lock.py, so `gen render` does not import the lock commands for it.
+STORE = click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
+                     envvar="GEN_STORE",
+                     help="Content store (default ~/.cache/gen/store; $GEN_STORE).")
 
 
 # Command name -> "module:function". Modules load only when their command runs, so heavy
@@ -87,8 +103,6 @@ SUMMARIES = {
 def complete_env(ctx: click.Context, param: click.Parameter,
                  incomplete: str) -> list[click.shell_completion.CompletionItem]:
     """`env/NAME` for every environments/NAME/env.yaml of the repo around the cwd."""
-    from pathlib import Path
-
     from generator.environment import find_root
 
     base = find_root(Path.cwd()) / "environments"
@@ -178,6 +192,12 @@ def cli() -> None:
     """
 
 
+def _errors() -> ModuleType:
+    import generator.errors
+
+    return generator.errors
+
+
 def _fail(lines: list[str], code: int) -> NoReturn:
     for line in lines:
         click.echo(line, err=True)
@@ -186,26 +206,28 @@ def _fail(lines: list[str], code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and map every failure to gen's exit codes (docs/design.md)."""
+    if argv is None:  # the `gen` process itself, not a caller in-process
+        regexcache.save_at_exit()
     try:
         code = cli.main(args=argv, prog_name="gen", standalone_mode=False)
         sys.exit(code or 0)
-    except GenError as exc:
-        _fail(exc.lines(), exc.exit_code)
     except click.exceptions.UsageError as exc:
         exc.show()
-        sys.exit(EXIT_USAGE)
+        sys.exit(_errors().EXIT_USAGE)
     except click.exceptions.Abort:
-        _fail(["aborted"], EXIT_USER)
+        _fail(["aborted"], _errors().EXIT_USER)
     except click.exceptions.ClickException as exc:
         exc.show()
-        sys.exit(EXIT_USAGE)
+        sys.exit(_errors().EXIT_USAGE)
     except KeyboardInterrupt:
         _fail(["interrupted"], 130)
     except BrokenPipeError:
         sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - the one place internal errors become exit 70
+        if isinstance(exc, _errors().GenError):  # gen's own: its lines and exit code
+            _fail(exc.lines(), exc.exit_code)
         if os.environ.get("GEN_DEBUG"):
             raise
         _fail([f"internal error: {type(exc).__name__}: {exc}",
                "this is a bug in gen: please report it with the command you ran "
-               "(set GEN_DEBUG=1 to see the traceback)"], EXIT_INTERNAL)
+               "(set GEN_DEBUG=1 to see the traceback)"], _errors().EXIT_INTERNAL)

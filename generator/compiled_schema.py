@@ -19,20 +19,15 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import CodeType
 from typing import Any
+
+from generator.regexcache import cache_dir
 
 Validator = Callable[[Any], Any]
 
 # Bump when what is cached changes shape (it is part of every key).
-_FORMAT = "gen-compiled-schema-1"
-
-
-def cache_dir() -> Path:
-    explicit = os.environ.get("GEN_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "gen"
+_FORMAT = "gen-compiled-schema-2"
 
 
 def compile_schema(schema: dict[str, Any], draft: str | None = None) -> Validator:
@@ -61,14 +56,65 @@ def compile_schema(schema: dict[str, Any], draft: str | None = None) -> Validato
     return validate
 
 
+def compile_cached(source: str, label: str) -> CodeType:
+    """`compile(source, label, "exec")`, its code kept in the same cache (generator.records
+    compiles the model's dataclass methods this way: compiling them was most of the cost of
+    importing the model)."""
+    key = hashlib.sha256("\0".join((_FORMAT, sys.implementation.cache_tag or "", label,
+                                    source)).encode()).hexdigest()
+    try:
+        path: Path | None = cache_dir() / "code" / f"{key}.bytecode"
+    except RuntimeError:  # no home directory to find a cache in: compile every time
+        path = None
+    entry = _read_cached(path) if path else None
+    if entry is None:
+        entry = (label, compile(source, label, "exec"))
+        if path:
+            _write_cached(path, entry)
+    return entry[1]
+
+
 def _compile(schema: dict[str, Any], label: str) -> tuple[str, Any]:
     """(the validating function's name, the module's code object), as
     `fastjsonschema.compile` builds them, but kept as code rather than a live function."""
     import fastjsonschema
 
     resolver, generator = fastjsonschema._factory(schema, {})  # what compile() uses
-    source = f"{generator.global_state_code}\n{generator.func_code}"
+    func_code = generator.func_code
+    source = f"{_lazy_state_code(generator) or generator.global_state_code}\n{func_code}"
     return resolver.get_scope_name(), compile(source, label, "exec")
+
+
+# fastjsonschema's module compiles every `pattern` of the schema when it is loaded: ~40
+# regular expressions for the blueprint schema, a tenth of `gen render env/lab`'s own work,
+# though a document uses a few. This module compiles each on first use instead.
+_LAZY_PATTERNS = """
+class _Patterns(dict):
+    def __init__(self, sources):
+        super().__init__()
+        self.sources = sources
+
+    def __missing__(self, key):
+        pattern = self[key] = re.compile(*self.sources[key])
+        return pattern
+
+
+REGEX_PATTERNS = _Patterns({sources})
+"""
+
+
+def _lazy_state_code(generator: Any) -> str | None:
+    """fastjsonschema's module header with lazily compiled patterns, or None (then its own
+    header) if its internals are not the ones this was written against."""
+    patterns = getattr(generator, "_compile_regexps", None)
+    imports = getattr(generator, "_extra_imports_lines", None)
+    if not isinstance(patterns, dict) or not isinstance(imports, list) or not patterns:
+        return None
+    sources = {key: (regex.pattern, regex.flags) for key, regex in patterns.items()}
+    return "\n".join([*imports, "import re",
+                      "from fastjsonschema import JsonSchemaValueException, "
+                      "JsonSchemaValuesException",
+                      _LAZY_PATTERNS.format(sources=repr(sources))])
 
 
 def _read_cached(path: Path) -> tuple[str, Any] | None:

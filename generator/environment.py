@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from generator import model as m
@@ -21,6 +20,7 @@ from generator.loader import (
     load_yaml,
     read_yaml_file,
 )
+from generator.records import record
 from generator.resources import BUILTIN, builtin_blueprint, builtin_blueprint_names
 from generator.safefile import inside
 from generator.schema import schema_problems
@@ -31,7 +31,7 @@ from generator.semantic import model_problems, semantic_problems
 REPO_MARKER = ".gen-repo"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Source:
     """Where an environment lives: the repo root, its directory and its blueprint's."""
 
@@ -59,8 +59,10 @@ def builtin_blueprint_dir_of(blueprint_dir: Path) -> Path:
     return builtin if builtin is not None and builtin == blueprint_dir else Path("/\0none")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Loaded:
+    """A validated environment: where it came from, its model and its warnings."""
+
     source: Source
     model: m.Environment
     warnings: tuple[Problem, ...]

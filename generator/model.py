@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from generator.loader import FieldPath
 
 from generator.profiles import HostPaths, profile
+from generator.records import record
 
 BOOT_ORDER = ("bootstrap", "master", "worker")
 
@@ -37,7 +38,7 @@ def secret_marker(name: str) -> str:
     return f"{SECRET_MARKER_PREFIX}{name}{SECRET_MARKER_SUFFIX}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SecretRef:
     """A secret by reference only. Its value is never read while rendering."""
 
@@ -50,8 +51,10 @@ class SecretRef:
         return secret_marker(self.name)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Disk:
+    """One virtual disk of a node, in a libvirt storage pool."""
+
     name: str
     size_bytes: int
     pool: str
@@ -61,16 +64,20 @@ class Disk:
     volume: str | None = None  # an existing volume's own name (adopted labs)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Nic:
+    """One network interface of a node: its network, MAC and IP."""
+
     network: str
     mac: str
     ip: IPv4Address
     interface: str = "ens3"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Node:
+    """One machine of the cluster: a VM on one of the hypervisors."""
+
     name: str
     role: str
     hypervisor: str
@@ -102,8 +109,10 @@ class Node:
         return disk.volume or f"{self.name}-{disk.name}.{disk.format}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Network:
+    """One L2 network the nodes attach to, with its addressing."""
+
     name: str
     cidr: IPv4Network
     gateway: IPv4Address | None
@@ -115,8 +124,10 @@ class Network:
     ntp: tuple[IPv4Address, ...] = ()  # empty: the OS's default (public) time pools
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Hypervisor:
+    """A libvirt host the VM nodes run on."""
+
     name: str
     uri: str
     domain_type: str
@@ -125,14 +136,18 @@ class Hypervisor:
     bridge: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClusterNetwork:
+    """The pod network's CIDR and per-node prefix."""
+
     cidr: IPv4Network
     host_prefix: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Cluster:
+    """The cluster itself: flavour, names, versions and networks."""
+
     flavour: str
     name: str
     base_domain: str
@@ -153,15 +168,19 @@ class Cluster:
         return f"{self.name}.{self.base_domain}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DnsRecord:
+    """One extra DNS record of the environment."""
+
     name: str
     type: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DnsService:
+    """The DNS server gen configures for the cluster's zone."""
+
     provider: str
     host: str
     forwarders: tuple[IPv4Address, ...]
@@ -171,8 +190,10 @@ class DnsService:
     os: HostPaths = profile(None).paths  # of the DNS host: where its zone files go
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DhcpService:
+    """The DHCP server gen configures for the machine network."""
+
     provider: str
     host: str
     network: str
@@ -184,8 +205,10 @@ class DhcpService:
     os: HostPaths = profile(None).paths  # of the DHCP (and TFTP) host: its PXE loaders
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PxeService:
+    """Network boot: how PXE-booted nodes find their installer."""
+
     ip_mode: str
     install_dev: str
     rootfs: str  # live -> coreos.live.rootfs_url, image -> coreos.inst.image_url
@@ -193,15 +216,19 @@ class PxeService:
     kernel_args: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HttpService:
+    """The HTTP server that serves Ignition, images and boot artifacts."""
+
     host: str
     port: int
     os: HostPaths = profile(None).paths  # of the HTTP host: Apache's modules and user
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HaproxyService:
+    """The load balancer in front of the API and ingress."""
+
     host: str
     stats_port: int
     balance: str
@@ -210,14 +237,18 @@ class HaproxyService:
     address: IPv4Address | None = None  # a VIP for api/api-int/*.apps; default: the host's IP
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NfsClient:
+    """One client of an NFS export, with its export options."""
+
     host: str
     options: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NfsExport:
+    """One directory the NFS server exports."""
+
     path: str
     clients: tuple[NfsClient, ...]
     # the export directory as converge creates it: owner and group by name or numeric id,
@@ -227,14 +258,18 @@ class NfsExport:
     mode: str = "0755"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NfsService:
+    """The NFS server and its exports."""
+
     host: str
     exports: tuple[NfsExport, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Services:
+    """The infrastructure services gen configures (each None when not used)."""
+
     dns: DnsService | None
     dhcp: DhcpService | None
     pxe: PxeService | None
@@ -243,8 +278,10 @@ class Services:
     nfs: NfsService | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NfsStorage:
+    """Dynamic NFS storage for the cluster's persistent volumes."""
+
     server: str  # node name
     path: str
     provisioner: str
@@ -252,8 +289,10 @@ class NfsStorage:
     image: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class App:
+    """An application deployed onto the cluster."""
+
     name: str
     image: str
     replicas: int
@@ -264,22 +303,26 @@ class App:
     mount_path: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Registry:
+    """An image registry run in the cluster, its storage on NFS."""
+
     host: str
     size_bytes: int
     nfs_path: str
     image: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ManifestRef:
+    """An upstream manifest, pinned by URL and sha256."""
+
     name: str
     url: str
     sha256: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GitOps:
     """Where Argo CD or Flux pulls the rendered repo from: the repo, the branch, and the
     directory of that repo holding the rendered tree ("" when it is the repo's root, as
@@ -294,8 +337,10 @@ class GitOps:
     secret_ref: str | None  # a Secret the operator made for Flux (never its value)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Kubernetes:
+    """Kubernetes-level choices: CNI, ingress, NFS storage, registry, apps, who syncs."""
+
     cni: str | None
     cni_manifest: ManifestRef | None
     ingress: bool
@@ -309,7 +354,7 @@ class Kubernetes:
     ingress_image: str | None = None  # kubernetes.ingress.image as written (None: gen's default)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OsArtifact:
     """An OS artifact: a direct URL, or an entry of CoreOS stream metadata."""
 
@@ -326,7 +371,7 @@ class OsArtifact:
     checksums_file: str | None = None  # an upstream checksum-file excerpt naming the url's sha256
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ToolArtifact:
     """A client tool archive converge runs (openshift-install, oc), pinned like an OS
     artifact: by sha256, written or listed in the release's checksum-file excerpt."""
@@ -338,7 +383,7 @@ class ToolArtifact:
     checksums_file: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Release:
     """The OpenShift release the cluster installs, pinned by its release image digest: read
     from the release's release.txt (`url`, or a copy shipped as `file`) or written (`image`)."""
@@ -349,7 +394,7 @@ class Release:
     image: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KollaAnsible:
     """kolla-ansible's own data for one release, shipped by the blueprint: the pinned
     package, its all-in-one inventory layout and its passwords.yml keys."""
@@ -364,7 +409,7 @@ class KollaAnsible:
     ssh_keys: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OpenStack:
     """kolla-ansible all-in-one inputs (flavour kolla)."""
 
@@ -378,7 +423,7 @@ class OpenStack:
     kolla_ansible: KollaAnsible | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Mirror:
     """The site's registry that serves every pinned image; nodes pull through it.
 
@@ -398,8 +443,10 @@ class Mirror:
         return f"{self.registry}/{upstream}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Environment:
+    """One whole expanded environment: what every renderer reads."""
+
     name: str
     blueprint: str
     cluster: Cluster

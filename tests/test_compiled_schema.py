@@ -96,3 +96,18 @@ def test_the_blueprint_schema_round_trips_through_the_cache(cache: Path) -> None
     for validate in (first, again):
         with pytest.raises(fastjsonschema.JsonSchemaValueException):
             validate(doc)
+
+
+def test_compile_cached_code_runs_the_same_from_the_cache(cache: Path) -> None:
+    source = "def twice(x):\n    return [x, x]\n"
+    results = []
+    for _ in range(2):  # a miss (compiles and writes), then a hit (reads)
+        namespace: dict[str, object] = {}
+        exec(compiled_schema.compile_cached(source, "<twice>"), namespace)  # noqa: S102
+        results.append(namespace["twice"](3))  # type: ignore[operator]
+    (entry,) = (cache.parent / "code").iterdir()
+    assert results == [[3, 3], [3, 3]] and entry.stat().st_mode & 0o777 == 0o600
+    entry.write_bytes(b"\x00not marshal")  # a corrupt entry is compiled again
+    namespace = {}
+    exec(compiled_schema.compile_cached(source, "<twice>"), namespace)  # noqa: S102
+    assert namespace["twice"]("a") == ["a", "a"]  # type: ignore[operator]

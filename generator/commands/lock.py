@@ -10,12 +10,9 @@ from typing import Any
 
 import click
 
-from generator.cli import FORMAT, emit, warn
+from generator.cli import FORMAT, STORE, emit, warn
 from generator.errors import LockMismatch, UserError
 
-STORE = click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
-                     envvar="GEN_STORE",
-                     help="Content store (default ~/.cache/gen/store; $GEN_STORE).")
 OFFLINE = click.option("--offline", is_flag=True,
                        help="Resolve only what needs no network (local stream files, digests "
                             "already written); leave the rest unpinned and say so.")

@@ -11,8 +11,7 @@ from typing import Any
 
 import click
 
-from generator.cli import FORMAT, emit, warn
-from generator.commands.lock import STORE
+from generator.cli import FORMAT, STORE, emit, warn
 from generator.errors import EXIT_USER
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from generator.cli import FORMAT, emit, warn
-from generator.commands.lock import STORE
+from generator.cli import FORMAT, STORE, emit, warn
 from generator.errors import LockMismatch
 
 
