@@ -3,10 +3,11 @@
 
 The key is built the way a Nix derivation's is, from everything a render reads: the
 generator that renders (its version and the sha256 of every source file), the
-environment's path in the repo, the NAR hashes of its inputs (the environment's folder and
-the repo's whole `blueprints/` folder, which holds the blueprint the lock names), the lock
-file's bytes, and which manifests that lock pins are present and sound in the store (a
-render reads them). Same key, same render: the tree is read back instead of rendered again.
+environment's path in the repo, the contents of its inputs (the environment's folder and
+the repo's whole `blueprints/` folder, which holds the blueprint the lock names, following
+symlinks that stay in the repo as the loader does), the lock file's bytes, and which
+manifests that lock pins are present and sound in the store (a render reads them). Same
+key, same render: the tree is read back instead of rendered again.
 
 An entry is `<store>/renders/<key>`: one line naming the format and the sha256 of the
 payload, then the payload (a JSON header, then the files' bytes). Every read re-hashes the
@@ -77,19 +78,17 @@ def render_key(version: str, sources: Mapping[str, str], root: Path, rel: PurePo
 
     The whole `blueprints/` folder is hashed (it is small), so the key needs no parse of
     env.yaml to learn which blueprint it names; a built-in blueprint is part of the
-    generator's sources. Symlinks are named in the key: the loader refuses some that a
-    content hash alone would not see. `extra` names what else the caller's entry depends
-    on (`gen render`: the repo's path and --locked); gen diff's key has none.
+    generator's sources. Symlinks are named in the key (the loader refuses some that a
+    content hash alone would not see) and followed while they stay in the repo. `extra`
+    names what else the caller's entry depends on (`gen render`: the repo's path and
+    --locked); gen diff's key has none.
     """
-    from generator.lock.nar import source_hash
-
     blueprints = root / "blueprints"
     material = {
         "format": FORMAT.decode(),
         "generator": [version, sorted(sources.items())],
-        "environment": [str(rel), (root / rel).is_symlink(), source_hash(root / rel)],
-        "blueprints": [_entries(blueprints), source_hash(blueprints)]
-        if blueprints.is_dir() else None,
+        "environment": [str(rel), _describe(root / rel, os.path.realpath(root), ())],
+        "blueprints": _describe(blueprints, os.path.realpath(root), ()),
         "lock": hashlib.sha256(lock).hexdigest() if lock is not None else None,
         "manifests": _manifests_in_store(lock, store_root),
     }
@@ -98,9 +97,40 @@ def render_key(version: str, sources: Mapping[str, str], root: Path, rel: PurePo
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def _entries(folder: Path) -> list[tuple[str, bool, bool]]:
-    with os.scandir(folder) as found:
-        return sorted((e.name, e.is_symlink(), e.is_dir()) for e in found)
+def _describe(path: Path, real_root: str, chain: tuple[str, ...]) -> list[Any]:
+    """What the loader could read at `path`, for the key. A symlink is named by its target
+    and, when it stays in the repo (the loader follows those: `blueprints/NAME` may link a
+    folder kept elsewhere in the repo), what it leads to is described too; one leaving the
+    repo is only named (the loader refuses to read through it). Only regular files are
+    read: a device, FIFO or socket is named by its type (reading /dev/zero never ends)."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            target, real = str(path.readlink()), os.path.realpath(path)
+            if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
+                return ["link", target]
+            return ["link", target, _describe(Path(real), real_root, chain)]
+        if stat.S_ISREG(info.st_mode):
+            return ["file", bool(info.st_mode & stat.S_IXUSR), _file_sha256(path)]
+        if stat.S_ISDIR(info.st_mode):
+            real = os.path.realpath(path)
+            if real in chain:
+                return ["cycle"]
+            with os.scandir(path) as found:
+                names = sorted(e.name for e in found if e.name != "__pycache__")
+            return ["dir", [[name, _describe(path / name, real_root, (*chain, real))]
+                            for name in names]]
+        return ["other", stat.S_IFMT(info.st_mode)]
+    except OSError as exc:  # the render reports what it cannot read; the key only differs
+        return ["unreadable", exc.errno]
+
+
+def _file_sha256(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped since the lstat
+            return "not a regular file"
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _manifests_in_store(lock: bytes | None, store_root: Path | None) -> dict[str, bool]:

@@ -1,0 +1,110 @@
+"""Adversarial review of session 5's work: each test is a confirmed finding (fixed, or
+xfail strict with the reason) or a probe of an attack that held.
+
+Render cache (generator/render_cache.py, pipeline.render_cached), the staged first render
+(generator/writer.py), gen's own libvirt XML writer (families/escape.py) and release.txt
+parsing (lock/resolve.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from clirun import gen
+
+from generator import pipeline, render_cache
+from generator.errors import EXIT_OK
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def site(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+         ) -> tuple[Path, dict[str, str]]:
+    shutil.copytree(ROOT / "lock", repo / "lock", dirs_exist_ok=True)
+    monkeypatch.delenv(render_cache.SWITCH, raising=False)
+    env = {k: v for k, v in os.environ.items() if k != render_cache.SWITCH}
+    return repo, {**env, "GEN_STORE": str(tmp_path / "store")}
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def render(site: tuple[Path, dict[str, str]], out: Path, *extra: str) -> int:
+    return gen("render", "env/lab", "--out", str(out), *extra, cwd=site[0], env=site[1]).code
+
+
+def more_helper_cpus(blueprint: Path) -> None:
+    text = blueprint.read_text()
+    assert "helper: {vcpu: 4," in text
+    blueprint.write_text(text.replace("helper: {vcpu: 4,", "helper: {vcpu: 6,"))
+
+
+# --- render cache --------------------------------------------------------------------------
+
+def test_a_blueprint_linked_in_from_elsewhere_in_the_repo_is_in_the_key(
+        site: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """blueprints/NAME may be a symlink to a folder elsewhere in the repo (the loader allows
+    it); the key hashed blueprints/ without following it, so an edit of the blueprint
+    served the tree of the old one (and skipped --locked's refusal of the stale lock)."""
+    repo = site[0]
+    (repo / "shared").mkdir()
+    (repo / "blueprints/openshift-upi").rename(repo / "shared/openshift-upi")
+    (repo / "blueprints/openshift-upi").symlink_to("../shared/openshift-upi")
+    assert render(site, tmp_path / "first") == EXIT_OK
+    more_helper_cpus(repo / "shared/openshift-upi/blueprint.yaml")
+    assert render(site, tmp_path / "full", "--no-cache") == EXIT_OK
+    assert files(tmp_path / "full") != files(tmp_path / "first")  # the edit shows
+    assert render(site, tmp_path / "cached") == EXIT_OK
+    assert files(tmp_path / "cached") == files(tmp_path / "full")
+
+
+def test_an_input_edited_during_the_render_is_not_stored_under_the_old_key(
+        site: tuple[Path, dict[str, str]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key is taken before the render reads its inputs: an edit in between rendered the
+    new inputs under the old inputs' key, and the old inputs then read that tree back."""
+    repo, store = site[0], tmp_path / "store"
+    blueprint = repo / "blueprints/openshift-upi/blueprint.yaml"
+    original = blueprint.read_bytes()
+    real = pipeline.render_with_lock
+
+    def edited_meanwhile(*args: object, **kwargs: object) -> pipeline.Rendered:
+        more_helper_cpus(blueprint)  # a `git checkout` in another terminal, say
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "render_with_lock", edited_meanwhile)
+    pipeline.render_cached("env/lab", repo, store)
+    monkeypatch.setattr(pipeline, "render_with_lock", real)
+    blueprint.write_bytes(original)
+    truth = pipeline.render_cached("env/lab", repo, store, cache=False).tree
+    assert pipeline.render_cached("env/lab", repo, store).tree == truth
+
+
+def _small_address_space() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a regression fails, not OOMs
+
+
+@pytest.mark.parametrize("where", ["blueprints/evil", "environments/lab/evil"])
+def test_a_link_to_a_device_does_not_stop_the_render(site: tuple[Path, dict[str, str]],
+                                                     tmp_path: Path, where: str) -> None:
+    """The key read every file under environments/<env>/ and blueprints/ through symlinks:
+    a committed link to /dev/zero (or a FIFO) made every render with the cache on run out
+    of memory (exit 70) or block, where the render itself never reads that file."""
+    import subprocess
+    import sys
+
+    (site[0] / where).symlink_to("/dev/zero")
+    proc = subprocess.run([sys.executable, "-m", "generator", "render", "env/lab", "--out",
+                           str(tmp_path / "out")], cwd=site[0], env=site[1],
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=_small_address_space)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert (Path(site[1]["GEN_STORE"]) / "renders").is_dir()  # the cache was on
