@@ -108,3 +108,19 @@ def test_a_link_to_a_device_does_not_stop_the_render(site: tuple[Path, dict[str,
                           preexec_fn=_small_address_space)
     assert proc.returncode == EXIT_OK, proc.stderr
     assert (Path(site[1]["GEN_STORE"]) / "renders").is_dir()  # the cache was on
+
+
+# --- gen set -------------------------------------------------------------------------------
+
+def test_set_of_a_new_nested_key_keeps_the_next_section_comment_outside(repo: Path) -> None:
+    """`gen set` adds a key inside its section, but a new mapping took the section's
+    closing blank line and comment between itself and its child: `libvirt:` / blank /
+    `# next` / `mode: ...` (still YAML, but the comment now reads as part of the network)."""
+    from test_edit import COMMENTED
+
+    path = repo / "environments/lab/env.yaml"
+    path.write_text(COMMENTED.replace("\nhypervisors:", "\n# the hosts\nhypervisors:"))
+    result = gen("set", "env/lab", "networks[lan].libvirt.mode", "isolated", cwd=repo)
+    assert result.code == 0, result.err
+    assert ("    bridge: br0\n    libvirt:\n        mode: isolated\n\n# the hosts\nhypervisors:"
+            in path.read_text()), path.read_text()
