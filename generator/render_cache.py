@@ -87,8 +87,8 @@ def render_key(version: str, sources: Mapping[str, str], root: Path, rel: PurePo
     material = {
         "format": FORMAT.decode(),
         "generator": [version, sorted(sources.items())],
-        "environment": [str(rel), _describe(root / rel, os.path.realpath(root), ())],
-        "blueprints": _describe(blueprints, os.path.realpath(root), ()),
+        "environment": [str(rel), _describe(root / rel, os.path.realpath(root))],
+        "blueprints": _describe(blueprints, os.path.realpath(root)),
         "lock": hashlib.sha256(lock).hexdigest() if lock is not None else None,
         "manifests": _manifests_in_store(lock, store_root),
     }
@@ -97,32 +97,46 @@ def render_key(version: str, sources: Mapping[str, str], root: Path, rel: PurePo
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def _describe(path: Path, real_root: str, chain: tuple[str, ...]) -> list[Any]:
-    """What the loader could read at `path`, for the key. A symlink is named by its target
-    and, when it stays in the repo (the loader follows those: `blueprints/NAME` may link a
-    folder kept elsewhere in the repo), what it leads to is described too; one leaving the
-    repo is only named (the loader refuses to read through it). Only regular files are
-    read: a device, FIFO or socket is named by its type (reading /dev/zero never ends)."""
-    try:
-        info = os.lstat(path)
-        if stat.S_ISLNK(info.st_mode):
-            target, real = str(path.readlink()), os.path.realpath(path)
-            if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
-                return ["link", target]
-            return ["link", target, _describe(Path(real), real_root, chain)]
-        if stat.S_ISREG(info.st_mode):
-            return ["file", bool(info.st_mode & stat.S_IXUSR), _file_sha256(path)]
-        if stat.S_ISDIR(info.st_mode):
-            real = os.path.realpath(path)
-            if real in chain:
-                return ["cycle"]
-            with os.scandir(path) as found:
-                names = sorted(e.name for e in found if e.name != "__pycache__")
-            return ["dir", [[name, _describe(path / name, real_root, (*chain, real))]
-                            for name in names]]
-        return ["other", stat.S_IFMT(info.st_mode)]
-    except OSError as exc:  # the render reports what it cannot read; the key only differs
-        return ["unreadable", exc.errno]
+def _describe(top: Path, real_root: str) -> list[Any]:
+    """What the loader could read under `top`, for the key: one row per entry, by its path
+    below `top`. A symlink is named by its target and, when it stays in the repo (the
+    loader follows those: `blueprints/NAME` may link a folder kept elsewhere in the repo),
+    what it leads to (by its path in the repo) is described too, once, at the link's path
+    + NUL (no file name holds one); one leaving the repo is only named (the loader refuses
+    to read through it). Only regular files are read: a device, FIFO or socket is named by
+    its type (reading /dev/zero never ends). A loop, not recursion: a folder nested
+    thousands deep is no internal error."""
+    rows: list[Any] = []
+    followed: set[str] = set()  # each link target is described once (links may loop)
+    pending: list[tuple[Path, str]] = [(top, "")]
+    while pending:
+        path, rel = pending.pop()
+        try:
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                target, real = str(path.readlink()), os.path.realpath(path)
+                inside = real == real_root or real.startswith(real_root.rstrip("/") + "/")
+                if not inside:
+                    rows.append([rel, "link", target])
+                    continue
+                rows.append([rel, "link", target, os.path.relpath(real, real_root)])
+                if real not in followed:
+                    followed.add(real)
+                    pending.append((Path(real), rel + "/\0"))
+            elif stat.S_ISREG(info.st_mode):
+                rows.append([rel, "file", bool(info.st_mode & stat.S_IXUSR),
+                             _file_sha256(path)])
+            elif stat.S_ISDIR(info.st_mode):
+                with os.scandir(path) as found:
+                    names = sorted((e.name for e in found if e.name != "__pycache__"),
+                                   reverse=True)
+                rows.append([rel, "dir"])
+                pending += ((path / name, f"{rel}/{name}") for name in names)
+            else:
+                rows.append([rel, "other", stat.S_IFMT(info.st_mode)])
+        except OSError as exc:  # the render reports what it cannot read; the key differs
+            rows.append([rel, "unreadable", exc.errno])
+    return rows
 
 
 def _file_sha256(path: Path) -> str:

@@ -124,3 +124,38 @@ def test_set_of_a_new_nested_key_keeps_the_next_section_comment_outside(repo: Pa
     assert result.code == 0, result.err
     assert ("    bridge: br0\n    libvirt:\n        mode: isolated\n\n# the hosts\nhypervisors:"
             in path.read_text()), path.read_text()
+
+
+def test_a_deeply_nested_folder_is_no_internal_error(site: tuple[Path, dict[str, str]],
+                                                     tmp_path: Path) -> None:
+    """The key's walk recursed once per folder level: a PR adding a folder 1,200 deep under
+    blueprints/ made every render with the cache on exit 70 (RecursionError)."""
+    fds = [os.open(site[0] / "blueprints", os.O_RDONLY)]
+    try:
+        for _ in range(1200):
+            os.mkdir("d", dir_fd=fds[-1])
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        result = gen("render", "env/lab", "--out", str(tmp_path / "out"), cwd=site[0],
+                     env=site[1])
+    finally:  # pytest's own clean-up recurses per level too: unlinked here, bottom up
+        for fd in reversed(fds[:-1]):
+            os.rmdir("d", dir_fd=fd)
+        for fd in fds:
+            os.close(fd)
+    assert result.code == EXIT_OK, result.err
+    assert (Path(site[1]["GEN_STORE"]) / "renders").is_dir()
+
+
+def test_links_that_loop_are_described_once(site: tuple[Path, dict[str, str]],
+                                            tmp_path: Path) -> None:
+    """Folders linking each other (all inside the repo) end the key's walk, quickly."""
+    shared = site[0] / "shared"
+    for name in "abcdefgh":
+        (shared / name).mkdir(parents=True)
+    for name in "abcdefgh":
+        for other in "abcdefgh":
+            (shared / name / other).symlink_to(f"../{other}")
+    (site[0] / "blueprints/shared").symlink_to("../shared")
+    result = gen("render", "env/lab", "--out", str(tmp_path / "out"), cwd=site[0],
+                 env=site[1], timeout=60)
+    assert result.code == EXIT_OK, result.err
