@@ -159,3 +159,35 @@ def test_links_that_loop_are_described_once(site: tuple[Path, dict[str, str]],
     result = gen("render", "env/lab", "--out", str(tmp_path / "out"), cwd=site[0],
                  env=site[1], timeout=60)
     assert result.code == EXIT_OK, result.err
+
+
+def test_gen_diff_stores_no_working_tree_edited_while_it_renders(
+        site: tuple[Path, dict[str, str]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """gen diff's head is the working tree by default: an edit while it rendered was stored
+    under the key of the inputs before it, and served to the next diff of those inputs."""
+    from pathlib import PurePosixPath
+
+    from generator.diff import sides
+
+    monkeypatch.setenv("GEN_STORE", str(tmp_path / "store"))
+    repo = site[0]
+    blueprint = repo / "blueprints/openshift-upi/blueprint.yaml"
+    original = blueprint.read_bytes()
+    args = (sides.WORKING_TREE, None, repo, PurePosixPath("environments/lab"))
+    running = sides.running_generator()
+    real = sides.render_side
+
+    def edited_meanwhile(*a: object, **k: object) -> object:
+        more_helper_cpus(blueprint)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sides, "render_side", edited_meanwhile)
+    found = sides._look_up(args, running)
+    assert found.side is None
+    sides._render_and_keep(args, found)
+    monkeypatch.setattr(sides, "render_side", real)
+    blueprint.write_bytes(original)
+    truth = real(*args).tree
+    again = sides._look_up(args, running)
+    assert again.side is None or again.side.tree == truth
