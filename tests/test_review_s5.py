@@ -191,3 +191,31 @@ def test_gen_diff_stores_no_working_tree_edited_while_it_renders(
     truth = real(*args).tree
     again = sides._look_up(args, running)
     assert again.side is None or again.side.tree == truth
+
+
+def test_an_upgraded_library_names_another_entry(site: tuple[Path, dict[str, str]],
+                                                 tmp_path: Path) -> None:
+    """The key named gen's files and Python's version but not the libraries a render parses
+    and checks with: after an upgrade (PyYAML, jsonschema...) the old tree or the old
+    verdict was served. Here a copy of fastjsonschema first on the path is "upgraded"."""
+    import subprocess
+    import sys
+
+    import fastjsonschema
+
+    shim = tmp_path / "site"
+    shutil.copytree(Path(fastjsonschema.__file__).parent, shim / "fastjsonschema")
+    probe = ("from pathlib import Path; from generator.pipeline import render_key; "
+             "import fastjsonschema, sys; assert fastjsonschema.__file__.startswith(sys.argv[1]);"
+             " print(render_key('env/lab', Path.cwd(), None, False))")
+    env = {**site[1], "PYTHONPATH": f"{shim}{os.pathsep}{ROOT}"}
+
+    def key() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(shim)], cwd=site[0], env=env,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    before = key()
+    assert before != "None" and key() == before  # stable while nothing changes
+    (shim / "fastjsonschema/__init__.py").write_text(
+        (shim / "fastjsonschema/__init__.py").read_text() + "\n# the next release\n")
+    assert key() != before
