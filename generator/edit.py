@@ -104,14 +104,26 @@ def set_value(data: Any, path: str, raw_value: str) -> None:
     """Set the field at `path` to `raw_value` parsed as a YAML scalar, list or mapping."""
     parts = parse_path(path)
     container, so_far = data, ""
+    # The first missing mapping is added once it holds the value: the section's closing
+    # comment then moves below its innermost key, not between a new key and its children.
+    first_new: tuple[CommentedMap, Any, CommentedMap] | None = None
     for part in parts[:-1]:
         key = _step(container, part, so_far or "the document")
         so_far += f"[{part}]" if isinstance(part, int) else (f".{part}" if so_far else part)
         if isinstance(container, CommentedMap) and key not in container:
-            _add_key(container, key, CommentedMap())
+            fresh = CommentedMap()
+            if first_new is None:
+                first_new = (container, key, fresh)
+            else:
+                container[key] = fresh
+            container = fresh
+            continue
         container = container[key]
     last = _step(container, parts[-1], so_far or "the document")
-    if isinstance(container, CommentedMap) and last not in container:
+    if first_new is not None:
+        container[last] = parse_value(raw_value)
+        _add_key(*first_new)
+    elif isinstance(container, CommentedMap) and last not in container:
         _add_key(container, last, parse_value(raw_value))
     else:
         container[last] = parse_value(raw_value)
@@ -134,6 +146,11 @@ def _add_key(mapping: CommentedMap, key: Any, value: Any) -> None:
         token.value, moved = inline + newline, newline + rest
     else:
         return
+    # a new block mapping: below its innermost last key, else it would sit between the new
+    # key and its children (the section's blank line and comment inside the section)
+    while isinstance(value, CommentedMap) and value and not value.fa.flow_style():
+        mapping, key = value, next(reversed(value))
+        value = mapping[key]
     mapping.ca.items[key] = [None, None, CommentToken(moved, token.start_mark, None), None]
 
 

@@ -102,7 +102,9 @@ def render_cached(ref: str, cwd: Path | None = None, store_root: Path | None = N
     rendered = render_with_lock(ref, cwd, store_root, locked)
     warnings = tuple(w.render() for w in rendered.loaded.warnings)
     root = rendered.loaded.source.root
-    if key is not None:
+    # The key was taken before the render read its inputs: stored only when they are still
+    # what it names (an edit meanwhile would file the new inputs' tree under the old key).
+    if key is not None and render_key(ref, cwd, store_root, locked) == key:
         render_cache.save_entry(key, {"env": rendered.env_name, "root": str(root),
                                       "warnings": list(warnings),
                                       "notes": list(rendered.notes)},

@@ -3,10 +3,11 @@
 
 The key is built the way a Nix derivation's is, from everything a render reads: the
 generator that renders (its version and the sha256 of every source file), the
-environment's path in the repo, the NAR hashes of its inputs (the environment's folder and
-the repo's whole `blueprints/` folder, which holds the blueprint the lock names), the lock
-file's bytes, and which manifests that lock pins are present and sound in the store (a
-render reads them). Same key, same render: the tree is read back instead of rendered again.
+environment's path in the repo, the contents of its inputs (the environment's folder and
+the repo's whole `blueprints/` folder, which holds the blueprint the lock names, following
+symlinks that stay in the repo as the loader does), the lock file's bytes, and which
+manifests that lock pins are present and sound in the store (a render reads them). Same
+key, same render: the tree is read back instead of rendered again.
 
 An entry is `<store>/renders/<key>`: one line naming the format and the sha256 of the
 payload, then the payload (a JSON header, then the files' bytes). Every read re-hashes the
@@ -70,6 +71,29 @@ def running_sources() -> tuple[str, dict[str, str]]:
     return generator.__version__, sources
 
 
+# The libraries a render parses and checks with: an upgrade can change a tree or a refusal.
+LIBRARIES = ("yaml", "ruamel.yaml", "jsonschema", "fastjsonschema")
+
+
+def libraries() -> list[Any]:
+    """Where each library a render runs on is installed and its top file's identity (inode,
+    size, mtime): an upgrade or a reinstall names other entries. Found, not imported (~2 ms;
+    a hit imports none of them)."""
+    import importlib.util
+
+    found: list[Any] = []
+    for name in LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+            origin = spec.origin if spec is not None else None
+            info = Path(origin).stat() if origin else None
+        except (ImportError, ValueError, OSError):
+            origin, info = None, None
+        found.append([name, origin,
+                      [info.st_ino, info.st_size, info.st_mtime_ns] if info else None])
+    return found
+
+
 def render_key(version: str, sources: Mapping[str, str], root: Path, rel: PurePosixPath,
                lock: bytes | None, store_root: Path | None = None,
                extra: Mapping[str, Any] | None = None) -> str:
@@ -77,20 +101,19 @@ def render_key(version: str, sources: Mapping[str, str], root: Path, rel: PurePo
 
     The whole `blueprints/` folder is hashed (it is small), so the key needs no parse of
     env.yaml to learn which blueprint it names; a built-in blueprint is part of the
-    generator's sources. Symlinks are named in the key: the loader refuses some that a
-    content hash alone would not see. `extra` names what else the caller's entry depends
-    on (`gen render`: the repo's path and --locked); gen diff's key has none.
+    generator's sources. Symlinks are named in the key (the loader refuses some that a
+    content hash alone would not see) and followed while they stay in the repo. `extra`
+    names what else the caller's entry depends on (`gen render`: the repo's path and
+    --locked); gen diff's key has none.
     """
-    from generator.lock.nar import source_hash
-
     blueprints = root / "blueprints"
     material = {
         "format": FORMAT.decode(),
         "generator": [version, sorted(sources.items())],
-        "environment": [str(rel), (root / rel).is_symlink(), source_hash(root / rel)],
-        "blueprints": [_entries(blueprints), source_hash(blueprints)]
-        if blueprints.is_dir() else None,
+        "environment": [str(rel), _describe(root / rel, os.path.realpath(root))],
+        "blueprints": _describe(blueprints, os.path.realpath(root)),
         "lock": hashlib.sha256(lock).hexdigest() if lock is not None else None,
+        "libraries": libraries(),
         "manifests": _manifests_in_store(lock, store_root),
     }
     if extra:
@@ -98,9 +121,54 @@ def render_key(version: str, sources: Mapping[str, str], root: Path, rel: PurePo
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def _entries(folder: Path) -> list[tuple[str, bool, bool]]:
-    with os.scandir(folder) as found:
-        return sorted((e.name, e.is_symlink(), e.is_dir()) for e in found)
+def _describe(top: Path, real_root: str) -> list[Any]:
+    """What the loader could read under `top`, for the key: one row per entry, by its path
+    below `top`. A symlink is named by its target and, when it stays in the repo (the
+    loader follows those: `blueprints/NAME` may link a folder kept elsewhere in the repo),
+    what it leads to (by its path in the repo) is described too, once, at the link's path
+    + NUL (no file name holds one); one leaving the repo is only named (the loader refuses
+    to read through it). Only regular files are read: a device, FIFO or socket is named by
+    its type (reading /dev/zero never ends). A loop, not recursion: a folder nested
+    thousands deep is no internal error."""
+    rows: list[Any] = []
+    followed: set[str] = set()  # each link target is described once (links may loop)
+    pending: list[tuple[Path, str]] = [(top, "")]
+    while pending:
+        path, rel = pending.pop()
+        try:
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                target, real = str(path.readlink()), os.path.realpath(path)
+                inside = real == real_root or real.startswith(real_root.rstrip("/") + "/")
+                if not inside:
+                    rows.append([rel, "link", target])
+                    continue
+                rows.append([rel, "link", target, os.path.relpath(real, real_root)])
+                if real not in followed:
+                    followed.add(real)
+                    pending.append((Path(real), rel + "/\0"))
+            elif stat.S_ISREG(info.st_mode):
+                rows.append([rel, "file", bool(info.st_mode & stat.S_IXUSR),
+                             _file_sha256(path)])
+            elif stat.S_ISDIR(info.st_mode):
+                with os.scandir(path) as found:
+                    names = sorted((e.name for e in found if e.name != "__pycache__"),
+                                   reverse=True)
+                rows.append([rel, "dir"])
+                pending += ((path / name, f"{rel}/{name}") for name in names)
+            else:
+                rows.append([rel, "other", stat.S_IFMT(info.st_mode)])
+        except OSError as exc:  # the render reports what it cannot read; the key differs
+            rows.append([rel, "unreadable", exc.errno])
+    return rows
+
+
+def _file_sha256(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped since the lstat
+            return "not a regular file"
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _manifests_in_store(lock: bytes | None, store_root: Path | None) -> dict[str, bool]:

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
@@ -115,25 +116,37 @@ class _Lookup:
     key: str | None  # None: no environment at this revision (nothing to cache)
     inputs: Any = None
     side: Side | None = None
+    again: Callable[[], str | None] | None = None  # the key taken once more after a render
+
+
+def _key(args: SideArgs, running: GeneratorId) -> tuple[str | None, bytes | None]:
+    """(render cache key, the lock's bytes) of a side; no key when there is nothing to
+    render or the lock is one the render refuses (the render reports it)."""
+    from generator.diff import cache
+    from generator.lock.lockfile import lock_path
+
+    _, _, root, rel = args
+    path = lock_path(root, rel.name)
+    if not (root / rel / ENV_FILE).is_file() or (
+            os.path.lexists(path) and (path.is_symlink() or not path.is_file())):
+        return None, None
+    try:
+        lock = path.read_bytes() if path.is_file() else None
+    except OSError:
+        return None, None
+    return cache.render_key(running, root, rel, lock), lock
 
 
 def _look_up(args: SideArgs, running: GeneratorId) -> _Lookup:
     from generator.diff import cache
-    from generator.lock.lockfile import lock_path
 
     label, sha, root, rel = args
-    path = lock_path(root, rel.name)
-    if not (root / rel / ENV_FILE).is_file() or (
-            os.path.lexists(path) and (path.is_symlink() or not path.is_file())):
-        return _Lookup(None)  # nothing to render, or a lock the render refuses: no cache
-    try:
-        lock = path.read_bytes() if path.is_file() else None
-    except OSError:
-        return _Lookup(None)  # the render reports it, as it always did
-    key = cache.render_key(running, root, rel, lock)
+    key, lock = _key(args, running)
+    if key is None:
+        return _Lookup(None)
     hit = cache.load(key)
-    if hit is None:
-        return _Lookup(key)
+    if hit is None:  # the head may be the working tree: an edit while it renders is seen
+        return _Lookup(key, again=lambda: _key(args, running)[0])
     inputs = hit.inputs if hit.inputs is not None else read_inputs(root, str(rel))
     return _Lookup(key, inputs, Side(label, sha, hit.env, hit.tree,
                                      json.loads(lock) if lock is not None else None,
@@ -149,7 +162,8 @@ def _render_and_keep(args: SideArgs, found: _Lookup) -> Side:
 def _keep(found: _Lookup, side: Side) -> None:
     from generator.diff import cache
 
-    if found.key is not None and side.env is not None:
+    if found.key is not None and side.env is not None and (
+            found.again is None or found.again() == found.key):
         cache.save(found.key, cache.Rendered(side.env, side.tree, dict(side.secrets),
                                              side.topology, side.inputs))
 
