@@ -290,7 +290,9 @@ def _umask() -> int | None:
 
 def _rename_noreplace(parent_fd: int, staging: str, out: Path) -> bool:
     """Rename `staging` to `out` in `parent_fd` unless `out` exists; False when it does or
-    the system cannot promise that (no renameat2, a filesystem without the flag)."""
+    the system cannot promise that (no renameat2, a filesystem without the flag, a container
+    whose seccomp profile answers renameat2 with EPERM: a real permission problem then
+    surfaces from the per-file path, with its own message)."""
     import ctypes
 
     try:
@@ -301,7 +303,8 @@ def _rename_noreplace(parent_fd: int, staging: str, out: Path) -> bool:
                  RENAME_NOREPLACE) == 0:
         return True
     err = ctypes.get_errno()
-    if err in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+    if err in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP,
+               errno.EPERM):
         return False
     raise UserError(f"cannot create {out}: {os.strerror(err)}",
                     "check the output directory (permissions, free space)")
