@@ -63,7 +63,7 @@ def test_node_remove_bootstrap_is_one_validated_edit(repo: Path) -> None:
     # the node goes, and the field that makes a bootstrap-less cluster valid comes beside
     # the release it belongs to: two lines a reviewer reads together
     assert after == before.replace(BOOTSTRAP_LINE, "").replace(
-        '  version: "4.16"\n', '  version: "4.16"\n  bootstrapComplete: true\n')
+        '  version: "4.17"\n', '  version: "4.17"\n  bootstrapComplete: true\n')
     assert gen("validate", "env/lab", cwd=repo).code == 0
 
 

@@ -54,7 +54,7 @@ def archive(member: str, data: bytes) -> bytes:
 
 
 # A stand-in release: its digest is the sha256 of a made-up manifest, never a real release's.
-RELEASE_DIGEST = "sha256:" + sha(b"stand-in release image manifest of 4.16.20\n")
+RELEASE_DIGEST = "sha256:" + sha(b"stand-in release image manifest of 4.17.17\n")
 RELEASE_IMAGE = f"quay.io/openshift-release-dev/ocp-release@{RELEASE_DIGEST}"
 PLACEHOLDER = "quay.io/openshift-release-dev/ocp-release@sha256:" + "0" * 64
 
@@ -115,6 +115,18 @@ def test_lock_pins_the_client_tools_offline_from_the_excerpt(repo: Path,
     assert len(result.err.strip().splitlines()) == 1, result.err
 
 
+def drop_blueprint_release_image(repo: Path) -> None:
+    """Stand-in releases have their own digest: the blueprint's real `image:` (deep-merged
+    under the environment's release block) would contradict it, so tests that pin a stand-in
+    release remove that line first."""
+    blueprint_file = repo / "blueprints/openshift-upi/blueprint.yaml"
+    lines = blueprint_file.read_text().splitlines(keepends=True)
+    kept = [line for line in lines
+            if not line.strip().startswith("image: quay.io/openshift-release-dev/")]
+    assert len(kept) == len(lines) - 1, "the blueprint's release image line changed"
+    blueprint_file.write_text("".join(kept))
+
+
 class Served:
     """Stand-ins for every artifact lab A pins, served from a docroot; env.yaml points at
     them by URL and sha256 (OS artifacts included, so `gen fetch` needs nothing else)."""
@@ -122,23 +134,24 @@ class Served:
     def __init__(self, repo: Path, tmp: Path) -> None:
         self.docroot = tmp / "www"
         self.docroot.mkdir()
+        drop_blueprint_release_image(repo)
         self.binary = built_for(RELEASE_IMAGE)
         self.installer = archive("openshift-install", self.binary)
-        files = {"openshift-install-linux-4.16.20.tar.gz": self.installer,
-                 "openshift-client-linux-4.16.20.tar.gz": archive("oc", b"#!/bin/sh\n"),
-                 "release.txt": release_txt("4.16.20", RELEASE_IMAGE).encode()}
+        files = {"openshift-install-linux-4.17.17.tar.gz": self.installer,
+                 "openshift-client-linux-4.17.17.tar.gz": archive("oc", b"#!/bin/sh\n"),
+                 "release.txt": release_txt("4.17.17", RELEASE_IMAGE).encode()}
         for name, data in files.items():
             (self.docroot / name).write_bytes(data)
         env_file = repo / "environments/lab/env.yaml"
         env = yaml.safe_load(env_file.read_text())
-        tools = {"openshift-install": "openshift-install-linux-4.16.20.tar.gz",
-                 "oc": "openshift-client-linux-4.16.20.tar.gz"}
+        tools = {"openshift-install": "openshift-install-linux-4.17.17.tar.gz",
+                 "oc": "openshift-client-linux-4.17.17.tar.gz"}
         env.setdefault("artifacts", {})["tools"] = {
-            name: {"version": "4.16.20", "url": f"{BASE}/{file}", "sha256": sha(files[file])}
+            name: {"version": "4.17.17", "url": f"{BASE}/{file}", "sha256": sha(files[file])}
             for name, file in tools.items()}
         # the release.txt served, and a copy beside env.yaml so that it locks offline
         (repo / "environments/lab/release.txt").write_bytes(files["release.txt"])
-        env["artifacts"]["release"] = {"version": "4.16.20", "url": f"{BASE}/release.txt",
+        env["artifacts"]["release"] = {"version": "4.17.17", "url": f"{BASE}/release.txt",
                                        "file": "release.txt"}
         blueprint = yaml.safe_load((repo / "blueprints/openshift-upi/blueprint.yaml")
                                    .read_text())
@@ -186,7 +199,7 @@ def test_fetch_stores_and_verifies_the_tool_archives(served: Served, www: Netns,
     assert stored.read_bytes() == served.installer
     # the server now sends another archive under the pinned name: fetch refuses it
     stored.unlink()
-    (served.docroot / "openshift-install-linux-4.16.20.tar.gz").write_bytes(
+    (served.docroot / "openshift-install-linux-4.17.17.tar.gz").write_bytes(
         archive("openshift-install", b"#!/bin/sh\necho swapped\n"))
     code, out, err = fetch(www, repo, store)
     assert code != 0
@@ -256,7 +269,7 @@ def test_without_a_pinned_installer_the_plan_says_so(repo: Path, tmp_path: Path)
 
 def test_a_malformed_tool_entry_is_one_line_at_its_field(repo: Path) -> None:
     env_file = repo / "environments/lab/env.yaml"
-    env_file.write_text(env_file.read_text() + "  tools:\n    oc: {version: '4.16 20', "
+    env_file.write_text(env_file.read_text() + "  tools:\n    oc: {version: '4.17 17', "
                         "url: 'https://example.test/oc.tar.gz'}\n")
     result = gen("validate", "env/lab", cwd=repo, env={**os.environ, "HOME": str(repo)})
     assert result.code == 1, result.out + result.err
@@ -267,16 +280,16 @@ def test_a_malformed_tool_entry_is_one_line_at_its_field(repo: Path) -> None:
 def test_a_pinned_installer_of_another_release_is_refused(repo: Path) -> None:
     env_file = repo / "environments/lab/env.yaml"
     env_file.write_text(env_file.read_text() + "  tools:\n    openshift-install:\n"
-                        "      version: 4.17.3\n"
-                        "      url: https://example.test/openshift-install-linux-4.17.3.tar.gz\n"
+                        "      version: 4.16.3\n"
+                        "      url: https://example.test/openshift-install-linux-4.16.3.tar.gz\n"
                         "      sha256: " + "ab" * 32 + "\n")
     result = gen("validate", "env/lab", cwd=repo, env={**os.environ, "HOME": str(repo)})
     assert result.code == 1, result.out + result.err
     line = next(n for n, text in enumerate(env_file.read_text().splitlines(), 1)
-                if "version: 4.17.3" in text)
+                if "version: 4.16.3" in text)
     assert f"environments/lab/env.yaml:{line}:" in result.err
-    assert "at artifacts.tools.openshift-install.version: openshift-install 4.17.3 is not " \
-           "of release 4.16 (cluster.version)" in result.err
+    assert "at artifacts.tools.openshift-install.version: openshift-install 4.16.3 is not " \
+           "of release 4.17 (cluster.version)" in result.err
     assert len(result.err.strip().splitlines()) == 1, result.err
 
 
@@ -317,27 +330,41 @@ def test_a_kubernetes_binary_of_another_version_is_refused(repo: Path) -> None:
                       "sha256), or change cluster.kubernetesVersion)"], result.err
 
 
-def test_the_built_in_lab_says_its_release_needs_one_online_lock(repo: Path,
-                                                                 tmp_path: Path) -> None:
-    """No release digest ships for lab A (none could be checked): the offline lock leaves
-    release/openshift unpinned and says how to pin it; the locked installer does not run."""
+def test_the_built_in_lab_pins_its_release_offline_from_the_blueprint_image(
+        repo: Path, tmp_path: Path) -> None:
+    """openshift-upi writes the release digest as `image:` (no release.txt ships): the offline
+    lock pins release/openshift to exactly that pull spec, with no warning."""
+    blueprint = yaml.safe_load((repo / "blueprints/openshift-upi/blueprint.yaml").read_text())
+    image = blueprint["defaults"]["artifacts"]["release"]["image"]
+    result = gen("lock", "--offline", "env/lab", cwd=repo,
+                 env={**os.environ, "GEN_STORE": str(tmp_path / "store"), "HOME": str(tmp_path)})
+    assert result.code == 0, result.err
+    assert read_lock(repo)["inputs"]["release/openshift"]["locked"] == image
+    assert "release/openshift" not in result.err, result.err
+
+
+def test_a_lab_without_a_release_digest_says_its_release_needs_one_online_lock(
+        repo: Path, tmp_path: Path) -> None:
+    """Without `image:` (and no release.txt shipped) the offline lock leaves release/openshift
+    unpinned and says how to pin it; the locked installer does not run."""
+    drop_blueprint_release_image(repo)
     result = gen("lock", "--offline", "env/lab", cwd=repo,
                  env={**os.environ, "GEN_STORE": str(tmp_path / "store"), "HOME": str(tmp_path)})
     assert result.code == 0, result.err
     assert "release/openshift" not in read_lock(repo)["inputs"]
-    assert ("warning: release/openshift left unpinned: release/openshift 4.16.20: its release "
+    assert ("warning: release/openshift left unpinned: release/openshift 4.17.17: its release "
             "image "
             "digest is published only in https://mirror.openshift.com/pub/openshift-v4/clients/"
-            "ocp/4.16.20/release.txt (no copy ships with the environment or blueprint); run "
+            "ocp/4.17.17/release.txt (no copy ships with the environment or blueprint); run "
             "`gen lock` once where that server answers") in result.err
     site = Site(repo, tmp_path)
     plan = gen("plan", "env/lab", "--provider", "installer", "--installer-state-dir",
                str(site.installer), "--store", str(tmp_path / "store"), cwd=repo,
                env=site.env())
     assert plan.code == 0, plan.out + plan.err
-    assert ("installer: the lock pins no release image (release/openshift 4.16.20); run `gen "
+    assert ("installer: the lock pins no release image (release/openshift 4.17.17); run `gen "
             "lock env/lab` where https://mirror.openshift.com/pub/openshift-v4/clients/ocp/"
-            "4.16.20/release.txt answers, or write artifacts.release.image; the installer "
+            "4.17.17/release.txt answers, or write artifacts.release.image; the installer "
             "phases are not planned") in plan.out + plan.err
     assert "+ installer phase" not in plan.out
     # the lock still renders --locked: no rendered byte depends on the release digest
@@ -358,17 +385,17 @@ def test_lock_reads_the_release_image_from_release_txt_online(served: Served, ww
                    env={**os.environ, "GEN_STORE": str(repo / "store"), "HOME": str(repo)})
     assert proc.returncode == 0, proc.stderr
     assert read_lock(repo)["inputs"]["release/openshift"] == {
-        "original": {"version": "4.16.20", "url": f"{BASE}/release.txt"},
+        "original": {"version": "4.17.17", "url": f"{BASE}/release.txt"},
         "locked": RELEASE_IMAGE}
     # the release.txt of another version is refused, naming both
-    (served.docroot / "release.txt").write_text(release_txt("4.16.21", RELEASE_IMAGE))
+    (served.docroot / "release.txt").write_text(release_txt("4.17.18", RELEASE_IMAGE))
     (repo / "lock" / "lab.lock").unlink()
     proc = www.run([sys.executable, "-m", "generator", "lock", "env/lab"], cwd=repo,
                    env={**os.environ, "GEN_STORE": str(repo / "store"), "HOME": str(repo)})
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        f"release/openshift 4.16.20: {BASE}/release.txt is the release.txt of 4.16.21, not "
-        "4.16.20 (use the release.txt of the pinned version)"), proc.stderr
+        f"release/openshift 4.17.17: {BASE}/release.txt is the release.txt of 4.17.18, not "
+        "4.17.17 (use the release.txt of the pinned version)"), proc.stderr
 
 
 def test_an_installer_built_for_another_release_is_never_run(served: Served, www: Netns,
@@ -379,7 +406,7 @@ def test_an_installer_built_for_another_release_is_never_run(served: Served, www
     other = "quay.io/openshift-release-dev/ocp-release@sha256:" + sha(b"another release\n")
     env_file = repo / "environments/lab/env.yaml"
     env = yaml.safe_load(env_file.read_text())
-    env["artifacts"]["release"] = {"version": "4.16.20", "url": f"{BASE}/release.txt",
+    env["artifacts"]["release"] = {"version": "4.17.17", "url": f"{BASE}/release.txt",
                                    "image": other}
     env_file.write_text(yaml.safe_dump(env, sort_keys=False))
     lock_offline(repo, tmp_path)
@@ -418,12 +445,12 @@ def test_the_release_override_variable_never_reaches_the_installer(
 
 
 @pytest.mark.parametrize(("text", "problem"), [
-    ("Name: 4.16.20\n", "x has no `Pull From:` line"),
-    ("Pull From: quay.io/openshift-release-dev/ocp-release:4.16.20-x86_64\n",
+    ("Name: 4.17.17\n", "x has no `Pull From:` line"),
+    ("Pull From: quay.io/openshift-release-dev/ocp-release:4.17.17-x86_64\n",
      "does not name the release image by digest"),
     ("Pull From: ev\x01il/ocp-release@" + RELEASE_DIGEST + "\n",
      "does not name the release image by digest"),
-    (f"Name: 4.16.21\nPull From: {RELEASE_IMAGE}\n", "x is the release.txt of 4.16.21"),
+    (f"Name: 4.17.18\nPull From: {RELEASE_IMAGE}\n", "x is the release.txt of 4.17.18"),
     (f"Digest: sha256:{'b' * 64}\nPull From: {RELEASE_IMAGE}\n",
      f"x says Digest sha256:{'b' * 64}"),
 ])
@@ -433,8 +460,8 @@ def test_release_txt_is_read_strictly(text: str, problem: str) -> None:
     from generator.errors import UserError
     from generator.lock.resolve import parse_release_txt
 
-    assert parse_release_txt(release_txt("4.16.20", RELEASE_IMAGE), "4.16.20", "x",
+    assert parse_release_txt(release_txt("4.17.17", RELEASE_IMAGE), "4.17.17", "x",
                              "release/openshift") == RELEASE_IMAGE
     with pytest.raises(UserError) as caught:
-        parse_release_txt(text, "4.16.20", "x", "release/openshift")
+        parse_release_txt(text, "4.17.17", "x", "release/openshift")
     assert problem in caught.value.message
