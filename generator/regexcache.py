@@ -45,11 +45,20 @@ def _header() -> str:
 
 
 def _path() -> Path | None:
+    """One file per command: each holds what that command compiles (a `gen render` loads
+    its ~100 patterns, not the union of every command's, which fills re's cache of 512)."""
     try:
-        tag = f"{sys.implementation.cache_tag}-{sys.hexversion:x}"
+        tag = f"{sys.implementation.cache_tag}-{sys.hexversion:x}-{_command()}"
         return cache_dir() / "regex" / f"{tag}.marshal"
     except RuntimeError:  # no home directory to find a cache in
         return None
+
+
+def _command() -> str:
+    """The gen command this process runs, as far as its first argument says (a name, or
+    `-` for anything else: options, nothing, a program that imports gen)."""
+    first = sys.argv[1] if len(sys.argv) > 1 else ""
+    return first if first.isascii() and first.isalpha() and len(first) <= 16 else "-"
 
 
 # What load() found: (the file, re's cache keys it held); None when the cache is off.
