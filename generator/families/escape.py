@@ -376,15 +376,9 @@ def fqdn(value: str, host: str, field: Field, language: str) -> str:
     return value
 
 
-_XML_TEXT_SPECIAL = frozenset("&<>")
-_XML_ATTRIBUTE_SPECIAL = frozenset('&<>"\r\n\t')
-
-
 def xml_text(value: str) -> str:
     """Character data inside an XML element: `&`, `<` and `>` as entities, the way
     ElementTree writes them (libvirt's files stay byte-identical to its serializer's)."""
-    if _XML_TEXT_SPECIAL.isdisjoint(value):  # most values: one scan, nothing to replace
-        return value
     if "&" in value:
         value = value.replace("&", "&amp;")
     if "<" in value:
@@ -397,8 +391,6 @@ def xml_text(value: str) -> str:
 def xml_attribute(value: str) -> str:
     """A double-quoted XML attribute value: ElementTree's entities, line breaks and tabs as
     character references so a parser does not normalise them to spaces."""
-    if _XML_ATTRIBUTE_SPECIAL.isdisjoint(value):
-        return value
     value = xml_text(value)
     if '"' in value:
         value = value.replace('"', "&quot;")

@@ -110,17 +110,22 @@ def _uses_gen(element: Element) -> bool:
     return element.tag.startswith(GEN_PREFIX) or any(_uses_gen(c) for c in element.children)
 
 
+def _write(element: Element, out: list[str], newline: str) -> None:
+    out.append("<")
+    out.append(element.tag)
+    _write_open(element, out, newline)
+
+
 def _write_open(element: Element, out: list[str], newline: str) -> None:
     """The element's attributes, content and end, its tag already written."""
     for key, value in element.attrib.items():
         out.append(f' {key}="{xml_attribute(value)}"')
     if element.children:
         inner = newline + "  "
-        opening = inner + "<"  # each child's line and tag open in one piece
         out.append(">")
         for child in element.children:
-            out.append(opening + child.tag)
-            _write_open(child, out, inner)
+            out.append(inner)
+            _write(child, out, inner)
         out.append(f"{newline}</{element.tag}>")
     elif element.text:
         out.append(f">{xml_text(element.text)}</{element.tag}>")
