@@ -34,6 +34,18 @@ def canonical_json(value: Any) -> bytes:
     return "".join(out).encode()
 
 
+def canonical_json_fragment(value: Any, newline: str) -> str:
+    """`value` as `canonical_json` encodes it nested where its lines start with `newline`
+    (no trailing newline): the same bytes as that part of a whole document, so a caller can
+    encode a part shared by many documents once. Plain JSON data only (ValueError else)."""
+    out: list[str] = []
+    try:
+        _encode(value, out, newline)
+    except _Unusual:
+        raise ValueError("not plain JSON data") from None
+    return "".join(out)
+
+
 class _Unusual(Exception):
     """A value `_encode` leaves to json (non-str keys, NaN, custom types)."""
 

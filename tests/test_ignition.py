@@ -157,6 +157,42 @@ def test_render_after_check_reuses_its_configs_byte_for_byte(
         assert b"sha512-" not in spliced["clusters/ocp4/ignition/worker1.ign"]
 
 
+def test_configs_composed_from_shared_parts_are_the_whole_configs_bytes(
+        lab: Environment) -> None:
+    """`check` encodes what a role's configs share once and each node's own files alone;
+    every composed config must be canonical_json of that node's whole config."""
+    shared: dict[tuple[str, str], ignition._Shared] = {}
+    composed = 0
+    for node in ignition.coreos_nodes(lab):
+        config = ignition.build_config(lab, node, Pins(), ignition.DEFAULT_SPEC)
+        own = ignition._node_files(lab, node)
+        key = (node.role, node.nic.network)
+        if key in shared:
+            assert shared[key].compose(own) == canonical_json(config), node.name
+            composed += 1
+        else:
+            shared[key] = ignition._Shared.of(config, len(own), canonical_json(config))
+    assert composed >= 3  # master1, master2, worker1 share their role's parts
+
+
+def test_a_later_node_of_a_role_still_has_its_own_files_schema_checked(
+        lab: Environment) -> None:
+    """Only the parts a role shares are checked once; each node's own files go through the
+    schema's file rule, and a path written twice is never composed."""
+    worker0, worker1 = lab.node("worker0"), lab.node("worker1")
+    config = ignition.build_config(lab, worker0, Pins(), ignition.DEFAULT_SPEC)
+    own = ignition._node_files(lab, worker0)
+    shared = ignition._Shared.of(config, len(own), canonical_json(config))
+    theirs = ignition._node_files(lab, worker1)
+    assert shared.accepts(theirs)
+    relative = [{**theirs[0], "path": "etc/hostname"}, *theirs[1:]]
+    spaced = [{**theirs[0], "contents": {"source": "data:,a b"}}, *theirs[1:]]
+    twice = [*theirs, theirs[-1]]
+    unknown = [{**theirs[0], "owner": "core"}, *theirs[1:]]
+    for broken in (relative, spaced, twice, unknown):
+        assert not shared.accepts(broken), broken
+
+
 def test_ssh_keys_are_markers_for_core(lab: Environment, lab_ignition: dict[str, bytes]) -> None:
     config = json.loads(lab_ignition["worker1"])
     assert config["passwd"]["users"] == [

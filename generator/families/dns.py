@@ -126,9 +126,13 @@ def reverse_records(env: Environment) -> dict[str, tuple[Record, ...]]:
         if not retired(env, node)]
     named += [(vip, f"{name}.{env.cluster.domain}", ("services", "haproxy", "address"))
               for vip, name in _vip_names(env)]
+    prefixes = sorted(by_prefix, reverse=True)
     for ip, fqdn, field in named:
-        for prefix in sorted(by_prefix, reverse=True):
-            zone = reverse_zone_name(IPv4Network((ip, prefix), strict=False))
+        # Blocks are octet-aligned, so the zone of `ip` in a block of `prefix` is its own
+        # leading octets reversed: reverse_zone_name of that block, without building it.
+        octets = str(ip).split(".")
+        for prefix in prefixes:
+            zone = ".".join(reversed(octets[: prefix // 8])) + ".in-addr.arpa"
             if zone in zones:
                 zones[zone].append(Record(_ptr_owner(ip, prefix), "PTR", fqdn + ".", field))
                 break

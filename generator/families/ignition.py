@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _quote  # json's C string encoder
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +26,7 @@ from generator.families import Pins, common, escape
 from generator.families.common import COREOS_FLAVOURS
 from generator.model import Environment, Network, Nic, Node
 from generator.resources import schemas_dir
-from generator.tree import Tree, canonical_json, lines
+from generator.tree import Tree, canonical_json, canonical_json_fragment, lines
 
 SCHEMA_DIR = schemas_dir()
 IGNITION_ROLES = ("bootstrap", "master", "worker")
@@ -82,12 +83,21 @@ def check(env: Environment) -> list[Problem]:
     # O(N^2), three quarters of a 10,000-node render.
     index = {id(node): i for i, node in enumerate(env.nodes)}
     passed: dict[int, bytes] = {}
+    shared: dict[tuple[str, str], _Shared] = {}  # (role, primary network) -> its parts
     for node in coreos_nodes(env):  # PXE nodes: pxe.check refuses them without services.http
+        own = _node_files(env, node)
+        known = shared.get((node.role, node.nic.network))
+        if known is not None and known.accepts(own):
+            passed[id(node)] = known.compose(own)
+            continue
         config = build_config(env, node, Pins(), DEFAULT_SPEC)
         where = env.where(("nodes", index[id(node)]))
         found = config_problems(config, DEFAULT_SPEC, node.name)
         if not found:
             passed[id(node)] = canonical_json(config)
+            if known is None:
+                shared[(node.role, node.nic.network)] = _Shared.of(
+                    config, len(own), passed[id(node)])
         # A path written twice can only be two NICs on one interface name, which the
         # semantic rule check_interfaces reports at the NIC; not reported twice here.
         problems += [Problem(message, where, hint) for message, hint in found
@@ -100,6 +110,63 @@ def check(env: Environment) -> list[Problem]:
 # The last environment `check` passed configs for, and node id -> its config encoded with
 # no pins. One slot: a process renders the environment it just checked.
 _CHECKED: tuple[Environment, dict[int, bytes]] | None = None
+
+
+# Where a config's lines start, as canonical_json indents it: the top level's keys, and the
+# items of storage.files.
+_TOP = "\n  "
+_FILES = "\n      "
+_FILES_OPEN = ',\n  "storage": {\n    "files": [' + _FILES
+_FILES_CLOSE = "\n    ]\n  }\n}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What the configs of one role on one primary network share, checked and encoded once.
+
+    Everything in a config but `_node_files` comes from the role, the environment and the
+    primary network (`_ignition_section`, `_passwd`, `_time_files`), so it is the same in
+    every config of the group: the first whole config of the group passed the schema, and
+    each later node's own files are schema-checked (`_files_problem`). The schema holds
+    every field to its own rule (no rule spans two files), so both together are the whole
+    config's check. The encoding is proven too: the first config, composed from these
+    parts, must give canonical_json's exact bytes."""
+
+    head: str  # the encoded config up to its first file
+    tail: tuple[str, ...]  # the shared files (after the node's own), encoded
+    paths: tuple[str, ...]  # their paths, for the "written twice" rule
+
+    @classmethod
+    def of(cls, config: dict[str, Any], own: int, encoded: bytes) -> _Shared:
+        head = "{" + _TOP + '"ignition": ' + canonical_json_fragment(config["ignition"], _TOP)
+        if "passwd" in config:
+            head += "," + _TOP + '"passwd": ' + canonical_json_fragment(config["passwd"], _TOP)
+        files = config["storage"]["files"]
+        parts = cls(head + _FILES_OPEN,
+                    tuple(canonical_json_fragment(f, _FILES) for f in files[own:]),
+                    tuple(f["path"] for f in files[own:]))
+        if parts.compose(files[:own]) != encoded:
+            raise AssertionError("an Ignition config composed from its parts differs")
+        return parts
+
+    def accepts(self, own: list[dict[str, Any]]) -> bool:
+        paths = [f["path"] for f in own] + list(self.paths)
+        return len(set(paths)) == len(paths) and _files_problem(own) is None
+
+    def compose(self, own: list[dict[str, Any]]) -> bytes:
+        files = [_file_fragment(f) for f in own]
+        files += self.tail
+        return (self.head + ("," + _FILES).join(files) + _FILES_CLOSE).encode()
+
+
+def _file_fragment(file: dict[str, Any]) -> str:
+    """A file built by `_file`, as canonical_json encodes it among storage.files (the
+    keys in sorted order); `_Shared.of` compares one of each group with canonical_json."""
+    inner = _FILES + "  "
+    return ("{" + inner + '"contents": {' + inner + '  "source": '
+            + _quote(file["contents"]["source"]) + inner + "}," + inner
+            + f'"mode": {file["mode"]:d},' + inner + '"overwrite": true,' + inner
+            + '"path": ' + _quote(file["path"]) + _FILES + "}")
 
 
 def _checked_configs(env: Environment, spec: str) -> dict[int, bytes]:
@@ -151,20 +218,36 @@ def node_config(env: Environment, node: Node, pins: Pins,
 
 
 def build_config(env: Environment, node: Node, pins: Pins, spec: str) -> dict[str, Any]:
-    """The config as built, before any check."""
+    """The config as built, before any check: the node's own files, then what its role,
+    the environment and its primary network give every such node (see `_Shared`)."""
     config: dict[str, Any] = {
-        "ignition": {"version": spec_row(spec).version,
-                     "config": {"merge": [merge_resource(env, node.role, pins, spec)]}},
-        "storage": {"files": [_file("/etc/hostname", lines(_hostname(env, node)), MODE_PUBLIC)] + [
-            _file(f"/etc/NetworkManager/system-connections/{nic.interface}.nmconnection",
-                  nm_keyfile(env, nic, primary=index == 0), MODE_PRIVATE)
-            for index, nic in enumerate(node.nics)] + _time_files(env, node)},
+        "ignition": _ignition_section(env, node.role, pins, spec),
+        "storage": {"files": _node_files(env, node) + _time_files(env, node.nic.network)},
     }
-    if env.cluster.ssh_keys:
-        config["passwd"] = {"users": [{
-            "name": CORE_USER,
-            "sshAuthorizedKeys": [ref.marker() for ref in env.cluster.ssh_keys]}]}
+    passwd = _passwd(env)
+    if passwd is not None:
+        config["passwd"] = passwd
     return config
+
+
+def _ignition_section(env: Environment, role: str, pins: Pins, spec: str) -> dict[str, Any]:
+    return {"version": spec_row(spec).version,
+            "config": {"merge": [merge_resource(env, role, pins, spec)]}}
+
+
+def _passwd(env: Environment) -> dict[str, Any] | None:
+    if not env.cluster.ssh_keys:
+        return None
+    return {"users": [{"name": CORE_USER,
+                       "sshAuthorizedKeys": [ref.marker() for ref in env.cluster.ssh_keys]}]}
+
+
+def _node_files(env: Environment, node: Node) -> list[dict[str, Any]]:
+    """The files that differ per node: its hostname and a keyfile per NIC."""
+    return [_file("/etc/hostname", lines(_hostname(env, node)), MODE_PUBLIC)] + [
+        _file(f"/etc/NetworkManager/system-connections/{nic.interface}.nmconnection",
+              nm_keyfile(env, nic, primary=index == 0), MODE_PRIVATE)
+        for index, nic in enumerate(node.nics)]
 
 
 def config_problems(config: dict[str, Any], spec: str, node: str) -> list[tuple[str, str]]:
@@ -247,10 +330,10 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
         "[ipv6]", "method=disabled")
 
 
-def _time_files(env: Environment, node: Node) -> list[dict[str, Any]]:
+def _time_files(env: Environment, network: str) -> list[dict[str, Any]]:
     """`/etc/chrony.conf` naming the primary network's time servers, when it has any (a
     disconnected lab: the OS's default public pools are out of reach)."""
-    servers = env.network(node.nic.network).ntp
+    servers = env.network(network).ntp
     if not servers:
         return []
     return [_file("/etc/chrony.conf", chrony_conf(servers), MODE_PUBLIC)]
@@ -292,6 +375,14 @@ def _fast_validator(spec: str) -> Any:
     from generator.compiled_schema import compile_schema
 
     return compile_schema(_schema(spec))
+
+
+def _files_problem(files: list[dict[str, Any]], spec: str = DEFAULT_SPEC) -> str | None:
+    """None when every one of `files` passes the schema's `file` rule (checked in the
+    smallest whole config, by the same validator); else a reason (the caller then checks
+    the whole config, which names the failing field)."""
+    return schema_problem({"ignition": {"version": spec_row(spec).version},
+                           "storage": {"files": files}}, spec)
 
 
 def check_config(config: dict[str, Any], spec: str, node: str) -> None:

@@ -32,6 +32,7 @@ then the blueprint's extra `kernelArgs`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from generator.errors import Problem
@@ -56,12 +57,13 @@ def render(env: Environment, pins: Pins) -> Tree:
     _check_artifact_names(env, service)
     tree: Tree = {f"{base}/boot.ipxe": boot_ipxe()}
     grub = "/".join(filter(None, (base, dhcp.os.grub_prefix)))  # GRUB looks here
+    shared = _shared(env, service)  # the same for every node: looked up once, not per node
     for node in nodes:
-        args = kernel_args(env, service, node)
+        args = kernel_args(env, service, node, shared)
         mac = dashed(_mac(env, node))
-        tree[f"{base}/pxelinux.cfg/01-{mac}"] = pxelinux_cfg(env, node, args)
-        tree[f"{grub}/grub.cfg-01-{mac}"] = grub_cfg(env, node, args)
-        tree[f"{base}/ipxe/{mac}.ipxe"] = ipxe_script(env, node, args)
+        tree[f"{base}/pxelinux.cfg/01-{mac}"] = pxelinux_cfg(env, node, args, shared)
+        tree[f"{grub}/grub.cfg-01-{mac}"] = grub_cfg(env, node, args, shared)
+        tree[f"{base}/ipxe/{mac}.ipxe"] = ipxe_script(env, node, args, shared)
     tree[f"{grub}/grub.cfg"] = grub_chain(env, nodes)
     tree[f"{base}/manifest.json"] = canonical_json(manifest(env, pins))
     return tree
@@ -184,25 +186,46 @@ def nameservers(env: Environment, node: Node) -> tuple[str, ...]:
     return tuple(str(d) for d in env.network(node.nic.network).dns)
 
 
-def kernel_args(env: Environment, service: PxeService, node: Node) -> tuple[str, ...]:
-    """The CoreOS installer's kernel command line for one node, initrd= excluded."""
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every node's boot files take from the environment alone."""
+
+    rootfs: tuple[str, ...]  # the installer's image or live rootfs arguments
+    tail: tuple[str, ...]  # the consoles and services.pxe.kernelArgs, last on every line
+    kernel: OsArtifact
+    initramfs: OsArtifact
+    kernel_url: str
+    initramfs_url: str
+
+
+def _shared(env: Environment, service: PxeService) -> _Shared:
     rootfs: tuple[str, ...]
-    # The node's name reaches the Ignition URL below (artifact names: see `render`).
-    escape.name(node.name, lambda: (*node_field(env, node), "name"), escape.KERNEL)
     if service.rootfs == "live":
         rootfs = (f"coreos.live.rootfs_url={common.install_url(env, artifact(env, 'rootfs'))}",)
     else:
         rootfs = ("coreos.inst=yes",
                   f"coreos.inst.image_url={common.install_url(env, metal_image(env))}")
+    kernel, initramfs = artifact(env, "kernel"), artifact(env, "initramfs")
+    return _Shared(rootfs,
+                   (*CONSOLES, *(extra_arg(arg, i) for i, arg in enumerate(service.kernel_args))),
+                   kernel, initramfs, common.install_url(env, kernel),
+                   common.install_url(env, initramfs))
+
+
+def kernel_args(env: Environment, service: PxeService, node: Node,
+                shared: _Shared | None = None) -> tuple[str, ...]:
+    """The CoreOS installer's kernel command line for one node, initrd= excluded."""
+    # The node's name reaches the Ignition URL below (artifact names: see `render`).
+    escape.name(node.name, lambda: (*node_field(env, node), "name"), escape.KERNEL)
+    parts = shared or _shared(env, service)
     return (
         *ifname_args(env, service, node),
         ip_arg(env, service, node),
         *(f"nameserver={ns}" for ns in nameservers(env, node)),
         f"coreos.inst.install_dev={_install_dev(env, service, node)}",
-        *rootfs,
+        *parts.rootfs,
         f"coreos.inst.ignition_url={common.ignition_url(env, node)}",
-        *CONSOLES,
-        *(extra_arg(arg, i) for i, arg in enumerate(service.kernel_args)),
+        *parts.tail,
     )
 
 
@@ -249,8 +272,10 @@ def _title(node: Node) -> str:
     return f"Install {node.fqdn} ({node.role})"
 
 
-def _images(env: Environment) -> tuple[str, str]:
+def _images(env: Environment, shared: _Shared | None = None) -> tuple[str, str]:
     """The kernel and initramfs artifact names (checked once per render, in `render`)."""
+    if shared is not None:
+        return shared.kernel.name, shared.initramfs.name
     return artifact(env, "kernel").name, artifact(env, "initramfs").name
 
 
@@ -265,9 +290,10 @@ def _artifact_name(item: OsArtifact) -> str:
     return escape.kernel_value(item.name, ("artifacts", "os", item.name))
 
 
-def pxelinux_cfg(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
+def pxelinux_cfg(env: Environment, node: Node, args: tuple[str, ...],
+                 shared: _Shared | None = None) -> bytes:
     """pxelinux config: boots the installer at once, no menu module needed."""
-    kernel, initrd = _images(env)
+    kernel, initrd = _images(env, shared)
     title = escape.line(_title(node), lambda: (*node_field(env, node), "name"),
                         "a pxelinux config")
     return lines(
@@ -283,9 +309,10 @@ def pxelinux_cfg(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
     )
 
 
-def grub_cfg(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
+def grub_cfg(env: Environment, node: Node, args: tuple[str, ...],
+             shared: _Shared | None = None) -> bytes:
     """GRUB 2 config for UEFI clients: one entry, booted at once."""
-    kernel, initrd = _images(env)
+    kernel, initrd = _images(env, shared)
     title = escape.line(_title(node), lambda: (*node_field(env, node), "name"),
                         "a GRUB config")
     return lines(
@@ -315,18 +342,25 @@ def _mac(env: Environment, node: Node) -> str:
                       "a boot file name")
 
 
-def ipxe_script(env: Environment, node: Node, args: tuple[str, ...]) -> bytes:
+def ipxe_script(env: Environment, node: Node, args: tuple[str, ...],
+                shared: _Shared | None = None) -> bytes:
     """iPXE script: kernel and initramfs over HTTP from the helper."""
-    kernel, initrd = (artifact(env, k) for k in ("kernel", "initramfs"))
+    parts = shared or _shared(env, _service(env))
     title = escape.line(_title(node), lambda: (*node_field(env, node), "name"),
                         "an iPXE script")
     return lines(
         "#!ipxe",
         f"# {title}; rendered by gen, do not edit by hand.",
-        f"kernel {common.install_url(env, kernel)} initrd={initrd.name} {' '.join(args)}",
-        f"initrd {common.install_url(env, initrd)}",
+        f"kernel {parts.kernel_url} initrd={parts.initramfs.name} {' '.join(args)}",
+        f"initrd {parts.initramfs_url}",
         "boot",
     )
+
+
+def _service(env: Environment) -> PxeService:
+    if env.services.pxe is None:
+        raise AssertionError("a PXE node without services.pxe: pxe.check refuses it")
+    return env.services.pxe
 
 
 def boot_ipxe() -> bytes:
