@@ -457,6 +457,21 @@ def test_report_lines_and_comments(repo: Path) -> None:
     assert "rhcos-live-kernel: {url: https://mirror.example.test/rhcos/" in env_text
 
 
+def test_an_installer_of_another_release_than_the_blueprint_pins_is_reported(
+        repo: Path) -> None:
+    """The vars file's 4.16.3 installer is not the release the blueprint pins (by digest and
+    sha256): the report says so at ocp_installer, and cluster.version is not set to a
+    release whose tools nothing pins (the environment stays valid)."""
+    result = _import(repo, "lab2", LAB_A_VARS)
+    assert result.code == 0, result.err
+    assert any(re.match(r"lab2-vars\.yaml:\d+:\d+: at ocp_installer: not supported: the "
+                        r"playbook installs OpenShift 4\.16; the openshift-upi blueprint "
+                        r"pins a 4\.17 release", line)
+               for line in result.out.splitlines()), result.out
+    assert "version:" not in (repo / "environments/lab2/env.yaml").read_text()
+    assert gen("validate", "env/lab2", cwd=repo).code == 0
+
+
 BAD = [
     ("ppc64le: true\n", "ppc64le", "refused: gen renders x86_64"),
     ("high_availability:\n  helpernodes:\n    - {name: h0, ipaddr: 192.168.20.2}\n",

@@ -239,14 +239,36 @@ def _version(r: _Reader) -> str | None:
         found = VERSION.search(str(value))
         if key == "ocp_client":
             r.unsupported((key,), "gen does not install the oc client; fetch it yourself")
-        elif found:
+        elif found and found.group(1) == (pinned := _pinned_version()):
             r.mapped((key,), f"cluster.version {found.group(1)} (gen runs the installer "
                      "of that version itself)")
             return found.group(1)
+        elif found:
+            r.unsupported((key,), f"the playbook installs OpenShift {found.group(1)}; the "
+                          f"openshift-upi blueprint pins a {pinned} release (its "
+                          "artifacts.release and artifacts.tools, by digest and sha256), "
+                          "which gen installs; to stay on "
+                          f"{found.group(1)}, set cluster.version and override those "
+                          "pins in a reviewed change")
+            return None
         else:
             r.unsupported((key,), "no version in the URL; gen runs the installer of "
                           "cluster.version itself (set it with gen set)")
     return None
+
+
+def _pinned_version() -> str | None:
+    """cluster.version of the built-in openshift-upi blueprint: the release its tools pin."""
+    from generator.loader import load_yaml
+    from generator.resources import builtin_blueprint
+
+    folder = builtin_blueprint("openshift-upi")
+    if folder is None:
+        return None
+    path = folder / "blueprint.yaml"
+    data = load_yaml(path.read_text(), str(path)).data
+    version = data.get("defaults", {}).get("cluster", {}).get("version")
+    return str(version) if version is not None else None
 
 
 def _check_name(r: _Reader, path: FieldPath, name: str, target: str) -> bool:
