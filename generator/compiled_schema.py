@@ -40,16 +40,7 @@ def compile_schema(schema: dict[str, Any], draft: str | None = None) -> Validato
     key = hashlib.sha256("\0".join((_FORMAT, fastjsonschema.VERSION,
                                     sys.implementation.cache_tag or "", text))
                          .encode()).hexdigest()
-    try:
-        path: Path | None = cache_dir() / "schemas" / f"{key}.bytecode"
-    except RuntimeError:  # no home directory to find a cache in: compile every time
-        path = None
-    entry = _read_cached(path) if path else None
-    if entry is None:
-        entry = _compile(schema, f"<schema {key[:12]}>")
-        if path:
-            _write_cached(path, entry)
-    name, code = entry
+    name, code = _cached("schemas", key, lambda: _compile(schema, f"<schema {key[:12]}>"))
     namespace: dict[str, Any] = {}
     exec(code, namespace)  # noqa: S102 - gen's own schema, compiled by fastjsonschema
     validate: Validator = namespace[name]
@@ -62,16 +53,22 @@ def compile_cached(source: str, label: str) -> CodeType:
     importing the model)."""
     key = hashlib.sha256("\0".join((_FORMAT, sys.implementation.cache_tag or "", label,
                                     source)).encode()).hexdigest()
+    return _cached("code", key, lambda: (label, compile(source, label, "exec")))[1]
+
+
+def _cached(folder: str, key: str,
+            make: Callable[[], tuple[str, CodeType]]) -> tuple[str, CodeType]:
+    """The entry `key` of the cache's `folder`, made and stored when missing or unusable."""
     try:
-        path: Path | None = cache_dir() / "code" / f"{key}.bytecode"
+        path: Path | None = cache_dir() / folder / f"{key}.bytecode"
     except RuntimeError:  # no home directory to find a cache in: compile every time
         path = None
     entry = _read_cached(path) if path else None
     if entry is None:
-        entry = (label, compile(source, label, "exec"))
+        entry = make()
         if path:
             _write_cached(path, entry)
-    return entry[1]
+    return entry
 
 
 def _compile(schema: dict[str, Any], label: str) -> tuple[str, Any]:
