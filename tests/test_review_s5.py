@@ -53,11 +53,11 @@ def test_a_blueprint_linked_in_from_elsewhere_in_the_repo_is_in_the_key(
     it); the key hashed blueprints/ without following it, so an edit of the blueprint
     served the tree of the old one (and skipped --locked's refusal of the stale lock)."""
     repo = site[0]
-    (repo / "shared").mkdir()
-    (repo / "blueprints/openshift-upi").rename(repo / "shared/openshift-upi")
-    (repo / "blueprints/openshift-upi").symlink_to("../shared/openshift-upi")
+    (repo / "vendored").mkdir()
+    (repo / "blueprints/openshift-upi").rename(repo / "vendored/openshift-upi")
+    (repo / "blueprints/openshift-upi").symlink_to("../vendored/openshift-upi")
     assert render(site, tmp_path / "first") == EXIT_OK
-    more_helper_cpus(repo / "shared/openshift-upi/blueprint.yaml")
+    more_helper_cpus(repo / "vendored/openshift-upi/blueprint.yaml")
     assert render(site, tmp_path / "full", "--no-cache") == EXIT_OK
     assert files(tmp_path / "full") != files(tmp_path / "first")  # the edit shows
     assert render(site, tmp_path / "cached") == EXIT_OK
@@ -149,13 +149,13 @@ def test_a_deeply_nested_folder_is_no_internal_error(site: tuple[Path, dict[str,
 def test_links_that_loop_are_described_once(site: tuple[Path, dict[str, str]],
                                             tmp_path: Path) -> None:
     """Folders linking each other (all inside the repo) end the key's walk, quickly."""
-    shared = site[0] / "shared"
+    shared = site[0] / "vendored"
     for name in "abcdefgh":
         (shared / name).mkdir(parents=True)
     for name in "abcdefgh":
         for other in "abcdefgh":
             (shared / name / other).symlink_to(f"../{other}")
-    (site[0] / "blueprints/shared").symlink_to("../shared")
+    (site[0] / "blueprints/vendored").symlink_to("../vendored")
     result = gen("render", "env/lab", "--out", str(tmp_path / "out"), cwd=site[0],
                  env=site[1], timeout=60)
     assert result.code == EXIT_OK, result.err
