@@ -121,6 +121,19 @@ def test_verify_passes_then_detects_a_tampered_rendered_file(repo: Path,
     assert gen("verify", "env/lab", cwd=repo, env=env).code == EXIT_OK
 
 
+def test_verify_detects_an_entry_that_holds_no_file(repo: Path, env: dict[str, str]) -> None:
+    """An empty directory changes the directory's NAR though no file changed: verify still
+    refuses it (it compares the directory with the render rather than hashing it)."""
+    assert gen("lock", "env/lab", cwd=repo, env=env).code == EXIT_OK
+    assert gen("render", "env/lab", cwd=repo, env=env).code == EXIT_OK
+    (repo / "rendered" / "lab" / "hosts" / "empty").mkdir()
+    bad = gen("verify", "env/lab", cwd=repo, env=env)
+    assert bad.code == EXIT_LOCK, bad.err
+    assert "was modified after rendering" in bad.err and "an empty directory" in bad.err
+    (repo / "rendered" / "lab" / "hosts" / "empty").rmdir()
+    assert gen("verify", "env/lab", cwd=repo, env=env).code == EXIT_OK
+
+
 @pytest.mark.parametrize("tamper, message", [
     (lambda t: t.replace('"version": 2', '"version": 3'), "at version"),
     (lambda t: t.replace(KERNEL_SHA, KERNEL_SHA[:-1] + "g"), "os/rhcos-live-kernel.locked.sha256"),

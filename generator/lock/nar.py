@@ -331,6 +331,71 @@ def path_hash(path: Path, exclude: Iterable[str] = ()) -> str:
     return sri(digest.digest())
 
 
+def path_matches(path: Path, tree: Mapping[str, bytes], exclude: Iterable[str] = ()) -> bool:
+    """Whether the directory `path` (minus the top-level `exclude`) is exactly `tree`, in
+    every way its NAR would show: the same names, no other entry (an empty directory, a
+    symlink, a FIFO, a staged temporary), the same bytes and executable bits.
+
+    Equal NARs have equal hashes, so `gen verify`, which has already hashed the fresh render
+    against the lock, checks the rendered directory by comparing bytes instead of hashing
+    them again: every byte is hashed for the digests the lock records and no more.
+    """
+    root = _nest(tree)
+    if not isinstance(root, dict):
+        return False  # a single-file tree is never a rendered directory
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        return False
+    try:
+        return _dir_matches(fd, root, set(exclude))
+    except OSError:  # a file removed or replaced while being read: it does not match
+        return False
+    finally:
+        os.close(fd)
+
+
+def _dir_matches(fd: int, node: _Node, skip: set[str]) -> bool:
+    with os.scandir(fd) as listing:
+        entries = {e.name: e for e in listing if e.name not in skip}
+    if entries.keys() != node.keys():
+        return False
+    for name, entry in entries.items():
+        want = node[name]
+        mode = entry.stat(follow_symlinks=False).st_mode
+        if isinstance(want, dict):
+            if not stat.S_ISDIR(mode):
+                return False
+            sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            try:
+                if not _dir_matches(sub, want, set()):
+                    return False
+            finally:
+                os.close(sub)
+        elif (not stat.S_ISREG(mode) or bool(mode & stat.S_IXUSR) != isinstance(want, Executable)
+              or not _file_is(fd, name, want)):
+            return False
+    return True
+
+
+def _file_is(dir_fd: int, name: str, want: bytes) -> bool:
+    """The file's bytes are `want` (one byte more is read to see a longer file)."""
+    fd = os.open(name, _FILE_FLAGS | os.O_NONBLOCK, dir_fd=dir_fd)
+    try:
+        return os.read(fd, len(want) + 1) == want if len(want) < CHUNK else _long_file_is(fd, want)
+    finally:
+        os.close(fd)
+
+
+def _long_file_is(fd: int, want: bytes) -> bool:
+    view, offset = memoryview(want), 0
+    while chunk := os.read(fd, CHUNK):
+        if view[offset:offset + len(chunk)] != chunk:
+            return False
+        offset += len(chunk)
+    return offset == len(want)
+
+
 def source_hash(path: Path) -> str:
     """NAR hash of a source dir without Python bytecode caches (they differ per machine)."""
     return tree_hash(read_sources(path))
