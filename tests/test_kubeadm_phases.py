@@ -494,3 +494,28 @@ def test_without_a_pinned_kubeadm_nothing_is_planned(repo: Path, tmp_path: Path)
     assert found["skipped"] == ["kubeadm: k8s-lab (no pinned kubeadm)"]
     assert "kubeadm: the lock pins no kubeadm; add artifacts.tools.kubeadm and run `gen " \
            "lock`, or pass --kubeadm-sha256" in plan.out + plan.err
+
+
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
+def test_a_control_plane_that_lost_its_kubelet_conf_is_never_reset_unapproved(
+        site: Site) -> None:
+    """A node holding etcd data but no kubelet.conf is no unfinished kubeadm run (kubeadm
+    writes kubelet.conf before etcd ever runs): it is a member whose kubelet.conf went
+    missing. Resetting it would delete the cluster's data, so it is a destructive change:
+    shown by plan, refused without --allow-destroy (exit 3, nothing run), done with it."""
+    assert site.run().code == 0
+    etcd = site.node_file("test-master", "/var/lib/etcd/member/snap/db")
+    assert etcd.is_file()
+    subprocess.run(["nsenter", "-t", str(site.roots["test-master"].pid), "-m", "-r", "-w",
+                    "rm", "/etc/kubernetes/kubelet.conf"], check=True)
+    calls = site.called()
+    planned = site.run(command="plan")
+    assert "kubeadm phase k8s-lab/init" in planned.out, planned.out
+    assert "DELETES that data" in planned.out + planned.err
+    refused = site.run()
+    assert refused.code == 3, refused.out + refused.err
+    assert "--allow-destroy" in refused.err
+    assert site.called() == calls and etcd.is_file()
+    approved = site.run("--allow-destroy")
+    assert approved.code == 0, approved.out + approved.err
+    assert site.called()[len(calls):] == ["reset", "init test-master"]

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator.errors import UserError
+from generator.errors import DestructiveNotApproved, UserError
 from generator.families.kubeadm import joining_nodes, kubernetes_version, token_configuration
 from generator.model import SECRET_MARKER, Environment, Node
 from generator.reconcile.base import WAVE_KUBEADM_MEMBERS, WAVE_KUBEADM_READY, Action, DiffItem
@@ -65,6 +65,11 @@ ANSWER_SECONDS = 20  # how long plan waits for a node to say whether it is a mem
 TOKEN_RENEW_AFTER = 23 * 3600  # the init.yaml token's ttl is 24h; renewed an hour ahead
 # What a kubeadm init or join that did not finish leaves on a node that is no member yet.
 LEFTOVERS = (CA_CERT, "/etc/kubernetes/manifests/kube-apiserver.yaml")
+# A control plane's etcd data. kubeadm writes kubelet.conf before etcd ever runs (init's
+# kubeconfig phase, join's kubelet-start), so a node holding this without kubelet.conf is no
+# unfinished run: it is a cluster's member whose kubelet.conf went missing, or a node of
+# another cluster. `kubeadm reset -f` deletes it: a destructive change, run only when approved.
+ETCD_DATA = "/var/lib/etcd/member"
 
 
 def default_root() -> Path:
@@ -273,16 +278,26 @@ class KubeadmProvider:
 
     def _action(self, env: Environment, phase: str, node: Node, config: str, content: bytes,
                 order: int, command: str) -> Action:
+        wipes = self._holds(node, ETCD_DATA) and any(self._holds(node, p) for p in LEFTOVERS)
+        note = ("token and certificate key from the state dir, filled on the node" if not wipes
+                else f"{node.name} holds etcd data ({ETCD_DATA}) but no kubelet.conf: kubeadm "
+                     "reset -f runs first and DELETES that data (a member whose kubelet.conf "
+                     "went missing, or a node of another cluster)")
         return Action("create", self.name, "phase", f"{env.name}/{phase}", WAVE_KUBEADM_MEMBERS,
                       (DiffItem("add", "command", None, f"{command} on {node.name}"),),
-                      note="token and certificate key from the state dir, filled on the node",
-                      order=order, payload={"phase": phase, "env": env, "node": node,
-                                            "config": (config, content), "replan": True})
+                      destructive=wipes, note=note, order=order,
+                      payload={"phase": phase, "env": env, "node": node,
+                               "config": (config, content), "replan": True,
+                               "wipe_etcd": wipes})
 
     def _member(self, node: Node) -> bool:
         """Whether the node has joined (its kubelet.conf exists). A node that does not
         answer yet (its VM is created by this converge) is not."""
-        command = self.targets[node.name].command(["test", "-e", KUBELET_CONF])
+        return self._holds(node, KUBELET_CONF)
+
+    def _holds(self, node: Node, path: str) -> bool:
+        """Whether `path` exists on the node (False when the node does not answer)."""
+        command = self.targets[node.name].command(["test", "-e", path])
         try:  # bounded: a plan must not hang on a VM that is not there yet
             proc = subprocess.run(command, capture_output=True, timeout=ANSWER_SECONDS)
         except (OSError, subprocess.TimeoutExpired):
@@ -302,18 +317,19 @@ class KubeadmProvider:
         node: Node = action.payload["node"]
         target = self._reachable(node)
         config: tuple[str, bytes] = action.payload["config"]
+        may_wipe = bool(action.payload.get("wipe_etcd"))  # destructive: approved to get here
         if action.payload["phase"] == INIT:
-            self._init(env, state, node, target, config)
+            self._init(env, state, node, target, config, may_wipe)
         else:
-            self._join(env, state, node, target, config)
+            self._join(env, state, node, target, config, may_wipe)
 
     def _init(self, env: Environment, state: ClusterState, node: Node, target: Target,
-              rendered: tuple[str, bytes]) -> None:
+              rendered: tuple[str, bytes], may_wipe: bool) -> None:
         data = state.join_data()
         if not self._member(node):
             config = _filled(rendered, data)
             upload = ["--upload-certs"] if b"certificateKey:" in config else []
-            self._kubeadm(env, node, target, "init", config, upload, data)
+            self._kubeadm(env, node, target, "init", config, upload, data, may_wipe)
             state.remember("issued", f"{time.time():.0f}")  # the token exists from now on
         admin = target.run(["cat", ADMIN_CONF]).stdout
         state.remember("caCertHash", ca_cert_hash(target.run(["cat", CA_CERT]).stdout))
@@ -321,7 +337,7 @@ class KubeadmProvider:
         self.say(f"kubeadm: {node.name}: admin.conf kept in {state.admin_conf}")
 
     def _join(self, env: Environment, state: ClusterState, node: Node, target: Target,
-              rendered: tuple[str, bytes]) -> None:
+              rendered: tuple[str, bytes], may_wipe: bool) -> None:
         if self._member(node):
             return
         data = state.join_data()
@@ -332,7 +348,7 @@ class KubeadmProvider:
             data = state.join_data()
         self._fresh_token(env, state, first, data)
         config = _filled(rendered, data)
-        self._kubeadm(env, node, target, "join", config, [], data)
+        self._kubeadm(env, node, target, "join", config, [], data, may_wipe)
 
     def _reachable(self, node: Node) -> Target:
         target = self.targets[node.name]
@@ -367,9 +383,9 @@ class KubeadmProvider:
                             "install the binary the pin names")
 
     def _kubeadm(self, env: Environment, node: Node, target: Target, verb: str,
-                 config: bytes, extra: list[str], data: dict[str, str]) -> None:
+                 config: bytes, extra: list[str], data: dict[str, str], may_wipe: bool) -> None:
         self._check_binary(env, node, target)
-        self._reset_leftovers(node, target, verb)
+        self._reset_leftovers(node, target, verb, may_wipe)
         path = _put_config(target, verb, config)
         self.say(f"kubeadm: {node.name}: kubeadm {verb} --config {path}")
         try:
@@ -416,15 +432,22 @@ class KubeadmProvider:
         self.say(f"kubeadm: the bootstrap token was not known to be valid for another hour; "
                  f"created it again on {first.name} (ttl 24h)")
 
-    def _reset_leftovers(self, node: Node, target: Target, verb: str) -> None:
+    def _reset_leftovers(self, node: Node, target: Target, verb: str, may_wipe: bool) -> None:
         """A kubeadm run that was killed or failed half-way leaves certificates and static
         pods behind (the node is no member: it has no kubelet.conf), and kubeadm's preflight
         refuses to run over them; `kubeadm reset -f` clears them, as the manual
-        procedure does before trying again."""
+        procedure does before trying again. Etcd data is never such a leftover (ETCD_DATA):
+        reset then runs only when the plan showed it and converge was given --allow-destroy."""
         proc = target.run(["sh", "-c", " || ".join(f"test -e {p}" for p in LEFTOVERS)],
                           check=False)
         if proc.returncode != 0:
             return
+        if not may_wipe and target.run(["test", "-e", ETCD_DATA], check=False).returncode == 0:
+            raise DestructiveNotApproved(
+                f"kubeadm: {node.name} holds etcd data ({ETCD_DATA}) but no kubelet.conf; "
+                f"kubeadm reset -f would delete it, so kubeadm {verb} was not run (a member "
+                "whose kubelet.conf went missing? restore it; to wipe the node, run `gen plan` "
+                "to see it, then converge with --allow-destroy)")
         self.say(f"kubeadm: {node.name}: a previous kubeadm {verb} did not finish; "
                  "running kubeadm reset -f first")
         reset = subprocess.run(target.command(["kubeadm", "reset", "-f"]), capture_output=True)

@@ -94,9 +94,12 @@ class Plan:
         return not self.actions
 
     def refused(self, settings: Settings) -> list[Action]:
-        """Actions converge would refuse: protected, or destructive without --allow-destroy."""
-        return [a for a in self.actions if a.op in ("delete", "replace")
-                and (a.protected or (a.destructive and not settings.allow_destroy))]
+        """Actions converge would refuse: deleting or replacing a protected resource, or any
+        destructive action without --allow-destroy (a kubeadm phase that resets a node is a
+        create that destroys)."""
+        return [a for a in self.actions
+                if (a.protected and a.op in ("delete", "replace"))
+                or (a.destructive and not settings.allow_destroy)]
 
 
 def chosen(settings: Settings) -> list[ProviderDescriptor]:
@@ -185,8 +188,8 @@ def check_approval(plan: Plan, settings: Settings) -> None:
     if refused:
         names = ", ".join(f"{a.kind} {a.name}" for a in refused)
         raise DestructiveNotApproved(
-            f"the plan destroys VMs or wipes disks: {names} (re-run with --allow-destroy to "
-            "approve)")
+            f"the plan destroys VMs, wipes disks or resets nodes: {names} (re-run with "
+            "--allow-destroy to approve)")
 
 
 def check_names(desired: Desired, settings: Settings) -> None:
