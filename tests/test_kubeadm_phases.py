@@ -519,3 +519,28 @@ def test_a_control_plane_that_lost_its_kubelet_conf_is_never_reset_unapproved(
     approved = site.run("--allow-destroy")
     assert approved.code == 0, approved.out + approved.err
     assert site.called()[len(calls):] == ["reset", "init test-master"]
+
+
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
+def test_a_state_dir_of_another_cluster_of_the_same_name_is_refused(site: Site) -> None:
+    """Two repos both naming their environment k8s-lab and one --kubeadm-state-dir: the
+    second must not take the first's admin.conf (the kubernetes provider would apply its
+    objects to the wrong cluster) or its token."""
+    other = site.kubeadm / "k8s-lab"
+    other.mkdir(parents=True, mode=0o700)
+    (other / "cluster.json").write_text(json.dumps({"domain": "prod.example.com",
+                                                    "firstControlPlane": "cp0"}))
+    (other / "admin.conf").write_text("apiVersion: v1\nkind: Config\n")
+    for command in ("plan", "converge"):
+        refused = site.run(command=command)
+        assert refused.code == 1, refused.out + refused.err
+        assert (f"kubeadm state directory {other} belongs to the cluster prod.example.com "
+                "(first control plane cp0)") in refused.err
+        assert "give each cluster its own --kubeadm-state-dir" in refused.err
+    assert site.called() == [] and (other / "admin.conf").read_text().startswith("apiVersion")
+    (other / "cluster.json").unlink()  # a directory from before cluster.json: claimed
+    (other / "admin.conf").unlink()
+    assert site.run().code == 0
+    claimed = json.loads((other / "cluster.json").read_text())
+    assert claimed["firstControlPlane"] == "test-master"
+    assert (other / "cluster.json").stat().st_mode & 0o777 == 0o600

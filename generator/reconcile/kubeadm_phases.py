@@ -142,7 +142,8 @@ def ca_cert_hash(pem: bytes) -> str:
 
 @dataclass
 class ClusterState:
-    """One environment's kubeadm state directory (0700)."""
+    """One environment's kubeadm state directory (0700), under the --kubeadm-state-dir root
+    by environment name; `cluster.json` says whose it is (see state_for)."""
 
     root: Path
 
@@ -153,6 +154,11 @@ class ClusterState:
     def ensure(self) -> None:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.root.chmod(0o700)  # mkdir's mode is masked by the umask
+
+    def claim(self, identity: dict[str, str]) -> None:
+        """Record whose state this is (state_for refuses any other cluster from now on)."""
+        if self._read("cluster.json") != identity:
+            self._write("cluster.json", identity)
 
     def _read(self, name: str) -> dict[str, Any]:
         try:
@@ -197,11 +203,35 @@ class ClusterState:
         self._write("phases.json", {**self._read("phases.json"), READY: nodes})
 
 
+def cluster_identity(env: Environment) -> dict[str, str]:
+    """What tells one kubeadm cluster from another of the same environment name (two repos
+    both calling theirs `lab`): its domain and its first control plane."""
+    first = env.nodes_with_role("master")[0]
+    return {"domain": env.cluster.domain, "firstControlPlane": first.name}
+
+
+def state_for(root: Path, env: Environment) -> ClusterState:
+    """The environment's state directory, refused when it holds another cluster's state: its
+    admin.conf would point the kubernetes provider at the wrong cluster, its token at the
+    wrong join. A directory without `cluster.json` (new, or written before it existed) is
+    claimed by the first run that writes to it."""
+    state = ClusterState(root / env.name)
+    wanted = cluster_identity(env)
+    found = state._read("cluster.json")
+    if found and found != wanted:
+        raise UserError(f"kubeadm state directory {state.root} belongs to the cluster "
+                        f"{found.get('domain')} (first control plane "
+                        f"{found.get('firstControlPlane')}), not to this environment's "
+                        f"{wanted['domain']} ({wanted['firstControlPlane']}); nothing was run",
+                        "give each cluster its own --kubeadm-state-dir")
+    return state
+
+
 def kubeadm_kubeconfig(root: Path | None, env: Environment) -> Path | None:
     """Where the kubeadm phases keep the cluster's admin.conf (None: not in use)."""
     if root is None or env.cluster.flavour != "kubeadm":
         return None
-    return ClusterState(root / env.name).admin_conf
+    return state_for(root, env).admin_conf
 
 
 # -- the provider -----------------------------------------------------------------------------
@@ -254,7 +284,7 @@ class KubeadmProvider:
                                 "prefix, e.g. --kubeadm-exec NODE='ssh root@NODE')")
             self.skipped.extend(f"kubeadm: {name} (no --kubeadm-exec)" for name in missing)
             return []
-        state = ClusterState(self.root / env.name)
+        state = state_for(self.root, env)
         actions: list[Action] = []
         if not (self._member(first) and state.admin_conf.is_file()):
             actions.append(self._action(env, INIT, first, f"{base}/init.yaml",
@@ -308,8 +338,9 @@ class KubeadmProvider:
 
     def apply(self, action: Action) -> None:
         env: Environment = action.payload["env"]
-        state = ClusterState(self.root / env.name)
+        state = state_for(self.root, env)
         state.ensure()
+        state.claim(cluster_identity(env))
         if action.payload["phase"] == READY:
             self._wait_ready(state, action.payload["nodes"])
             state.mark_ready(action.payload["nodes"])
