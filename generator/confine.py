@@ -12,7 +12,9 @@ from pathlib import Path, PurePosixPath
 
 # The name rule lives with the repo's paths (generator.repo_paths), which resolve names
 # without importing this module's dependencies.
-from generator.repo_paths import NAME_FIX, NAME_RULE, name_problem  # noqa: F401 - re-exported
+from generator.repo_paths import NAME_FIX as NAME_FIX
+from generator.repo_paths import NAME_RULE as NAME_RULE
+from generator.repo_paths import name_problem as name_problem
 from generator.safefile import inside
 
 

@@ -21,8 +21,11 @@ from generator.loader import (
     read_yaml_file,
 )
 from generator.records import record
-from generator.repo_paths import REPO_MARKER, find_repo, find_root, resolve_env_dir
+from generator.repo_paths import REPO_MARKER as REPO_MARKER  # re-exported, as those below
+from generator.repo_paths import find_repo as find_repo
+from generator.repo_paths import find_root as find_root
 from generator.repo_paths import refuse_escape as _refuse_escape
+from generator.repo_paths import resolve_env_dir as resolve_env_dir
 from generator.resources import BUILTIN, builtin_blueprint, builtin_blueprint_names
 from generator.schema import schema_problems
 from generator.semantic import model_problems, semantic_problems

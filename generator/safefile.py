@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from generator.errors import UserError
-from generator.repo_paths import inside  # noqa: F401 - re-exported (it lives with the paths)
+from generator.repo_paths import inside as inside  # re-exported (it lives with the paths)
 
 MiB = 1 << 20
 FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC

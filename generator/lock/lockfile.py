@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import LockMismatch
-from generator.repo_paths import lock_path  # noqa: F401 - re-exported (lives with the paths)
+from generator.repo_paths import lock_path as lock_path  # re-exported (lives with the paths)
 from generator.resources import schema_file
 from generator.tree import canonical_json
 

@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.errors import LockMismatch, UserError
-from generator.repo_paths import default_store_root as default_root  # noqa: F401 - re-exported
+from generator.repo_paths import default_store_root
 from generator.safefile import UnsafeFile, inside, open_regular
 
 HEX = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
+
+
+default_root = default_store_root  # its old name, still used by most callers
 
 
 class StoreCorrupt(LockMismatch):
