@@ -95,6 +95,7 @@ def running_sources() -> tuple[str, dict[str, str]]:
 
 
 _HASHES = "gen-source-hashes-1"
+_HASHES_KEEP = 8  # package folders whose hashes are kept (the newest written)
 
 
 def _hashes_file(package: Path) -> Path:
@@ -148,6 +149,11 @@ def _keep_hashes(package: Path, known: dict[str, Any]) -> None:
         except OSError:
             Path(name).unlink(missing_ok=True)
             raise
+        # one file per package folder: gen diff's temporary worktrees would add one each
+        kept = sorted((p for p in path.parent.iterdir() if not p.name.startswith(".")),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[_HASHES_KEEP:]:
+            old.unlink(missing_ok=True)
 
 
 # The libraries a render parses and checks with: an upgrade can change a tree or a refusal.

@@ -146,3 +146,20 @@ def test_kept_source_hashes_that_others_could_write_are_ignored(tmp_path: Path) 
     assert _sources(copy, cache)["pipeline.py"] == "0" * 64  # the kept file is what is used
     kept.chmod(0o620)
     assert _sources(copy, cache) == truth
+
+
+def test_source_hashes_are_kept_for_a_few_package_folders_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gen diff renders a side from a temporary worktree's generator: each would leave a
+    file of hashes for its folder."""
+    from generator import render_cache
+
+    monkeypatch.setenv("GEN_CACHE_DIR", str(tmp_path / "cache"))
+    for index in range(render_cache._HASHES_KEEP + 3):
+        folder = tmp_path / f"worktree-{index}"
+        render_cache._keep_hashes(folder, {"cli.py": ((0, 0, 0, 0, 0), "0" * 64)})
+        os.utime(render_cache._hashes_file(folder), (index, index))  # written in this order
+    kept = list((tmp_path / "cache/sources").iterdir())
+    assert len(kept) == render_cache._HASHES_KEEP
+    newest = tmp_path / f"worktree-{render_cache._HASHES_KEEP + 2}"
+    assert render_cache._known_hashes(newest) == {"cli.py": ((0, 0, 0, 0, 0), "0" * 64)}
