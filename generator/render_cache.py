@@ -46,9 +46,9 @@ def enabled() -> bool:
 
 
 def cache_dir(store_root: Path | None = None) -> Path:
-    from generator.lock.store import default_root
+    from generator.repo_paths import default_store_root
 
-    return (store_root or default_root()) / "renders"
+    return (store_root or default_store_root()) / "renders"
 
 
 def running_sources() -> tuple[str, dict[str, str]]:
@@ -258,15 +258,17 @@ def _file_sha256(path: Path) -> str:
 
 def _manifests_in_store(lock: bytes | None, store_root: Path | None) -> dict[str, bool]:
     """sha256 -> present and sound, for every manifest the lock pins."""
-    from generator.errors import GenError
-    from generator.lock.store import Store, default_root
-
     try:
         inputs = json.loads(lock or b"{}").get("inputs") or {}
         wanted = sorted({str(entry["locked"]["sha256"]) for key, entry in inputs.items()
                          if key.startswith("manifest/")})
     except (ValueError, TypeError, KeyError, AttributeError):
         return {}  # a damaged lock fails the render itself: nothing is stored for it
+    if not wanted:  # most locks: the store's code is not even imported (process start)
+        return {}
+    from generator.errors import GenError
+    from generator.lock.store import Store, default_root
+
     store = Store(store_root or default_root())
     found = {}
     for sha256 in wanted:

@@ -95,7 +95,8 @@ def test_a_hit_imports_neither_the_model_nor_yaml_nor_the_lock(
                 if line.startswith("import time:")}
     assert "generator.render_cache" in imported  # it was a hit, read from the cache
     for heavy in ("generator.environment", "generator.model", "yaml", "generator.loader",
-                  "generator.lock.lockfile", "generator.families", "jsonschema"):
+                  "generator.lock.lockfile", "generator.lock.store", "generator.families",
+                  "jsonschema"):
         assert heavy not in imported, heavy
     warnings = [line for line in hit.err.splitlines() if not line.startswith("import time:")]
     assert warnings == first.err.splitlines()  # the same warnings and notes on a hit
