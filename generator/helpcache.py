@@ -136,7 +136,8 @@ def save(name: str, code: int, out: str, err: str) -> None:
         except OSError:
             temp.unlink(missing_ok=True)
             raise
-        entries = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        entries = sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
         for old in entries[_KEEP:]:
             old.unlink(missing_ok=True)
     except (OSError, RuntimeError):
