@@ -8,21 +8,14 @@ path, must not lead outside the directory it belongs to.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path, PurePosixPath
 
+# The name rule lives with the repo's paths (generator.repo_paths), which resolve names
+# without importing this module's dependencies.
+from generator.repo_paths import NAME_FIX as NAME_FIX
+from generator.repo_paths import NAME_RULE as NAME_RULE
+from generator.repo_paths import name_problem as name_problem
 from generator.safefile import inside
-
-# The same rule as node names: one DNS label (lowercase letters, digits, inner '-').
-NAME_RULE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-NAME_FIX = "use lowercase letters, digits and inner '-', at most 63 characters (like lab-2)"
-
-
-def name_problem(name: str) -> str | None:
-    """Why `name` cannot name an environment or blueprint folder, or None when it can."""
-    if NAME_RULE.fullmatch(name):
-        return None
-    return f"{name!r} is not a valid name"
 
 
 def relative_file_problem(relative: str) -> str | None:

@@ -21,14 +21,14 @@ from generator.loader import (
     read_yaml_file,
 )
 from generator.records import record
+from generator.repo_paths import REPO_MARKER as REPO_MARKER  # re-exported, as those below
+from generator.repo_paths import find_repo as find_repo
+from generator.repo_paths import find_root as find_root
+from generator.repo_paths import refuse_escape as _refuse_escape
+from generator.repo_paths import resolve_env_dir as resolve_env_dir
 from generator.resources import BUILTIN, builtin_blueprint, builtin_blueprint_names
-from generator.safefile import inside
 from generator.schema import schema_problems
 from generator.semantic import model_problems, semantic_problems
-
-# `gen init` writes this file at a repo's root, so gen finds the root before the first
-# environment exists (an `environments/` folder marks it too).
-REPO_MARKER = ".gen-repo"
 
 
 @record
@@ -70,31 +70,6 @@ class Loaded:
     locate: Callable[[FieldPath], Location] | None = None
 
 
-def find_repo(start: Path) -> Path | None:
-    """The nearest directory at or above `start` that holds `environments/` or the marker
-    `gen init` writes; None outside any gen repo."""
-    start = Path(os.path.abspath(start))  # noqa: PTH100 - lexical: symlinks are checked later
-    for candidate in (start, *start.parents):
-        if (candidate / "environments").is_dir() or (candidate / REPO_MARKER).is_file():
-            return candidate
-    return None
-
-
-def find_root(start: Path) -> Path:
-    """The repo root above `start`, or `start` itself outside any repo."""
-    return find_repo(start) or Path(os.path.abspath(start))  # noqa: PTH100 - as above
-
-
-def _refuse_escape(path: Path, root: Path, what: str) -> None:
-    """A folder of the repo reached through a symlink that leaves the repo would make gen read
-    (and write beside) another tree than the one under review."""
-    if not inside(path, root):
-        raise UserError(f"{what} leads outside the repository through a symlink "
-                        f"(to {os.path.realpath(path)})",
-                        "gen reads environments and blueprints only from inside the repo: "
-                        "copy the folder in instead of linking it")
-
-
 def env_dir_to_write(name: str, cwd: Path | None = None) -> tuple[Path, Path]:
     """(repo root, environments/NAME) for a command that writes a new or merged environment
     (`gen new`, `gen import`): inside a gen repo only, under a valid name, and never through
@@ -113,28 +88,6 @@ def env_dir_to_write(name: str, cwd: Path | None = None) -> tuple[Path, Path]:
         if os.path.lexists(folder):
             _refuse_escape(folder, root, folder.relative_to(root).as_posix())
     return root, target
-
-
-def resolve_env_dir(ref: str, cwd: Path | None = None) -> Path:
-    """`env/lab` -> `<root>/environments/lab`; a path to a directory works as it is."""
-    cwd = cwd or Path.cwd()
-    plain = Path(ref).expanduser()
-    if (cwd / plain / ENV_FILE).is_file() or (plain.is_absolute() and (plain / ENV_FILE).is_file()):
-        env_dir = Path(os.path.abspath(cwd / plain))  # noqa: PTH100 - see the symlink first
-        _refuse_escape(env_dir, find_root(env_dir.parent), ref)
-        return env_dir.resolve()
-    name = ref[4:] if ref.startswith("env/") else ref
-    problem = name_problem(name)
-    if problem:
-        raise UserError(f"environment {problem}", NAME_FIX)
-    root = find_root(cwd)
-    candidate = root / "environments" / name
-    if (candidate / ENV_FILE).is_file():
-        _refuse_escape(candidate, root, f"environments/{name}")
-        return candidate.resolve()
-    known = sorted(p.name for p in (root / "environments").glob("*") if (p / ENV_FILE).is_file())
-    hint = f"known environments: {', '.join(known)}" if known else "create it with `gen new`"
-    raise UserError(f"environment '{ref}' not found (looked for {candidate / ENV_FILE})", hint)
 
 
 def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, Document]:

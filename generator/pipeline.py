@@ -5,10 +5,20 @@ from __future__ import annotations
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from generator.environment import Loaded, load_environment
-from generator.families import Pins, render_all
-from generator.tree import Tree
+# The environment, the families and the lock are imported where a render needs them: a
+# render-cache hit (render_cached) reads its tree back without any of them (process start).
+if TYPE_CHECKING:
+    from generator.environment import Loaded
+    from generator.families import Pins
+    from generator.tree import Tree
+
+
+def _no_pins() -> Pins:
+    from generator.families import Pins
+
+    return Pins()
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +26,7 @@ class Rendered:
     loaded: Loaded
     tree: Tree
     notes: tuple[str, ...] = ()  # lock warnings (stale or unfetched pins)
-    pins: Pins = field(default_factory=Pins)  # what the tree was rendered with
+    pins: Pins = field(default_factory=_no_pins)  # what the tree was rendered with
 
     @property
     def env_name(self) -> str:
@@ -27,6 +37,9 @@ class Rendered:
 
 
 def render_environment(ref: str, cwd: Path | None = None, pins: Pins | None = None) -> Rendered:
+    from generator.environment import load_environment
+    from generator.families import Pins, render_all
+
     loaded = load_environment(ref, cwd)
     pins = pins or Pins()
     return Rendered(loaded, render_all(loaded.model, pins, locate=loaded.locate), pins=pins)
@@ -39,7 +52,9 @@ def render_with_lock(ref: str, cwd: Path | None = None, store_root: Path | None 
     Without a lock this is an unpinned render. `locked` (`--locked`/`--frozen`) requires the
     lock and raises LockMismatch (exit 4) if it would change. Never touches the network.
     """
+    from generator.environment import load_environment
     from generator.errors import LockMismatch
+    from generator.families import render_all
     from generator.lock.compute import check_locked, render_pins, unpinned_manifests
     from generator.lock.lockfile import lock_path, read_lock
     from generator.lock.store import Store, default_root
@@ -122,10 +137,7 @@ def render_key(ref: str, cwd: Path | None, store_root: Path | None,
     from pathlib import PurePosixPath
 
     from generator import render_cache
-    from generator.environment import find_root, resolve_env_dir
-    from generator.errors import GenError
-    from generator.lock.lockfile import lock_path
-    from generator.lock.store import default_root
+    from generator.repo_paths import default_store_root, find_root, lock_path, resolve_env_dir
 
     if not render_cache.enabled():
         return None
@@ -142,6 +154,12 @@ def render_key(ref: str, cwd: Path | None, store_root: Path | None,
                                        {"command": "render", "root": str(root),
                                         "locked": locked, "python": sys.version,
                                         # a note on a missing manifest names the store
-                                        "store": str(store_root or default_root())})
-    except (GenError, OSError, ValueError):
+                                        "store": str(store_root or default_store_root())})
+    except (OSError, ValueError):
         return None
+    except Exception as exc:  # a GenError: importing generator.errors only when one is raised
+        from generator.errors import GenError
+
+        if isinstance(exc, GenError):
+            return None
+        raise

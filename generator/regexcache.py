@@ -3,9 +3,15 @@
 `gen render env/lab` compiles ~100 regular expressions before it does any work: PyYAML's
 reader and resolver, click, textwrap, gettext, platform, gen's own modules. Python keeps
 compiled patterns only in a per-process cache (`re._cache`), so every run pays for all of
-them again (~10% of the process). This module fills that cache at start from one file
+them again (~10% of the process). This module puts back that cache at start from one file
 holding each pattern's compiled form (what `re._compiler` hands to `_sre.compile`), and
 rewrites the file at exit when the process compiled patterns it did not hold.
+
+The file holds what every run of a command compiled (a `gen render` that renders compiles
+hundreds of patterns, one that reads its tree from the render cache a few dozen), so
+nothing is built at load: `re._cache` becomes a dict whose `__missing__` builds a stored
+pattern the first time `re` asks for it, from its own marshalled bytes. Loading costs one
+`marshal.loads` of an index of bytes, whatever the file holds.
 
 The file is keyed by the exact interpreter build (the compiled form is CPython's private
 format) and trusted only when it is a regular file of ours that nobody else can write, as
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when what is stored changes shape (it is part of every file name and header).
-_FORMAT = "gen-regex-2"
+_FORMAT = "gen-regex-3"
 _MAX = 512  # re's own cache holds this many; beyond it the oldest are dropped anyway
 
 
@@ -48,7 +54,7 @@ def _path() -> Path | None:
     """One file per command: each holds what that command compiles (a `gen render` loads
     its ~100 patterns, not the union of every command's, which fills re's cache of 512)."""
     try:
-        tag = f"{sys.implementation.cache_tag}-{sys.hexversion:x}-{_command()}"
+        tag = f"{_FORMAT}-{sys.implementation.cache_tag}-{sys.hexversion:x}-{_command()}"
         return cache_dir() / "regex" / f"{tag}.marshal"
     except RuntimeError:  # no home directory to find a cache in
         return None
@@ -61,22 +67,41 @@ def _command() -> str:
     return first if first.isascii() and first.isalpha() and len(first) <= 16 else "-"
 
 
-# What load() found: (the file, re's cache keys it held); None when the cache is off.
-_loaded: tuple[Path, set[tuple[Any, ...]]] | None = None
+Key = tuple[Any, ...]  # re's cache key: (type of the pattern, pattern, flags)
+
+
+class _Lazy(dict[Key, Any]):
+    """re's cache, holding besides what it compiled the stored patterns, built on first use
+    (`re._compile` looks its key up with `_cache[key]`, which calls `__missing__`)."""
+
+    def __init__(self, stored: dict[Key, bytes]) -> None:
+        super().__init__()
+        self.stored = stored
+
+    def __missing__(self, key: Key) -> re.Pattern[Any]:
+        blob = self.stored.get(key)
+        if blob is None:
+            raise KeyError(key)
+        compiled: re.Pattern[Any] = _sre.compile(*marshal.loads(blob))
+        self[key] = compiled
+        return compiled
+
+
+# The file load() read and what it held; None when the cache is off.
+_loaded: tuple[Path, _Lazy] | None = None
 
 
 def load() -> None:
-    """Fill re's cache from the file."""
+    """Put the stored patterns into re's cache (each built when first used)."""
     global _loaded
     cache: Any = getattr(re, "_cache", None)
     path = _path()
-    if not isinstance(cache, dict) or path is None or not _private_api():
+    if type(cache) is not dict or path is None or not _private_api():
         return
-    keys: set[tuple[Any, ...]] = set()
-    for key, compiled in _read(path):
-        cache.setdefault(key, compiled)
-        keys.add(key)
-    _loaded = (path, keys)
+    lazy = _Lazy(_index(path))
+    lazy.update(cache)
+    re._cache = lazy  # type: ignore[attr-defined]
+    _loaded = (path, lazy)
 
 
 def save_at_exit() -> None:
@@ -107,46 +132,55 @@ def _entry(pattern: str | bytes, flags: int) -> tuple[Any, ...]:
             parsed.state.groups - 1, groupindex, tuple(indexgroup))
 
 
-def _read(path: Path) -> list[tuple[tuple[Any, ...], re.Pattern[Any]]]:
-    """(re's cache key, compiled pattern) for every entry of a trusted file, else []."""
+def _index(path: Path) -> dict[Key, bytes]:
+    """re's cache key -> the marshalled `_sre.compile` arguments, for every entry of a
+    trusted file; {} for anything else."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        return []
+        return {}
     try:
         info = os.fstat(fd)
         if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid()
                 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
-            return []
+            return {}
         with os.fdopen(fd, "rb") as handle:
             fd = -1
             header, entries = marshal.loads(handle.read())
         if header != _header():
-            return []
-        out = []
-        for flags, entry in entries:
-            pattern = entry[0]
-            out.append(((type(pattern), pattern, flags), _sre.compile(*entry)))
-        return out
+            return {}
+        return {(type(pattern), pattern, flags): blob for pattern, flags, blob in entries}
     except Exception:  # noqa: BLE001 - a damaged file only costs the compiling it would save
-        return []
+        return {}
     finally:
         if fd >= 0:
             os.close(fd)
 
 
-def _save(path: Path, loaded: set[tuple[Any, ...]]) -> None:
-    """Rewrite the file (temp + rename) when this process compiled patterns it lacked."""
+def _read(path: Path) -> list[tuple[Key, re.Pattern[Any]]]:
+    """(re's cache key, compiled pattern) for every entry of a trusted file, else []."""
+    return [(key, _sre.compile(*marshal.loads(blob))) for key, blob in _index(path).items()]
+
+
+def _save(path: Path, lazy: _Lazy) -> None:
+    """Rewrite the file (temp + rename) when this process compiled patterns it lacked: those,
+    the stored ones this run used, then the other stored ones, at most _MAX."""
     cache: Any = getattr(re, "_cache", {})
     keys = [key for key in list(cache)
             if isinstance(key, tuple) and len(key) == 3 and key[1].__class__ in (str, bytes)
             and isinstance(key[2], int)
-            and not key[2] & (re.DEBUG | re.LOCALE | re.TEMPLATE)][-_MAX:]
-    if not keys or set(keys) <= loaded:
+            and not key[2] & (re.DEBUG | re.LOCALE | re.TEMPLATE)]
+    new = [key for key in keys if key not in lazy.stored]
+    if not new:
         return
+    used = [key for key in keys if key in lazy.stored]
+    rest = [key for key in lazy.stored if key not in cache]
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        entries = [(flags, _entry(pattern, flags)) for _, pattern, flags in keys]
+        entries = [(pattern, flags, marshal.dumps(_entry(pattern, flags)))
+                   for _, pattern, flags in new[-_MAX:]]
+        entries += [(key[1], key[2], lazy.stored[key])
+                    for key in (used + rest)[:max(0, _MAX - len(entries))]]
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)

@@ -46,29 +46,114 @@ def enabled() -> bool:
 
 
 def cache_dir(store_root: Path | None = None) -> Path:
-    from generator.lock.store import default_root
+    from generator.repo_paths import default_store_root
 
-    return (store_root or default_root()) / "renders"
+    return (store_root or default_store_root()) / "renders"
 
 
 def running_sources() -> tuple[str, dict[str, str]]:
-    """(version, relative path -> sha256) of the running generator package (~1 MB: a few ms).
+    """(version, relative path -> sha256) of the running generator package (~1 MB).
     Symlinked folders are followed: in a source checkout the package's data (schemas,
-    built-in blueprints) is linked in from the repo, in a wheel copied; both are inputs."""
+    built-in blueprints) is linked in from the repo, in a wheel copied; both are inputs.
+
+    Hashing the package every run was a fifth of a render-cache hit's process, so each
+    file's hash is kept beside its identity (device, inode, size, mtime and ctime, as a
+    `.pyc` keeps its source's), in gen's cache folder: a file is read again only when its
+    identity changed (any write changes the ctime, which no one can set back)."""
     import generator
 
     package = Path(generator.__file__).resolve().parent
-    sources = {}
-    for top, dirs, names in os.walk(package, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in names:
-            if name.endswith((".pyc", ".pyo")):
+    known = _known_hashes(package)
+    sources, seen = {}, {}
+    pending = [("", str(package))]
+    while pending:  # os.walk(followlinks=True), without its second stat of every entry
+        below, folder = pending.pop()
+        with os.scandir(folder) as found:
+            entries = list(found)
+        for entry in entries:
+            rel = below + entry.name
+            try:
+                if entry.is_dir():
+                    if entry.name != "__pycache__":
+                        pending.append((rel + "/", entry.path))
+                    continue
+                if entry.name.endswith((".pyc", ".pyo")):
+                    continue
+                info = entry.stat()
+            except OSError:
                 continue
-            path = Path(top) / name
-            if path.is_file():
-                sources[path.relative_to(package).as_posix()] = \
-                    hashlib.sha256(path.read_bytes()).hexdigest()
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            ident = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            digest = known.get(rel)
+            if digest is None or digest[0] != ident:
+                digest = (ident, hashlib.sha256(Path(entry.path).read_bytes()).hexdigest())
+            sources[rel], seen[rel] = digest[1], digest
+    if seen != known:
+        _keep_hashes(package, seen)
     return generator.__version__, sources
+
+
+_HASHES = "gen-source-hashes-1"
+_HASHES_KEEP = 8  # package folders whose hashes are kept (the newest written)
+
+
+def _hashes_file(package: Path) -> Path:
+    from generator.regexcache import cache_dir
+
+    name = hashlib.sha256(str(package).encode()).hexdigest()[:32]
+    return cache_dir() / "sources" / name
+
+
+def _known_hashes(package: Path) -> dict[str, Any]:
+    """rel -> (identity, sha256) kept by an earlier run for this package folder; {} when
+    there is none or it is not ours alone (then every file is hashed, as without it)."""
+    import marshal
+
+    try:
+        path = _hashes_file(package)
+        if not _trusted(os.lstat(path.parent), stat.S_IFDIR):
+            return {}
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (OSError, RuntimeError):  # RuntimeError: no home directory for a cache
+        return {}
+    try:
+        if not _trusted(os.fstat(fd), stat.S_IFREG):
+            return {}
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            kind, where, known = marshal.loads(handle.read())
+        if kind != _HASHES or where != str(package) or not isinstance(known, dict):
+            return {}
+        return known
+    except Exception:  # noqa: BLE001 - a damaged file costs only the hashing it would save
+        return {}
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _keep_hashes(package: Path, known: dict[str, Any]) -> None:
+    import marshal
+
+    with contextlib.suppress(OSError, RuntimeError):
+        path = _hashes_file(package)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _trusted(os.lstat(path.parent), stat.S_IFDIR):
+            return
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(marshal.dumps((_HASHES, str(package), known)))
+            Path(name).replace(path)
+        except OSError:
+            Path(name).unlink(missing_ok=True)
+            raise
+        # one file per package folder: gen diff's temporary worktrees would add one each
+        kept = sorted((p for p in path.parent.iterdir() if not p.name.startswith(".")),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[_HASHES_KEEP:]:
+            old.unlink(missing_ok=True)
 
 
 # The libraries a render parses and checks with: an upgrade can change a tree or a refusal.
@@ -173,15 +258,17 @@ def _file_sha256(path: Path) -> str:
 
 def _manifests_in_store(lock: bytes | None, store_root: Path | None) -> dict[str, bool]:
     """sha256 -> present and sound, for every manifest the lock pins."""
-    from generator.errors import GenError
-    from generator.lock.store import Store, default_root
-
     try:
         inputs = json.loads(lock or b"{}").get("inputs") or {}
         wanted = sorted({str(entry["locked"]["sha256"]) for key, entry in inputs.items()
                          if key.startswith("manifest/")})
     except (ValueError, TypeError, KeyError, AttributeError):
         return {}  # a damaged lock fails the render itself: nothing is stored for it
+    if not wanted:  # most locks: the store's code is not even imported (process start)
+        return {}
+    from generator.errors import GenError
+    from generator.lock.store import Store, default_root
+
     store = Store(store_root or default_root())
     found = {}
     for sha256 in wanted:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from generator.errors import UserError
+from generator.repo_paths import inside as inside  # re-exported (it lives with the paths)
 
 MiB = 1 << 20
 FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
@@ -114,11 +115,6 @@ def _new_temp(dir_fd: int, name: str) -> tuple[str, int]:
         except FileExistsError:
             continue
     raise UserError(f"{name}: cannot create a temp file next to it")
-
-
-def inside(path: Path, root: Path) -> bool:
-    """True when `path`, with every symlink resolved, is `root` or below it."""
-    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
 
 
 def _kind(mode: int) -> str:

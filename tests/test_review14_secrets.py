@@ -148,7 +148,7 @@ def test_each_kind_is_checked_before_use_and_never_shown(kind: str, good: str, b
 
 
 def test_kinds_name_every_secret_gen_places(repo: Path) -> None:
-    from generator.pipeline import load_environment
+    from generator.environment import load_environment
 
     env = load_environment("env/lab", repo).model
     assert secrets.kinds(env) == {"pullSecret": secrets.PULL_SECRET,

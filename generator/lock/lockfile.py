@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import LockMismatch
+from generator.repo_paths import lock_path as lock_path  # re-exported (lives with the paths)
 from generator.resources import schema_file
 from generator.tree import canonical_json
 
@@ -101,10 +102,6 @@ class Lock:
 
     def pinned(self) -> dict[str, Pinned]:
         return {k: v for k, v in self.inputs.items() if isinstance(v, Pinned)}
-
-
-def lock_path(root: Path, env_name: str) -> Path:
-    return root / "lock" / f"{env_name}.lock"
 
 
 def from_data(data: Any, where: str = "lock") -> Lock:

@@ -21,19 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.errors import LockMismatch, UserError
+from generator.repo_paths import default_store_root
 from generator.safefile import UnsafeFile, inside, open_regular
 
 HEX = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
 
 
-def default_root(environ: dict[str, str] | None = None) -> Path:
-    """`$GEN_STORE`, else `$XDG_CACHE_HOME/gen/store`, else `~/.cache/gen/store`."""
-    env = os.environ if environ is None else environ
-    if env.get("GEN_STORE"):
-        return Path(env["GEN_STORE"]).expanduser()
-    cache = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    return Path(cache) / "gen" / "store"
+default_root = default_store_root  # its old name, still used by most callers
 
 
 class StoreCorrupt(LockMismatch):
