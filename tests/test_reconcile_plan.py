@@ -468,3 +468,108 @@ def test_parse_many_reads_each_part_as_alone() -> None:
         with pytest.raises(ET.ParseError) as alone:
             ET.fromstring(bad[1])
         assert str(many.value) == str(alone.value)
+
+
+def test_plan_keeps_what_it_needs_beside_the_render(lab: Lab, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `gen render` stored the tree, the first plan loads the environment (unchecked)
+    and keeps the model, tree hash and pins' products beside the entry; the next plan of the
+    same inputs loads nothing and plans the same. An edit names another entry."""
+    import generator.environment
+    from generator.reconcile import plan_cache
+
+    store = tmp_path / "store"
+    monkeypatch.setenv("GEN_STORE", str(store))
+    loads: list[str] = []
+    real = generator.environment.load_environment
+
+    def counted(ref: str, *args: object, **kwargs: object) -> object:
+        loads.append(ref)
+        return real(ref, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(generator.environment, "load_environment", counted)
+    assert run("render", lab.env, "--out", str(tmp_path / "out")).code == 0
+    entries = {p.name for p in (store / "renders").iterdir()}
+    loads.clear()
+    first = lab.plan_json()
+    assert loads == [lab.env]  # the stored tree's environment, loaded once without checks
+    kept = {p.name for p in (store / "renders").iterdir()} - entries
+    assert len(kept) == 1
+    (key,) = entries
+    assert kept == {plan_cache.companion_key(key)}
+    known = plan_cache.load(key)
+    desired = load_desired(lab.env)
+    assert known is not None and known.env == desired.env and known.env.locate is None
+    assert known.tree_hash == desired.tree_hash and desired.env.name == "lab"
+    loads.clear()
+    assert lab.plan_json() == first and loads == []  # nothing loaded at all
+    monkeypatch.setenv("GEN_RENDER_CACHE", "off")  # a full render plans the same
+    assert lab.plan_json() == first
+    monkeypatch.delenv("GEN_RENDER_CACHE")
+    edit_node(lab.env_yaml, "worker0", "vcpu: 1", "vcpu: 2")
+    changed = lab.plan_json()
+    assert changed != first and changed["treeHash"] != first["treeHash"]
+
+
+def test_a_planted_companion_entry_runs_nothing(lab: Lab, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry beside a render is read by an unpickler that builds only the model: one
+    naming any other callable (framed and hashed like a sound entry) is a miss, the plan
+    loads the environment and is the same, and the planted call never runs. An entry
+    filed under another render's name is a miss too."""
+    import pickle
+
+    from generator import render_cache
+    from generator.pipeline import render_key
+    from generator.reconcile import plan_cache
+
+    monkeypatch.setenv("GEN_STORE", str(tmp_path / "store"))
+    first = lab.plan_json()
+    key = render_key(lab.env, None, None, False)
+    assert key is not None and plan_cache.load(key) is not None
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    def plant(payload: bytes, filed_for: str = key) -> None:
+        render_cache.save_entry(plan_cache.companion_key(key),
+                                {"kind": plan_cache.KIND, "for": filed_for},
+                                {plan_cache.PAYLOAD: payload})
+
+    sound = plan_cache.encode(plan_cache.load(key))  # type: ignore[arg-type]
+    for payload in ({"env": Planted(), "treeHash": "x", "objects": {}, "tools": (),
+                     "images": ()}, Planted()):
+        plant(pickle.dumps(payload))
+        assert plan_cache.load(key) is None
+        assert lab.plan_json() == first  # loaded again, and the entry rewritten sound
+        assert not marker.exists() and plan_cache.load(key) is not None
+    plant(sound, "another key")
+    assert plan_cache.load(key) is None
+    plant(sound)
+    assert plan_cache.load(key) is not None
+
+
+@pytest.mark.parametrize("env", ["lab", "k8s-lab", "lab-debian12", "k8s-lab-argocd",
+                                 "k8s-lab-flux"])
+def test_every_golden_model_reads_back_through_the_model_only_unpickler(
+        env: str, repo: Path) -> None:
+    """Each built-in environment's model (and the golden variants': every OS profile and
+    hand-off engine) round-trips through plan_cache's restricted unpickler: a class it
+    could not build would make every plan of such an environment a silent miss."""
+    import gitops_env
+    from clirun import helper_on_debian
+
+    from generator.environment import load_environment
+    from generator.reconcile import plan_cache
+
+    edits = {"lab-debian12": ("lab", helper_on_debian), "k8s-lab-argocd": (
+        "k8s-lab", gitops_env.argocd), "k8s-lab-flux": ("k8s-lab", gitops_env.flux)}
+    base, edit = edits.get(env, (env, None))
+    if edit is not None:
+        edit(repo)
+    model = load_environment(str(repo / "environments" / base)).model
+    known = plan_cache.Known(model, "hash", {"c": [{"kind": "ConfigMap"}]},
+                             (("oc", "0" * 64),), (("image/x", "r@sha256:" + "0" * 64),))
+    assert plan_cache.decode(plan_cache.encode(known)) == known
