@@ -26,13 +26,13 @@ import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from ipaddress import IPv4Network
 from typing import Any, Literal
 
 from generator.families.libvirt import GEN_NS
 from generator.model import SECRET_MARKER_BYTES, SECRET_MARKER_PREFIX
+from generator.records import record
 from generator.units import scaled_bytes
 
 Essence = dict[str, str]
@@ -40,7 +40,7 @@ Essence = dict[str, str]
 
 # --- the diff core ---------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@record
 class DiffItem:
     """One field-level difference: `op` is add | remove | change."""
 
@@ -54,7 +54,7 @@ def _equal(old: Any, new: Any, path: str) -> bool:
     return bool(old == new)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rules:
     """How `compare` reads two values.
 

@@ -60,6 +60,7 @@ from generator.reconcile.secrets import (
     target_read_argv,
     target_read_error,
 )
+from generator.records import record
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
@@ -88,7 +89,7 @@ def unreachable(prefix: tuple[str, ...], reason: str) -> UserError:
                      "known-hosts file ssh reads, and that it accepts your key")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Target:
     """A host's filesystem root, reached through an optional command prefix."""
 
@@ -585,7 +586,7 @@ def _directories(spec: ServiceSpec, files: dict[str, bytes]) -> list[str]:
     return [confined(spec.install, d, "a directory manifest.json asks for") for d in wanted]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExportDirectory:
     """A directory outside the install dir that the service needs (an NFS export's path),
     with the owner, group and mode the environment gives it."""

@@ -34,6 +34,7 @@ from generator.reconcile.providers import (
     options_of,
     specs,
 )
+from generator.records import record
 from generator.tree import Tree
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Settings:
     """What the user allowed and where to look (from the command line)."""
 

@@ -25,12 +25,12 @@ import io
 import ipaddress
 import pickle
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from generator import model, profiles
 from generator.reconcile.base import BuiltObjects
+from generator.records import record
 
 KIND = "gen-plan-desired 1"
 PAYLOAD = "desired.pickle"
@@ -46,7 +46,7 @@ _ALLOWED: Mapping[str, frozenset[str]] = {
 _MODULES = {"ipaddress": ipaddress, "generator.profiles": profiles, "generator.model": model}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Known:
     """A plan's desired state minus the tree, as stored for one render cache key."""
 

@@ -20,13 +20,14 @@ import re
 import shlex
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator.errors import UsageError
 from generator.model import Environment
 from generator.reconcile.base import Action, Provider
+from generator.records import record
 from generator.tree import Tree
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 # -- option specs --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OptionSpec:
     """One command-line flag of a provider, and how its value is read back.
 
@@ -101,7 +102,7 @@ def read_options(options: type, values: Mapping[str, Any], prefix: str) -> Any:
 # -- provider descriptors ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProviderPlan:
     """What one provider found: actions, and the lines the plan shows about them."""
 
@@ -125,7 +126,7 @@ def applied(provider: Provider, action: Action) -> None:
     provider.apply(action)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProviderDescriptor:
     """A live system gen converges.
 
@@ -174,7 +175,7 @@ def claimed_by(patterns: tuple[str, ...]) -> Callable[[str], object]:
 # -- libvirt -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LibvirtOptions:
     adopt: bool = option(
         "--adopt", kind="flag", default=False,
@@ -223,7 +224,7 @@ def check_prefix(host: str, prefix: str, flag: str = "--files-exec") -> None:
                          f"or a command such as 'ssh root@HOST')")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FilesOptions:
     targets: tuple[tuple[str, str], ...] = option(
         "--files-target", pairs="HOST=ROOT", names="host", check=check_root,
@@ -299,7 +300,7 @@ def plan_files(provider: Provider, env: Environment, scope: Tree, tree: Tree) ->
 # -- kubernetes ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KubernetesOptions:
     kubeconfig: str | None = option(
         "--kubeconfig", kind="file",
@@ -330,7 +331,7 @@ def start_kubernetes(settings: Settings, options: KubernetesOptions) -> Provider
 # -- installer -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InstallerOptions:
     openshift_install: str | None = option(
         "--openshift-install", metavar="PATH=SHA256",
@@ -375,7 +376,7 @@ def check_node_prefix(node: str, prefix: str) -> None:
     check_prefix(node, prefix, "--kubeadm-exec")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KubeadmOptions:
     state_dir: str | None = option(
         "--kubeadm-state-dir", kind="dir",
@@ -421,7 +422,7 @@ def start_kubeadm(settings: Settings, options: KubeadmOptions) -> Provider:
 # -- mirror --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MirrorOptions:
     plain_http: bool = option(
         "--mirror-plain-http", kind="flag", default=False,
