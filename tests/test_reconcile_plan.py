@@ -21,7 +21,8 @@ from generator.cli import main
 from generator.reconcile import libvirt as provider
 from generator.reconcile.base import WAVE_DOMAINS, WAVE_HOSTS, WAVE_INFRA, WAVE_VOLUMES, Action
 from generator.reconcile.converge import Journal, apply_plan, converge_lock
-from generator.reconcile.plan import Settings, build_plan, load_desired, safety
+from generator.reconcile.plan import Desired, Settings, build_plan, load_desired, safety
+from generator.reconcile.providers import PROVIDERS
 
 
 @dataclass(frozen=True)
@@ -501,6 +502,8 @@ def test_plan_keeps_what_it_needs_beside_the_render(lab: Lab, tmp_path: Path,
     desired = load_desired(lab.env)
     assert known is not None and known.env == desired.env and known.env.locate is None
     assert known.tree_hash == desired.tree_hash and desired.env.name == "lab"
+    routed = {d.name: tuple(d.scope(desired.tree)) for d in PROVIDERS}
+    assert dict(known.scopes) == routed and routed["libvirt"] and routed["files"]
     loads.clear()
     assert lab.plan_json() == first and loads == []  # nothing loaded at all
     monkeypatch.setenv("GEN_RENDER_CACHE", "off")  # a full render plans the same
@@ -573,3 +576,24 @@ def test_every_golden_model_reads_back_through_the_model_only_unpickler(
     known = plan_cache.Known(model, "hash", {"c": [{"kind": "ConfigMap"}]},
                              (("oc", "0" * 64),), (("image/x", "r@sha256:" + "0" * 64),))
     assert plan_cache.decode(plan_cache.encode(known)) == known
+
+
+def test_stored_scopes_give_way_to_a_registered_family(lab: Lab) -> None:
+    """Scopes kept beside a render are used as stored; once a family is registered in the
+    process (its paths may route to any provider), they are routed from the tree again."""
+    from generator.families import FamilyDescriptor, Outputs, register
+
+    libvirt = next(d for d in PROVIDERS if d.name == "libvirt")
+    desired = load_desired(lab.env)
+    tree = {**desired.tree, "bells/chime.xml": b"<chime/>"}
+    stored = Desired(desired.env, tree, desired.tree_hash, False,
+                     scopes=(("libvirt", tuple(libvirt.scope(desired.tree))),))
+    assert stored.scope(libvirt) == libvirt.scope(desired.tree)
+    assert Desired(desired.env, tree, "", False).scope(libvirt) == stored.scope(libvirt)
+    unregister = register(FamilyDescriptor("chime", lambda env, pins: {},
+                                           (Outputs(("bells/*",), "libvirt"),)))
+    try:
+        assert stored.scope(libvirt) == {**libvirt.scope(desired.tree),
+                                         "bells/chime.xml": b"<chime/>"}
+    finally:
+        unregister()

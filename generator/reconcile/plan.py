@@ -73,6 +73,16 @@ class Desired:
     objects: BuiltObjects = field(default_factory=dict)  # built with the tree, per cluster
     tools: tuple[tuple[str, str], ...] = ()  # (tool name, archive sha256) the lock pins
     images: tuple[tuple[str, str], ...] = ()  # (lock key, registry/repository@sha256:...)
+    # provider name -> its scope's paths, when known (plan_cache); else routed from the tree
+    scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def scope(self, descriptor: ProviderDescriptor) -> Tree:
+        """The part of the tree `descriptor`'s provider converges."""
+        paths = dict(self.scopes).get(descriptor.name)
+        if paths is not None and not _families_registered() and all(
+                p in self.tree for p in paths):
+            return {p: self.tree[p] for p in paths}
+        return descriptor.scope(self.tree)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +140,7 @@ def build_plan(desired: Desired, settings: Settings,
     skipped: list[str] = []
     read = 0.0
     for descriptor, provider in started:
-        scope = descriptor.scope(desired.tree)
+        scope = desired.scope(descriptor)
         if isinstance(provider, UsesBuiltObjects):
             provider.use_built(desired.objects)
         if isinstance(provider, UsesPinnedTools):
@@ -245,7 +255,7 @@ def load_desired(ref: str, cwd: Path | None = None) -> Desired:
         known = plan_cache.load(outcome.key)
         if known is not None:
             return Desired(known.env, outcome.tree, known.tree_hash, locked, known.objects,
-                           known.tools, known.images)
+                           known.tools, known.images, known.scopes)
     loaded = None
     if outcome.rendered is None:
         from generator.environment import load_environment
@@ -283,5 +293,15 @@ def _known(outcome: Outcome, loaded: Loaded | None, path: Path, locked: bool) ->
     tools = pinned_tools(loaded, lock) if lock is not None else {}
     images = sorted((key, str(entry.locked)) for key, entry in lock.pinned().items()
                     if key.startswith("image/")) if lock is not None else []
+    scopes = () if _families_registered() else tuple(
+        (d.name, tuple(d.scope(outcome.tree))) for d in by_name().values())
     return Known(model, tree_hash(outcome.tree), built_objects(model, pins),
-                 tuple(sorted(tools.items())), tuple(images))
+                 tuple(sorted(tools.items())), tuple(images), scopes)
+
+
+def _families_registered() -> bool:
+    """A family registered in this process (a library user, tests) routes paths that
+    stored scopes do not know: scopes are then routed from the tree."""
+    from generator import families
+
+    return bool(families._REGISTERED)  # noqa: SLF001 - read only, no accessor without imports

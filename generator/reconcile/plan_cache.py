@@ -16,6 +16,10 @@ the model's own classes, addresses and plain containers: no other global can be 
 a planted entry can at worst hold a wrong model, never run code. The key already names the
 generator's sources and the Python version, so a pickle is never read by another layout of
 these classes. Anything unexpected is a miss: the plan loads the environment as before.
+Each provider's scope (the paths the family descriptors route to it) is kept too: it is
+a function of the tree and of the generator's descriptors, and routing needs every family
+module imported; a family registered at run time (generator.families.register) makes the
+plan route the tree itself.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ class Known:
     objects: BuiltObjects
     tools: tuple[tuple[str, str], ...]
     images: tuple[tuple[str, str], ...]
+    # provider name -> the paths of the tree the family descriptors route to it (routing
+    # every path needs every family's module imported: ~a tenth of a plan's own work)
+    scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class _ModelOnly(pickle.Unpickler):
@@ -85,7 +92,8 @@ def encode(known: Known) -> bytes:
         env = dataclasses.replace(env, locate=None)
     return pickle.dumps({"env": env, "treeHash": known.tree_hash,
                          "objects": dict(known.objects), "tools": known.tools,
-                         "images": known.images}, protocol=pickle.HIGHEST_PROTOCOL)
+                         "images": known.images, "scopes": known.scopes},
+                        protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def decode(data: bytes) -> Known:
@@ -95,7 +103,7 @@ def decode(data: bytes) -> Known:
     if not isinstance(env, model.Environment) or not isinstance(tree_hash, str):
         raise TypeError("not a plan's desired state")
     return Known(env, tree_hash, found["objects"], tuple(found["tools"]),
-                 tuple(found["images"]))
+                 tuple(found["images"]), tuple(found["scopes"]))
 
 
 def load(render_key: str, store_root: Path | None = None) -> Known | None:
