@@ -597,3 +597,21 @@ def test_stored_scopes_give_way_to_a_registered_family(lab: Lab) -> None:
                                          "bells/chime.xml": b"<chime/>"}
     finally:
         unregister()
+
+
+def test_owner_finds_what_the_element_path_finds() -> None:
+    """essence.owner walks the children instead of ElementPath, with the same answer: the
+    first marker under the first <metadata> holding one; never one outside <metadata>."""
+    from generator.reconcile import essence
+
+    mark = f'<gen:owner xmlns:gen="{essence.GEN_NS}" env="{{}}"/>'
+    cases = [f"<domain><metadata><x/>{mark.format('a')}</metadata></domain>", "<domain/>",
+             f"<domain><metadata/><metadata>{mark.format('b')}{mark.format('c')}</metadata>"
+             "</domain>", f"<domain>{mark.format('d')}<metadata/></domain>",
+             f"<domain><devices><metadata>{mark.format('e')}</metadata></devices></domain>"]
+    for text in cases:
+        root = ET.fromstring(text)
+        found = root.find(f"metadata/{essence.OWNER}")
+        assert essence.owner(root) == (dict(found.attrib) if found is not None else {})
+    assert [essence.owner(ET.fromstring(t)).get("env") for t in cases] == [
+        "a", None, "b", None, None]

@@ -164,9 +164,17 @@ VOLUME_FORCING = ("format", "backingStore")
 
 
 def owner(root: ET.Element) -> dict[str, str]:
-    """The attributes of gen's `<metadata><gen:owner .../>` marker; {} for foreign objects."""
-    element = root.find(f"metadata/{OWNER}")
-    return dict(element.attrib) if element is not None else {}
+    """The attributes of gen's `<metadata><gen:owner .../>` marker; {} for foreign objects.
+
+    What `root.find("metadata/" + OWNER)` finds (the first marker under the first metadata
+    that holds one), by walking the children: a path with a `/` or a namespace goes through
+    ElementPath, and a plan asks every rendered and live object several times."""
+    for child in root:
+        if child.tag == "metadata":
+            for element in child:
+                if element.tag == OWNER:
+                    return dict(element.attrib)
+    return {}
 
 
 def size_bytes(element: ET.Element | None, default_unit: str = "bytes") -> int | None:

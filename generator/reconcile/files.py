@@ -38,7 +38,6 @@ import posixpath
 import re
 import shlex
 import subprocess
-import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -159,6 +158,8 @@ class Target:
         found: dict[str, bytes] = {}
         if not proc.stdout:
             return found
+        import tarfile  # only when a host's files are read or written: ~5 ms to import
+
         with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r:") as archive:
             for member in archive.getmembers():
                 handle = archive.extractfile(member)
@@ -168,6 +169,8 @@ class Target:
 
     def write_files(self, files: Mapping[str, bytes], mode: int = 0o644) -> None:
         """Write absolute target paths (under the root) from one tar stream."""
+        import tarfile
+
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:") as archive:
             for path, data in sorted(files.items()):
