@@ -615,3 +615,25 @@ def test_owner_finds_what_the_element_path_finds() -> None:
         assert essence.owner(root) == (dict(found.attrib) if found is not None else {})
     assert [essence.owner(ET.fromstring(t)).get("env") for t in cases] == [
         "a", None, "b", None, None]
+
+
+def test_reconcile_value_classes_write_their_own_docstrings() -> None:
+    """A dataclass without a docstring gets one from its signature; for a @record class
+    (no generated __init__) that goes through tokenize, whose pattern every process
+    compiles anew in a hash-seeded order: the regex cache was rewritten by every plan."""
+    import dataclasses
+    import importlib
+
+    checked = 0
+    for name in ("csr", "essence", "files", "installer", "kubernetes", "libvirt", "plan",
+                 "plan_cache", "providers", "seed"):
+        module = importlib.import_module(f"generator.reconcile.{name}")
+        for value in vars(module).values():
+            init = getattr(value, "__init__", None)
+            if isinstance(value, type) and value.__module__ == module.__name__ \
+                    and dataclasses.is_dataclass(value) \
+                    and getattr(init, "__code__", None) is not None \
+                    and init.__code__.co_filename.startswith("<record"):
+                assert not (value.__doc__ or "").startswith(value.__name__ + "("), value
+                checked += 1
+    assert checked >= 20

@@ -175,8 +175,13 @@ def claimed_by(patterns: tuple[str, ...]) -> Callable[[str], object]:
 # -- libvirt -------------------------------------------------------------------------------
 
 
+# Each @record class has a docstring: without one, dataclasses writes one from the class's
+# signature, which for a class without a generated __init__ goes through tokenize (a
+# pattern compiled anew in every process, in an order that changes with the hash seed).
 @record
 class LibvirtOptions:
+    """The libvirt provider's flags."""
+
     adopt: bool = option(
         "--adopt", kind="flag", default=False,
         help="Take over existing libvirt networks and domains without gen's marker that the "
@@ -226,6 +231,8 @@ def check_prefix(host: str, prefix: str, flag: str = "--files-exec") -> None:
 
 @record
 class FilesOptions:
+    """The files provider's flags: where each host's files go and how its services reload."""
+
     targets: tuple[tuple[str, str], ...] = option(
         "--files-target", pairs="HOST=ROOT", names="host", check=check_root,
         help="Install HOST's boot-service files under ROOT (default: /). Hosts with neither "
@@ -302,6 +309,8 @@ def plan_files(provider: Provider, env: Environment, scope: Tree, tree: Tree) ->
 
 @record
 class KubernetesOptions:
+    """The kubernetes provider's flags: which cluster, and whether to wait."""
+
     kubeconfig: str | None = option(
         "--kubeconfig", kind="file",
         help="kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config). Without "
@@ -333,6 +342,8 @@ def start_kubernetes(settings: Settings, options: KubernetesOptions) -> Provider
 
 @record
 class InstallerOptions:
+    """The installer provider's flags: the openshift-install binary and its state."""
+
     openshift_install: str | None = option(
         "--openshift-install", metavar="PATH=SHA256",
         help="An openshift-install binary and its sha256, overriding the one the lock pins "
@@ -378,6 +389,8 @@ def check_node_prefix(node: str, prefix: str) -> None:
 
 @record
 class KubeadmOptions:
+    """The kubeadm provider's flags: its state, how to reach each node, its waits."""
+
     state_dir: str | None = option(
         "--kubeadm-state-dir", kind="dir",
         help="Where a kubeadm cluster's join data and admin.conf live, one 0700 folder per "
@@ -424,6 +437,8 @@ def start_kubeadm(settings: Settings, options: KubeadmOptions) -> Provider:
 
 @record
 class MirrorOptions:
+    """The mirror provider's flags."""
+
     plain_http: bool = option(
         "--mirror-plain-http", kind="flag", default=False,
         help="Push to the environment's mirror registry over plain HTTP (a loopback mirror "
