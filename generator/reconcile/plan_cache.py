@@ -13,9 +13,11 @@ every read, and an entry or folder another user owns or could write is never rea
 payload is a pickle (the model is a tree of frozen dataclasses; rebuilding it from text
 would cost what loading the environment costs), read by an unpickler that can build only
 the model's own classes, addresses and plain containers: no other global can be named, so
-a planted entry can at worst hold a wrong model, never run code. The key already names the
-generator's sources and the Python version, so a pickle is never read by another layout of
-these classes. Anything unexpected is a miss: the plan loads the environment as before.
+a planted entry can at worst hold a wrong model, never run code. Like the tree, it holds
+secrets by reference only (the model's SecretRef, the objects' markers), never a value.
+The key already names the generator's sources and the Python version, so a pickle is never
+read by another layout of these classes. Anything unexpected is a miss: the plan loads the
+environment as before.
 Each provider's scope (the paths the family descriptors route to it) is kept too: it is
 a function of the tree and of the generator's descriptors, and routing needs every family
 module imported; a family registered at run time (generator.families.register) makes the
