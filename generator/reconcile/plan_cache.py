@@ -18,6 +18,7 @@ secrets by reference only (the model's SecretRef, the objects' markers), never a
 The key already names the generator's sources and the Python version, so a pickle is never
 read by another layout of these classes. Anything unexpected is a miss: the plan loads the
 environment as before.
+
 Each provider's scope (the paths the family descriptors route to it) is kept too: it is
 a function of the tree and of the generator's descriptors, and routing needs every family
 module imported; a family registered at run time (generator.families.register) makes the
