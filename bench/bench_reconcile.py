@@ -127,7 +127,8 @@ for dom in conn.listAllDomains(0):
 def bench_plan_500(domains: int, runs: int = 5) -> None:
     """`gen plan` paired with the python-libvirt floor, medians of `runs`, wall and CPU.
     The first plan renders and fills the render cache (reported alone, the cold figure);
-    the paired ones take the tree from it, as a plan after `gen render` or in CI does."""
+    the paired ones take the tree from it, as a plan after `gen render` or in CI does, and
+    what else a plan needs from the entry reconcile/plan_cache.py keeps beside it."""
     from generator.pipeline import render_environment
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,7 +188,8 @@ def split(repo: Path, state: Path) -> None:
                                         providers=("libvirt",)))
     done = time.monotonic()
     read = plan.read_seconds
-    print(f"   load (render cache hit, environment unchecked) + pins: {loaded - began:.2f} s; "
+    print(f"   load (render cache hit: the tree, and the model, tree hash, pins' products and "
+          f"provider scopes kept beside it; no environment loaded): {loaded - began:.2f} s; "
           f"libvirt connect (test driver parses its state) + live read: {read:.2f} s; "
           f"reconciler (parse, normalize, diff, order): {done - loaded - read:.2f} s")
 

@@ -21,7 +21,8 @@ from generator.cli import main
 from generator.reconcile import libvirt as provider
 from generator.reconcile.base import WAVE_DOMAINS, WAVE_HOSTS, WAVE_INFRA, WAVE_VOLUMES, Action
 from generator.reconcile.converge import Journal, apply_plan, converge_lock
-from generator.reconcile.plan import Settings, build_plan, load_desired, safety
+from generator.reconcile.plan import Desired, Settings, build_plan, load_desired, safety
+from generator.reconcile.providers import PROVIDERS
 
 
 @dataclass(frozen=True)
@@ -468,3 +469,174 @@ def test_parse_many_reads_each_part_as_alone() -> None:
         with pytest.raises(ET.ParseError) as alone:
             ET.fromstring(bad[1])
         assert str(many.value) == str(alone.value)
+
+
+def test_plan_keeps_what_it_needs_beside_the_render(lab: Lab, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `gen render` stored the tree, the first plan loads the environment (unchecked)
+    and keeps the model, tree hash and pins' products beside the entry; the next plan of the
+    same inputs loads nothing and plans the same. An edit names another entry."""
+    import generator.environment
+    from generator.reconcile import plan_cache
+
+    store = tmp_path / "store"
+    monkeypatch.setenv("GEN_STORE", str(store))
+    loads: list[str] = []
+    real = generator.environment.load_environment
+
+    def counted(ref: str, *args: object, **kwargs: object) -> object:
+        loads.append(ref)
+        return real(ref, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(generator.environment, "load_environment", counted)
+    assert run("render", lab.env, "--out", str(tmp_path / "out")).code == 0
+    entries = {p.name for p in (store / "renders").iterdir()}
+    loads.clear()
+    first = lab.plan_json()
+    assert loads == [lab.env]  # the stored tree's environment, loaded once without checks
+    kept = {p.name for p in (store / "renders").iterdir()} - entries
+    assert len(kept) == 1
+    (key,) = entries
+    assert kept == {plan_cache.companion_key(key)}
+    from generator.lock.nar import tree_hash
+
+    known = plan_cache.load(key)
+    desired = load_desired(lab.env)
+    assert known is not None and known.env == real(lab.env).model  # the checked model
+    assert known.env.locate is None and desired.env == known.env
+    assert known.tree_hash == tree_hash(desired.tree) == desired.tree_hash
+    routed = {d.name: tuple(d.scope(desired.tree)) for d in PROVIDERS}
+    assert dict(known.scopes) == routed and routed["libvirt"] and routed["files"]
+    loads.clear()
+    assert lab.plan_json() == first and loads == []  # nothing loaded at all
+    monkeypatch.setenv("GEN_RENDER_CACHE", "off")  # a full render plans the same
+    assert lab.plan_json() == first
+    monkeypatch.delenv("GEN_RENDER_CACHE")
+    edit_node(lab.env_yaml, "worker0", "vcpu: 1", "vcpu: 2")
+    changed = lab.plan_json()
+    assert changed != first and changed["treeHash"] != first["treeHash"]
+
+
+def test_a_planted_companion_entry_runs_nothing(lab: Lab, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The entry beside a render is read by an unpickler that builds only the model: one
+    naming any other callable (framed and hashed like a sound entry) is a miss, the plan
+    loads the environment and is the same, and the planted call never runs. An entry
+    filed under another render's name is a miss too."""
+    import pickle
+
+    from generator import render_cache
+    from generator.pipeline import render_key
+    from generator.reconcile import plan_cache
+
+    monkeypatch.setenv("GEN_STORE", str(tmp_path / "store"))
+    first = lab.plan_json()
+    key = render_key(lab.env, None, None, False)
+    assert key is not None and plan_cache.load(key) is not None
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    def plant(payload: bytes, filed_for: str = key) -> None:
+        render_cache.save_entry(plan_cache.companion_key(key),
+                                {"kind": plan_cache.KIND, "for": filed_for},
+                                {plan_cache.PAYLOAD: payload})
+
+    sound = plan_cache.encode(plan_cache.load(key))  # type: ignore[arg-type]
+    for payload in ({"env": Planted(), "treeHash": "x", "objects": {}, "tools": (),
+                     "images": ()}, Planted()):
+        plant(pickle.dumps(payload))
+        assert plan_cache.load(key) is None
+        assert lab.plan_json() == first  # loaded again, and the entry rewritten sound
+        assert not marker.exists() and plan_cache.load(key) is not None
+    plant(sound, "another key")
+    assert plan_cache.load(key) is None
+    plant(sound)
+    assert plan_cache.load(key) is not None
+
+
+@pytest.mark.parametrize("env", ["lab", "k8s-lab", "lab-debian12", "k8s-lab-argocd",
+                                 "k8s-lab-flux"])
+def test_every_golden_model_reads_back_through_the_model_only_unpickler(
+        env: str, repo: Path) -> None:
+    """Each built-in environment's model (and the golden variants': every OS profile and
+    hand-off engine) round-trips through plan_cache's restricted unpickler: a class it
+    could not build would make every plan of such an environment a silent miss."""
+    import gitops_env
+    from clirun import helper_on_debian
+
+    from generator.environment import load_environment
+    from generator.reconcile import plan_cache
+
+    edits = {"lab-debian12": ("lab", helper_on_debian), "k8s-lab-argocd": (
+        "k8s-lab", gitops_env.argocd), "k8s-lab-flux": ("k8s-lab", gitops_env.flux)}
+    base, edit = edits.get(env, (env, None))
+    if edit is not None:
+        edit(repo)
+    model = load_environment(str(repo / "environments" / base)).model
+    known = plan_cache.Known(model, "hash", {"c": [{"kind": "ConfigMap"}]},
+                             (("oc", "0" * 64),), (("image/x", "r@sha256:" + "0" * 64),))
+    assert plan_cache.decode(plan_cache.encode(known)) == known
+
+
+def test_stored_scopes_give_way_to_a_registered_family(lab: Lab) -> None:
+    """Scopes kept beside a render are used as stored; once a family is registered in the
+    process (its paths may route to any provider), they are routed from the tree again."""
+    from generator.families import FamilyDescriptor, Outputs, register
+
+    libvirt = next(d for d in PROVIDERS if d.name == "libvirt")
+    desired = load_desired(lab.env)
+    tree = {**desired.tree, "bells/chime.xml": b"<chime/>"}
+    stored = Desired(desired.env, tree, desired.tree_hash, False,
+                     scopes=(("libvirt", tuple(libvirt.scope(desired.tree))),))
+    assert stored.scope(libvirt) == libvirt.scope(desired.tree)
+    assert Desired(desired.env, tree, "", False).scope(libvirt) == stored.scope(libvirt)
+    unregister = register(FamilyDescriptor("chime", lambda env, pins: {},
+                                           (Outputs(("bells/*",), "libvirt"),)))
+    try:
+        assert stored.scope(libvirt) == {**libvirt.scope(desired.tree),
+                                         "bells/chime.xml": b"<chime/>"}
+    finally:
+        unregister()
+
+
+def test_owner_finds_what_the_element_path_finds() -> None:
+    """essence.owner walks the children instead of ElementPath, with the same answer: the
+    first marker under the first <metadata> holding one; never one outside <metadata>."""
+    from generator.reconcile import essence
+
+    mark = f'<gen:owner xmlns:gen="{essence.GEN_NS}" env="{{}}"/>'
+    cases = [f"<domain><metadata><x/>{mark.format('a')}</metadata></domain>", "<domain/>",
+             f"<domain><metadata/><metadata>{mark.format('b')}{mark.format('c')}</metadata>"
+             "</domain>", f"<domain>{mark.format('d')}<metadata/></domain>",
+             f"<domain><devices><metadata>{mark.format('e')}</metadata></devices></domain>"]
+    for text in cases:
+        root = ET.fromstring(text)
+        found = root.find(f"metadata/{essence.OWNER}")
+        assert essence.owner(root) == (dict(found.attrib) if found is not None else {})
+    assert [essence.owner(ET.fromstring(t)).get("env") for t in cases] == [
+        "a", None, "b", None, None]
+
+
+def test_reconcile_value_classes_write_their_own_docstrings() -> None:
+    """A dataclass without a docstring gets one from its signature; for a @record class
+    (no generated __init__) that goes through tokenize, whose pattern every process
+    compiles anew in a hash-seeded order: the regex cache was rewritten by every plan."""
+    import dataclasses
+    import importlib
+
+    checked = 0
+    for name in ("csr", "essence", "files", "installer", "kubernetes", "libvirt", "plan",
+                 "plan_cache", "providers", "seed"):
+        module = importlib.import_module(f"generator.reconcile.{name}")
+        for value in vars(module).values():
+            init = getattr(value, "__init__", None)
+            if isinstance(value, type) and value.__module__ == module.__name__ \
+                    and dataclasses.is_dataclass(value) \
+                    and getattr(init, "__code__", None) is not None \
+                    and init.__code__.co_filename.startswith("<record"):
+                assert not (value.__doc__ or "").startswith(value.__name__ + "("), value
+                checked += 1
+    assert checked >= 20

@@ -21,12 +21,12 @@ else pending is listed in the plan with the reason and left alone.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from generator.model import Environment, Node
 from generator.reconcile.base import WAVE_KUBERNETES, Action, DiffItem
+from generator.records import record
 
 KIND = "CertificateSigningRequest"
 API_VERSION = "certificates.k8s.io/v1"
@@ -43,7 +43,7 @@ ORDER_LAST = 9  # after every object of the Kubernetes wave
 REASON = "GenNodeApproved"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Request:
     """What a CSR really asks for, read from its PEM."""
 

@@ -26,13 +26,13 @@ import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from ipaddress import IPv4Network
 from typing import Any, Literal
 
 from generator.families.libvirt import GEN_NS
 from generator.model import SECRET_MARKER_BYTES, SECRET_MARKER_PREFIX
+from generator.records import record
 from generator.units import scaled_bytes
 
 Essence = dict[str, str]
@@ -40,7 +40,7 @@ Essence = dict[str, str]
 
 # --- the diff core ---------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@record
 class DiffItem:
     """One field-level difference: `op` is add | remove | change."""
 
@@ -54,7 +54,7 @@ def _equal(old: Any, new: Any, path: str) -> bool:
     return bool(old == new)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rules:
     """How `compare` reads two values.
 
@@ -164,9 +164,17 @@ VOLUME_FORCING = ("format", "backingStore")
 
 
 def owner(root: ET.Element) -> dict[str, str]:
-    """The attributes of gen's `<metadata><gen:owner .../>` marker; {} for foreign objects."""
-    element = root.find(f"metadata/{OWNER}")
-    return dict(element.attrib) if element is not None else {}
+    """The attributes of gen's `<metadata><gen:owner .../>` marker; {} for foreign objects.
+
+    What `root.find("metadata/" + OWNER)` finds (the first marker under the first metadata
+    that holds one), by walking the children: a path with a `/` or a namespace goes through
+    ElementPath, and a plan asks every rendered and live object several times."""
+    for child in root:
+        if child.tag == "metadata":
+            for element in child:
+                if element.tag == OWNER:
+                    return dict(element.attrib)
+    return {}
 
 
 def size_bytes(element: ET.Element | None, default_unit: str = "bytes") -> int | None:

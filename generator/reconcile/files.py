@@ -38,7 +38,6 @@ import posixpath
 import re
 import shlex
 import subprocess
-import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from generator.reconcile.secrets import (
     target_read_argv,
     target_read_error,
 )
+from generator.records import record
 from generator.tree import Tree
 
 MANAGED = ".gen-managed.json"
@@ -88,7 +88,7 @@ def unreachable(prefix: tuple[str, ...], reason: str) -> UserError:
                      "known-hosts file ssh reads, and that it accepts your key")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Target:
     """A host's filesystem root, reached through an optional command prefix."""
 
@@ -158,6 +158,8 @@ class Target:
         found: dict[str, bytes] = {}
         if not proc.stdout:
             return found
+        import tarfile  # only when a host's files are read or written: ~5 ms to import
+
         with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r:") as archive:
             for member in archive.getmembers():
                 handle = archive.extractfile(member)
@@ -167,6 +169,8 @@ class Target:
 
     def write_files(self, files: Mapping[str, bytes], mode: int = 0o644) -> None:
         """Write absolute target paths (under the root) from one tar stream."""
+        import tarfile
+
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:") as archive:
             for path, data in sorted(files.items()):
@@ -585,7 +589,7 @@ def _directories(spec: ServiceSpec, files: dict[str, bytes]) -> list[str]:
     return [confined(spec.install, d, "a directory manifest.json asks for") for d in wanted]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExportDirectory:
     """A directory outside the install dir that the service needs (an NFS export's path),
     with the owner, group and mode the environment gives it."""

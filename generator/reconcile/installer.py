@@ -60,6 +60,7 @@ from generator.reconcile.secrets import (
     places,
     read_local,
 )
+from generator.records import record
 from generator.tree import Tree
 
 ASSETS, GATES = "installer-assets", ("bootstrap-complete", "install-complete")
@@ -80,7 +81,7 @@ def default_root() -> Path:
     return Path(base) / "gen" / "installer"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Tool:
     """A pinned executable: where it is and the sha256 it must have."""
 

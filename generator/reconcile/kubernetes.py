@@ -48,6 +48,7 @@ from generator.reconcile.essence import (
 from generator.reconcile.installer import installer_kubeconfig
 from generator.reconcile.kubeadm_phases import kubeadm_kubeconfig
 from generator.reconcile.secrets import MARKER, declared, places, read_local
+from generator.records import record
 from generator.tree import Tree
 
 Obj = dict[str, Any]
@@ -100,7 +101,7 @@ DELETE_NOTES = {
 
 # --- desired objects: what the kubernetes family built ------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ref:
     """An object's identity: API group, kind, namespace ("" when cluster-scoped), name."""
 
@@ -120,7 +121,7 @@ def ref_of(obj: Obj) -> Ref:
                str(meta.get("namespace") or ""), str(meta.get("name", "")))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Manifest:
     """One desired object and the kustomization that lists it (for error messages)."""
 
@@ -270,7 +271,7 @@ class KubeError(Exception):
         return KubeError(self.status, hide(self.reason), hide(self.message))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Resource:
     """Where a kind lives on the server."""
 

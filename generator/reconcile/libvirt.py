@@ -37,6 +37,7 @@ from generator.reconcile.base import (
     DiffItem,
 )
 from generator.reconcile.fleet import in_order
+from generator.records import record
 from generator.tree import Tree
 
 PATH = re.compile(r"^hypervisors/([^/]+)/(networks|pools|volumes|domains)/([^/]+)\.xml$")
@@ -103,7 +104,7 @@ def forget_connections() -> None:
     _CONNECTIONS.clear()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BaseImage:
     """A pinned disk image the pool must hold before overlays back onto it (rendered by
     families/libvirt.py as `hypervisors/<hv>/images/<name>.json`)."""
@@ -588,7 +589,7 @@ def _asked_kib(libvirt: Any, dom: Any) -> int | None:
 # -- planning ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HypervisorPlan:
     """What planning one hypervisor found (merged into the provider's in hypervisor order)."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator.errors import DestructiveNotApproved, UsageError, UserError
 from generator.model import Environment
@@ -34,12 +34,18 @@ from generator.reconcile.providers import (
     options_of,
     specs,
 )
+from generator.records import record
 from generator.tree import Tree
+
+if TYPE_CHECKING:
+    from generator.environment import Loaded
+    from generator.pipeline import Outcome
+    from generator.reconcile.plan_cache import Known
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Settings:
     """What the user allowed and where to look (from the command line)."""
 
@@ -67,6 +73,16 @@ class Desired:
     objects: BuiltObjects = field(default_factory=dict)  # built with the tree, per cluster
     tools: tuple[tuple[str, str], ...] = ()  # (tool name, archive sha256) the lock pins
     images: tuple[tuple[str, str], ...] = ()  # (lock key, registry/repository@sha256:...)
+    # provider name -> its scope's paths, when known (plan_cache); else routed from the tree
+    scopes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def scope(self, descriptor: ProviderDescriptor) -> Tree:
+        """The part of the tree `descriptor`'s provider converges."""
+        paths = dict(self.scopes).get(descriptor.name)
+        if paths is not None and not _families_registered() and all(
+                p in self.tree for p in paths):
+            return {p: self.tree[p] for p in paths}
+        return descriptor.scope(self.tree)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +143,7 @@ def build_plan(desired: Desired, settings: Settings,
     skipped: list[str] = []
     read = 0.0
     for descriptor, provider in started:
-        scope = descriptor.scope(desired.tree)
+        scope = desired.scope(descriptor)
         if isinstance(provider, UsesBuiltObjects):
             provider.use_built(desired.objects)
         if isinstance(provider, UsesPinnedTools):
@@ -224,35 +240,71 @@ def load_desired(ref: str, cwd: Path | None = None) -> Desired:
 
     The tree comes from the render cache when `gen render` (or an earlier plan) rendered
     these inputs with this generator: the cache key hashes every input and the generator's
-    sources, so the environment is then loaded without its checks (it passed them when the
-    entry was stored) and only the pins are read again (the Kubernetes objects need them).
+    sources, so they passed every check when the entry was stored. The model, the tree's
+    hash and the pins' products then come from the entry plan_cache keeps beside it; when
+    there is none yet (the tree was stored by `gen render`), the environment is loaded
+    without its checks, the pins read again, and that entry written for the next plan.
     """
-    from generator.environment import find_root, load_environment, resolve_env_dir
-    from generator.families.kubernetes import built_objects
-    from generator.lock.compute import pinned_tools, render_pins
-    from generator.lock.lockfile import lock_path, read_lock
-    from generator.lock.nar import tree_hash
-    from generator.lock.store import Store, default_root
+    from generator.environment import find_root, resolve_env_dir
+    from generator.lock.lockfile import lock_path
     from generator.pipeline import render_cached, render_key
+    from generator.reconcile import plan_cache
 
     env_dir = resolve_env_dir(ref, cwd)
     path = lock_path(find_root(env_dir.parent), env_dir.name)
     locked = path.is_file()
     outcome = render_cached(ref, cwd, locked=locked)
+    if outcome.rendered is None and outcome.key is not None:
+        known = plan_cache.load(outcome.key)
+        if known is not None:
+            return Desired(known.env, outcome.tree, known.tree_hash, locked, known.objects,
+                           known.tools, known.images, known.scopes)
+    loaded = None
     if outcome.rendered is None:
+        from generator.environment import load_environment
+
         loaded = load_environment(ref, cwd, known_valid=True)
         if render_key(ref, cwd, None, locked) != outcome.key:  # an input changed meanwhile:
             outcome = render_cached(ref, cwd, locked=locked, cache=False)  # render it all
+    known = _known(outcome, loaded, path, locked)
+    # Stored only when the inputs are still those the key names (as the tree is): the
+    # model was loaded after the key was taken.
+    if outcome.key is not None and render_key(ref, cwd, None, locked) == outcome.key:
+        plan_cache.save(outcome.key, known)
+    return Desired(known.env, outcome.tree, known.tree_hash, locked, known.objects,
+                   known.tools, known.images)
+
+
+def _known(outcome: Outcome, loaded: Loaded | None, path: Path, locked: bool) -> Known:
+    """plan_cache.Known of a render (`outcome.rendered`) or of the environment `loaded`
+    beside a stored tree (then its pins are read again from the lock and the store)."""
+    from generator.families.kubernetes import built_objects
+    from generator.lock.compute import pinned_tools, render_pins
+    from generator.lock.lockfile import read_lock
+    from generator.lock.nar import tree_hash
+    from generator.lock.store import Store, default_root
+    from generator.reconcile.plan_cache import Known
+
     if outcome.rendered is not None:
         loaded, pins = outcome.rendered.loaded, outcome.rendered.pins
         lock = read_lock(path, loaded.source.display(path)) if locked else None
     else:
+        assert loaded is not None  # a stored tree: the caller loaded its environment
         lock = read_lock(path, loaded.source.display(path)) if locked else None
         pins, _ = render_pins(loaded, lock, Store(default_root()), strict=locked)
     model = loaded.model
     tools = pinned_tools(loaded, lock) if lock is not None else {}
     images = sorted((key, str(entry.locked)) for key, entry in lock.pinned().items()
                     if key.startswith("image/")) if lock is not None else []
-    return Desired(model, outcome.tree, tree_hash(outcome.tree), locked,
-                   built_objects(model, pins), tuple(sorted(tools.items())),
-                   tuple(images))
+    scopes = () if _families_registered() else tuple(
+        (d.name, tuple(d.scope(outcome.tree))) for d in by_name().values())
+    return Known(model, tree_hash(outcome.tree), built_objects(model, pins),
+                 tuple(sorted(tools.items())), tuple(images), scopes)
+
+
+def _families_registered() -> bool:
+    """A family registered in this process (a library user, tests) routes paths that
+    stored scopes do not know: scopes are then routed from the tree."""
+    from generator import families
+
+    return bool(families._REGISTERED)  # noqa: SLF001 - read only, no accessor without imports

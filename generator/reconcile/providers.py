@@ -20,13 +20,14 @@ import re
 import shlex
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator.errors import UsageError
 from generator.model import Environment
 from generator.reconcile.base import Action, Provider
+from generator.records import record
 from generator.tree import Tree
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 # -- option specs --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OptionSpec:
     """One command-line flag of a provider, and how its value is read back.
 
@@ -101,7 +102,7 @@ def read_options(options: type, values: Mapping[str, Any], prefix: str) -> Any:
 # -- provider descriptors ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProviderPlan:
     """What one provider found: actions, and the lines the plan shows about them."""
 
@@ -125,7 +126,7 @@ def applied(provider: Provider, action: Action) -> None:
     provider.apply(action)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProviderDescriptor:
     """A live system gen converges.
 
@@ -174,8 +175,13 @@ def claimed_by(patterns: tuple[str, ...]) -> Callable[[str], object]:
 # -- libvirt -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# Each @record class has a docstring: without one, dataclasses writes one from the class's
+# signature, which for a class without a generated __init__ goes through tokenize (a
+# pattern compiled anew in every process, in an order that changes with the hash seed).
+@record
 class LibvirtOptions:
+    """The libvirt provider's flags."""
+
     adopt: bool = option(
         "--adopt", kind="flag", default=False,
         help="Take over existing libvirt networks and domains without gen's marker that the "
@@ -223,8 +229,10 @@ def check_prefix(host: str, prefix: str, flag: str = "--files-exec") -> None:
                          f"or a command such as 'ssh root@HOST')")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FilesOptions:
+    """The files provider's flags: where each host's files go and how its services reload."""
+
     targets: tuple[tuple[str, str], ...] = option(
         "--files-target", pairs="HOST=ROOT", names="host", check=check_root,
         help="Install HOST's boot-service files under ROOT (default: /). Hosts with neither "
@@ -299,8 +307,10 @@ def plan_files(provider: Provider, env: Environment, scope: Tree, tree: Tree) ->
 # -- kubernetes ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KubernetesOptions:
+    """The kubernetes provider's flags: which cluster, and whether to wait."""
+
     kubeconfig: str | None = option(
         "--kubeconfig", kind="file",
         help="kubeconfig of the cluster (default: $KUBECONFIG, ~/.kube/config). Without "
@@ -330,8 +340,10 @@ def start_kubernetes(settings: Settings, options: KubernetesOptions) -> Provider
 # -- installer -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InstallerOptions:
+    """The installer provider's flags: the openshift-install binary and its state."""
+
     openshift_install: str | None = option(
         "--openshift-install", metavar="PATH=SHA256",
         help="An openshift-install binary and its sha256, overriding the one the lock pins "
@@ -375,8 +387,10 @@ def check_node_prefix(node: str, prefix: str) -> None:
     check_prefix(node, prefix, "--kubeadm-exec")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KubeadmOptions:
+    """The kubeadm provider's flags: its state, how to reach each node, its waits."""
+
     state_dir: str | None = option(
         "--kubeadm-state-dir", kind="dir",
         help="Where a kubeadm cluster's join data and admin.conf live, one 0700 folder per "
@@ -421,8 +435,10 @@ def start_kubeadm(settings: Settings, options: KubeadmOptions) -> Provider:
 # -- mirror --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MirrorOptions:
+    """The mirror provider's flags."""
+
     plain_http: bool = option(
         "--mirror-plain-http", kind="flag", default=False,
         help="Push to the environment's mirror registry over plain HTTP (a loopback mirror "

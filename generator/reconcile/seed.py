@@ -17,19 +17,19 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from generator.errors import UserError
 from generator.model import SecretRef
 from generator.reconcile.secrets import MARKER_BYTES, checked_value, read_local
+from generator.records import record
 from generator.tree import Tree
 
 SEED = re.compile(r"^clusters/[^/]+/cloud-init/([^/]+)/seed\.json$")
 EPOCH = 1  # fixed timestamp for every file and volume date in the image
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Seed:
     """One node's seed as rendered: where it goes and the files it holds (markers intact)."""
 
