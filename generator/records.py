@@ -31,6 +31,10 @@ _GENERATED = ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__de
 def record(cls: type[T]) -> type[T]:
     """The frozen, slotted dataclass of `cls`."""
     _refuse_unsupported(cls)
+    if cls.__doc__ is None:
+        # dataclasses would write one from inspect.signature, whose tokenizer compiles regular
+        # expressions that vary with the hash seed: every run would then rewrite the regex cache.
+        cls.__doc__ = f"{cls.__name__}({', '.join(cls.__dict__.get('__annotations__', {}))})"
     built: Any = dataclasses.dataclass(cls, init=False, repr=False, eq=False, slots=True)
     fields = dataclasses.fields(built)
     namespace: dict[str, Any] = {

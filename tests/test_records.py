@@ -193,3 +193,17 @@ def test_a_cold_and_a_warm_code_cache_build_the_same_model(tmp_path: Path) -> No
     assert outputs[0] == outputs[1] and outputs[0].endswith("True True\n")
     assert "Node(name='w1', role='worker'" in outputs[0]
     assert len(list((tmp_path / "cache" / "code").iterdir())) >= 30
+
+
+def test_a_record_without_a_docstring_gets_one_without_inspecting_its_signature() -> None:
+    """dataclasses writes a missing docstring from inspect.signature (a tokenizer run whose
+    regular expressions vary with the hash seed, so the regex cache was rewritten by every
+    process); @record names the fields itself."""
+
+    @record
+    class Undocumented:
+        name: str
+        count: int = 0
+
+    assert Undocumented.__doc__ == "Undocumented(name, count)"
+    assert Undocumented("x").count == 0
