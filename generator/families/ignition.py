@@ -327,8 +327,33 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
     interface = escape.name(nic.interface, lambda: next(
         ("nodes", i, "nics", j, "interface") for i, n in enumerate(env.nodes)
         for j, x in enumerate(n.nics) if x is nic), KEYFILE)
+    return (f"[connection]\nid={interface}\ntype=ethernet\nautoconnect=true\n\n"
+            f"[ethernet]\nmac-address={_keyfile_mac(env, nic)}\n\n"
+            f"[ipv4]\nmethod=manual\naddress1={nic.ip}/{net.cidr.prefixlen}\n"
+            + _keyfile_tail(env, net, primary)).encode()
+
+
+# The last environment's keyfile tails by (network, primary). One slot, by identity:
+# records hash by value, which for an environment means hashing every node.
+_TAILS: tuple[Environment | None, dict[tuple[str, bool], str]] = (None, {})
+
+
+def _keyfile_tail(env: Environment, net: Network, primary: bool) -> str:
+    """The keyfile's lines after the address: the same for every NIC of `net` that is (or
+    is not) its node's primary, so built once per environment."""
+    global _TAILS
+    if _TAILS[0] is not env:
+        _TAILS = (env, {})
+    tails = _TAILS[1]
+    tail = tails.get((net.name, primary))
+    if tail is None:
+        tail = tails[(net.name, primary)] = _build_keyfile_tail(env, net, primary)
+    return tail
+
+
+def _build_keyfile_tail(env: Environment, net: Network, primary: bool) -> str:
     domain = escape.domain(env.cluster.domain, ("cluster", "baseDomain"), KEYFILE)
-    ipv4 = ["[ipv4]", "method=manual", f"address1={nic.ip}/{net.cidr.prefixlen}"]
+    ipv4 = []
     if primary and net.gateway is not None:
         ipv4.append(f"gateway={net.gateway}")
     servers = name_servers(env, net) if primary else ()
@@ -337,11 +362,7 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
                  f"dns-search={domain};"]
     if not primary:
         ipv4.append("never-default=true")
-    return lines(
-        "[connection]", f"id={interface}", "type=ethernet", "autoconnect=true", "",
-        "[ethernet]", f"mac-address={_keyfile_mac(env, nic)}", "",
-        *ipv4, "may-fail=false", "",
-        "[ipv6]", "method=disabled")
+    return lines(*ipv4, "may-fail=false", "", "[ipv6]", "method=disabled").decode()
 
 
 def _time_files(env: Environment, network: str) -> list[dict[str, Any]]:
