@@ -125,6 +125,8 @@ def prefixed(prefix: str, tree: Mapping[str, bytes]) -> Tree:
 
 def check_path(path: str) -> None:
     """Renderers build paths from names; make sure none can escape the output directory."""
-    parts = path.split("/")
-    if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    # Framed in slashes, an empty, `.` or `..` component (a leading slash is an empty one)
+    # is a `//`, `/./` or `/../`: three substring scans instead of a split per file.
+    framed = f"/{path}/"
+    if "//" in framed or "/./" in framed or "/../" in framed:
         raise ValueError(f"unsafe rendered path: {path!r}")

@@ -8,7 +8,7 @@ from ipaddress import AddressValueError, IPv4Address
 import pytest
 
 from generator.families import escape
-from generator.tree import lines
+from generator.tree import check_path, lines
 
 PARTS = ["", "a", "\n", "a\n", "\n\n", None, "é", "x\ny"]
 
@@ -48,3 +48,21 @@ def test_a_record_fast_path_accepts_exactly_what_ipv4address_does(position: int)
                 escape.record_value("A", value, None, "a zone file")
     for value in ("10.20.0.5\n", "10.20.0", "10.20.0.5.6", "10.20.0.5 ", "1.2.3.4/32"):
         assert escape._DOTTED_QUAD.fullmatch(value) is None and not _ipv4(value)
+
+
+def _unsafe_by_parts(path: str) -> bool:
+    """check_path's rule spelled out: a leading slash, or an empty, `.` or `..` component."""
+    return path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/"))
+
+
+def test_check_path_refuses_exactly_the_unsafe_paths() -> None:
+    pieces = ["a", ".", "..", "", "...", ".a", "a.", "..a", "/"]
+    for count in range(1, 5):
+        for combo in itertools.product(pieces, repeat=count):
+            for path in ("/".join(combo), "".join(combo)):
+                try:
+                    check_path(path)
+                    refused = False
+                except ValueError:
+                    refused = True
+                assert refused == _unsafe_by_parts(path), path
