@@ -336,3 +336,14 @@ def test_data_url_is_urllib_quote_exactly() -> None:
     for _ in range(2):
         for sample in samples:
             assert ignition.data_url(sample) == "data:," + quote(sample, safe=""), sample
+
+
+def test_the_files_rule_is_per_item_so_one_batch_check_is_every_nodes() -> None:
+    """ignition.check validates every node's own files in one array; that equals checking
+    each node's alone only while the schema's storage.files rule holds each item alone."""
+    files = ignition._schema(ignition.DEFAULT_SPEC)["properties"]["storage"]["properties"]["files"]
+    assert set(files) == {"items", "type"}
+    good = ignition._file("/etc/hostname", b"a\n", 0o644)
+    bad = ignition._file("/etc/with space", b"a\n", 0o644)
+    assert ignition._files_problem([good, good]) is None
+    assert ignition._files_problem([good, bad]) is not None

@@ -83,10 +83,15 @@ def check(env: Environment) -> list[Problem]:
     index = {id(node): i for i, node in enumerate(env.nodes)}
     passed: dict[int, bytes] = {}
     shared: dict[tuple[str, str], _Shared] = {}  # (role, primary network) -> its parts
-    for node in coreos_nodes(env):  # PXE nodes: pxe.check refuses them without services.http
-        own = _node_files(env, node)
+    nodes = coreos_nodes(env)  # PXE nodes: pxe.check refuses them without services.http
+    owns = [_node_files(env, node) for node in nodes]
+    # The schema's rule for storage.files is per item (no uniqueItems, no count), so every
+    # node's own files passing in one array is each node's passing in its own: one
+    # validator call, not one per node. When one fails, each node is checked alone.
+    each_passes = _files_problem([file for own in owns for file in own]) is None
+    for node, own in zip(nodes, owns, strict=True):
         known = shared.get((node.role, node.nic.network))
-        if known is not None and known.accepts(own):
+        if known is not None and known.accepts(own, each_passes):
             passed[id(node)] = known.compose(own)
             continue
         config = build_config(env, node, Pins(), DEFAULT_SPEC)
@@ -148,9 +153,11 @@ class _Shared:
             raise AssertionError("an Ignition config composed from its parts differs")
         return parts
 
-    def accepts(self, own: list[dict[str, Any]]) -> bool:
+    def accepts(self, own: list[dict[str, Any]], files_pass: bool = False) -> bool:
+        """`own` files complete a valid config of this group; `files_pass`: they are known
+        to pass the schema's `file` rule already."""
         paths = [f["path"] for f in own] + list(self.paths)
-        return len(set(paths)) == len(paths) and _files_problem(own) is None
+        return len(set(paths)) == len(paths) and (files_pass or _files_problem(own) is None)
 
     def compose(self, own: list[dict[str, Any]]) -> bytes:
         files = [_file_fragment(f) for f in own]
