@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import json.encoder
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 
 class Executable(bytes):
@@ -106,7 +106,11 @@ def _encode_list(value: list[Any] | tuple[Any, ...], out: list[str], newline: st
 
 def lines(*parts: str | None) -> bytes:
     """Join non-None lines with LF and end with one newline."""
-    return ("\n".join(p for p in parts if p is not None).rstrip("\n") + "\n").encode()
+    # Most callers pass no None: joining the tuple itself skips a generator (~100,000
+    # calls in a 10,000-node render).
+    text = ("\n".join(p for p in parts if p is not None) if None in parts
+            else "\n".join(cast("tuple[str, ...]", parts)))
+    return (text.rstrip("\n") + "\n").encode()
 
 
 def subtree_of(path: str) -> str:
@@ -121,6 +125,8 @@ def prefixed(prefix: str, tree: Mapping[str, bytes]) -> Tree:
 
 def check_path(path: str) -> None:
     """Renderers build paths from names; make sure none can escape the output directory."""
-    parts = path.split("/")
-    if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    # Framed in slashes, an empty, `.` or `..` component (a leading slash is an empty one)
+    # is a `//`, `/./` or `/../`: three substring scans instead of a split per file.
+    framed = f"/{path}/"
+    if "//" in framed or "/./" in framed or "/../" in framed:
         raise ValueError(f"unsafe rendered path: {path!r}")

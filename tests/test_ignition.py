@@ -6,11 +6,12 @@ import configparser
 import dataclasses
 import hashlib
 import json
+import random
 import shutil
 import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -318,3 +319,31 @@ def test_every_spec_row_has_a_schema_for_its_version() -> None:
 def test_kubeadm_lab_gets_no_ignition() -> None:
     tree = render_environment("env/k8s-lab", cwd=ROOT).tree
     assert not [p for p in tree if "/ignition/" in p]
+
+
+def test_data_url_is_urllib_quote_exactly() -> None:
+    """data_url's table encoder against urllib's quote(safe=""): every byte alone, each
+    between newlines, every code point's UTF-8, and random bytes heavy in newlines (empty
+    lines, leading and trailing ones) — through the line cache twice."""
+    samples = [bytes([b]) for b in range(256)] + [b"\n" + bytes([b]) + b"\n" for b in range(256)]
+    samples += ["\n".join(map(chr, range(c, c + 64))).encode("utf-8", "surrogatepass")
+                for c in range(0, 0x110000, 64)]  # every code point, 64 to a sample
+    rng = random.Random(20)
+    samples += [bytes(rng.choice(b"\n\n\na=:/%~ \x00\xff\x7f") if rng.random() < .3
+                      else rng.randrange(256) for _ in range(rng.randrange(40)))
+                for _ in range(5000)]
+    samples += [b"", b"\n", b"\n\n", b"a\n", b"\na", b"same\nsame\n"]
+    for _ in range(2):
+        for sample in samples:
+            assert ignition.data_url(sample) == "data:," + quote(sample, safe=""), sample
+
+
+def test_the_files_rule_is_per_item_so_one_batch_check_is_every_nodes() -> None:
+    """ignition.check validates every node's own files in one array; that equals checking
+    each node's alone only while the schema's storage.files rule holds each item alone."""
+    files = ignition._schema(ignition.DEFAULT_SPEC)["properties"]["storage"]["properties"]["files"]
+    assert set(files) == {"items", "type"}
+    good = ignition._file("/etc/hostname", b"a\n", 0o644)
+    bad = ignition._file("/etc/with space", b"a\n", 0o644)
+    assert ignition._files_problem([good, good]) is None
+    assert ignition._files_problem([good, bad]) is not None

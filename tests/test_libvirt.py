@@ -13,12 +13,14 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from generator.families import libvirt
 from generator.families.libvirt import GEN_NS
+from generator.model import Node
 from generator.pipeline import render_environment
 from generator.tree import Tree
 
@@ -296,3 +298,60 @@ def test_xml_writer_declares_the_namespace_only_when_used() -> None:
     pool = libvirt.Element("pool", type="dir")
     libvirt._sub(pool, "name", "default")
     assert libvirt._xml(pool) == b'<pool type="dir">\n  <name>default</name>\n</pool>\n'
+
+
+def _variants(node: Node) -> list[Node]:
+    """`node` in every shape domain_xml knows, then with hostile values in each slot."""
+    disk = node.disks[0]
+    shapes = [node]
+    for changes in ({"protect": True}, {"firmware": "uefi"}, {"boot": "image"},
+                    {"boot": "image", "image": "debian-12"}, {"machine": "pc-q35-8.2"},
+                    {"disks": (replace(disk, protect=True), replace(disk, name="data"))},
+                    {"disks": (replace(disk, backing_image="base.qcow2", format="raw"),)},
+                    {"nics": node.nics * 2}, {"disks": ()}, {"nics": ()}):
+        shapes.append(replace(node, **changes))  # type: ignore[arg-type]
+    hostile = []
+    for value in HOSTILE + ["%s", "%%(x)s", "qemu", "virtio", "KiB", node.name]:
+        for shape in shapes:
+            hostile.append(replace(
+                shape, name=f"{shape.name}{value}", role=value, machine=value or None,
+                disks=tuple(replace(d, pool=value, format=value, backing_image=d.backing_image
+                                    and value) for d in shape.disks),
+                nics=tuple(replace(n, mac=value, network=value) for n in shape.nics)))
+            hostile.append(replace(shape, name=f"{shape.name}-{len(hostile)}",
+                                   memory_mib=len(hostile), vcpu=len(value) or 1))
+    return shapes + hostile
+
+
+@pytest.mark.parametrize("env_name", ["lab", "k8s-lab"])
+@pytest.mark.parametrize("domain_type", ["kvm", "qemu"])
+def test_templated_documents_are_the_trees_documents(env_name: str, domain_type: str) -> None:
+    """The volumes and domains filled into a shape's template are byte for byte what their
+    own element trees write, in every shape and with hostile values in every slot (a value
+    that is also one of the document's constants makes the template refuse, never lie)."""
+    env = render_environment(f"env/{env_name}", cwd=ROOT).loaded.model
+    hv = replace(env.hypervisors[0], domain_type=domain_type)
+    volumes, domains = libvirt.Shapes(), libvirt.Shapes()
+    nodes = [v for n in env.nodes for v in _variants(n)]
+    for node in nodes:
+        for index in range(len(node.disks)):
+            key, values = libvirt._volume_shape(node, index, hv)
+            tree = libvirt._xml(libvirt.volume_xml(env, node, index, hv))
+            assert volumes.document(key, values,
+                                    libvirt.volume_xml, env, node, index, hv) == tree
+        key, values = libvirt._domain_shape(env, node, hv)
+        tree = libvirt._xml(libvirt.domain_xml(env, node, hv))
+        assert domains.document(key, values, libvirt.domain_xml, env, node, hv) == tree
+    # the templates were used: most shapes had one, and far fewer shapes than documents
+    made = [t for t in domains.templates.values() if isinstance(t, libvirt.Template)]
+    assert len(made) >= len(domains.templates) / 2 and len(domains.templates) < len(nodes) / 5
+    assert any(isinstance(t, libvirt.Template) for t in volumes.templates.values())
+
+
+def test_a_template_refuses_values_that_are_also_constants() -> None:
+    root = libvirt.Element("disk", type="volume")
+    libvirt._sub(root, "driver", name="qemu", type="qemu")
+    assert libvirt.template(root, ["qemu"]) is None  # which "qemu" is the value?
+    made = libvirt.template(root, ["qemu", "qemu"])
+    assert made is not None and made.fill(["a&b", '"q"']) == (
+        b'<disk type="volume">\n  <driver name="a&amp;b" type="&quot;q&quot;" />\n</disk>\n')

@@ -19,7 +19,6 @@ import json
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _quote  # json's C string encoder
 from typing import Any
-from urllib.parse import quote
 
 from generator.errors import Problem, UserError
 from generator.families import Pins, common, escape
@@ -84,10 +83,15 @@ def check(env: Environment) -> list[Problem]:
     index = {id(node): i for i, node in enumerate(env.nodes)}
     passed: dict[int, bytes] = {}
     shared: dict[tuple[str, str], _Shared] = {}  # (role, primary network) -> its parts
-    for node in coreos_nodes(env):  # PXE nodes: pxe.check refuses them without services.http
-        own = _node_files(env, node)
+    nodes = coreos_nodes(env)  # PXE nodes: pxe.check refuses them without services.http
+    owns = [_node_files(env, node) for node in nodes]
+    # The schema's rule for storage.files is per item (no uniqueItems, no count), so every
+    # node's own files passing in one array is each node's passing in its own: one
+    # validator call, not one per node. When one fails, each node is checked alone.
+    each_passes = _files_problem([file for own in owns for file in own]) is None
+    for node, own in zip(nodes, owns, strict=True):
         known = shared.get((node.role, node.nic.network))
-        if known is not None and known.accepts(own):
+        if known is not None and known.accepts(own, each_passes):
             passed[id(node)] = known.compose(own)
             continue
         config = build_config(env, node, Pins(), DEFAULT_SPEC)
@@ -149,9 +153,11 @@ class _Shared:
             raise AssertionError("an Ignition config composed from its parts differs")
         return parts
 
-    def accepts(self, own: list[dict[str, Any]]) -> bool:
+    def accepts(self, own: list[dict[str, Any]], files_pass: bool = False) -> bool:
+        """`own` files complete a valid config of this group; `files_pass`: they are known
+        to pass the schema's `file` rule already."""
         paths = [f["path"] for f in own] + list(self.paths)
-        return len(set(paths)) == len(paths) and _files_problem(own) is None
+        return len(set(paths)) == len(paths) and (files_pass or _files_problem(own) is None)
 
     def compose(self, own: list[dict[str, Any]]) -> bytes:
         files = [_file_fragment(f) for f in own]
@@ -296,8 +302,23 @@ def _file(path: str, content: bytes, mode: int) -> dict[str, Any]:
 
 
 def data_url(content: bytes) -> str:
-    """An RFC 2397 data URL, percent-encoded: readable in diffs, byte-exact when decoded."""
-    return "data:," + quote(content, safe="")
+    """An RFC 2397 data URL, percent-encoded: readable in diffs, byte-exact when decoded.
+
+    Exactly `"data:," + urllib.parse.quote(content, safe="")`, line by line: percent-encoding
+    is per byte, so the lines (most of them the same in every node's keyfile) are encoded
+    once each, from a table, and joined with the newline's `%0A`."""
+    return "data:," + "%0A".join(map(_percent_line, content.split(b"\n")))
+
+
+# quote(safe="")'s spelling of each byte: the unreserved characters as they are, any other
+# byte as %XX (upper case).
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+_PERCENT = tuple(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256))
+
+
+@functools.lru_cache(maxsize=1024)  # the lines shared by many files stay; per-node ones pass
+def _percent_line(line: bytes) -> str:
+    return "".join(map(_PERCENT.__getitem__, line))
 
 
 def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
@@ -313,8 +334,33 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
     interface = escape.name(nic.interface, lambda: next(
         ("nodes", i, "nics", j, "interface") for i, n in enumerate(env.nodes)
         for j, x in enumerate(n.nics) if x is nic), KEYFILE)
+    return (f"[connection]\nid={interface}\ntype=ethernet\nautoconnect=true\n\n"
+            f"[ethernet]\nmac-address={_keyfile_mac(env, nic)}\n\n"
+            f"[ipv4]\nmethod=manual\naddress1={nic.ip}/{net.cidr.prefixlen}\n"
+            + _keyfile_tail(env, net, primary)).encode()
+
+
+# The last environment's keyfile tails by (network, primary). One slot, by identity:
+# records hash by value, which for an environment means hashing every node.
+_TAILS: tuple[Environment | None, dict[tuple[str, bool], str]] = (None, {})
+
+
+def _keyfile_tail(env: Environment, net: Network, primary: bool) -> str:
+    """The keyfile's lines after the address: the same for every NIC of `net` that is (or
+    is not) its node's primary, so built once per environment."""
+    global _TAILS
+    if _TAILS[0] is not env:
+        _TAILS = (env, {})
+    tails = _TAILS[1]
+    tail = tails.get((net.name, primary))
+    if tail is None:
+        tail = tails[(net.name, primary)] = _build_keyfile_tail(env, net, primary)
+    return tail
+
+
+def _build_keyfile_tail(env: Environment, net: Network, primary: bool) -> str:
     domain = escape.domain(env.cluster.domain, ("cluster", "baseDomain"), KEYFILE)
-    ipv4 = ["[ipv4]", "method=manual", f"address1={nic.ip}/{net.cidr.prefixlen}"]
+    ipv4 = []
     if primary and net.gateway is not None:
         ipv4.append(f"gateway={net.gateway}")
     servers = name_servers(env, net) if primary else ()
@@ -323,11 +369,7 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
                  f"dns-search={domain};"]
     if not primary:
         ipv4.append("never-default=true")
-    return lines(
-        "[connection]", f"id={interface}", "type=ethernet", "autoconnect=true", "",
-        "[ethernet]", f"mac-address={_keyfile_mac(env, nic)}", "",
-        *ipv4, "may-fail=false", "",
-        "[ipv6]", "method=disabled")
+    return lines(*ipv4, "may-fail=false", "", "[ipv6]", "method=disabled").decode()
 
 
 def _time_files(env: Environment, network: str) -> list[dict[str, Any]]:
