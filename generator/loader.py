@@ -247,7 +247,12 @@ class _Composer:
         """_node for the most common event, a scalar without an anchor in a container that
         is kept: the same slot, entry and value, in one call instead of four."""
         mark = event.start_mark
-        value = _event_scalar(event)
+        tag, text = event.tag, event.value
+        if tag is None and event.implicit[0] and text and text[0] not in _NUMBER_START \
+                and text not in _CORE_SPECIAL:
+            value = text  # a plain string, as _event_scalar types it, in fewer steps
+        else:
+            value = _event_scalar(event)
         container = top.container
         if container.__class__ is list:
             path = top.path + (len(container),)
@@ -492,24 +497,28 @@ def deep_merge(base: Document, overlay: Document, consume: bool = False) -> Docu
     `consume`: the caller drops `overlay` afterwards, so its values move into the result
     instead of being copied (env.yaml's nodes are most of a large environment)."""
     merged = Document(_copy(base.data), dict(base.positions), base.files + overlay.files)
-    _merge_into(merged, merged.data, overlay, overlay.data, (), _copy if not consume else None)
+    _merge_into(merged, merged.data, overlay, overlay.data, (), _copy if not consume else None,
+                base.positions)
     return merged
 
 
 def _merge_into(merged: Document, target: dict[str, Any], overlay: Document,
                 data: dict[str, Any], path: FieldPath,
-                copy_value: Callable[[Any], Any] | None) -> None:
+                copy_value: Callable[[Any], Any] | None,
+                base_positions: dict[FieldPath, tuple[str, int, int]]) -> None:
     for key, value in data.items():
         here = path + (key,)
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             found = overlay.positions.get(here, merged.positions.get(here))
             if found is not None:
                 merged.positions[here] = found
-            _merge_into(merged, target[key], overlay, value, here, copy_value)
+            _merge_into(merged, target[key], overlay, value, here, copy_value, base_positions)
             continue
         if key in target or key == "?":  # else the base has no positions under `here`
-            for stale in [p for p in merged.positions if p[: len(here)] == here]:
-                del merged.positions[stale]
+            # Stale positions under `here` can only be the base's (the overlay's are grafted
+            # once per path, below): scan the base's few, not the merged tree's many.
+            for stale in [p for p in base_positions if p[: len(here)] == here]:
+                merged.positions.pop(stale, None)
         target[key] = copy_value(value) if copy_value else value
         _graft(merged, overlay, here, here, value)
 
