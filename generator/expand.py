@@ -50,7 +50,7 @@ def expand(doc: Document, env_name: str) -> m.Environment:
     data = doc.data
     cluster = _cluster(data["cluster"], data.get("secrets", {}))
     hypervisors = {h["name"]: h for h in data["hypervisors"]}
-    allocator = Allocator(data)
+    allocator = _Addresses(data)
     nodes, problems = [], _mac_clashes(doc, env_name) + _env_name_problems(doc, env_name)
     macs = _Macs(data, env_name)
     for index, raw in enumerate(data["nodes"]):
@@ -137,6 +137,21 @@ def _env_name_problems(doc: Document, env_name: str) -> list[Problem]:
                     "._- , starting with a letter, digit or _")]
 
 
+class _Addresses:
+    """The Allocator, built when the first NIC without `ip:` asks for an address: building
+    it parses every address of the document, which an environment that writes them all
+    out (a large one, generated) never needs."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.allocator: Allocator | None = None
+
+    def next(self, network: str) -> IPv4Address | None:
+        if self.allocator is None:
+            self.allocator = Allocator(self.data)
+        return self.allocator.next(network)
+
+
 class _Macs:
     """Derived MACs, each distinct from every other MAC of the environment: 24 hashed bits
     collide among a few thousand NICs, so a taken one is derived again with a counter."""
@@ -201,7 +216,7 @@ def _cluster(raw: dict[str, Any], secrets: dict[str, Any]) -> m.Cluster:
 
 
 def _node(raw: dict[str, Any], macs: _Macs, cluster: m.Cluster,
-          hypervisors: dict[str, Any], allocator: Allocator,
+          hypervisors: dict[str, Any], allocator: _Addresses,
           ) -> tuple[m.Node, list[tuple[int, str]]]:
     hv = hypervisors.get(raw.get("hypervisor", ""), {})
     pool = hv.get("pool", {}).get("name", "default")
