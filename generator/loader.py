@@ -466,21 +466,24 @@ def _subtree_positions(positions: dict[FieldPath, tuple[str, int, int]], src: Fi
     """(path below `src`, position) for every value of `value` (which lives at `src`) that
     has a position, in walk order."""
     found: list[tuple[FieldPath, tuple[str, int, int]]] = []
-    get = positions.get
-
-    def visit(data: Any, sub: FieldPath) -> None:
-        pos = get(src + sub)
-        if pos is not None:
-            found.append((sub, pos))
-        if isinstance(data, dict):
-            for key, item in data.items():
-                visit(item, sub + (key,))
-        elif isinstance(data, list):
-            for index, item in enumerate(data):
-                visit(item, sub + (index,))
-
-    visit(value, ())
+    _collect_positions(positions.get, src, value, (), found)
     return found
+
+
+def _collect_positions(get: Callable[[FieldPath], tuple[str, int, int] | None],
+                       src: FieldPath, data: Any, sub: FieldPath,
+                       found: list[tuple[FieldPath, tuple[str, int, int]]]) -> None:
+    # A module function, not a closure: a closure that calls itself is a reference cycle,
+    # kept (with what it holds) until the cyclic GC runs, and a render turns that off.
+    pos = get(src + sub)
+    if pos is not None:
+        found.append((sub, pos))
+    if isinstance(data, dict):
+        for key, item in data.items():
+            _collect_positions(get, src, item, sub + (key,), found)
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            _collect_positions(get, src, item, sub + (index,), found)
 
 
 def _graft(target: Document, source: Document, src: FieldPath, dst: FieldPath,

@@ -707,31 +707,37 @@ def _flagged_strings(c: Checker) -> list[tuple[FieldPath, str]]:
     path tuple is built only for a string found (not for every value of 10,000 nodes)."""
     if c.flagged is None:
         found: list[tuple[FieldPath, str]] = []
-        path: list[str | int] = []
-        marker, url = SECRET_MARKER_PREFIX, "file://"
-
-        def visit(data: Any) -> None:
-            # a string's path is built here, a container's pushed only to descend into it
-            keyed = isinstance(data, dict)
-            pairs: Iterable[tuple[Any, Any]] = data.items() if keyed else enumerate(data)
-            for key, value in pairs:
-                if keyed and (marker in key or key.startswith(url)):
-                    found.append(((*path, key), key))
-                if isinstance(value, str):
-                    if marker in value or value.startswith(url):
-                        found.append(((*path, key), value))
-                elif isinstance(value, (dict, list)):
-                    path.append(key)
-                    visit(value)
-                    path.pop()
-
-        if isinstance(c.data, str):
-            if marker in c.data or c.data.startswith(url):
-                found.append(((), c.data))
-        elif isinstance(c.data, (dict, list)):
-            visit(c.data)
+        data = c.data
+        if isinstance(data, str):
+            if _FLAGGED_MARKER in data or data.startswith(_FLAGGED_URL):
+                found.append(((), data))
+        elif isinstance(data, (dict, list)):
+            _scan_flagged(data, [], found)
         c.flagged = found
     return c.flagged
+
+
+_FLAGGED_MARKER, _FLAGGED_URL = SECRET_MARKER_PREFIX, "file://"
+
+
+def _scan_flagged(data: dict[str, Any] | list[Any], path: list[str | int],
+                  found: list[tuple[FieldPath, str]]) -> None:
+    """_flagged_strings' walk: a string's path is built where one is found, a container's
+    pushed only to descend into it (a module function: a self-calling closure would be a
+    reference cycle, and a render runs with the cyclic GC off)."""
+    keyed = isinstance(data, dict)
+    pairs: Iterable[tuple[Any, Any]] = data.items() if isinstance(data, dict) else \
+        enumerate(data)
+    for key, value in pairs:
+        if keyed and (_FLAGGED_MARKER in key or key.startswith(_FLAGGED_URL)):
+            found.append(((*path, key), key))
+        if isinstance(value, str):
+            if _FLAGGED_MARKER in value or value.startswith(_FLAGGED_URL):
+                found.append(((*path, key), value))
+        elif isinstance(value, (dict, list)):
+            path.append(key)
+            _scan_flagged(value, path, found)
+            path.pop()
 
 
 def check_secret_markers(c: Checker) -> None:
