@@ -15,6 +15,7 @@ import hashlib
 import json
 import marshal
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable
@@ -27,20 +28,26 @@ from generator.regexcache import cache_dir
 Validator = Callable[[Any], Any]
 
 # Bump when what is cached changes shape (it is part of every key).
-_FORMAT = "gen-compiled-schema-2"
+_FORMAT = "gen-compiled-schema-3"
 
 
-def compile_schema(schema: dict[str, Any], draft: str | None = None) -> Validator:
-    """fastjsonschema's validator for `schema` (with `$schema` set to `draft` if given)."""
+def compile_schema(schema: dict[str, Any], draft: str | None = None,
+                   whole_integers: bool = False) -> Validator:
+    """fastjsonschema's validator for `schema` (with `$schema` set to `draft` if given).
+
+    `whole_integers`: `integer` means an int, never a float such as 4.0 (which JSON Schema,
+    and fastjsonschema, count as an integer); raises ValueError if fastjsonschema's code is
+    not the shape this rewrites."""
     import fastjsonschema
 
     if draft is not None:
         schema = {**schema, "$schema": draft}
     text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     key = hashlib.sha256("\0".join((_FORMAT, fastjsonschema.VERSION,
-                                    sys.implementation.cache_tag or "", text))
-                         .encode()).hexdigest()
-    name, code = _cached("schemas", key, lambda: _compile(schema, f"<schema {key[:12]}>"))
+                                    sys.implementation.cache_tag or "", str(whole_integers),
+                                    text)).encode()).hexdigest()
+    name, code = _cached("schemas", key,
+                         lambda: _compile(schema, f"<schema {key[:12]}>", whole_integers))
     namespace: dict[str, Any] = {}
     exec(code, namespace)  # noqa: S102 - gen's own schema, compiled by fastjsonschema
     validate: Validator = namespace[name]
@@ -71,15 +78,54 @@ def _cached(folder: str, key: str,
     return entry
 
 
-def _compile(schema: dict[str, Any], label: str) -> tuple[str, Any]:
+def _compile(schema: dict[str, Any], label: str,
+             whole_integers: bool = False) -> tuple[str, Any]:
     """(the validating function's name, the module's code object), as
     `fastjsonschema.compile` builds them, but kept as code rather than a live function."""
     import fastjsonschema
 
     resolver, generator = fastjsonschema._factory(schema, {})  # what compile() uses
-    func_code = generator.func_code
+    func_code = _without_locals(generator.func_code)
+    if whole_integers:
+        func_code = _whole_integers(func_code)
     source = f"{_lazy_state_code(generator) or generator.global_state_code}\n{func_code}"
     return resolver.get_scope_name(), compile(source, label, "exec")
+
+
+# fastjsonschema names the value it passes to a `$ref`'s function (for that function's error
+# message) with `"...nodes[{data__nodes_x}]".format(**locals())`, evaluated on every call,
+# valid or not: a `$ref` inside an array or a map pays it per item. `locals()` builds a dict
+# of every local of the calling function, and the environment validator has hundreds (one
+# per field path), so at 10,000 nodes this was a third of the schema check. Passing the
+# fields by name formats the same text without building that dict.
+_FORMAT_LOCALS = re.compile(r'"((?:[^"\\]|\\.)*)"\.format\(\*\*locals\(\)\)')
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _without_locals(code: str) -> str:
+    """`code` with each `"...{name}...".format(**locals())` formatting `name=name` instead;
+    a literal with any other brace is left as it is."""
+    def by_name(match: re.Match[str]) -> str:
+        literal = match.group(1)
+        names = list(dict.fromkeys(_FIELD.findall(literal)))
+        if not names or "{" in _FIELD.sub("", literal) or "}" in _FIELD.sub("", literal):
+            return match.group(0)
+        return f'"{literal}".format({", ".join(f"{n}={n}" for n in names)})'
+    return _FORMAT_LOCALS.sub(by_name, code)
+
+
+# fastjsonschema's `integer` test: `not isinstance(x, (int)) and not (isinstance(x, float)
+# and x.is_integer()) or isinstance(x, bool)`. Dropping the middle clause leaves "an int that
+# is not a bool", the rule gen's jsonschema validator applies (generator/schema.py), so a
+# document with a float needs no separate walk to be sent to jsonschema.
+_FLOAT_AS_INTEGER = re.compile(r" and not \(isinstance\((\w+), float\) and \1\.is_integer\(\)\)")
+
+
+def _whole_integers(code: str) -> str:
+    strict = _FLOAT_AS_INTEGER.sub("", code)
+    if "is_integer" in strict:  # a shape this was not written against: never guess
+        raise ValueError("fastjsonschema's integer check changed shape")
+    return strict
 
 
 # fastjsonschema's module compiles every `pattern` of the schema when it is loaded: ~40

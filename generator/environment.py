@@ -120,7 +120,7 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     defaults = Document(blueprint.data.get("defaults", {}), {
         path[1:]: pos for path, pos in blueprint.positions.items() if path[:1] == ("defaults",)
     }, blueprint.files)
-    merged = deep_merge(defaults, env_doc)
+    merged = deep_merge(defaults, env_doc, consume=True)  # env_doc is not used again
     apply_role_defaults(merged)
     return source, merged
 

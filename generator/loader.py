@@ -10,7 +10,7 @@ import copy
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,10 +103,17 @@ else:  # pragma: no cover - PyYAML built without libyaml: same result, slower
             _PlainResolver.__init__(self)
 
 
+# Every core int or float starts with one of these: any other text is a string (most
+# scalars, such as names, skip both patterns).
+_NUMBER_START = frozenset("+-.0123456789")
+
+
 def _core_scalar(text: str) -> Any:
     """A plain scalar typed by the YAML 1.2 core schema."""
     if text in _CORE_SPECIAL:
         return _CORE_SPECIAL[text]
+    if text[0] not in _NUMBER_START:  # not empty: "" is in _CORE_SPECIAL
+        return text
     if _CORE_INT.match(text):
         if text.startswith("0o"):
             return int(text[2:], 8)
@@ -148,6 +155,15 @@ class _TooBig(Exception):
         self.mark, self.message, self.hint = mark, message, hint
 
 
+# Events by class (libyaml's parser makes PyYAML's event classes), so dispatching on one
+# needs no class name built per event.
+_EVENT_KINDS = {cls: cls.__name__ for cls in (
+    yaml.events.DocumentStartEvent, yaml.events.ScalarEvent, yaml.events.AliasEvent,
+    yaml.events.SequenceStartEvent, yaml.events.MappingStartEvent,
+    yaml.events.SequenceEndEvent, yaml.events.MappingEndEvent)}
+_CLOSE_KINDS = ("SequenceEndEvent", "MappingEndEvent")
+
+
 class _Composer:
     """Turns libyaml's parse events into plain data, recording (line, column) per path.
 
@@ -174,22 +190,30 @@ class _Composer:
     def compose(self, reader: Any) -> tuple[bool, Any]:
         """(found a document, its data) for the single document in `reader`'s stream."""
         documents = 0
-        while reader.check_event():
-            event = reader.get_event()
-            kind = type(event).__name__
+        check_event, get_event = reader.check_event, reader.get_event
+        node, close = self._node, self._close
+        while check_event():
+            event = get_event()
+            kind = _EVENT_KINDS.get(event.__class__)
+            if kind is None:  # a stream start or end, a document end
+                continue
             if kind == "DocumentStartEvent":
                 documents += 1
                 if documents > 1:
                     raise _TooBig(event.start_mark, "expected a single document in the stream",
                                   "keep one document: remove the '---' line")
-            elif kind in ("ScalarEvent", "AliasEvent", "SequenceStartEvent",
-                          "MappingStartEvent"):
-                self._node(event, kind)
-            elif kind in ("SequenceEndEvent", "MappingEndEvent"):
-                self._close()
+            elif kind in _CLOSE_KINDS:
+                close()
+            else:
+                node(event, kind)
         return documents > 0, self.root
 
     def _node(self, event: Any, kind: str) -> Any:
+        stack = self.stack
+        if (kind == "ScalarEvent" and event.anchor is None and stack
+                and len(stack) < MAX_DEPTH and len(self.entries) < MAX_VALUES
+                and not stack[-1].discard):
+            return self._plain_scalar(event, stack[-1])
         path, parent = self._slot(event)
         if len(self.stack) >= MAX_DEPTH:
             raise _TooBig(event.start_mark, f"YAML nesting deeper than {MAX_DEPTH} levels",
@@ -218,6 +242,36 @@ class _Composer:
         self.stack.append(_Frame(container, path, event.anchor, len(self.entries) - 1,
                                  discard or bool(parent and parent.discard)))
         return container
+
+    def _plain_scalar(self, event: Any, top: _Frame) -> Any:
+        """_node for the most common event, a scalar without an anchor in a container that
+        is kept: the same slot, entry and value, in one call instead of four."""
+        mark = event.start_mark
+        tag, text = event.tag, event.value
+        if tag is None and event.implicit[0] and text and text[0] not in _NUMBER_START \
+                and text not in _CORE_SPECIAL:
+            value = text  # a plain string, as _event_scalar types it, in fewer steps
+        else:
+            value = _event_scalar(event)
+        container = top.container
+        if container.__class__ is list:
+            path = top.path + (len(container),)
+            self.entries.append((path, (self.display_name, mark.line + 1, mark.column + 1)))
+            container.append(value)
+        elif top.key is None:  # a key
+            path = top.path + ("?",)
+            self.entries.append((path, (self.display_name, mark.line + 1, mark.column + 1)))
+            key = str(value)
+            if key in container:
+                self._problem(mark, top.path + (key,), f"duplicate key {key!r}",
+                              "keep one of the two entries")
+            top.key, top.key_mark = key, mark
+        else:
+            path = top.path + (top.key,)
+            self.entries.append((path, (self.display_name, mark.line + 1, mark.column + 1)))
+            container[top.key] = value
+            top.key = None
+        return value
 
     def _slot(self, event: Any) -> tuple[FieldPath, _Frame | None]:
         if not self.stack:
@@ -393,46 +447,82 @@ def read_yaml_file(path: Path, display_name: str, within: Path | None = None) ->
                      display_name)
 
 
-def _walk(data: Any, path: FieldPath) -> Iterator[FieldPath]:
-    yield path
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of plain YAML data: what copy.deepcopy returns for it, without its memo
+    (composed data shares no parts: aliases are copied), several times faster."""
+    kind = value.__class__
+    if kind is dict:
+        return {key: _copy(item) for key, item in value.items()}
+    if kind is list:
+        return [_copy(item) for item in value]
+    return value if kind in _SCALARS else copy.deepcopy(value)
+
+
+def _subtree_positions(positions: dict[FieldPath, tuple[str, int, int]], src: FieldPath,
+                       value: Any) -> list[tuple[FieldPath, tuple[str, int, int]]]:
+    """(path below `src`, position) for every value of `value` (which lives at `src`) that
+    has a position, in walk order."""
+    found: list[tuple[FieldPath, tuple[str, int, int]]] = []
+    _collect_positions(positions.get, src, value, (), found)
+    return found
+
+
+def _collect_positions(get: Callable[[FieldPath], tuple[str, int, int] | None],
+                       src: FieldPath, data: Any, sub: FieldPath,
+                       found: list[tuple[FieldPath, tuple[str, int, int]]]) -> None:
+    # A module function, not a closure: a closure that calls itself is a reference cycle,
+    # kept (with what it holds) until the cyclic GC runs, and a render turns that off.
+    pos = get(src + sub)
+    if pos is not None:
+        found.append((sub, pos))
     if isinstance(data, dict):
-        for key, value in data.items():
-            yield from _walk(value, path + (key,))
+        for key, item in data.items():
+            _collect_positions(get, src, item, sub + (key,), found)
     elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield from _walk(value, path + (index,))
+        for index, item in enumerate(data):
+            _collect_positions(get, src, item, sub + (index,), found)
 
 
 def _graft(target: Document, source: Document, src: FieldPath, dst: FieldPath,
            value: Any) -> None:
     """Record positions for `value`, copied from `source` at `src`, now living at `dst`."""
-    for sub in _walk(value, ()):
-        found = source.positions.get(src + sub)
-        if found is not None:
-            target.positions[dst + sub] = found
+    positions = target.positions
+    for sub, pos in _subtree_positions(source.positions, src, value):
+        positions[dst + sub] = pos
 
 
-def deep_merge(base: Document, overlay: Document) -> Document:
-    """Mappings merge key by key (overlay wins); lists and scalars are replaced whole."""
-    merged = Document(copy.deepcopy(base.data), dict(base.positions),
-                      base.files + overlay.files)
-    _merge_into(merged, merged.data, overlay, overlay.data, ())
+def deep_merge(base: Document, overlay: Document, consume: bool = False) -> Document:
+    """Mappings merge key by key (overlay wins); lists and scalars are replaced whole.
+
+    `consume`: the caller drops `overlay` afterwards, so its values move into the result
+    instead of being copied (env.yaml's nodes are most of a large environment)."""
+    merged = Document(_copy(base.data), dict(base.positions), base.files + overlay.files)
+    _merge_into(merged, merged.data, overlay, overlay.data, (), _copy if not consume else None,
+                base.positions)
     return merged
 
 
 def _merge_into(merged: Document, target: dict[str, Any], overlay: Document,
-                data: dict[str, Any], path: FieldPath) -> None:
+                data: dict[str, Any], path: FieldPath,
+                copy_value: Callable[[Any], Any] | None,
+                base_positions: dict[FieldPath, tuple[str, int, int]]) -> None:
     for key, value in data.items():
         here = path + (key,)
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             found = overlay.positions.get(here, merged.positions.get(here))
             if found is not None:
                 merged.positions[here] = found
-            _merge_into(merged, target[key], overlay, value, here)
+            _merge_into(merged, target[key], overlay, value, here, copy_value, base_positions)
             continue
-        for stale in [p for p in merged.positions if p[: len(here)] == here]:
-            del merged.positions[stale]
-        target[key] = copy.deepcopy(value)
+        if key in target or key == "?":  # else the base has no positions under `here`
+            # Stale positions under `here` can only be the base's (the overlay's are grafted
+            # once per path, below): scan the base's few, not the merged tree's many.
+            for stale in [p for p in base_positions if p[: len(here)] == here]:
+                merged.positions.pop(stale, None)
+        target[key] = copy_value(value) if copy_value else value
         _graft(merged, overlay, here, here, value)
 
 
@@ -444,12 +534,22 @@ def apply_role_defaults(doc: Document) -> None:
     roles, nodes = data.get("roles"), data.get("nodes")
     if not isinstance(roles, dict) or not isinstance(nodes, list):
         return
+    # the positions of each role's defaults, found once, not once per node
+    default_positions: dict[tuple[str, str], list[tuple[FieldPath, tuple[str, int, int]]]] = {}
+    positions = doc.positions
     for index, node in enumerate(nodes):
         role = node.get("role") if isinstance(node, dict) else None
-        defaults = roles.get(role) if isinstance(role, str) else None  # the schema reports it
+        if not isinstance(role, str):  # the schema reports it
+            continue
+        defaults = roles.get(role)
         if not isinstance(defaults, dict):
             continue
         for key, value in defaults.items():
             if key not in node:
-                node[key] = copy.deepcopy(value)
-                _graft(doc, doc, ("roles", node["role"], key), ("nodes", index, key), value)
+                node[key] = _copy(value)
+                found = default_positions.get((role, key))
+                if found is None:
+                    found = default_positions[role, key] = _subtree_positions(
+                        positions, ("roles", role, key), value)
+                for sub, pos in found:
+                    positions[("nodes", index, key) + sub] = pos

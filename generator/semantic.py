@@ -13,12 +13,13 @@ down test labs still render.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
 from generator import model as m
 from generator.errors import Problem
+from generator.expand import ipv4
 from generator.loader import Document, FieldPath, format_path
 from generator.model import SECRET_MARKER_PREFIX
 from generator.rules import version_problems
@@ -39,6 +40,7 @@ class Checker:
         self.data: dict[str, Any] = doc.data
         self.problems: list[Problem] = []
         self._env = env
+        self.flagged: list[tuple[FieldPath, str]] | None = None  # see _flagged_strings
 
     @property
     def env(self) -> m.Environment:
@@ -190,7 +192,7 @@ def _check_in_subnet(c: Checker, path: FieldPath, value: str | None, network: IP
                      what: str) -> None:
     if value is None:
         return
-    address = IPv4Address(value)
+    address = ipv4(value)
     if address not in network:
         c.error(path, f"{what} {value} is outside {network}", f"use an address in {network}")
     elif network.prefixlen < 31 and address in (network.network_address,
@@ -699,45 +701,50 @@ _GENERATED_SECRETS = ("pullSecret", "kubeadm-token", "kubeadm-ca-cert-hash",
                       "kubeadm-certificate-key")
 
 
-def _strings_with(data: Any, wanted: Callable[[str], bool],
-                  ) -> Iterator[tuple[FieldPath, str]]:
-    """`_strings` of `data` whose text is `wanted`: a plain scan first, paths built only
-    when one is found (no path tuples for every value of a 10,000-node document)."""
-    if _holds(data, wanted):
-        yield from ((path, text) for path, text in _strings(data, ()) if wanted(text))
+def _flagged_strings(c: Checker) -> list[tuple[FieldPath, str]]:
+    """Every string of the document (a key or a value) that holds a secret marker or starts
+    with file://, with its path, in document order: one walk serves both rules below, and a
+    path tuple is built only for a string found (not for every value of 10,000 nodes)."""
+    if c.flagged is None:
+        found: list[tuple[FieldPath, str]] = []
+        data = c.data
+        if isinstance(data, str):
+            if _FLAGGED_MARKER in data or data.startswith(_FLAGGED_URL):
+                found.append(((), data))
+        elif isinstance(data, (dict, list)):
+            _scan_flagged(data, [], found)
+        c.flagged = found
+    return c.flagged
 
 
-def _holds(data: Any, wanted: Callable[[str], bool]) -> bool:
-    if isinstance(data, str):
-        return wanted(data)
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if wanted(key) or _holds(value, wanted):
-                return True
-    elif isinstance(data, list):
-        for value in data:
-            if _holds(value, wanted):
-                return True
-    return False
+_FLAGGED_MARKER, _FLAGGED_URL = SECRET_MARKER_PREFIX, "file://"
 
 
-def _strings(data: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
-    if isinstance(data, str):
-        yield path, data
-    elif isinstance(data, dict):
-        for key, value in data.items():
-            yield path + (key,), key
-            yield from _strings(value, path + (key,))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield from _strings(value, path + (index,))
+def _scan_flagged(data: dict[str, Any] | list[Any], path: list[str | int],
+                  found: list[tuple[FieldPath, str]]) -> None:
+    """_flagged_strings' walk: a string's path is built where one is found, a container's
+    pushed only to descend into it (a module function: a self-calling closure would be a
+    reference cycle, and a render runs with the cyclic GC off)."""
+    keyed = isinstance(data, dict)
+    pairs: Iterable[tuple[Any, Any]] = data.items() if isinstance(data, dict) else \
+        enumerate(data)
+    for key, value in pairs:
+        if keyed and (_FLAGGED_MARKER in key or key.startswith(_FLAGGED_URL)):
+            found.append(((*path, key), key))
+        if isinstance(value, str):
+            if _FLAGGED_MARKER in value or value.startswith(_FLAGGED_URL):
+                found.append(((*path, key), value))
+        elif isinstance(value, (dict, list)):
+            path.append(key)
+            _scan_flagged(value, path, found)
+            path.pop()
 
 
 def check_secret_markers(c: Checker) -> None:
     """A secret marker is what gen itself writes where a declared secret goes; written in
     the environment it would make converge fill a secret into any file (a TXT record, a
     description). Secret references ({env}/{file}) are the only way to name a secret."""
-    for path, text in _strings_with(c.data, lambda text: SECRET_MARKER_PREFIX in text):
+    for path, text in _flagged_strings(c):
         if SECRET_MARKER_PREFIX in text:
             c.error(path, f"a secret marker ({SECRET_MARKER_PREFIX}...@@) is not allowed here",
                     "name secrets only by reference in secret fields: {env: NAME} or "
@@ -749,8 +756,8 @@ def check_file_urls(c: Checker) -> None:
     `..` it passed validate and lock and then made render call the lock damaged."""
     from generator.confine import relative_file_problem
 
-    for path, text in _strings_with(c.data, lambda text: text.startswith("file://")):
-        if path and path[-1] == "url":
+    for path, text in _flagged_strings(c):
+        if text.startswith("file://") and path and path[-1] == "url":
             problem = relative_file_problem(text.removeprefix("file://"))
             if problem is not None:
                 c.error(path, problem, "write file://PATH relative to the environment's folder")

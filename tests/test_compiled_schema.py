@@ -111,3 +111,58 @@ def test_compile_cached_code_runs_the_same_from_the_cache(cache: Path) -> None:
     namespace = {}
     exec(compiled_schema.compile_cached(source, "<twice>"), namespace)  # noqa: S102
     assert namespace["twice"]("a") == ["a", "a"]  # type: ignore[operator]
+
+
+REFS = {"$defs": {"nic": {"type": "object", "properties": {"ip": {"type": "string",
+                                                               "maxLength": 3}}}},
+        "type": "object",
+        "properties": {"nodes": {"type": "array", "items": {
+            "type": "object", "properties": {"nics": {"type": "array",
+                                                      "items": {"$ref": "#/$defs/nic"}}}}},
+                       "byname": {"type": "object",
+                                  "additionalProperties": {"$ref": "#/$defs/nic"}}}}
+
+
+def _names(code: object) -> set[str]:
+    """Every global or attribute name a code object or its nested functions use."""
+    found = set(getattr(code, "co_names", ()))
+    for const in getattr(code, "co_consts", ()):
+        if hasattr(const, "co_names"):
+            found |= _names(const)
+    return found
+
+
+@pytest.mark.parametrize("doc", [{"nodes": [{"nics": [{"ip": "1"}, {"ip": "1234"}]}]},
+                                 {"nodes": [{}, {"nics": [{"ip": 5}]}]},
+                                 {"byname": {"a b": {"ip": "12345"}}}])
+def test_ref_calls_name_the_value_without_locals(doc: dict[str, object]) -> None:
+    # A `$ref` inside an array or a map is called per item; the rewritten call must name the
+    # failing value exactly as fastjsonschema's own code does, and never call locals().
+    with pytest.raises(fastjsonschema.JsonSchemaValueException) as theirs:
+        fastjsonschema.compile({**REFS, "$schema": DRAFT7})(doc)
+    with pytest.raises(fastjsonschema.JsonSchemaValueException) as ours:
+        compiled_schema.compile_schema(REFS, DRAFT7)(doc)
+    assert (ours.value.message, ours.value.name) == (theirs.value.message, theirs.value.name)
+    assert "[" in ours.value.name or "byname" in ours.value.name
+    assert "locals" not in _names(compiled_schema._compile({**REFS, "$schema": DRAFT7}, "t")[1])
+
+
+def test_the_blueprint_schema_never_calls_locals() -> None:
+    code = compiled_schema._compile({**load_schema(), "$schema": DRAFT7}, "blueprint")[1]
+    assert "locals" not in _names(code)
+
+
+def test_whole_integers_refuses_floats_as_gen_jsonschema_does() -> None:
+    # fastjsonschema counts 4.0 as an integer; the blueprint validator must not (gen would
+    # render `<vcpu>4.0</vcpu>`), with no separate walk looking for floats.
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    lax = compiled_schema.compile_schema(schema, DRAFT7)
+    strict = compiled_schema.compile_schema(schema, DRAFT7, whole_integers=True)
+    lax({"n": 4.0})
+    for bad in (4.0, True, "4"):
+        with pytest.raises(fastjsonschema.JsonSchemaValueException):
+            strict({"n": bad})
+    strict({"n": 4})
+    strict({"m": 4.5})
+    code = compiled_schema._compile({**load_schema(), "$schema": DRAFT7}, "b", True)[1]
+    assert "is_integer" not in _names(code)
