@@ -355,3 +355,28 @@ def test_a_template_refuses_values_that_are_also_constants() -> None:
     made = libvirt.template(root, ["qemu", "qemu"])
     assert made is not None and made.fill(["a&b", '"q"']) == (
         b'<disk type="volume">\n  <driver name="a&amp;b" type="&quot;q&quot;" />\n</disk>\n')
+
+
+# The fields _variants changes, and the ones the volume and domain documents never read
+# (the hypervisor picks the documents' folder; the rest is the OS's and DNS's business).
+VARIED = {"Node": {"name", "role", "vcpu", "memory_mib", "disks", "nics", "firmware", "boot",
+                   "image", "protect", "machine"},
+          "Disk": {"name", "pool", "format", "backing_image", "protect"},
+          "Nic": {"network", "mac"}}
+NOT_IN_LIBVIRT_DOCUMENTS = {"Node": {"hypervisor", "fqdn", "install_dev", "os"},
+                            "Disk": {"size_bytes", "volume"},  # both reach it as values only
+                            "Nic": {"ip", "interface"}}
+
+
+def test_every_model_field_is_varied_or_known_unused_by_the_templates() -> None:
+    """A field added to Node, Disk or Nic must be varied by _variants (so the template test
+    sees it change between nodes of one shape) or declared unused here: a field the
+    documents read but neither the shape key nor the values name would be copied from the
+    shape's first node into every other's document."""
+    import dataclasses
+
+    from generator.model import Disk, Nic
+
+    for cls in (Node, Disk, Nic):
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert names == VARIED[cls.__name__] | NOT_IN_LIBVIRT_DOCUMENTS[cls.__name__], cls
