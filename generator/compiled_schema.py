@@ -78,13 +78,30 @@ def _cached(folder: str, key: str,
     return entry
 
 
+class _NoRemote(dict[str, Any]):
+    """fastjsonschema's `handlers` (URI scheme -> fetch): without one for a scheme it fetches
+    a `$ref` with urllib. gen's schemas refer only within themselves, so every remote
+    reference is refused instead: compiling never touches the network."""
+
+    def __contains__(self, scheme: object) -> bool:
+        return True
+
+    def __getitem__(self, scheme: str) -> Any:
+        def refuse(uri: str) -> Any:
+            raise ValueError(f"remote $ref {uri!r}: gen's schemas never fetch a reference")
+        return refuse
+
+
+_NO_REMOTE = _NoRemote()
+
+
 def _compile(schema: dict[str, Any], label: str,
              whole_integers: bool = False) -> tuple[str, Any]:
     """(the validating function's name, the module's code object), as
     `fastjsonschema.compile` builds them, but kept as code rather than a live function."""
     import fastjsonschema
 
-    resolver, generator = fastjsonschema._factory(schema, {})  # what compile() uses
+    resolver, generator = fastjsonschema._factory(schema, _NO_REMOTE)  # what compile() uses
     func_code = _without_locals(generator.func_code)
     if whole_integers:
         func_code = _whole_integers(func_code)

@@ -166,3 +166,20 @@ def test_whole_integers_refuses_floats_as_gen_jsonschema_does() -> None:
     strict({"m": 4.5})
     code = compiled_schema._compile({**load_schema(), "$schema": DRAFT7}, "b", True)[1]
     assert "is_integer" not in _names(code)
+
+
+def test_a_remote_ref_is_refused_without_touching_the_network(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """fastjsonschema fetches a `$ref` to another document with urllib unless told how to
+    resolve its scheme; gen's compiler refuses every remote reference instead."""
+    import socket
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the network was touched")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#",
+              "properties": {"a": {"$ref": "https://example.com/other.json#/x"}}}
+    with pytest.raises(Exception, match="never fetch a reference"):
+        compiled_schema.compile_schema(schema)
