@@ -50,3 +50,32 @@ def test_a_member_whose_kubelet_conf_probe_fails_is_never_reset(site: Site) -> N
     assert joined.is_file()
     assert done.code == 1, done.out + done.err
     assert "test-node1" in done.err and "kubelet.conf" in done.err
+
+
+def test_verify_reports_a_name_that_is_not_utf8_as_a_mismatch(tmp_path: Path) -> None:
+    """A file whose name is not UTF-8 (bytes a\\xff) in the rendered directory made `gen
+    verify` exit 70 (UnicodeEncodeError while hashing the disk's subtrees to name the
+    difference) instead of reporting the directory as modified (exit 4)."""
+    import os
+    import shutil
+
+    from clirun import gen
+
+    root = Path(__file__).resolve().parent.parent
+    for name in ("environments", "blueprints"):
+        shutil.copytree(root / name, tmp_path / name)
+    (tmp_path / "lock").mkdir()
+    shutil.copy(root / "lock" / "lab.lock", tmp_path / "lock" / "lab.lock")
+    env = {**os.environ, "GEN_STORE": str(tmp_path / "store"), "GEN_SECRET_PULL": "{}",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    assert gen("render", "env/lab", cwd=tmp_path, env=env).code == 0
+    assert gen("verify", "env/lab", cwd=tmp_path, env=env).code == 0
+    stray = os.fsencode(tmp_path / "rendered" / "lab" / "hosts") + b"/a\xff"
+    fd = os.open(stray, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, b"x")
+    os.close(fd)
+    found = gen("verify", "env/lab", cwd=tmp_path, env=env)
+    assert found.code == 4, found.out + found.err
+    assert "internal error" not in found.err
+    assert "was modified after rendering" in found.err
+    assert "+ hosts/a\\udcff" in found.err or "+ hosts/a" in found.err, found.err
