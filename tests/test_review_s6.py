@@ -79,3 +79,23 @@ def test_verify_reports_a_name_that_is_not_utf8_as_a_mismatch(tmp_path: Path) ->
     assert "internal error" not in found.err
     assert "was modified after rendering" in found.err
     assert "+ hosts/a\\udcff" in found.err or "+ hosts/a" in found.err, found.err
+
+
+@pytest.mark.daemons  # node roots: mount namespaces and overlays (root)
+def test_a_damaged_cluster_json_is_refused_not_claimed(site: Site) -> None:  # noqa: F811
+    """cluster.json says whose a kubeadm state directory is; one that no longer parses (a
+    truncated write, an edit) was read as absent, so the directory, with another cluster's
+    admin.conf and token, was claimed by this environment and used."""
+    import json
+
+    other = site.kubeadm / "k8s-lab"
+    other.mkdir(parents=True, mode=0o700)
+    whole = json.dumps({"domain": "prod.example.com", "firstControlPlane": "cp0"})
+    (other / "admin.conf").write_text("apiVersion: v1\nkind: Config\n")
+    for damaged in (whole[:-1], "[]", json.dumps({"domain": "prod.example.com"})):
+        (other / "cluster.json").write_text(damaged)
+        for command in ("plan", "converge"):
+            refused = site.run(command=command)
+            assert refused.code == 1, (damaged, refused.out + refused.err)
+            assert f"{other / 'cluster.json'}" in refused.err, refused.err
+        assert site.called() == [] and (other / "cluster.json").read_text() == damaged

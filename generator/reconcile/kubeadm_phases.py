@@ -218,6 +218,14 @@ def state_for(root: Path, env: Environment) -> ClusterState:
     state = ClusterState(root / env.name)
     wanted = cluster_identity(env)
     found = state._read("cluster.json")
+    claim = state.root / "cluster.json"
+    # Present but not an identity (a truncated write, an edit) is no "unclaimed": whose
+    # admin.conf sits beside it is then unknown.
+    if (found.keys() != wanted.keys() or not all(isinstance(v, str) for v in found.values())) \
+            and (found or os.path.lexists(claim)):
+        raise UserError(f"kubeadm state directory {state.root}: {claim} does not say which "
+                        "cluster the directory belongs to (damaged); nothing was run",
+                        "restore it, or remove it if the directory is this cluster's")
     if found and found != wanted:
         raise UserError(f"kubeadm state directory {state.root} belongs to the cluster "
                         f"{found.get('domain')} (first control plane "
