@@ -99,3 +99,39 @@ def test_a_damaged_cluster_json_is_refused_not_claimed(site: Site) -> None:  # n
             assert refused.code == 1, (damaged, refused.out + refused.err)
             assert f"{other / 'cluster.json'}" in refused.err, refused.err
         assert site.called() == [] and (other / "cluster.json").read_text() == damaged
+
+
+def test_a_damaged_regex_cache_entry_costs_only_its_compiling(tmp_path: Path) -> None:
+    """The regex cache builds each stored pattern on first use now, outside the guarded
+    read of the file: one damaged entry (a file whose outer layer still reads) raised from
+    inside `re.compile` on every later run, a traceback in any command, where a damaged
+    file used to be ignored. Such an entry is compiled afresh and the file rewritten."""
+    import marshal
+    import os
+    import shutil
+
+    from clirun import gen
+
+    root = Path(__file__).resolve().parent.parent
+    for name in ("environments", "blueprints"):
+        shutil.copytree(root / name, tmp_path / name)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "GEN_STORE": str(tmp_path / "store")}
+    assert gen("validate", "env/lab", cwd=tmp_path, env=env).code == 0
+    [stored] = (tmp_path / "cache" / "gen" / "regex").glob("*-validate.marshal")
+    header, entries = marshal.loads(stored.read_bytes())
+    stored.write_bytes(marshal.dumps(
+        (header, [(pattern, flags, blob[: len(blob) // 2]) for pattern, flags, blob in entries])))
+    again = gen("validate", "env/lab", cwd=tmp_path, env=env)  # asserts no traceback
+    assert again.code == 0, again.out + again.err
+    _, rewritten = marshal.loads(stored.read_bytes())
+
+    def whole(blob: bytes) -> bool:
+        try:
+            marshal.loads(blob)
+        except (EOFError, ValueError, TypeError):
+            return False
+        return True
+
+    assert any(whole(blob) for _, _, blob in rewritten)  # those this run used, whole again
+    assert gen("validate", "env/lab", cwd=tmp_path, env=env).code == 0
