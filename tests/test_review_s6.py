@@ -135,3 +135,28 @@ def test_a_damaged_regex_cache_entry_costs_only_its_compiling(tmp_path: Path) ->
 
     assert any(whole(blob) for _, _, blob in rewritten)  # those this run used, whole again
     assert gen("validate", "env/lab", cwd=tmp_path, env=env).code == 0
+
+
+def test_a_damaged_kept_source_hash_costs_only_its_hashing(tmp_path: Path) -> None:
+    """The render-cache key's kept source hashes (gen cache/sources): an entry that reads
+    but is not (identity, sha256) made every later render exit 70 (IndexError) where a
+    damaged file is meant to cost only the hashing it saves."""
+    import marshal
+    import os
+    import shutil
+
+    from clirun import gen
+
+    root = Path(__file__).resolve().parent.parent
+    for name in ("environments", "blueprints"):
+        shutil.copytree(root / name, tmp_path / name)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "GEN_SECRET_PULL": "{}",
+           "GEN_STORE": str(tmp_path / "store")}
+    assert gen("render", "env/lab", cwd=tmp_path, env=env).code == 0
+    [kept] = (tmp_path / "cache" / "gen" / "sources").iterdir()
+    kind, where, known = marshal.loads(kept.read_bytes())
+    for damaged in ((next(iter(known.values()))[0],), None, (1, 2, 3)):
+        kept.write_bytes(marshal.dumps((kind, where, {**known, "cli.py": damaged})))
+        again = gen("render", "env/lab", cwd=tmp_path, env=env)  # asserts no traceback
+        assert again.code == 0, (damaged, again.out + again.err)
+        assert "0 added, 0 changed, 0 removed" in again.out, again.out
