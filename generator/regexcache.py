@@ -82,7 +82,11 @@ class _Lazy(dict[Key, Any]):
         blob = self.stored.get(key)
         if blob is None:
             raise KeyError(key)
-        compiled: re.Pattern[Any] = _sre.compile(*marshal.loads(blob))
+        try:
+            compiled: re.Pattern[Any] = _sre.compile(*marshal.loads(blob))
+        except Exception:  # noqa: BLE001 - a damaged entry: re compiles it (and it is saved)
+            del self.stored[key]
+            raise KeyError(key) from None
         self[key] = compiled
         return compiled
 

@@ -86,7 +86,10 @@ def running_sources() -> tuple[str, dict[str, str]]:
                 continue
             ident = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
             digest = known.get(rel)
-            if digest is None or digest[0] != ident:
+            # anything but (this identity, a text digest) is hashed again: a damaged entry
+            # costs only the hashing it would save
+            if digest.__class__ is not tuple or len(digest) != 2 or digest[0] != ident \
+                    or digest[1].__class__ is not str:
                 digest = (ident, hashlib.sha256(Path(entry.path).read_bytes()).hexdigest())
             sources[rel], seen[rel] = digest[1], digest
     if seen != known:

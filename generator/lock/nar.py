@@ -107,6 +107,12 @@ class _Buffer:
             self.size = 0
 
 
+def _name(name: str) -> bytes:
+    """An entry's name as the bytes it has on disk: a name read from a directory that is not
+    UTF-8 holds its bytes as surrogates (os.fsdecode), which plain encode() refuses."""
+    return name.encode("utf-8", "surrogateescape")
+
+
 def _dump_node(out: _Buffer, node: _Node | bytes) -> None:
     if isinstance(node, bytes):
         out.add(_REGULAR + _EXECUTABLE if isinstance(node, Executable) else _REGULAR)
@@ -114,8 +120,8 @@ def _dump_node(out: _Buffer, node: _Node | bytes) -> None:
         out.add(_CLOSE)
         return
     out.add(_DIRECTORY)
-    for name in sorted(node, key=str.encode):  # nix orders entries by their bytes
-        out.add(_ENTRY + _frame(name.encode()) + _NODE)
+    for name in sorted(node, key=_name):  # nix orders entries by their bytes
+        out.add(_ENTRY + _frame(_name(name)) + _NODE)
         _dump_node(out, node[name])
         out.add(_CLOSE)
     out.add(_CLOSE)
@@ -180,8 +186,8 @@ def tree_hashes(tree: Mapping[str, bytes]) -> tuple[str, dict[str, str]]:
     out = _Buffer(fan)
     subs: dict[str, Any] = {}
     out.add(_MAGIC + _DIRECTORY)
-    for top in sorted(root, key=str.encode):
-        out.add(_ENTRY + _frame(top.encode()) + _NODE)
+    for top in sorted(root, key=_name):
+        out.add(_ENTRY + _frame(_name(top)) + _NODE)
         node = root[top]
         if isinstance(node, bytes):
             subs[top] = _fanned(out, fan, _MAGIC, partial(_dump_node, out, node))
@@ -223,9 +229,9 @@ def _dump_top(out: _Buffer, fan: _Fan, top: str, node: _Node, subs: dict[str, An
     """A top-level directory: its subdirectories are subtrees, its files together one."""
     out.add(_DIRECTORY)
     files = None
-    for name in sorted(node, key=str.encode):
+    for name in sorted(node, key=_name):
         child = node[name]
-        entry = _ENTRY + _frame(name.encode()) + _NODE
+        entry = _ENTRY + _frame(_name(name)) + _NODE
         if isinstance(child, bytes):
             def dump(entry: bytes = entry, child: bytes = child) -> None:
                 out.add(entry)

@@ -218,6 +218,14 @@ def state_for(root: Path, env: Environment) -> ClusterState:
     state = ClusterState(root / env.name)
     wanted = cluster_identity(env)
     found = state._read("cluster.json")
+    claim = state.root / "cluster.json"
+    # Present but not an identity (a truncated write, an edit) is no "unclaimed": whose
+    # admin.conf sits beside it is then unknown.
+    if (found.keys() != wanted.keys() or not all(isinstance(v, str) for v in found.values())) \
+            and (found or os.path.lexists(claim)):
+        raise UserError(f"kubeadm state directory {state.root}: {claim} does not say which "
+                        "cluster the directory belongs to (damaged); nothing was run",
+                        "restore it, or remove it if the directory is this cluster's")
     if found and found != wanted:
         raise UserError(f"kubeadm state directory {state.root} belongs to the cluster "
                         f"{found.get('domain')} (first control plane "
@@ -473,7 +481,14 @@ class KubeadmProvider:
                           check=False)
         if proc.returncode != 0:
             return
-        if not may_wipe and target.run(["test", "-e", ETCD_DATA], check=False).returncode == 0:
+        # The member check before this one reads "no answer" as "no kubelet.conf" (right for
+        # a plan, where the VM may not exist yet): reset runs only on a node that answered
+        # that it lacks kubelet.conf, and its etcd data too is known, never assumed absent.
+        if self._exists(node, target, KUBELET_CONF):
+            raise UserError(f"kubeadm: {node.name} holds {KUBELET_CONF}: it is a member, so "
+                            f"kubeadm {verb} was not run and nothing was reset",
+                            "run converge again (the plan then sees the member)")
+        if not may_wipe and self._exists(node, target, ETCD_DATA):
             raise DestructiveNotApproved(
                 f"kubeadm: {node.name} holds etcd data ({ETCD_DATA}) but no kubelet.conf; "
                 f"kubeadm reset -f would delete it, so kubeadm {verb} was not run (a member "
@@ -487,6 +502,18 @@ class KubeadmProvider:
                               .strip().splitlines()[-TAIL_LINES:])
             raise UserError(f"kubeadm reset on node {node.name} failed (exit "
                             f"{reset.returncode}): {tail}", f"clean {node.name} by hand")
+
+    @staticmethod
+    def _exists(node: Node, target: Target, path: str) -> bool:
+        """Whether `path` exists on the node, as `test -e` answered (0 yes, 1 no); any other
+        exit (a transport that failed: ssh exits 255) refuses rather than guess."""
+        code = target.run(["test", "-e", path], check=False).returncode
+        if code not in (0, 1):
+            raise UserError(f"kubeadm: cannot tell whether {node.name} holds {path} (`test -e` "
+                            f"exited {code}); nothing was reset",
+                            f"check that the --kubeadm-exec prefix reaches {node.name}, then "
+                            "run converge again")
+        return code == 0
 
     def _wait_ready(self, state: ClusterState, names: list[str]) -> None:
         from generator.reconcile.kubernetes import connect
