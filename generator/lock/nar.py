@@ -378,16 +378,21 @@ def _dir_matches(fd: int, node: _Node, skip: set[str]) -> bool:
                     return False
             finally:
                 os.close(sub)
-        elif (not stat.S_ISREG(mode) or bool(mode & stat.S_IXUSR) != isinstance(want, Executable)
-              or not _file_is(fd, name, want)):
+        elif not stat.S_ISREG(mode) or not _file_is(fd, name, want):
             return False
     return True
 
 
 def _file_is(dir_fd: int, name: str, want: bytes) -> bool:
-    """The file's bytes are `want` (one byte more is read to see a longer file)."""
+    """The file is a regular file holding `want`, executable exactly when `want` is. Its
+    type and mode are read from the opened descriptor, so a file swapped for a FIFO or a
+    device after the directory was listed does not pass (one byte more than `want` is read
+    to see a longer file)."""
     fd = os.open(name, _FILE_FLAGS | os.O_NONBLOCK, dir_fd=dir_fd)
     try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode) or bool(mode & stat.S_IXUSR) != isinstance(want, Executable):
+            return False
         return os.read(fd, len(want) + 1) == want if len(want) < CHUNK else _long_file_is(fd, want)
     finally:
         os.close(fd)

@@ -231,7 +231,9 @@ def state_for(root: Path, env: Environment) -> ClusterState:
                         f"{found.get('domain')} (first control plane "
                         f"{found.get('firstControlPlane')}), not to this environment's "
                         f"{wanted['domain']} ({wanted['firstControlPlane']}); nothing was run",
-                        "give each cluster its own --kubeadm-state-dir")
+                        "give each cluster its own --kubeadm-state-dir; if this is the same "
+                        "cluster with its masters reordered, put its first control plane first "
+                        "again (kubeadm init ran there)")
     return state
 
 
