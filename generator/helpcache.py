@@ -22,10 +22,11 @@ import hashlib
 import marshal
 import os
 import shutil
-import stat
 import sys
 from pathlib import Path
 from typing import NoReturn
+
+from generator import owncache
 
 # The argument lists answered from the cache: exactly these, nothing around them.
 ARGVS: tuple[list[str], ...] = ([], ["--help"], ["-h"])
@@ -87,59 +88,28 @@ def _folder() -> Path:
     return cache_dir() / "help"
 
 
-def _trusted(info: os.stat_result, kind: int) -> bool:
-    """Ours and writable by no one else: what another user could write, we never print."""
-    return (stat.S_IFMT(info.st_mode) == kind and info.st_uid == os.getuid()
-            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
-
-
 def load(name: str) -> tuple[int, str, str] | None:
     """(exit status, stdout, stderr) stored under `name`, or None."""
     try:
-        folder = _folder()
-        if not _trusted(os.lstat(folder), stat.S_IFDIR):
-            return None
-        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except (OSError, RuntimeError):  # RuntimeError: no home directory to find a cache in
+        data = owncache.read(_folder(), name)
+    except RuntimeError:  # no home directory to find a cache in
         return None
     try:
-        if not _trusted(os.fstat(fd), stat.S_IFREG):
-            return None
-        with os.fdopen(fd, "rb") as handle:
-            fd = -1
-            stored, code, out, err = marshal.loads(handle.read())
+        stored, code, out, err = marshal.loads(data) if data is not None else (None,) * 4
         if stored != name or type(code) is not int or type(out) is not str \
                 or type(err) is not str:
             return None
         return code, out, err
     except Exception:  # noqa: BLE001 - a damaged entry is a miss: click answers
         return None
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def save(name: str, code: int, out: str, err: str) -> None:
     """Store an entry (best effort: a cache that cannot be written costs speed only)."""
     try:
         folder = _folder()
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not _trusted(os.lstat(folder), stat.S_IFDIR):
-            return
-        temp = folder / f".{name}.{os.getpid()}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(marshal.dumps((name, code, out, err)))
-            temp.replace(folder / name)
-        except OSError:
-            temp.unlink(missing_ok=True)
-            raise
-        entries = sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in entries[_KEEP:]:
-            old.unlink(missing_ok=True)
+        if owncache.write(folder, name, [marshal.dumps((name, code, out, err))]):
+            owncache.keep_newest(folder, _KEEP)
     except (OSError, RuntimeError):
         pass
 

@@ -28,11 +28,11 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from generator import owncache
 from generator.tree import Executable, Tree
 
 FORMAT = b"gen-render-cache 1"
@@ -115,25 +115,16 @@ def _known_hashes(package: Path) -> dict[str, Any]:
 
     try:
         path = _hashes_file(package)
-        if not _trusted(os.lstat(path.parent), stat.S_IFDIR):
-            return {}
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except (OSError, RuntimeError):  # RuntimeError: no home directory for a cache
+    except RuntimeError:  # no home directory for a cache
         return {}
+    data = owncache.read(path.parent, path.name)
     try:
-        if not _trusted(os.fstat(fd), stat.S_IFREG):
-            return {}
-        with os.fdopen(fd, "rb") as handle:
-            fd = -1
-            kind, where, known = marshal.loads(handle.read())
+        kind, where, known = marshal.loads(data) if data is not None else (None, None, None)
         if kind != _HASHES or where != str(package) or not isinstance(known, dict):
             return {}
         return known
     except Exception:  # noqa: BLE001 - a damaged file costs only the hashing it would save
         return {}
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def _keep_hashes(package: Path, known: dict[str, Any]) -> None:
@@ -141,22 +132,10 @@ def _keep_hashes(package: Path, known: dict[str, Any]) -> None:
 
     with contextlib.suppress(OSError, RuntimeError):
         path = _hashes_file(package)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not _trusted(os.lstat(path.parent), stat.S_IFDIR):
-            return
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(marshal.dumps((_HASHES, str(package), known)))
-            Path(name).replace(path)
-        except OSError:
-            Path(name).unlink(missing_ok=True)
-            raise
-        # one file per package folder: gen diff's temporary worktrees would add one each
-        kept = sorted((p for p in path.parent.iterdir() if not p.name.startswith(".")),
-                      key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in kept[_HASHES_KEEP:]:
-            old.unlink(missing_ok=True)
+        if owncache.write(path.parent, path.name,
+                          [marshal.dumps((_HASHES, str(package), known))]):
+            # one file per package folder: gen diff's temporary worktrees would add one each
+            owncache.keep_newest(path.parent, _HASHES_KEEP)
 
 
 # The libraries a render parses and checks with: an upgrade can change a tree or a refusal.
@@ -283,34 +262,13 @@ def _manifests_in_store(lock: bytes | None, store_root: Path | None) -> dict[str
     return found
 
 
-def _trusted(info: os.stat_result, kind: int) -> bool:
-    """Ours and writable by no one else: what another user could write, we never read."""
-    return (stat.S_IFMT(info.st_mode) == kind and info.st_uid == os.getuid()
-            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
-
-
 def load_entry(key: str, store_root: Path | None = None) -> tuple[dict[str, Any], Tree] | None:
     """(header, tree) of the entry under `key` when it is there, ours and verifies."""
     if not enabled():
         return None
-    where = cache_dir(store_root)
-    try:
-        if not _trusted(os.lstat(where), stat.S_IFDIR):
-            return None
-        fd = os.open(where / key, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    data = owncache.read(cache_dir(store_root), key)
+    if data is None:
         return None
-    try:
-        if not _trusted(os.fstat(fd), stat.S_IFREG):
-            return None
-        with os.fdopen(fd, "rb") as handle:
-            fd = -1
-            data = handle.read()
-    except OSError:
-        return None
-    finally:
-        if fd >= 0:
-            os.close(fd)
     try:
         return decode(data)
     except (ValueError, KeyError, TypeError, IndexError):
@@ -324,35 +282,9 @@ def save_entry(key: str, header: Mapping[str, Any], tree: Tree,
         return
     where = cache_dir(store_root)
     with contextlib.suppress(OSError):
-        where.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not _trusted(os.lstat(where), stat.S_IFDIR):
-            return  # someone else's folder: never write our trees into it either
-        fd, name = tempfile.mkstemp(dir=where, prefix=".tmp-")
-        temp = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.writelines(encode(header, tree))
-            temp.replace(where / key)
-        except OSError:
-            temp.unlink(missing_ok=True)
-            raise
-        _trim(where)
-
-
-def _trim(where: Path) -> None:
-    """Keep the newest KEEP entries that fit in KEEP_BYTES."""
-    found = []
-    for path in where.iterdir():
-        if not path.name.startswith("."):
-            with contextlib.suppress(OSError):
-                info = path.stat()
-                found.append((info.st_mtime, info.st_size, path))
-    found.sort(key=lambda row: row[0], reverse=True)
-    total = 0
-    for index, (_, size, path) in enumerate(found):
-        total += size
-        if index >= KEEP or (index > 0 and total > KEEP_BYTES):
-            path.unlink(missing_ok=True)
+        # never into someone else's folder: our trees would be theirs to change
+        if owncache.write(where, key, encode(header, tree)):
+            owncache.keep_newest(where, KEEP, KEEP_BYTES)
 
 
 def encode(header: Mapping[str, Any], tree: Tree) -> list[bytes]:
