@@ -428,6 +428,20 @@ def test_converge_flow_runs_without_the_command_line(lab: Lab) -> None:
     assert again.plan.empty and again.applied == () and again.seconds is None
 
 
+def calls_of(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[str]:
+    """The environment refs `module.name` is called with from now on (the real function
+    still runs: the count says whether a plan rendered or loaded, not what it planned)."""
+    calls: list[str] = []
+    real = getattr(module, name)
+
+    def counted(ref: str, *args: object, **kwargs: object) -> object:
+        calls.append(ref)
+        return real(ref, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
 def test_plan_reads_its_tree_from_the_render_cache(lab: Lab, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A second plan of the same inputs takes the tree from the render cache and loads the
@@ -436,14 +450,7 @@ def test_plan_reads_its_tree_from_the_render_cache(lab: Lab, tmp_path: Path,
     import generator.pipeline
 
     monkeypatch.setenv("GEN_STORE", str(tmp_path / "store"))
-    renders: list[str] = []
-    real = generator.pipeline.render_with_lock
-
-    def counted(ref: str, *args: object, **kwargs: object) -> object:
-        renders.append(ref)
-        return real(ref, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(generator.pipeline, "render_with_lock", counted)
+    renders = calls_of(monkeypatch, generator.pipeline, "render_with_lock")
     first = lab.plan_json()
     assert len(renders) == 1 and any((tmp_path / "store" / "renders").iterdir())
     assert lab.plan_json() == first and len(renders) == 1  # a hit: nothing rendered
@@ -481,14 +488,8 @@ def test_plan_keeps_what_it_needs_beside_the_render(lab: Lab, tmp_path: Path,
 
     store = tmp_path / "store"
     monkeypatch.setenv("GEN_STORE", str(store))
-    loads: list[str] = []
-    real = generator.environment.load_environment
-
-    def counted(ref: str, *args: object, **kwargs: object) -> object:
-        loads.append(ref)
-        return real(ref, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(generator.environment, "load_environment", counted)
+    real = generator.environment.load_environment  # the checked load, for comparing
+    loads = calls_of(monkeypatch, generator.environment, "load_environment")
     assert run("render", lab.env, "--out", str(tmp_path / "out")).code == 0
     entries = {p.name for p in (store / "renders").iterdir()}
     loads.clear()
