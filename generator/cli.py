@@ -20,7 +20,7 @@ regexcache.load()
 
 import click  # noqa: E402
 
-from generator import __version__  # noqa: E402
+from generator import __version__, cyclic_gc  # noqa: E402
 
 # generator.errors is imported where a failure is handled, so `gen --help` does without it
 # and its dataclasses (~5% of that process).
@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and map every failure to gen's exit codes (docs/design.md)."""
     if argv is None:  # the `gen` process itself, not a caller in-process
         regexcache.save_at_exit()
+        cyclic_gc.freeze_on_resume()
     try:
         code = cli.main(args=argv, prog_name="gen", standalone_mode=False)
         sys.exit(code or 0)

@@ -149,7 +149,7 @@ def verify_cmd(env: str, out: Path | None, store: Path | None, fmt: str) -> None
     reproduces every output subtree hash, and that the rendered directory on disk still
     hashes to the lock's tree hash (catching hand edits there). Needs no network.
     """
-    from generator.commands.render import without_cyclic_gc
+    from generator import cyclic_gc
     from generator.families import render_all
     from generator.lock.compute import (
         UnpinnedImages,
@@ -158,7 +158,7 @@ def verify_cmd(env: str, out: Path | None, store: Path | None, fmt: str) -> None
         unpinned_images,
     )
 
-    with without_cyclic_gc():
+    with cyclic_gc.paused():
         ctx = _context(env, store)
         if ctx.old is None:
             raise LockMismatch(f"{ctx.where} does not exist (run `gen lock {env}` and commit "

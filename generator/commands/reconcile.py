@@ -136,14 +136,14 @@ def plan(env: str, prune: bool, allow_destroy: bool, uri_overrides: tuple[str, .
     foreign objects, 3 a destructive change not approved or a protected resource in the way,
     4 lock mismatch.
     """
-    from generator.commands.render import without_cyclic_gc
+    from generator import cyclic_gc
     from generator.reconcile.output import format_text, to_json
     from generator.reconcile.plan import build_plan, check_approval, check_names, load_desired
 
     settings = _settings(prune, allow_destroy, uri_overrides, start, providers, options)
     # a plan holds every rendered and live definition parsed (no cycles among them): the
     # collector only rescanned them, ~10% of a 500-domain plan
-    with without_cyclic_gc():
+    with cyclic_gc.paused():
         desired = load_desired(env)
         check_names(desired, settings)
         result = build_plan(desired, settings)

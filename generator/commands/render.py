@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from generator import cyclic_gc
 from generator.cli import FORMAT, STORE, emit, warn
 from generator.errors import EXIT_USER
 
@@ -73,7 +71,7 @@ def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
     from generator.pipeline import render_cached
     from generator.writer import compare, read_tree, write_tree
 
-    with without_cyclic_gc():
+    with cyclic_gc.paused():
         # Rendering never uses the network, so --frozen adds nothing beyond --locked here.
         rendered = render_cached(env, store_root=store, locked=locked or frozen,
                                  cache=not no_cache)
@@ -96,21 +94,6 @@ def render(env: str, out: Path | None, check: bool, locked: bool, frozen: bool,
                                         check))
     if check and not changes.empty:
         sys.exit(EXIT_USER)
-
-
-@contextmanager
-def without_cyclic_gc() -> Iterator[None]:
-    """Python's cyclic collector off while rendering. A render allocates millions of objects
-    that hold no cycles (strings, tuples, elements), so refcounting frees them all; the
-    collector only rescans them, ever more as they grow: 13% of a 10,000-node render and
-    the cause of its superlinear growth. Restored afterwards (tests render in-process)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _commit(target: Path, rendered: Any) -> None:
