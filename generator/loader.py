@@ -10,7 +10,7 @@ import copy
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -422,42 +422,62 @@ def _compose_data(text: str, display_name: str) -> tuple[Any, Positions]:
         container: Any = None  # the open mapping or sequence
         key: str | None = None  # the open mapping's key waiting for its value
         path: FieldPath = ()  # the open container's path, while it is a known one
-        root: Any = None
+        roots: list[Any] = []
         known: Positions = {}
         events = documents = 0
-        while check_event():
+        # every value is an event (some events are no value): stop at MAX_VALUES events
+        while events < MAX_VALUES and check_event():
             event: Any = get_event()
             kind = event.__class__
             events += 1
-            if events >= MAX_VALUES:  # every value is an event; some events are no value
-                raise _Unusual
-            if kind is _SCALAR:
+            if kind is _SCALAR:  # most events: the common case inline, in fewer steps
                 if len(stack) <= KNOWN_DEPTH:
                     _note(known, display_name, container, key, path, event)
-                key = _attach_fast(container, key, _scalar_fast(event))
+                value = event.value
+                if event.tag is not None or not value or value[0] in _NUMBER_START \
+                        or event.anchor is not None or not event.implicit[0] \
+                        or value in _CORE_SPECIAL:
+                    value = _scalar_fast(event)  # else a plain string, as _event_scalar types it
+                if key is not None:  # a mapping's value
+                    container[key] = value
+                    key = None
+                elif container.__class__ is dict and value.__class__ is str \
+                        and value not in container:
+                    key = value  # a mapping's key, not a duplicate
+                else:
+                    key = _attach_fast(container, key, value)
             elif kind is _MAPPING_END or kind is _SEQUENCE_END:
                 container, key, path = stack.pop()
             elif kind is _MAPPING or kind is _SEQUENCE:
-                if event.anchor is not None or len(stack) >= MAX_DEPTH - 2:
-                    raise _Unusual
-                here = _note(known, display_name, container, key, path, event) \
-                    if len(stack) <= KNOWN_DEPTH else ()
-                value: Any = {} if kind is _MAPPING else []
-                if container is None:
-                    root = value
-                else:
-                    key = _attach_fast(container, key, value)
-                stack.append((container, key, path))
+                value, parent_key, here = _open(known, display_name, event, container, key, path,
+                                                len(stack), roots)
+                stack.append((container, parent_key, path))
                 container, key, path = value, None, here
             elif kind is _ALIAS or kind is _DOCUMENT and documents:
                 raise _Unusual
             elif kind is _DOCUMENT:
                 documents += 1
-        if root is None:
+        if events >= MAX_VALUES or not roots:
             raise _Unusual
-        return root, known
+        return roots[0], known
     finally:
         reader.dispose()
+
+
+def _open(known: Positions, display_name: str, event: Any, container: Any, key: str | None,
+          path: FieldPath, depth: int, roots: list[Any]) -> tuple[Any, str | None, FieldPath]:
+    """(the new mapping or sequence, its parent's pending key after, its path if known) for
+    a mapping or sequence start event; the root one goes to `roots`."""
+    if event.anchor is not None or depth >= MAX_DEPTH - 2:
+        raise _Unusual
+    here = _note(known, display_name, container, key, path, event) if depth <= KNOWN_DEPTH \
+        else ()
+    value: Any = {} if event.__class__ is _MAPPING else []
+    if container is None:
+        roots.append(value)
+    else:
+        key = _attach_fast(container, key, value)
+    return value, key, here
 
 
 def _note(known: Positions, display_name: str, container: Any, key: str | None,
@@ -751,8 +771,7 @@ def apply_role_defaults(doc: Document) -> None:
     if doc.replay is not None:
         doc.replay = partial(_replay_role_defaults, doc.replay)
     if doc.known_depth is not None:
-        for node, key, value in _missing_defaults(doc.data):
-            node[key] = _copy(value)
+        _fill_role_defaults(doc.data)
         return
     _apply_role_defaults_eager(doc)
 
@@ -763,9 +782,8 @@ def _replay_role_defaults(replay: Callable[[], Document]) -> Document:
     return doc
 
 
-def _missing_defaults(data: Any) -> Iterator[tuple[dict[str, Any], str, Any]]:
-    """(node, key, role default) for each field a node lacks and its role's defaults have,
-    in the order _apply_role_defaults_eager fills them."""
+def _fill_role_defaults(data: Any) -> None:
+    """What _apply_role_defaults_eager does to the data, without positions."""
     if not isinstance(data, dict):
         return
     roles, nodes = data.get("roles"), data.get("nodes")
@@ -779,8 +797,8 @@ def _missing_defaults(data: Any) -> Iterator[tuple[dict[str, Any], str, Any]]:
         if not isinstance(defaults, dict):
             continue
         for key, value in defaults.items():
-            if key not in node:
-                yield node, key, value
+            if key not in node:  # most defaults are scalars: no call to copy them
+                node[key] = value if value.__class__ in _SCALARS else _copy(value)
 
 
 def _apply_role_defaults_eager(doc: Document) -> None:
