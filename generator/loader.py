@@ -143,6 +143,8 @@ def _core_scalar(text: str) -> Any:
         return _CORE_SPECIAL[text]
     if text[0] not in _NUMBER_START:  # not empty: "" is in _CORE_SPECIAL
         return text
+    if text.isascii() and text.isdigit():  # the usual number (vcpu: 4), without a regex
+        return int(text, 10)
     if _CORE_INT.match(text):
         if text.startswith("0o"):
             return int(text[2:], 8)
@@ -641,10 +643,11 @@ def _copy(value: Any) -> Any:
     """A deep copy of plain YAML data: what copy.deepcopy returns for it, without its memo
     (composed data shares no parts: aliases are copied), several times faster."""
     kind = value.__class__
-    if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
+    if kind is dict:  # scalars (most values) are kept as they are, without a call
+        return {key: item if item.__class__ in _SCALARS else _copy(item)
+                for key, item in value.items()}
     if kind is list:
-        return [_copy(item) for item in value]
+        return [item if item.__class__ in _SCALARS else _copy(item) for item in value]
     return value if kind in _SCALARS else copy.deepcopy(value)
 
 

@@ -253,3 +253,21 @@ def test_a_large_valid_environment_validates_without_replaying(
     assert locate is not None
     doc = getattr(locate, "__self__")  # noqa: B009 - the Document behind the bound method
     assert doc.known_depth is not None, "validating a valid environment replayed it"
+
+
+def _core_scalar_by_regex(text: str) -> object:
+    """loader._core_scalar as it was before its digits-only shortcut: the regexes alone."""
+    if text in loader._CORE_SPECIAL:
+        return loader._CORE_SPECIAL[text]
+    if loader._CORE_INT.match(text):
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        return int(text, 16) if text.startswith("0x") else int(text, 10)
+    return float(text) if loader._CORE_FLOAT.match(text) else text
+
+
+@pytest.mark.parametrize("text", ["0", "007", "12", "1\u0663", "1\u00b2", "9" * 40, "1_000",
+                                  "12\n", "0x1f", "0o17", "+3", "-0", "1e3", "4GiB", "."])
+def test_digits_shortcut_types_as_the_regexes_do(text: str) -> None:
+    found, expected = loader._core_scalar(text), _core_scalar_by_regex(text)
+    assert (type(found), found) == (type(expected), expected)
