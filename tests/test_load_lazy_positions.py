@@ -271,3 +271,34 @@ def _core_scalar_by_regex(text: str) -> object:
 def test_digits_shortcut_types_as_the_regexes_do(text: str) -> None:
     found, expected = loader._core_scalar(text), _core_scalar_by_regex(text)
     assert (type(found), found) == (type(expected), expected)
+
+
+@pytest.mark.parametrize("consume", [False, True])
+def test_stale_positions_after_overlay_replacement_alike(monkeypatch: pytest.MonkeyPatch,
+                                                         consume: bool) -> None:
+    """The fast-path merge case (a list replacing a mapping, an alias, role defaults, a
+    node with no role) through both paths, the blueprint side deeper than known_depth."""
+    from test_load_fast_paths import MERGE_BASE, MERGE_ENV
+
+    def merged() -> Document:
+        doc = deep_merge(load_yaml(MERGE_BASE, "bp.yaml"), load_yaml(MERGE_ENV, "env.yaml"),
+                         consume=consume)
+        apply_role_defaults(doc)
+        return doc
+
+    lazy, eager = _both(monkeypatch, merged)
+    _assert_alike(lazy, eager)
+    assert ("keep", "me") not in eager["positions"]
+    plain_base = MERGE_ENV.replace(" &m", "").replace("*m", "{k: v}")  # no alias: lazy
+    monkeypatch.setattr(loader, "LAZY_FROM_BYTES", 0)
+    assert load_yaml(plain_base, "env.yaml").known_depth == loader.KNOWN_DEPTH
+
+    def merged_plain() -> Document:
+        doc = deep_merge(load_yaml(MERGE_BASE, "bp.yaml"), load_yaml(plain_base, "env.yaml"),
+                         consume=consume)
+        apply_role_defaults(doc)
+        return doc
+
+    lazy, eager = _both(monkeypatch, merged_plain)
+    assert lazy["depth"] == loader.KNOWN_DEPTH
+    _assert_alike(lazy, eager)
