@@ -145,6 +145,8 @@ def _core_scalar(text: str) -> Any:
         return text
     if text.isascii() and text.isdigit():  # the usual number (vcpu: 4), without a regex
         return int(text, 10)
+    if text.count(".") > 1:  # an address (10.0.0.5): no core int or float has two dots
+        return text
     if _CORE_INT.match(text):
         if text.startswith("0o"):
             return int(text[2:], 8)

@@ -256,7 +256,8 @@ def test_a_large_valid_environment_validates_without_replaying(
 
 
 def _core_scalar_by_regex(text: str) -> object:
-    """loader._core_scalar as it was before its digits-only shortcut: the regexes alone."""
+    """loader._core_scalar as it was before its digits-only and two-dots shortcuts: the
+    regexes alone."""
     if text in loader._CORE_SPECIAL:
         return loader._CORE_SPECIAL[text]
     if loader._CORE_INT.match(text):
@@ -267,7 +268,8 @@ def _core_scalar_by_regex(text: str) -> object:
 
 
 @pytest.mark.parametrize("text", ["0", "007", "12", "1\u0663", "1\u00b2", "9" * 40, "1_000",
-                                  "12\n", "0x1f", "0o17", "+3", "-0", "1e3", "4GiB", "."])
+                                  "12\n", "0x1f", "0o17", "+3", "-0", "1e3", "4GiB", ".",
+                                  "10.0.0.5", "1.2.", "1..2", ".1.", "1.5", "-.5e3", "1.e2"])
 def test_digits_shortcut_types_as_the_regexes_do(text: str) -> None:
     found, expected = loader._core_scalar(text), _core_scalar_by_regex(text)
     assert (type(found), found) == (type(expected), expected)
