@@ -19,6 +19,7 @@ from generator.loader import (
     deep_merge,
     load_yaml,
     read_yaml_file,
+    sub_document,
 )
 from generator.records import record
 from generator.repo_paths import REPO_MARKER as REPO_MARKER  # re-exported, as those below
@@ -117,9 +118,7 @@ def load_documents(env_dir: Path, env_text: str | None = None) -> tuple[Source, 
     problems = schema_problems(blueprint)
     if problems:
         raise InvalidInput(problems)
-    defaults = Document(blueprint.data.get("defaults", {}), {
-        path[1:]: pos for path, pos in blueprint.positions.items() if path[:1] == ("defaults",)
-    }, blueprint.files)
+    defaults = sub_document(blueprint, "defaults")
     merged = deep_merge(defaults, env_doc, consume=True)  # env_doc is not used again
     apply_role_defaults(merged)
     return source, merged

@@ -11,7 +11,7 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +39,47 @@ def format_path(path: FieldPath) -> str:
     return text
 
 
-@dataclass(slots=True)
-class Document:
-    """Plain data with the source position of every value."""
+Positions = dict[FieldPath, tuple[str, int, int]]
 
-    data: Any
-    positions: dict[FieldPath, tuple[str, int, int]] = field(default_factory=dict)
-    files: tuple[str, ...] = ()
+
+class Document:
+    """Plain data with the source position of every value.
+
+    A large environment's positions (140,000 values for 10,000 nodes) cost more to record
+    than its data, and a valid one asks for a handful: only an error or a warning needs a
+    location. So a large document records the positions of its top levels only (`known`,
+    every path of at most `known_depth` parts: where a node or a section is) and finds the
+    rest when first asked: `replay` rebuilds it the eager way (compose with every position,
+    merge, fill role defaults) from its source text."""
+
+    __slots__ = ("data", "files", "replay", "known", "known_depth")
+
+    def __init__(self, data: Any, positions: Positions | None = None,
+                 files: tuple[str, ...] = (),
+                 replay: Callable[[], Document] | None = None,
+                 known_depth: int | None = None) -> None:
+        self.data = data
+        self.files = files
+        # A fresh Document equal to this one with every position recorded, or None: a
+        # document built by hand, which has all its positions.
+        self.replay = replay
+        self.known: Positions = positions if positions is not None else {}
+        self.known_depth = known_depth  # None: `known` holds every position
+
+    @property
+    def positions(self) -> Positions:
+        """Every position (found by replaying the first time, for a large document)."""
+        if self.known_depth is not None:
+            assert self.replay is not None
+            self.known, self.known_depth = self.replay().positions, None
+        return self.known
 
     def locate(self, path: FieldPath) -> Location:
         """The position of `path`, or of its nearest ancestor that has one."""
+        positions = self.known if self.known_depth is not None and \
+            len(path) <= self.known_depth else self.positions
         for cut in range(len(path), -1, -1):
-            found = self.positions.get(path[:cut])
+            found = positions.get(path[:cut])
             if found is not None:
                 file, line, column = found
                 return Location(file, line, column, format_path(path))
@@ -113,6 +142,10 @@ def _core_scalar(text: str) -> Any:
     if text in _CORE_SPECIAL:
         return _CORE_SPECIAL[text]
     if text[0] not in _NUMBER_START:  # not empty: "" is in _CORE_SPECIAL
+        return text
+    if text.isascii() and text.isdigit():  # the usual number (vcpu: 4), without a regex
+        return int(text, 10)
+    if text.count(".") > 1:  # an address (10.0.0.5): no core int or float has two dots
         return text
     if _CORE_INT.match(text):
         if text.startswith("0o"):
@@ -355,8 +388,166 @@ def _event_scalar(event: Any) -> Any:
     return event.value
 
 
+class _Unusual(Exception):
+    """Input the fast composer leaves to the eager one (see _compose_data)."""
+
+
+# Events by class for the fast composer, compared by identity.
+_SCALAR, _ALIAS = yaml.events.ScalarEvent, yaml.events.AliasEvent
+_MAPPING, _SEQUENCE = yaml.events.MappingStartEvent, yaml.events.SequenceStartEvent
+_MAPPING_END, _SEQUENCE_END = yaml.events.MappingEndEvent, yaml.events.SequenceEndEvent
+_DOCUMENT = yaml.events.DocumentStartEvent
+
+
+# A document this large or larger records only the positions of its top levels while it
+# is composed (Document.known); a smaller one (a blueprint, a lab's env.yaml) costs a few
+# milliseconds to compose with every position, so it does.
+LAZY_FROM_BYTES = 64 * 1024
+# The parts of the paths whose positions a large document records at once: `nodes[12]`,
+# what the rules that look at whole nodes or sections point at.
+KNOWN_DEPTH = 2
+
+
+def _compose_data(text: str, display_name: str) -> tuple[Any, Positions]:
+    """(data, positions of the paths of at most KNOWN_DEPTH parts) as _Composer composes
+    and records them from `text`: why it exists is speed (under half of _Composer's time
+    on a 10,000-node env.yaml, which records a path and a position per value).
+
+    It handles only what needs no decision on a problem or a bound: anything else (an
+    anchor or alias, a duplicate or complex key, a second document, a root scalar or empty
+    document, nesting or a value count near a bound, a syntax error) raises _Unusual or
+    yaml's error, and load_yaml composes the text with _Composer, which gives the result,
+    the error and its location exactly as always."""
+    reader = _Reader(text)
+    try:
+        check_event, get_event = reader.check_event, reader.get_event
+        # (container, pending key, path) of each parent of the open container
+        stack: list[tuple[Any, str | None, FieldPath]] = []
+        container: Any = None  # the open mapping or sequence
+        key: str | None = None  # the open mapping's key waiting for its value
+        path: FieldPath = ()  # the open container's path, while it is a known one
+        roots: list[Any] = []
+        known: Positions = {}
+        events = documents = 0
+        # every value is an event (some events are no value): stop at MAX_VALUES events
+        while events < MAX_VALUES and check_event():
+            event: Any = get_event()
+            kind = event.__class__
+            events += 1
+            if kind is _SCALAR:  # most events: the common case inline, in fewer steps
+                if len(stack) <= KNOWN_DEPTH:
+                    _note(known, display_name, container, key, path, event)
+                value = event.value
+                if event.tag is not None or not value or value[0] in _NUMBER_START \
+                        or event.anchor is not None or not event.implicit[0] \
+                        or value in _CORE_SPECIAL:
+                    value = _scalar_fast(event)  # else a plain string, as _event_scalar types it
+                if key is not None:  # a mapping's value
+                    container[key] = value
+                    key = None
+                elif container.__class__ is dict and value.__class__ is str \
+                        and value not in container:
+                    key = value  # a mapping's key, not a duplicate
+                else:
+                    key = _attach_fast(container, key, value)
+            elif kind is _MAPPING_END or kind is _SEQUENCE_END:
+                container, key, path = stack.pop()
+            elif kind is _MAPPING or kind is _SEQUENCE:
+                value, parent_key, here = _open(known, display_name, event, container, key, path,
+                                                len(stack), roots)
+                stack.append((container, parent_key, path))
+                container, key, path = value, None, here
+            elif kind is _ALIAS or kind is _DOCUMENT and documents:
+                raise _Unusual
+            elif kind is _DOCUMENT:
+                documents += 1
+        if events >= MAX_VALUES or not roots:
+            raise _Unusual
+        return roots[0], known
+    finally:
+        reader.dispose()
+
+
+def _open(known: Positions, display_name: str, event: Any, container: Any, key: str | None,
+          path: FieldPath, depth: int, roots: list[Any]) -> tuple[Any, str | None, FieldPath]:
+    """(the new mapping or sequence, its parent's pending key after, its path if known) for
+    a mapping or sequence start event; the root one goes to `roots`."""
+    if event.anchor is not None or depth >= MAX_DEPTH - 2:
+        raise _Unusual
+    here = _note(known, display_name, container, key, path, event) if depth <= KNOWN_DEPTH \
+        else ()
+    value: Any = {} if event.__class__ is _MAPPING else []
+    if container is None:
+        roots.append(value)
+    else:
+        key = _attach_fast(container, key, value)
+    return value, key, here
+
+
+def _note(known: Positions, display_name: str, container: Any, key: str | None,
+          path: FieldPath, event: Any) -> FieldPath:
+    """Record the position of the node `event` starts, at the path _Composer gives it."""
+    if container is None:
+        here: FieldPath = ()
+    elif container.__class__ is list:
+        here = path + (len(container),)
+    elif key is None:  # the node is a key
+        here = path + ("?",)
+    else:
+        here = path + (key,)
+    mark = event.start_mark
+    known[here] = (display_name, mark.line + 1, mark.column + 1)
+    return here
+
+
+def _scalar_fast(event: Any) -> Any:
+    """_event_scalar's value for a scalar without an anchor."""
+    if event.anchor is not None:
+        raise _Unusual
+    text = event.value
+    if event.tag is None and event.implicit[0] and text and text[0] not in _NUMBER_START \
+            and text not in _CORE_SPECIAL:
+        return text  # a plain string, as _event_scalar types it, in fewer steps
+    return _event_scalar(event)
+
+
+def _attach_fast(container: Any, key: str | None, value: Any) -> str | None:
+    """Put `value` in `container` as _Composer does; the mapping's pending key after."""
+    if container.__class__ is list:
+        container.append(value)
+        return None
+    if container.__class__ is not dict:  # a document that is one scalar
+        raise _Unusual
+    if key is None:
+        if value.__class__ is dict or value.__class__ is list:  # a complex key
+            raise _Unusual
+        key = str(value)
+        if key in container:  # a duplicate key: _Composer reports it
+            raise _Unusual
+        return key
+    container[key] = value
+    return None
+
+
 def load_yaml(text: str, display_name: str) -> Document:
-    """Parse one YAML document; syntax errors become a one-line `InvalidInput`."""
+    """Parse one YAML document; syntax errors become a one-line `InvalidInput`.
+
+    A large document records its deeper positions when first asked for (Document)."""
+    replay = partial(_load_eager, text, display_name)
+    if len(text) >= LAZY_FROM_BYTES:
+        try:
+            data, known = _compose_data(text, display_name)
+        except (_Unusual, yaml.YAMLError):
+            pass
+        else:
+            return Document(data, known, (display_name,), replay, KNOWN_DEPTH)
+    doc = replay()
+    doc.replay = replay  # so that merging it with a large document stays lazy
+    return doc
+
+
+def _load_eager(text: str, display_name: str) -> Document:
+    """load_yaml with every position recorded while composing."""
     composer = _Composer(display_name)
     line = column = 0
     hint = "fix the YAML syntax at that position"
@@ -454,80 +645,169 @@ def _copy(value: Any) -> Any:
     """A deep copy of plain YAML data: what copy.deepcopy returns for it, without its memo
     (composed data shares no parts: aliases are copied), several times faster."""
     kind = value.__class__
-    if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
+    if kind is dict:  # scalars (most values) are kept as they are, without a call
+        return {key: item if item.__class__ in _SCALARS else _copy(item)
+                for key, item in value.items()}
     if kind is list:
-        return [_copy(item) for item in value]
+        return [item if item.__class__ in _SCALARS else _copy(item) for item in value]
     return value if kind in _SCALARS else copy.deepcopy(value)
 
 
-def _subtree_positions(positions: dict[FieldPath, tuple[str, int, int]], src: FieldPath,
-                       value: Any) -> list[tuple[FieldPath, tuple[str, int, int]]]:
+def _subtree_positions(positions: Positions, src: FieldPath, value: Any,
+                       limit: int | None = None) -> list[tuple[FieldPath, tuple[str, int, int]]]:
     """(path below `src`, position) for every value of `value` (which lives at `src`) that
-    has a position, in walk order."""
+    has a position, in walk order; only paths of at most `limit` parts when given."""
     found: list[tuple[FieldPath, tuple[str, int, int]]] = []
-    _collect_positions(positions.get, src, value, (), found)
+    _collect_positions(positions.get, src, value, (), found, limit)
     return found
 
 
 def _collect_positions(get: Callable[[FieldPath], tuple[str, int, int] | None],
                        src: FieldPath, data: Any, sub: FieldPath,
-                       found: list[tuple[FieldPath, tuple[str, int, int]]]) -> None:
+                       found: list[tuple[FieldPath, tuple[str, int, int]]],
+                       limit: int | None) -> None:
     # A module function, not a closure: a closure that calls itself is a reference cycle,
     # kept (with what it holds) until the cyclic GC runs, and a render turns that off.
     pos = get(src + sub)
     if pos is not None:
         found.append((sub, pos))
+    if limit is not None and len(src) + len(sub) >= limit:
+        return
     if isinstance(data, dict):
         for key, item in data.items():
-            _collect_positions(get, src, item, sub + (key,), found)
+            _collect_positions(get, src, item, sub + (key,), found, limit)
     elif isinstance(data, list):
         for index, item in enumerate(data):
-            _collect_positions(get, src, item, sub + (index,), found)
+            _collect_positions(get, src, item, sub + (index,), found, limit)
 
 
-def _graft(target: Document, source: Document, src: FieldPath, dst: FieldPath,
-           value: Any) -> None:
-    """Record positions for `value`, copied from `source` at `src`, now living at `dst`."""
-    positions = target.positions
-    for sub, pos in _subtree_positions(source.positions, src, value):
-        positions[dst + sub] = pos
+def sub_document(doc: Document, key: str) -> Document:
+    """The document of `doc.data[key]` (an empty mapping when it has none), with the
+    positions under `key`: a blueprint's `defaults`."""
+    known = {path[1:]: pos for path, pos in doc.known.items() if path[:1] == (key,)}
+    depth = None if doc.known_depth is None else doc.known_depth - 1
+    replay = None if doc.replay is None else partial(_replay_sub_document, doc.replay, key)
+    return Document(doc.data.get(key, {}), known, doc.files, replay, depth)
+
+
+def _replay_sub_document(replay: Callable[[], Document], key: str) -> Document:
+    return sub_document(replay(), key)
 
 
 def deep_merge(base: Document, overlay: Document, consume: bool = False) -> Document:
     """Mappings merge key by key (overlay wins); lists and scalars are replaced whole.
 
     `consume`: the caller drops `overlay` afterwards, so its values move into the result
-    instead of being copied (env.yaml's nodes are most of a large environment)."""
-    merged = Document(_copy(base.data), dict(base.positions), base.files + overlay.files)
-    _merge_into(merged, merged.data, overlay, overlay.data, (), _copy if not consume else None,
-                base.positions)
+    instead of being copied (env.yaml's nodes are most of a large environment).
+
+    The result knows the positions both documents know (the paths of at most the fewer
+    parts); its replay merges the two replays, with every position."""
+    replay = None
+    if base.replay is not None and overlay.replay is not None:
+        replay = partial(_replay_merge, base.replay, overlay.replay)
+        limit = _fewer(base.known_depth, overlay.known_depth)
+    else:  # one was built by hand: no replay to find the other's positions later
+        limit = None
+    base_known = base.positions if limit is None else \
+        {path: pos for path, pos in base.known.items() if len(path) <= limit}
+    overlay_known = overlay.positions if limit is None else overlay.known
+    merged = Document(_copy(base.data), dict(base_known), base.files + overlay.files, replay,
+                      limit)
+    # merged.data is a copy: base.data stays as it was, the target the positions saw
+    _merge_positions(merged.known, base_known, overlay_known, base.data, overlay.data, (),
+                     limit)
+    _merge_data(merged.data, overlay.data, _copy if not consume else None)
     return merged
 
 
-def _merge_into(merged: Document, target: dict[str, Any], overlay: Document,
-                data: dict[str, Any], path: FieldPath,
-                copy_value: Callable[[Any], Any] | None,
-                base_positions: dict[FieldPath, tuple[str, int, int]]) -> None:
+def _fewer(one: int | None, other: int | None) -> int | None:
+    """The smaller depth, None meaning every depth."""
+    if one is None:
+        return other
+    return one if other is None else min(one, other)
+
+
+def _replay_merge(base: Callable[[], Document], overlay: Callable[[], Document]) -> Document:
+    return deep_merge(base(), overlay(), consume=True)  # both replays are fresh
+
+
+def _merge_data(target: dict[str, Any], data: dict[str, Any],
+                copy_value: Callable[[Any], Any] | None) -> None:
+    """Merge `data` into `target`, as deep_merge says."""
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_data(target[key], value, copy_value)
+        else:
+            target[key] = copy_value(value) if copy_value else value
+
+
+def _merge_positions(positions: Positions, base_positions: Positions,
+                     overlay_positions: Positions, target: dict[str, Any],
+                     data: dict[str, Any], path: FieldPath, limit: int | None) -> None:
+    """The positions of merging `data` into `target` (the base's data, not yet merged):
+    those of paths of at most `limit` parts when given."""
+    if limit is not None and len(path) >= limit:
+        return  # the paths below `path` have more parts
     for key, value in data.items():
         here = path + (key,)
         if isinstance(value, dict) and isinstance(target.get(key), dict):
-            found = overlay.positions.get(here, merged.positions.get(here))
+            found = overlay_positions.get(here, positions.get(here))
             if found is not None:
-                merged.positions[here] = found
-            _merge_into(merged, target[key], overlay, value, here, copy_value, base_positions)
+                positions[here] = found
+            _merge_positions(positions, base_positions, overlay_positions, target[key], value,
+                             here, limit)
             continue
         if key in target or key == "?":  # else the base has no positions under `here`
             # Stale positions under `here` can only be the base's (the overlay's are grafted
             # once per path, below): scan the base's few, not the merged tree's many.
             for stale in [p for p in base_positions if p[: len(here)] == here]:
-                merged.positions.pop(stale, None)
-        target[key] = copy_value(value) if copy_value else value
-        _graft(merged, overlay, here, here, value)
+                positions.pop(stale, None)
+        for sub, pos in _subtree_positions(overlay_positions, here, value, limit):
+            positions[here + sub] = pos
 
 
 def apply_role_defaults(doc: Document) -> None:
-    """Fill each node's missing fields from `roles.<role>`; positions point at the default."""
+    """Fill each node's missing fields from `roles.<role>`; positions point at the default.
+
+    The positions it adds are at `nodes[i].key` or below: a document that knows only
+    shallower ones gets only the data, and its replay fills the defaults with positions."""
+    if doc.known_depth is not None and doc.known_depth >= 3:
+        doc.positions  # noqa: B018 - found before the data changes, to update them below
+    if doc.replay is not None:
+        doc.replay = partial(_replay_role_defaults, doc.replay)
+    if doc.known_depth is not None:
+        _fill_role_defaults(doc.data)
+        return
+    _apply_role_defaults_eager(doc)
+
+
+def _replay_role_defaults(replay: Callable[[], Document]) -> Document:
+    doc = replay()
+    apply_role_defaults(doc)
+    return doc
+
+
+def _fill_role_defaults(data: Any) -> None:
+    """What _apply_role_defaults_eager does to the data, without positions."""
+    if not isinstance(data, dict):
+        return
+    roles, nodes = data.get("roles"), data.get("nodes")
+    if not isinstance(roles, dict) or not isinstance(nodes, list):
+        return
+    for node in nodes:
+        role = node.get("role") if isinstance(node, dict) else None
+        if not isinstance(role, str):  # the schema reports it
+            continue
+        defaults = roles.get(role)
+        if not isinstance(defaults, dict):
+            continue
+        for key, value in defaults.items():
+            if key not in node:  # most defaults are scalars: no call to copy them
+                node[key] = value if value.__class__ in _SCALARS else _copy(value)
+
+
+def _apply_role_defaults_eager(doc: Document) -> None:
+    """apply_role_defaults with the positions of the defaults recorded now."""
     data = doc.data
     if not isinstance(data, dict):
         return
