@@ -1,0 +1,128 @@
+"""The document rules' fast paths decide as their general paths do (issue 20, wave 7):
+the pickle pre-test that skips a section's secret-marker / file:// walk, the inet_aton
+test that lets a NIC address skip `_check_in_subnet`, the one-set test of `_unique`, and
+the size cache. Random and hostile values go through both paths."""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv4Network
+from typing import Any
+
+import pytest
+
+from generator.loader import Document
+from generator.model import SECRET_MARKER_PREFIX
+from generator.semantic import (
+    Checker,
+    _check_in_subnet,
+    _flagged_strings,
+    _host_range,
+    _is_host_in,
+    _scan_flagged,
+    _unique,
+)
+from generator.units import parse_size
+
+PIECES = ["", "a", "file://", "file:/", "FILE://", "@@gen-secret:", "@@gen-secret", "@@",
+          "é", "\udc80", "\x00", "\n", "'", '"', "\\", "ß", "\u2028", "x" * 300, "file://x",
+          "zz@@gen-secret:n@@", "\ud83d\ude00", " file://"]
+
+
+def _text(rng: random.Random) -> str:
+    return "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 3)))
+
+
+def _value(rng: random.Random, depth: int) -> Any:
+    kind = rng.randint(0, 9 if depth < 4 else 5)
+    if kind <= 2:
+        return _text(rng)
+    if kind == 3:
+        return rng.choice([0, -1, 2**70, 1.5, True, None])
+    if kind <= 5:
+        return rng.choice([[], {}, "plain"])
+    if kind <= 7:
+        return [_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {_text(rng) + str(k): _value(rng, depth + 1) for k in range(rng.randint(0, 4))}
+
+
+def _walked(data: Any) -> list[tuple[Any, str]]:
+    """The general path: the whole document walked, no section skipped."""
+    found: list[tuple[Any, str]] = []
+    _scan_flagged({"_": data}, [], found)
+    return [(path[1:], text) for path, text in found]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_flagged_strings_skip_only_sections_without_one(seed: int) -> None:
+    rng = random.Random(seed)
+    data = {_text(rng) + str(k): _value(rng, 0) for k in range(rng.randint(1, 6))}
+    shared = [f"{SECRET_MARKER_PREFIX}x@@"]
+    if seed % 5 == 0:  # an alias: one list in two sections
+        data["a"], data["b"] = shared, {"c": shared}
+    got = _flagged_strings(Checker(Document(data)))
+    assert got == _walked(data)
+
+
+def test_flagged_strings_walk_what_pickle_refuses_and_deep_nesting() -> None:
+    deep: Any = "file://z"
+    for _ in range(80):  # past pickle's fast-mode nesting limit (50)
+        deep = [deep]
+    data = {"odd": {"f": lambda: 0, "v": "file://x"}, "deep": {"k": ["file://y", deep]}}
+    assert [text for _, text in _flagged_strings(Checker(Document(data)))] == \
+        ["file://x", "file://y", "file://z"]
+
+
+ADDRESSES = ["10.0.0.0", "10.0.0.1", "10.0.0.254", "10.0.0.255", "10.0.1.0", "9.255.255.255",
+             "010.0.0.1", "10.0.0.01", "10.0.1", "10.1", "167772161", "0x0a.0.0.1",
+             "10.0.0.1 ", " 10.0.0.1", "10.0.0.1\n", "10.0.0.\u0661", "10.0.0.1\x00",
+             "10.0.0.256", "10.0.0.1.", "", "1e1.0.0.1", "10.0.0.+1", "10.0.0.1/32"]
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/24", "10.0.0.0/31", "10.0.0.1/32", "10.0.0.0/8",
+                                  "0.0.0.0/0"])
+def test_host_range_test_accepts_only_what_check_in_subnet_accepts(cidr: str) -> None:
+    network = IPv4Network(cidr)
+    rng = random.Random(cidr)
+    texts = ADDRESSES + [".".join(str(rng.choice([0, 1, 10, 255, 256, rng.randint(0, 255)]))
+                                  for _ in range(4)) for _ in range(400)]
+    for text in texts:
+        checker = Checker(Document({}))
+        try:
+            _check_in_subnet(checker, ("ip",), text, network, "IP")
+        except ValueError:
+            accepted = False  # not an address at all
+        else:
+            accepted = not checker.problems
+        fast = _is_host_in(text, _host_range(network))
+        assert not fast or accepted, text
+        if accepted and text.isascii() and text == text.strip() and \
+                all(p == str(int(p)) for p in text.split(".")):
+            assert fast, text  # the common case does take the fast path
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_unique_reports_as_the_dictionary_walk(seed: int) -> None:
+    rng = random.Random(seed)
+    values = [rng.choice(["a", "A", "b", "ß", "SS", "ss", "İ", "i̇", "c"])
+              for _ in range(rng.randint(0, 6))]
+    items = [(("x", k), v) for k, v in enumerate(values)]
+    checker = Checker(Document({}))
+    _unique(checker, items, "name", "hint")
+    seen: dict[str, int] = {}
+    expected = []
+    for k, value in enumerate(values):
+        if value.lower() in seen:
+            expected.append(f"name '{value}' is already used at x[{seen[value.lower()]}]")
+        else:
+            seen[value.lower()] = k
+    assert [p.message for p in checker.problems] == expected
+
+
+def test_size_cache_returns_and_raises_as_uncached() -> None:
+    for text in ["16GiB", "16gib", "512MiB", "2TiB", "16GiB"]:
+        assert parse_size(text) == parse_size.__wrapped__(text)
+    for bad in ["16XiB", "GiB", "x16GiB"]:
+        for _ in range(2):
+            with pytest.raises((KeyError, ValueError)):
+                parse_size(bad)
