@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
+from socket import inet_aton, inet_ntoa
 from typing import Any
 
 from generator import model as m
@@ -30,19 +31,20 @@ def derived_mac(environment: str, node: str, index: int) -> str:
 
 
 def ipv4(text: str) -> IPv4Address:
-    """IPv4Address(text), built from its integer when `text` is four plain decimal octets
+    """IPv4Address(text), built from its integer when `text` is a canonical dotted quad
     (what the schema lets through): ipaddress's own parser checks each octet in Python, a
-    tenth of expanding a 10,000-node environment. Anything else goes to that parser, which
-    accepts or refuses it exactly as before."""
-    parts = text.split(".")
-    if len(parts) == 4:
-        a, b, c, d = parts
-        if (a.isdigit() and b.isdigit() and c.isdigit() and d.isdigit() and text.isascii()
-                and (len(a) == 1 or a[0] != "0") and (len(b) == 1 or b[0] != "0")
-                and (len(c) == 1 or c[0] != "0") and (len(d) == 1 or d[0] != "0")):
-            w, x, y, z = int(a), int(b), int(c), int(d)
-            if w < 256 and x < 256 and y < 256 and z < 256:
-                return IPv4Address((w << 24) | (x << 16) | (y << 8) | z)
+    tenth of expanding a 10,000-node environment. inet_aton (C) also reads forms ipaddress
+    refuses (`010.0.0.1`, `0x1.2.3.4`, `1.2`), so its address is taken only when it prints
+    back as the text itself; anything else goes to ipaddress's parser, which accepts or
+    refuses it exactly as before."""
+    if type(text) is str:
+        try:
+            packed = inet_aton(text)
+        except (OSError, ValueError):
+            pass
+        else:
+            if inet_ntoa(packed) == text:
+                return IPv4Address(int.from_bytes(packed))
     return IPv4Address(text)
 
 
@@ -56,9 +58,11 @@ def expand(doc: Document, env_name: str) -> m.Environment:
     for index, raw in enumerate(data["nodes"]):
         node, missing = _node(raw, macs, cluster, hypervisors, allocator)
         nodes.append(node)
-        problems += [Problem(f"network '{net}' has no free address left in its range",
-                             doc.locate(("nodes", index, "nics", j)),
-                             "widen the range or set ip: explicitly") for j, net in missing]
+        if missing:
+            problems += [Problem(f"network '{net}' has no free address left in its range",
+                                 doc.locate(("nodes", index, "nics", j)),
+                                 "widen the range or set ip: explicitly")
+                         for j, net in missing]
     if problems:
         raise InvalidInput(problems)
     node_tuple = tuple(nodes)
