@@ -31,11 +31,12 @@ def derived_mac(environment: str, node: str, index: int) -> str:
 
 
 def ipv4(text: str) -> IPv4Address:
-    """IPv4Address(text), built from its integer when `text` is a canonical dotted quad
-    (what the schema lets through): ipaddress's own parser checks each octet in Python, a
-    tenth of expanding a 10,000-node environment. inet_aton (C) also reads forms ipaddress
-    refuses (`010.0.0.1`, `0x1.2.3.4`, `1.2`), so its address is taken only when it prints
-    back as the text itself; anything else goes to ipaddress's parser, which accepts or
+    """IPv4Address(text): an m.Address (which keeps `text` for the families to print),
+    built from its integer when `text` is a canonical dotted quad (what the schema lets
+    through): ipaddress's own parser checks each octet in Python, a tenth of expanding a
+    10,000-node environment. inet_aton (C) also reads forms ipaddress refuses
+    (`010.0.0.1`, `0x1.2.3.4`, `1.2`), so its address is taken only when it prints back
+    as the text itself; anything else goes to ipaddress's parser, which accepts or
     refuses it exactly as before."""
     if type(text) is str:
         try:
@@ -44,7 +45,7 @@ def ipv4(text: str) -> IPv4Address:
             pass
         else:
             if inet_ntoa(packed) == text:
-                return IPv4Address(int.from_bytes(packed))
+                return m.Address(int.from_bytes(packed), text)
     return IPv4Address(text)
 
 
@@ -176,7 +177,7 @@ class _Macs:
 
 def _openstack(raw: dict[str, Any]) -> m.OpenStack:
     return m.OpenStack(
-        release=raw.get("release", "2024.1"), internal_vip=IPv4Address(raw["internalVip"]),
+        release=raw.get("release", "2024.1"), internal_vip=ipv4(raw["internalVip"]),
         enable_haproxy=raw.get("enableHaproxy", True),
         network_interface=raw.get("networkInterface", "ens3"),
         external_interface=raw.get("externalInterface", "ens4"),
@@ -252,12 +253,12 @@ def _network(raw: dict[str, Any]) -> m.Network:
     libvirt = raw.get("libvirt")
     return m.Network(
         name=raw["name"], cidr=IPv4Network(raw["cidr"]),
-        gateway=IPv4Address(raw["gateway"]) if "gateway" in raw else None,
-        dns=tuple(IPv4Address(d) for d in raw.get("dns", [])),
+        gateway=ipv4(raw["gateway"]) if "gateway" in raw else None,
+        dns=tuple(ipv4(d) for d in raw.get("dns", [])),
         bridge=raw.get("bridge"),
         libvirt_mode=libvirt["mode"] if libvirt else None,
         libvirt_dhcp=bool(libvirt and libvirt.get("dhcp", False)),
-        vlan=raw.get("vlan"), ntp=tuple(IPv4Address(t) for t in raw.get("ntp", [])))
+        vlan=raw.get("vlan"), ntp=tuple(ipv4(t) for t in raw.get("ntp", [])))
 
 
 def _hypervisor(raw: dict[str, Any]) -> m.Hypervisor:
@@ -291,7 +292,7 @@ def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
     return m.Services(
         dns=m.DnsService(
             provider=dns["provider"], host=host(dns),
-            forwarders=tuple(IPv4Address(f) for f in dns.get("forwarders", [])),
+            forwarders=tuple(ipv4(f) for f in dns.get("forwarders", [])),
             ttl=dns.get("ttl", 300), os=paths(dns),
             directory=dns.get("directory", paths(dns).bind_directory),
             records=tuple(m.DnsRecord(r["name"], r["type"], r["value"])
@@ -300,7 +301,7 @@ def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
             provider=dhcp["provider"], host=host(dhcp),
             network=dhcp.get("network") or (by_name[host(dhcp)].nic.network
                                             if host(dhcp) in by_name else ""),
-            pool=(IPv4Address(dhcp["pool"]["start"]), IPv4Address(dhcp["pool"]["end"]))
+            pool=(ipv4(dhcp["pool"]["start"]), ipv4(dhcp["pool"]["end"]))
             if "pool" in dhcp else None,
             deny_unknown_clients=dhcp.get("denyUnknownClients", True),
             lease_time=dhcp.get("leaseTime", 3600),
@@ -318,7 +319,7 @@ def _services(raw: dict[str, Any], nodes: tuple[m.Node, ...]) -> m.Services:
             balance=haproxy.get("balance", "roundrobin"),
             ingress_http_port=haproxy.get("ingressNodePorts", {}).get("http", 80),
             ingress_https_port=haproxy.get("ingressNodePorts", {}).get("https", 443),
-            address=IPv4Address(haproxy["address"]) if "address" in haproxy else None,
+            address=ipv4(haproxy["address"]) if "address" in haproxy else None,
         ) if haproxy else None,
         nfs=m.NfsService(host=host(nfs), exports=tuple(
             m.NfsExport(e["path"], tuple(m.NfsClient(c["host"], tuple(c.get("options", [])))

@@ -1,18 +1,23 @@
 """The document rules' fast paths decide as their general paths do (issue 20, wave 7):
 the pickle pre-test that skips a section's secret-marker / file:// walk, the inet_aton
 test that lets a NIC address skip `_check_in_subnet`, the one-set test of `_unique`, and
-the size cache. Random and hostile values go through both paths."""
+the size cache, and the model's Address (an IPv4Address that keeps its text). Random
+and hostile values go through both paths."""
 
 from __future__ import annotations
 
+import ipaddress
+import operator
+import pickle
 import random
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 import pytest
 
+from generator.expand import ipv4
 from generator.loader import Document
-from generator.model import SECRET_MARKER_PREFIX
+from generator.model import SECRET_MARKER_PREFIX, Address
 from generator.semantic import (
     Checker,
     _check_in_subnet,
@@ -126,3 +131,45 @@ def test_size_cache_returns_and_raises_as_uncached() -> None:
         for _ in range(2):
             with pytest.raises((KeyError, ValueError)):
                 parse_size(bad)
+
+
+FORMAT_SPECS = ["", "s", ">20s", "<16s", "b", "#b", "x", "#X", "n", "_b", "#_x", ">15", "d",
+                "q", "^", "10"]
+
+
+def _outcome(action: Any, *args: Any) -> object:
+    try:
+        return action(*args)
+    except (TypeError, ValueError, ipaddress.AddressValueError) as refused:
+        return (type(refused), str(refused))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_address_behaves_and_pickles_as_ipv4address(seed: int) -> None:
+    """model.Address keeps its text; everything else about it is IPv4Address's."""
+    rng = random.Random(seed)
+    values = [0, 1, 2**32 - 1, 2**32 - 2] + [rng.randrange(2**32) for _ in range(50)]
+    for value in values:
+        fast, plain = Address(value), IPv4Address(value)
+        assert (str(fast), repr(fast), hash(fast)) == (str(plain), repr(plain), hash(plain))
+        assert fast == plain and plain == fast and {fast: 1}[plain] == 1
+        assert not fast < plain and not plain < fast
+        for spec in FORMAT_SPECS:
+            assert _outcome(format, fast, spec) == _outcome(format, plain, spec)
+        assert f"{fast}" == f"{plain}" and "%s" % (fast,) == "%s" % (plain,)  # noqa: UP031
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            assert pickle.dumps(fast, protocol) == pickle.dumps(plain, protocol)
+        assert type(pickle.loads(pickle.dumps(fast))) is IPv4Address
+        for step in (1, -1, 7):
+            moved = _outcome(operator.add, fast, step)
+            assert moved == _outcome(operator.add, plain, step)
+            assert isinstance(moved, tuple) or str(moved) == str(plain + step)
+        assert (fast in IPv4Network("10.0.0.0/8")) == (plain in IPv4Network("10.0.0.0/8"))
+
+
+@pytest.mark.parametrize("text", ADDRESSES + ["0.0.0.0", "255.255.255.255", "1.2.3.4"])
+def test_ipv4_keeps_text_only_for_the_canonical_quad(text: str) -> None:
+    got, want = _outcome(ipv4, text), _outcome(IPv4Address, text)
+    assert got == want
+    if isinstance(got, Address):
+        assert str(got) == str(want) == text
