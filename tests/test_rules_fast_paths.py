@@ -1,18 +1,21 @@
 """The document rules' fast paths decide as their general paths do (issue 20, wave 7):
 the pickle pre-test that skips a section's secret-marker / file:// walk, the inet_aton
 test that lets a NIC address skip `_check_in_subnet`, the one-set test of `_unique`, and
-the size cache, and the model's Address (an IPv4Address that keeps its text). Random
-and hostile values go through both paths."""
+the size cache, the blueprint validator's unnamed `$ref` calls, and the model's Address
+(an IPv4Address that keeps its text). Random and hostile values go through both paths."""
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import operator
 import pickle
 import random
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import pytest
 
 from generator.expand import ipv4
@@ -28,6 +31,8 @@ from generator.semantic import (
     _unique,
 )
 from generator.units import parse_size
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PIECES = ["", "a", "file://", "file:/", "FILE://", "@@gen-secret:", "@@gen-secret", "@@",
           "é", "\udc80", "\x00", "\n", "'", '"', "\\", "ß", "\u2028", "x" * 300, "file://x",
@@ -173,3 +178,82 @@ def test_ipv4_keeps_text_only_for_the_canonical_quad(text: str) -> None:
     assert got == want
     if isinstance(got, Address):
         assert str(got) == str(want) == text
+
+
+def _mutated(rng: random.Random, data: Any) -> Any:
+    """`data` with one value somewhere replaced by a hostile one, a key added or dropped."""
+    data = copy.deepcopy(data)
+    holder, key = data, None
+    for _ in range(rng.randint(1, 6)):
+        keys = list(holder) if isinstance(holder, dict) else list(range(len(holder)))
+        if not keys:
+            break
+        key = rng.choice(keys)
+        if not isinstance(holder[key], (dict, list)) or rng.random() < 0.2:
+            break
+        holder, key = holder[key], None
+    action = rng.randint(0, 3)
+    if action == 0 and isinstance(holder, dict) and key is not None:
+        del holder[key]
+    elif action == 1 and isinstance(holder, dict):
+        holder[rng.choice(["x", "name", "ip", "size", "nics"])] = rng.choice(HOSTILE)
+    elif key is not None:
+        holder[key] = rng.choice([*HOSTILE, *_near(holder[key])])
+    return data
+
+
+def _near(value: Any) -> list[Any]:
+    """Values just across a border from `value`: its type's neighbours and odd spellings."""
+    if isinstance(value, bool):
+        return [int(value), str(value).lower()]
+    if isinstance(value, int):
+        return [float(value), value * 1000, -value, str(value), True]
+    if isinstance(value, str):
+        return [value.upper(), value + " ", value + "/..", value * 9, value[:-1], value + "é"]
+    return []
+
+
+HOSTILE = ["", "A", "-a", "a" * 70, "1.2.3.256", "16GB", "0GiB", 4.0, True, None, -1, 2**40,
+           [], {}, [{}], {"name": "x"}, "file://../x", "\u00e9", "10.0.0.1"]
+
+
+@pytest.mark.parametrize("env", ["lab", "k8s-lab"])
+def test_unnamed_refs_accept_and_refuse_what_the_named_validator_does(env: str) -> None:
+    """The blueprint validator's `$ref` calls pass no name (compiled_schema._unnamed_refs):
+    only its messages may differ, never which documents it accepts."""
+    from generator.compiled_schema import compile_schema
+    from generator.environment import load_documents
+    from generator.schema import load_schema
+
+    draft = "http://json-schema.org/draft-07/schema#"
+    named = compile_schema(load_schema(), draft, whole_integers=True)
+    unnamed = compile_schema(load_schema(), draft, whole_integers=True, unnamed_refs=True)
+    _, doc = load_documents(ROOT / "environments" / env)
+    rng = random.Random(env)
+    refused = 0
+    for _ in range(1000):
+        data = _mutated(rng, doc.data)
+        verdicts = []
+        for validate in (named, unnamed):
+            try:
+                validate(data)
+                verdicts.append(True)
+            except fastjsonschema.JsonSchemaValueException:
+                verdicts.append(False)
+        assert verdicts[0] == verdicts[1]
+        refused += not verdicts[0]
+    assert refused > 100  # the mutations do reach the validators' refusals
+
+
+def test_unnamed_refs_rewrite_every_ref_call_of_the_blueprint_schema() -> None:
+    from generator import compiled_schema
+    from generator.schema import load_schema
+
+    schema = {**load_schema(), "$schema": "http://json-schema.org/draft-07/schema#"}
+    _, generator = fastjsonschema._factory(schema, compiled_schema._NO_REMOTE)
+    source = compiled_schema._without_locals(generator.func_code)
+    calls = source.count(", custom_formats, (name_prefix")
+    rewritten = compiled_schema._unnamed_refs(source)
+    assert calls > 100 and rewritten.count(", custom_formats, None)") == calls
+    assert ", custom_formats, (name_prefix" not in rewritten
+    compile(rewritten, "b", "exec")
