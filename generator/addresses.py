@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from generator.model import Address
+
 Span = tuple[int, int]  # first and last address, as integers, inclusive
 
 
@@ -82,7 +84,7 @@ class Allocator:
             return None
         self.taken.add(number)
         self.cursor[network] = number + 1
-        return IPv4Address(number)
+        return Address(number)  # keeps its text for the families, as expand's do
 
     def assign_unaddressed(self, data: Mapping[str, Any]) -> None:
         """Take what expand gives the NICs without `ip:` (node order), so a new static

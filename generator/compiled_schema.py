@@ -32,12 +32,16 @@ _FORMAT = "gen-compiled-schema-3"
 
 
 def compile_schema(schema: dict[str, Any], draft: str | None = None,
-                   whole_integers: bool = False) -> Validator:
+                   whole_integers: bool = False, unnamed_refs: bool = False) -> Validator:
     """fastjsonschema's validator for `schema` (with `$schema` set to `draft` if given).
 
     `whole_integers`: `integer` means an int, never a float such as 4.0 (which JSON Schema,
     and fastjsonschema, count as an integer); raises ValueError if fastjsonschema's code is
-    not the shape this rewrites."""
+    not the shape this rewrites.
+
+    `unnamed_refs`: a `$ref`'s function is not told the path of the value it checks, so
+    an error names it `data` (see _unnamed_refs); for a validator used only to accept or
+    refuse, whose errors are explained by another (generator/schema.py)."""
     import fastjsonschema
 
     if draft is not None:
@@ -45,9 +49,10 @@ def compile_schema(schema: dict[str, Any], draft: str | None = None,
     text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     key = hashlib.sha256("\0".join((_FORMAT, fastjsonschema.VERSION,
                                     sys.implementation.cache_tag or "", str(whole_integers),
-                                    text)).encode()).hexdigest()
+                                    str(unnamed_refs), text)).encode()).hexdigest()
     name, code = _cached("schemas", key,
-                         lambda: _compile(schema, f"<schema {key[:12]}>", whole_integers))
+                         lambda: _compile(schema, f"<schema {key[:12]}>", whole_integers,
+                                          unnamed_refs))
     namespace: dict[str, Any] = {}
     exec(code, namespace)  # noqa: S102 - gen's own schema, compiled by fastjsonschema
     validate: Validator = namespace[name]
@@ -96,7 +101,7 @@ _NO_REMOTE = _NoRemote()
 
 
 def _compile(schema: dict[str, Any], label: str,
-             whole_integers: bool = False) -> tuple[str, Any]:
+             whole_integers: bool = False, unnamed_refs: bool = False) -> tuple[str, Any]:
     """(the validating function's name, the module's code object), as
     `fastjsonschema.compile` builds them, but kept as code rather than a live function."""
     import fastjsonschema
@@ -105,6 +110,8 @@ def _compile(schema: dict[str, Any], label: str,
     func_code = _without_locals(generator.func_code)
     if whole_integers:
         func_code = _whole_integers(func_code)
+    if unnamed_refs:
+        func_code = _unnamed_refs(func_code)
     source = f"{_lazy_state_code(generator) or generator.global_state_code}\n{func_code}"
     return resolver.get_scope_name(), compile(source, label, "exec")
 
@@ -129,6 +136,19 @@ def _without_locals(code: str) -> str:
             return match.group(0)
         return f'"{literal}".format({", ".join(f"{n}={n}" for n in names)})'
     return _FORMAT_LOCALS.sub(by_name, code)
+
+
+# Each `$ref` call builds its value's name, `(name_prefix or "data") + ".nodes[{x}]"`, on
+# every call, valid or not, for the message of an error the call may raise: at 10,000
+# nodes a fifth of the blueprint validator's time. The name feeds only messages (and the
+# names passed further down), never a decision, so passing None accepts and refuses the
+# same documents; schema.py uses the blueprint validator only to accept or refuse.
+_REF_CALL_NAME = re.compile(r'(validate_\w+\(\w+, custom_formats, )\(name_prefix or "data"\) '
+                            r'\+ "(?:[^"\\]|\\.)*"(?:\.format\([^()]*\))?\)')
+
+
+def _unnamed_refs(code: str) -> str:
+    return _REF_CALL_NAME.sub(r"\1None)", code)
 
 
 # fastjsonschema's `integer` test: `not isinstance(x, (int)) and not (isinstance(x, float)

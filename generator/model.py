@@ -38,6 +38,36 @@ def secret_marker(name: str) -> str:
     return f"{SECRET_MARKER_PREFIX}{name}{SECRET_MARKER_SUFFIX}"
 
 
+class Address(IPv4Address):
+    """An IPv4Address that keeps its text. The families print every node's address about
+    ten times (100,000 `str()` calls at 10,000 nodes), and IPv4Address derives the text
+    from the integer on each; this derives it once. It is equal, hashed, ordered, printed
+    and formatted as the IPv4Address of the same value, and pickles as exactly that
+    IPv4Address (the plan cache's stored models and its unpickler's allow-list are
+    unchanged); arithmetic (`address + 1`) gives an Address again."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, address: int | str | bytes, text: str | None = None) -> None:
+        """`text`: the address's canonical dotted quad, when the caller already proved it
+        (expand.ipv4); otherwise derived here."""
+        super().__init__(address)
+        self._text = super().__str__() if text is None else text
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __format__(self, fmt: str) -> str:
+        # a spec (`>15`, `b`, `#x`, a wrong one) as IPv4Address formats or refuses it
+        return self._text if not fmt else format(IPv4Address(int(self)), fmt)
+
+    def __repr__(self) -> str:
+        return f"IPv4Address({self._text!r})"
+
+    def __reduce__(self) -> tuple[type[IPv4Address], tuple[int]]:
+        return IPv4Address, (int(self),)
+
+
 @record
 class SecretRef:
     """A secret by reference only. Its value is never read while rendering."""

@@ -7,6 +7,8 @@ knows (TiB, kB).
 
 from __future__ import annotations
 
+import functools
+
 # libvirt's scaled integers: case-insensitive; a bare letter or "iB" is binary, "B" decimal.
 BYTES_PER_UNIT: dict[str, int] = {"b": 1, "bytes": 1,
                                   **{p: 1024**i for i, p in enumerate("kmgtpe", 1)},
@@ -15,6 +17,10 @@ BYTES_PER_UNIT: dict[str, int] = {"b": 1, "bytes": 1,
 MIB = 1024**2
 
 
+# Cached by text: a large environment writes the same few sizes on every node (10,000
+# nodes: 50,000 calls, ten distinct texts). A text that raises is not cached, so raises
+# again, the same way.
+@functools.lru_cache(maxsize=1024)
 def parse_size(text: str) -> int:
     """`'16GiB'` -> bytes. The schema has already checked the shape (MiB, GiB or TiB)."""
     return int(text[:-3]) * BYTES_PER_UNIT[text[-3:].lower()]
