@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generator.families import escape
-from generator.families.common import COREOS_FLAVOURS, retired
+from generator.families.common import COREOS_FLAVOURS, address, retired
 from generator.model import Environment, HaproxyService, Node
 from generator.tree import Tree, lines
 
@@ -98,9 +98,12 @@ def config(env: Environment, service: HaproxyService) -> bytes:
                       ("ingressNodePorts", service.ingress_https_port)):
         escape.number(port, ("services", "haproxy", key), "an HAProxy config")
     index = {n.name: i for i, n in enumerate(env.nodes)}
+    checked: set[str] = set()  # a node serves in up to four proxies: its name checked once
     for proxy in proxies(env, service):
         for node in (*proxy.nodes, *proxy.backups):
-            escape.haproxy_word(node.name, ("nodes", index[node.name], "name"))
+            if node.name not in checked:
+                escape.haproxy_word(node.name, ("nodes", index[node.name], "name"))
+                checked.add(node.name)
         parts += _proxy(proxy, balance)
     return lines(*parts)
 
@@ -163,7 +166,8 @@ def _proxy(proxy: Proxy, balance: str) -> list[str]:
                 "    option log-health-checks",
                 f"    timeout check {API_CHECK_TIMEOUT}"]
         check = API_CHECK
-    out += [f"    server {n.name} {n.ip}:{proxy.server_port} {check}" for n in proxy.nodes]
-    out += [f"    server {n.name} {n.ip}:{proxy.server_port} {check} backup"
+    out += [f"    server {n.name} {address(n.ip)}:{proxy.server_port} {check}"
+            for n in proxy.nodes]
+    out += [f"    server {n.name} {address(n.ip)}:{proxy.server_port} {check} backup"
             for n in proxy.backups]
     return [*out, ""]
