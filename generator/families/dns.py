@@ -242,9 +242,15 @@ def zone_text(zone: str, records: tuple[Record, ...], nameserver: str, domain: s
         f"@\tIN\tSOA\t{nameserver}. hostmaster.{domain}. "
         f"({serial(records)} {refresh} {retry} {expire} {negative})",
         f"@\tIN\tNS\t{nameserver}.",
-        *(f"{_owner(r, ZONE_FILE)}\tIN\t{_type(r, ZONE_FILE)}\t{_zone_value(r)}"
-          for r in records),
+        *(_zone_line(r) for r in records),
     )
+
+
+def _zone_line(record: Record) -> str:
+    """One record's line, its owner, type and value checked (and escaped) for a zone file."""
+    if escape.plain_record(record.type, record.name, record.value):
+        return f"{record.name}\tIN\t{record.type}\t{record.value}"
+    return f"{_owner(record, ZONE_FILE)}\tIN\t{_type(record, ZONE_FILE)}\t{_zone_value(record)}"
 
 
 ZONE_FILE = "a zone file"

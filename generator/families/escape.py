@@ -252,6 +252,17 @@ def record_value(rtype: str, value: str, field: Field, language: str) -> str:
     return value
 
 
+def plain_record(rtype: str, owner: str, value: str) -> bool:
+    """True when `domain(owner)`, `record_type(rtype)` and `record_value(rtype, value)` would
+    all return their value as it is (an A or name-valued record a node gives the zone): a
+    zone writes it without the three calls, which are most of a 10,000-node zone's time."""
+    if not _is_domain(owner):
+        return False
+    if rtype == "A":
+        return _DOTTED_QUAD.fullmatch(value) is not None
+    return rtype in ("CNAME", "PTR", "NS") and _is_domain(value)
+
+
 # A subset of what IPv4Address accepts: four ASCII decimal octets, 0-255, no leading zero.
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _DOTTED_QUAD = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")
