@@ -98,13 +98,15 @@ def config(env: Environment, service: HaproxyService) -> bytes:
                       ("ingressNodePorts", service.ingress_https_port)):
         escape.number(port, ("services", "haproxy", key), "an HAProxy config")
     index = {n.name: i for i, n in enumerate(env.nodes)}
-    checked: set[str] = set()  # a node serves in up to four proxies: its name checked once
+    # A node serves in up to four proxies: its name is checked, and its `server` words
+    # written, once.
+    servers: dict[str, str] = {}
     for proxy in proxies(env, service):
         for node in (*proxy.nodes, *proxy.backups):
-            if node.name not in checked:
+            if node.name not in servers:
                 escape.haproxy_word(node.name, ("nodes", index[node.name], "name"))
-                checked.add(node.name)
-        parts += _proxy(proxy, balance)
+                servers[node.name] = f"    server {node.name} {address(node.ip)}:"
+        parts += _proxy(proxy, balance, servers)
     return lines(*parts)
 
 
@@ -147,7 +149,8 @@ def _stats(service: HaproxyService) -> list[str]:
             ""]
 
 
-def _proxy(proxy: Proxy, balance: str) -> list[str]:
+def _proxy(proxy: Proxy, balance: str, servers: dict[str, str]) -> list[str]:
+    """A frontend and its backend; `servers`: each node's `    server <name> <ip>:`."""
     out = [f"# {proxy.comment}",
            f"frontend {proxy.name}",
            f"    bind *:{proxy.port}",
@@ -166,8 +169,7 @@ def _proxy(proxy: Proxy, balance: str) -> list[str]:
                 "    option log-health-checks",
                 f"    timeout check {API_CHECK_TIMEOUT}"]
         check = API_CHECK
-    out += [f"    server {n.name} {address(n.ip)}:{proxy.server_port} {check}"
-            for n in proxy.nodes]
-    out += [f"    server {n.name} {address(n.ip)}:{proxy.server_port} {check} backup"
-            for n in proxy.backups]
+    port_check = f"{proxy.server_port} {check}"
+    out += [servers[n.name] + port_check for n in proxy.nodes]
+    out += [f"{servers[n.name]}{port_check} backup" for n in proxy.backups]
     return [*out, ""]
