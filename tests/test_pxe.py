@@ -442,3 +442,17 @@ def test_render_checks_its_fast_path_against_the_general_one(monkeypatch: pytest
     monkeypatch.setattr(pxe, "grub_cfg", lambda *args: general(*args).replace(b"=0", b"=1"))
     with pytest.raises(AssertionError, match="differ from the general path"):
         pxe.render(env, Pins())
+
+
+def test_grub_chain_of_the_render_is_the_general_one() -> None:
+    """render writes grub.cfg from the MACs it checked (dashed, lower case): the same bytes
+    as grub_chain of the nodes, upper-case MACs included."""
+    from generator.families import ignition
+
+    env = model("env/lab")
+    nodes = tuple(replace(n, nics=(replace(n.nic, mac=n.nic.mac.upper()), *n.nics[1:]))
+                  if i % 2 else n for i, n in enumerate(env.nodes))
+    env = replace(env, nodes=nodes)
+    tree = pxe.render(env, Pins())
+    assert any(c.isupper() for n in nodes for c in n.nic.mac)
+    assert tree[f"{GRUB}/grub.cfg"] == pxe.grub_chain(env, ignition.coreos_nodes(env))
