@@ -5,12 +5,19 @@ Target (issue 3): all boot-service families together (DNS, DHCP, PXE, HTTP, HAPr
 add < 1 s to the render of the 1,000-node environment.
 
     python bench/bench_boot_services.py [--nodes 1000] [--hypervisors 20] [--repeat 5]
+    python bench/bench_boot_services.py --paired OLD_CHECKOUT --nodes 10000 [--repeat 5]
 
 The environment (lab A's shape grown with workers on one /16 network, spread over 20
 hypervisors) is generated into a temp dir and loaded once, outside the timing. Prints one
 line per family (best of --repeat runs, files rendered), one line per alternative provider
 (DNS bind/dnsmasq, DHCP isc/kea/dnsmasq, swapped into the model), and the total against
 the target.
+
+--paired OLD_CHECKOUT measures a FIRST render, as `gen render` does it (a fresh process,
+GC off, the model checks first, every family in the registry's order), in child processes
+alternating between OLD_CHECKOUT's generator (e.g. `git archive main generator blueprints
+schemas ci | tar -x -C /tmp/old`) and this one: per boot-service family the median CPU
+seconds of each, and the ratio.
 """
 
 from __future__ import annotations
@@ -110,12 +117,73 @@ def variants(env: Environment) -> list[tuple[str, str, Environment]]:
     return result
 
 
+# Run in a child process by --paired, with the checkout under test first on sys.path:
+# prints {family: CPU seconds} of one first render of the environment in argv[2].
+CHILD = """
+import gc, json, sys, time
+gc.disable()
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from generator import environment, families
+from generator.expand import expand
+source, doc = environment.load_documents(Path(sys.argv[2]))
+env = expand(doc, source.name)
+for check in families.checks().values():
+    check(env)
+seconds = {}
+for family in families.descriptors():
+    start = time.process_time()
+    family.render(env, families.Pins())
+    seconds[family.name] = time.process_time() - start
+print(json.dumps(seconds))
+"""
+PAIRED_FAMILIES = [*BOOT_FAMILIES, "openshift"]
+
+
+def paired(old: Path, nodes: int, hypervisors: int, repeat: int) -> None:
+    """Median CPU of each boot-service family in a first render, old checkout vs this one."""
+    import json
+    import statistics
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env_dir = Path(tmp) / "environments/big"
+        env_dir.mkdir(parents=True)
+        shutil.copytree(ROOT / "blueprints", Path(tmp) / "blueprints")
+        for extra in (ROOT / "environments/lab").iterdir():
+            if extra.name != "env.yaml" and extra.is_file():
+                shutil.copy(extra, env_dir / extra.name)
+        (env_dir / "env.yaml").write_text(environment_yaml(nodes, hypervisors))
+        runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+        for _ in range(repeat):
+            for label, root in (("old", old), ("new", ROOT)):
+                out = subprocess.run([sys.executable, "-c", CHILD, str(root), str(env_dir)],
+                                     check=True, capture_output=True, text=True).stdout
+                runs[label].append(json.loads(out))
+    print(f"first render, {nodes} nodes, CPU seconds, medians of {repeat} paired runs")
+    total = {"old": 0.0, "new": 0.0}
+    for name in PAIRED_FAMILIES:
+        old_s, new_s = (statistics.median(r.get(name, 0.0) for r in runs[label])
+                        for label in ("old", "new"))
+        total["old"] += old_s
+        total["new"] += new_s
+        print(f"  {name:<10} old {old_s:6.3f}  new {new_s:6.3f}  "
+              f"x{old_s / new_s if new_s else 0:5.2f}")
+    print(f"  together   old {total['old']:6.3f}  new {total['new']:6.3f}  "
+          f"x{total['old'] / total['new']:5.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--hypervisors", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--paired", type=Path, metavar="OLD_CHECKOUT",
+                        help="first renders, paired against OLD_CHECKOUT's generator")
     args = parser.parse_args()
+    if args.paired is not None:
+        paired(args.paired.resolve(), args.nodes, args.hypervisors, args.repeat)
+        return
     start = time.perf_counter()
     env = load(args.nodes, args.hypervisors)
     print(f"environment: {len(env.nodes)} nodes, {len(env.hypervisors)} hypervisors, "

@@ -181,3 +181,36 @@ def wait_listening(ns: Netns, proc: subprocess.Popen[bytes], port: int) -> None:
             output = proc.stdout.read().decode() if proc.stdout else ""
             raise AssertionError(f"apache2 did not listen on {port}: {output}")
         time.sleep(0.05)
+
+
+def test_manifest_json_is_the_canonical_encoders() -> None:
+    """http.manifest_json's fast encoding of `files` is canonical_json's, byte for byte:
+    the lab's manifests, and random ones with hostile keys and values (quotes, backslashes,
+    control characters, non-ASCII, `"files": {}` inside strings, empty and nested entries)."""
+    import random
+
+    from generator.tree import canonical_json
+
+    family = http
+    env = load_environment("env/lab", ROOT).model
+    lab = family.manifest(env, Pins())
+    assert family.manifest_json(lab) == canonical_json(lab)
+    rng = random.Random(7)
+    alphabet = 'ab/.-"\\\n\x00\x1f\x7fä€😀 {}:,' + '"files": {}'
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+
+    for _ in range(300):
+        files: dict[str, object] = {}
+        for _ in range(rng.randint(0, 12)):
+            files[text()] = {text(): text() for _ in range(rng.randint(0, 4))}
+        if rng.random() < 0.1:
+            files[text()] = {"nested": {"a": "b"}}  # not flat: the general encoder
+        if rng.random() < 0.1:
+            files[text()] = rng.choice([{"port": 8080}, {1: "a"}, {}, "x"])
+        data = {**lab, "baseUrl": text(), "directories": [text(), '"files": {}'],
+                "files": files}
+        if rng.random() < 0.1:
+            data["extra"] = {"files": {}}
+        assert family.manifest_json(data) == canonical_json(data)

@@ -8,11 +8,14 @@ network namespace and curl fetches each node's files by MAC; GRUB's own parser
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,8 @@ from clirun import helper_on_debian
 from netns import netns
 
 from generator.environment import load_environment
-from generator.families import Pins, pxe
-from generator.model import Environment
+from generator.families import Pins, common, escape, pxe
+from generator.model import Environment, Node
 from generator.profiles import DEBIAN12, EL9
 from generator.tree import Tree
 
@@ -322,3 +325,134 @@ def test_every_nic_of_a_two_nic_node_is_pinned(repo: Path) -> None:
     args = pxe.kernel_args(env, env.services.pxe, worker)  # type: ignore[arg-type]
     assert [a for a in args if a.startswith("ifname=")] == [
         f"ifname=ens3:{worker.nics[0].mac}", f"ifname=ens4:{worker.nics[1].mac}"]
+
+
+# --- the fast path (pxe.BootFiles) is the general path ---------------------------------
+
+HOSTILE = ["", " ", "a b", "a\nb", "a:b", "a;b", "a$b", "a#b", "ä", "a\u2028b", "a'b", "a\"b",
+           "a\\b", "x" * 70, "ok-name", "ok.name", "-lead", "a{b}"]
+
+
+def _node_variants(env: Environment, rng: random.Random) -> list[Node]:
+    """Each PXE node of the environment, then random nodes with one value or more replaced
+    by a hostile or unusual one (name, MAC, interface, install dev, fqdn, role, NICs)."""
+    base = [n for n in env.nodes if n.boot == "pxe"]
+    out = list(base)
+    for k in range(400):
+        node = rng.choice(base)
+        nic = node.nic
+        for _ in range(rng.randint(1, 3)):
+            what = rng.randrange(8)
+            value = rng.choice(HOSTILE)
+            if what == 0:
+                node = replace(node, name=value or f"n{k}",
+                               fqdn=f"{value or f'n{k}'}.{env.cluster.domain}")
+            elif what == 1:
+                nic = replace(nic, mac=rng.choice([value, "52:54:00:AA:bb:0c",
+                                                   f"52:54:00:aa:bb:{k % 256:02x}"]))
+            elif what == 2:
+                nic = replace(nic, interface=rng.choice([value, "ens3", "eth1", "enp1s0"]))
+            elif what == 3:
+                node = replace(node, install_dev=rng.choice([value, None, "/dev/sdb"]))
+            elif what == 4:
+                cut = len(node.name)
+                node = replace(node, fqdn=node.fqdn[:cut] + rng.choice(["\n", "'", "."])
+                               + rng.choice([env.cluster.domain, value]))
+            elif what == 5:
+                node = replace(node, role=rng.choice([value, "worker", "master"]))
+            elif what == 6:
+                second = replace(nic, interface=rng.choice([value, "ens4"]),
+                                 mac=rng.choice([value, "52:54:00:00:00:01"]))
+                node = replace(node, nics=(nic, second))
+            else:
+                nic = replace(nic, ip=IPv4Address(rng.randrange(1 << 32)))
+        out.append(replace(node, nics=(nic, *node.nics[1:])))
+    return out
+
+
+def _general(env: Environment, nodes: list[Node]) -> list[object]:
+    """What render wrote before pxe.BootFiles: per node its files, up to the first refusal."""
+    service = env.services.pxe
+    assert service is not None
+    shared = pxe._shared(env, service)
+    out: list[object] = []
+    try:
+        for node in nodes:
+            args = pxe.kernel_args(env, service, node, shared)
+            mac = pxe.dashed(pxe._mac(env, node))
+            out.append((mac, pxe.pxelinux_cfg(env, node, args, shared),
+                        pxe.grub_cfg(env, node, args, shared),
+                        pxe.ipxe_script(env, node, args, shared)))
+    except escape.UnsafeValue as error:
+        out.append((error.field, error.message, error.hint))
+    return out
+
+
+def _fast(env: Environment, nodes: list[Node]) -> list[object]:
+    service = env.services.pxe
+    assert service is not None
+    files = pxe.BootFiles(env, service, pxe._shared(env, service))
+    files.proven = True  # the fast path alone, not its check against the general one
+    out: list[object] = []
+    try:
+        out.extend(files.of(node) for node in nodes)
+    except escape.UnsafeValue as error:
+        out.append((error.field, error.message, error.hint))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_boot_files_are_the_general_paths(seed: int) -> None:
+    """Random sequences of hostile and plain nodes, in environments whose constants (the
+    service's interface and install device, the IP mode, the rootfs mode, the nodes' domain)
+    vary too: the same files, and the same first refusal at the same node."""
+    rng = random.Random(seed)
+    env = model("env/lab")
+    variants = _node_variants(env, rng)
+    service = env.services.pxe
+    assert service is not None
+    rootfs = ["live", "image"] if common.metal_image(env) else ["live"]
+    refused = equal = 0
+    for trial in range(150):
+        svc = replace(service, ip_mode=rng.choice(["static", "dhcp"]),
+                      rootfs=rng.choice(rootfs),
+                      interface=rng.choice(["ens3", "ens3", "eth0", rng.choice(HOSTILE)]),
+                      install_dev=rng.choice(["/dev/vda", "/dev/vda", rng.choice(HOSTILE)]))
+        nodes = rng.sample(variants, rng.randint(1, 8))
+        if trial % 3 == 0:  # plain nodes only: whole sequences of files compared
+            nodes = variants[:6]
+        domain = rng.choice([None] * 3 + ["bad domain", "a..b", "other.example."])
+        if domain is not None:  # every node's domain, as expand writes the cluster's
+            nodes = [replace(n, fqdn=f"{n.name}.{domain}") for n in nodes]
+        others = tuple(n for n in env.nodes if n.boot != "pxe")  # the helper serves HTTP
+        trial_env = replace(env, nodes=others + tuple(nodes),
+                            services=replace(env.services, pxe=svc))
+        general = _general(trial_env, nodes)
+        assert _fast(trial_env, nodes) == general
+        refused += isinstance(general[-1], tuple) and len(general[-1]) == 3
+        equal += sum(isinstance(g, tuple) and len(g) == 4 for g in general)
+    assert refused > 20 and equal > 100  # both outcomes were exercised
+
+
+def test_render_checks_its_fast_path_against_the_general_one(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A change to the general path that the fast one misses stops the render."""
+    env = model("env/lab")
+    general = pxe.grub_cfg
+    monkeypatch.setattr(pxe, "grub_cfg", lambda *args: general(*args).replace(b"=0", b"=1"))
+    with pytest.raises(AssertionError, match="differ from the general path"):
+        pxe.render(env, Pins())
+
+
+def test_grub_chain_of_the_render_is_the_general_one() -> None:
+    """render writes grub.cfg from the MACs it checked (dashed, lower case): the same bytes
+    as grub_chain of the nodes, upper-case MACs included."""
+    from generator.families import ignition
+
+    env = model("env/lab")
+    nodes = tuple(replace(n, nics=(replace(n.nic, mac=n.nic.mac.upper()), *n.nics[1:]))
+                  if i % 2 else n for i, n in enumerate(env.nodes))
+    env = replace(env, nodes=nodes)
+    tree = pxe.render(env, Pins())
+    assert any(c.isupper() for n in nodes for c in n.nic.mac)
+    assert tree[f"{GRUB}/grub.cfg"] == pxe.grub_chain(env, ignition.coreos_nodes(env))

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import NamedTuple
 
 from generator.errors import UserError
 from generator.families import Pins, escape
-from generator.families.common import COREOS_FLAVOURS, load_balancer_ip, retired
+from generator.families.common import COREOS_FLAVOURS, address, load_balancer_ip, retired
 from generator.model import DnsService, Environment
 from generator.tree import Tree, lines
 
@@ -42,8 +42,8 @@ SOA_TIMERS = (3600, 900, 1209600, 300)
 MAX_REVERSE_ZONES = 256
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+# A NamedTuple, not a frozen dataclass: built ~2x faster (20,000 at 10,000 nodes).
+class Record(NamedTuple):
     """One resource record in zone-file terms: `name` is relative to the zone origin ("@" is
     the apex), and names inside `value` are relative too unless they end with a dot."""
 
@@ -70,13 +70,13 @@ def render(env: Environment, pins: Pins) -> Tree:
 
 def forward_records(env: Environment) -> tuple[Record, ...]:
     """Every record of the cluster domain, in a stable order (nodes first)."""
-    records = [Record(node.name, "A", str(node.ip), ("nodes", i, "name"))
+    records = [Record(node.name, "A", address(node.ip), ("nodes", i, "name"))
                for i, node in enumerate(env.nodes) if not retired(env, node)]
     lb = load_balancer_ip(env)
     if lb is not None:
         records += [Record(name, "A", str(lb)) for name in ("api", "api-int", "*.apps")]
     masters = env.nodes_with_role("master")
-    records += [Record(f"etcd-{i}", "A", str(n.ip)) for i, n in enumerate(masters)]
+    records += [Record(f"etcd-{i}", "A", address(n.ip)) for i, n in enumerate(masters)]
     records += [Record(ETCD_SRV, "SRV", f"0 10 {ETCD_PORT} etcd-{i}")
                 for i in range(len(masters))]
     registry = _registry_name(env)
@@ -130,11 +130,12 @@ def reverse_records(env: Environment) -> dict[str, tuple[Record, ...]]:
     for ip, fqdn, field in named:
         # Blocks are octet-aligned, so the zone of `ip` in a block of `prefix` is its own
         # leading octets reversed: reverse_zone_name of that block, without building it.
-        octets = str(ip).split(".")
+        octets = address(ip).split(".")
         for prefix in prefixes:
             zone = ".".join(reversed(octets[: prefix // 8])) + ".in-addr.arpa"
-            if zone in zones:
-                zones[zone].append(Record(_ptr_owner(ip, prefix), "PTR", fqdn + ".", field))
+            if zone in zones:  # the owner name, relative to the zone: the other octets
+                owner = ".".join(reversed(octets[prefix // 8:]))
+                zones[zone].append(Record(owner, "PTR", fqdn + ".", field))
                 break
     return {zone: tuple(records) for zone, records in zones.items()}
 
@@ -148,12 +149,6 @@ def _vip_names(env: Environment) -> list[tuple[IPv4Address, str]]:
     if any(nic.ip == haproxy.address for node in env.nodes for nic in node.nics):
         return []
     return [(haproxy.address, "api"), (haproxy.address, "api-int")]
-
-
-def _ptr_owner(ip: IPv4Address, prefix: int) -> str:
-    """The PTR owner name relative to the reverse zone of `prefix` bits."""
-    octets = str(ip).split(".")[prefix // 8:]
-    return ".".join(reversed(octets))
 
 
 def serial(records: tuple[Record, ...]) -> int:
@@ -247,9 +242,15 @@ def zone_text(zone: str, records: tuple[Record, ...], nameserver: str, domain: s
         f"@\tIN\tSOA\t{nameserver}. hostmaster.{domain}. "
         f"({serial(records)} {refresh} {retry} {expire} {negative})",
         f"@\tIN\tNS\t{nameserver}.",
-        *(f"{_owner(r, ZONE_FILE)}\tIN\t{_type(r, ZONE_FILE)}\t{_zone_value(r)}"
-          for r in records),
+        *(_zone_line(r) for r in records),
     )
+
+
+def _zone_line(record: Record) -> str:
+    """One record's line, its owner, type and value checked (and escaped) for a zone file."""
+    if escape.plain_record(record.type, record.name, record.value):
+        return f"{record.name}\tIN\t{record.type}\t{record.value}"
+    return f"{_owner(record, ZONE_FILE)}\tIN\t{_type(record, ZONE_FILE)}\t{_zone_value(record)}"
 
 
 ZONE_FILE = "a zone file"
@@ -272,18 +273,23 @@ def _field(record: Record, key: str) -> escape.FieldPath:
     return record.field or _CLUSTER_DOMAIN
 
 
+# The record's fields are given as functions: looked up only when a value is refused (three
+# checks per record, ~20,000 records in a 10,000-node zone set).
+
+
 def _owner(record: Record, language: str) -> str:
-    return escape.domain(record.name, _field(record, "name"), language)
+    return escape.domain(record.name, lambda: _field(record, "name"), language)
 
 
 def _type(record: Record, language: str) -> str:
-    return escape.record_type(record.type, _field(record, "type"), language)
+    return escape.record_type(record.type, lambda: _field(record, "type"), language)
 
 
 def _zone_value(record: Record) -> str:
     if record.type == "TXT":
-        return escape.txt(record.value, _field(record, "value"))
-    return escape.record_value(record.type, record.value, _field(record, "value"), ZONE_FILE)
+        return escape.txt(record.value, lambda: _field(record, "value"))
+    return escape.record_value(record.type, record.value, lambda: _field(record, "value"),
+                               ZONE_FILE)
 
 
 # --- dnsmasq ----------------------------------------------------------------------------

@@ -115,22 +115,26 @@ _DOMAIN = re.compile(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
 
 def name(value: str, field: Field, language: str) -> str:
     """A node, interface or artifact name written bare: letters, digits and `._-`."""
+    if _NAME.fullmatch(value) is not None:
+        return value  # the common case, one regex scan: a match holds no control character
     line(value, field, language)
-    if _NAME.fullmatch(value) is None:
-        bad = next((c for c in value if not (c.isascii() and (c.isalnum() or c in "_.-"))),
-                   value[:1] or "")
-        raise refuse(field, _describe(bad) if bad else "nothing in it", language, HINT_WORD)
-    return value
+    bad = next((c for c in value if not (c.isascii() and (c.isalnum() or c in "_.-"))),
+               value[:1] or "")
+    raise refuse(field, _describe(bad) if bad else "nothing in it", language, HINT_WORD)
 
 
 def domain(value: str, field: Field, language: str) -> str:
     """A DNS name (relative or absolute, `*.` wildcard allowed) or `@`."""
+    if _is_domain(value):
+        return value  # the common case, one regex scan: a match holds no control character
     line(value, field, language)
-    if value == "@" or (_DOMAIN.fullmatch(value) is not None and len(value) <= 254):
-        return value
     bad = next((c for c in value if not (c.isascii() and (c.isalnum() or c in "_.-*"))), "")
     _raise(field, _describe(bad) if bad else "a malformed DNS name", language,
                   "use a DNS name: labels of letters, digits, '-' and '_' joined by dots")
+
+
+def _is_domain(value: str) -> bool:
+    return value == "@" or (len(value) <= 254 and _DOMAIN.fullmatch(value) is not None)
 
 
 def _raise(field: Field, what: str, language: str, hint: str) -> NoReturn:
@@ -218,6 +222,12 @@ def record_type(value: str, field: Field, language: str) -> str:
 
 def record_value(rtype: str, value: str, field: Field, language: str) -> str:
     """The RDATA of a non-TXT record, checked to be exactly one value of its type."""
+    # The common cases (a node's A and PTR records), one regex scan: a match holds no
+    # control character, so `line` below could not have refused it.
+    if rtype == "A" and _DOTTED_QUAD.fullmatch(value) is not None:
+        return value
+    if rtype in ("CNAME", "PTR", "NS") and _is_domain(value):
+        return value
     line(value, field, language)
     parts = value.split(" ")
     try:
@@ -240,6 +250,17 @@ def record_value(rtype: str, value: str, field: Field, language: str) -> str:
                           f"written into {language}",
                           f"write one {rtype} value, e.g. {_EXAMPLES.get(rtype, '...')}") from None
     return value
+
+
+def plain_record(rtype: str, owner: str, value: str) -> bool:
+    """True when `domain(owner)`, `record_type(rtype)` and `record_value(rtype, value)` would
+    all return their value as it is (an A or name-valued record a node gives the zone): a
+    zone writes it without the three calls, which are most of a 10,000-node zone's time."""
+    if not _is_domain(owner):
+        return False
+    if rtype == "A":
+        return _DOTTED_QUAD.fullmatch(value) is not None
+    return rtype in ("CNAME", "PTR", "NS") and _is_domain(value)
 
 
 # A subset of what IPv4Address accepts: four ASCII decimal octets, 0-255, no leading zero.

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generator.families import escape
-from generator.families.common import COREOS_FLAVOURS, retired
+from generator.families.common import COREOS_FLAVOURS, address, retired
 from generator.model import Environment, HaproxyService, Node
 from generator.tree import Tree, lines
 
@@ -98,10 +98,15 @@ def config(env: Environment, service: HaproxyService) -> bytes:
                       ("ingressNodePorts", service.ingress_https_port)):
         escape.number(port, ("services", "haproxy", key), "an HAProxy config")
     index = {n.name: i for i, n in enumerate(env.nodes)}
+    # A node serves in up to four proxies: its name is checked, and its `server` words
+    # written, once.
+    servers: dict[str, str] = {}
     for proxy in proxies(env, service):
         for node in (*proxy.nodes, *proxy.backups):
-            escape.haproxy_word(node.name, ("nodes", index[node.name], "name"))
-        parts += _proxy(proxy, balance)
+            if node.name not in servers:
+                escape.haproxy_word(node.name, ("nodes", index[node.name], "name"))
+                servers[node.name] = f"    server {node.name} {address(node.ip)}:"
+        parts += _proxy(proxy, balance, servers)
     return lines(*parts)
 
 
@@ -144,7 +149,8 @@ def _stats(service: HaproxyService) -> list[str]:
             ""]
 
 
-def _proxy(proxy: Proxy, balance: str) -> list[str]:
+def _proxy(proxy: Proxy, balance: str, servers: dict[str, str]) -> list[str]:
+    """A frontend and its backend; `servers`: each node's `    server <name> <ip>:`."""
     out = [f"# {proxy.comment}",
            f"frontend {proxy.name}",
            f"    bind *:{proxy.port}",
@@ -163,7 +169,7 @@ def _proxy(proxy: Proxy, balance: str) -> list[str]:
                 "    option log-health-checks",
                 f"    timeout check {API_CHECK_TIMEOUT}"]
         check = API_CHECK
-    out += [f"    server {n.name} {n.ip}:{proxy.server_port} {check}" for n in proxy.nodes]
-    out += [f"    server {n.name} {n.ip}:{proxy.server_port} {check} backup"
-            for n in proxy.backups]
+    port_check = f"{proxy.server_port} {check}"
+    out += [servers[n.name] + port_check for n in proxy.nodes]
+    out += [f"{servers[n.name]}{port_check} backup" for n in proxy.backups]
     return [*out, ""]

@@ -17,6 +17,7 @@ Two files under `hosts/<http host>/http/`:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from generator.families import Pins, common, escape, ignition
@@ -36,7 +37,47 @@ def render(env: Environment, pins: Pins) -> Tree:
         return {}
     base = f"hosts/{service.host}/http"
     return {f"{base}/httpd.conf": config(env, service),
-            f"{base}/manifest.json": canonical_json(manifest(env, pins))}
+            f"{base}/manifest.json": manifest_json(manifest(env, pins))}
+
+
+def manifest_json(data: dict[str, Any]) -> bytes:
+    """`canonical_json(data)`, its `files` (one entry per node: ~80% of the http family's
+    time at 10,000 nodes in the general encoder) encoded by `_flat_entries_json`."""
+    files = _flat_entries_json(data["files"])
+    if files is None or any(type(v) is dict for k, v in data.items() if k != "files"):
+        return canonical_json(data)
+    # "files" is the only key whose value is a dict, so its text is the only `"files": {}`
+    # outside a string (inside one, the quotes would be escaped).
+    text = canonical_json({**data, "files": {}}).decode()
+    return text.replace('"files": {}', f'"files": {files}', 1).encode()
+
+
+def _flat_entries_json(files: dict[str, Any]) -> str | None:
+    """The canonical JSON of a top-level key's value that maps names to flat dicts of
+    strings (sorted keys, 2-space indent; tests/test_http.py compares it with the
+    encoder's), or None when it is something else."""
+    if not files or not all(type(k) is str for k in files):
+        return None
+    inner, entry_inner = "\n    ", "\n      "
+    entries = []
+    for name in sorted(files):
+        entry = files[name]
+        if type(entry) is not dict or not entry:
+            return None
+        fields = []
+        try:  # keys are unique: only they are compared, and only str keys are written
+            items = sorted(entry.items()) if len(entry) > 1 else entry.items()
+        except TypeError:
+            return None
+        for key, value in items:
+            if type(key) is not str or type(value) is not str:
+                return None
+            fields.append(f"{entry_inner}{_quote(key)}: {_quote(value)}")
+        entries.append(f"{inner}{_quote(name)}: {{{','.join(fields)}{inner}}}")
+    return "{" + ",".join(entries) + "\n  }"
+
+
+_quote = json.encoder.encode_basestring  # what canonical_json writes a string with
 
 
 def config(env: Environment, service: HttpService) -> bytes:

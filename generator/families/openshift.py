@@ -96,7 +96,8 @@ def _cluster_network(net: Any) -> dict[str, Any]:
 def machine_networks(env: Environment) -> list[str]:
     """CIDRs of the networks the cluster nodes are addressed on (their primary NIC)."""
     nodes: tuple[Node, ...] = env.nodes_with_role("bootstrap", "master", "worker")
-    return sorted({str(env.network(n.nic.network).cidr) for n in nodes})
+    # Each network once, not once per node: finding and formatting it is ~5 µs.
+    return sorted({str(env.network(name).cidr) for name in {n.nic.network for n in nodes}})
 
 
 def pull_secret(env: Environment) -> str:
