@@ -180,7 +180,8 @@ def test_configs_composed_from_shared_parts_are_the_whole_configs_bytes(
 # Values a node's own files are made of, awkward for a path, a keyfile or JSON.
 HOSTILE_INTERFACES = ["ens3", "ens4", "", ".", "..", "a b", "a/b", "../x", "x/..", "é", "a\nb",
                       "%", '"', "\\", "a\tb", "-x", "_x.y-z", "x" * 300, "ens3\n", "@:+"]
-HOSTILE_MACS = ["52:54:00:aa:bb:cc", "52:54:00:AA:BB:CC", "zz", "52:54:00:aa:bb:cc\n", ""]
+HOSTILE_MACS = ["52:54:00:aa:bb:cc", "52:54:00:AA:BB:CC", "zz", "52:54:00:aa:bb:cc\n", "",
+                "fF:eE:dD:cC:bB:aA", "00:00:00:00:00:09", "52-54-00-aa-bb-cc", "52:54:00:aa:bb:c%"]
 HOSTILE_NAMES = ["worker1", "w", "a b", "w.x", "ü", "w\n", "-", "_w"]
 
 

@@ -196,9 +196,11 @@ def _keyfile_url(env: Environment, nic: Nic, primary: bool) -> str:
     the parts all NICs of an interface name, or of a network, share are encoded once."""
     net = env.network(nic.network)
     interface = _keyfile_interface(env, nic)
-    mac = _keyfile_mac(env, nic)
-    return (_percent_shared(_KEYFILE_HEAD % interface) + _percent(mac.encode())
-            + _KEYFILE_MIDDLE + _percent(f"{nic.ip}/{net.cidr.prefixlen}".encode())
+    # Percent-encoded by hand: a MAC escape.mac passed is hex digits and colons, an IPv4
+    # address digits and dots, so ':' and '/' are their only bytes quote() changes.
+    mac = _keyfile_mac(env, nic).replace(":", "%3A")
+    return (_percent_shared(_KEYFILE_HEAD % interface) + mac + _KEYFILE_MIDDLE
+            + str(nic.ip) + "%2F" + str(net.cidr.prefixlen)
             + _percent_shared("\n" + _keyfile_tail(env, net, primary)))
 
 
