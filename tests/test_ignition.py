@@ -402,8 +402,9 @@ def test_data_url_is_urllib_quote_exactly() -> None:
 
 
 def test_the_files_rule_is_per_item_so_one_batch_check_is_every_nodes() -> None:
-    """ignition.check validates every node's own files in one array; that equals checking
-    each node's alone only while the schema's storage.files rule holds each item alone."""
+    """ignition.check holds each of a node's own files to the `file` rule alone (one
+    (path, mode) at a time); that equals checking them together only while the schema's
+    storage.files rule holds each item alone (no uniqueItems, no count)."""
     files = ignition._schema(ignition.DEFAULT_SPEC)["properties"]["storage"]["properties"]["files"]
     assert set(files) == {"items", "type"}
     good = ignition._file("/etc/hostname", b"a\n", 0o644)

@@ -84,6 +84,8 @@ def check(env: Environment) -> list[Problem]:
     passed: dict[int, bytes] = {}
     shared: dict[tuple[str, str], _Shared] = {}  # (role, primary network) -> its parts
     nodes = coreos_nodes(env)  # PXE nodes: pxe.check refuses them without services.http
+    # Every node's files first: an unsafe value is refused (UnsafeValue) before any schema
+    # problem is reported, whichever node holds it.
     owns = [_own_files(env, node) for node in nodes]
     for node, own in zip(nodes, owns, strict=True):
         known = shared.get((node.role, node.nic.network))
@@ -231,11 +233,6 @@ def _fragment(encoded: str, path: str, mode: int) -> str:
     """The file `_file(path, content, mode)` whose data URL is "data:," + `encoded`, as
     canonical_json encodes it among storage.files (the keys in sorted order)."""
     return _FRAGMENT_START + _quote("data:," + encoded) + _fragment_end(path, mode)
-
-
-def _file_fragment(file: dict[str, Any]) -> str:
-    """A file built by `_file`, as canonical_json encodes it among storage.files."""
-    return _fragment(file["contents"]["source"][len("data:,"):], file["path"], file["mode"])
 
 
 def _checked_configs(env: Environment, spec: str) -> dict[int, bytes]:
