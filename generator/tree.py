@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, cast
 
 
@@ -130,3 +130,15 @@ def check_path(path: str) -> None:
     framed = f"/{path}/"
     if "//" in framed or "/./" in framed or "/../" in framed:
         raise ValueError(f"unsafe rendered path: {path!r}")
+
+
+def paths_are_safe(paths: Collection[str]) -> bool:
+    """True exactly when `check_path` passes every one of `paths`, in one scan of them all.
+
+    Why: 60,000 calls at 10,000 nodes. The paths are framed like check_path's and joined
+    by a NUL, which none of the three patterns holds: a match lies inside one path's own
+    frame, and every frame is in the joined text."""
+    if not paths:
+        return True
+    framed = "/" + "/\x00/".join(paths) + "/"
+    return "//" not in framed and "/./" not in framed and "/../" not in framed

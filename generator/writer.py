@@ -256,11 +256,16 @@ def _create_all(dirs: _Dirs, out: Path, tree: Tree) -> None:
     umask = _umask()
     exact = umask is not None and umask & 0o755 == 0
     path = ""
+    # The tree is sorted, so a directory's files come together: its descriptor is looked
+    # up once per run of them, not per file (60,000 files at 10,000 nodes).
+    folder, folder_fd = "", dirs.root_fd
     try:
         for path, content in tree.items():
             parent, _, name = path.rpartition("/")
+            if parent != folder:
+                folder, folder_fd = parent, dirs.open(parent, create=True)
             mode = 0o755 if isinstance(content, Executable) else 0o644
-            fd = os.open(name, NEW_FLAGS, mode, dir_fd=dirs.open(parent, create=True))
+            fd = os.open(name, NEW_FLAGS, mode, dir_fd=folder_fd)
             try:
                 written = os.write(fd, content)
                 if written < len(content):

@@ -9,6 +9,7 @@ import json
 import random
 import shutil
 import subprocess
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -17,9 +18,9 @@ import pytest
 
 from generator.errors import UserError
 from generator.families import Pins, ignition
-from generator.model import Environment, Nic
+from generator.model import Environment, Nic, Node
 from generator.pipeline import render_environment
-from generator.tree import canonical_json
+from generator.tree import canonical_json, canonical_json_fragment
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_NODES = ("bootstrap", "master0", "master1", "master2", "worker0", "worker1")
@@ -166,32 +167,94 @@ def test_configs_composed_from_shared_parts_are_the_whole_configs_bytes(
     composed = 0
     for node in ignition.coreos_nodes(lab):
         config = ignition.build_config(lab, node, Pins(), ignition.DEFAULT_SPEC)
-        own = ignition._node_files(lab, node)
+        own = ignition._own_files(lab, node)
         key = (node.role, node.nic.network)
         if key in shared:
             assert shared[key].compose(own) == canonical_json(config), node.name
             composed += 1
         else:
-            shared[key] = ignition._Shared.of(config, len(own), canonical_json(config))
+            shared[key] = ignition._Shared.of(config, own, canonical_json(config))
     assert composed >= 3  # master1, master2, worker1 share their role's parts
 
 
-def test_a_later_node_of_a_role_still_has_its_own_files_schema_checked(
-        lab: Environment) -> None:
-    """Only the parts a role shares are checked once; each node's own files go through the
-    schema's file rule, and a path written twice is never composed."""
+# Values a node's own files are made of, awkward for a path, a keyfile or JSON.
+HOSTILE_INTERFACES = ["ens3", "ens4", "", ".", "..", "a b", "a/b", "../x", "x/..", "é", "a\nb",
+                      "%", '"', "\\", "a\tb", "-x", "_x.y-z", "x" * 300, "ens3\n", "@:+"]
+HOSTILE_MACS = ["52:54:00:aa:bb:cc", "52:54:00:AA:BB:CC", "zz", "52:54:00:aa:bb:cc\n", "",
+                "fF:eE:dD:cC:bB:aA", "00:00:00:00:00:09", "52-54-00-aa-bb-cc", "52:54:00:aa:bb:c%"]
+HOSTILE_NAMES = ["worker1", "w", "a b", "w.x", "ü", "w\n", "-", "_w"]
+
+
+def _with_node(lab: Environment, name: str, node: Node) -> Environment:
+    return dataclasses.replace(lab, nodes=tuple(node if n.name == name else n
+                                                for n in lab.nodes))
+
+
+def _outcome(build: Callable[[], object]) -> object:
+    try:
+        return build()
+    except UserError as refused:
+        return (type(refused), refused.message, refused.hint, getattr(refused, "field", None))
+
+
+def test_own_files_are_the_node_files(lab: Environment) -> None:
+    """`_own_files` (check's fast path) against `_node_files` (the dicts every config is
+    built from) on hostile names, interfaces and MACs, one or two NICs: the same refusal,
+    or the same (path, mode) and canonical_json text of every file; and a group's parts
+    accept exactly the nodes whose files pass the schema's `file` rule without a path
+    written twice, composing canonical_json's bytes of their whole config."""
     worker0, worker1 = lab.node("worker0"), lab.node("worker1")
     config = ignition.build_config(lab, worker0, Pins(), ignition.DEFAULT_SPEC)
-    own = ignition._node_files(lab, worker0)
-    shared = ignition._Shared.of(config, len(own), canonical_json(config))
-    theirs = ignition._node_files(lab, worker1)
-    assert shared.accepts(theirs)
-    relative = [{**theirs[0], "path": "etc/hostname"}, *theirs[1:]]
-    spaced = [{**theirs[0], "contents": {"source": "data:,a b"}}, *theirs[1:]]
-    twice = [*theirs, theirs[-1]]
-    unknown = [{**theirs[0], "owner": "core"}, *theirs[1:]]
-    for broken in (relative, spaced, twice, unknown):
-        assert not shared.accepts(broken), broken
+    shared = ignition._Shared.of(config, ignition._own_files(lab, worker0),
+                                 canonical_json(config))
+    rng = random.Random(7)
+    cases = [(i, m, n, s) for i in HOSTILE_INTERFACES for m in HOSTILE_MACS[:2]
+             for n in HOSTILE_NAMES[:2] for s in (None, "ens3", "ens4")]
+    cases += [(rng.choice(HOSTILE_INTERFACES), rng.choice(HOSTILE_MACS),
+               rng.choice(HOSTILE_NAMES), rng.choice([None, *HOSTILE_INTERFACES]))
+              for _ in range(400)]
+    accepted = refused = rejected = 0
+    for interface, mac, name, second in cases:
+        nics = (dataclasses.replace(worker1.nic, interface=interface, mac=mac),)
+        if second is not None:
+            nics += (Nic(network="lan", mac="52:54:00:aa:bb:cd",
+                         ip=IPv4Address("192.168.20.201"), interface=second),)
+        node = dataclasses.replace(worker1, name=name, fqdn=f"{name}.{lab.cluster.domain}",
+                                   nics=nics)
+        env = _with_node(lab, "worker1", node)
+        files = _outcome(lambda: ignition._node_files(env, node))  # noqa: B023
+        own = _outcome(lambda: ignition._own_files(env, node))  # noqa: B023
+        if not isinstance(files, list):
+            assert own == files, (interface, mac, name, second)
+            refused += 1
+            continue
+        assert isinstance(own, ignition._Own)
+        assert own.keys == tuple((f["path"], f["mode"]) for f in files)
+        assert own.fragments == tuple(canonical_json_fragment(f, ignition._FILES)
+                                      for f in files)
+        paths = [f["path"] for f in files] + list(shared.paths)
+        valid = (len(set(paths)) == len(paths)
+                 and ignition._files_problem(files) is None)
+        assert shared.accepts(own) == valid, (interface, mac, name, second)
+        if valid:
+            whole = ignition.build_config(env, node, Pins(), ignition.DEFAULT_SPEC)
+            assert shared.compose(own) == canonical_json(whole)
+            accepted += 1
+        else:
+            rejected += 1
+    assert accepted and refused and rejected  # every branch was taken
+
+
+def test_every_data_url_passes_the_source_rule() -> None:
+    """`_Own` checks a file's (path, mode) only: whatever the content, its data URL passes
+    the schema's `source` rule (percent-encoding leaves no whitespace)."""
+    rng = random.Random(21)
+    samples = [bytes(range(256)), "\u2028\u00a0\u3000\x85 \t\r\n\x0b\x0c".encode()]
+    samples += [bytes(rng.randrange(256) for _ in range(rng.randrange(64))) for _ in range(2000)]
+    for sample in samples:
+        assert ignition._files_problem([ignition._file("/etc/x", sample, 0o600)]) is None
+    assert ignition._files_problem([ignition._file("/etc/x", b"", 0o600)
+                                    | {"contents": {"source": "data:,a b"}}]) is not None
 
 
 def test_ssh_keys_are_markers_for_core(lab: Environment, lab_ignition: dict[str, bytes]) -> None:
@@ -339,8 +402,9 @@ def test_data_url_is_urllib_quote_exactly() -> None:
 
 
 def test_the_files_rule_is_per_item_so_one_batch_check_is_every_nodes() -> None:
-    """ignition.check validates every node's own files in one array; that equals checking
-    each node's alone only while the schema's storage.files rule holds each item alone."""
+    """ignition.check holds each of a node's own files to the `file` rule alone (one
+    (path, mode) at a time); that equals checking them together only while the schema's
+    storage.files rule holds each item alone (no uniqueItems, no count)."""
     files = ignition._schema(ignition.DEFAULT_SPEC)["properties"]["storage"]["properties"]["files"]
     assert set(files) == {"items", "type"}
     good = ignition._file("/etc/hostname", b"a\n", 0o644)

@@ -139,6 +139,31 @@ def test_first_write_is_staged_whole_with_exact_modes(tmp_path: Path, umask: int
     assert staging_beside(out) == [] and not list(out.rglob("*.gen-tmp"))
 
 
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_first_write_of_a_wide_tree_puts_every_file_in_its_directory(
+        tmp_path: Path, order: str) -> None:
+    """The first write keeps one directory's descriptor while its files come in a row:
+    with more directories than the descriptor cache holds (it is emptied on the way),
+    directories revisited after a subdirectory, files at the top after directories, and
+    the tree in any order, every file lands in its own directory with its mode."""
+    import random
+
+    tree: dict[str, bytes] = {}
+    for i in range(writer._Dirs.LIMIT * 2 + 3):
+        tree[f"d{i % 40}/s{i}/f"] = f"{i}\n".encode()
+        tree[f"d{i % 40}/s{i}.x"] = Executable(f"#{i}\n".encode()) if i % 7 == 0 else b"x"
+        tree[f"d{i % 40}/s{i}/deeper/g"] = b"g"
+    tree |= {"top": b"t", "d0/z": b"z"}
+    paths = sorted(tree)
+    if order == "shuffled":
+        random.Random(3).shuffle(paths)
+    out = tmp_path / "out"
+    write_tree(out, {p: tree[p] for p in paths}, "lab")
+    assert read_tree(out) == {p: bytes(c) for p, c in tree.items()}
+    modes = {p: stat.S_IMODE(m) for p, (_, _, m) in state(out).items() if p != MARKER}
+    assert modes == {p: 0o755 if isinstance(c, Executable) else 0o644 for p, c in tree.items()}
+
+
 def test_failed_first_write_leaves_no_output_and_no_staging(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(UserError, match="cannot write .*z.txt/inner: Not a directory"):

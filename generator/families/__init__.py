@@ -10,7 +10,7 @@ one line in `descriptors()` (docs/architecture.md, "Adding a family or a provide
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from types import ModuleType
@@ -20,7 +20,7 @@ from generator.errors import InvalidInput, Location, Problem
 from generator.loader import FieldPath
 from generator.model import Environment
 from generator.profiles import ServiceSpec
-from generator.tree import Tree, check_path
+from generator.tree import Tree, check_path, paths_are_safe
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,14 +244,28 @@ def render_all(env: Environment, pins: Pins, only: tuple[str, ...] = (),
 
 
 def _render_all(env: Environment, pins: Pins, only: tuple[str, ...]) -> Tree:
+    return merge_trees((family.name, family.render(env, pins)) for family in descriptors()
+                       if not only or family.name in only)
+
+
+def merge_trees(trees: Iterable[tuple[str, Tree]]) -> Tree:
+    """The families' trees, by name, merged and sorted by path; an unsafe path (check_path)
+    or two families writing one path is refused at the first such path in their order."""
     tree: Tree = {}
-    for family in descriptors():
-        name = family.name
-        if only and name not in only:
-            continue
-        for path, content in family.render(env, pins).items():
-            check_path(path)
-            if path in tree:
-                raise AssertionError(f"families collide on {path} ({name})")
-            tree[path] = content
-    return dict(sorted(tree.items()))
+    for name, rendered in trees:
+        # One scan of the family's paths and one set test, not 60,000 of each at 10,000
+        # nodes; when either finds something, the path-by-path loop refuses the same path
+        # the same way.
+        if not paths_are_safe(rendered) or not tree.keys().isdisjoint(rendered):
+            _merge_one_by_one(tree, name, rendered)
+        tree.update(rendered)
+    # Sorting the keys alone takes half the time of sorting (key, content) pairs.
+    return {path: tree[path] for path in sorted(tree)}
+
+
+def _merge_one_by_one(tree: Tree, name: str, rendered: Tree) -> None:
+    for path, content in rendered.items():
+        check_path(path)
+        if path in tree:
+            raise AssertionError(f"families collide on {path} ({name})")
+        tree[path] = content

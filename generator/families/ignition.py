@@ -84,14 +84,12 @@ def check(env: Environment) -> list[Problem]:
     passed: dict[int, bytes] = {}
     shared: dict[tuple[str, str], _Shared] = {}  # (role, primary network) -> its parts
     nodes = coreos_nodes(env)  # PXE nodes: pxe.check refuses them without services.http
-    owns = [_node_files(env, node) for node in nodes]
-    # The schema's rule for storage.files is per item (no uniqueItems, no count), so every
-    # node's own files passing in one array is each node's passing in its own: one
-    # validator call, not one per node. When one fails, each node is checked alone.
-    each_passes = _files_problem([file for own in owns for file in own]) is None
+    # Every node's files first: an unsafe value is refused (UnsafeValue) before any schema
+    # problem is reported, whichever node holds it.
+    owns = [_own_files(env, node) for node in nodes]
     for node, own in zip(nodes, owns, strict=True):
         known = shared.get((node.role, node.nic.network))
-        if known is not None and known.accepts(own, each_passes):
+        if known is not None and known.accepts(own):
             passed[id(node)] = known.compose(own)
             continue
         config = build_config(env, node, Pins(), DEFAULT_SPEC)
@@ -101,7 +99,7 @@ def check(env: Environment) -> list[Problem]:
             passed[id(node)] = canonical_json(config)
             if known is None:
                 shared[(node.role, node.nic.network)] = _Shared.of(
-                    config, len(own), passed[id(node)])
+                    config, own, passed[id(node)])
         # A path written twice can only be two NICs on one interface name, which the
         # semantic rule check_interfaces reports at the NIC; not reported twice here.
         problems += [Problem(message, where, hint) for message, hint in found
@@ -131,48 +129,110 @@ class _Shared:
     Everything in a config but `_node_files` comes from the role, the environment and the
     primary network (`_ignition_section`, `_passwd`, `_time_files`), so it is the same in
     every config of the group: the first whole config of the group passed the schema, and
-    each later node's own files are schema-checked (`_files_problem`). The schema holds
-    every field to its own rule (no rule spans two files), so both together are the whole
-    config's check. The encoding is proven too: the first config, composed from these
-    parts, must give canonical_json's exact bytes."""
+    each later node's own files are held to the schema's `file` rule (`_Own`). The schema
+    holds every field to its own rule (no rule spans two files), so both together are the
+    whole config's check. The encoding is proven too: the first config, composed from these
+    parts and its node's `_Own` fragments, must give canonical_json's exact bytes."""
 
     head: str  # the encoded config up to its first file
     tail: tuple[str, ...]  # the shared files (after the node's own), encoded
     paths: tuple[str, ...]  # their paths, for the "written twice" rule
 
     @classmethod
-    def of(cls, config: dict[str, Any], own: int, encoded: bytes) -> _Shared:
+    def of(cls, config: dict[str, Any], own: _Own, encoded: bytes) -> _Shared:
         head = "{" + _TOP + '"ignition": ' + canonical_json_fragment(config["ignition"], _TOP)
         if "passwd" in config:
             head += "," + _TOP + '"passwd": ' + canonical_json_fragment(config["passwd"], _TOP)
-        files = config["storage"]["files"]
+        files = config["storage"]["files"][len(own.keys):]
         parts = cls(head + _FILES_OPEN,
-                    tuple(canonical_json_fragment(f, _FILES) for f in files[own:]),
-                    tuple(f["path"] for f in files[own:]))
-        if parts.compose(files[:own]) != encoded:
+                    tuple(canonical_json_fragment(f, _FILES) for f in files),
+                    tuple(f["path"] for f in files))
+        if parts.compose(own) != encoded:
             raise AssertionError("an Ignition config composed from its parts differs")
         return parts
 
-    def accepts(self, own: list[dict[str, Any]], files_pass: bool = False) -> bool:
-        """`own` files complete a valid config of this group; `files_pass`: they are known
-        to pass the schema's `file` rule already."""
-        paths = [f["path"] for f in own] + list(self.paths)
-        return len(set(paths)) == len(paths) and (files_pass or _files_problem(own) is None)
+    def accepts(self, own: _Own) -> bool:
+        """`own` files complete a valid config of this group: no path written twice, and
+        each file passes the schema's `file` rule."""
+        paths = [path for path, _ in own.keys] + list(self.paths)
+        return len(set(paths)) == len(paths) and all(map(_file_rule_passes, own.keys))
 
-    def compose(self, own: list[dict[str, Any]]) -> bytes:
-        files = [_file_fragment(f) for f in own]
-        files += self.tail
-        return (self.head + ("," + _FILES).join(files) + _FILES_CLOSE).encode()
+    def compose(self, own: _Own) -> bytes:
+        return (self.head + ("," + _FILES).join([*own.fragments, *self.tail])
+                + _FILES_CLOSE).encode()
 
 
-def _file_fragment(file: dict[str, Any]) -> str:
-    """A file built by `_file`, as canonical_json encodes it among storage.files (the
-    keys in sorted order); `_Shared.of` compares one of each group with canonical_json."""
+@dataclass(frozen=True, slots=True)
+class _Own:
+    """A node's own files (`_node_files`) as `check` needs them: each file's (path, mode)
+    and its canonical_json text among storage.files.
+
+    Why not the dicts: building 20,000 file dicts, schema-checking each and encoding it was
+    most of a 10,000-node `check`. Every file here is (path, mode, overwrite, a data URL),
+    and a data URL is `data:,` and percent-encoded bytes, which never holds whitespace, so
+    it passes the `source` rule whatever the content (test_every_data_url_passes_the_
+    source_rule): the `file` rule is decided by (path, mode), checked once per pair
+    (`_file_rule_passes`). The fragments are proven against canonical_json by `_Shared.of`
+    on each group's first node, and against `_node_files` on hostile values by
+    test_own_files_are_the_node_files."""
+
+    keys: tuple[tuple[str, int], ...]  # (path, mode) of each file, in `_node_files` order
+    fragments: tuple[str, ...]
+
+
+def _own_files(env: Environment, node: Node) -> _Own:
+    """`_node_files(env, node)` as an `_Own`: the same values escaped in the same order
+    (so the same refusal), encoded straight to text."""
+    keys = [("/etc/hostname", MODE_PUBLIC)]
+    fragments = [_fragment(_percent(lines(_hostname(env, node))), "/etc/hostname", MODE_PUBLIC)]
+    for index, nic in enumerate(node.nics):
+        path = f"/etc/NetworkManager/system-connections/{nic.interface}.nmconnection"
+        keys.append((path, MODE_PRIVATE))
+        fragments.append(_fragment(_keyfile_url(env, nic, index == 0), path, MODE_PRIVATE))
+    return _Own(tuple(keys), tuple(fragments))
+
+
+def _keyfile_url(env: Environment, nic: Nic, primary: bool) -> str:
+    """`data_url(nm_keyfile(env, nic, primary))` without its "data:,", by parts: the
+    encoding is per byte, so encoding the parts and joining them is encoding the whole;
+    the parts all NICs of an interface name, or of a network, share are encoded once."""
+    net = env.network(nic.network)
+    interface = _keyfile_interface(env, nic)
+    # Percent-encoded by hand: a MAC escape.mac passed is hex digits and colons, an IPv4
+    # address digits and dots, so ':' and '/' are their only bytes quote() changes.
+    mac = _keyfile_mac(env, nic).replace(":", "%3A")
+    return (_percent_shared(_KEYFILE_HEAD % interface) + mac + _KEYFILE_MIDDLE
+            + str(nic.ip) + "%2F" + str(net.cidr.prefixlen)
+            + _percent_shared("\n" + _keyfile_tail(env, net, primary)))
+
+
+@functools.lru_cache(maxsize=256)
+def _percent_shared(text: str) -> str:
+    return _percent(text.encode())
+
+
+@functools.lru_cache(maxsize=256)
+def _file_rule_passes(key: tuple[str, int]) -> bool:
+    """A file at `key`'s (path, mode) holding any data URL passes the schema's `file`
+    rule (see `_Own`); "data:," stands for every data URL."""
+    path, mode = key
+    return _files_problem([_file(path, b"", mode)]) is None
+
+
+@functools.lru_cache(maxsize=256)
+def _fragment_end(path: str, mode: int) -> str:
     inner = _FILES + "  "
-    return ("{" + inner + '"contents": {' + inner + '  "source": '
-            + _quote(file["contents"]["source"]) + inner + "}," + inner
-            + f'"mode": {file["mode"]:d},' + inner + '"overwrite": true,' + inner
-            + '"path": ' + _quote(file["path"]) + _FILES + "}")
+    return (inner + "}," + inner + f'"mode": {mode:d},' + inner + '"overwrite": true,' + inner
+            + '"path": ' + _quote(path) + _FILES + "}")
+
+
+_FRAGMENT_START = "{" + _FILES + '  "contents": {' + _FILES + '    "source": '
+
+
+def _fragment(encoded: str, path: str, mode: int) -> str:
+    """The file `_file(path, content, mode)` whose data URL is "data:," + `encoded`, as
+    canonical_json encodes it among storage.files (the keys in sorted order)."""
+    return _FRAGMENT_START + _quote("data:," + encoded) + _fragment_end(path, mode)
 
 
 def _checked_configs(env: Environment, spec: str) -> dict[int, bytes]:
@@ -316,6 +376,11 @@ _UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.
 _PERCENT = tuple(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256))
 
 
+def _percent(content: bytes) -> str:
+    """`data_url(content)` without its "data:,", uncached: for a node's own values."""
+    return "".join(map(_PERCENT.__getitem__, content))
+
+
 @functools.lru_cache(maxsize=1024)  # the lines shared by many files stay; per-node ones pass
 def _percent_line(line: bytes) -> str:
     return "".join(map(_PERCENT.__getitem__, line))
@@ -330,14 +395,23 @@ def nm_keyfile(env: Environment, nic: Nic, primary: bool) -> bytes:
     the live initramfs), and a name that does not match leaves the node without network.
     """
     net = env.network(nic.network)
-    # A keyfile is an INI file: a line break in a value would add keys or sections.
-    interface = escape.name(nic.interface, lambda: next(
-        ("nodes", i, "nics", j, "interface") for i, n in enumerate(env.nodes)
-        for j, x in enumerate(n.nics) if x is nic), KEYFILE)
+    interface = _keyfile_interface(env, nic)
     return (f"[connection]\nid={interface}\ntype=ethernet\nautoconnect=true\n\n"
             f"[ethernet]\nmac-address={_keyfile_mac(env, nic)}\n\n"
             f"[ipv4]\nmethod=manual\naddress1={nic.ip}/{net.cidr.prefixlen}\n"
             + _keyfile_tail(env, net, primary)).encode()
+
+
+# nm_keyfile's text around a NIC's own values, for `_keyfile_url`.
+_KEYFILE_HEAD = "[connection]\nid=%s\ntype=ethernet\nautoconnect=true\n\n[ethernet]\nmac-address="
+_KEYFILE_MIDDLE = _percent(b"\n\n[ipv4]\nmethod=manual\naddress1=")
+
+
+def _keyfile_interface(env: Environment, nic: Nic) -> str:
+    # A keyfile is an INI file: a line break in a value would add keys or sections.
+    return escape.name(nic.interface, lambda: next(
+        ("nodes", i, "nics", j, "interface") for i, n in enumerate(env.nodes)
+        for j, x in enumerate(n.nics) if x is nic), KEYFILE)
 
 
 # The last environment's keyfile tails by (network, primary). One slot, by identity:
