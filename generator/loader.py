@@ -787,20 +787,28 @@ def _replay_role_defaults(replay: Callable[[], Document]) -> Document:
     return doc
 
 
-def _fill_role_defaults(data: Any) -> None:
-    """What _apply_role_defaults_eager does to the data, without positions."""
+def _nodes_with_roles(data: Any) -> list[tuple[int, dict[str, Any], str, dict[str, Any]]]:
+    """(index, node, role, that role's defaults) for each node whose role has defaults; a
+    node or role of the wrong type is skipped (the schema reports it)."""
     if not isinstance(data, dict):
-        return
+        return []
     roles, nodes = data.get("roles"), data.get("nodes")
     if not isinstance(roles, dict) or not isinstance(nodes, list):
-        return
-    for node in nodes:
+        return []
+    found: list[tuple[int, dict[str, Any], str, dict[str, Any]]] = []
+    for index, node in enumerate(nodes):
         role = node.get("role") if isinstance(node, dict) else None
-        if not isinstance(role, str):  # the schema reports it
+        if not isinstance(role, str):
             continue
         defaults = roles.get(role)
-        if not isinstance(defaults, dict):
-            continue
+        if isinstance(defaults, dict):
+            found.append((index, node, role, defaults))
+    return found
+
+
+def _fill_role_defaults(data: Any) -> None:
+    """What _apply_role_defaults_eager does to the data, without positions."""
+    for _, node, _, defaults in _nodes_with_roles(data):
         for key, value in defaults.items():
             if key not in node:  # most defaults are scalars: no call to copy them
                 node[key] = value if value.__class__ in _SCALARS else _copy(value)
@@ -808,22 +816,10 @@ def _fill_role_defaults(data: Any) -> None:
 
 def _apply_role_defaults_eager(doc: Document) -> None:
     """apply_role_defaults with the positions of the defaults recorded now."""
-    data = doc.data
-    if not isinstance(data, dict):
-        return
-    roles, nodes = data.get("roles"), data.get("nodes")
-    if not isinstance(roles, dict) or not isinstance(nodes, list):
-        return
     # the positions of each role's defaults, found once, not once per node
     default_positions: dict[tuple[str, str], list[tuple[FieldPath, tuple[str, int, int]]]] = {}
     positions = doc.positions
-    for index, node in enumerate(nodes):
-        role = node.get("role") if isinstance(node, dict) else None
-        if not isinstance(role, str):  # the schema reports it
-            continue
-        defaults = roles.get(role)
-        if not isinstance(defaults, dict):
-            continue
+    for index, node, role, defaults in _nodes_with_roles(doc.data):
         for key, value in defaults.items():
             if key not in node:
                 node[key] = _copy(value)

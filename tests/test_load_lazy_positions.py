@@ -282,25 +282,21 @@ def test_stale_positions_after_overlay_replacement_alike(monkeypatch: pytest.Mon
     node with no role) through both paths, the blueprint side deeper than known_depth."""
     from test_load_fast_paths import MERGE_BASE, MERGE_ENV
 
-    def merged() -> Document:
-        doc = deep_merge(load_yaml(MERGE_BASE, "bp.yaml"), load_yaml(MERGE_ENV, "env.yaml"),
-                         consume=consume)
-        apply_role_defaults(doc)
-        return doc
+    def merged(env_text: str) -> Callable[[], Document]:
+        def merge() -> Document:
+            doc = deep_merge(load_yaml(MERGE_BASE, "bp.yaml"), load_yaml(env_text, "env.yaml"),
+                             consume=consume)
+            apply_role_defaults(doc)
+            return doc
+        return merge
 
-    lazy, eager = _both(monkeypatch, merged)
+    lazy, eager = _both(monkeypatch, merged(MERGE_ENV))
     _assert_alike(lazy, eager)
     assert ("keep", "me") not in eager["positions"]
     plain_base = MERGE_ENV.replace(" &m", "").replace("*m", "{k: v}")  # no alias: lazy
     monkeypatch.setattr(loader, "LAZY_FROM_BYTES", 0)
     assert load_yaml(plain_base, "env.yaml").known_depth == loader.KNOWN_DEPTH
 
-    def merged_plain() -> Document:
-        doc = deep_merge(load_yaml(MERGE_BASE, "bp.yaml"), load_yaml(plain_base, "env.yaml"),
-                         consume=consume)
-        apply_role_defaults(doc)
-        return doc
-
-    lazy, eager = _both(monkeypatch, merged_plain)
+    lazy, eager = _both(monkeypatch, merged(plain_base))
     assert lazy["depth"] == loader.KNOWN_DEPTH
     _assert_alike(lazy, eager)
