@@ -8,9 +8,12 @@ from the namespace, and DNSSEC validation is off, so nothing leaves the machine.
 
 from __future__ import annotations
 
+import os
 import random
+import select
 import string
 import subprocess
+import time
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -73,8 +76,19 @@ def install_bind(tree: Tree, env: Environment, dest: Path) -> Path:
     return conf
 
 
-def start_bind(ns: Netns, conf: Path) -> None:
-    ns.popen(["named", "-g", "-c", conf])
+def start_bind(ns: Netns, conf: Path, timeout: float = 60) -> None:
+    """Start named in the foreground and wait until it says every zone is loaded: it
+    listens before it has loaded them all (a /16 has 256 reverse zones), and a query for a
+    zone still loading is refused, so a loaded machine made the PTR test fail at random."""
+    proc = ns.popen(["named", "-g", "-c", conf])
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    log, deadline = b"", time.monotonic() + timeout
+    while b"all zones loaded" not in log:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"named did not load its zones: {log.decode()[-2000:]}")
+        select.select([proc.stdout], [], [], 0.2)
+        log += proc.stdout.read() or b""
     ns.wait_port(53, "udp")
 
 
