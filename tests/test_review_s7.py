@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import test_validation as runner
 from clirun import gen
+from ruamel.yaml import YAML
 
 from generator import loader
 
@@ -121,3 +124,28 @@ def test_padding_past_the_lazy_threshold_changes_nothing(tmp_path: Path, old: st
     assert small[0] in (0, 1), small
     assert large[:3] == small[:3]
     assert large[3] == small[3]
+
+
+# Every case of the two bad-input corpora (tests/bad/cases.yaml, tests/hostile/input.yaml),
+# its env.yaml padded past the threshold: the very stderr lines the corpus expects.
+_HOSTILE = Path(__file__).resolve().parent / "hostile" / "input.yaml"
+_CORPUS = runner.CASES + YAML(typ="safe", pure=True).load(_HOSTILE.read_text())
+
+
+@pytest.mark.parametrize("case", _CORPUS, ids=[c["id"] for c in _CORPUS])
+def test_bad_input_corpora_padded_past_the_lazy_threshold(case: dict[str, Any],
+                                                          repo: Path) -> None:
+    runner.trim(repo)
+    runner.apply_edits(repo, case)
+    env_file = repo / "environments" / case.get("env", "lab") / "env.yaml"
+    content = env_file.read_bytes()
+    if len(content) >= loader.LAZY_FROM_BYTES:
+        pytest.skip("already past the threshold")
+    text = content.decode("utf-8", errors="replace")
+    env_file.write_bytes(content + _padding(text).encode())
+    proc = runner.run_gen(repo, "validate", f"env/{case.get('env', 'lab')}")
+    out, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert err.splitlines() == case["stderr"]
+    assert proc.returncode == 1
+    assert out == ""
