@@ -71,7 +71,8 @@ CASES = [
     ("missing-nics", LAB, "{name: worker0, role: worker, hypervisor: hv1}"),
     ("role-defaults-invalid", "services:\n", "roles:\n  worker: {memory: 1MiB, disks: [{name: "
      "root, size: 1GiB}, {name: root, size: 2GiB}]}\nservices:\n"),
-    ("role-defaults-schema", "services:\n", "roles:\n  worker: {vcpu: 2000, bogus: 1}\nservices:\n"),
+    ("role-defaults-schema", "services:\n",
+     "roles:\n  worker: {vcpu: 2000, bogus: 1}\nservices:\n"),
     ("overlay-replaces-blueprint", "services:\n  dns:\n    provider: bind\n",
      "services:\n  dhcp: [kea]\n  dns:\n    provider: bind\n"),
     ("overlay-scalar-for-mapping", "services:\n  dns:\n    provider: bind\n",
