@@ -129,7 +129,7 @@ REFUSED = [
      "    rhcos-live-kernel:\n      url: \"ftp://evil.example/x\"\n",
      "environments/lab/env.yaml:65:12: at artifacts.os.rhcos-live-kernel.url: 'ftp://evil."
      "example/x' is not a URL (write an http:// or https:// URL, or file://PATH relative to "
-     "the environment's folder)"),
+     "the environment's folder, in printable ASCII (percent-encode any other character))"),
     # -- loader limits --------------------------------------------------------------------
     ("loader", "yaml-python-object-tag", "services:\n",
      "services:\n  pxe: !!python/object/apply:os.system [\"touch /tmp/gen-adv-pwn\"]\n",
