@@ -20,26 +20,6 @@ def retired(env: Environment, node: Node) -> bool:
     return env.cluster.bootstrap_complete and node.role == "bootstrap"
 
 
-def address(ip: IPv4Address) -> str:
-    """`str(ip)`, remembered by the address's integer: ipaddress formats an address anew on
-    every str() (~3 µs, ~5 µs in an f-string), and a 10,000-node render writes each node's
-    address in DNS, PTR, DHCP, HAProxy and PXE files (~100,000 times, ~0.3 s)."""
-    if type(ip) is not IPv4Address:  # an IPv6Address's integer could name an IPv4 text
-        return str(ip)
-    key = int(ip)
-    text = _ADDRESS_TEXT.get(key)
-    if text is None:
-        if len(_ADDRESS_TEXT) >= 1 << 17:
-            _ADDRESS_TEXT.clear()
-        # str(ip) exactly (tests/test_escape_fast.py), in a third of its time
-        text = _ADDRESS_TEXT[key] = f"{key >> 24}.{key >> 16 & 255}.{key >> 8 & 255}.{key & 255}"
-    return text
-
-
-# IPv4 address as an integer -> its dotted-quad text (bounded, cleared when full).
-_ADDRESS_TEXT: dict[int, str] = {}
-
-
 def service_ip(env: Environment, host: str) -> IPv4Address:
     """The primary address of the node that runs a service."""
     return env.node(host).ip

@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any, NamedTuple
 
 from generator.families import Pins, escape
-from generator.families.common import address, dns_server, retired
+from generator.families.common import dns_server, retired
 from generator.model import DhcpService, Environment
 from generator.tree import Tree, canonical_json, lines
 
@@ -121,7 +121,7 @@ def _dhcpd_host(r: Reservation) -> str:
     name = escape.name(r.name, lambda: (*r.field[:2], "name"), DHCPD)
     mac = escape.mac(r.mac, lambda: (*r.field, "mac"), DHCPD)
     fqdn = escape.dhcpd_string(r.fqdn, lambda: (*r.field[:2], "name"))
-    return (f"\nhost {name} {{\n  hardware ethernet {mac};\n  fixed-address {address(r.ip)};\n"
+    return (f"\nhost {name} {{\n  hardware ethernet {mac};\n  fixed-address {str(r.ip)};\n"
             f"  option host-name {fqdn};\n}}")
 
 
@@ -163,7 +163,7 @@ def kea_config(subnet: Subnet, dhcp: DhcpService) -> dict[str, Any]:
             "boot-file-name": _kea_file(dhcp.bios_file, BIOS_FILE),
             "option-data": options,
             "pools": pool,
-            "reservations": [{"hw-address": r.mac, "ip-address": address(r.ip),
+            "reservations": [{"hw-address": r.mac, "ip-address": str(r.ip),
                               "hostname": r.fqdn} for r in subnet.reservations],
         }],
         "loggers": [{"name": "kea-dhcp4", "severity": "INFO",
@@ -206,7 +206,7 @@ def dnsmasq_conf(env: Environment, subnet: Subnet, dhcp: DhcpService, shared: bo
         f"dhcp-boot=tag:!efi,{escape.dnsmasq_field(dhcp.bios_file, BIOS_FILE)},,"
         f"{subnet.next_server}",
         "dhcp-ignore=tag:!known" if dhcp.deny_unknown_clients else None,
-        *(f"dhcp-host={escape.mac(r.mac, (*r.field, 'mac'), escape.DNSMASQ)},{address(r.ip)},"
+        *(f"dhcp-host={escape.mac(r.mac, (*r.field, 'mac'), escape.DNSMASQ)},{str(r.ip)},"
           f"{escape.name(r.name, (*r.field[:2], 'name'), escape.DNSMASQ)}"
           for r in subnet.reservations),
     )

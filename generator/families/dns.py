@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from generator.errors import UserError
 from generator.families import Pins, escape
-from generator.families.common import COREOS_FLAVOURS, address, load_balancer_ip, retired
+from generator.families.common import COREOS_FLAVOURS, load_balancer_ip, retired
 from generator.model import DnsService, Environment
 from generator.tree import Tree, lines
 
@@ -70,13 +70,13 @@ def render(env: Environment, pins: Pins) -> Tree:
 
 def forward_records(env: Environment) -> tuple[Record, ...]:
     """Every record of the cluster domain, in a stable order (nodes first)."""
-    records = [Record(node.name, "A", address(node.ip), ("nodes", i, "name"))
+    records = [Record(node.name, "A", str(node.ip), ("nodes", i, "name"))
                for i, node in enumerate(env.nodes) if not retired(env, node)]
     lb = load_balancer_ip(env)
     if lb is not None:
         records += [Record(name, "A", str(lb)) for name in ("api", "api-int", "*.apps")]
     masters = env.nodes_with_role("master")
-    records += [Record(f"etcd-{i}", "A", address(n.ip)) for i, n in enumerate(masters)]
+    records += [Record(f"etcd-{i}", "A", str(n.ip)) for i, n in enumerate(masters)]
     records += [Record(ETCD_SRV, "SRV", f"0 10 {ETCD_PORT} etcd-{i}")
                 for i in range(len(masters))]
     registry = _registry_name(env)
@@ -130,7 +130,7 @@ def reverse_records(env: Environment) -> dict[str, tuple[Record, ...]]:
     for ip, fqdn, field in named:
         # Blocks are octet-aligned, so the zone of `ip` in a block of `prefix` is its own
         # leading octets reversed: reverse_zone_name of that block, without building it.
-        octets = address(ip).split(".")
+        octets = str(ip).split(".")
         for prefix in prefixes:
             zone = ".".join(reversed(octets[: prefix // 8])) + ".in-addr.arpa"
             if zone in zones:  # the owner name, relative to the zone: the other octets

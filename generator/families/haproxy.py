@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generator.families import escape
-from generator.families.common import COREOS_FLAVOURS, address, retired
+from generator.families.common import COREOS_FLAVOURS, retired
 from generator.model import Environment, HaproxyService, Node
 from generator.tree import Tree, lines
 
@@ -105,7 +105,7 @@ def config(env: Environment, service: HaproxyService) -> bytes:
         for node in (*proxy.nodes, *proxy.backups):
             if node.name not in servers:
                 escape.haproxy_word(node.name, ("nodes", index[node.name], "name"))
-                servers[node.name] = f"    server {node.name} {address(node.ip)}:"
+                servers[node.name] = f"    server {node.name} {str(node.ip)}:"
         parts += _proxy(proxy, balance, servers)
     return lines(*parts)
 

@@ -482,7 +482,7 @@ class BootFiles:
         if service.ip_mode == "dhcp":
             ip = f"ip={iface}:dhcp"
         else:
-            ip = f"ip={common.address(node.ip)}::{network}:{self.fqdn(node)}:{iface}:none"
+            ip = f"ip={str(node.ip)}::{network}:{self.fqdn(node)}:{iface}:none"
         return (f"{ifnames} {ip}{nameservers} coreos.inst.install_dev={self.install_dev(node)} "
                 f"{self.rootfs} coreos.inst.ignition_url={self.base}/ignition/{node.name}.ign "
                 f"{self.tail}")
